@@ -1,1 +1,21 @@
-#![doc = "placeholder"]
+//! The chat domain: accounts, conversations, messages and receipt watermarks, the rules
+//! that govern them, and the ports (traits) through which they reach storage and the
+//! outside world. No I/O, no web or database crate: adapters implement the ports.
+//!
+//! - [`services::AccountService`]: register, login, rotating refresh tokens.
+//! - [`services::ConversationService`]: direct and group conversations, membership rules.
+//! - [`services::MessageService`]: idempotent sends, history, read and delivered watermarks.
+
+pub mod auth;
+pub mod conversation;
+pub mod error;
+pub mod ids;
+pub mod limits;
+pub mod message;
+pub mod ports;
+pub mod services;
+pub mod user;
+
+pub use error::StorageError;
+pub use ids::{ConversationId, MessageId, TokenFamilyId, UserId};
+pub use limits::Limits;

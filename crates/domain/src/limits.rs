@@ -1,0 +1,22 @@
+//! Limits the domain enforces. All configurable; defaults follow the specification (section 8).
+
+/// Limits on what users may send and fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum message length in characters (Unicode scalar values).
+    pub max_content_chars: usize,
+    /// Maximum number of messages one history page may return.
+    pub max_page_size: u32,
+    /// Maximum number of members in a group, owner included.
+    pub max_group_members: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_content_chars: 4_000,
+            max_page_size: 100,
+            max_group_members: 1_000,
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Messages, their validated parts, and the status a sender sees.
+
+use crate::conversation::Participant;
+use crate::ids::{ConversationId, MessageId, UserId};
+use crate::user::InvalidField;
+use chrono::{DateTime, Utc};
+use std::str::FromStr;
+
+/// Message text: not blank, at most the configured number of characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageContent(String);
+
+impl MessageContent {
+    /// Validates content against `max_chars`. Content is kept as sent (not trimmed):
+    /// leading spaces and newlines can be meaningful in a message.
+    pub fn parse(raw: &str, max_chars: usize) -> Result<Self, InvalidField> {
+        if raw.trim().is_empty() {
+            return Err(InvalidField::new("content", "must not be blank"));
+        }
+        if raw.chars().count() > max_chars {
+            return Err(InvalidField::new(
+                "content",
+                format!("must be at most {max_chars} characters"),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// The sender's idempotency key for a message (seed 000's `temp_id`): 1 to 64 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientMsgId(String);
+
+impl ClientMsgId {
+    /// Longest key accepted.
+    pub const MAX_CHARS: usize = 64;
+
+    /// Validates a key.
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        let n = raw.chars().count();
+        if n == 0 || n > Self::MAX_CHARS {
+            return Err(InvalidField::new(
+                "temp_id",
+                format!("must be 1 to {} characters", Self::MAX_CHARS),
+            ));
+        }
+        if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(InvalidField::new(
+                "temp_id",
+                "must not contain spaces or control characters",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a message's content is. Only `text` is accepted from clients for now;
+/// `image`, `file`, `system` and `encrypted` come with the wider features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContentType {
+    /// Plain text, always rendered as text.
+    Text,
+}
+
+impl ContentType {
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+        }
+    }
+}
+
+impl FromStr for ContentType {
+    type Err = InvalidField;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Self::Text),
+            _ => Err(InvalidField::new("content_type", "must be \"text\"")),
+        }
+    }
+}
+
+/// A persisted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Message id (UUIDv7).
+    pub id: MessageId,
+    /// Conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// Position in the conversation: 1, 2, 3... with no gap.
+    pub seq: i64,
+    /// Author.
+    pub sender_id: UserId,
+    /// The sender's idempotency key, if one was given.
+    pub client_msg_id: Option<String>,
+    /// Text.
+    pub content: String,
+    /// Kind of content.
+    pub content_type: ContentType,
+    /// The message this one answers.
+    pub reply_to: Option<MessageId>,
+    /// When it was persisted.
+    pub created_at: DateTime<Utc>,
+    /// When it was last edited.
+    pub edited_at: Option<DateTime<Utc>>,
+    /// When it was deleted (a tombstone stays).
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// A message to persist. Storage assigns `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Id to give the message if it is new.
+    pub id: MessageId,
+    /// Conversation to append to.
+    pub conversation_id: ConversationId,
+    /// Author (already checked to be a participant).
+    pub sender_id: UserId,
+    /// Idempotency key: the same (sender, key) always yields the same single message.
+    pub client_msg_id: Option<ClientMsgId>,
+    /// Text.
+    pub content: MessageContent,
+    /// Kind of content.
+    pub content_type: ContentType,
+    /// Replied-to message (already checked to be in the same conversation).
+    pub reply_to: Option<MessageId>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewMessage {
+    /// Whether `existing` (found under the same sender and key) is a replay of this send,
+    /// rather than a reuse of the key for something else.
+    pub fn is_replayed_by(&self, existing: &Message) -> bool {
+        existing.conversation_id == self.conversation_id
+            && existing.content == self.content.as_str()
+            && existing.content_type == self.content_type
+    }
+}
+
+/// What appending one message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// A new message was committed with the next seq.
+    Created(Message),
+    /// The (sender, key) was already used for the same content in the same conversation:
+    /// this is the original message; nothing was written and no seq was used.
+    Replayed(Message),
+}
+
+impl AppendOutcome {
+    /// The message, new or original.
+    pub fn message(&self) -> &Message {
+        match self {
+            Self::Created(m) | Self::Replayed(m) => m,
+        }
+    }
+}
+
+/// Why one message of a batch was not appended (the others are unaffected).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendRejection {
+    /// The sender already used this key for different content or another conversation.
+    #[error("temp_id was already used for a different message")]
+    KeyReused,
+    /// The conversation does not exist (it may have been deleted meanwhile).
+    #[error("conversation not found")]
+    ConversationNotFound,
+}
+
+/// A message's delivery status as its sender sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MessageStatus {
+    /// Persisted.
+    Sent,
+    /// Every other participant has it.
+    Delivered,
+    /// Every other participant has read it.
+    Read,
+}
+
+impl MessageStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+        }
+    }
+
+    /// The aggregate status of message `seq` sent by `sender` over every other participant:
+    /// `read` once all have read it, `delivered` once all have it, else `sent`.
+    /// With no other participant (everyone else left) it stays `sent`.
+    pub fn aggregate(seq: i64, sender: UserId, participants: &[Participant]) -> Self {
+        let mut others = participants.iter().filter(|p| p.user_id != sender).peekable();
+        if others.peek().is_none() {
+            return Self::Sent;
+        }
+        let (mut all_read, mut all_delivered) = (true, true);
+        for p in others {
+            all_read &= p.read_seq >= seq;
+            all_delivered &= p.delivered_seq.max(p.read_seq) >= seq;
+        }
+        if all_read {
+            Self::Read
+        } else if all_delivered {
+            Self::Delivered
+        } else {
+            Self::Sent
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::Role;
+
+    fn member(user_id: UserId, delivered_seq: i64, read_seq: i64) -> Participant {
+        Participant {
+            conversation_id: ConversationId::new(),
+            user_id,
+            role: Role::Member,
+            joined_at: Utc::now(),
+            delivered_seq,
+            read_seq,
+        }
+    }
+
+    #[test]
+    fn blank_and_over_long_content_is_refused() {
+        assert!(MessageContent::parse("  \n\t", 10).is_err());
+        assert!(MessageContent::parse("ééééééééééé", 10).is_err());
+        assert_eq!(MessageContent::parse("éééééééééé", 10).unwrap().as_str(), "éééééééééé");
+    }
+
+    #[test]
+    fn temp_ids_are_one_to_sixty_four_printable_characters() {
+        assert!(ClientMsgId::parse("").is_err());
+        assert!(ClientMsgId::parse(&"a".repeat(65)).is_err());
+        assert!(ClientMsgId::parse("a b").is_err());
+        assert!(ClientMsgId::parse(&"a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn status_is_read_only_when_every_other_member_read_it() {
+        let sender = UserId::new();
+        let (b, c) = (UserId::new(), UserId::new());
+        let members = [member(sender, 5, 5), member(b, 5, 5), member(c, 5, 4)];
+        assert_eq!(MessageStatus::aggregate(5, sender, &members), MessageStatus::Delivered);
+        assert_eq!(MessageStatus::aggregate(4, sender, &members), MessageStatus::Read);
+        let members = [member(sender, 5, 5), member(b, 4, 3)];
+        assert_eq!(MessageStatus::aggregate(5, sender, &members), MessageStatus::Sent);
+    }
+
+    #[test]
+    fn a_message_with_no_one_else_left_stays_sent() {
+        let sender = UserId::new();
+        assert_eq!(MessageStatus::aggregate(1, sender, &[member(sender, 1, 1)]), MessageStatus::Sent);
+    }
+}

@@ -1,0 +1,278 @@
+//! The ports: what the domain needs from the outside world. Each adapter of a port
+//! passes the shared contract suite (`storage-contract` for the storage ports).
+//!
+//! All storage methods return [`StorageError`] only when the backing service failed;
+//! "not found" and "already exists" are ordinary results, named in each contract.
+
+use crate::auth::{AccessToken, ConsumeOutcome, NewRefreshToken};
+use crate::conversation::{
+    ConversationDetails, ConversationKind, ConversationSummary, GroupTitle, NewDirectConversation,
+    NewGroupConversation, Participant, Role,
+};
+use crate::error::StorageError;
+use crate::ids::{ConversationId, MessageId, TokenFamilyId, UserId};
+use crate::message::{AppendOutcome, AppendRejection, Message, NewMessage};
+use crate::user::{EmailAddress, NewUser, Password, User, UserCredentials};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// Why an account could not be inserted.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertUserError {
+    /// Another account has this email (emails arrive lower-cased, so this is case-insensitive).
+    #[error("email already registered")]
+    DuplicateEmail,
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Accounts.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Inserts an account. MUST return [`InsertUserError::DuplicateEmail`] when the email is
+    /// taken, also when two inserts race, and then change nothing.
+    async fn insert_user(&self, user: &NewUser) -> Result<User, InsertUserError>;
+
+    /// The account with this (normalised) email and its password hash, if any.
+    async fn credentials_by_email(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Option<UserCredentials>, StorageError>;
+
+    /// The account with this id, if any.
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StorageError>;
+
+    /// The accounts among `ids` that exist, in any order.
+    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StorageError>;
+
+    /// Accounts whose display name contains `query` or whose email starts with it,
+    /// case-insensitively, never `exclude`, ordered by display name then id, at most `limit`.
+    /// `query` is matched literally: `%` and `_` are not wildcards.
+    async fn search_users(
+        &self,
+        query: &str,
+        limit: u32,
+        exclude: UserId,
+    ) -> Result<Vec<User>, StorageError>;
+}
+
+/// Rotating refresh tokens, stored by hash.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync + 'static {
+    /// Stores a new live token.
+    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StorageError>;
+
+    /// Atomically marks the token with this hash used, if it is live at `now`.
+    /// Of several concurrent calls with one hash exactly one gets
+    /// [`ConsumeOutcome::Consumed`]; the others get [`ConsumeOutcome::AlreadyUsed`].
+    /// A used or revoked token gives `AlreadyUsed`; a live one past `expires_at`, `Expired`;
+    /// an unknown hash, `Unknown`.
+    async fn consume_refresh_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ConsumeOutcome, StorageError>;
+
+    /// Revokes every token of the family: none of them is `Consumed` afterwards.
+    async fn revoke_token_family(
+        &self,
+        family_id: TokenFamilyId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError>;
+}
+
+/// Conversations and membership.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ConversationStore: Send + Sync + 'static {
+    /// The direct conversation between `created_by` and `other`, made if the pair has none
+    /// (both as members); `true` when made now. Concurrent calls for A->B and B->A MUST end
+    /// with one conversation that both callers get.
+    async fn create_direct(
+        &self,
+        new: &NewDirectConversation,
+    ) -> Result<(ConversationDetails, bool), StorageError>;
+
+    /// Makes a group: the creator as owner, the others as members.
+    async fn create_group(
+        &self,
+        new: &NewGroupConversation,
+    ) -> Result<ConversationDetails, StorageError>;
+
+    /// The conversation with its members (oldest member first), if it exists.
+    async fn conversation(
+        &self,
+        id: ConversationId,
+    ) -> Result<Option<ConversationDetails>, StorageError>;
+
+    /// The membership of `user` in `id`, if a member.
+    async fn participant(
+        &self,
+        id: ConversationId,
+        user: UserId,
+    ) -> Result<Option<Participant>, StorageError>;
+
+    /// `user`'s conversations, newest activity first (`last_message_at`, else `created_at`;
+    /// ties by id, descending), only those of `kind` if given, `limit` from `offset`,
+    /// each with its newest message.
+    async fn list_conversations(
+        &self,
+        user: UserId,
+        kind: Option<ConversationKind>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<ConversationSummary>, StorageError>;
+
+    /// Adds `user` with `role`; its watermarks start at the conversation's `last_seq`
+    /// (nothing from before joining counts as unread). `false`, and no change, if already a member.
+    async fn add_participant(
+        &self,
+        id: ConversationId,
+        user: UserId,
+        role: Role,
+        joined_at: DateTime<Utc>,
+    ) -> Result<bool, StorageError>;
+
+    /// Removes `user`; `false` if not a member.
+    async fn remove_participant(&self, id: ConversationId, user: UserId)
+        -> Result<bool, StorageError>;
+
+    /// Changes a member's role (no effect for a non-member).
+    async fn set_role(&self, id: ConversationId, user: UserId, role: Role)
+        -> Result<(), StorageError>;
+
+    /// Sets a group's title.
+    async fn rename_conversation(
+        &self,
+        id: ConversationId,
+        title: &GroupTitle,
+    ) -> Result<(), StorageError>;
+
+    /// `(conversation, last_seq - read_seq)` for every conversation of `user`.
+    async fn unread_counts(&self, user: UserId)
+        -> Result<Vec<(ConversationId, i64)>, StorageError>;
+}
+
+/// Messages.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    /// Appends the batch in one transaction, results in input order. Each new message gets
+    /// its conversation's `last_seq + 1` (gap-free, also under concurrent batches and across
+    /// nodes), `last_seq`/`last_message_at` move, and the sender's delivered and read
+    /// watermarks move to it. A (sender, `client_msg_id`) already stored, or earlier in the
+    /// batch, gives [`AppendOutcome::Replayed`] with the original when
+    /// [`NewMessage::is_replayed_by`] holds, else [`AppendRejection::KeyReused`]; either way
+    /// nothing is written for it and no seq is used. On `Err`, nothing of the batch was committed.
+    async fn append_messages(
+        &self,
+        batch: &[NewMessage],
+    ) -> Result<Vec<Result<AppendOutcome, AppendRejection>>, StorageError>;
+
+    /// Messages of `id` with `seq < before_seq` (all if `None`), newest first, at most `limit`.
+    async fn messages_before(
+        &self,
+        id: ConversationId,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StorageError>;
+
+    /// Messages of `id` with `seq > after_seq`, oldest first, at most `limit`.
+    async fn messages_after(
+        &self,
+        id: ConversationId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StorageError>;
+
+    /// The message `message` if it belongs to `id`.
+    async fn message(
+        &self,
+        id: ConversationId,
+        message: MessageId,
+    ) -> Result<Option<Message>, StorageError>;
+}
+
+/// Moves one member's receipt watermarks forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatermarkUpdate {
+    /// Conversation.
+    pub conversation_id: ConversationId,
+    /// Member.
+    pub user_id: UserId,
+    /// New delivered watermark, if it moves.
+    pub delivered_seq: Option<i64>,
+    /// New read watermark, if it moves; read implies delivered.
+    pub read_seq: Option<i64>,
+}
+
+/// Receipt watermarks.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ReceiptStore: Send + Sync + 'static {
+    /// Applies every update in one transaction: `delivered_seq = max(delivered_seq,
+    /// delivered, read)`, `read_seq = max(read_seq, read)`; never backwards. Returns each
+    /// member's watermarks afterwards in input order, `None` for a non-member.
+    async fn advance_watermarks(
+        &self,
+        updates: &[WatermarkUpdate],
+    ) -> Result<Vec<Option<Participant>>, StorageError>;
+}
+
+/// Readiness of the store.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait StoreHealth: Send + Sync + 'static {
+    /// Succeeds when the store answers a trivial query.
+    async fn ping(&self) -> Result<(), StorageError>;
+}
+
+/// Everything a storage adapter implements.
+pub trait Storage:
+    UserStore + RefreshTokenStore + ConversationStore + MessageStore + ReceiptStore + StoreHealth
+{
+}
+
+impl<T> Storage for T where
+    T: UserStore + RefreshTokenStore + ConversationStore + MessageStore + ReceiptStore + StoreHealth
+{
+}
+
+/// Password hashing (argon2id in production).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync + 'static {
+    /// A PHC-format hash of `password` with a fresh salt.
+    async fn hash(&self, password: &Password) -> Result<String, StorageError>;
+    /// Whether `password` matches `hash`; `false` for a malformed hash.
+    async fn verify(&self, password: &Password, hash: &str) -> bool;
+}
+
+/// Signs access tokens.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+pub trait AccessTokenIssuer: Send + Sync + 'static {
+    /// A signed access token for `user`, valid from `now`.
+    fn issue(&self, user: UserId, now: DateTime<Utc>) -> Result<AccessToken, StorageError>;
+}
+
+/// The time, so tests can fix it.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+pub trait Clock: Send + Sync + 'static {
+    /// Now, in UTC.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock, to the microsecond (what every store keeps, so a value read back
+/// equals the value written).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        use chrono::SubsecRound;
+        Utc::now().trunc_subsecs(6)
+    }
+}

@@ -1,0 +1,67 @@
+//! The errors the services return. The server maps each variant to one HTTP status and one
+//! WebSocket `error` code, in one place.
+
+use crate::error::StorageError;
+use crate::user::InvalidField;
+
+/// Why an account operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A field is malformed (422).
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    /// Registration with an email that is taken (409).
+    #[error("email already registered")]
+    DuplicateEmail,
+    /// Unknown email or wrong password: deliberately one answer for both (401).
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// A refresh token that is unknown, expired, used or revoked (401).
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// The account behind a valid token no longer exists (401).
+    #[error("unknown user")]
+    UnknownUser,
+    /// A backing service failed (503).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Why a conversation or message operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// A field is malformed (422).
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    /// The caller is not a member of the conversation, or it does not exist: one answer for
+    /// both, so ids are never revealed (403).
+    #[error("not a participant of this conversation")]
+    NotParticipant,
+    /// The caller's role does not allow this (403).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// A named user does not exist (404).
+    #[error("user not found")]
+    UserNotFound,
+    /// A named message is not in this conversation (404).
+    #[error("message not found")]
+    MessageNotFound,
+    /// The user to remove is not a member (404).
+    #[error("user is not a member of this conversation")]
+    NotAMember,
+    /// The user to add is a member already (409).
+    #[error("user is already a member of this conversation")]
+    AlreadyMember,
+    /// The `temp_id` was used for different content or another conversation (409).
+    #[error("temp_id was already used for a different message")]
+    TempIdReused,
+    /// Only groups can be renamed, left, or have members added and removed (422).
+    #[error("only group conversations support this")]
+    NotAGroup,
+    /// The group would exceed the member limit (422).
+    #[error("group member limit of {0} reached")]
+    GroupFull(usize),
+    /// A backing service failed (503); nothing was changed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
