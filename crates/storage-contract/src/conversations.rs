@@ -1,0 +1,296 @@
+//! Contract of `ConversationStore`.
+
+use crate::fixtures::{direct, group, later, now, send, user};
+use crate::Store;
+use domain::conversation::{ConversationKind, GroupTitle, NewDirectConversation, Role};
+use domain::{ConversationId, UserId};
+
+/// Both users are members with zero watermarks; the pair gets a conversation once.
+pub async fn a_direct_conversation_makes_both_users_members(store: Store) {
+    let (a, b) = (user(&store, "A").await, user(&store, "B").await);
+    let new = NewDirectConversation {
+        id: ConversationId::new(),
+        created_by: a.id,
+        other: b.id,
+        created_at: now(),
+    };
+    let (details, created) = store.create_direct(&new).await.unwrap();
+    assert!(created);
+    assert_eq!(details.conversation.id, new.id);
+    assert_eq!(details.conversation.kind, ConversationKind::Direct);
+    assert_eq!(details.conversation.title, None);
+    assert_eq!(details.conversation.last_seq, 0);
+    assert_eq!(details.conversation.created_at, new.created_at);
+    let mut ids: Vec<UserId> = details
+        .participants
+        .iter()
+        .map(|p| p.participant.user_id)
+        .collect();
+    ids.sort();
+    let mut want = vec![a.id, b.id];
+    want.sort();
+    assert_eq!(ids, want);
+    for p in &details.participants {
+        assert_eq!(p.participant.role, Role::Member);
+        assert_eq!(
+            (p.participant.delivered_seq, p.participant.read_seq),
+            (0, 0)
+        );
+    }
+    let profile_b = details
+        .participants
+        .iter()
+        .find(|p| p.participant.user_id == b.id)
+        .unwrap();
+    assert_eq!(profile_b.display_name, "B");
+    assert_eq!(profile_b.email, b.email.as_str());
+    assert_eq!(store.conversation(new.id).await.unwrap(), Some(details));
+}
+
+/// A->B then B->A: the second answer is the first conversation, not created.
+pub async fn asking_for_b_to_a_after_a_to_b_returns_the_same_conversation(store: Store) {
+    let (a, b) = (user(&store, "A").await, user(&store, "B").await);
+    let first = direct(&store, &a, &b).await;
+    let (second, created) = store
+        .create_direct(&NewDirectConversation {
+            id: ConversationId::new(),
+            created_by: b.id,
+            other: a.id,
+            created_at: now(),
+        })
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(second.conversation.id, first.conversation.id);
+    assert_eq!(second.participants.len(), 2);
+}
+
+/// Simultaneous A->B and B->A end with one conversation, which everyone gets.
+pub async fn concurrent_a_to_b_and_b_to_a_end_in_one_conversation(store: Store) {
+    let (a, b) = (user(&store, "A").await, user(&store, "B").await);
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            let (me, other) = if i % 2 == 0 {
+                (a.id, b.id)
+            } else {
+                (b.id, a.id)
+            };
+            tokio::spawn(async move {
+                store
+                    .create_direct(&NewDirectConversation {
+                        id: ConversationId::new(),
+                        created_by: me,
+                        other,
+                        created_at: now(),
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut created = 0;
+    for t in tasks {
+        let (details, was_created) = t.await.unwrap().unwrap();
+        ids.push(details.conversation.id);
+        created += usize::from(was_created);
+        assert_eq!(details.participants.len(), 2);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one conversation for the pair");
+    assert_eq!(created, 1);
+    let listed = store.list_conversations(a.id, None, 0, 50).await.unwrap();
+    assert_eq!(listed.len(), 1);
+}
+
+/// Creator is owner; others are members; the title is kept.
+pub async fn a_group_has_its_creator_as_owner_and_the_others_as_members(store: Store) {
+    let (a, b, c) = (
+        user(&store, "A").await,
+        user(&store, "B").await,
+        user(&store, "C").await,
+    );
+    let g = group(&store, &a, &[&b, &c], "Team").await;
+    assert_eq!(g.conversation.kind, ConversationKind::Group);
+    assert_eq!(g.conversation.title.as_deref(), Some("Team"));
+    assert_eq!(g.conversation.created_by, a.id);
+    assert_eq!(g.participants.len(), 3);
+    assert_eq!(g.participant(a.id).unwrap().role, Role::Owner);
+    assert_eq!(g.participant(b.id).unwrap().role, Role::Member);
+    assert_eq!(g.participant(c.id).unwrap().role, Role::Member);
+    assert_eq!(
+        store
+            .participant(g.conversation.id, b.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .role,
+        Role::Member
+    );
+    assert_eq!(
+        store
+            .participant(g.conversation.id, UserId::new())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Unknown ids are `None`, not errors.
+pub async fn an_unknown_conversation_is_none(store: Store) {
+    assert_eq!(
+        store.conversation(ConversationId::new()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .participant(ConversationId::new(), UserId::new())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// A conversation with a new message moves to the top; the newest message rides along.
+pub async fn conversations_are_listed_newest_activity_first_with_their_last_message(store: Store) {
+    let (a, b, c) = (
+        user(&store, "A").await,
+        user(&store, "B").await,
+        user(&store, "C").await,
+    );
+    let ab = direct(&store, &a, &b).await;
+    let ac = direct(&store, &a, &c).await;
+    let team = group(&store, &a, &[&b], "Team").await;
+    // Creation order: ab, ac, team. Activity: a message in ab makes it newest.
+    send(&store, ab.conversation.id, b.id, "first").await;
+    let last = send(&store, ab.conversation.id, a.id, "second").await;
+
+    let list = store.list_conversations(a.id, None, 0, 50).await.unwrap();
+    let ids: Vec<ConversationId> = list.iter().map(|s| s.details.conversation.id).collect();
+    assert_eq!(
+        ids,
+        vec![ab.conversation.id, team.conversation.id, ac.conversation.id]
+    );
+    assert_eq!(list[0].last_message.as_ref(), Some(&last));
+    assert_eq!(list[0].details.conversation.last_seq, 2);
+    assert!(list[1].last_message.is_none());
+    assert_eq!(list[0].details.participants.len(), 2);
+    // Only the user's own conversations.
+    let for_c = store.list_conversations(c.id, None, 0, 50).await.unwrap();
+    assert_eq!(for_c.len(), 1);
+    assert_eq!(for_c[0].details.conversation.id, ac.conversation.id);
+}
+
+/// `kind` filters; `offset`/`limit` page.
+pub async fn the_list_filters_by_kind_and_pages(store: Store) {
+    let a = user(&store, "A").await;
+    let mut others = Vec::new();
+    for i in 0..3 {
+        others.push(user(&store, &format!("U{i}")).await);
+    }
+    for o in &others {
+        direct(&store, &a, o).await;
+    }
+    group(&store, &a, &[&others[0]], "G").await;
+    let groups = store
+        .list_conversations(a.id, Some(ConversationKind::Group), 0, 50)
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 1);
+    let directs = store
+        .list_conversations(a.id, Some(ConversationKind::Direct), 0, 50)
+        .await
+        .unwrap();
+    assert_eq!(directs.len(), 3);
+    let page1 = store.list_conversations(a.id, None, 0, 3).await.unwrap();
+    let page2 = store.list_conversations(a.id, None, 3, 3).await.unwrap();
+    assert_eq!(page1.len(), 3);
+    assert_eq!(page2.len(), 1);
+    assert!(page1
+        .iter()
+        .all(|s| s.details.conversation.id != page2[0].details.conversation.id));
+}
+
+/// Joining members start at `last_seq`; a second add is refused and changes nothing.
+pub async fn a_new_member_starts_with_nothing_unread_and_cannot_be_added_twice(store: Store) {
+    let (a, b, c) = (
+        user(&store, "A").await,
+        user(&store, "B").await,
+        user(&store, "C").await,
+    );
+    let g = group(&store, &a, &[&b], "G").await;
+    let id = g.conversation.id;
+    for i in 0..3 {
+        send(&store, id, a.id, &format!("m{i}")).await;
+    }
+    assert!(store
+        .add_participant(id, c.id, Role::Member, later(1))
+        .await
+        .unwrap());
+    let joined = store.participant(id, c.id).await.unwrap().unwrap();
+    assert_eq!((joined.delivered_seq, joined.read_seq), (3, 3));
+    assert_eq!(joined.role, Role::Member);
+    assert!(!store
+        .add_participant(id, c.id, Role::Admin, later(2))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.participant(id, c.id).await.unwrap().unwrap().role,
+        Role::Member
+    );
+    let unread = store.unread_counts(c.id).await.unwrap();
+    assert_eq!(unread, vec![(id, 0)]);
+}
+
+/// Remove, set_role and rename take effect; removing a non-member says so.
+pub async fn members_can_be_removed_and_promoted_and_groups_renamed(store: Store) {
+    let (a, b, c) = (
+        user(&store, "A").await,
+        user(&store, "B").await,
+        user(&store, "C").await,
+    );
+    let g = group(&store, &a, &[&b, &c], "Old").await;
+    let id = g.conversation.id;
+    assert!(store.remove_participant(id, c.id).await.unwrap());
+    assert!(!store.remove_participant(id, c.id).await.unwrap());
+    assert_eq!(store.participant(id, c.id).await.unwrap(), None);
+    assert!(store
+        .list_conversations(c.id, None, 0, 50)
+        .await
+        .unwrap()
+        .is_empty());
+    store.set_role(id, b.id, Role::Admin).await.unwrap();
+    assert_eq!(
+        store.participant(id, b.id).await.unwrap().unwrap().role,
+        Role::Admin
+    );
+    store
+        .rename_conversation(id, &GroupTitle::parse("New").unwrap())
+        .await
+        .unwrap();
+    let details = store.conversation(id).await.unwrap().unwrap();
+    assert_eq!(details.conversation.title.as_deref(), Some("New"));
+    assert_eq!(details.participants.len(), 2);
+}
+
+/// Unread is `last_seq - read_seq`, per conversation of the user.
+pub async fn unread_counts_are_last_seq_minus_read_seq(store: Store) {
+    let (a, b, c) = (
+        user(&store, "A").await,
+        user(&store, "B").await,
+        user(&store, "C").await,
+    );
+    let ab = direct(&store, &a, &b).await.conversation.id;
+    let ac = direct(&store, &a, &c).await.conversation.id;
+    for _ in 0..4 {
+        send(&store, ab, b.id, "hi").await;
+    }
+    send(&store, ac, c.id, "yo").await;
+    send(&store, ac, a.id, "back").await;
+    let mut counts = store.unread_counts(a.id).await.unwrap();
+    counts.sort_by_key(|(id, _)| *id == ac);
+    // a read nothing of ab (4 unread); sending in ac moved a's read watermark to 2.
+    assert_eq!(counts, vec![(ab, 4), (ac, 0)]);
+    let b_counts = store.unread_counts(b.id).await.unwrap();
+    assert_eq!(b_counts, vec![(ab, 0)]);
+}
