@@ -209,7 +209,10 @@ impl MessageStatus {
     /// `read` once all have read it, `delivered` once all have it, else `sent`.
     /// With no other participant (everyone else left) it stays `sent`.
     pub fn aggregate(seq: i64, sender: UserId, participants: &[Participant]) -> Self {
-        let mut others = participants.iter().filter(|p| p.user_id != sender).peekable();
+        let mut others = participants
+            .iter()
+            .filter(|p| p.user_id != sender)
+            .peekable();
         if others.peek().is_none() {
             return Self::Sent;
         }
@@ -248,7 +251,10 @@ mod tests {
     fn blank_and_over_long_content_is_refused() {
         assert!(MessageContent::parse("  \n\t", 10).is_err());
         assert!(MessageContent::parse("ééééééééééé", 10).is_err());
-        assert_eq!(MessageContent::parse("éééééééééé", 10).unwrap().as_str(), "éééééééééé");
+        assert_eq!(
+            MessageContent::parse("éééééééééé", 10).unwrap().as_str(),
+            "éééééééééé"
+        );
     }
 
     #[test]
@@ -264,15 +270,27 @@ mod tests {
         let sender = UserId::new();
         let (b, c) = (UserId::new(), UserId::new());
         let members = [member(sender, 5, 5), member(b, 5, 5), member(c, 5, 4)];
-        assert_eq!(MessageStatus::aggregate(5, sender, &members), MessageStatus::Delivered);
-        assert_eq!(MessageStatus::aggregate(4, sender, &members), MessageStatus::Read);
+        assert_eq!(
+            MessageStatus::aggregate(5, sender, &members),
+            MessageStatus::Delivered
+        );
+        assert_eq!(
+            MessageStatus::aggregate(4, sender, &members),
+            MessageStatus::Read
+        );
         let members = [member(sender, 5, 5), member(b, 4, 3)];
-        assert_eq!(MessageStatus::aggregate(5, sender, &members), MessageStatus::Sent);
+        assert_eq!(
+            MessageStatus::aggregate(5, sender, &members),
+            MessageStatus::Sent
+        );
     }
 
     #[test]
     fn a_message_with_no_one_else_left_stays_sent() {
         let sender = UserId::new();
-        assert_eq!(MessageStatus::aggregate(1, sender, &[member(sender, 1, 1)]), MessageStatus::Sent);
+        assert_eq!(
+            MessageStatus::aggregate(1, sender, &[member(sender, 1, 1)]),
+            MessageStatus::Sent
+        );
     }
 }

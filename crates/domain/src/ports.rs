@@ -137,12 +137,19 @@ pub trait ConversationStore: Send + Sync + 'static {
     ) -> Result<bool, StorageError>;
 
     /// Removes `user`; `false` if not a member.
-    async fn remove_participant(&self, id: ConversationId, user: UserId)
-        -> Result<bool, StorageError>;
+    async fn remove_participant(
+        &self,
+        id: ConversationId,
+        user: UserId,
+    ) -> Result<bool, StorageError>;
 
     /// Changes a member's role (no effect for a non-member).
-    async fn set_role(&self, id: ConversationId, user: UserId, role: Role)
-        -> Result<(), StorageError>;
+    async fn set_role(
+        &self,
+        id: ConversationId,
+        user: UserId,
+        role: Role,
+    ) -> Result<(), StorageError>;
 
     /// Sets a group's title.
     async fn rename_conversation(
@@ -237,7 +244,12 @@ pub trait Storage:
 }
 
 impl<T> Storage for T where
-    T: UserStore + RefreshTokenStore + ConversationStore + MessageStore + ReceiptStore + StoreHealth
+    T: UserStore
+        + RefreshTokenStore
+        + ConversationStore
+        + MessageStore
+        + ReceiptStore
+        + StoreHealth
 {
 }
 

@@ -110,7 +110,11 @@ impl AccountService {
     pub async fn refresh(&self, refresh_token: &str) -> Result<AuthSession, AuthError> {
         let secret = RefreshSecret::from_client(refresh_token);
         let now = self.clock.now();
-        match self.tokens.consume_refresh_token(&secret.hash(), now).await? {
+        match self
+            .tokens
+            .consume_refresh_token(&secret.hash(), now)
+            .await?
+        {
             ConsumeOutcome::Consumed { user_id, family_id } => {
                 let user = self
                     .users
@@ -135,7 +139,11 @@ impl AccountService {
     pub async fn logout(&self, refresh_token: &str) -> Result<(), AuthError> {
         let secret = RefreshSecret::from_client(refresh_token);
         let now = self.clock.now();
-        match self.tokens.consume_refresh_token(&secret.hash(), now).await? {
+        match self
+            .tokens
+            .consume_refresh_token(&secret.hash(), now)
+            .await?
+        {
             ConsumeOutcome::Consumed { family_id, .. }
             | ConsumeOutcome::AlreadyUsed { family_id } => {
                 self.tokens.revoke_token_family(family_id, now).await?;
@@ -209,8 +217,7 @@ mod tests {
     use super::*;
     use crate::auth::AccessToken;
     use crate::ports::{
-        MockAccessTokenIssuer, MockClock, MockPasswordHasher, MockRefreshTokenStore,
-        MockUserStore,
+        MockAccessTokenIssuer, MockClock, MockPasswordHasher, MockRefreshTokenStore, MockUserStore,
     };
     use crate::user::UserCredentials;
     use chrono::{TimeZone, Utc};
@@ -289,7 +296,9 @@ mod tests {
         ports
             .tokens
             .expect_insert_refresh_token()
-            .withf(|t| t.expires_at - t.created_at == Duration::days(30) && t.token_hash.len() == 64)
+            .withf(|t| {
+                t.expires_at - t.created_at == Duration::days(30) && t.token_hash.len() == 64
+            })
             .times(1)
             .returning(|_| Ok(()));
         let session = ports
@@ -338,10 +347,12 @@ mod tests {
             .users
             .expect_credentials_by_email()
             .returning(move |email| {
-                Ok((email.as_str() == "alice@example.com").then(|| UserCredentials {
-                    user: user.clone(),
-                    password_hash: "real".into(),
-                }))
+                Ok(
+                    (email.as_str() == "alice@example.com").then(|| UserCredentials {
+                        user: user.clone(),
+                        password_hash: "real".into(),
+                    }),
+                )
             });
         // One verify per attempt, whether or not the email exists.
         ports
@@ -446,7 +457,11 @@ mod tests {
     async fn a_blank_search_finds_nobody_without_asking_storage() {
         let mut ports = Ports::new();
         ports.users.expect_search_users().never();
-        let found = ports.service().search(UserId::new(), "  ", 10).await.unwrap();
+        let found = ports
+            .service()
+            .search(UserId::new(), "  ", 10)
+            .await
+            .unwrap();
         assert!(found.is_empty());
     }
 }

@@ -198,7 +198,9 @@ impl ConversationService {
                 .filter(|p| p.user_id != me)
                 .min_by_key(|p| (p.role, p.joined_at));
             if let Some(successor) = successor {
-                self.store.set_role(id, successor.user_id, Role::Owner).await?;
+                self.store
+                    .set_role(id, successor.user_id, Role::Owner)
+                    .await?;
             }
         }
         Ok(())
@@ -235,7 +237,9 @@ impl ConversationService {
         }
         let role = details.participant(me).map(|p| p.role);
         if !role.is_some_and(Role::can_manage) {
-            return Err(ChatError::Forbidden("only the owner and admins may do this"));
+            return Err(ChatError::Forbidden(
+                "only the owner and admins may do this",
+            ));
         }
         Ok(details)
     }
@@ -352,7 +356,12 @@ mod tests {
         let mut store = MockConversationStore::new();
         store.expect_create_direct().never();
         let err = service(store, users)
-            .create(UserId::new(), ConversationKind::Direct, &[UserId::new()], None)
+            .create(
+                UserId::new(),
+                ConversationKind::Direct,
+                &[UserId::new()],
+                None,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, ChatError::UserNotFound));
@@ -400,7 +409,10 @@ mod tests {
             .returning(move |id| Ok(Some(group(id, &[(owner, Role::Owner)]))));
         store.expect_conversation().returning(|_| Ok(None));
         let svc = service(store, users_exist());
-        assert!(matches!(svc.get(UserId::new(), id).await, Err(ChatError::NotParticipant)));
+        assert!(matches!(
+            svc.get(UserId::new(), id).await,
+            Err(ChatError::NotParticipant)
+        ));
         assert!(matches!(
             svc.get(owner, ConversationId::new()).await,
             Err(ChatError::NotParticipant)
@@ -412,9 +424,12 @@ mod tests {
         let id = ConversationId::new();
         let (owner, member) = (UserId::new(), UserId::new());
         let mut store = MockConversationStore::new();
-        store
-            .expect_conversation()
-            .returning(move |id| Ok(Some(group(id, &[(owner, Role::Owner), (member, Role::Member)]))));
+        store.expect_conversation().returning(move |id| {
+            Ok(Some(group(
+                id,
+                &[(owner, Role::Owner), (member, Role::Member)],
+            )))
+        });
         store.expect_add_participant().never();
         store.expect_rename_conversation().never();
         let svc = service(store, users_exist());
@@ -429,9 +444,12 @@ mod tests {
         let id = ConversationId::new();
         let (owner, member) = (UserId::new(), UserId::new());
         let mut store = MockConversationStore::new();
-        store
-            .expect_conversation()
-            .returning(move |id| Ok(Some(group(id, &[(owner, Role::Owner), (member, Role::Member)]))));
+        store.expect_conversation().returning(move |id| {
+            Ok(Some(group(
+                id,
+                &[(owner, Role::Owner), (member, Role::Member)],
+            )))
+        });
         store.expect_add_participant().never();
         let err = service(store, users_exist())
             .add_member(owner, id, member)
@@ -463,8 +481,14 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(true));
         let svc = service(store, users_exist());
-        assert!(matches!(svc.remove_member(admin, id, owner).await, Err(ChatError::Forbidden(_))));
-        assert!(matches!(svc.remove_member(admin, id, admin2).await, Err(ChatError::Forbidden(_))));
+        assert!(matches!(
+            svc.remove_member(admin, id, owner).await,
+            Err(ChatError::Forbidden(_))
+        ));
+        assert!(matches!(
+            svc.remove_member(admin, id, admin2).await,
+            Err(ChatError::Forbidden(_))
+        ));
         svc.remove_member(admin, id, member).await.unwrap();
     }
 
@@ -491,7 +515,11 @@ mod tests {
         store.expect_conversation().returning(move |id| {
             Ok(Some(group(
                 id,
-                &[(owner, Role::Owner), (member, Role::Member), (admin, Role::Admin)],
+                &[
+                    (owner, Role::Owner),
+                    (member, Role::Member),
+                    (admin, Role::Admin),
+                ],
             )))
         });
         store
@@ -504,7 +532,10 @@ mod tests {
             .with(eq(id), eq(admin), eq(Role::Owner))
             .times(1)
             .returning(|_, _, _| Ok(()));
-        service(store, users_exist()).leave(owner, id).await.unwrap();
+        service(store, users_exist())
+            .leave(owner, id)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -518,7 +549,10 @@ mod tests {
             Ok(Some(d))
         });
         store.expect_remove_participant().never();
-        let err = service(store, users_exist()).leave(me, id).await.unwrap_err();
+        let err = service(store, users_exist())
+            .leave(me, id)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ChatError::NotAGroup));
     }
 
@@ -532,7 +566,10 @@ mod tests {
             .times(1)
             .returning(|_, _, _, _| Ok(vec![]));
         let svc = service(store, users_exist());
-        assert!(matches!(svc.list(me, None, 0).await, Err(ChatError::Invalid(_))));
+        assert!(matches!(
+            svc.list(me, None, 0).await,
+            Err(ChatError::Invalid(_))
+        ));
         svc.list(me, None, 2).await.unwrap();
     }
 

@@ -350,3 +350,404 @@ impl MessageService {
         Ok(details)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::{Conversation, ConversationKind, ParticipantProfile, Role};
+    use crate::ports::{MockClock, MockConversationStore, MockMessageStore, MockReceiptStore};
+    use chrono::{DateTime, TimeZone, Utc};
+    use mockall::predicate::eq;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    fn member(
+        conversation_id: ConversationId,
+        user_id: UserId,
+        delivered: i64,
+        read: i64,
+    ) -> Participant {
+        Participant {
+            conversation_id,
+            user_id,
+            role: Role::Member,
+            joined_at: t0(),
+            delivered_seq: delivered,
+            read_seq: read,
+        }
+    }
+
+    fn details(
+        id: ConversationId,
+        last_seq: i64,
+        members: Vec<Participant>,
+    ) -> ConversationDetails {
+        ConversationDetails {
+            conversation: Conversation {
+                id,
+                kind: ConversationKind::Direct,
+                title: None,
+                created_by: members[0].user_id,
+                created_at: t0(),
+                last_seq,
+                last_message_at: None,
+            },
+            participants: members
+                .into_iter()
+                .map(|participant| ParticipantProfile {
+                    participant,
+                    display_name: "U".into(),
+                    email: "u@example.com".into(),
+                    avatar_url: None,
+                    last_seen_at: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn stored(id: ConversationId, seq: i64, sender: UserId) -> Message {
+        Message {
+            id: MessageId::new(),
+            conversation_id: id,
+            seq,
+            sender_id: sender,
+            client_msg_id: None,
+            content: format!("m{seq}"),
+            content_type: ContentType::Text,
+            reply_to: None,
+            created_at: t0(),
+            edited_at: None,
+            deleted_at: None,
+        }
+    }
+
+    struct Ports {
+        messages: MockMessageStore,
+        conversations: MockConversationStore,
+        receipts: MockReceiptStore,
+    }
+
+    impl Ports {
+        fn new() -> Self {
+            Self {
+                messages: MockMessageStore::new(),
+                conversations: MockConversationStore::new(),
+                receipts: MockReceiptStore::new(),
+            }
+        }
+
+        fn member_of(mut self, id: ConversationId, user: UserId) -> Self {
+            self.conversations
+                .expect_participant()
+                .with(eq(id), eq(user))
+                .returning(move |id, user| Ok(Some(member(id, user, 0, 0))));
+            self
+        }
+
+        fn service(self) -> MessageService {
+            let mut clock = MockClock::new();
+            clock.expect_now().returning(t0);
+            MessageService::new(
+                Arc::new(self.messages),
+                Arc::new(self.conversations),
+                Arc::new(self.receipts),
+                Arc::new(clock),
+                Limits {
+                    max_content_chars: 10,
+                    max_page_size: 100,
+                    max_group_members: 10,
+                },
+            )
+        }
+    }
+
+    fn cmd(sender: UserId, conversation_id: ConversationId, content: &str) -> SendCommand {
+        SendCommand {
+            sender,
+            conversation_id,
+            content: content.into(),
+            content_type: None,
+            temp_id: Some("t-1".into()),
+            reply_to: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_content_is_refused_before_touching_storage() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports.messages.expect_append_messages().never();
+        ports.conversations.expect_participant().never();
+        let svc = ports.service();
+        for (content, field) in [("   ", "content"), ("eleven chars", "content")] {
+            let err = svc.send(cmd(me, id, content)).await.unwrap_err();
+            assert!(matches!(err, ChatError::Invalid(f) if f.field == field));
+        }
+        let mut bad_type = cmd(me, id, "hi");
+        bad_type.content_type = Some("image".into());
+        assert!(
+            matches!(svc.send(bad_type).await, Err(ChatError::Invalid(f)) if f.field == "content_type")
+        );
+        let mut bad_key = cmd(me, id, "hi");
+        bad_key.temp_id = Some("x".repeat(65));
+        assert!(
+            matches!(svc.send(bad_key).await, Err(ChatError::Invalid(f)) if f.field == "temp_id")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_non_member_cannot_send() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_participant()
+            .returning(|_, _| Ok(None));
+        ports.messages.expect_append_messages().never();
+        let err = ports.service().send(cmd(me, id, "hi")).await.unwrap_err();
+        assert!(matches!(err, ChatError::NotParticipant));
+    }
+
+    #[tokio::test]
+    async fn a_reply_to_a_message_outside_the_conversation_is_not_found() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new().member_of(id, me);
+        ports.messages.expect_message().returning(|_, _| Ok(None));
+        ports.messages.expect_append_messages().never();
+        let mut c = cmd(me, id, "hi");
+        c.reply_to = Some(MessageId::new());
+        assert!(matches!(
+            ports.service().send(c).await,
+            Err(ChatError::MessageNotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_valid_send_is_appended_with_its_key_and_the_outcome_returned() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new().member_of(id, me);
+        ports
+            .messages
+            .expect_append_messages()
+            .withf(move |batch| {
+                batch.len() == 1
+                    && batch[0].sender_id == me
+                    && batch[0].client_msg_id.as_ref().map(|k| k.as_str()) == Some("t-1")
+                    && batch[0].content.as_str() == "hi"
+            })
+            .times(1)
+            .returning(move |batch| {
+                let mut m = stored(batch[0].conversation_id, 7, batch[0].sender_id);
+                m.id = batch[0].id;
+                Ok(vec![Ok(AppendOutcome::Created(m))])
+            });
+        let outcome = ports.service().send(cmd(me, id, "hi")).await.unwrap();
+        assert!(matches!(outcome, AppendOutcome::Created(m) if m.seq == 7));
+    }
+
+    #[tokio::test]
+    async fn a_reused_key_is_a_conflict() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new().member_of(id, me);
+        ports
+            .messages
+            .expect_append_messages()
+            .returning(|_| Ok(vec![Err(AppendRejection::KeyReused)]));
+        let err = ports.service().send(cmd(me, id, "hi")).await.unwrap_err();
+        assert!(matches!(err, ChatError::TempIdReused));
+    }
+
+    #[tokio::test]
+    async fn storage_failure_on_send_is_unavailable() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new().member_of(id, me);
+        ports
+            .messages
+            .expect_append_messages()
+            .returning(|_| Err(crate::StorageError::msg("down")));
+        let err = ports.service().send(cmd(me, id, "hi")).await.unwrap_err();
+        assert!(matches!(err, ChatError::Storage(_)));
+    }
+
+    #[tokio::test]
+    async fn fetching_history_marks_it_delivered_and_reports_status() {
+        let (me, other, id) = (UserId::new(), UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .returning(move |id| {
+                Ok(Some(details(
+                    id,
+                    3,
+                    vec![member(id, me, 1, 1), member(id, other, 3, 2)],
+                )))
+            });
+        ports
+            .messages
+            .expect_messages_before()
+            .with(eq(id), eq(None), eq(50))
+            .returning(move |id, _, _| {
+                Ok(vec![
+                    stored(id, 3, other),
+                    stored(id, 2, me),
+                    stored(id, 1, me),
+                ])
+            });
+        ports
+            .receipts
+            .expect_advance_watermarks()
+            .withf(move |u| {
+                u.len() == 1
+                    && u[0].user_id == me
+                    && u[0].delivered_seq == Some(3)
+                    && u[0].read_seq.is_none()
+            })
+            .times(1)
+            .returning(move |u| Ok(vec![Some(member(u[0].conversation_id, me, 3, 1))]));
+        let page = ports
+            .service()
+            .history_before(me, id, None, 50)
+            .await
+            .unwrap();
+        let statuses: Vec<MessageStatus> = page.messages.iter().map(|v| v.status).collect();
+        // seq 3 is other's: I (the only recipient) have delivered_seq 1 in the snapshot -> sent.
+        // seq 2 is mine: other read up to 2 -> read. seq 1 likewise.
+        assert_eq!(
+            statuses,
+            vec![
+                MessageStatus::Sent,
+                MessageStatus::Read,
+                MessageStatus::Read
+            ]
+        );
+        assert_eq!(page.delivered.unwrap().delivered_seq, 3);
+    }
+
+    #[tokio::test]
+    async fn fetching_what_was_already_delivered_writes_nothing() {
+        let (me, other, id) = (UserId::new(), UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .returning(move |id| {
+                Ok(Some(details(
+                    id,
+                    2,
+                    vec![member(id, me, 2, 2), member(id, other, 2, 2)],
+                )))
+            });
+        ports
+            .messages
+            .expect_messages_after()
+            .returning(move |id, _, _| Ok(vec![stored(id, 2, other)]));
+        ports.receipts.expect_advance_watermarks().never();
+        let page = ports.service().history_after(me, id, 1, 10).await.unwrap();
+        assert!(page.delivered.is_none());
+        assert_eq!(page.messages.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn history_limits_outside_one_to_the_maximum_are_invalid() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .returning(move |id| Ok(Some(details(id, 0, vec![member(id, me, 0, 0)]))));
+        ports.messages.expect_messages_before().never();
+        let svc = ports.service();
+        for limit in [0, 101] {
+            assert!(
+                matches!(svc.history_before(me, id, None, limit).await, Err(ChatError::Invalid(f)) if f.field == "limit")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn history_before_an_unknown_message_is_not_found() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .returning(move |id| Ok(Some(details(id, 0, vec![member(id, me, 0, 0)]))));
+        ports.messages.expect_message().returning(|_, _| Ok(None));
+        let err = ports
+            .service()
+            .history_before(me, id, Some(MessageId::new()), 10)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ChatError::MessageNotFound));
+    }
+
+    #[tokio::test]
+    async fn outsiders_cannot_read_history() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .returning(move |id| Ok(Some(details(id, 0, vec![member(id, UserId::new(), 0, 0)]))));
+        ports.messages.expect_messages_before().never();
+        let err = ports
+            .service()
+            .history_before(me, id, None, 10)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ChatError::NotParticipant));
+    }
+
+    #[tokio::test]
+    async fn marking_read_moves_the_read_watermark_and_answers_what_is_left() {
+        let (me, other, id) = (UserId::new(), UserId::new(), ConversationId::new());
+        let target = stored(id, 4, other);
+        let target_id = target.id;
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .returning(move |id| {
+                Ok(Some(details(
+                    id,
+                    6,
+                    vec![member(id, me, 2, 1), member(id, other, 6, 6)],
+                )))
+            });
+        ports
+            .messages
+            .expect_message()
+            .with(eq(id), eq(target_id))
+            .returning(move |_, _| Ok(Some(target.clone())));
+        ports
+            .receipts
+            .expect_advance_watermarks()
+            .withf(move |u| u[0].read_seq == Some(4) && u[0].user_id == me)
+            .times(1)
+            .returning(move |u| Ok(vec![Some(member(u[0].conversation_id, me, 4, 4))]));
+        let outcome = ports.service().mark_read(me, id, target_id).await.unwrap();
+        assert_eq!(outcome.unread_count, 2);
+        assert_eq!(outcome.watermarks.read_seq, 4);
+    }
+
+    #[tokio::test]
+    async fn marking_an_unknown_message_read_changes_nothing() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .returning(move |id| Ok(Some(details(id, 1, vec![member(id, me, 0, 0)]))));
+        ports.messages.expect_message().returning(|_, _| Ok(None));
+        ports.receipts.expect_advance_watermarks().never();
+        let err = ports
+            .service()
+            .mark_read(me, id, MessageId::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ChatError::MessageNotFound));
+    }
+}
