@@ -13,6 +13,7 @@ pub mod ids;
 pub mod limits;
 pub mod message;
 pub mod ports;
+pub mod realtime;
 pub mod services;
 pub mod user;
 

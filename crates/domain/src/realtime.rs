@@ -1,0 +1,240 @@
+//! Ports of the real-time layer: cross-node pub/sub, presence leases and typing leases.
+//!
+//! Two adapters implement each: in process (`adapters-memory`, single node) and Redis
+//! (`adapters-redis`, any number of nodes). Both pass one contract suite per port.
+
+use crate::ids::{ConversationId, UserId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A server node's identity: unique per process run (a UUID chosen at start-up).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub String);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where an event is published: everything about one conversation, or one user's own channel
+/// (new conversations, membership changes, read state from other devices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    /// Events of a conversation, for every session of every member.
+    Conversation(ConversationId),
+    /// Events for one user, for every session of that user.
+    User(UserId),
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Conversation(id) => write!(f, "c:{id}"),
+            Self::User(id) => write!(f, "u:{id}"),
+        }
+    }
+}
+
+impl FromStr for Topic {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, id) = s
+            .split_once(':')
+            .ok_or_else(|| format!("bad topic {s:?}"))?;
+        let id = id
+            .parse::<uuid::Uuid>()
+            .map_err(|e| format!("bad topic {s:?}: {e}"))?;
+        match kind {
+            "c" => Ok(Self::Conversation(ConversationId::from_uuid(id))),
+            "u" => Ok(Self::User(UserId::from_uuid(id))),
+            _ => Err(format!("bad topic {s:?}")),
+        }
+    }
+}
+
+/// A published event: the already serialised frame, shared by every recipient on a node
+/// (one serialisation per fan-out, not one per recipient).
+pub type Payload = Arc<str>;
+
+/// A real-time backing service (Redis) failed. Callers answer `unavailable`.
+#[derive(Debug, thiserror::Error)]
+#[error("real-time backend unavailable: {0}")]
+pub struct RealtimeError(#[source] pub Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl RealtimeError {
+    /// Wraps any driver error.
+    pub fn new(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(err))
+    }
+    /// An error described only by a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self(message.into().into())
+    }
+}
+
+/// Receives what the node's subscriptions bring. Called from the adapter's receive task:
+/// implementations must not block (hand the payload to bounded per-session queues).
+pub trait PubSubSink: Send + Sync + 'static {
+    /// An event published on `topic` by any node (this one included).
+    fn deliver(&self, topic: Topic, payload: Payload);
+    /// The subscription connection was lost and is back, every topic resubscribed. Events
+    /// published meanwhile were lost: sessions must fetch their gaps from storage.
+    fn resubscribed(&self);
+}
+
+/// Cross-node publish/subscribe. At most once: delivery can be lost while the connection is
+/// down (then [`PubSubSink::resubscribed`] is called), and events of different publishers can
+/// arrive in any order; sessions restore order and fill gaps by `seq` from storage.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait PubSub: Send + Sync + 'static {
+    /// Sends `payload` to every node subscribed to `topic`, this node included.
+    async fn publish(&self, topic: Topic, payload: Payload) -> Result<(), RealtimeError>;
+
+    /// Subscribes this node to `topic`. Reference-counted: n subscribes need n unsubscribes
+    /// before the node stops receiving it, and only the first one talks to the backend.
+    /// When it returns, events published afterwards on `topic` reach the sink.
+    async fn subscribe(&self, topic: Topic) -> Result<(), RealtimeError>;
+
+    /// Drops one reference to `topic`; the node stops receiving it at zero.
+    async fn unsubscribe(&self, topic: Topic) -> Result<(), RealtimeError>;
+}
+
+/// A user's aggregate status over every live session on every node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PresenceStatus {
+    /// At least one live session is active.
+    Online,
+    /// Every live session said it is away.
+    Away,
+    /// No live session.
+    Offline,
+}
+
+impl PresenceStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Away => "away",
+            Self::Offline => "offline",
+        }
+    }
+}
+
+/// Session counts of one user across live nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionCounts {
+    /// Live sessions.
+    pub sessions: u32,
+    /// Of those, sessions that said they are away.
+    pub away: u32,
+}
+
+impl SessionCounts {
+    /// The status these counts give (before any offline grace period).
+    pub fn status(self) -> PresenceStatus {
+        if self.sessions == 0 {
+            PresenceStatus::Offline
+        } else if self.away >= self.sessions {
+            PresenceStatus::Away
+        } else {
+            PresenceStatus::Online
+        }
+    }
+}
+
+/// Why a session could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenSessionError {
+    /// The user already has the maximum number of live sessions across all nodes.
+    #[error("too many sessions")]
+    TooManySessions,
+    /// The backend failed.
+    #[error(transparent)]
+    Unavailable(#[from] RealtimeError),
+}
+
+/// Presence: per-(user, node) session counts under per-node leases, so the sessions of a
+/// node that dies stop counting once its lease lapses, wherever the user reconnects.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait PresenceStore: Send + Sync + 'static {
+    /// Counts one more session of `user` on `node`, atomically refusing with
+    /// [`OpenSessionError::TooManySessions`] (and counting nothing) when the user already has
+    /// `max_sessions` on live nodes. Sessions on nodes whose lease lapsed do not count.
+    /// Returns the counts after.
+    async fn open_session(
+        &self,
+        user: UserId,
+        node: &NodeId,
+        max_sessions: u32,
+    ) -> Result<SessionCounts, OpenSessionError>;
+
+    /// Counts one session less of `user` on `node` (`away` tells whether it was away).
+    /// Returns the counts after over live nodes.
+    async fn close_session(
+        &self,
+        user: UserId,
+        node: &NodeId,
+        was_away: bool,
+    ) -> Result<SessionCounts, RealtimeError>;
+
+    /// One session of `user` on `node` went away (`true`) or came back (`false`).
+    /// Returns the counts after over live nodes.
+    async fn set_away(
+        &self,
+        user: UserId,
+        node: &NodeId,
+        away: bool,
+    ) -> Result<SessionCounts, RealtimeError>;
+
+    /// The counts of each user over live nodes, in input order.
+    async fn counts(&self, users: &[UserId]) -> Result<Vec<SessionCounts>, RealtimeError>;
+
+    /// Renews `node`'s lease for `ttl`. A node that stops renewing is dead after `ttl`.
+    async fn renew_lease(&self, node: &NodeId, ttl: Duration) -> Result<(), RealtimeError>;
+
+    /// Removes the session counts of every node whose lease lapsed (never `this_node`) and
+    /// returns the users who had sessions there, each once. Safe to call from every node at
+    /// once: each dead node's users are returned to exactly one caller.
+    async fn reap_dead_nodes(&self, this_node: &NodeId) -> Result<Vec<UserId>, RealtimeError>;
+
+    /// Drops everything `node` registered (graceful shutdown).
+    async fn remove_node(&self, node: &NodeId) -> Result<(), RealtimeError>;
+}
+
+/// Typing: a lease per (user, conversation) with a TTL. Leases that lapse are taken by
+/// exactly one node, which announces `is_typing: false`.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait TypingStore: Send + Sync + 'static {
+    /// Starts or refreshes the lease of `user` in `conversation` until `now + ttl`.
+    /// `true` when no live lease existed (the user started typing).
+    async fn start_typing(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<bool, RealtimeError>;
+
+    /// Ends the lease; `true` when a live lease existed (someone must announce the stop).
+    async fn stop_typing(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Result<bool, RealtimeError>;
+
+    /// Removes and returns every lease whose deadline is at or before `now`. Concurrent
+    /// callers (several nodes) each get a disjoint share: every lapsed lease is returned once.
+    async fn take_expired(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(ConversationId, UserId)>, RealtimeError>;
+}
