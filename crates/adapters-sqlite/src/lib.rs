@@ -1,1 +1,202 @@
-#![doc = "placeholder"]
+#![doc = include_str!("../README.md")]
+
+mod connection;
+mod conversations;
+mod messages;
+mod receipts;
+mod rows;
+mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod tokens;
+mod users;
+mod writer;
+
+pub use connection::EffectivePragmas;
+
+use async_trait::async_trait;
+use connection::{database_url, effective_pragmas, open_writer, ReaderSetup};
+use diesel::connection::Connection;
+use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::result::QueryResult;
+use diesel::sqlite::SqliteConnection;
+use diesel::RunQueryDsl;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use domain::ports::StoreHealth;
+use domain::StorageError;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use writer::Writer;
+
+/// The schema, compiled into the binary.
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+/// Options of the embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Read-only connections in the pool (at least one is opened whatever this says).
+    pub read_connections: u32,
+    /// How long a statement waits for a lock held by another connection (another process,
+    /// say) before failing; also how long a read waits for a free pooled connection.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            read_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Every storage port on one SQLite file. Cheap to clone (Arc inside); the file is closed
+/// when the last clone is dropped.
+#[derive(Clone)]
+pub struct SqliteStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    // Fields drop in order: the writer finishes its queue and closes first, then the
+    // readers, then whatever must outlive the file (a temporary directory).
+    writer: Writer,
+    readers: Pool<ConnectionManager<SqliteConnection>>,
+    _keep_alive: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl SqliteStorage {
+    /// Opens (creating file and parent dirs) the database at `path` and applies pending
+    /// embedded migrations.
+    pub async fn open(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, StorageError> {
+        Self::open_keeping(path.as_ref(), options, None).await
+    }
+
+    /// Opens like [`SqliteStorage::open`], holding `keep_alive` until the store is closed.
+    async fn open_keeping(
+        path: &Path,
+        options: SqliteOptions,
+        keep_alive: Option<Box<dyn std::any::Any + Send + Sync>>,
+    ) -> Result<Self, StorageError> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, &options, keep_alive))
+            .await
+            .map_err(StorageError::new)?
+    }
+
+    fn open_blocking(
+        path: &Path,
+        options: &SqliteOptions,
+        keep_alive: Option<Box<dyn std::any::Any + Send + Sync>>,
+    ) -> Result<Self, StorageError> {
+        create_parent_dirs(path)?;
+        let url = database_url(path)?;
+        let busy_timeout = options.busy_timeout;
+        let mut conn = open_writer(&url, busy_timeout)?;
+        let applied = migrate(&mut conn)?;
+        if applied > 0 {
+            tracing::info!(applied, path = %path.display(), "applied SQLite migrations");
+        }
+        // Readers come after the migrations, so none of them sees a half-made schema.
+        let readers = Pool::builder()
+            .max_size(options.read_connections.max(1))
+            .min_idle(Some(1))
+            // A file connection does not go stale; checking costs a query per read.
+            .test_on_check_out(false)
+            .connection_timeout(busy_timeout.max(Duration::from_secs(1)))
+            .connection_customizer(Box::new(ReaderSetup { busy_timeout }))
+            .build(ConnectionManager::new(url.clone()))
+            .map_err(StorageError::new)?;
+        let writer = Writer::start(conn, Box::new(move || open_writer(&url, busy_timeout)))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer,
+                readers,
+                _keep_alive: keep_alive,
+            }),
+        })
+    }
+
+    /// The pragmas the writer connection actually runs with (WAL, `synchronous=FULL`...),
+    /// for start-up logs and tests.
+    pub async fn writer_pragmas(&self) -> Result<EffectivePragmas, StorageError> {
+        self.write(effective_pragmas).await
+    }
+
+    /// Runs `work` on the writer in a `BEGIN IMMEDIATE` transaction (shared with other
+    /// writes queued meanwhile, each in its own savepoint) and answers once it committed.
+    /// `work` may run again if another write of its group failed, so it must only touch
+    /// the connection.
+    async fn write<T, F>(&self, work: F) -> Result<T, StorageError>
+    where
+        F: FnMut(&mut SqliteConnection) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.inner.writer.write(work).await
+    }
+
+    /// Runs `work` on a pooled read-only connection, in one read transaction so that
+    /// several queries see one snapshot.
+    async fn read<T, F>(&self, work: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&mut SqliteConnection) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let readers = self.inner.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = readers.get().map_err(StorageError::new)?;
+            let conn: &mut SqliteConnection = &mut conn;
+            conn.transaction(work).map_err(StorageError::new)
+        })
+        .await
+        .map_err(StorageError::new)?
+    }
+}
+
+/// Applies pending migrations to the database at `path` (for `chat-server migrate`);
+/// returns how many ran.
+pub async fn run_migrations(path: impl AsRef<Path>) -> Result<usize, StorageError> {
+    let path = path.as_ref().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        create_parent_dirs(&path)?;
+        let mut conn = open_writer(&database_url(&path)?, SqliteOptions::default().busy_timeout)?;
+        migrate(&mut conn)
+    })
+    .await
+    .map_err(StorageError::new)?
+}
+
+fn create_parent_dirs(path: &Path) -> Result<(), StorageError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(StorageError::new)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Applies what is pending, all in one `BEGIN IMMEDIATE` transaction: the write lock keeps
+/// two processes starting at once from both migrating, and a failure leaves the schema as it was.
+fn migrate(conn: &mut SqliteConnection) -> Result<usize, StorageError> {
+    conn.immediate_transaction(|conn| {
+        conn.run_pending_migrations(MIGRATIONS)
+            .map(|applied| applied.len())
+    })
+    .map_err(StorageError)
+}
+
+#[async_trait]
+impl StoreHealth for SqliteStorage {
+    async fn ping(&self) -> Result<(), StorageError> {
+        // Both paths: a reader, and the writer thread taking the write lock.
+        self.read(|conn| diesel::sql_query("SELECT 1").execute(conn))
+            .await?;
+        self.write(|conn| diesel::sql_query("SELECT 1").execute(conn))
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! `MessageStore`: appending with gap-free seqs and idempotency keys, and history.
+
+use crate::connection::greatest;
+use crate::rows::{convert, MessageRow};
+use crate::schema::{conversations, messages, participants};
+use crate::SqliteStorage;
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::result::QueryResult;
+use diesel::sqlite::SqliteConnection;
+use domain::message::{AppendOutcome, AppendRejection, Message, NewMessage};
+use domain::ports::MessageStore;
+use domain::{ConversationId, MessageId, StorageError};
+
+#[async_trait]
+impl MessageStore for SqliteStorage {
+    async fn append_messages(
+        &self,
+        batch: &[NewMessage],
+    ) -> Result<Vec<Result<AppendOutcome, AppendRejection>>, StorageError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = batch.to_vec();
+        self.write(move |conn| batch.iter().map(|new| append(conn, new)).collect())
+            .await
+    }
+
+    async fn messages_before(
+        &self,
+        id: ConversationId,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StorageError> {
+        self.read(move |conn| {
+            let mut page = messages::table
+                .filter(messages::conversation_id.eq(id.to_string()))
+                .select(MessageRow::as_select())
+                .order(messages::seq.desc())
+                .limit(i64::from(limit))
+                .into_boxed();
+            if let Some(before) = before_seq {
+                page = page.filter(messages::seq.lt(before));
+            }
+            convert(page.load(conn)?, MessageRow::into_message)
+        })
+        .await
+    }
+
+    async fn messages_after(
+        &self,
+        id: ConversationId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StorageError> {
+        self.read(move |conn| {
+            let page = messages::table
+                .filter(messages::conversation_id.eq(id.to_string()))
+                .filter(messages::seq.gt(after_seq))
+                .select(MessageRow::as_select())
+                .order(messages::seq.asc())
+                .limit(i64::from(limit))
+                .load(conn)?;
+            convert(page, MessageRow::into_message)
+        })
+        .await
+    }
+
+    async fn message(
+        &self,
+        id: ConversationId,
+        message: MessageId,
+    ) -> Result<Option<Message>, StorageError> {
+        self.read(move |conn| {
+            messages::table
+                .find(message.to_string())
+                .filter(messages::conversation_id.eq(id.to_string()))
+                .select(MessageRow::as_select())
+                .first(conn)
+                .optional()?
+                .map(MessageRow::into_message)
+                .transpose()
+        })
+        .await
+    }
+}
+
+/// Appends one message of a batch, inside the batch's transaction. Earlier messages of
+/// the batch are already written, so a key repeated within the batch is found like one
+/// stored long ago.
+fn append(
+    conn: &mut SqliteConnection,
+    new: &NewMessage,
+) -> QueryResult<Result<AppendOutcome, AppendRejection>> {
+    let sender = new.sender_id.to_string();
+    if let Some(key) = &new.client_msg_id {
+        let earlier = messages::table
+            .filter(messages::sender_id.eq(&sender))
+            .filter(messages::client_msg_id.eq(key.as_str()))
+            .select(MessageRow::as_select())
+            .first(conn)
+            .optional()?;
+        if let Some(earlier) = earlier {
+            let earlier = earlier.into_message()?;
+            return Ok(if new.is_replayed_by(&earlier) {
+                Ok(AppendOutcome::Replayed(earlier))
+            } else {
+                Err(AppendRejection::KeyReused)
+            });
+        }
+    }
+    let conversation = new.conversation_id.to_string();
+    let created_at = crate::rows::micros(new.created_at);
+    // Taking the next seq and moving `last_seq` is one statement; under the write lock
+    // no one else can take the same seq.
+    let Some(seq) = diesel::update(conversations::table.find(&conversation))
+        .set((
+            conversations::last_seq.eq(conversations::last_seq + 1),
+            conversations::last_message_at.eq(created_at),
+        ))
+        .returning(conversations::last_seq)
+        .get_result::<i64>(conn)
+        .optional()?
+    else {
+        return Ok(Err(AppendRejection::ConversationNotFound));
+    };
+    let row = MessageRow::new(new, seq);
+    diesel::insert_into(messages::table)
+        .values(&row)
+        .execute(conn)?;
+    // The sender has, and has read, what it sent (never moving a watermark back).
+    diesel::update(participants::table.find((&conversation, &sender)))
+        .set((
+            participants::delivered_seq.eq(greatest(participants::delivered_seq, seq)),
+            participants::read_seq.eq(greatest(participants::read_seq, seq)),
+        ))
+        .execute(conn)?;
+    row.into_message().map(AppendOutcome::Created).map(Ok)
+}

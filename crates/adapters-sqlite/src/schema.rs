@@ -1,0 +1,80 @@
+//! Diesel's view of `migrations/sqlite`. Private to the crate: the domain never sees it.
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        display_name -> Text,
+        password_hash -> Text,
+        avatar_url -> Nullable<Text>,
+        created_at -> BigInt,
+        last_seen_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        family_id -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> Text,
+        kind -> Text,
+        title -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> BigInt,
+        last_seq -> BigInt,
+        last_message_at -> Nullable<BigInt>,
+        direct_key -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    participants (conversation_id, user_id) {
+        // SQLite's implicit row id: insertion order, which breaks ties between members
+        // who joined in the same microsecond (a group's creator comes first).
+        rowid -> BigInt,
+        conversation_id -> Text,
+        user_id -> Text,
+        role -> Text,
+        joined_at -> BigInt,
+        delivered_seq -> BigInt,
+        read_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        conversation_id -> Text,
+        seq -> BigInt,
+        sender_id -> Text,
+        client_msg_id -> Nullable<Text>,
+        content -> Text,
+        content_type -> Text,
+        reply_to -> Nullable<Text>,
+        created_at -> BigInt,
+        edited_at -> Nullable<BigInt>,
+        deleted_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(participants -> conversations (conversation_id));
+diesel::joinable!(participants -> users (user_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    refresh_tokens,
+    conversations,
+    participants,
+    messages
+);
