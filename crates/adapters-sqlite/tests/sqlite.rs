@@ -1,0 +1,239 @@
+//! What the contract cannot see: durability settings, files, migrations, and the single
+//! writer's behaviour under concurrency and failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use adapters_sqlite::{run_migrations, SqliteOptions, SqliteStorage};
+use domain::message::AppendOutcome;
+use domain::ports::Storage;
+use domain::UserId;
+use std::path::Path;
+use std::sync::Arc;
+use storage_contract::fixtures::{direct, message, send, user, user_with_email};
+use storage_contract::Store;
+
+async fn open(path: &Path) -> SqliteStorage {
+    SqliteStorage::open(path, SqliteOptions::default())
+        .await
+        .expect("open the database")
+}
+
+fn store(storage: &SqliteStorage) -> Store {
+    Arc::new(storage.clone()) as Arc<dyn Storage>
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+#[tokio::test]
+async fn the_writer_runs_in_wal_mode_with_full_sync_and_foreign_keys() {
+    let dir = temp_dir();
+    let storage = open(&dir.path().join("chat.db")).await;
+    let pragmas = storage.writer_pragmas().await.unwrap();
+    assert_eq!(pragmas.journal_mode, "wal");
+    assert_eq!(pragmas.synchronous, 2, "synchronous=FULL");
+    assert!(pragmas.foreign_keys);
+    assert_eq!(pragmas.busy_timeout, std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn opening_creates_the_file_and_its_parent_directories() {
+    let dir = temp_dir();
+    let path = dir.path().join("nested").join("deeper").join("chat.db");
+    let storage = open(&path).await;
+    store(&storage).ping().await.unwrap();
+    assert!(path.is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_closing_and_reopening_the_file() {
+    let dir = temp_dir();
+    let path = dir.path().join("chat.db");
+    let first = store(&open(&path).await);
+    let (a, b) = (user(&first, "A").await, user(&first, "B").await);
+    let conversation = direct(&first, &a, &b).await;
+    let sent = send(&first, conversation.conversation.id, a.id, "still here?").await;
+    drop(first);
+
+    let reopened = store(&open(&path).await);
+    assert_eq!(reopened.user_by_id(a.id).await.unwrap(), Some(a));
+    let details = reopened
+        .conversation(conversation.conversation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(details.conversation.last_seq, 1);
+    assert_eq!(details.participants.len(), 2);
+    assert_eq!(
+        reopened
+            .messages_after(conversation.conversation.id, 0, 10)
+            .await
+            .unwrap(),
+        vec![sent]
+    );
+}
+
+#[tokio::test]
+async fn migrations_run_once_and_opening_twice_is_harmless() {
+    let dir = temp_dir();
+    let path = dir.path().join("chat.db");
+    assert_eq!(run_migrations(&path).await.unwrap(), 1);
+    assert_eq!(run_migrations(&path).await.unwrap(), 0);
+    let first = open(&path).await;
+    let a = user(&store(&first), "A").await;
+    drop(first);
+    let second = open(&path).await;
+    assert_eq!(store(&second).user_by_id(a.id).await.unwrap(), Some(a));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_appends_into_one_conversation_get_seqs_one_to_fifty() {
+    let dir = temp_dir();
+    let store = store(&open(&dir.path().join("chat.db")).await);
+    let (a, b) = (user(&store, "A").await, user(&store, "B").await);
+    let id = direct(&store, &a, &b).await.conversation.id;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let new = message(id, a.id, Some(&format!("k{i}")), &format!("m{i}"));
+                store.append_messages(&[new]).await.unwrap().pop().unwrap()
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            AppendOutcome::Created(m) => seqs.push(m.seq),
+            AppendOutcome::Replayed(m) => panic!("unexpected replay of {m:?}"),
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=50).collect::<Vec<i64>>());
+    let stored: Vec<i64> = store
+        .messages_after(id, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(stored, (1..=50).collect::<Vec<i64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_appends_with_one_key_make_one_message() {
+    let dir = temp_dir();
+    let store = store(&open(&dir.path().join("chat.db")).await);
+    let (a, b) = (user(&store, "A").await, user(&store, "B").await);
+    let id = direct(&store, &a, &b).await.conversation.id;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let new = message(id, a.id, Some("retry"), "once");
+                store.append_messages(&[new]).await.unwrap().pop().unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        let outcome = task.await.unwrap().unwrap();
+        created += usize::from(matches!(outcome, AppendOutcome::Created(_)));
+        assert_eq!(outcome.message().seq, 1);
+    }
+    assert_eq!(created, 1);
+    let details = store.conversation(id).await.unwrap().unwrap();
+    assert_eq!(details.conversation.last_seq, 1);
+    assert_eq!(store.messages_after(id, 0, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_share_one_gap_free_sequence() {
+    // Two writers on one file, as two processes would be: the busy timeout and
+    // BEGIN IMMEDIATE serialise them.
+    let dir = temp_dir();
+    let path = dir.path().join("chat.db");
+    let (first, second) = (open(&path).await, open(&path).await);
+    storage_contract::concurrency::sends_through_two_stores_share_one_gap_free_sequence(
+        store(&first),
+        store(&second),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_that_fails_commits_none_of_its_messages() {
+    let dir = temp_dir();
+    let store = store(&open(&dir.path().join("chat.db")).await);
+    let (a, b) = (user(&store, "A").await, user(&store, "B").await);
+    let id = direct(&store, &a, &b).await.conversation.id;
+    // The second message's sender is no account: its insert breaks a foreign key.
+    let batch = [
+        message(id, a.id, None, "fine"),
+        message(id, UserId::new(), None, "from nobody"),
+    ];
+    assert!(store.append_messages(&batch).await.is_err());
+    assert!(store.messages_after(id, 0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .conversation(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .conversation
+            .last_seq,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_write_does_not_fail_the_writes_committed_with_it() {
+    let dir = temp_dir();
+    let store = store(&open(&dir.path().join("chat.db")).await);
+    let (a, b) = (user(&store, "A").await, user(&store, "B").await);
+    let id = direct(&store, &a, &b).await.conversation.id;
+    // Concurrent writes share commits; the broken one in their midst must fail alone.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            let sender = if i == 20 { UserId::new() } else { a.id };
+            tokio::spawn(async move {
+                store
+                    .append_messages(&[message(id, sender, None, &format!("m{i}"))])
+                    .await
+            })
+        })
+        .collect();
+    let mut failures = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(mut results) => assert!(results.pop().unwrap().is_ok()),
+            Err(_) => failures += 1,
+        }
+    }
+    assert_eq!(failures, 1);
+    let seqs: Vec<i64> = store
+        .messages_after(id, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(seqs, (1..=39).collect::<Vec<i64>>());
+}
+
+#[tokio::test]
+async fn search_ignores_case_beyond_ascii() {
+    let dir = temp_dir();
+    let store = store(&open(&dir.path().join("chat.db")).await);
+    let me = user(&store, "Me").await;
+    let emile = user_with_email(&store, "Émile Zola", "zola@example.com").await;
+    let found: Vec<UserId> = store
+        .search_users("éMILE", 10, me.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(found, vec![emile.id]);
+}
