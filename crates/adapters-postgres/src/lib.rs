@@ -1,1 +1,97 @@
-#![doc = "placeholder"]
+#![doc = include_str!("../README.md")]
+
+mod conversations;
+mod messages;
+mod migrate;
+mod receipts;
+mod rows;
+mod schema;
+mod tokens;
+mod users;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use migrate::{revert_all_migrations, run_migrations};
+
+use async_trait::async_trait;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ports::StoreHealth;
+use domain::StorageError;
+
+/// A pooled connection.
+type Conn = Object<AsyncPgConnection>;
+
+/// Every storage port on one PostgreSQL database. Cheap to clone (pool inside).
+#[derive(Clone)]
+pub struct PostgresStorage {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for PostgresStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the URL: it may carry a password.
+        f.debug_struct("PostgresStorage")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PostgresStorage {
+    /// A pool of at most `pool_size` connections to `url`. Does NOT migrate.
+    ///
+    /// Opens one connection at once, so a wrong URL or a database that is down fails here
+    /// rather than on the first request.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StorageError> {
+        let mut config = ManagerConfig::default();
+        // A closed connection is already detected on checkout (`is_broken`); a test query
+        // on every checkout would add a round trip to every operation.
+        config.recycling_method = RecyclingMethod::Fast;
+        let manager = AsyncDieselConnectionManager::new_with_config(url, config);
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .build()
+            .map_err(StorageError::new)?;
+        let storage = Self { pool };
+        drop(storage.conn().await?);
+        Ok(storage)
+    }
+
+    /// A connection from the pool.
+    async fn conn(&self) -> Result<Conn, StorageError> {
+        self.pool.get().await.map_err(StorageError::new)
+    }
+}
+
+/// Wraps a driver error.
+fn db(err: diesel::result::Error) -> StorageError {
+    StorageError::new(err)
+}
+
+/// Whether `err` is a violation of the named unique constraint.
+fn violates(err: &diesel::result::Error, constraint: &str) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(err, Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+        if info.constraint_name() == Some(constraint))
+}
+
+/// A `u32` count or offset as SQL's `bigint`.
+fn bigint(n: u32) -> i64 {
+    i64::from(n)
+}
+
+#[async_trait]
+impl StoreHealth for PostgresStorage {
+    async fn ping(&self) -> Result<(), StorageError> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,373 @@
+//! Conversations and membership.
+
+use crate::rows::{profile, ConversationRow, MessageRow, ParticipantRow, UserRow};
+use crate::schema::{conversations, messages, participants, users};
+use crate::{bigint, db, PostgresStorage};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use domain::conversation::{
+    direct_key, Conversation, ConversationDetails, ConversationKind, ConversationSummary,
+    GroupTitle, NewDirectConversation, NewGroupConversation, Participant, ParticipantProfile, Role,
+};
+use domain::message::Message;
+use domain::ports::ConversationStore;
+use domain::{ConversationId, StorageError, UserId};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Adds a member whose watermarks start at the conversation's `last_seq`. `FOR SHARE`
+/// waits for an append in flight (it holds the row `FOR NO KEY UPDATE`), so the newcomer
+/// starts after every message committed before it joined.
+const ADD_PARTICIPANT: &str = "\
+INSERT INTO participants (conversation_id, user_id, role, joined_at, delivered_seq, read_seq)
+SELECT c.id, $2, $3, $4, c.last_seq, c.last_seq
+FROM conversations c
+WHERE c.id = $1
+FOR SHARE
+ON CONFLICT (conversation_id, user_id) DO NOTHING";
+
+/// Newest activity first: the newest message, else creation.
+const ACTIVITY: &str = "COALESCE(conversations.last_message_at, conversations.created_at)";
+
+#[async_trait]
+impl ConversationStore for PostgresStorage {
+    async fn create_direct(
+        &self,
+        new: &NewDirectConversation,
+    ) -> Result<(ConversationDetails, bool), StorageError> {
+        let key = direct_key(new.created_by, new.other);
+        let mut conn = self.conn().await?;
+        // Of two concurrent creations of one pair, the second INSERT waits on the unique
+        // index until the first commits, then does nothing: both read the same row back.
+        let created = conn
+            .transaction(async |conn| {
+                let made = diesel::insert_into(conversations::table)
+                    .values((
+                        conversations::id.eq(new.id.as_uuid()),
+                        conversations::kind.eq(ConversationKind::Direct.as_str()),
+                        conversations::created_by.eq(new.created_by.as_uuid()),
+                        conversations::created_at.eq(new.created_at),
+                        conversations::direct_key.eq(&key),
+                    ))
+                    .on_conflict(conversations::direct_key)
+                    .do_nothing()
+                    .execute(conn)
+                    .await?
+                    == 1;
+                if made {
+                    let members = [new.created_by, new.other]
+                        .map(|user| member(new.id, user, Role::Member, new.created_at));
+                    insert_members(conn, &members).await?;
+                }
+                Ok::<_, diesel::result::Error>(made)
+            })
+            .await
+            .map_err(db)?;
+        let id: Uuid = conversations::table
+            .filter(conversations::direct_key.eq(&key))
+            .select(conversations::id)
+            .first(&mut conn)
+            .await
+            .map_err(db)?;
+        let details = details(&mut conn, id)
+            .await?
+            .ok_or_else(|| StorageError::msg("the direct conversation vanished after creation"))?;
+        Ok((details, created))
+    }
+
+    async fn create_group(
+        &self,
+        new: &NewGroupConversation,
+    ) -> Result<ConversationDetails, StorageError> {
+        let mut members = vec![member(new.id, new.created_by, Role::Owner, new.created_at)];
+        members.extend(
+            new.members
+                .iter()
+                .filter(|user| **user != new.created_by)
+                .map(|user| member(new.id, *user, Role::Member, new.created_at)),
+        );
+        let mut conn = self.conn().await?;
+        conn.transaction(async |conn| {
+            diesel::insert_into(conversations::table)
+                .values((
+                    conversations::id.eq(new.id.as_uuid()),
+                    conversations::kind.eq(ConversationKind::Group.as_str()),
+                    conversations::title.eq(new.title.as_str()),
+                    conversations::created_by.eq(new.created_by.as_uuid()),
+                    conversations::created_at.eq(new.created_at),
+                ))
+                .execute(conn)
+                .await?;
+            insert_members(conn, &members).await
+        })
+        .await
+        .map_err(db)?;
+        details(&mut conn, new.id.as_uuid())
+            .await?
+            .ok_or_else(|| StorageError::msg("the group vanished after creation"))
+    }
+
+    async fn conversation(
+        &self,
+        id: ConversationId,
+    ) -> Result<Option<ConversationDetails>, StorageError> {
+        let mut conn = self.conn().await?;
+        details(&mut conn, id.as_uuid()).await
+    }
+
+    async fn participant(
+        &self,
+        id: ConversationId,
+        user: UserId,
+    ) -> Result<Option<Participant>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row = participants::table
+            .find((id.as_uuid(), user.as_uuid()))
+            .select(ParticipantRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db)?;
+        row.map(Participant::try_from).transpose()
+    }
+
+    async fn list_conversations(
+        &self,
+        user: UserId,
+        kind: Option<ConversationKind>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<ConversationSummary>, StorageError> {
+        let mut conn = self.conn().await?;
+        // Two queries (the page with each newest message, then every member of the page)
+        // in one snapshot, so they agree with each other.
+        let (page, members) = conn
+            .build_transaction()
+            .repeatable_read()
+            .read_only()
+            .run(async |conn| {
+                let mut query = conversations::table
+                    .inner_join(participants::table)
+                    .left_join(
+                        messages::table.on(messages::conversation_id
+                            .eq(conversations::id)
+                            .and(messages::seq.eq(conversations::last_seq))),
+                    )
+                    .filter(participants::user_id.eq(user.as_uuid()))
+                    .into_boxed();
+                if let Some(kind) = kind {
+                    query = query.filter(conversations::kind.eq(kind.as_str()));
+                }
+                let page: Vec<(ConversationRow, Option<MessageRow>)> = query
+                    .order((
+                        sql::<Timestamptz>(ACTIVITY).desc(),
+                        conversations::id.desc(),
+                    ))
+                    .offset(bigint(offset))
+                    .limit(bigint(limit))
+                    .select((
+                        ConversationRow::as_select(),
+                        Option::<MessageRow>::as_select(),
+                    ))
+                    .load(conn)
+                    .await?;
+                let ids: Vec<Uuid> = page.iter().map(|(c, _)| c.id).collect();
+                let members = members_of(conn, ids).await?;
+                Ok::<_, diesel::result::Error>((page, members))
+            })
+            .await
+            .map_err(db)?;
+        let mut members = group_members(members)?;
+        page.into_iter()
+            .map(|(conversation, last_message)| {
+                let participants = members.remove(&conversation.id).unwrap_or_default();
+                Ok(ConversationSummary {
+                    details: ConversationDetails {
+                        conversation: Conversation::try_from(conversation)?,
+                        participants,
+                    },
+                    last_message: last_message.map(Message::try_from).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_participant(
+        &self,
+        id: ConversationId,
+        user: UserId,
+        role: Role,
+        joined_at: DateTime<Utc>,
+    ) -> Result<bool, StorageError> {
+        let mut conn = self.conn().await?;
+        let added = diesel::sql_query(ADD_PARTICIPANT)
+            .bind::<diesel::sql_types::Uuid, _>(id.as_uuid())
+            .bind::<diesel::sql_types::Uuid, _>(user.as_uuid())
+            .bind::<Text, _>(role.as_str())
+            .bind::<Timestamptz, _>(joined_at)
+            .execute(&mut conn)
+            .await
+            .map_err(db)?;
+        Ok(added == 1)
+    }
+
+    async fn remove_participant(
+        &self,
+        id: ConversationId,
+        user: UserId,
+    ) -> Result<bool, StorageError> {
+        let mut conn = self.conn().await?;
+        let removed = diesel::delete(participants::table.find((id.as_uuid(), user.as_uuid())))
+            .execute(&mut conn)
+            .await
+            .map_err(db)?;
+        Ok(removed == 1)
+    }
+
+    async fn set_role(
+        &self,
+        id: ConversationId,
+        user: UserId,
+        role: Role,
+    ) -> Result<(), StorageError> {
+        let mut conn = self.conn().await?;
+        diesel::update(participants::table.find((id.as_uuid(), user.as_uuid())))
+            .set(participants::role.eq(role.as_str()))
+            .execute(&mut conn)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn rename_conversation(
+        &self,
+        id: ConversationId,
+        title: &GroupTitle,
+    ) -> Result<(), StorageError> {
+        let mut conn = self.conn().await?;
+        diesel::update(conversations::table.find(id.as_uuid()))
+            .set(conversations::title.eq(title.as_str()))
+            .execute(&mut conn)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn unread_counts(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<(ConversationId, i64)>, StorageError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(Uuid, i64)> = participants::table
+            .inner_join(conversations::table)
+            .filter(participants::user_id.eq(user.as_uuid()))
+            .select((
+                participants::conversation_id,
+                conversations::last_seq - participants::read_seq,
+            ))
+            .load(&mut conn)
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, unread)| (ConversationId::from_uuid(id), unread.max(0)))
+            .collect())
+    }
+}
+
+/// A new member row with watermarks at 0 (a conversation being created has no messages).
+fn member(
+    id: ConversationId,
+    user: UserId,
+    role: Role,
+    joined_at: DateTime<Utc>,
+) -> ParticipantRow {
+    ParticipantRow {
+        conversation_id: id.as_uuid(),
+        user_id: user.as_uuid(),
+        role: role.as_str().to_owned(),
+        joined_at,
+        delivered_seq: 0,
+        read_seq: 0,
+    }
+}
+
+async fn insert_members(
+    conn: &mut AsyncPgConnection,
+    members: &[ParticipantRow],
+) -> QueryResult<()> {
+    diesel::insert_into(participants::table)
+        .values(members)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The conversation `id` with its members, oldest first, in one query.
+async fn details(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<ConversationDetails>, StorageError> {
+    let rows: Vec<(ConversationRow, Option<(ParticipantRow, UserRow)>)> = conversations::table
+        .left_join(participants::table.inner_join(users::table))
+        .filter(conversations::id.eq(id))
+        .order((participants::joined_at, participants::user_id))
+        .select((
+            ConversationRow::as_select(),
+            Option::<(ParticipantRow, UserRow)>::as_select(),
+        ))
+        .load(conn)
+        .await
+        .map_err(db)?;
+    let mut rows = rows.into_iter();
+    let Some((conversation, first)) = rows.next() else {
+        return Ok(None);
+    };
+    let participants = first
+        .into_iter()
+        .chain(rows.filter_map(|(_, member)| member))
+        .map(profile)
+        .collect::<Result<_, _>>()?;
+    let conversation = Conversation::try_from(conversation)?;
+    Ok(Some(ConversationDetails {
+        conversation,
+        participants,
+    }))
+}
+
+/// Every member of the conversations `ids`, with their profiles, oldest first.
+async fn members_of(
+    conn: &mut AsyncPgConnection,
+    ids: Vec<Uuid>,
+) -> QueryResult<Vec<(ParticipantRow, UserRow)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    participants::table
+        .inner_join(users::table)
+        .filter(participants::conversation_id.eq_any(ids))
+        .order((
+            participants::conversation_id,
+            participants::joined_at,
+            participants::user_id,
+        ))
+        .select((ParticipantRow::as_select(), UserRow::as_select()))
+        .load(conn)
+        .await
+}
+
+fn group_members(
+    rows: Vec<(ParticipantRow, UserRow)>,
+) -> Result<HashMap<Uuid, Vec<ParticipantProfile>>, StorageError> {
+    let mut grouped: HashMap<Uuid, Vec<ParticipantProfile>> = HashMap::new();
+    for row in rows {
+        let conversation = row.0.conversation_id;
+        grouped.entry(conversation).or_default().push(profile(row)?);
+    }
+    Ok(grouped)
+}

@@ -1,0 +1,325 @@
+//! Messages: gap-free, idempotent batch appends and history.
+
+use crate::receipts::{self, Targets};
+use crate::rows::MessageRow;
+use crate::schema::{conversations, messages};
+use crate::{bigint, db, violates, PostgresStorage};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::Error as DieselError;
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use domain::message::{AppendOutcome, AppendRejection, Message, NewMessage};
+use domain::ports::MessageStore;
+use domain::{ConversationId, MessageId, StorageError};
+use std::collections::{BTreeSet, HashMap};
+use uuid::Uuid;
+
+type SqlUuid = diesel::sql_types::Uuid;
+
+/// The unique index that makes sends idempotent.
+const KEY_CONSTRAINT: &str = "messages_sender_id_client_msg_id_key";
+
+/// How often a batch is tried when a concurrent send of the same key into another
+/// conversation wins the race on [`KEY_CONSTRAINT`]. The second try finds that key, so
+/// more than a couple of tries only happen under pathological contention.
+const MAX_ATTEMPTS: usize = 3;
+
+/// The stored messages of the given (sender, key) pairs.
+const EXISTING_KEYS: &str = "\
+SELECT * FROM messages
+WHERE (sender_id, client_msg_id) IN (
+    SELECT * FROM unnest($1::uuid[], $2::text[])
+)";
+
+/// All new messages of a batch in one statement, whatever the batch size.
+const INSERT_MESSAGES: &str = "\
+INSERT INTO messages
+    (id, conversation_id, seq, sender_id, client_msg_id, content, content_type, reply_to, created_at)
+SELECT * FROM unnest(
+    $1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[],
+    $6::text[], $7::text[], $8::uuid[], $9::timestamptz[]
+)";
+
+/// Each touched conversation's newest seq and time.
+const UPDATE_CONVERSATIONS: &str = "\
+UPDATE conversations c
+SET last_seq = v.last_seq, last_message_at = v.last_message_at
+FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[]) AS v(id, last_seq, last_message_at)
+WHERE c.id = v.id";
+
+#[async_trait]
+impl MessageStore for PostgresStorage {
+    async fn append_messages(
+        &self,
+        batch: &[NewMessage],
+    ) -> Result<Vec<Result<AppendOutcome, AppendRejection>>, StorageError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut attempt = 1;
+        loop {
+            match conn
+                .transaction(async |conn| append(conn, batch).await)
+                .await
+            {
+                Err(err) if attempt < MAX_ATTEMPTS && violates(&err, KEY_CONSTRAINT) => {
+                    tracing::debug!(
+                        attempt,
+                        "idempotency key raced in from another conversation; retrying the batch"
+                    );
+                    attempt += 1;
+                }
+                outcome => return outcome.map_err(db),
+            }
+        }
+    }
+
+    async fn messages_before(
+        &self,
+        id: ConversationId,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StorageError> {
+        let mut query = messages::table
+            .filter(messages::conversation_id.eq(id.as_uuid()))
+            .into_boxed();
+        if let Some(before) = before_seq {
+            query = query.filter(messages::seq.lt(before));
+        }
+        let mut conn = self.conn().await?;
+        let rows = query
+            .order(messages::seq.desc())
+            .limit(bigint(limit))
+            .select(MessageRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(db)?;
+        rows.into_iter().map(Message::try_from).collect()
+    }
+
+    async fn messages_after(
+        &self,
+        id: ConversationId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StorageError> {
+        let mut conn = self.conn().await?;
+        let rows = messages::table
+            .filter(messages::conversation_id.eq(id.as_uuid()))
+            .filter(messages::seq.gt(after_seq))
+            .order(messages::seq.asc())
+            .limit(bigint(limit))
+            .select(MessageRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(db)?;
+        rows.into_iter().map(Message::try_from).collect()
+    }
+
+    async fn message(
+        &self,
+        id: ConversationId,
+        message: MessageId,
+    ) -> Result<Option<Message>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row = messages::table
+            .filter(messages::id.eq(message.as_uuid()))
+            .filter(messages::conversation_id.eq(id.as_uuid()))
+            .select(MessageRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db)?;
+        row.map(Message::try_from).transpose()
+    }
+}
+
+/// One attempt at appending `batch`, inside the caller's transaction. A fixed number of
+/// statements whatever the batch size: lock, key lookup, then insert and updates pipelined.
+async fn append(
+    conn: &mut AsyncPgConnection,
+    batch: &[NewMessage],
+) -> QueryResult<Vec<Result<AppendOutcome, AppendRejection>>> {
+    let mut last_seq = lock_conversations(conn, batch).await?;
+    let mut known = existing_keys(conn, batch).await?;
+
+    let mut results = Vec::with_capacity(batch.len());
+    let mut created = Vec::new();
+    for new in batch {
+        let Some(last) = last_seq.get_mut(&new.conversation_id.as_uuid()) else {
+            results.push(Err(AppendRejection::ConversationNotFound));
+            continue;
+        };
+        let key = new
+            .client_msg_id
+            .as_ref()
+            .map(|k| (new.sender_id.as_uuid(), k.as_str().to_owned()));
+        // Stored before, or earlier in this batch: nothing is written, no seq is used.
+        if let Some(existing) = key.as_ref().and_then(|k| known.get(k)) {
+            results.push(if new.is_replayed_by(existing) {
+                Ok(AppendOutcome::Replayed(existing.clone()))
+            } else {
+                Err(AppendRejection::KeyReused)
+            });
+            continue;
+        }
+        *last += 1;
+        let message = Message {
+            id: new.id,
+            conversation_id: new.conversation_id,
+            seq: *last,
+            sender_id: new.sender_id,
+            client_msg_id: new.client_msg_id.as_ref().map(|k| k.as_str().to_owned()),
+            content: new.content.as_str().to_owned(),
+            content_type: new.content_type,
+            reply_to: new.reply_to,
+            created_at: new.created_at,
+            edited_at: None,
+            deleted_at: None,
+        };
+        if let Some(key) = key {
+            known.insert(key, message.clone());
+        }
+        created.push(message.clone());
+        results.push(Ok(AppendOutcome::Created(message)));
+    }
+    if !created.is_empty() {
+        write_created(conn, &created).await?;
+    }
+    Ok(results)
+}
+
+/// Locks the batch's conversation rows, in id order so that concurrent batches touching
+/// the same conversations queue instead of deadlocking; their `last_seq` by id. A missing
+/// id does not exist. `FOR NO KEY UPDATE` is enough to serialise appends, and unlike
+/// `FOR UPDATE` it does not block foreign-key checks (members joining, messages referring).
+async fn lock_conversations(
+    conn: &mut AsyncPgConnection,
+    batch: &[NewMessage],
+) -> QueryResult<HashMap<Uuid, i64>> {
+    let ids: BTreeSet<Uuid> = batch.iter().map(|m| m.conversation_id.as_uuid()).collect();
+    let rows: Vec<(Uuid, i64)> = conversations::table
+        .filter(conversations::id.eq_any(ids.into_iter().collect::<Vec<_>>()))
+        .order(conversations::id)
+        .select((conversations::id, conversations::last_seq))
+        .for_no_key_update()
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The stored messages under the batch's (sender, key) pairs, in one query.
+async fn existing_keys(
+    conn: &mut AsyncPgConnection,
+    batch: &[NewMessage],
+) -> QueryResult<HashMap<(Uuid, String), Message>> {
+    let (senders, keys): (Vec<Uuid>, Vec<&str>) = batch
+        .iter()
+        .filter_map(|m| {
+            m.client_msg_id
+                .as_ref()
+                .map(|k| (m.sender_id.as_uuid(), k.as_str()))
+        })
+        .unzip();
+    if senders.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<MessageRow> = diesel::sql_query(EXISTING_KEYS)
+        .bind::<Array<SqlUuid>, _>(senders)
+        .bind::<Array<Text>, _>(keys)
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            let message = Message::try_from(row)
+                .map_err(|err| DieselError::DeserializationError(Box::new(err)))?;
+            let key = (
+                message.sender_id.as_uuid(),
+                message.client_msg_id.clone().unwrap_or_default(),
+            );
+            Ok((key, message))
+        })
+        .collect()
+}
+
+/// Inserts the new messages, moves their conversations' `last_seq`/`last_message_at` and
+/// their senders' watermarks: three independent statements, pipelined on the connection.
+async fn write_created(conn: &mut AsyncPgConnection, created: &[Message]) -> QueryResult<()> {
+    let n = created.len();
+    let mut columns = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    // Per conversation: the newest seq and its time. Per (conversation, sender): the
+    // sender's newest message, which it has both received and read.
+    let mut newest: HashMap<Uuid, (i64, DateTime<Utc>)> = HashMap::new();
+    let mut senders = Targets::new();
+    for m in created {
+        let conversation = m.conversation_id.as_uuid();
+        columns.0.push(m.id.as_uuid());
+        columns.1.push(conversation);
+        columns.2.push(m.seq);
+        columns.3.push(m.sender_id.as_uuid());
+        columns.4.push(m.client_msg_id.as_deref());
+        columns.5.push(m.content.as_str());
+        columns.6.push(m.content_type.as_str());
+        columns.7.push(m.reply_to.map(|r| r.as_uuid()));
+        columns.8.push(m.created_at);
+        let entry = newest.entry(conversation).or_insert((m.seq, m.created_at));
+        if m.seq >= entry.0 {
+            *entry = (m.seq, m.created_at);
+        }
+        let (delivered, read) = senders
+            .entry((conversation, m.sender_id.as_uuid()))
+            .or_default();
+        *delivered = (*delivered).max(Some(m.seq));
+        *read = (*read).max(Some(m.seq));
+    }
+    let (ids, seqs, times): (Vec<Uuid>, Vec<i64>, Vec<DateTime<Utc>>) = newest
+        .into_iter()
+        .map(|(id, (seq, at))| (id, seq, at))
+        .collect();
+
+    let insert = diesel::sql_query(INSERT_MESSAGES)
+        .bind::<Array<SqlUuid>, _>(columns.0)
+        .bind::<Array<SqlUuid>, _>(columns.1)
+        .bind::<Array<BigInt>, _>(columns.2)
+        .bind::<Array<SqlUuid>, _>(columns.3)
+        .bind::<Array<Nullable<Text>>, _>(columns.4)
+        .bind::<Array<Text>, _>(columns.5)
+        .bind::<Array<Text>, _>(columns.6)
+        .bind::<Array<Nullable<SqlUuid>>, _>(columns.7)
+        .bind::<Array<Timestamptz>, _>(columns.8);
+    let update = diesel::sql_query(UPDATE_CONVERSATIONS)
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<BigInt>, _>(seqs)
+        .bind::<Array<Timestamptz>, _>(times);
+
+    let shared: &AsyncPgConnection = conn;
+    let (inserted, updated, watermarks) = tokio::join!(
+        insert.execute(&mut &*shared),
+        update.execute(&mut &*shared),
+        receipts::advance(shared, &senders),
+    );
+    // Statement order, so a unique violation of the insert is what the caller sees
+    // rather than the "transaction aborted" of the statements after it.
+    let inserted = inserted?;
+    updated?;
+    watermarks?;
+    if inserted != n {
+        return Err(DieselError::QueryBuilderError(
+            format!("inserted {inserted} of {n} messages").into(),
+        ));
+    }
+    Ok(())
+}

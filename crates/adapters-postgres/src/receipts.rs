@@ -1,0 +1,106 @@
+//! Receipt watermarks.
+
+use crate::rows::ParticipantRow;
+use crate::{db, PostgresStorage};
+use async_trait::async_trait;
+use diesel::sql_types::{Array, BigInt, Nullable};
+use diesel::QueryResult;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::conversation::Participant;
+use domain::ports::{ReceiptStore, WatermarkUpdate};
+use domain::StorageError;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Moves every listed member's watermarks forward in one statement. The member rows are
+/// locked in (conversation, user) order first: appends take the same order, so two
+/// transactions touching overlapping members can never wait on each other in a cycle.
+const ADVANCE: &str = "\
+WITH v AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[])
+        AS v(conversation_id, user_id, delivered_seq, read_seq)
+), locked AS MATERIALIZED (
+    SELECT p.conversation_id, p.user_id
+    FROM participants p
+    WHERE (p.conversation_id, p.user_id) IN (SELECT conversation_id, user_id FROM v)
+    ORDER BY p.conversation_id, p.user_id
+    FOR NO KEY UPDATE OF p
+)
+UPDATE participants p
+SET delivered_seq = GREATEST(p.delivered_seq, v.delivered_seq, v.read_seq),
+    read_seq = GREATEST(p.read_seq, v.read_seq)
+FROM locked l
+JOIN v ON v.conversation_id = l.conversation_id AND v.user_id = l.user_id
+WHERE p.conversation_id = l.conversation_id AND p.user_id = l.user_id
+RETURNING p.conversation_id, p.user_id, p.role, p.joined_at, p.delivered_seq, p.read_seq";
+
+/// What one member's watermarks should at least become.
+pub(crate) type Targets = BTreeMap<(Uuid, Uuid), (Option<i64>, Option<i64>)>;
+
+/// Folds updates per member (the highest value wins), in lock order.
+pub(crate) fn targets(updates: &[WatermarkUpdate]) -> Targets {
+    let mut targets = Targets::new();
+    for u in updates {
+        let key = (u.conversation_id.as_uuid(), u.user_id.as_uuid());
+        let (delivered, read) = targets.entry(key).or_default();
+        *delivered = (*delivered).max(u.delivered_seq);
+        *read = (*read).max(u.read_seq);
+    }
+    targets
+}
+
+/// Applies `targets`; the members' rows afterwards (non-members are simply absent).
+/// Takes the connection shared, so it can be pipelined with other statements.
+pub(crate) async fn advance(
+    conn: &AsyncPgConnection,
+    targets: &Targets,
+) -> QueryResult<Vec<ParticipantRow>> {
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conversations = Vec::with_capacity(targets.len());
+    let mut users = Vec::with_capacity(targets.len());
+    let mut delivered = Vec::with_capacity(targets.len());
+    let mut read = Vec::with_capacity(targets.len());
+    for (&(conversation, user), &(d, r)) in targets {
+        conversations.push(conversation);
+        users.push(user);
+        delivered.push(d);
+        read.push(r);
+    }
+    diesel::sql_query(ADVANCE)
+        .bind::<Array<diesel::sql_types::Uuid>, _>(conversations)
+        .bind::<Array<diesel::sql_types::Uuid>, _>(users)
+        .bind::<Array<Nullable<BigInt>>, _>(delivered)
+        .bind::<Array<Nullable<BigInt>>, _>(read)
+        .load(&mut &*conn)
+        .await
+}
+
+#[async_trait]
+impl ReceiptStore for PostgresStorage {
+    async fn advance_watermarks(
+        &self,
+        updates: &[WatermarkUpdate],
+    ) -> Result<Vec<Option<Participant>>, StorageError> {
+        let targets = targets(updates);
+        let conn = self.conn().await?;
+        // One statement: atomic on its own, no explicit transaction needed.
+        let rows = advance(&conn, &targets).await.map_err(db)?;
+        let mut after = BTreeMap::new();
+        for row in rows {
+            after.insert(
+                (row.conversation_id, row.user_id),
+                Participant::try_from(row)?,
+            );
+        }
+        Ok(updates
+            .iter()
+            .map(|u| {
+                after
+                    .get(&(u.conversation_id.as_uuid(), u.user_id.as_uuid()))
+                    .cloned()
+            })
+            .collect())
+    }
+}

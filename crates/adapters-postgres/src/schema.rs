@@ -1,0 +1,78 @@
+//! Diesel's view of the tables in `migrations/postgres` (private to this crate).
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        display_name -> Text,
+        password_hash -> Text,
+        avatar_url -> Nullable<Text>,
+        created_at -> Timestamptz,
+        last_seen_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        family_id -> Uuid,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> Uuid,
+        kind -> Text,
+        title -> Nullable<Text>,
+        created_by -> Uuid,
+        created_at -> Timestamptz,
+        last_seq -> Int8,
+        last_message_at -> Nullable<Timestamptz>,
+        direct_key -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    participants (conversation_id, user_id) {
+        conversation_id -> Uuid,
+        user_id -> Uuid,
+        role -> Text,
+        joined_at -> Timestamptz,
+        delivered_seq -> Int8,
+        read_seq -> Int8,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Uuid,
+        conversation_id -> Uuid,
+        seq -> Int8,
+        sender_id -> Uuid,
+        client_msg_id -> Nullable<Text>,
+        content -> Text,
+        content_type -> Text,
+        reply_to -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        edited_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(participants -> conversations (conversation_id));
+diesel::joinable!(participants -> users (user_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(refresh_tokens -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    refresh_tokens,
+    conversations,
+    participants,
+    messages
+);

@@ -1,0 +1,202 @@
+//! Test support: a brand-new, migrated database per test, so tests run in parallel
+//! against one PostgreSQL server without seeing each other's rows.
+//!
+//! The schema is migrated once into a template database named after a hash of the
+//! migrations; each test database is a `CREATE DATABASE ... TEMPLATE` copy of it, which is
+//! much faster than migrating every time.
+
+use crate::migrate::run_migrations;
+use diesel::sql_types::{BigInt, Text};
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+/// The server used when `CHAT_TEST_POSTGRES_URL` is not set.
+const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Taken (on the server's maintenance database) while a template is built, so concurrent
+/// test processes build it once ("chat-tpl" in ASCII).
+const TEMPLATE_LOCK: i64 = 0x6368_6174_2d74_706c;
+
+/// Test databases older than this are dropped (best effort) when a process first builds or
+/// finds its template: their tests are long over.
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// The template of this build's schema, once per process.
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+/// A brand-new database (`chat_test_<uuid>`) on the server named by `CHAT_TEST_POSTGRES_URL`
+/// (default `postgres://postgres@127.0.0.1:5432/postgres`), migrated; its URL.
+///
+/// # Panics
+///
+/// When the server is not reachable (with how to start it) or refuses to create the database.
+pub async fn fresh_database() -> String {
+    let server = server_url();
+    let template = TEMPLATE.get_or_init(|| prepare_template(&server)).await;
+    // UUIDv7: the name tells when it was made, which is how stale ones are found.
+    let name = format!("chat_test_{}", Uuid::now_v7().simple());
+    let mut admin = admin(&server).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+        .await
+        .unwrap_or_else(|err| panic!("could not create test database {name}: {err}"));
+    with_database(&server, &name)
+}
+
+/// `CHAT_TEST_POSTGRES_URL`, or the default server.
+fn server_url() -> String {
+    std::env::var("CHAT_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_SERVER.to_owned())
+}
+
+/// A connection to the server's maintenance database; panics with how to start the server.
+async fn admin(server: &str) -> AsyncPgConnection {
+    AsyncPgConnection::establish(server)
+        .await
+        .unwrap_or_else(|err| {
+            panic!(
+                "PostgreSQL is not reachable at {server} ({err}); start it with \
+             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+             (or point CHAT_TEST_POSTGRES_URL at a running server)"
+            )
+        })
+}
+
+/// Makes sure the migrated template of this schema exists; its name.
+async fn prepare_template(server: &str) -> String {
+    let template = format!("chat_tmpl_{}", env!("CHAT_POSTGRES_MIGRATIONS_HASH"));
+    let building = format!("{template}_building");
+    let mut admin = admin(server).await;
+    let fail = |what: &str, err: &dyn std::fmt::Display| -> ! {
+        panic!("could not {what} the test template database {template}: {err}")
+    };
+    execute_bigint(&mut admin, "SELECT pg_advisory_lock($1)", TEMPLATE_LOCK)
+        .await
+        .unwrap_or_else(|err| fail("lock", &err));
+    if !database_exists(&mut admin, &template)
+        .await
+        .unwrap_or_else(|err| fail("look up", &err))
+    {
+        // Built under another name and renamed once complete, so a process that died
+        // half-way never leaves a half-migrated template behind under the real name.
+        let steps = [
+            format!("DROP DATABASE IF EXISTS {building}"),
+            format!("CREATE DATABASE {building}"),
+        ];
+        for step in &steps {
+            admin
+                .batch_execute(step)
+                .await
+                .unwrap_or_else(|err| fail("create", &err));
+        }
+        run_migrations(&with_database(server, &building))
+            .await
+            .unwrap_or_else(|err| fail("migrate", &err));
+        admin
+            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+            .await
+            .unwrap_or_else(|err| fail("rename", &err));
+    }
+    drop_stale_databases(&mut admin).await;
+    execute_bigint(&mut admin, "SELECT pg_advisory_unlock($1)", TEMPLATE_LOCK)
+        .await
+        .unwrap_or_else(|err| fail("unlock", &err));
+    template
+}
+
+/// Drops test databases made more than [`STALE_AFTER`] ago. Best effort: one still in use
+/// (or already dropped by another process) is left alone.
+async fn drop_stale_databases(admin: &mut AsyncPgConnection) {
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = Text)]
+        datname: String,
+    }
+    let Ok(names) =
+        diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'chat\\_test\\_%'")
+            .load::<Name>(admin)
+            .await
+    else {
+        return;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    for Name { datname } in names {
+        let made = datname
+            .strip_prefix("chat_test_")
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .and_then(|id| id.get_timestamp())
+            .map(|ts| {
+                let (secs, nanos) = ts.to_unix();
+                Duration::new(secs, nanos)
+            });
+        if made.is_some_and(|made| now.saturating_sub(made) > STALE_AFTER) {
+            if let Err(err) = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {datname}"))
+                .await
+            {
+                tracing::debug!(%datname, %err, "left a stale test database in place");
+            }
+        }
+    }
+}
+
+async fn database_exists(admin: &mut AsyncPgConnection, name: &str) -> diesel::QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let count: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+            .bind::<Text, _>(name)
+            .get_result(admin)
+            .await?;
+    Ok(count.n > 0)
+}
+
+async fn execute_bigint(
+    conn: &mut AsyncPgConnection,
+    sql: &str,
+    value: i64,
+) -> diesel::QueryResult<usize> {
+    diesel::sql_query(sql)
+        .bind::<BigInt, _>(value)
+        .execute(conn)
+        .await
+}
+
+/// `url` with its database name replaced by `name` (query parameters kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let path = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
+    let mut out = format!("{}/{name}", &base[..path]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_name_is_replaced_and_parameters_are_kept() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "x"),
+            "postgres://u:p@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}

@@ -1,0 +1,1 @@
+//! The shared storage contract suite, against PostgreSQL.
