@@ -200,3 +200,34 @@ impl StoreHealth for SqliteStorage {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use diesel_migrations::MigrationHarness;
+
+    #[test]
+    fn every_migration_runs_up_down_and_up_again() {
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        let applied = conn.run_pending_migrations(MIGRATIONS).unwrap().len();
+        assert!(applied > 0);
+        conn.revert_all_migrations(MIGRATIONS).unwrap();
+        assert!(conn.has_pending_migration(MIGRATIONS).unwrap());
+        assert_eq!(
+            conn.run_pending_migrations(MIGRATIONS).unwrap().len(),
+            applied
+        );
+    }
+
+    #[tokio::test]
+    async fn pooled_connections_cannot_write() {
+        let store = testing::temporary_store().await.unwrap();
+        let attempt = store
+            .read(|conn| diesel::sql_query("CREATE TABLE sneaky (id INTEGER)").execute(conn))
+            .await;
+        let message = attempt.unwrap_err().to_string();
+        assert!(message.contains("readonly"), "unexpected error: {message}");
+    }
+}
