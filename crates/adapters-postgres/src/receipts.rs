@@ -4,23 +4,25 @@ use crate::rows::ParticipantRow;
 use crate::{db, PostgresStorage};
 use async_trait::async_trait;
 use diesel::sql_types::{Array, BigInt, Nullable};
-use diesel::QueryResult;
+use diesel::{QueryResult, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::conversation::Participant;
 use domain::ports::{ReceiptStore, WatermarkUpdate};
 use domain::StorageError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// Moves every listed member's watermarks forward in one statement. The member rows are
 /// locked in (conversation, user) order first: appends take the same order, so two
 /// transactions touching overlapping members can never wait on each other in a cycle.
+/// Locking returns each row's newest version, which nobody can change until we commit:
+/// the watermarks as they were just before this update (`before_*`).
 const ADVANCE: &str = "\
 WITH v AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[])
         AS v(conversation_id, user_id, delivered_seq, read_seq)
 ), locked AS MATERIALIZED (
-    SELECT p.conversation_id, p.user_id
+    SELECT p.conversation_id, p.user_id, p.delivered_seq, p.read_seq
     FROM participants p
     WHERE (p.conversation_id, p.user_id) IN (SELECT conversation_id, user_id FROM v)
     ORDER BY p.conversation_id, p.user_id
@@ -32,7 +34,8 @@ SET delivered_seq = GREATEST(p.delivered_seq, v.delivered_seq, v.read_seq),
 FROM locked l
 JOIN v ON v.conversation_id = l.conversation_id AND v.user_id = l.user_id
 WHERE p.conversation_id = l.conversation_id AND p.user_id = l.user_id
-RETURNING p.conversation_id, p.user_id, p.role, p.joined_at, p.delivered_seq, p.read_seq";
+RETURNING p.conversation_id, p.user_id, p.role, p.joined_at, p.delivered_seq, p.read_seq,
+    l.delivered_seq AS before_delivered_seq, l.read_seq AS before_read_seq";
 
 /// What one member's watermarks should at least become.
 pub(crate) type Targets = BTreeMap<(Uuid, Uuid), (Option<i64>, Option<i64>)>;
@@ -49,12 +52,23 @@ pub(crate) fn targets(updates: &[WatermarkUpdate]) -> Targets {
     targets
 }
 
+/// A member's row after an update, with its watermarks from just before.
+#[derive(Debug, QueryableByName)]
+pub(crate) struct Advanced {
+    #[diesel(embed)]
+    pub after: ParticipantRow,
+    #[diesel(sql_type = BigInt)]
+    pub before_delivered_seq: i64,
+    #[diesel(sql_type = BigInt)]
+    pub before_read_seq: i64,
+}
+
 /// Applies `targets`; the members' rows afterwards (non-members are simply absent).
 /// Takes the connection shared, so it can be pipelined with other statements.
 pub(crate) async fn advance(
     conn: &AsyncPgConnection,
     targets: &Targets,
-) -> QueryResult<Vec<ParticipantRow>> {
+) -> QueryResult<Vec<Advanced>> {
     if targets.is_empty() {
         return Ok(Vec::new());
     }
@@ -87,19 +101,26 @@ impl ReceiptStore for PostgresStorage {
         let conn = self.conn().await?;
         // One statement: atomic on its own, no explicit transaction needed.
         let rows = advance(&conn, &targets).await.map_err(db)?;
-        let mut after = BTreeMap::new();
+        let mut members = HashMap::new();
         for row in rows {
-            after.insert(
-                (row.conversation_id, row.user_id),
-                Participant::try_from(row)?,
-            );
+            let key = (row.after.conversation_id, row.after.user_id);
+            let before = (row.before_delivered_seq, row.before_read_seq);
+            members.insert(key, (Participant::try_from(row.after)?, before));
         }
+        // Each answer is the member's watermarks once its own update is applied, in input
+        // order: replay the updates from the watermarks as they were before.
         Ok(updates
             .iter()
             .map(|u| {
-                after
-                    .get(&(u.conversation_id.as_uuid(), u.user_id.as_uuid()))
-                    .cloned()
+                let key = (u.conversation_id.as_uuid(), u.user_id.as_uuid());
+                let (member, (delivered, read)) = members.get_mut(&key)?;
+                *delivered = (*delivered).max(u.delivered_seq.max(u.read_seq).unwrap_or(0));
+                *read = (*read).max(u.read_seq.unwrap_or(0));
+                Some(Participant {
+                    delivered_seq: *delivered,
+                    read_seq: *read,
+                    ..member.clone()
+                })
             })
             .collect())
     }

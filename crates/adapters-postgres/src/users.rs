@@ -4,12 +4,18 @@ use crate::rows::UserRow;
 use crate::schema::users;
 use crate::{bigint, db, violates, PostgresStorage};
 use async_trait::async_trait;
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use domain::ports::{InsertUserError, UserStore};
 use domain::user::{EmailAddress, NewUser, User, UserCredentials};
 use domain::{StorageError, UserId};
 use uuid::Uuid;
+
+/// Search results come alphabetically, case-insensitively, comparing code points (not the
+/// database's locale), so the order is the same on every server and in every adapter.
+const BY_NAME: &str = r#"lower(users.display_name) COLLATE "C""#;
 
 #[async_trait]
 impl UserStore for PostgresStorage {
@@ -98,7 +104,7 @@ impl UserStore for PostgresStorage {
                     .escape('\\')
                     .or(users::email.ilike(format!("{literal}%")).escape('\\')),
             )
-            .order((users::display_name, users::id))
+            .order((sql::<Text>(BY_NAME), users::id))
             .limit(bigint(limit))
             .select(UserRow::as_select())
             .load(&mut conn)

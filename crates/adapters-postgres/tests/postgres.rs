@@ -401,3 +401,29 @@ async fn connecting_to_a_database_that_does_not_exist_fails_with_a_storage_error
     let missing = format!("{}_missing", url);
     assert!(PostgresStorage::connect(&missing, 2).await.is_err());
 }
+
+#[tokio::test]
+async fn search_orders_names_case_insensitively_whatever_the_server_locale() {
+    let (store, _) = store().await;
+    let me = user(&store, "me").await;
+    for name in ["carol-x", "Bob-x", "alice-x", "Alice-x"] {
+        user(&store, name).await;
+    }
+
+    let names: Vec<String> = store
+        .search_users("-x", 10, me)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.display_name.as_str().to_owned())
+        .collect();
+
+    assert_eq!(&names[2..], ["Bob-x", "carol-x"]);
+    assert_eq!(
+        names[..2]
+            .iter()
+            .map(|n| n.to_lowercase())
+            .collect::<Vec<_>>(),
+        ["alice-x", "alice-x"]
+    );
+}
