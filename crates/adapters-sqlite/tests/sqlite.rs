@@ -237,3 +237,49 @@ async fn search_ignores_case_beyond_ascii() {
         .collect();
     assert_eq!(found, vec![emile.id]);
 }
+
+#[tokio::test]
+async fn search_matches_percent_and_underscore_only_literally() {
+    let dir = temp_dir();
+    let store = store(&open(&dir.path().join("chat.db")).await);
+    let me = user(&store, "Me").await;
+    let literal = user_with_email(&store, "100% sure", "sure@example.com").await;
+    let _decoy = user_with_email(&store, "100x sure", "decoy@example.com").await;
+    let found: Vec<UserId> = store
+        .search_users("100% sure", 10, me.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(found, vec![literal.id]);
+    assert!(store.search_users("%", 10, me.id).await.unwrap().is_empty());
+    assert!(store
+        .search_users("100_", 10, me.id)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn search_orders_by_display_name_ignoring_case_and_stops_at_the_limit() {
+    let dir = temp_dir();
+    let store = store(&open(&dir.path().join("chat.db")).await);
+    let me = user(&store, "Me").await;
+    for (name, email) in [
+        ("Carol Tag", "carol@example.com"),
+        ("alice Tag", "alice@example.com"),
+        ("Bob Tag", "bob@example.com"),
+    ] {
+        user_with_email(&store, name, email).await;
+    }
+    let names: Vec<String> = store
+        .search_users("tag", 10, me.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.display_name.as_str().to_owned())
+        .collect();
+    assert_eq!(names, ["alice Tag", "Bob Tag", "Carol Tag"]);
+    assert_eq!(store.search_users("tag", 2, me.id).await.unwrap().len(), 2);
+}
