@@ -1,0 +1,391 @@
+//! The one place where failures become HTTP answers: a status and
+//! `{"error":{"code","message"}}`. The WebSocket layer reuses [`ApiError::code`] for its
+//! `error` frames, so both surfaces speak the same codes.
+//!
+//! Ids in a path or query that are not UUIDs are answered exactly as ids of nothing would
+//! be (see `api::ids`): a malformed conversation id is 403 `not_participant`, like an
+//! unknown one, so no answer ever tells which ids exist.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use domain::services::{AuthError, ChatError};
+use domain::user::InvalidField;
+use domain::StorageError;
+use serde::Serialize;
+use std::error::Error as StdError;
+use utoipa::ToSchema;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON (400).
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// The body is JSON but not an object (400).
+    #[error("request body must be a JSON object")]
+    InvalidBody,
+    /// No, garbage, expired or foreign bearer token; always the same answer (401).
+    #[error("missing or invalid access token")]
+    Unauthorized,
+    /// Unknown email or wrong password; always the same answer (401).
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// A refresh token that is unknown, expired, used or revoked (401).
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// Not a member of the conversation, or no such conversation (403).
+    #[error("not a participant of this conversation")]
+    NotParticipant,
+    /// The caller's role does not allow this (403).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// A named user does not exist (404).
+    #[error("user not found")]
+    UserNotFound,
+    /// A named message is not in this conversation (404).
+    #[error("message not found")]
+    MessageNotFound,
+    /// The user to remove is not a member (404).
+    #[error("user is not a member of this conversation")]
+    NotAMember,
+    /// No such route (404).
+    #[error("no such resource")]
+    NotFound,
+    /// The route exists but not with this method (405).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The email is registered already (409).
+    #[error("email already registered")]
+    EmailTaken,
+    /// The `temp_id` was used for a different message (409).
+    #[error("temp_id was already used for a different message")]
+    TempIdConflict,
+    /// The user is a member already (409).
+    #[error("user is already a member of this conversation")]
+    AlreadyMember,
+    /// The body is larger than `http.max_body_bytes` (413).
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// A well-formed request with an invalid field (422).
+    #[error("{field}: {reason}")]
+    Validation {
+        /// The field at fault, as the client named it (dotted for nested fields).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Only groups support this (422).
+    #[error("only group conversations support this")]
+    NotAGroup,
+    /// The group is at its member limit (422).
+    #[error("group member limit of {0} reached")]
+    GroupFull(usize),
+    /// Too many attempts; retry after this many seconds (429).
+    #[error("too many attempts, retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until an attempt may succeed (`Retry-After`).
+        retry_after_secs: u64,
+    },
+    /// A backing service failed (503). The cause is logged, never shown.
+    #[error("service temporarily unavailable")]
+    Unavailable(#[source] StorageError),
+}
+
+impl ApiError {
+    /// A validation failure of `field`.
+    pub fn validation(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Validation {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The machine-readable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::InvalidBody => "invalid_body",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::NotParticipant => "not_participant",
+            Self::Forbidden(_) => "forbidden",
+            Self::UserNotFound => "user_not_found",
+            Self::MessageNotFound => "message_not_found",
+            Self::NotAMember => "not_a_member",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::EmailTaken => "email_taken",
+            Self::TempIdConflict => "temp_id_conflict",
+            Self::AlreadyMember => "already_member",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Validation { .. } => "validation_failed",
+            Self::NotAGroup => "not_a_group",
+            Self::GroupFull(_) => "group_full",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) | Self::InvalidBody => StatusCode::BAD_REQUEST,
+            Self::Unauthorized | Self::InvalidCredentials | Self::InvalidRefreshToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::NotParticipant | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::UserNotFound | Self::MessageNotFound | Self::NotAMember | Self::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::EmailTaken | Self::TempIdConflict | Self::AlreadyMember => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Validation { .. } | Self::NotAGroup | Self::GroupFull(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The body clients get.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Unavailable(cause) = self {
+            tracing::error!(cause = %cause_chain(cause), "backing service failed");
+        }
+        let mut response = HttpResponse::build(self.status());
+        if let Self::RateLimited { retry_after_secs } = self {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
+        }
+        response.json(self.body())
+    }
+}
+
+/// `{"error":{"code","message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The code to switch on and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `not_participant`, `validation_failed`...
+    pub code: String,
+    /// Plain words; may change.
+    pub message: String,
+}
+
+/// `error: cause: cause...`, for the log.
+fn cause_chain(err: &dyn StdError) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Wrappers often repeat their cause in their own message; say it once.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+impl From<InvalidField> for ApiError {
+    fn from(e: InvalidField) -> Self {
+        Self::validation(e.field, e.reason)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        Self::Unavailable(e)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Invalid(field) => field.into(),
+            AuthError::DuplicateEmail => Self::EmailTaken,
+            AuthError::InvalidCredentials => Self::InvalidCredentials,
+            AuthError::InvalidRefreshToken => Self::InvalidRefreshToken,
+            // A valid token for an account that is gone: the token is worth nothing.
+            AuthError::UnknownUser => Self::Unauthorized,
+            AuthError::Storage(e) => Self::Unavailable(e),
+        }
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        match e {
+            ChatError::Invalid(field) => field.into(),
+            ChatError::NotParticipant => Self::NotParticipant,
+            ChatError::Forbidden(why) => Self::Forbidden(why),
+            ChatError::UserNotFound => Self::UserNotFound,
+            ChatError::MessageNotFound => Self::MessageNotFound,
+            ChatError::NotAMember => Self::NotAMember,
+            ChatError::AlreadyMember => Self::AlreadyMember,
+            ChatError::TempIdReused => Self::TempIdConflict,
+            ChatError::NotAGroup => Self::NotAGroup,
+            ChatError::GroupFull(n) => Self::GroupFull(n),
+            ChatError::Storage(e) => Self::Unavailable(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    fn storage_error() -> StorageError {
+        StorageError::msg("connection refused by 10.0.0.7")
+    }
+
+    #[test]
+    fn every_auth_error_maps_to_its_status_and_code() {
+        let cases = [
+            (
+                AuthError::Invalid(InvalidField::new("email", "bad")),
+                422,
+                "validation_failed",
+            ),
+            (AuthError::DuplicateEmail, 409, "email_taken"),
+            (AuthError::InvalidCredentials, 401, "invalid_credentials"),
+            (AuthError::InvalidRefreshToken, 401, "invalid_refresh_token"),
+            (AuthError::UnknownUser, 401, "unauthorized"),
+            (AuthError::Storage(storage_error()), 503, "unavailable"),
+        ];
+        for (domain_error, status, code) in cases {
+            let label = format!("{domain_error:?}");
+            let api = ApiError::from(domain_error);
+            assert_eq!(api.status().as_u16(), status, "{label}");
+            assert_eq!(api.code(), code, "{label}");
+        }
+    }
+
+    #[test]
+    fn every_chat_error_maps_to_its_status_and_code() {
+        let cases = [
+            (
+                ChatError::Invalid(InvalidField::new("content", "blank")),
+                422,
+                "validation_failed",
+            ),
+            (ChatError::NotParticipant, 403, "not_participant"),
+            (ChatError::Forbidden("no"), 403, "forbidden"),
+            (ChatError::UserNotFound, 404, "user_not_found"),
+            (ChatError::MessageNotFound, 404, "message_not_found"),
+            (ChatError::NotAMember, 404, "not_a_member"),
+            (ChatError::AlreadyMember, 409, "already_member"),
+            (ChatError::TempIdReused, 409, "temp_id_conflict"),
+            (ChatError::NotAGroup, 422, "not_a_group"),
+            (ChatError::GroupFull(3), 422, "group_full"),
+            (ChatError::Storage(storage_error()), 503, "unavailable"),
+        ];
+        for (domain_error, status, code) in cases {
+            let label = format!("{domain_error:?}");
+            let api = ApiError::from(domain_error);
+            assert_eq!(api.status().as_u16(), status, "{label}");
+            assert_eq!(api.code(), code, "{label}");
+        }
+    }
+
+    #[test]
+    fn request_shape_errors_map_to_their_status_and_code() {
+        let cases = [
+            (ApiError::MalformedJson("eof".into()), 400, "malformed_json"),
+            (ApiError::InvalidBody, 400, "invalid_body"),
+            (ApiError::Unauthorized, 401, "unauthorized"),
+            (ApiError::NotFound, 404, "not_found"),
+            (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
+            (
+                ApiError::PayloadTooLarge { limit: 10 },
+                413,
+                "payload_too_large",
+            ),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 3,
+                },
+                429,
+                "rate_limited",
+            ),
+        ];
+        for (api, status, code) in cases {
+            assert_eq!(api.status().as_u16(), status, "{api:?}");
+            assert_eq!(api.code(), code, "{api:?}");
+        }
+    }
+
+    #[test]
+    fn a_validation_error_names_the_field() {
+        let api = ApiError::from(ChatError::Invalid(InvalidField::new(
+            "content",
+            "must not be blank",
+        )));
+        assert_eq!(api.body().error.message, "content: must not be blank");
+    }
+
+    #[actix_web::test]
+    async fn a_storage_failure_shows_a_plain_message_not_its_cause() {
+        let response = ApiError::from(storage_error()).error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: ErrorBody =
+            serde_json::from_slice(&to_bytes(response.into_body()).await.unwrap()).unwrap();
+        assert_eq!(body.error.code, "unavailable");
+        assert!(
+            !body.error.message.contains("10.0.0.7"),
+            "{}",
+            body.error.message
+        );
+    }
+
+    #[actix_web::test]
+    async fn rate_limited_answers_carry_retry_after_in_seconds() {
+        let response = ApiError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .error_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "7");
+    }
+
+    #[test]
+    fn the_cause_chain_names_every_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("pool timed out")]
+        struct Pool(#[source] std::io::Error);
+        let err = StorageError::new(Pool(std::io::Error::other("disk on fire")));
+        assert_eq!(
+            cause_chain(&err),
+            "storage unavailable: pool timed out: disk on fire"
+        );
+    }
+}
