@@ -253,7 +253,15 @@ async fn search_matches_percent_and_underscore_only_literally() {
         .map(|u| u.id)
         .collect();
     assert_eq!(found, vec![literal.id]);
-    assert!(store.search_users("%", 10, me.id).await.unwrap().is_empty());
+    // A lone `%` finds the name that has one, not everyone.
+    let percent: Vec<UserId> = store
+        .search_users("%", 10, me.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(percent, vec![literal.id]);
     assert!(store
         .search_users("100_", 10, me.id)
         .await
