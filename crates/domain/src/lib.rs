@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod conversation;
+pub mod delivery;
 pub mod error;
 pub mod ids;
 pub mod limits;
