@@ -1,0 +1,1207 @@
+// ChatClient: the SDK's front door. It owns the session, the one WebSocket, the REST fallback,
+// and an in-memory model of the user's conversations and messages that apps render from.
+//
+//   const client = new ChatClient();              // same origin, browser globals
+//   await client.login({ email, password });
+//   client.on('conversations', render);
+//   client.start();
+//
+// Everything it needs from the environment (fetch, WebSocket, storage, clock, document) can be
+// injected, so it runs in any app and under tests with fakes. See docs/client.md.
+
+import { Emitter } from './events.js';
+import { Timer, systemClock } from './clock.js';
+import { resolveTimings } from './timings.js';
+import { Session, SessionExpiredError } from './session.js';
+import { RestClient, ApiError } from './rest.js';
+import { Connection } from './connection.js';
+import { MessageThread } from './thread.js';
+import { Outbox } from './outbox.js';
+import { TypingSender, TypingRoster } from './typing.js';
+import { Poller } from './poller.js';
+
+/**
+ * @typedef {import('./rest.js').Conversation} Conversation
+ * @typedef {import('./rest.js').Participant} Participant
+ * @typedef {import('./rest.js').Message} Message
+ * @typedef {import('./session.js').User} User
+ * @typedef {import('./thread.js').HeldMessage} HeldMessage
+ * @typedef {import('./connection.js').ConnectionState} ConnectionState
+ *
+ * @typedef {object} ConversationView
+ * @property {string} id
+ * @property {'direct'|'group'} type
+ * @property {string|null} title       the group title as set
+ * @property {string} name             what to call it: the title, or the other person's name
+ * @property {Participant[]} participants
+ * @property {Participant[]} others    everyone but the signed-in user
+ * @property {string|null} my_role
+ * @property {string} created_at
+ * @property {number} last_seq
+ * @property {HeldMessage|Message|null} last_message  newest message, our unacknowledged ones included
+ * @property {string|null} last_activity_at
+ * @property {number} unread_count
+ *
+ * @typedef {object} Receipt
+ * @property {'sending'|'sent'|'delivered'|'read'|'failed'} status
+ * @property {number} deliveredTo   other members who have it
+ * @property {number} readBy        other members who read it
+ * @property {number} of            other members
+ *
+ * @typedef {object} ChatClientEvents
+ * @property {{state: ConnectionState, previous: ConnectionState, attempt: number, nextRetryAt: number|null, everConnected: boolean}} state
+ * @property {void} conversations          the list (or anything shown in it) changed
+ * @property {{conversationId: string}} messages   a conversation's messages changed (new, status, ticks)
+ * @property {{conversationId: string, message: HeldMessage, live: boolean}} message  a message we did not hold arrived
+ * @property {{conversationId: string, userIds: string[]}} typing
+ * @property {{userId: string, status: string, last_seen: string|null}} presence
+ * @property {{total: number}} unread
+ * @property {{conversationId: string}} removed  we are no longer a member (removed, left)
+ * @property {User|null} session          signed in (user) or out (null)
+ * @property {void} session_expired        the session ended; sign in again
+ * @property {{code: string, message: string}} error  a server error not tied to one of our messages
+ */
+
+/** Page size of history. */
+const PAGE = 50;
+/** Oldest first pages when catching up. */
+const CATCH_UP_PAGE = 100;
+const STATUS_RANK = { sending: 0, sent: 1, delivered: 2, read: 3 };
+
+/**
+ * @typedef {object} ConversationState
+ * @property {Conversation} data      the server's latest view of it
+ * @property {number} lastSeq
+ * @property {number} readSeq         our own read watermark
+ * @property {Map<string, {delivered: number, read: number}>} marks  other members' watermarks
+ * @property {number} peerDelivered   lowest delivered watermark among the others (hello/sync_done)
+ * @property {number} peerRead
+ */
+
+/**
+ * @extends {Emitter<ChatClientEvents>}
+ */
+export class ChatClient extends Emitter {
+  /**
+   * @param {object} [opts]
+   * @param {string} [opts.baseUrl]   server origin; default the page's origin
+   * @param {string} [opts.wsUrl]     WebSocket endpoint; default derived from baseUrl + `/ws`
+   * @param {typeof fetch} [opts.fetch]
+   * @param {any} [opts.WebSocket]    constructor; null to force HTTP polling
+   * @param {Storage|null} [opts.storage]  session and offline queue; default localStorage
+   * @param {import('./clock.js').Clock} [opts.clock]
+   * @param {Document|any} [opts.document]   for visibility (reconnect, read marks, away)
+   * @param {Window|any} [opts.window]       for the `online` event
+   * @param {() => string} [opts.randomUUID]
+   * @param {any} [opts.locks]        Web Locks, to refresh tokens once across tabs; default navigator.locks
+   * @param {Partial<import('./timings.js').Timings>} [opts.timings]
+   * @param {Pick<Console,'warn'|'debug'|'error'>} [opts.logger]
+   */
+  constructor(opts = {}) {
+    super();
+    const g = /** @type {any} */ (globalThis);
+    this._clock = opts.clock ?? systemClock;
+    this._t = resolveTimings(opts.timings);
+    this._storage = opts.storage !== undefined ? opts.storage : defaultStorage();
+    this._fetch = opts.fetch ?? (g.fetch ? g.fetch.bind(g) : undefined);
+    this._WebSocket = opts.WebSocket !== undefined ? opts.WebSocket : g.WebSocket;
+    this._document = opts.document !== undefined ? opts.document : g.document;
+    this._window = opts.window !== undefined ? opts.window : g.window;
+    this._uuid = opts.randomUUID ?? (() => g.crypto.randomUUID());
+    this._log = opts.logger ?? console;
+    const baseUrl = (opts.baseUrl ?? g.location?.origin ?? '').replace(/\/$/, '');
+    this._wsUrl = opts.wsUrl ?? `${baseUrl.replace(/^http/, 'ws')}/ws`;
+    this.session = new Session({ storage: this._storage, clock: this._clock, locks: opts.locks !== undefined ? opts.locks : g.navigator?.locks ?? null });
+    this.rest = new RestClient({
+      baseUrl,
+      fetch: /** @type {typeof fetch} */ (this._fetch),
+      session: this.session,
+      clock: this._clock,
+      timeoutMs: this._t.requestTimeoutMs,
+      tokenMinValidityMs: this._t.tokenMinValidityMs,
+    });
+    this.session.onChange((user) => {
+      if (!user && this._started) this._expire();
+    });
+    this._started = false;
+    this._resetModel();
+  }
+
+  // ------------------------------------------------------------------ session
+
+  /** The signed-in user, or null. @returns {User|null} */
+  get user() {
+    return this._me ?? this.session.user;
+  }
+
+  get isAuthenticated() {
+    return this.session.isAuthenticated;
+  }
+
+  /** @returns {ConnectionState} */
+  get state() {
+    return this._connection?.state ?? 'disconnected';
+  }
+
+  /** True once the WebSocket connected at least once since `start()`. */
+  get everConnected() {
+    return this._connection?.everConnected ?? false;
+  }
+
+  /** @param {{email: string, password: string, display_name: string}} form @returns {Promise<User>} */
+  async register(form) {
+    const answer = await this.rest.register(form);
+    return this._signedIn(answer);
+  }
+
+  /** @param {{email: string, password: string}} form @returns {Promise<User>} */
+  async login(form) {
+    const answer = await this.rest.login(form);
+    return this._signedIn(answer);
+  }
+
+  /** Sign out: revoke the refresh token, close everything, forget the local state and queue. */
+  async logout() {
+    const outbox = this._outbox;
+    try {
+      await this.rest.logout();
+    } catch {
+      /* signed out locally anyway */
+    }
+    this.stop();
+    outbox?.clear();
+    this._outbox = null;
+    this.session.clear();
+    this._resetModel();
+    this.emit('session', null);
+  }
+
+  /** @param {import('./session.js').AuthAnswer} answer */
+  _signedIn(answer) {
+    if (this._started) this.stop();
+    this.session.set(answer);
+    this._resetModel();
+    this._me = answer.user ?? null;
+    this.emit('session', this.user);
+    return /** @type {User} */ (this.user);
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * Load the conversations and connect. Needs a session (login, register, or one restored from
+   * storage). Returns when the list is loaded (or failed to load); the connection goes on.
+   */
+  async start() {
+    if (this._started) return this._listReady;
+    if (!this.session.isAuthenticated) throw new SessionExpiredError('Not signed in.');
+    this._started = true;
+    this._me = this.session.user;
+    if (!this._me) {
+      try {
+        this._me = await this.rest.me();
+        this.session.updateUser(this._me);
+      } catch (err) {
+        this._started = false;
+        throw err;
+      }
+    }
+    const me = /** @type {User} */ (this._me);
+    this._users.set(me.id, me);
+
+    this._outbox = new Outbox({
+      storage: this._storage,
+      key: `chat.outbox.v1.${me.id}`,
+      clock: this._clock,
+      timings: this._t,
+      randomUUID: this._uuid,
+      transport: {
+        mode: () => (this.state === 'connected' ? 'ws' : this.state === 'failed' ? 'rest' : 'offline'),
+        sendFrame: (frame) => this._connection?.send(frame) ?? false,
+        post: (conversationId, body) => this.rest.sendMessage(conversationId, body),
+      },
+      onChange: (entry, change, serverMessage) => this._onOutboxChange(entry, change, serverMessage),
+    });
+    for (const entry of this._outbox.load()) this._onOutboxChange(entry, 'added');
+
+    this._typingSender = new TypingSender({
+      clock: this._clock,
+      timings: this._t,
+      send: (conversationId, isTyping) => this._connection?.send({ type: 'typing', conversation_id: conversationId, is_typing: isTyping }) ?? false,
+    });
+    this._roster = new TypingRoster({
+      clock: this._clock,
+      timings: this._t,
+      onChange: (conversationId, userIds) => this.emit('typing', { conversationId, userIds }),
+    });
+    this._poller = new Poller({
+      clock: this._clock,
+      timings: this._t,
+      tasks: {
+        messages: () => (this._activeId ? this._catchUp(this._activeId) : undefined),
+        conversations: () => this.refreshConversations(),
+        unread: () => this.refreshUnread(),
+      },
+    });
+    this._readTimer = new Timer(this._clock);
+
+    const connection = new Connection({
+      url: this._wsUrl,
+      WebSocket: this._WebSocket,
+      clock: this._clock,
+      timings: this._t,
+      document: this._document,
+      window: this._window,
+      logger: this._log,
+      auth: {
+        token: (o) => this.session.token({ minValidityMs: this._t.tokenMinValidityMs, ...o }),
+        expiresAt: () => this.session.expiresAt,
+        issuedAt: () => this.session.issuedAt,
+      },
+    });
+    this._connection = connection;
+    connection.on('state', (change) => this._onState(change));
+    connection.on('frame', (frame) => this._onFrame(frame));
+    connection.on('session_expired', () => this._expire());
+    connection.on('visibility', (visible) => this._onVisibility(visible));
+
+    this._listReady = this.refreshConversations().then(
+      () => undefined,
+      (err) => {
+        this._log.warn?.('chat sdk: could not load conversations', err);
+      },
+    );
+    connection.start();
+    return this._listReady;
+  }
+
+  /** Close the connection and stop every timer and poll (the model and queue stay). */
+  stop() {
+    if (!this._started) return;
+    this._started = false;
+    this._connection?.stop();
+    this._connection?.removeAllListeners();
+    this._connection = null;
+    this._poller?.stop();
+    this._outbox?.stop();
+    this._typingSender?.reset();
+    this._roster?.reset();
+    this._readTimer?.cancel();
+  }
+
+  /** Reconnect now (e.g. a "retry" button), with a fresh backoff. */
+  reconnect() {
+    this._connection?.reconnectNow();
+  }
+
+  _expire() {
+    if (!this._started) return;
+    this.stop();
+    this.emit('session_expired');
+    this.emit('session', null);
+  }
+
+  _resetModel() {
+    /** @type {User|null} */
+    this._me = null;
+    /** @type {Map<string, ConversationState>} */
+    this._convs = new Map();
+    /** @type {Map<string, MessageThread>} */
+    this._threads = new Map();
+    /** @type {Map<string, User>} */
+    this._users = new Map();
+    /** @type {Map<string, {status: string, last_seen: string|null}>} */
+    this._presence = new Map();
+    /** @type {string|null} */
+    this._activeId = null;
+    /** @type {Map<string, Promise<void>>} */
+    this._catchUps = new Map();
+    /** @type {Set<string>} */
+    this._catchUpAgain = new Set();
+    /** @type {Map<string, Promise<any>>} */
+    this._convFetches = new Map();
+    /** @type {Map<string, Promise<any>>} */
+    this._olderLoads = new Map();
+    /** @type {Map<string, string>} conversation -> message id to mark read */
+    this._readQueue = new Map();
+    /** @type {Map<string, Promise<User|null>>} */
+    this._userFetches = new Map();
+    this._listReady = Promise.resolve();
+    this._awaySent = false;
+    this._helloGen = 0;
+    this._helloSeen = false;
+    this._dirty = { conversations: false, unread: false, /** @type {Set<string>} */ messages: new Set() };
+    this._flushQueued = false;
+  }
+
+  // -------------------------------------------------------------------- reads
+
+  /** Conversations, newest activity first. @returns {ConversationView[]} */
+  conversations() {
+    return [...this._convs.values()].map((st) => this._view(st)).sort((a, b) => compareTime(b.last_activity_at, a.last_activity_at));
+  }
+
+  /** @param {string} id @returns {ConversationView|null} */
+  conversation(id) {
+    const st = this._convs.get(id);
+    return st ? this._view(st) : null;
+  }
+
+  /** Messages held for a conversation, oldest first, our unacknowledged ones last. @param {string} id @returns {HeldMessage[]} */
+  messages(id) {
+    return this._threads.get(id)?.list() ?? [];
+  }
+
+  /** Older history exists that `loadOlder` can page in. @param {string} id */
+  hasOlder(id) {
+    return this._threads.get(id)?.hasOlder ?? false;
+  }
+
+  /** The newest page was loaded for this conversation. @param {string} id */
+  isLoaded(id) {
+    return this._threads.get(id)?.loaded ?? false;
+  }
+
+  /** Who is typing in a conversation (user ids). @param {string} id @returns {string[]} */
+  typingUsers(id) {
+    return this._roster?.users(id) ?? [];
+  }
+
+  /** @param {string} userId @returns {{status: string, last_seen: string|null}} */
+  presence(userId) {
+    return this._presence.get(userId) ?? { status: 'offline', last_seen: null };
+  }
+
+  /** A user we know of (participants, search results, ourselves). @param {string} userId @returns {User|null} */
+  userInfo(userId) {
+    return this._users.get(userId) ?? null;
+  }
+
+  /** Display name of a user, fetched in the background when unknown. @param {string} userId */
+  displayName(userId) {
+    const u = this._users.get(userId);
+    if (u) return u.display_name;
+    this._fetchUser(userId);
+    return 'Someone';
+  }
+
+  /** Total unread messages over all conversations. */
+  unreadTotal() {
+    let total = 0;
+    for (const st of this._convs.values()) total += this._unread(st);
+    return total;
+  }
+
+  /** The active (open, on screen) conversation. */
+  get activeConversationId() {
+    return this._activeId;
+  }
+
+  /**
+   * How far one of our messages got: `sending`/`failed` while unacknowledged, then `sent`,
+   * `delivered` (every other member has it), `read` (every other member read it); in groups with
+   * the per-member counts for "read by k of n".
+   * @param {HeldMessage|Message} message
+   * @returns {Receipt}
+   */
+  receipt(message) {
+    const st = this._convs.get(message.conversation_id);
+    const others = st ? this._others(st) : [];
+    const of = others.length;
+    const held = /** @type {HeldMessage} */ (message);
+    if (held.local || !message.seq) {
+      return { status: message.status === 'failed' ? 'failed' : 'sending', deliveredTo: 0, readBy: 0, of };
+    }
+    let readBy = 0;
+    let deliveredTo = 0;
+    if (st) {
+      for (const p of others) {
+        const m = this._marks(st, p.user_id);
+        if (m.read >= message.seq) readBy++;
+        if (m.delivered >= message.seq || m.read >= message.seq) deliveredTo++;
+      }
+    }
+    let status = of > 0 && readBy === of ? 'read' : of > 0 && deliveredTo === of ? 'delivered' : 'sent';
+    const serverRank = STATUS_RANK[/** @type {keyof STATUS_RANK} */ (message.status)] ?? 0;
+    if (serverRank > STATUS_RANK[/** @type {keyof STATUS_RANK} */ (status)]) {
+      status = /** @type {any} */ (message.status);
+      if (status === 'read') {
+        readBy = of;
+        deliveredTo = of;
+      } else if (status === 'delivered') deliveredTo = of;
+    }
+    return { status: /** @type {any} */ (status), deliveredTo, readBy, of };
+  }
+
+  // ------------------------------------------------------------ conversations
+
+  /** Reload the conversation list (every page) from REST. */
+  async refreshConversations() {
+    const seen = new Set();
+    let complete = false;
+    for (let page = 1; page <= 20; page++) {
+      const list = await this.rest.listConversations({ page });
+      if (!Array.isArray(list)) break;
+      for (const c of list) {
+        seen.add(c.id);
+        this._upsert(c);
+      }
+      if (list.length < PAGE) {
+        complete = true;
+        break;
+      }
+    }
+    if (complete) {
+      for (const [id, st] of [...this._convs]) {
+        // Gone from the server's list: we left or were removed (keep ones created a moment ago).
+        if (!seen.has(id) && this._clock.now() - Date.parse(st.data.created_at) > 30000) this._removeConversation(id);
+      }
+    }
+    this._markDirty({ conversations: true, unread: true });
+  }
+
+  /** Reload unread counts from REST. */
+  async refreshUnread() {
+    const answer = await this.rest.unread();
+    for (const row of answer?.conversations ?? []) {
+      const st = this._convs.get(row.conversation_id);
+      if (!st) continue;
+      st.readSeq = Math.max(st.readSeq, st.lastSeq - row.unread_count);
+    }
+    this._markDirty({ conversations: true, unread: true });
+  }
+
+  /** Start (or find) the 1:1 conversation with a user. @param {string} userId @returns {Promise<ConversationView>} */
+  async createDirect(userId) {
+    const c = await this.rest.createConversation({ type: 'direct', participant_ids: [userId] });
+    return this._viewOf(this._upsert(c));
+  }
+
+  /** @param {string} title @param {string[]} userIds @returns {Promise<ConversationView>} */
+  async createGroup(title, userIds) {
+    const c = await this.rest.createConversation({ type: 'group', title, participant_ids: userIds });
+    return this._viewOf(this._upsert(c));
+  }
+
+  /** @param {string} id @param {string} title */
+  async rename(id, title) {
+    const c = await this.rest.renameConversation(id, title);
+    if (c && c.id) this._upsert(c);
+    else await this._fetchConversation(id);
+    return this.conversation(id);
+  }
+
+  /** @param {string} id @param {string} userId */
+  async addMember(id, userId) {
+    await this.rest.addMember(id, userId);
+    await this._fetchConversation(id);
+    return this.conversation(id);
+  }
+
+  /** @param {string} id @param {string} userId */
+  async removeMember(id, userId) {
+    await this.rest.removeMember(id, userId);
+    await this._fetchConversation(id);
+    return this.conversation(id);
+  }
+
+  /** @param {string} id */
+  async leave(id) {
+    await this.rest.leave(id);
+    this._removeConversation(id);
+  }
+
+  /** Users matching a query, ourselves excluded. @param {string} q @returns {Promise<User[]>} */
+  async searchUsers(q) {
+    const users = (await this.rest.searchUsers(q)) ?? [];
+    for (const u of users) this._users.set(u.id, { ...this._users.get(u.id), ...u });
+    return users.filter((u) => u.id !== this._me?.id);
+  }
+
+  /**
+   * The user opened a conversation (it is on screen): load its newest page (or what was missed),
+   * its presence, and mark it read. Pass null when no conversation is on screen.
+   * @param {string|null} id
+   */
+  async openConversation(id) {
+    const previous = this._activeId;
+    if (previous && previous !== id) this._typingSender?.stop(previous);
+    this._activeId = id;
+    if (!id) return;
+    const thread = this._thread(id);
+    if (!this._convs.has(id)) await this._fetchConversation(id).catch(() => {});
+    this.rest.presence(id).then(
+      (p) => {
+        for (const row of p?.participants ?? []) this._setPresence(row.user_id, row.status, row.last_seen ?? null);
+      },
+      () => {},
+    );
+    if (!thread.loaded) await this._loadLatest(id);
+    else await this._catchUp(id);
+    if (this._activeId === id) this._maybeMarkRead(id);
+  }
+
+  /** The conversation on screen was closed (phone: back to the list). */
+  closeConversation() {
+    return this.openConversation(null);
+  }
+
+  /**
+   * Page in older history (infinite scroll up).
+   * @param {string} id
+   * @returns {Promise<{added: number, hasOlder: boolean}>}
+   */
+  loadOlder(id) {
+    const inflight = this._olderLoads.get(id);
+    if (inflight) return inflight;
+    const run = (async () => {
+      const thread = this._thread(id);
+      if (!thread.loaded) {
+        await this._loadLatest(id);
+        return { added: thread.list().length, hasOlder: thread.hasOlder };
+      }
+      const oldest = thread.oldest();
+      if (!oldest || !thread.hasOlder) return { added: 0, hasOlder: false };
+      const page = (await this.rest.messagesBefore(id, { before: oldest.id, limit: PAGE })) ?? [];
+      let added = 0;
+      for (const m of [...page].sort((a, b) => a.seq - b.seq)) if (this._ingest(m, false)) added++;
+      if (page.length < PAGE) thread.reachedStart = true;
+      this._markDirty({ messages: id });
+      return { added, hasOlder: thread.hasOlder };
+    })().finally(() => this._olderLoads.delete(id));
+    this._olderLoads.set(id, run);
+    return run;
+  }
+
+  // ----------------------------------------------------------------- messages
+
+  /**
+   * Send a text message: shown at once (`sending`), sent with a new temp_id, retried, queued
+   * while offline. Returns the optimistic message.
+   * @param {string} conversationId
+   * @param {string} content
+   * @returns {HeldMessage}
+   */
+  send(conversationId, content) {
+    if (!this._outbox) throw new Error('Call start() first.');
+    if (typeof content !== 'string' || !content.trim()) throw new RangeError('A message cannot be empty.');
+    this._typingSender?.stop(conversationId);
+    const entry = this._outbox.send(conversationId, content, 'text');
+    return /** @type {HeldMessage} */ (this._thread(conversationId).pending.get(entry.temp_id));
+  }
+
+  /** Send a failed message again (same temp_id). @param {string} tempId */
+  retry(tempId) {
+    return this._outbox?.retry(tempId) ?? false;
+  }
+
+  /** Drop an unsent message. @param {string} tempId */
+  discard(tempId) {
+    const entry = this._outbox?.discard(tempId);
+    if (!entry) return;
+    this._thread(entry.conversation_id).removePending(tempId);
+    this._refreshPreview(entry.conversation_id);
+  }
+
+  /** Messages written but not yet acknowledged (queued, sending, failed). */
+  pendingMessages() {
+    return this._outbox ? [...this._outbox.entries.values()] : [];
+  }
+
+  /** Mark a conversation read up to its newest message held. @param {string} id */
+  markRead(id) {
+    const st = this._convs.get(id);
+    const newest = this._threads.get(id)?.newest();
+    if (!st || !newest || newest.seq <= st.readSeq) return;
+    st.readSeq = newest.seq;
+    this._readQueue.set(id, newest.id);
+    this._markDirty({ conversations: true, unread: true });
+    if (!this._readTimer?.pending) this._readTimer?.start(this._t.readCoalesceMs, () => this._flushReads());
+  }
+
+  /** Call on every input in a conversation's composer (debounced into typing frames). @param {string} id */
+  typing(id) {
+    this._typingSender?.input(id);
+  }
+
+  /** The composer was cleared or left. @param {string} id */
+  stopTyping(id) {
+    this._typingSender?.stop(id);
+  }
+
+  // ------------------------------------------------------------ frame handling
+
+  /** @param {any} change */
+  _onState(change) {
+    const { state, previous } = change;
+    if (previous === 'connected' && state !== 'connected') {
+      this._outbox?.onDisconnected();
+      this._typingSender?.reset();
+      this._roster?.reset();
+    }
+    if (state === 'connected') this._poller?.setMode('light');
+    else if (state === 'failed') {
+      this._poller?.setMode('fallback');
+      // Polling mode: what waits in the queue goes out over REST, once.
+      this._outbox?.flush();
+    } else this._poller?.setMode('off');
+    this.emit('state', change);
+  }
+
+  /** @param {any} f */
+  _onFrame(f) {
+    switch (f.type) {
+      case 'hello':
+        this._onHello(f);
+        break;
+      case 'message':
+      case 'message_updated':
+      case 'message_deleted':
+        if (f.message && typeof f.message === 'object') this._ingest(f.message, true);
+        break;
+      case 'message_sent':
+        this._onAck(f);
+        break;
+      case 'delivered':
+        this._moveMark(f.conversation_id, f.user_id, f.seq, 0);
+        break;
+      case 'read_receipt':
+        this._moveMark(f.conversation_id, f.read_by, f.seq, f.seq);
+        break;
+      case 'typing':
+        if (f.user_id && f.user_id !== this._me?.id && f.conversation_id) this._roster?.update(f.conversation_id, f.user_id, !!f.is_typing);
+        break;
+      case 'presence':
+        if (f.user_id) this._setPresence(f.user_id, f.status, f.last_seen ?? null);
+        break;
+      case 'sync_done':
+        this._onSyncDone(f);
+        break;
+      case 'conversation':
+        this._onConversationEvent(f);
+        break;
+      case 'unread': {
+        const st = this._convs.get(f.conversation_id);
+        if (st && typeof f.unread_count === 'number') {
+          st.readSeq = Math.max(st.readSeq, st.lastSeq - f.unread_count);
+          this._markDirty({ conversations: true, unread: true });
+        }
+        break;
+      }
+      case 'error':
+        if (f.ref && this._outbox?.entries.has(f.ref)) this._outbox.rejected(f.ref, f.code, f.message);
+        else this.emit('error', { code: f.code, message: f.message });
+        break;
+      case 'auth_ok':
+        break;
+      default:
+        this._log.debug?.(`chat sdk: ignoring a "${f.type}" frame`);
+    }
+  }
+
+  /** @param {any} hello */
+  async _onHello(hello) {
+    const gen = ++this._helloGen;
+    const connection = this._connection;
+    const reconnect = this._helloSeen === true;
+    this._helloSeen = true;
+    if (hello.user?.id) {
+      this._me = { ...this._me, ...hello.user };
+      this._users.set(hello.user.id, /** @type {User} */ (this._me));
+    }
+    await this._listReady;
+    if (gen !== this._helloGen || this._connection !== connection || this.state !== 'connected') return;
+
+    /** @type {Record<string, number>} */
+    const cursors = {};
+    const snapshot = Array.isArray(hello.conversations) ? hello.conversations : [];
+    const listed = new Set();
+    for (const snap of snapshot) {
+      const id = snap.conversation_id;
+      listed.add(id);
+      const st = this._convs.get(id);
+      if (!st) {
+        // New while we were away: fetch it whole; its history pages in when opened.
+        this._fetchConversation(id).catch(() => {});
+        continue;
+      }
+      this._applyWatermarks(st, snap);
+      const thread = this._thread(id);
+      if (snap.last_seq > thread.cursor) cursors[id] = thread.cursor;
+      if (typeof snap.unread_count === 'number' && !(snap.last_seq > thread.cursor)) {
+        st.readSeq = Math.max(st.readSeq, snap.last_seq - snap.unread_count);
+      }
+    }
+    const serverTime = Date.parse(hello.server_time) || this._clock.now();
+    for (const [id, st] of [...this._convs]) {
+      if (!listed.has(id) && Date.parse(st.data.created_at) < serverTime - 5000) this._removeConversation(id);
+    }
+    if (Object.keys(cursors).length) this._connection?.send({ type: 'sync', cursors });
+    this._outbox?.flush();
+    if (this._document?.visibilityState === 'hidden') this._sendPresence(false);
+    if (reconnect) this.refreshConversations().catch(() => {});
+    if (this._activeId) this._maybeMarkRead(this._activeId);
+    this._markDirty({ conversations: true, unread: true });
+  }
+
+  /** @param {any} f */
+  _onSyncDone(f) {
+    /** @type {Record<string, number>} */
+    const next = {};
+    for (const [id, info] of Object.entries(f.conversations ?? {})) {
+      const st = this._convs.get(id);
+      if (!st) continue;
+      this._applyWatermarks(st, /** @type {any} */ (info));
+      const thread = this._thread(id);
+      const i = /** @type {any} */ (info);
+      if (i.has_more) next[id] = thread.cursor;
+      else if (typeof i.last_seq === 'number' && thread.cursor < i.last_seq) this._catchUp(id);
+      this._markDirty({ messages: id });
+    }
+    if (Object.keys(next).length) this._connection?.send({ type: 'sync', cursors: next });
+    this._markDirty({ conversations: true, unread: true });
+  }
+
+  /** @param {any} f */
+  _onAck(f) {
+    const entry = this._outbox?.entries.get(f.temp_id);
+    if (!entry) return;
+    /** @type {Message} */
+    const message = {
+      id: f.message_id,
+      conversation_id: f.conversation_id ?? entry.conversation_id,
+      seq: f.seq,
+      sender_id: /** @type {User} */ (this._me).id,
+      content: entry.content,
+      content_type: entry.content_type,
+      reply_to: null,
+      temp_id: entry.temp_id,
+      created_at: f.created_at ?? entry.created_at,
+      edited_at: null,
+      deleted_at: null,
+      status: 'sent',
+    };
+    this._outbox?.ack(f.temp_id, message);
+  }
+
+  /** @param {any} f */
+  _onConversationEvent(f) {
+    const c = f.conversation;
+    if (!c || !c.id) return;
+    if (f.event === 'member_removed' && f.user_id === this._me?.id) {
+      this._removeConversation(c.id);
+      return;
+    }
+    const known = this._convs.get(c.id);
+    if (Array.isArray(c.participants) && c.participants.length) this._upsert(c);
+    else if (known) {
+      if (typeof c.title !== 'undefined') known.data = { ...known.data, title: c.title };
+      this._markDirty({ conversations: true, messages: c.id });
+    }
+    // Membership changed or we do not know the members yet: fetch the full conversation.
+    if (!known || f.event === 'member_added' || f.event === 'member_removed' || !(c.participants?.length)) this._fetchConversation(c.id).catch(() => {});
+  }
+
+  /**
+   * @param {import('./outbox.js').OutboxEntry} entry
+   * @param {'added'|'status'|'acked'} change
+   * @param {Message} [serverMessage]
+   */
+  _onOutboxChange(entry, change, serverMessage) {
+    const thread = this._thread(entry.conversation_id);
+    if (change === 'added') {
+      /** @type {HeldMessage} */
+      const local = {
+        key: `t:${entry.temp_id}`,
+        local: true,
+        id: '',
+        seq: 0,
+        conversation_id: entry.conversation_id,
+        sender_id: this._me?.id ?? '',
+        content: entry.content,
+        content_type: entry.content_type,
+        reply_to: null,
+        temp_id: entry.temp_id,
+        created_at: entry.created_at,
+        edited_at: null,
+        deleted_at: null,
+        status: entry.status === 'failed' ? 'failed' : 'sending',
+        error: entry.error,
+      };
+      thread.addPending(local);
+      const st = this._convs.get(entry.conversation_id);
+      if (st) st.readSeq = Math.max(st.readSeq, st.lastSeq);
+    } else if (change === 'status') {
+      const local = thread.pending.get(entry.temp_id);
+      if (local) {
+        local.status = entry.status === 'failed' ? 'failed' : 'sending';
+        local.error = entry.error;
+        /** @type {any} */ (local).queued = entry.status === 'queued';
+        thread.touch();
+      }
+    } else if (change === 'acked') {
+      if (serverMessage) this._ingest(serverMessage, false);
+      else thread.removePending(entry.temp_id);
+    }
+    this._markDirty({ conversations: true, messages: entry.conversation_id });
+  }
+
+  /**
+   * Take one message from anywhere (live, replay, history, polling, ack). Returns true when it
+   * was new to us.
+   * @param {Message} msg
+   * @param {boolean} live
+   */
+  _ingest(msg, live) {
+    if (!msg || !msg.conversation_id || typeof msg.seq !== 'number') return false;
+    const id = msg.conversation_id;
+    const st = this._convs.get(id);
+    if (!st) {
+      // A conversation we do not know yet (just created, or we were added): learn it first, so
+      // its cursor starts at its last seq instead of fetching its whole history as a "gap".
+      this._fetchConversation(id).then(
+        () => {
+          if (this._convs.has(id)) this._ingest(msg, live);
+        },
+        () => {},
+      );
+      return false;
+    }
+    const thread = this._thread(id);
+    const { added, message, gap } = thread.ingest(msg);
+    const mine = msg.sender_id === this._me?.id;
+    if (mine && msg.temp_id) this._outbox?.ack(msg.temp_id);
+    if (added) {
+      st.lastSeq = Math.max(st.lastSeq, msg.seq);
+      if (mine) st.readSeq = Math.max(st.readSeq, msg.seq);
+      const last = st.data.last_message;
+      if (!last || (last.seq ?? 0) <= msg.seq) st.data = { ...st.data, last_message: message, last_message_at: message.created_at };
+      if (!mine) this._roster?.clear(id, msg.sender_id);
+      this.emit('message', { conversationId: id, message, live });
+      if (!mine && id === this._activeId) this._maybeMarkRead(id);
+    }
+    this._markDirty({ conversations: true, unread: true, messages: id });
+    if (gap) this._catchUp(id);
+    return added;
+  }
+
+  /**
+   * Fetch, oldest first, everything after what we hold contiguously (a gap, a poll, a reopen).
+   * One at a time per conversation; a request during a run triggers one more run.
+   * @param {string} id
+   */
+  _catchUp(id) {
+    const running = this._catchUps.get(id);
+    if (running) {
+      this._catchUpAgain.add(id);
+      return running;
+    }
+    const run = (async () => {
+      const thread = this._thread(id);
+      for (let page = 0; page < 50; page++) {
+        const before = thread.cursor;
+        const list = (await this.rest.messagesAfter(id, thread.cursor, CATCH_UP_PAGE)) ?? [];
+        for (const m of list) this._ingest(m, false);
+        if (list.length < CATCH_UP_PAGE || thread.cursor === before) break;
+      }
+    })()
+      .catch((err) => this._log.debug?.('chat sdk: catch-up failed', err))
+      .finally(() => {
+        this._catchUps.delete(id);
+        if (this._catchUpAgain.delete(id)) {
+          const thread = this._threads.get(id);
+          if (thread && thread.gap()) this._catchUp(id);
+        }
+      });
+    this._catchUps.set(id, run);
+    return run;
+  }
+
+  /** @param {string} id */
+  async _loadLatest(id) {
+    const thread = this._thread(id);
+    const page = (await this.rest.messagesBefore(id, { limit: PAGE })) ?? [];
+    for (const m of [...page].sort((a, b) => a.seq - b.seq)) this._ingest(m, false);
+    thread.loaded = true;
+    if (page.length < PAGE) thread.reachedStart = true;
+    this._markDirty({ messages: id });
+    // Anything newer than the page (it raced with live traffic) or a hole below the live tail.
+    if (thread.gap(this._convs.get(id)?.lastSeq ?? 0)) await this._catchUp(id);
+  }
+
+  /** @param {string} id */
+  _fetchConversation(id) {
+    const inflight = this._convFetches.get(id);
+    if (inflight) return inflight;
+    const run = this.rest
+      .getConversation(id)
+      .then((c) => {
+        if (c && c.id) this._upsert(c);
+      })
+      .catch((err) => {
+        if (err instanceof ApiError && (err.status === 403 || err.status === 404)) this._removeConversation(id);
+        throw err;
+      })
+      .finally(() => this._convFetches.delete(id));
+    this._convFetches.set(id, run);
+    return run;
+  }
+
+  /** @param {string} userId */
+  _fetchUser(userId) {
+    if (!userId || this._userFetches.has(userId) || !this._started) return;
+    const run = this.rest.getUser(userId).then(
+      (u) => {
+        if (u && u.id) {
+          this._users.set(u.id, u);
+          this._markDirty({ conversations: true });
+          if (this._activeId) this._markDirty({ messages: this._activeId });
+        }
+        return u;
+      },
+      () => null,
+    );
+    this._userFetches.set(userId, run);
+  }
+
+  // -------------------------------------------------------------------- model
+
+  /** @param {string} id */
+  _thread(id) {
+    let t = this._threads.get(id);
+    if (!t) {
+      t = new MessageThread(id, this._me?.id ?? null);
+      this._threads.set(id, t);
+    }
+    if (!t.meId && this._me) t.meId = this._me.id;
+    return t;
+  }
+
+  /**
+   * Merge a conversation from the server.
+   * @param {Conversation} c
+   * @returns {ConversationState}
+   */
+  _upsert(c) {
+    let st = this._convs.get(c.id);
+    const lastSeq = typeof c.last_seq === 'number' ? c.last_seq : (c.last_message?.seq ?? 0);
+    if (!st) {
+      st = { data: c, lastSeq: 0, readSeq: 0, marks: new Map(), peerDelivered: 0, peerRead: 0 };
+      this._convs.set(c.id, st);
+    } else {
+      const keepLast = st.data.last_message && (!c.last_message || (st.data.last_message.seq ?? 0) > (c.last_message.seq ?? 0));
+      st.data = {
+        ...st.data,
+        ...c,
+        participants: Array.isArray(c.participants) && c.participants.length ? c.participants : st.data.participants,
+        last_message: keepLast ? st.data.last_message : (c.last_message ?? st.data.last_message),
+        last_message_at: keepLast ? st.data.last_message_at : (c.last_message_at ?? st.data.last_message_at),
+      };
+    }
+    st.lastSeq = Math.max(st.lastSeq, lastSeq);
+    this._thread(c.id).noteLastSeq(lastSeq);
+    if (typeof c.unread_count === 'number') st.readSeq = Math.max(st.readSeq, lastSeq - c.unread_count);
+    for (const p of st.data.participants ?? []) {
+      this._users.set(p.user_id, {
+        ...this._users.get(p.user_id),
+        id: p.user_id,
+        display_name: p.display_name,
+        email: p.email ?? this._users.get(p.user_id)?.email ?? '',
+        avatar_url: p.avatar_url ?? null,
+      });
+      if (p.user_id === this._me?.id) {
+        if (typeof p.read_seq === 'number') st.readSeq = Math.max(st.readSeq, p.read_seq);
+        continue;
+      }
+      const m = this._marks(st, p.user_id);
+      st.marks.set(p.user_id, { delivered: Math.max(m.delivered, p.delivered_seq ?? 0, p.read_seq ?? 0), read: Math.max(m.read, p.read_seq ?? 0) });
+      const status = p.status ?? /** @type {any} */ (p).presence?.status;
+      if (status) this._setPresence(p.user_id, status, p.last_seen ?? null);
+      else if (!this._presence.has(p.user_id) && p.last_seen) this._presence.set(p.user_id, { status: 'offline', last_seen: p.last_seen });
+    }
+    this._markDirty({ conversations: true, unread: true, messages: c.id });
+    return st;
+  }
+
+  /** @param {string} id */
+  _removeConversation(id) {
+    if (!this._convs.delete(id)) return;
+    this._threads.delete(id);
+    if (this._activeId === id) this._activeId = null;
+    this.emit('removed', { conversationId: id });
+    this._markDirty({ conversations: true, unread: true });
+  }
+
+  /** @param {ConversationState} st @param {any} w */
+  _applyWatermarks(st, w) {
+    if (typeof w.read_seq === 'number') st.readSeq = Math.max(st.readSeq, w.read_seq);
+    if (typeof w.last_seq === 'number') st.lastSeq = Math.max(st.lastSeq, w.last_seq);
+    if (typeof w.peer_delivered_seq === 'number') st.peerDelivered = Math.max(st.peerDelivered, w.peer_delivered_seq);
+    if (typeof w.peer_read_seq === 'number') st.peerRead = Math.max(st.peerRead, w.peer_read_seq);
+    this._markDirty({ messages: st.data.id });
+  }
+
+  /**
+   * A member's delivered (and read) watermark moved.
+   * @param {string} conversationId @param {string} userId @param {number} delivered @param {number} read
+   */
+  _moveMark(conversationId, userId, delivered, read) {
+    const st = this._convs.get(conversationId);
+    if (!st || typeof delivered !== 'number') return;
+    if (userId === this._me?.id) {
+      // Our own read state moved on another device.
+      if (read) st.readSeq = Math.max(st.readSeq, read);
+      this._markDirty({ conversations: true, unread: true });
+      return;
+    }
+    const m = this._marks(st, userId);
+    st.marks.set(userId, { delivered: Math.max(m.delivered, delivered, read), read: Math.max(m.read, read) });
+    this._markDirty({ messages: conversationId, conversations: true });
+  }
+
+  /** @param {ConversationState} st @param {string} userId */
+  _marks(st, userId) {
+    const m = st.marks.get(userId) ?? { delivered: 0, read: 0 };
+    return { delivered: Math.max(m.delivered, st.peerDelivered, st.peerRead), read: Math.max(m.read, st.peerRead) };
+  }
+
+  /** @param {ConversationState} st */
+  _others(st) {
+    return (st.data.participants ?? []).filter((p) => p.user_id !== this._me?.id);
+  }
+
+  /** @param {ConversationState} st */
+  _unread(st) {
+    return Math.max(0, st.lastSeq - st.readSeq);
+  }
+
+  /** @param {ConversationState} st @returns {ConversationView} */
+  _view(st) {
+    const c = st.data;
+    const others = this._others(st);
+    const mine = (c.participants ?? []).find((p) => p.user_id === this._me?.id);
+    const name =
+      c.type === 'group'
+        ? c.title || others.map((p) => p.display_name).join(', ') || 'Group'
+        : (others[0]?.display_name ?? c.title ?? 'Conversation');
+    const thread = this._threads.get(c.id);
+    /** @type {any} */
+    let last = c.last_message ?? null;
+    const newest = thread?.newest();
+    if (newest && (!last || newest.seq >= (last.seq ?? 0))) last = newest;
+    const pending = thread ? [...thread.pending.values()] : [];
+    if (pending.length) last = pending[pending.length - 1];
+    const times = [c.created_at, c.last_message_at, last?.created_at].filter(Boolean);
+    const lastActivity = times.sort(compareTime).pop() ?? null;
+    return {
+      id: c.id,
+      type: c.type,
+      title: c.title ?? null,
+      name,
+      participants: c.participants ?? [],
+      others,
+      my_role: mine?.role ?? null,
+      created_at: c.created_at,
+      last_seq: st.lastSeq,
+      last_message: last,
+      last_activity_at: lastActivity,
+      unread_count: this._unread(st),
+    };
+  }
+
+  /** @param {ConversationState} st */
+  _viewOf(st) {
+    return this._view(st);
+  }
+
+  /** @param {string} id */
+  _refreshPreview(id) {
+    this._markDirty({ conversations: true, messages: id });
+  }
+
+  /** @param {string} userId @param {string} status @param {string|null} lastSeen */
+  _setPresence(userId, status, lastSeen) {
+    if (!userId || !status) return;
+    const prev = this._presence.get(userId);
+    const next = { status, last_seen: lastSeen ?? prev?.last_seen ?? null };
+    this._presence.set(userId, next);
+    if (prev && prev.status === next.status && prev.last_seen === next.last_seen) return;
+    this.emit('presence', { userId, ...next });
+    this._markDirty({ conversations: true });
+  }
+
+  // ------------------------------------------------------------- reads & away
+
+  /** AC-28: a message arriving in the open, visible conversation is marked read. @param {string} id */
+  _maybeMarkRead(id) {
+    if (this._document?.visibilityState === 'hidden') return;
+    this.markRead(id);
+  }
+
+  _flushReads() {
+    const batch = [...this._readQueue];
+    this._readQueue.clear();
+    for (const [conversationId, messageId] of batch) {
+      const sent = this._connection?.send({ type: 'read', conversation_id: conversationId, message_id: messageId });
+      if (!sent) {
+        this.rest.markRead(conversationId, messageId).catch((err) => this._log.debug?.('chat sdk: mark read failed', err));
+      }
+    }
+  }
+
+  /** @param {boolean} visible */
+  _onVisibility(visible) {
+    this._sendPresence(visible);
+    if (visible && this._activeId) this._maybeMarkRead(this._activeId);
+  }
+
+  /** @param {boolean} visible */
+  _sendPresence(visible) {
+    if (!visible) {
+      if (this._connection?.send({ type: 'presence', status: 'away' })) this._awaySent = true;
+    } else if (this._awaySent) {
+      if (this._connection?.send({ type: 'presence', status: 'online' })) this._awaySent = false;
+    }
+  }
+
+  // ---------------------------------------------------------- change batching
+
+  /**
+   * Gather change notifications and emit them once per microtask, so a sync replay of a hundred
+   * messages re-renders once.
+   * @param {{conversations?: boolean, unread?: boolean, messages?: string}} what
+   */
+  _markDirty(what) {
+    if (what.conversations) this._dirty.conversations = true;
+    if (what.unread) this._dirty.unread = true;
+    if (what.messages) this._dirty.messages.add(what.messages);
+    if (this._flushQueued) return;
+    this._flushQueued = true;
+    queueMicrotask(() => {
+      this._flushQueued = false;
+      const d = this._dirty;
+      this._dirty = { conversations: false, unread: false, messages: new Set() };
+      if (d.conversations) this.emit('conversations');
+      for (const id of d.messages) this.emit('messages', { conversationId: id });
+      if (d.unread) this.emit('unread', { total: this.unreadTotal() });
+    });
+  }
+}
+
+/** @param {string|null|undefined} a @param {string|null|undefined} b */
+function compareTime(a, b) {
+  return (a ? Date.parse(a) : 0) - (b ? Date.parse(b) : 0);
+}
+
+function defaultStorage() {
+  try {
+    const s = /** @type {any} */ (globalThis).localStorage;
+    if (!s) return null;
+    const probe = '__chat_probe__';
+    s.setItem(probe, '1');
+    s.removeItem(probe);
+    return s;
+  } catch {
+    return null;
+  }
+}
