@@ -248,7 +248,7 @@ export class FakeBackend {
     const method = (init.method || 'GET').toUpperCase();
     const body = init.body ? JSON.parse(init.body) : undefined;
     const auth = init.headers?.Authorization ?? null;
-    this.calls.push({ method, path, body, auth });
+    this.calls.push({ method, path, body, auth, at: this.clock.now() });
     await Promise.resolve();
     if (this.down) throw new TypeError('fetch failed');
     if (this.override) {
