@@ -1,6 +1,19 @@
 //! The chat server: configuration, start-up, and the actix-web handlers that parse a
 //! request, call a domain service and serialize its answer. No business rule lives here.
+//!
+//! - [`config::Settings`]: layered settings (defaults < `config/*.toml` < `CHAT_*` env).
+//! - [`startup::Application`]: builds and runs the server; binds first, so port 0 works.
+//! - [`api`]: the REST routes; [`error::ApiError`]: the one error mapping.
+//! - [`auth`]: argon2id, JWT issue and verification, the `AuthUser` extractor, login limits.
+//! - [`cli`]: `chat-server [serve]` and `chat-server migrate`.
 
+pub mod api;
+pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
+pub mod origin;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,99 @@
+//! `/auth`: register, login, refresh, logout.
+
+use super::body::JsonBody;
+use super::dto::{AuthResponse, LoginRequest, RefreshRequest, RegisterRequest};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ErrorBody};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// Makes an account and logs it in.
+#[utoipa::path(
+    post, path = "/api/v1/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account made and logged in", body = AuthResponse),
+        (status = 409, description = "`email_taken`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: bad email, short password, blank name", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn register(
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let session = state
+        .accounts
+        .register(&body.email, &body.password, &body.display_name)
+        .await?;
+    tracing::info!(user_id = %session.user.id, "account registered");
+    Ok(HttpResponse::Created().json(AuthResponse::from(&session)))
+}
+
+/// Checks a password and logs in. Throttled per client IP and per account.
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = AuthResponse),
+        (status = 401, description = "`invalid_credentials`, whatever the cause", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, with `Retry-After`", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = req.peer_addr().map(|addr| addr.ip());
+    state
+        .login_limiter
+        .check(ip, &body.email)
+        .map_err(|wait| ApiError::RateLimited {
+            retry_after_secs: wait.as_secs_ceil(),
+        })?;
+    let session = state.accounts.login(&body.email, &body.password).await?;
+    tracing::info!(user_id = %session.user.id, "logged in");
+    Ok(HttpResponse::Ok().json(AuthResponse::from(&session)))
+}
+
+/// Exchanges a refresh token for a new pair. Each refresh token works once; presenting a
+/// used one revokes every token of its login.
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = AuthResponse),
+        (status = 401, description = "`invalid_refresh_token`", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let session = state.accounts.refresh(&body.refresh_token).await?;
+    Ok(HttpResponse::Ok().json(AuthResponse::from(&session)))
+}
+
+/// Ends the login the refresh token belongs to. Access tokens already issued stay valid
+/// until they expire.
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout", tag = "auth",
+    request_body = RefreshRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out (also when the token was unknown)"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn logout(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.accounts.logout(&body.refresh_token).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,244 @@
+//! `/conversations`: create, list, show, rename, members, leave; and `/unread`.
+
+use super::body::JsonBody;
+use super::dto::{
+    AddMemberRequest, ConversationDto, ConversationUnreadDto, CreateConversationRequest,
+    RenameConversationRequest, UnreadDto,
+};
+use super::ids::parse_or_nil;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ErrorBody};
+use actix_web::{web, HttpResponse};
+use domain::conversation::ConversationKind;
+use domain::{ConversationId, UserId};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// Creates a conversation. A direct conversation with someone the caller already has one
+/// with answers that one (200) instead of a new one (201).
+#[utoipa::path(
+    post, path = "/api/v1/conversations", tag = "conversations",
+    request_body = CreateConversationRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = ConversationDto),
+        (status = 200, description = "The existing direct conversation of the pair", body = ConversationDto),
+        (status = 404, description = "`user_not_found`: a participant does not exist", body = ErrorBody),
+        (status = 422, description = "`validation_failed` or `group_full`", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn create(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<CreateConversationRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let kind: ConversationKind = body.kind.parse()?;
+    let participants: Vec<UserId> = body
+        .participant_ids
+        .iter()
+        .copied()
+        .map(UserId::from_uuid)
+        .collect();
+    let (details, created) = state
+        .conversations
+        .create(user.0, kind, &participants, body.title.as_deref())
+        .await?;
+    let dto = ConversationDto::new(&details, user.0);
+    Ok(if created {
+        tracing::info!(conversation_id = %dto.id, kind = %kind, "conversation created");
+        HttpResponse::Created().json(dto)
+    } else {
+        HttpResponse::Ok().json(dto)
+    })
+}
+
+/// `GET /conversations` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only `direct` or only `group` conversations.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    kind: Option<String>,
+    /// Page number from 1 (50 a page).
+    #[param(value_type = Option<u32>)]
+    page: Option<String>,
+}
+
+/// The caller's conversations, newest activity first, 50 a page, each with its newest
+/// message and the caller's unread count.
+#[utoipa::path(
+    get, path = "/api/v1/conversations", tag = "conversations",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<ConversationDto>),
+        (status = 422, description = "`validation_failed`: bad `type` or `page`", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn list(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = match query.kind.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(raw.parse::<ConversationKind>()?),
+    };
+    let page = super::query_number(query.page.as_deref(), "page")?.unwrap_or(1);
+    let summaries = state.conversations.list(user.0, kind, page).await?;
+    let dtos: Vec<ConversationDto> = summaries
+        .iter()
+        .map(|s| ConversationDto::summary(s, user.0))
+        .collect();
+    Ok(HttpResponse::Ok().json(dtos))
+}
+
+/// One conversation of the caller's, with its participants.
+#[utoipa::path(
+    get, path = "/api/v1/conversations/{id}", tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ConversationDto),
+        (status = 403, description = "`not_participant`: not a member, or no such conversation", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn get(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ConversationId = parse_or_nil(&id);
+    let details = state.conversations.get(user.0, id).await?;
+    Ok(HttpResponse::Ok().json(ConversationDto::new(&details, user.0)))
+}
+
+/// Renames a group (owner and admins).
+#[utoipa::path(
+    patch, path = "/api/v1/conversations/{id}", tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    request_body = RenameConversationRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ConversationDto),
+        (status = 403, description = "`not_participant` or `forbidden`", body = ErrorBody),
+        (status = 422, description = "`validation_failed` or `not_a_group`", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn rename(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    JsonBody(body): JsonBody<RenameConversationRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ConversationId = parse_or_nil(&id);
+    let details = state.conversations.rename(user.0, id, &body.title).await?;
+    Ok(HttpResponse::Ok().json(ConversationDto::new(&details, user.0)))
+}
+
+/// Adds a member to a group (owner and admins).
+#[utoipa::path(
+    post, path = "/api/v1/conversations/{id}/members", tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    request_body = AddMemberRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The conversation with its new member", body = ConversationDto),
+        (status = 403, description = "`not_participant` or `forbidden`", body = ErrorBody),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+        (status = 409, description = "`already_member`", body = ErrorBody),
+        (status = 422, description = "`not_a_group` or `group_full`", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn add_member(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    JsonBody(body): JsonBody<AddMemberRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ConversationId = parse_or_nil(&id);
+    let details = state
+        .conversations
+        .add_member(user.0, id, UserId::from_uuid(body.user_id))
+        .await?;
+    Ok(HttpResponse::Ok().json(ConversationDto::new(&details, user.0)))
+}
+
+/// Removes a member from a group: the owner removes anyone, an admin members only.
+/// Removing oneself is leaving.
+#[utoipa::path(
+    delete, path = "/api/v1/conversations/{id}/members/{user_id}", tag = "conversations",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Conversation id"),
+        ("user_id" = uuid::Uuid, Path, description = "Member to remove"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "`not_participant` or `forbidden`", body = ErrorBody),
+        (status = 404, description = "`not_a_member`", body = ErrorBody),
+        (status = 422, description = "`not_a_group`", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn remove_member(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, member) = path.into_inner();
+    state
+        .conversations
+        .remove_member(user.0, parse_or_nil(&id), parse_or_nil(&member))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Leaves a group. An owner who leaves hands ownership on.
+#[utoipa::path(
+    post, path = "/api/v1/conversations/{id}/leave", tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Left"),
+        (status = 403, description = "`not_participant`", body = ErrorBody),
+        (status = 422, description = "`not_a_group`", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn leave(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.conversations.leave(user.0, parse_or_nil(&id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The caller's unread counts, per conversation and in total.
+#[utoipa::path(
+    get, path = "/api/v1/unread", tag = "conversations",
+    security(("bearer" = [])),
+    responses((status = 200, body = UnreadDto))
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn unread(user: AuthUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (total, counts) = state.conversations.unread(user.0).await?;
+    Ok(HttpResponse::Ok().json(UnreadDto {
+        total,
+        conversations: counts
+            .into_iter()
+            .map(|(id, unread_count)| ConversationUnreadDto {
+                conversation_id: id.as_uuid(),
+                unread_count,
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,168 @@
+//! `/conversations/{id}/messages` and `/conversations/{id}/read`: the REST fallback of the
+//! WebSocket protocol, with the same idempotency.
+
+use super::body::JsonBody;
+use super::dto::{MarkReadRequest, MessageDto, SendMessageRequest, UnreadCountDto};
+use super::ids::parse_or_nil;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ErrorBody};
+use actix_web::{web, HttpResponse};
+use domain::message::AppendOutcome;
+use domain::services::{MessageService, SendCommand};
+use domain::{ConversationId, MessageId};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// History page size when `limit` is not given (seed 000).
+const DEFAULT_HISTORY_LIMIT: u32 = 50;
+
+/// Sends a message. A retry with the same `temp_id` and content answers the original
+/// message (200) and writes nothing.
+#[utoipa::path(
+    post, path = "/api/v1/conversations/{id}/messages", tag = "messages",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    request_body = SendMessageRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Persisted", body = MessageDto),
+        (status = 200, description = "A replay of `temp_id`: the original message", body = MessageDto),
+        (status = 403, description = "`not_participant`", body = ErrorBody),
+        (status = 404, description = "`message_not_found`: `reply_to` is not in this conversation", body = ErrorBody),
+        (status = 409, description = "`temp_id_conflict`: `temp_id` used for another message", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: blank or too-long content, bad temp_id", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn send(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    JsonBody(body): JsonBody<SendMessageRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let conversation_id: ConversationId = parse_or_nil(&id);
+    let outcome = state
+        .messages
+        .send(SendCommand {
+            sender: user.0,
+            conversation_id,
+            content: body.content,
+            content_type: body.content_type,
+            temp_id: body.temp_id,
+            reply_to: body.reply_to.map(MessageId::from_uuid),
+        })
+        .await?;
+    if let AppendOutcome::Created(message) = &outcome {
+        tracing::info!(conversation_id = %conversation_id, seq = message.seq, "message sent");
+        return Ok(HttpResponse::Created().json(MessageDto::sent(&outcome)));
+    }
+    // A replay: the original may have been delivered or read since, so show its status now.
+    let details = state.conversations.get(user.0, conversation_id).await?;
+    let dto = MessageService::views(&details, vec![outcome.message().clone()])
+        .first()
+        .map_or_else(|| MessageDto::sent(&outcome), MessageDto::from);
+    Ok(HttpResponse::Ok().json(dto))
+}
+
+/// `GET /conversations/{id}/messages` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Messages older than this one, newest first (the newest page when absent).
+    #[param(value_type = Option<uuid::Uuid>)]
+    before: Option<String>,
+    /// Messages with a greater seq, oldest first (for sync). Not with `before`.
+    #[param(value_type = Option<i64>)]
+    after_seq: Option<String>,
+    /// Page size, 1 to `limits.max_page_size` (default 50).
+    #[param(value_type = Option<u32>)]
+    limit: Option<String>,
+}
+
+/// A page of history: `?before=<message_id>` newest first (seed 000), or
+/// `?after_seq=N` oldest first. Each message carries its aggregate status; fetching
+/// counts as delivery to the caller.
+#[utoipa::path(
+    get, path = "/api/v1/conversations/{id}/messages", tag = "messages",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id"), HistoryQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<MessageDto>),
+        (status = 403, description = "`not_participant`", body = ErrorBody),
+        (status = 404, description = "`message_not_found`: `before` is not in this conversation (or not a UUID)", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: bad `limit` or `after_seq`, or both cursors", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn history(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let conversation_id: ConversationId = parse_or_nil(&id);
+    let limit =
+        super::query_number(query.limit.as_deref(), "limit")?.unwrap_or(DEFAULT_HISTORY_LIMIT);
+    let after_seq = super::query_number::<i64>(query.after_seq.as_deref(), "after_seq")?;
+    let before = query
+        .before
+        .as_deref()
+        .map(str::trim)
+        .filter(|raw| !raw.is_empty())
+        .map(parse_or_nil::<MessageId>);
+    let page = match (before, after_seq) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "after_seq",
+                "cannot be combined with before",
+            ))
+        }
+        (_, Some(after_seq)) => {
+            state
+                .messages
+                .history_after(user.0, conversation_id, after_seq, limit)
+                .await?
+        }
+        (before, None) => {
+            state
+                .messages
+                .history_before(user.0, conversation_id, before, limit)
+                .await?
+        }
+    };
+    let dtos: Vec<MessageDto> = page.messages.iter().map(MessageDto::from).collect();
+    Ok(HttpResponse::Ok().json(dtos))
+}
+
+/// Marks everything up to and including a message read. The watermark never moves back.
+#[utoipa::path(
+    post, path = "/api/v1/conversations/{id}/read", tag = "messages",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    request_body = MarkReadRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = UnreadCountDto),
+        (status = 403, description = "`not_participant`", body = ErrorBody),
+        (status = 404, description = "`message_not_found`", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn mark_read(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    JsonBody(body): JsonBody<MarkReadRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let outcome = state
+        .messages
+        .mark_read(
+            user.0,
+            parse_or_nil(&id),
+            MessageId::from_uuid(body.last_read_message_id),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(UnreadCountDto {
+        unread_count: outcome.unread_count,
+    }))
+}

@@ -1,0 +1,94 @@
+//! The REST API under `/api/v1`, plus `/healthz` and `/readyz`. Every handler is
+//! parse -> one domain call -> serialize; errors go through [`crate::error::ApiError`].
+
+pub mod auth;
+pub mod body;
+pub mod conversations;
+pub mod dto;
+pub mod health;
+pub mod ids;
+pub mod messages;
+pub mod openapi;
+pub mod users;
+
+use crate::error::ApiError;
+use actix_web::{web, HttpResponse, Resource, ResponseError};
+use std::str::FromStr;
+
+/// Registers every REST route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .service(resource("/auth/register").route(web::post().to(auth::register)))
+            .service(resource("/auth/login").route(web::post().to(auth::login)))
+            .service(resource("/auth/refresh").route(web::post().to(auth::refresh)))
+            .service(resource("/auth/logout").route(web::post().to(auth::logout)))
+            // `me` and `search` before `{id}`: routes match in registration order.
+            .service(resource("/users/me").route(web::get().to(users::me)))
+            .service(resource("/users/search").route(web::get().to(users::search)))
+            .service(resource("/users/{id}").route(web::get().to(users::get)))
+            .service(
+                resource("/conversations")
+                    .route(web::post().to(conversations::create))
+                    .route(web::get().to(conversations::list)),
+            )
+            .service(
+                resource("/conversations/{id}")
+                    .route(web::get().to(conversations::get))
+                    .route(web::patch().to(conversations::rename)),
+            )
+            .service(
+                resource("/conversations/{id}/members")
+                    .route(web::post().to(conversations::add_member)),
+            )
+            .service(
+                resource("/conversations/{id}/members/{user_id}")
+                    .route(web::delete().to(conversations::remove_member)),
+            )
+            .service(
+                resource("/conversations/{id}/leave").route(web::post().to(conversations::leave)),
+            )
+            .service(
+                resource("/conversations/{id}/messages")
+                    .route(web::post().to(messages::send))
+                    .route(web::get().to(messages::history)),
+            )
+            .service(
+                resource("/conversations/{id}/read").route(web::post().to(messages::mark_read)),
+            )
+            .service(resource("/unread").route(web::get().to(conversations::unread)))
+            .service(resource("/openapi.json").route(web::get().to(openapi::document))),
+    )
+    .service(resource("/healthz").route(web::get().to(health::healthz)))
+    .service(resource("/readyz").route(web::get().to(health::readyz)));
+}
+
+/// A resource that answers a wrong method with the JSON 405 rather than an empty body.
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Unknown routes: 404 `not_found`.
+pub async fn not_found() -> HttpResponse {
+    ApiError::NotFound.error_response()
+}
+
+/// Known route, wrong method: 405 `method_not_allowed`.
+async fn method_not_allowed() -> HttpResponse {
+    ApiError::MethodNotAllowed.error_response()
+}
+
+/// A number from the query string; absent or empty is `None`, anything else unparsable is
+/// 422 naming `field`.
+pub fn query_number<T: FromStr>(raw: Option<&str>, field: &str) -> Result<Option<T>, ApiError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(raw) => raw
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::validation(field, "must be a whole number")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! What every request handler shares ([`AppState`]: the domain services) and how an actix
+//! `App` is assembled from it ([`AppContext`]), for the real server and for tests alike.
+
+use crate::api;
+use crate::api::body::BodyLimit;
+use crate::auth::{LoginRateLimiter, TokenVerifier};
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::origin::AllowedOrigins;
+use actix_cors::Cors;
+use actix_web::http::{header, Method};
+use actix_web::web;
+use domain::ports::{
+    AccessTokenIssuer, Clock, ConversationStore, MessageStore, PasswordHasher, ReceiptStore,
+    RefreshTokenStore, Storage, StoreHealth, UserStore,
+};
+use domain::services::{AccountService, AccountSettings, ConversationService, MessageService};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+/// The storage ports, one `Arc` each (usually clones of one adapter).
+#[derive(Clone)]
+pub struct Ports {
+    /// Accounts.
+    pub users: Arc<dyn UserStore>,
+    /// Refresh tokens.
+    pub tokens: Arc<dyn RefreshTokenStore>,
+    /// Conversations and membership.
+    pub conversations: Arc<dyn ConversationStore>,
+    /// Messages.
+    pub messages: Arc<dyn MessageStore>,
+    /// Receipt watermarks.
+    pub receipts: Arc<dyn ReceiptStore>,
+    /// Readiness.
+    pub health: Arc<dyn StoreHealth>,
+}
+
+impl Ports {
+    /// Every port served by one storage adapter.
+    pub fn from_storage(storage: Arc<dyn Storage>) -> Self {
+        Self {
+            users: storage.clone(),
+            tokens: storage.clone(),
+            conversations: storage.clone(),
+            messages: storage.clone(),
+            receipts: storage.clone(),
+            health: storage,
+        }
+    }
+}
+
+/// The domain services and shared guards every handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    /// Register, login, tokens, users.
+    pub accounts: AccountService,
+    /// Conversations and membership.
+    pub conversations: ConversationService,
+    /// Messages and receipts.
+    pub messages: MessageService,
+    /// Login throttling, shared by every worker.
+    pub login_limiter: LoginRateLimiter,
+    /// Storage readiness.
+    pub health: Arc<dyn StoreHealth>,
+}
+
+impl AppState {
+    /// Wires the services to `ports` with the limits and lifetimes of `settings`.
+    pub fn new(
+        ports: Ports,
+        hasher: Arc<dyn PasswordHasher>,
+        issuer: Arc<dyn AccessTokenIssuer>,
+        clock: Arc<dyn Clock>,
+        settings: &Settings,
+    ) -> Self {
+        let limits = domain::Limits::from(&settings.limits);
+        let refresh_ttl = chrono::Duration::seconds(
+            i64::try_from(settings.auth.refresh_ttl_secs).unwrap_or(i64::MAX / 1_000),
+        );
+        // Settings::load refuses zero; a hand-built zero falls back to one attempt.
+        let per_minute =
+            NonZeroU32::new(settings.auth.login_attempts_per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(settings.auth.login_burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            accounts: AccountService::new(
+                ports.users.clone(),
+                ports.tokens,
+                hasher,
+                issuer,
+                clock.clone(),
+                AccountSettings { refresh_ttl },
+            ),
+            conversations: ConversationService::new(
+                ports.conversations.clone(),
+                ports.users,
+                clock.clone(),
+                limits,
+            ),
+            messages: MessageService::new(
+                ports.messages,
+                ports.conversations,
+                ports.receipts,
+                clock,
+                limits,
+            ),
+            login_limiter: LoginRateLimiter::new(per_minute, burst),
+            health: ports.health,
+        }
+    }
+}
+
+/// Everything an `App` needs, built once and cloned into each worker.
+#[derive(Clone)]
+pub struct AppContext {
+    /// The services.
+    pub state: web::Data<AppState>,
+    /// Access token checks (REST extractor and WebSocket upgrade).
+    pub verifier: web::Data<TokenVerifier>,
+    /// `http.max_body_bytes`.
+    pub body_limit: web::Data<BodyLimit>,
+    /// Cross-origin callers allowed besides the server's own origin.
+    pub origins: AllowedOrigins,
+}
+
+impl AppContext {
+    /// The context of a server with `settings`.
+    pub fn new(state: AppState, verifier: TokenVerifier, settings: &Settings) -> Self {
+        Self {
+            state: web::Data::new(state),
+            verifier: web::Data::new(verifier),
+            body_limit: web::Data::new(BodyLimit(settings.http.max_body_bytes)),
+            origins: AllowedOrigins::new(&settings.http.allowed_origins),
+        }
+    }
+
+    /// Registers the shared data, every route, and the JSON 404 for unknown routes.
+    /// Use as `App::new().configure(|cfg| context.configure(cfg))`.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.state.clone())
+            .app_data(self.verifier.clone())
+            .app_data(self.body_limit.clone())
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|err, _| ApiError::validation("query", err.to_string()).into()),
+            )
+            .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+            .configure(api::routes)
+            .default_service(web::to(api::not_found));
+    }
+
+    /// CORS for the allowed origins. Same-origin requests need none; other origins get no
+    /// CORS headers, so browsers keep their answers from the calling page.
+    pub fn cors(&self) -> Cors {
+        let origins = self.origins.clone();
+        Cors::default()
+            .allowed_origin_fn(move |origin, head| {
+                let host = head
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok());
+                origin
+                    .to_str()
+                    .is_ok_and(|origin| origins.allows(origin, host))
+            })
+            .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+            .expose_headers([header::RETRY_AFTER])
+            .max_age(3600)
+    }
+}

@@ -1,0 +1,253 @@
+//! [`Application`]: storage opened and migrated, listener bound, HTTP server ready to run.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use server::{config::Settings, startup::Application};
+//! let app = Application::build(Settings::for_tests("/tmp/chat-test")).await?;
+//! let base = format!("http://127.0.0.1:{}", app.port());
+//! tokio::spawn(app.run_until_stopped());
+//! # let _ = base; Ok(()) }
+//! ```
+
+use crate::app::{AppContext, AppState, Ports};
+use crate::auth::jwt::MIN_SECRET_BYTES;
+use crate::auth::password::InvalidArgon2Params;
+use crate::auth::{signing_key, Argon2Hasher, JwtIssuer, TokenVerifier};
+use crate::config::{ConfigError, DatabaseTarget, Secret, Settings};
+use crate::storage;
+use crate::telemetry;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer};
+use domain::ports::{Storage, SystemClock};
+use domain::StorageError;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often idle login-throttle buckets are forgotten.
+const LIMITER_CLEANUP_EVERY: Duration = Duration::from_secs(60);
+
+/// Why the server could not start. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Postgres mode without `auth.jwt_secret`.
+    #[error(
+        "auth.jwt_secret (CHAT_AUTH__JWT_SECRET) is required with PostgreSQL: \
+         every node must sign tokens with the same key"
+    )]
+    MissingJwtSecret,
+    /// A configured secret too short to be safe.
+    #[error("auth.jwt_secret must be at least {MIN_SECRET_BYTES} bytes")]
+    WeakJwtSecret,
+    /// The generated secret could not be read or written.
+    #[error("cannot read or create the JWT secret in {path}: {source}")]
+    SecretFile {
+        /// The data directory.
+        path: PathBuf,
+        /// The I/O failure.
+        #[source]
+        source: io::Error,
+    },
+    /// The argon2 cost settings are out of range.
+    #[error(transparent)]
+    Argon2(#[from] InvalidArgon2Params),
+    /// The store could not be opened or migrated.
+    #[error("cannot open storage: {0}")]
+    Storage(#[source] StorageError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The I/O failure.
+        #[source]
+        source: io::Error,
+    },
+    /// Logging could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
+}
+
+/// A built server: bound, not yet serving.
+pub struct Application {
+    local_addr: SocketAddr,
+    server: Server,
+    context: AppContext,
+}
+
+impl Application {
+    /// Opens (and migrates) the configured store, then builds the server on it.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let target = settings.database_target()?;
+        let secret = jwt_secret(&settings, &target)?;
+        tracing::info!(
+            storage = %storage::describe(&target),
+            settings = ?settings,
+            "starting chat-server"
+        );
+        let storage = storage::open(&target, settings.database.pool_size)
+            .await
+            .map_err(StartupError::Storage)?;
+        Self::assemble(settings, storage, secret)
+    }
+
+    /// Builds the server on a store opened by the caller (a test's own database, say).
+    /// `auth.jwt_secret` must be set.
+    pub fn build_with_storage(
+        settings: Settings,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Self, StartupError> {
+        let secret = settings
+            .auth
+            .jwt_secret
+            .clone()
+            .ok_or(StartupError::MissingJwtSecret)?;
+        Self::assemble(settings, storage, secret)
+    }
+
+    fn assemble(
+        settings: Settings,
+        storage: Arc<dyn Storage>,
+        secret: Secret,
+    ) -> Result<Self, StartupError> {
+        if secret.expose().len() < MIN_SECRET_BYTES {
+            return Err(StartupError::WeakJwtSecret);
+        }
+        let auth = &settings.auth;
+        let hasher = Argon2Hasher::new(
+            auth.argon2_memory_kib,
+            auth.argon2_iterations,
+            auth.argon2_parallelism,
+        )?;
+        let key = secret.expose().as_bytes();
+        let issuer = JwtIssuer::new(key, &auth.issuer, &auth.audience, auth.access_ttl_secs);
+        let verifier = TokenVerifier::new(key, &auth.issuer, &auth.audience);
+        let state = AppState::new(
+            Ports::from_storage(storage),
+            Arc::new(hasher),
+            Arc::new(issuer),
+            Arc::new(SystemClock),
+            &settings,
+        );
+        let context = AppContext::new(state, verifier, &settings);
+
+        let addr = settings.http.addr;
+        // Bound here, before serving, so port 0 resolves now and `port()` can tell.
+        let listener =
+            TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let factory_context = context.clone();
+        let server = HttpServer::new(move || {
+            let context = factory_context.clone();
+            App::new()
+                .wrap(context.cors())
+                .wrap(from_fn(telemetry::log_request))
+                .configure(|cfg| context.configure(cfg))
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind { addr, source })?
+        .run();
+        tracing::info!(%local_addr, "listening");
+        Ok(Self {
+            local_addr,
+            server,
+            context,
+        })
+    }
+
+    /// The port the server listens on (the one picked when `http.addr` had port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle to stop the server (`handle.stop(true)` drains in-flight requests).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (a signal, or [`ServerHandle::stop`]).
+    pub async fn run_until_stopped(self) -> io::Result<()> {
+        let limiter = self.context.state.login_limiter.clone();
+        let cleanup = tokio::spawn(async move {
+            let mut every = tokio::time::interval(LIMITER_CLEANUP_EVERY);
+            loop {
+                every.tick().await;
+                limiter.forget_idle();
+            }
+        });
+        let served = self.server.await;
+        cleanup.abort();
+        served
+    }
+}
+
+/// The configured secret; in embedded mode without one, the generated one.
+fn jwt_secret(settings: &Settings, target: &DatabaseTarget) -> Result<Secret, StartupError> {
+    match (&settings.auth.jwt_secret, target) {
+        (Some(secret), _) => Ok(secret.clone()),
+        (None, DatabaseTarget::Postgres(_)) => Err(StartupError::MissingJwtSecret),
+        (None, DatabaseTarget::Sqlite(_)) => signing_key::load_or_create(&settings.data.dir)
+            .map_err(|source| StartupError::SecretFile {
+                path: settings.data.dir.clone(),
+                source,
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn postgres_without_a_jwt_secret_refuses_to_start() {
+        let mut settings = Settings::default();
+        settings.database.url = Some(Secret::new("postgres://db/chat"));
+        let target = settings.database_target().unwrap();
+        let err = jwt_secret(&settings, &target).unwrap_err();
+        assert!(matches!(err, StartupError::MissingJwtSecret));
+        assert!(err.to_string().contains("CHAT_AUTH__JWT_SECRET"));
+    }
+
+    #[test]
+    fn embedded_mode_without_a_jwt_secret_generates_one_in_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            data: crate::config::DataSettings {
+                dir: dir.path().to_owned(),
+            },
+            ..Settings::default()
+        };
+        let target = settings.database_target().unwrap();
+        let first = jwt_secret(&settings, &target).unwrap();
+        assert_eq!(jwt_secret(&settings, &target).unwrap(), first);
+        assert!(dir.path().join(signing_key::SECRET_FILE).is_file());
+    }
+
+    #[test]
+    fn a_configured_secret_wins_over_the_generated_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::for_tests(dir.path());
+        settings.auth.jwt_secret = Some(Secret::new("x".repeat(40)));
+        let target = settings.database_target().unwrap();
+        assert_eq!(
+            jwt_secret(&settings, &target).unwrap().expose(),
+            "x".repeat(40)
+        );
+        assert!(!dir.path().join(signing_key::SECRET_FILE).exists());
+    }
+}

@@ -1,0 +1,60 @@
+//! Structured logs with `tracing`: human-readable or JSON lines, and one line per request
+//! that names its path but never its query string (WebSocket URLs carry `?token=`).
+
+use crate::config::{LogFormat, LogSettings};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use std::time::Instant;
+use tracing::Instrument;
+use tracing_subscriber::EnvFilter;
+
+/// The global subscriber could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up logging: {0}")]
+pub struct TelemetryError(String);
+
+/// Installs the global subscriber: `log.level` as the filter (`RUST_LOG` wins when set),
+/// `log.format` as the output. Call once, before anything logs.
+pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(_) => EnvFilter::try_new(&settings.level)
+            .map_err(|e| TelemetryError(format!("log.level {:?}: {e}", settings.level)))?,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let installed = match settings.format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+    };
+    installed.map_err(|e| TelemetryError(e.to_string()))
+}
+
+/// Middleware: a span per request (method and path), and a line when it completes with its
+/// status and duration.
+pub async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.path(),
+    );
+    let started = Instant::now();
+    let response = next.call(req).instrument(span.clone()).await?;
+    let status = response.status().as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if response.status().is_server_error() {
+            tracing::warn!(status, elapsed_ms, "request failed");
+        } else {
+            tracing::info!(status, elapsed_ms, "request served");
+        }
+    });
+    Ok(response)
+}
