@@ -61,12 +61,17 @@ CREATE TABLE messages (
     id              uuid        PRIMARY KEY,
     conversation_id uuid        NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
     seq             bigint      NOT NULL CHECK (seq > 0),
-    sender_id       uuid        NOT NULL REFERENCES users (id),
+    -- No foreign key on sender_id or reply_to, on purpose: each would make every insert
+    -- lock the parent row (FOR KEY SHARE), and a busy sender's user row, locked by many
+    -- concurrent batches, turns into a contention point (multixacts). The application only
+    -- appends for members (participants.user_id references users) and replies within the
+    -- conversation, and neither users nor messages are ever hard-deleted.
+    sender_id       uuid        NOT NULL,
     -- The sender's idempotency key; NULLs never collide in the unique index below.
     client_msg_id   text,
     content         text        NOT NULL,
     content_type    text        NOT NULL,
-    reply_to        uuid        REFERENCES messages (id),
+    reply_to        uuid,
     created_at      timestamptz NOT NULL,
     edited_at       timestamptz,
     deleted_at      timestamptz,
