@@ -448,6 +448,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_default_toml_states_the_built_in_defaults() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/default.toml");
+        let shipped: Settings = Figment::new()
+            .merge(Toml::file_exact(file))
+            .extract()
+            .unwrap();
+        assert_eq!(format!("{shipped:?}"), format!("{:?}", Settings::default()));
+    }
+
+    #[test]
     fn env_overrides_local_toml_which_overrides_default_toml_which_overrides_defaults() {
         Jail::expect_with(|jail| {
             jail.create_dir("config")?;
