@@ -16,10 +16,15 @@ pub fn now() -> DateTime<Utc> {
 
 /// A user with a unique email built from `name`.
 pub async fn user(store: &Store, name: &str) -> User {
+    let local: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_lowercase();
     user_with_email(
         store,
         name,
-        &format!("{}-{}@example.com", name.to_lowercase(), UserId::new()),
+        &format!("{local}-{}@example.com", UserId::new()),
     )
     .await
 }
