@@ -58,8 +58,10 @@ where
     .await
     .map_err(StorageError::new)?;
     // Closing the session would release the lock too, but only once the server notices.
-    advisory(&mut conn, "SELECT pg_advisory_unlock($1)").await?;
-    outcome.map_err(StorageError)
+    let unlocked = advisory(&mut conn, "SELECT pg_advisory_unlock($1)").await;
+    // A failed migration is the news, even if unlocking failed too.
+    let count = outcome.map_err(StorageError)?;
+    unlocked.map(|()| count)
 }
 
 async fn advisory(conn: &mut AsyncPgConnection, sql: &str) -> Result<(), StorageError> {

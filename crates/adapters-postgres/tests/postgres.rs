@@ -427,3 +427,60 @@ async fn search_orders_names_case_insensitively_whatever_the_server_locale() {
         ["alice-x", "alice-x"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_and_receipts_over_the_same_members_in_any_order_never_deadlock() {
+    use domain::ports::{ReceiptStore, WatermarkUpdate};
+    let (store, _) = store().await;
+    let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+    let first = group(&store, alice, &[bob]).await;
+    let second = group(&store, bob, &[alice]).await;
+
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                // Batches and receipt updates name the same members in opposite orders.
+                let (c1, c2) = if i % 2 == 0 {
+                    (first, second)
+                } else {
+                    (second, first)
+                };
+                let (u1, u2) = if i % 3 == 0 {
+                    (alice, bob)
+                } else {
+                    (bob, alice)
+                };
+                if i % 4 < 2 {
+                    let batch = [
+                        message(c1, u1, None, "x"),
+                        message(c2, u2, None, "y"),
+                        message(c1, u2, None, "z"),
+                        message(c2, u1, None, "w"),
+                    ];
+                    store.append_messages(&batch).await.map(|_| ())
+                } else {
+                    let update = |conversation_id, user_id| WatermarkUpdate {
+                        conversation_id,
+                        user_id,
+                        delivered_seq: Some(i),
+                        read_seq: Some(i / 2),
+                    };
+                    let updates = [
+                        update(c1, u1),
+                        update(c2, u2),
+                        update(c1, u2),
+                        update(c2, u1),
+                    ];
+                    store.advance_watermarks(&updates).await.map(|_| ())
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+
+    let total = seqs(&store, first).await.len() + seqs(&store, second).await.len();
+    assert_eq!(total, 20 * 4);
+}
