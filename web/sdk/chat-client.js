@@ -143,6 +143,11 @@ export class ChatClient extends Emitter {
     return this._connection?.state ?? 'disconnected';
   }
 
+  /** Reconnect attempts made in the current outage (0 while connected). */
+  get reconnectAttempt() {
+    return this._connection?.attempt ?? 0;
+  }
+
   /** True once the WebSocket connected at least once since `start()`. */
   get everConnected() {
     return this._connection?.everConnected ?? false;

@@ -1,0 +1,84 @@
+// Small shared UI pieces: avatars, presence dots, the connection banner, toasts.
+
+import { h, icon } from './dom.js';
+import { avatarColor, initials } from './format.js';
+
+/**
+ * An initials avatar with an optional presence dot.
+ * @param {string} id   colour seed
+ * @param {string} name
+ * @param {{size?: 'sm'|'md'|'lg', presence?: string|null, group?: boolean}} [opts]
+ */
+export function avatar(id, name, { size = 'md', presence = null, group = false } = {}) {
+  const el = h('span', { class: `avatar avatar-${size}${group ? ' avatar-group' : ''}`, 'aria-hidden': 'true' });
+  el.style.setProperty('--avatar-bg', avatarColor(id));
+  el.append(group ? icon('users', { size: size === 'lg' ? 22 : 18 }) : document.createTextNode(initials(name)));
+  if (presence) el.append(presenceDot(presence));
+  return el;
+}
+
+/** @param {string} status */
+export function presenceDot(status) {
+  return h('span', { class: `presence-dot is-${status}` });
+}
+
+/** @param {string} status */
+export function presenceLabel(status) {
+  return status === 'online' ? 'Online' : status === 'away' ? 'Away' : 'Offline';
+}
+
+/**
+ * The connection banner of seed 001 (AC-29..31): nothing while connected, "Reconnecting..." while
+ * the connection is being re-established, the polling notice once it gave up.
+ * @param {import('../sdk/chat-client.js').ChatClient} client
+ * @param {string} [extraClass]
+ * @returns {{el: HTMLElement, destroy: () => void}}
+ */
+export function connectionBanner(client, extraClass = '') {
+  const text = h('span', { class: 'banner-text' });
+  const spinner = h('span', { class: 'spinner', 'aria-hidden': 'true' });
+  const wifi = icon('wifiOff', { size: 16 });
+  const el = h('div', { class: `banner ${extraClass}`, role: 'status', hidden: true }, spinner, wifi, text);
+  const render = () => {
+    const state = client.state;
+    if (state === 'connected') {
+      el.hidden = true;
+      el.dataset.state = 'connected';
+      text.textContent = '';
+      return;
+    }
+    if (state === 'failed') {
+      el.hidden = false;
+      el.dataset.state = 'failed';
+      text.textContent = 'Real-time updates unavailable. Messages may be delayed.';
+      spinner.hidden = true;
+      wifi.style.display = '';
+      return;
+    }
+    // connecting | disconnected: the very first connect of a page load is not a "reconnect".
+    const reconnecting = state === 'disconnected' || client.everConnected || client.reconnectAttempt > 0;
+    el.hidden = !reconnecting;
+    el.dataset.state = reconnecting ? 'reconnecting' : 'connecting';
+    text.textContent = reconnecting ? 'Reconnecting...' : '';
+    spinner.hidden = false;
+    wifi.style.display = 'none';
+  };
+  const off = client.on('state', render);
+  render();
+  return { el, destroy: off };
+}
+
+/** A short notice at the bottom of the screen. @param {string} message @param {'info'|'error'} [kind] */
+export function toast(message, kind = 'info') {
+  let host = document.querySelector('.toasts');
+  if (!host) {
+    host = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
+    document.body.append(host);
+  }
+  const el = h('div', { class: `toast toast-${kind}` }, message);
+  host.append(el);
+  setTimeout(() => {
+    el.classList.add('is-leaving');
+    setTimeout(() => el.remove(), 300);
+  }, 4000);
+}
