@@ -22,7 +22,11 @@ pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
         Err(_) => EnvFilter::try_new(&settings.level)
             .map_err(|e| TelemetryError(format!("log.level {:?}: {e}", settings.level)))?,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a terminal: escape codes in a file or a pipe are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     let installed = match settings.format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder
@@ -48,7 +52,8 @@ pub async fn log_request(
     let started = Instant::now();
     let response = next.call(req).instrument(span.clone()).await?;
     let status = response.status().as_u16();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Microsecond precision is plenty; more digits only make the line longer.
+    let elapsed_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
     span.in_scope(|| {
         if response.status().is_server_error() {
             tracing::warn!(status, elapsed_ms, "request failed");
