@@ -1,1 +1,448 @@
+//! Harness of the end-to-end suite: real servers on random ports, each with its own data
+//! directory (SQLite) or its own PostgreSQL database, driven over real HTTP.
+//!
+//! Two ways to run a server:
+//! - [`TestApp::spawn`]: in this test process (fast; most tests);
+//! - [`NodeProcess::start`]: the `chat-node` binary as a separate process, which a test can
+//!   stop, restart or kill -9.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod rows;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use server::config::{Secret, Settings};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// Which storage a server under test uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded: an SQLite file in a fresh temporary data directory.
+    Sqlite,
+    /// A brand-new PostgreSQL database on the local server.
+    Postgres,
+}
+
+impl Backend {
+    /// Both backends, for tests that must hold on each.
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+}
+
+/// Where a test's data lives, shared by every server the test starts on it.
+pub struct TestStore {
+    /// The backend.
+    pub backend: Backend,
+    /// The data directory (SQLite file, JWT secret).
+    pub data_dir: TempDir,
+    /// The PostgreSQL URL, for `Backend::Postgres`.
+    pub database_url: Option<String>,
+}
+
+impl TestStore {
+    /// A fresh, empty store.
+    pub async fn new(backend: Backend) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(adapters_postgres::testing::fresh_database().await),
+        };
+        Self {
+            backend,
+            data_dir,
+            database_url,
+        }
+    }
+
+    /// Test settings pointing at this store.
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::for_tests(self.data_dir.path());
+        settings.database.url = self.database_url.as_deref().map(Secret::new);
+        settings
+    }
+
+    /// The SQLite file of an embedded store.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.path().join("chat.db")
+    }
+
+    /// Rows in every table, to prove a refused request changed nothing.
+    pub async fn row_counts(&self) -> rows::RowCounts {
+        match &self.database_url {
+            Some(url) => rows::postgres(url).await,
+            None => rows::sqlite(&self.sqlite_path()).await,
+        }
+    }
+}
+
+/// A server running inside the test process.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    /// The port it listens on.
+    pub port: u16,
+    /// Its store.
+    pub store: TestStore,
+    /// A client with no cookies and short timeouts.
+    pub client: reqwest::Client,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestApp {
+    /// A server with test settings on a fresh store.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// A server with test settings, changed by `tweak`, on a fresh store.
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let store = TestStore::new(backend).await;
+        Self::spawn_on(store, tweak).await
+    }
+
+    /// A server on an existing store (to restart on the same data).
+    pub async fn spawn_on(store: TestStore, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = store.settings();
+        tweak(&mut settings);
+        let app = server::startup::Application::build(settings)
+            .await
+            .expect("the server starts");
+        let port = app.port();
+        let server = tokio::spawn(app.run_until_stopped());
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            store,
+            client: client(),
+            server,
+        }
+    }
+
+    /// Stops the server and hands back its store.
+    pub async fn stop(self) -> TestStore {
+        self.server.abort();
+        let _ = self.server.await;
+        self.store
+    }
+
+    /// A request builder against this server.
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.address.clone(),
+            client: self.client.clone(),
+        }
+    }
+}
+
+/// A `reqwest` client for tests.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// A thin JSON client for one server.
+#[derive(Clone)]
+pub struct Api {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// The HTTP client.
+    pub client: reqwest::Client,
+}
+
+/// A response: status and JSON body (`Value::Null` for an empty or non-JSON body).
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Parsed body.
+    pub body: Value,
+}
+
+impl Reply {
+    /// `error.code` of an error body.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+}
+
+impl Api {
+    /// An API for another base URL (another node).
+    pub fn at(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            client: client(),
+        }
+    }
+
+    /// Sends a request with an optional bearer token and raw body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body read");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GET with an optional token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(reqwest::Method::GET, path, token, None).await
+    }
+
+    /// POST a JSON value.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            token,
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    /// PATCH a JSON value.
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.send(
+            reqwest::Method::PATCH,
+            path,
+            token,
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    /// Registers a user named `name` with a unique email; panics unless 201.
+    pub async fn register(&self, name: &str) -> TestUser {
+        let local: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+        let email = format!(
+            "{}-{}@example.com",
+            local.to_lowercase(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let password = "correct horse battery staple";
+        let reply = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"email": email, "password": password, "display_name": name}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "register {name}: {:?}",
+            reply.body
+        );
+        TestUser::from_auth(&reply.body, password)
+    }
+
+    /// Logs in; panics unless 200.
+    pub async fn login(&self, email: &str, password: &str) -> TestUser {
+        let reply = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "login: {:?}", reply.body);
+        TestUser::from_auth(&reply.body, password)
+    }
+}
+
+/// A registered user and its tokens.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// User id.
+    pub id: String,
+    /// Email.
+    pub email: String,
+    /// Password.
+    pub password: String,
+    /// Display name.
+    pub display_name: String,
+    /// Access token.
+    pub token: String,
+    /// Refresh token.
+    pub refresh_token: String,
+}
+
+impl TestUser {
+    fn from_auth(body: &Value, password: &str) -> Self {
+        let s = |v: &Value| v.as_str().expect("string field").to_owned();
+        Self {
+            id: s(&body["user"]["id"]),
+            email: s(&body["user"]["email"]),
+            password: password.to_owned(),
+            display_name: s(&body["user"]["display_name"]),
+            token: s(&body["access_token"]),
+            refresh_token: s(&body["refresh_token"]),
+        }
+    }
+
+    /// The access token, for `Api` calls.
+    pub fn t(&self) -> Option<&str> {
+        Some(&self.token)
+    }
+}
+
+/// A free port on 127.0.0.1 (bound and released; a tiny race is acceptable in tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A server node running as a separate `chat-node` process.
+pub struct NodeProcess {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    /// Its port.
+    pub port: u16,
+    child: tokio::process::Child,
+}
+
+impl NodeProcess {
+    /// Starts a node with test-friendly settings on `store`, plus `env` overrides (an empty
+    /// value removes the variable), and waits
+    /// until `/healthz` answers.
+    pub async fn start(store: &TestStore, env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let mut cmd = tokio::process::Command::new(node_binary());
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CHAT_CONFIG_DIR", store.data_dir.path().join("no-config"))
+            .env("CHAT_HTTP__ADDR", format!("127.0.0.1:{port}"))
+            .env("CHAT_DATA__DIR", store.data_dir.path())
+            .env(
+                "CHAT_AUTH__JWT_SECRET",
+                "test-secret-test-secret-test-secret!",
+            )
+            .env("CHAT_AUTH__ARGON2_MEMORY_KIB", "64")
+            .env("CHAT_AUTH__ARGON2_ITERATIONS", "1")
+            .env("CHAT_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "10000")
+            .env("CHAT_AUTH__LOGIN_BURST", "10000")
+            .env("CHAT_LOG__LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(url) = &store.database_url {
+            cmd.env("CHAT_DATABASE__URL", url);
+        }
+        // An empty value removes the variable (e.g. no JWT secret: embedded mode makes one).
+        for (k, v) in env {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
+        let child = cmd.spawn().expect("chat-node starts");
+        let node = Self {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            child,
+        };
+        node.wait_healthy().await;
+        node
+    }
+
+    async fn wait_healthy(&self) {
+        let client = client();
+        for _ in 0..200 {
+            if let Ok(resp) = client.get(format!("{}/healthz", self.address)).send().await {
+                if resp.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "node on port {} did not become healthy within 10 s",
+            self.port
+        );
+    }
+
+    /// A JSON client for this node.
+    pub fn api(&self) -> Api {
+        Api::at(&self.address)
+    }
+
+    /// SIGKILL: the process dies at once, with no clean-up.
+    pub async fn kill9(&mut self) {
+        self.child.start_kill().expect("kill");
+        let _ = self.child.wait().await;
+    }
+
+    /// SIGTERM, then waits for the process to exit; returns whether it exited successfully.
+    pub async fn terminate(&mut self) -> bool {
+        let pid = self.child.id().expect("running");
+        let status = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("kill -TERM");
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the node exits within 30 s of SIGTERM")
+            .expect("wait");
+        exit.success()
+    }
+}
+
+/// The `chat-node` binary. Cargo builds a package's binaries before its integration tests
+/// and puts them beside the `deps` folder the test executables run from.
+pub fn node_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let bin = dir.join("chat-node");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `-p e2e`), which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// The path of a fixture or other file under this crate.
+pub fn crate_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
