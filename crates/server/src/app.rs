@@ -3,6 +3,7 @@
 
 use crate::api;
 use crate::api::body::BodyLimit;
+use crate::api::client_ip::ForwardedFor;
 use crate::auth::{LoginRateLimiter, TokenVerifier};
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -118,6 +119,8 @@ pub struct AppContext {
     pub verifier: web::Data<TokenVerifier>,
     /// `http.max_body_bytes`.
     pub body_limit: web::Data<BodyLimit>,
+    /// `http.trust_forwarded_for`.
+    pub forwarded_for: web::Data<ForwardedFor>,
     /// Cross-origin callers allowed besides the server's own origin.
     pub origins: AllowedOrigins,
 }
@@ -129,6 +132,9 @@ impl AppContext {
             state: web::Data::new(state),
             verifier: web::Data::new(verifier),
             body_limit: web::Data::new(BodyLimit(settings.http.max_body_bytes)),
+            forwarded_for: web::Data::new(ForwardedFor {
+                trusted: settings.http.trust_forwarded_for,
+            }),
             origins: AllowedOrigins::new(&settings.http.allowed_origins),
         }
     }
@@ -139,6 +145,7 @@ impl AppContext {
         cfg.app_data(self.state.clone())
             .app_data(self.verifier.clone())
             .app_data(self.body_limit.clone())
+            .app_data(self.forwarded_for.clone())
             .app_data(
                 web::QueryConfig::default()
                     .error_handler(|err, _| ApiError::validation("query", err.to_string()).into()),

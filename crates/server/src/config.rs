@@ -124,6 +124,9 @@ pub struct HttpSettings {
     pub allowed_origins: Vec<String>,
     /// Largest request body accepted, in bytes (413 above).
     pub max_body_bytes: usize,
+    /// Take the client IP (for per-IP limits) from the last `X-Forwarded-For` entry.
+    /// Only behind a reverse proxy that appends it; otherwise clients could pick their IP.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for HttpSettings {
@@ -132,6 +135,7 @@ impl Default for HttpSettings {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             allowed_origins: Vec::new(),
             max_body_bytes: 64 * 1024,
+            trust_forwarded_for: false,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! - [`auth`]: argon2id, JWT issue and verification, the `AuthUser` extractor, login limits.
 //! - [`cli`]: `chat-server [serve]` and `chat-server migrate`.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod app;
 pub mod auth;

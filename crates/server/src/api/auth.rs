@@ -1,11 +1,12 @@
 //! `/auth`: register, login, refresh, logout.
 
 use super::body::JsonBody;
+use super::client_ip::ClientIp;
 use super::dto::{AuthResponse, LoginRequest, RefreshRequest, RegisterRequest};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 
 /// Makes an account and logs it in.
 #[utoipa::path(
@@ -42,11 +43,10 @@ pub async fn register(
 )]
 #[tracing::instrument(skip_all)]
 pub async fn login(
-    req: HttpRequest,
+    ClientIp(ip): ClientIp,
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let ip = req.peer_addr().map(|addr| addr.ip());
     state
         .login_limiter
         .check(ip, &body.email)
