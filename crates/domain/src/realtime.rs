@@ -238,3 +238,134 @@ pub trait TypingStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<(ConversationId, UserId)>, RealtimeError>;
 }
+
+/// Identifies one live connection (session) of a user; unique across nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub uuid::Uuid);
+
+impl SessionId {
+    /// A new session id.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for SessionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What changed about a conversation, for the `conversation` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationChange {
+    /// It was made (direct or group).
+    Created,
+    /// A group got a new title.
+    Renamed,
+    /// `user_id` joined.
+    MemberAdded,
+    /// `user_id` was removed or left.
+    MemberRemoved,
+}
+
+impl ConversationChange {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Renamed => "renamed",
+            Self::MemberAdded => "member_added",
+            Self::MemberRemoved => "member_removed",
+        }
+    }
+}
+
+/// Something every interested session must hear about. The server turns each into one
+/// serialised frame (see `docs/protocol.md`) and publishes it once per topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A committed message. `origin` is the sending session, which gets `message_sent`
+    /// instead of the message itself.
+    Message {
+        /// The message.
+        message: crate::message::Message,
+        /// The session that sent it, if it came over a WebSocket.
+        origin: Option<SessionId>,
+    },
+    /// `user_id` has everything up to `seq`.
+    Delivered {
+        /// Conversation.
+        conversation_id: ConversationId,
+        /// The message at `seq`.
+        message_id: crate::ids::MessageId,
+        /// New delivered watermark.
+        seq: i64,
+        /// Whose watermark.
+        user_id: UserId,
+    },
+    /// `read_by` has read everything up to `seq`.
+    Read {
+        /// Conversation.
+        conversation_id: ConversationId,
+        /// The message at `seq`.
+        message_id: crate::ids::MessageId,
+        /// New read watermark.
+        seq: i64,
+        /// Whose watermark.
+        read_by: UserId,
+        /// When.
+        read_at: DateTime<Utc>,
+    },
+    /// `user_id` started or stopped typing.
+    Typing {
+        /// Conversation.
+        conversation_id: ConversationId,
+        /// Who.
+        user_id: UserId,
+        /// Started (or still) typing, or stopped.
+        is_typing: bool,
+    },
+    /// `user_id`'s aggregate presence changed.
+    Presence {
+        /// Who.
+        user_id: UserId,
+        /// New status.
+        status: PresenceStatus,
+        /// Last seen online (set when going offline).
+        last_seen: Option<DateTime<Utc>>,
+    },
+    /// A conversation was created or its membership or title changed.
+    Conversation {
+        /// What changed.
+        change: ConversationChange,
+        /// The conversation after the change.
+        conversation: crate::conversation::ConversationDetails,
+        /// The member added or removed, for those changes.
+        user_id: Option<UserId>,
+    },
+    /// A user's read state changed (sent on the user's own topic, for their other devices).
+    Unread {
+        /// Conversation.
+        conversation_id: ConversationId,
+        /// Unread in it now.
+        unread_count: i64,
+        /// Unread in all the user's conversations.
+        total: i64,
+    },
+}
+
+/// Publishes domain events to every node (serialising each once). Implemented by the server
+/// on top of [`PubSub`].
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait EventPublisher: Send + Sync + 'static {
+    /// Publishes `event` on `topic`.
+    async fn publish(&self, topic: Topic, event: Event) -> Result<(), RealtimeError>;
+}
