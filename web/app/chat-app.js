@@ -76,8 +76,10 @@ export class ChatApp {
     const tick = setInterval(() => this.renderList(), 30_000);
     this.cleanups.push(() => clearInterval(tick));
 
+    // start() first: it knows the user synchronously, which the chat view needs.
+    const started = c.start();
     this.route();
-    c.start()
+    started
       .then(() => {
         this.listLoaded = true;
         this.renderMe();
