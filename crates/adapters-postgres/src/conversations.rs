@@ -277,6 +277,17 @@ impl ConversationStore for PostgresStorage {
             .map(|(id, unread)| (ConversationId::from_uuid(id), unread.max(0)))
             .collect())
     }
+
+    async fn conversation_ids(&self, user: UserId) -> Result<Vec<ConversationId>, StorageError> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<Uuid> = participants::table
+            .filter(participants::user_id.eq(user.as_uuid()))
+            .select(participants::conversation_id)
+            .load(&mut conn)
+            .await
+            .map_err(db)?;
+        Ok(ids.into_iter().map(ConversationId::from_uuid).collect())
+    }
 }
 
 /// A new member row with watermarks at 0 (a conversation being created has no messages).

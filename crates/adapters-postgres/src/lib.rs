@@ -6,6 +6,7 @@ mod migrate;
 mod receipts;
 mod rows;
 mod schema;
+mod stats;
 mod tokens;
 mod users;
 
@@ -20,8 +21,12 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel::ConnectionResult;
+use diesel_async::AsyncConnection;
 use domain::ports::StoreHealth;
 use domain::StorageError;
+use stats::{CountingInstrumentation, StatementStats};
+use std::sync::Arc;
 
 /// A pooled connection.
 type Conn = Object<AsyncPgConnection>;
@@ -30,6 +35,7 @@ type Conn = Object<AsyncPgConnection>;
 #[derive(Clone)]
 pub struct PostgresStorage {
     pool: Pool<AsyncPgConnection>,
+    stats: Arc<StatementStats>,
 }
 
 impl std::fmt::Debug for PostgresStorage {
@@ -51,14 +57,39 @@ impl PostgresStorage {
         // A closed connection is already detected on checkout (`is_broken`); a test query
         // on every checkout would add a round trip to every operation.
         config.recycling_method = RecyclingMethod::Fast;
+        let stats = Arc::new(StatementStats::default());
+        let counted = Arc::clone(&stats);
+        config.custom_setup = Box::new(move |url| {
+            let counted = Arc::clone(&counted);
+            let url = url.to_owned();
+            Box::pin(async move {
+                let mut conn: ConnectionResult<AsyncPgConnection> =
+                    AsyncPgConnection::establish(&url).await;
+                if let Ok(conn) = &mut conn {
+                    conn.set_instrumentation(CountingInstrumentation(counted));
+                }
+                conn
+            })
+        });
         let manager = AsyncDieselConnectionManager::new_with_config(url, config);
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .build()
             .map_err(StorageError::new)?;
-        let storage = Self { pool };
+        let storage = Self { pool, stats };
         drop(storage.conn().await?);
         Ok(storage)
+    }
+
+    /// Statements sent so far on this pool's connections (`BEGIN` and `COMMIT` included),
+    /// shared by every clone. For tests that pin an operation's cost in statements.
+    pub fn statements_executed(&self) -> u64 {
+        self.stats.statements()
+    }
+
+    /// Transactions committed so far on this pool's connections (outermost only).
+    pub fn transactions_committed(&self) -> u64 {
+        self.stats.commits()
     }
 
     /// A connection from the pool.

@@ -21,8 +21,8 @@ const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const TEMPLATE_LOCK: i64 = 0x6368_6174_2d74_706c;
 
 /// Test databases older than this are dropped (best effort) when a process first builds or
-/// finds its template: their tests are long over.
-const STALE_AFTER: Duration = Duration::from_secs(3600);
+/// finds its template: their tests are long over (and one still connected to is refused).
+const STALE_AFTER: Duration = Duration::from_secs(600);
 
 /// The template of this build's schema, once per process.
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
@@ -99,11 +99,35 @@ async fn prepare_template(server: &str) -> String {
             .await
             .unwrap_or_else(|err| fail("rename", &err));
     }
-    drop_stale_databases(&mut admin).await;
+    sweep_in_background(server.to_owned());
     execute_bigint(&mut admin, "SELECT pg_advisory_unlock($1)", TEMPLATE_LOCK)
         .await
         .unwrap_or_else(|err| fail("unlock", &err));
     template
+}
+
+/// Drops stale test databases on a thread of its own: each `DROP DATABASE` waits for a
+/// checkpoint, and a backlog of them must not hold up the tests. Whatever is left when the
+/// test process exits is swept by a later one.
+fn sweep_in_background(server: String) {
+    let spawned = std::thread::Builder::new()
+        .name("drop-stale-test-databases".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(mut admin) = AsyncPgConnection::establish(&server).await {
+                    drop_stale_databases(&mut admin).await;
+                }
+            });
+        });
+    if let Err(err) = spawned {
+        tracing::debug!(%err, "stale test databases left in place");
+    }
 }
 
 /// Drops test databases made more than [`STALE_AFTER`] ago. Best effort: one still in use

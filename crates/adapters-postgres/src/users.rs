@@ -4,6 +4,7 @@ use crate::rows::UserRow;
 use crate::schema::users;
 use crate::{bigint, db, violates, PostgresStorage};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
@@ -111,6 +112,18 @@ impl UserStore for PostgresStorage {
             .await
             .map_err(db)?;
         Ok(rows.into_iter().map(User::from).collect())
+    }
+
+    async fn touch_last_seen(&self, user: UserId, at: DateTime<Utc>) -> Result<(), StorageError> {
+        let mut conn = self.conn().await?;
+        // The condition keeps the latest when several nodes record one user's departures.
+        diesel::update(users::table.find(user.as_uuid()))
+            .filter(users::last_seen_at.is_null().or(users::last_seen_at.lt(at)))
+            .set(users::last_seen_at.eq(at))
+            .execute(&mut conn)
+            .await
+            .map(drop)
+            .map_err(db)
     }
 }
 
