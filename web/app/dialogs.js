@@ -285,8 +285,11 @@ export class GroupInfoDialog extends Dialog {
   }
 
   /** @param {string} userId */
-  add(userId) {
-    return this.act(() => this.client.addMember(this.id, userId));
+  async add(userId) {
+    await this.act(() => this.client.addMember(this.id, userId));
+    const input = /** @type {HTMLInputElement|null} */ (this.addSearch?.querySelector('input') ?? null);
+    if (input) input.value = '';
+    this.addResults.replaceChildren();
   }
 
   /** @param {string} userId */

@@ -245,3 +245,44 @@ test('phone width: the list and the chat one at a time, with a way back', { time
   assert.deepEqual(s.errors, []);
   await s.ctx.close();
 });
+
+test('new group through search, then rename, add and remove members, and leave', { timeout: 60_000 }, async () => {
+  const s = await scripted();
+  s.backend.addUser('u-ann', 'Ann Lee');
+  s.backend.addUser('u-ben', 'Ben Ortiz');
+  s.backend.addUser('u-cat', 'Cat Nguyen');
+  await s.signIn();
+  await s.page.getByRole('button', { name: 'New chat' }).first().click();
+  const dialog = s.page.getByRole('dialog');
+  await dialog.getByRole('tab', { name: 'New group' }).click();
+  await dialog.getByLabel('Group name').fill('Book club');
+  const search = dialog.getByPlaceholder('Search people by name or email');
+  await search.fill('Ann');
+  await dialog.locator('.user-item', { hasText: 'Ann Lee' }).click();
+  await search.fill('Ben');
+  await dialog.locator('.user-item', { hasText: 'Ben Ortiz' }).click();
+  await dialog.locator('.chip', { hasText: 'Ann Lee' }).waitFor();
+  await screenshot(s.page, 'new-group-dialog');
+  await dialog.getByRole('button', { name: 'Create group' }).click();
+  await s.page.locator('.chat-title', { hasText: 'Book club' }).waitFor();
+  const created = s.backend.callsTo('POST', '/conversations').at(-1);
+  assert.deepEqual(created.body, { type: 'group', title: 'Book club', participant_ids: ['u-ann', 'u-ben'] });
+
+  await s.page.getByRole('button', { name: 'Conversation details' }).click();
+  const info = s.page.getByRole('dialog');
+  await info.getByLabel('Group name').fill('Book club (fiction)');
+  await info.getByRole('button', { name: 'Save' }).click();
+  await s.page.locator('.chat-title', { hasText: 'Book club (fiction)' }).waitFor();
+  await info.getByPlaceholder('Add people').fill('Cat');
+  await info.locator('.user-item', { hasText: 'Cat Nguyen' }).click();
+  await info.locator('.members .user-item', { hasText: 'Cat Nguyen' }).waitFor();
+  await info.getByRole('button', { name: 'Remove Ben Ortiz' }).click();
+  await info.locator('.members .user-item', { hasText: 'Ben Ortiz' }).waitFor({ state: 'detached' });
+  await screenshot(s.page, 'group-details-dialog');
+  s.page.once('dialog', (d) => d.accept());
+  await info.getByRole('button', { name: 'Leave group' }).click();
+  await s.page.locator('.empty-chat').waitFor();
+  assert.equal(await s.page.locator('.conv-item', { hasText: 'Book club' }).count(), 0);
+  assert.deepEqual(s.errors, []);
+  await s.ctx.close();
+});

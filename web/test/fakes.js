@@ -293,6 +293,25 @@ export class FakeBackend {
       if (!c) return json(403, { error: { code: 'not_participant', message: 'not a participant' } });
       const sub = m[2] || '';
       if (method === 'GET' && sub === '') return json(200, this._conversationJson(c));
+      if (method === 'PATCH' && sub === '') {
+        c.conv.title = body.title;
+        return json(200, this._conversationJson(c));
+      }
+      if (method === 'POST' && sub === '/members') {
+        const u = this.users.get(body.user_id);
+        if (!u) return json(404, { error: { code: 'not_found', message: 'no such user' } });
+        c.conv.participants.push({ user_id: u.id, display_name: u.display_name, email: u.email, avatar_url: null, role: 'member', joined_at: new Date(this.clock.now()).toISOString(), delivered_seq: 0, read_seq: 0, last_seen: null });
+        c.reads.set(u.id, 0);
+        return json(200, this._conversationJson(c));
+      }
+      if ((m = sub.match(/^\/members\/([^/]+)$/)) && method === 'DELETE') {
+        c.conv.participants = c.conv.participants.filter((p) => p.user_id !== m[1]);
+        return json(204, null);
+      }
+      if (method === 'POST' && sub === '/leave') {
+        this.convs.delete(c.conv.id);
+        return json(204, null);
+      }
       if (method === 'GET' && sub === '/presence') return json(200, { conversation_id: c.conv.id, participants: c.conv.participants.map((p) => ({ user_id: p.user_id, status: 'online', last_seen: null })) });
       if (method === 'GET' && sub === '/messages') {
         const limit = Number(q.get('limit') || 50);
