@@ -1004,7 +1004,9 @@ export class ChatClient extends Emitter {
       };
     }
     st.lastSeq = Math.max(st.lastSeq, lastSeq);
-    this._thread(c.id).noteLastSeq(lastSeq);
+    // Messages we should hold are missing (a poll saw them first): fetch them now for the open
+    // conversation; others catch up when opened.
+    if (this._thread(c.id).noteLastSeq(lastSeq) && c.id === this._activeId && this._started) this._catchUp(c.id);
     if (typeof c.unread_count === 'number') st.readSeq = Math.max(st.readSeq, lastSeq - c.unread_count);
     for (const p of st.data.participants ?? []) {
       this._users.set(p.user_id, {
