@@ -184,6 +184,7 @@ export async function sendViaUi(page, text) {
 /** @param {import('playwright-core').Page} page @param {string} name */
 export async function screenshot(page, name) {
   mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.waitForTimeout(400); // let entrance animations finish
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
 }
 
