@@ -16,13 +16,13 @@ pub mod testing;
 pub use migrate::{revert_all_migrations, run_migrations};
 
 use async_trait::async_trait;
+use diesel::ConnectionResult;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use diesel::ConnectionResult;
 use diesel_async::AsyncConnection;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::ports::StoreHealth;
 use domain::StorageError;
 use stats::{CountingInstrumentation, StatementStats};

@@ -12,7 +12,7 @@ use domain::message::{
     AppendOutcome, AppendRejection, ClientMsgId, ContentType, MessageContent, NewMessage,
 };
 use domain::ports::{
-    ConversationStore, InsertUserError, MessageStore, RefreshTokenStore, UserStore,
+    ConversationStore, InsertUserError, MessageStore, RefreshTokenStore, StoreHealth, UserStore,
 };
 use domain::user::{DisplayName, EmailAddress, NewUser};
 use domain::{ConversationId, MessageId, TokenFamilyId, UserId};
@@ -483,4 +483,69 @@ async fn appends_and_receipts_over_the_same_members_in_any_order_never_deadlock(
 
     let total = seqs(&store, first).await.len() + seqs(&store, second).await.len();
     assert_eq!(total, 20 * 4);
+}
+
+#[tokio::test]
+async fn every_statement_and_commit_on_the_pool_is_counted_and_shared_by_clones() {
+    let (store, _) = store().await;
+    let clone = store.clone();
+    let alice = user(&store, "alice").await;
+    let conversation = group(&store, alice, &[]).await;
+
+    let (statements, commits) = (store.statements_executed(), store.transactions_committed());
+    store.ping().await.unwrap();
+    assert_eq!(
+        store.statements_executed(),
+        statements + 1,
+        "SELECT 1 is one"
+    );
+    assert_eq!(store.transactions_committed(), commits, "no transaction");
+
+    let before = clone.statements_executed();
+    append_one(&store, message(conversation, alice, Some("k1"), "hi"))
+        .await
+        .unwrap();
+    assert_eq!(clone.transactions_committed(), commits + 1);
+    assert!(
+        clone.statements_executed() >= before + 3,
+        "BEGIN, at least one statement, COMMIT: {} -> {}",
+        before,
+        clone.statements_executed()
+    );
+}
+
+#[tokio::test]
+async fn appending_to_a_hundred_member_group_costs_the_statements_of_a_three_member_one() {
+    let (store, _) = store().await;
+    let owner = user(&store, "owner").await;
+    let mut members = Vec::new();
+    for i in 0..99 {
+        members.push(user(&store, &format!("m{i}")).await);
+    }
+    let small = group(&store, owner, &members[..2]).await;
+    let large = group(&store, owner, &members).await;
+    // Warm up (prepared statement cache) so both measured appends take the same path.
+    append_one(&store, message(small, owner, Some("w1"), "warm"))
+        .await
+        .unwrap();
+    append_one(&store, message(large, owner, Some("w2"), "warm"))
+        .await
+        .unwrap();
+
+    let cost = |conv, key: &'static str| {
+        let store = store.clone();
+        async move {
+            let before = store.statements_executed();
+            append_one(&store, message(conv, owner, Some(key), "hello"))
+                .await
+                .unwrap();
+            store.statements_executed() - before
+        }
+    };
+    let small_cost = cost(small, "s").await;
+    let large_cost = cost(large, "l").await;
+    assert_eq!(
+        small_cost, large_cost,
+        "statements per append, 3 vs 100 members"
+    );
 }
