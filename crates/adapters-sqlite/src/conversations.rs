@@ -264,6 +264,18 @@ impl ConversationStore for SqliteStorage {
         })
         .await
     }
+
+    async fn conversation_ids(&self, user: UserId) -> Result<Vec<ConversationId>, StorageError> {
+        let user = user.to_string();
+        self.read(move |conn| {
+            let rows: Vec<String> = participants::table
+                .filter(participants::user_id.eq(&user))
+                .select(participants::conversation_id)
+                .load(conn)?;
+            convert(rows, |conversation| id(&conversation))
+        })
+        .await
+    }
 }
 
 /// Inserts a conversation and its first members (all joining at its creation, with

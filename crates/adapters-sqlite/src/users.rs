@@ -1,10 +1,11 @@
 //! `UserStore`: accounts.
 
 use crate::connection::unicode_lower;
-use crate::rows::{convert, NewUserRow, UserRow};
+use crate::rows::{convert, micros, NewUserRow, UserRow};
 use crate::schema::users;
 use crate::SqliteStorage;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use domain::ports::{InsertUserError, UserStore};
@@ -110,6 +111,19 @@ impl UserStore for SqliteStorage {
                 .select(UserRow::as_select())
                 .load(conn)?;
             convert(rows, UserRow::into_user)
+        })
+        .await
+    }
+
+    async fn touch_last_seen(&self, user: UserId, at: DateTime<Utc>) -> Result<(), StorageError> {
+        let (id, at) = (user.to_string(), micros(at));
+        self.write(move |conn| {
+            // The condition keeps the latest when several nodes record one user's departures.
+            diesel::update(users::table.find(&id))
+                .filter(users::last_seen_at.is_null().or(users::last_seen_at.lt(at)))
+                .set(users::last_seen_at.eq(at))
+                .execute(conn)
+                .map(drop)
         })
         .await
     }

@@ -56,6 +56,11 @@ pub trait UserStore: Send + Sync + 'static {
         limit: u32,
         exclude: UserId,
     ) -> Result<Vec<User>, StorageError>;
+
+    /// Records that `user` was last seen online at `at` (presence going offline). Never moves
+    /// `last_seen_at` backwards: an older `at` than the stored one changes nothing, so nodes
+    /// racing to record one user's departures keep the latest. An unknown user is no error.
+    async fn touch_last_seen(&self, user: UserId, at: DateTime<Utc>) -> Result<(), StorageError>;
 }
 
 /// Rotating refresh tokens, stored by hash.
@@ -161,6 +166,10 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// `(conversation, last_seq - read_seq)` for every conversation of `user`.
     async fn unread_counts(&self, user: UserId)
         -> Result<Vec<(ConversationId, i64)>, StorageError>;
+
+    /// The ids of every conversation `user` is a member of, in any order, each once (empty
+    /// for an unknown user). Presence events go to exactly these conversations.
+    async fn conversation_ids(&self, user: UserId) -> Result<Vec<ConversationId>, StorageError>;
 }
 
 /// Messages.

@@ -294,3 +294,24 @@ pub async fn unread_counts_are_last_seq_minus_read_seq(store: Store) {
     let b_counts = store.unread_counts(b.id).await.unwrap();
     assert_eq!(b_counts, vec![(ab, 0)]);
 }
+
+/// Every conversation of a user, direct and group, each once; one left is gone.
+pub async fn conversation_ids_are_every_membership_of_the_user(store: Store) {
+    let (a, b, c) = (
+        user(&store, "A").await,
+        user(&store, "B").await,
+        user(&store, "C").await,
+    );
+    let ab = direct(&store, &a, &b).await.conversation.id;
+    let team = group(&store, &b, &[&a, &c], "Team").await.conversation.id;
+    let bc = direct(&store, &b, &c).await.conversation.id;
+    let mut ids = store.conversation_ids(a.id).await.unwrap();
+    ids.sort();
+    let mut want = vec![ab, team];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(!ids.contains(&bc));
+    assert!(store.remove_participant(team, a.id).await.unwrap());
+    assert_eq!(store.conversation_ids(a.id).await.unwrap(), vec![ab]);
+    assert_eq!(store.conversation_ids(UserId::new()).await.unwrap(), vec![]);
+}

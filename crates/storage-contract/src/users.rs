@@ -1,6 +1,6 @@
 //! Contract of `UserStore`.
 
-use crate::fixtures::{new_user, user, user_with_email};
+use crate::fixtures::{later, new_user, user, user_with_email};
 use crate::Store;
 use domain::ports::InsertUserError;
 use domain::user::EmailAddress;
@@ -192,6 +192,21 @@ pub async fn search_orders_by_display_name_and_respects_the_limit(store: Store) 
         sorted.iter().map(|n| n.to_lowercase()).collect::<Vec<_>>()
     );
     assert_eq!(store.search_users(&tag, 2, me.id).await.unwrap().len(), 2);
+}
+
+/// `last_seen_at` takes the time recorded, keeps the latest of several, and an unknown user
+/// is no error.
+pub async fn last_seen_is_recorded_and_never_moves_backwards(store: Store) {
+    let (a, b) = (user(&store, "A").await, user(&store, "B").await);
+    assert_eq!(a.last_seen_at, None);
+    let (earlier, latest) = (later(10), later(20));
+    store.touch_last_seen(a.id, latest).await.unwrap();
+    store.touch_last_seen(a.id, earlier).await.unwrap();
+    let seen = store.user_by_id(a.id).await.unwrap().unwrap().last_seen_at;
+    assert_eq!(seen, Some(latest));
+    let untouched = store.user_by_id(b.id).await.unwrap().unwrap().last_seen_at;
+    assert_eq!(untouched, None);
+    store.touch_last_seen(UserId::new(), latest).await.unwrap();
 }
 
 /// A short unique tag for search tests, from an id.
