@@ -7,7 +7,9 @@
 //!   stop, restart or kill -9.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
 pub mod rows;
+pub mod ws;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -64,6 +66,39 @@ impl TestStore {
         settings
     }
 
+    /// Test settings (as [`Settings::for_tests`]) plus `tuning`, read the way the server reads
+    /// its config files, so a key the server does not know yet is ignored rather than a
+    /// compile error.
+    pub fn tuned_settings(&self, tuning: &[(&str, String)]) -> Settings {
+        let mut values: Vec<(String, String)> = vec![
+            ("http.addr".into(), "127.0.0.1:0".into()),
+            (
+                "data.dir".into(),
+                self.data_dir.path().display().to_string(),
+            ),
+            (
+                "auth.jwt_secret".into(),
+                "test-secret-test-secret-test-secret!".into(),
+            ),
+            ("auth.argon2_memory_kib".into(), "64".into()),
+            ("auth.argon2_iterations".into(), "1".into()),
+            ("auth.login_attempts_per_minute".into(), "10000".into()),
+            ("auth.login_burst".into(), "10000".into()),
+            ("log.level".into(), "warn".into()),
+        ];
+        if let Some(url) = &self.database_url {
+            values.push(("database.url".into(), url.clone()));
+        }
+        values.extend(tuning.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let dir = self
+            .data_dir
+            .path()
+            .join(format!("tuned-config-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("config dir");
+        std::fs::write(dir.join("default.toml"), cluster::render_toml(&values)).expect("config");
+        Settings::load_from(&dir).expect("tuned settings load")
+    }
+
     /// The SQLite file of an embedded store.
     pub fn sqlite_path(&self) -> PathBuf {
         self.data_dir.path().join("chat.db")
@@ -109,6 +144,36 @@ impl TestApp {
         tweak(&mut settings);
         let app = server::startup::Application::build(settings)
             .await
+            .expect("the server starts");
+        let port = app.port();
+        let server = tokio::spawn(app.run_until_stopped());
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            store,
+            client: client(),
+            server,
+        }
+    }
+
+    /// A server on a fresh store with test settings plus `tuning` (dotted keys such as
+    /// `realtime.heartbeat_interval_ms`, see [`cluster::keys`]); keys the server does not
+    /// know are ignored, as in a config file.
+    pub async fn spawn_tuned(backend: Backend, tuning: &[(&str, String)]) -> Self {
+        let store = TestStore::new(backend).await;
+        let settings = store.tuned_settings(tuning);
+        Self::spawn_on(store, |s| *s = settings).await
+    }
+
+    /// A server on `storage`, opened by the test (so it can look at the storage's own
+    /// counters), with test settings plus `tuning`. `store` names where the data lives.
+    pub async fn spawn_with_storage(
+        store: TestStore,
+        storage: std::sync::Arc<dyn domain::ports::Storage>,
+        tuning: &[(&str, String)],
+    ) -> Self {
+        let settings = store.tuned_settings(tuning);
+        let app = server::startup::Application::build_with_storage(settings, storage)
             .expect("the server starts");
         let port = app.port();
         let server = tokio::spawn(app.run_until_stopped());
@@ -242,6 +307,30 @@ impl Api {
         self.send(reqwest::Method::DELETE, path, token, None).await
     }
 
+    /// The value of a Prometheus metric on `/metrics` (summed over its label sets), or
+    /// `None` when the server does not expose it.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let resp = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("GET /metrics");
+        let text = resp.text().await.expect("metrics body");
+        let mut found = None;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let metric = series.split('{').next().unwrap_or_default().trim();
+            if metric == name {
+                let value: f64 = value.trim().parse().expect("a metric value");
+                found = Some(found.unwrap_or(0.0) + value);
+            }
+        }
+        found
+    }
+
     /// Registers a user named `name` with a unique email; panics unless 201.
     pub async fn register(&self, name: &str) -> TestUser {
         let local: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
@@ -333,6 +422,7 @@ pub struct NodeProcess {
     /// Its port.
     pub port: u16,
     child: tokio::process::Child,
+    log: Option<PathBuf>,
 }
 
 impl NodeProcess {
@@ -340,6 +430,26 @@ impl NodeProcess {
     /// value removes the variable), and waits
     /// until `/healthz` answers.
     pub async fn start(store: &TestStore, env: &[(&str, String)]) -> Self {
+        Self::spawn(store, env, None).await
+    }
+
+    /// Like [`NodeProcess::start`], with the node's stderr (its logs) written to a file
+    /// that [`NodeProcess::logs`] reads.
+    pub async fn start_logging(store: &TestStore, env: &[(&str, String)]) -> Self {
+        let path = store
+            .data_dir
+            .path()
+            .join(format!("node-{}.log", uuid::Uuid::new_v4().simple()));
+        Self::spawn(store, env, Some(path)).await
+    }
+
+    /// Everything the node logged so far (only for [`NodeProcess::start_logging`]).
+    pub fn logs(&self) -> String {
+        let path = self.log.as_ref().expect("started with start_logging");
+        std::fs::read_to_string(path).expect("node log")
+    }
+
+    async fn spawn(store: &TestStore, env: &[(&str, String)], log: Option<PathBuf>) -> Self {
         let port = free_port();
         let mut cmd = tokio::process::Command::new(node_binary());
         cmd.env_clear()
@@ -358,8 +468,16 @@ impl NodeProcess {
             .env("CHAT_LOG__LEVEL", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        match &log {
+            Some(path) => {
+                let file = std::fs::File::create(path).expect("node log file");
+                cmd.stderr(Stdio::from(file));
+            }
+            None => {
+                cmd.stderr(Stdio::inherit());
+            }
+        }
         if let Some(url) = &store.database_url {
             cmd.env("CHAT_DATABASE__URL", url);
         }
@@ -376,6 +494,7 @@ impl NodeProcess {
             address: format!("http://127.0.0.1:{port}"),
             port,
             child,
+            log,
         };
         node.wait_healthy().await;
         node

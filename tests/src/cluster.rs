@@ -1,0 +1,314 @@
+//! Deployments for the real-time tests: the embedded mode (one in-process server on SQLite
+//! with in-process pub/sub) or the scale-out mode (separate `chat-node` processes on one
+//! PostgreSQL database and one Redis, under a key prefix of the test's own), plus the
+//! settings keys the tests tune and a few REST shortcuts.
+
+use crate::{Api, Backend, NodeProcess, TestApp, TestStore, TestUser};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// The settings the real-time tests tune, as dotted config keys (`section.key`; the
+/// environment variable of a node is `CHAT_SECTION__KEY`). One place to rename them.
+pub mod keys {
+    /// Server ping interval; a session silent for two intervals is closed.
+    pub const HEARTBEAT_MS: &str = "realtime.heartbeat_interval_ms";
+    /// How long a user with no live session stays online before `offline`.
+    pub const PRESENCE_GRACE_MS: &str = "realtime.presence_grace_ms";
+    /// TTL of a node's presence lease (how soon a killed node's users go offline).
+    pub const NODE_LEASE_TTL_MS: &str = "realtime.node_lease_ttl_ms";
+    /// TTL of a typing lease.
+    pub const TYPING_TTL_MS: &str = "realtime.typing_ttl_ms";
+    /// Frames a session may have queued for its client before it is closed with 4009.
+    pub const OUTBOUND_QUEUE: &str = "realtime.outbound_queue_frames";
+    /// Messages per `sync` page.
+    pub const SYNC_PAGE: &str = "realtime.sync_page_size";
+    /// Sessions of one user across all nodes (the next is closed 1008).
+    pub const MAX_SESSIONS: &str = "limits.max_sessions_per_user";
+    /// Largest client frame, in bytes (above: close 1009).
+    pub const MAX_FRAME_BYTES: &str = "limits.max_frame_bytes";
+    /// Sustained messages per second per user.
+    pub const MESSAGES_PER_SECOND: &str = "limits.messages_per_second";
+    /// Messages a user may send at once before the per-second rate applies.
+    pub const MESSAGE_BURST: &str = "limits.message_burst";
+    /// Access token lifetime, seconds.
+    pub const ACCESS_TTL_SECS: &str = "auth.access_ttl_secs";
+    /// Key prefix of everything the node keeps in Redis.
+    pub const REDIS_PREFIX: &str = "redis.key_prefix";
+    /// Redis URL.
+    pub const REDIS_URL: &str = "redis.url";
+    /// Log filter.
+    pub const LOG_LEVEL: &str = "log.level";
+}
+
+/// The Redis server of the scale-out tests (`CHAT_TEST_REDIS_URL`, default the local one).
+pub fn redis_url() -> String {
+    std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// `section.key` -> `CHAT_SECTION__KEY`.
+pub fn env_name(key: &str) -> String {
+    format!("CHAT_{}", key.replace('.', "__").to_uppercase())
+}
+
+/// Renders dotted keys and values as TOML, later values winning; numbers and booleans stay
+/// bare, anything else becomes a string.
+pub fn render_toml(values: &[(String, String)]) -> String {
+    let mut sections: std::collections::BTreeMap<&str, std::collections::BTreeMap<&str, &str>> =
+        std::collections::BTreeMap::new();
+    for (key, value) in values {
+        let (section, name) = key.split_once('.').expect("a dotted key: section.name");
+        sections
+            .entry(section)
+            .or_default()
+            .insert(name, value.as_str());
+    }
+    let mut out = String::new();
+    for (section, entries) in sections {
+        out.push_str(&format!("[{section}]\n"));
+        for (name, value) in entries {
+            let bare = value.parse::<i64>().is_ok()
+                || value.parse::<f64>().is_ok()
+                || value == "true"
+                || value == "false";
+            if bare {
+                out.push_str(&format!("{name} = {value}\n"));
+            } else {
+                // A JSON string is a valid TOML basic string.
+                out.push_str(&format!("{name} = {}\n", Value::from(value)));
+            }
+        }
+    }
+    out
+}
+
+/// Timings short enough for tests and limits high enough not to trip over, which a test
+/// may override (later entries win).
+pub fn quick(overrides: &[(&str, &str)]) -> Vec<(&'static str, String)> {
+    let mut tuning: Vec<(&'static str, String)> = vec![
+        (keys::HEARTBEAT_MS, "1000".into()),
+        (keys::PRESENCE_GRACE_MS, "300".into()),
+        (keys::NODE_LEASE_TTL_MS, "1500".into()),
+        (keys::TYPING_TTL_MS, "1000".into()),
+        (keys::MESSAGES_PER_SECOND, "100000".into()),
+        (keys::MESSAGE_BURST, "100000".into()),
+    ];
+    for (k, v) in overrides {
+        let key = ALL_KEYS
+            .iter()
+            .find(|known| *known == k)
+            .copied()
+            .unwrap_or_else(|| panic!("unknown tuning key {k}: add it to cluster::keys"));
+        tuning.retain(|(existing, _)| *existing != key);
+        tuning.push((key, (*v).to_owned()));
+    }
+    tuning
+}
+
+const ALL_KEYS: [&str; 15] = [
+    keys::HEARTBEAT_MS,
+    keys::PRESENCE_GRACE_MS,
+    keys::NODE_LEASE_TTL_MS,
+    keys::TYPING_TTL_MS,
+    keys::OUTBOUND_QUEUE,
+    keys::SYNC_PAGE,
+    keys::MAX_SESSIONS,
+    keys::MAX_FRAME_BYTES,
+    keys::MESSAGES_PER_SECOND,
+    keys::MESSAGE_BURST,
+    keys::ACCESS_TTL_SECS,
+    keys::REDIS_PREFIX,
+    keys::REDIS_URL,
+    keys::LOG_LEVEL,
+    "http.allowed_origins",
+];
+
+/// Which deployment a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One in-process server: SQLite, in-process pub/sub, presence and typing.
+    Embedded,
+    /// Two `chat-node` processes on one PostgreSQL database and one Redis.
+    ScaleOut,
+}
+
+/// Servers sharing one store: node 0, node 1... In embedded mode every index names the
+/// one in-process server.
+pub struct Deployment {
+    /// Which mode.
+    pub mode: Mode,
+    app: Option<TestApp>,
+    store: Option<TestStore>,
+    nodes: Vec<Option<NodeProcess>>,
+    env: Vec<(&'static str, String)>,
+    /// The Redis key prefix of this deployment (scale-out).
+    pub redis_prefix: Option<String>,
+}
+
+impl Deployment {
+    /// A deployment in `mode` with `tuning`.
+    pub async fn start(mode: Mode, tuning: &[(&'static str, String)]) -> Self {
+        match mode {
+            Mode::Embedded => Self::embedded(tuning).await,
+            Mode::ScaleOut => Self::scale_out(tuning, 2).await,
+        }
+    }
+
+    /// One in-process server on SQLite.
+    pub async fn embedded(tuning: &[(&'static str, String)]) -> Self {
+        let app = TestApp::spawn_tuned(Backend::Sqlite, tuning).await;
+        Self {
+            mode: Mode::Embedded,
+            app: Some(app),
+            store: None,
+            nodes: Vec::new(),
+            env: Vec::new(),
+            redis_prefix: None,
+        }
+    }
+
+    /// `count` node processes on a fresh PostgreSQL database and Redis under a fresh prefix.
+    pub async fn scale_out(tuning: &[(&'static str, String)], count: usize) -> Self {
+        let store = TestStore::new(Backend::Postgres).await;
+        let prefix = format!("chat-e2e-{}:", uuid::Uuid::new_v4().simple());
+        let mut env: Vec<(&'static str, String)> = vec![
+            ("CHAT_REDIS__URL", redis_url()),
+            ("CHAT_REDIS__KEY_PREFIX", prefix.clone()),
+        ];
+        for (key, value) in tuning {
+            let name: &'static str = Box::leak(env_name(key).into_boxed_str());
+            env.push((name, value.clone()));
+        }
+        let mut nodes = Vec::new();
+        for _ in 0..count {
+            nodes.push(Some(NodeProcess::start(&store, &env).await));
+        }
+        Self {
+            mode: Mode::ScaleOut,
+            app: None,
+            store: Some(store),
+            nodes,
+            env,
+            redis_prefix: Some(prefix),
+        }
+    }
+
+    /// The base URL of node `i` (`http://127.0.0.1:PORT`).
+    pub fn base(&self, i: usize) -> String {
+        match &self.app {
+            Some(app) => app.address.clone(),
+            None => self.nodes[i]
+                .as_ref()
+                .unwrap_or_else(|| panic!("node {i} is not running"))
+                .address
+                .clone(),
+        }
+    }
+
+    /// A JSON client for node `i`.
+    pub fn api(&self, i: usize) -> Api {
+        Api::at(&self.base(i))
+    }
+
+    /// The process of node `i` (scale-out only).
+    pub fn node_mut(&mut self, i: usize) -> &mut NodeProcess {
+        self.nodes[i].as_mut().expect("a running node process")
+    }
+
+    /// kill -9 of node `i` (scale-out only); the slot stays empty until restarted.
+    pub async fn kill9(&mut self, i: usize) {
+        let mut node = self.nodes[i].take().expect("a running node process");
+        node.kill9().await;
+    }
+
+    /// Starts a fresh node process in slot `i` with the deployment's settings.
+    pub async fn restart(&mut self, i: usize) {
+        let store = self.store.as_ref().expect("scale-out");
+        self.nodes[i] = Some(NodeProcess::start(store, &self.env).await);
+    }
+
+    /// A node index different from `i` in scale-out mode (the same one embedded).
+    pub fn other(&self, i: usize) -> usize {
+        match self.mode {
+            Mode::Embedded => i,
+            Mode::ScaleOut => (i + 1) % self.nodes.len(),
+        }
+    }
+}
+
+/// A direct conversation of `a` with `b`; its id.
+pub async fn direct(api: &Api, a: &TestUser, b: &TestUser) -> String {
+    let reply = api
+        .post(
+            "/api/v1/conversations",
+            a.t(),
+            json!({"type": "direct", "participant_ids": [b.id]}),
+        )
+        .await;
+    assert!(
+        reply.status == StatusCode::CREATED || reply.status == StatusCode::OK,
+        "direct conversation: {:?}",
+        reply.body
+    );
+    reply.body["id"].as_str().expect("id").to_owned()
+}
+
+/// A group owned by `owner` with `members`; its id.
+pub async fn group(api: &Api, owner: &TestUser, members: &[&TestUser]) -> String {
+    let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+    let reply = api
+        .post(
+            "/api/v1/conversations",
+            owner.t(),
+            json!({"type": "group", "participant_ids": ids, "title": "Team"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "group: {:?}", reply.body);
+    reply.body["id"].as_str().expect("id").to_owned()
+}
+
+/// Sends over REST; the message body (201 or 200).
+pub async fn send_rest(
+    api: &Api,
+    user: &TestUser,
+    conversation: &str,
+    content: &str,
+    temp_id: &str,
+) -> Value {
+    let reply = api
+        .post(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            user.t(),
+            json!({"content": content, "content_type": "text", "temp_id": temp_id}),
+        )
+        .await;
+    assert!(
+        reply.status == StatusCode::CREATED || reply.status == StatusCode::OK,
+        "send over REST: {} {:?}",
+        reply.status,
+        reply.body
+    );
+    reply.body
+}
+
+/// The whole history of a conversation as `user` sees it, oldest first.
+pub async fn history(api: &Api, user: &TestUser, conversation: &str) -> Vec<Value> {
+    let reply = api
+        .get(
+            &format!("/api/v1/conversations/{conversation}/messages?after_seq=0&limit=100"),
+            user.t(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "history: {:?}", reply.body);
+    reply.body.as_array().expect("a list").clone()
+}
+
+/// Runs a Redis command against the test Redis.
+pub async fn redis_command<T: deadpool_redis::redis::FromRedisValue>(
+    cmd: &mut deadpool_redis::redis::Cmd,
+) -> T {
+    let pool = deadpool_redis::Config::from_url(redis_url())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .expect("redis pool");
+    let mut conn = pool.get().await.expect("redis connection");
+    cmd.query_async(&mut conn).await.expect("redis command")
+}
