@@ -108,6 +108,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// `[limits]`
     pub limits: LimitSettings,
+    /// `[realtime]`
+    pub realtime: RealtimeSettings,
     /// `[log]`
     pub log: LogSettings,
 }
@@ -177,11 +179,95 @@ impl Default for DatabaseSettings {
 }
 
 /// `[redis]`: cross-node pub/sub, presence and typing (scale-out mode).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RedisSettings {
     /// Unset: everything in process. A secret, as it may hold a password.
     pub url: Option<Secret>,
+    /// Prefix of every key and channel this node uses, so deployments (and test runs) can
+    /// share one Redis.
+    pub key_prefix: String,
+    /// Pooled connections for publishing, presence and typing (the subscription
+    /// connection is separate, one per node).
+    pub pool_size: u32,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "chat:".to_owned(),
+            pool_size: 16,
+        }
+    }
+}
+
+/// `[realtime]`: WebSocket sessions, fan-out, presence and typing. Every timing and limit
+/// of a session is here, so tests can run with short timings and high limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RealtimeSettings {
+    /// The server pings every session this often; a session silent for two intervals is closed.
+    pub heartbeat_interval_ms: u64,
+    /// Frames a session may have waiting for its client; one more closes it with 4009.
+    pub outbound_queue_frames: usize,
+    /// Messages per `sync` page (and per gap fetch).
+    pub sync_page_size: u32,
+    /// Largest client frame, in bytes; a larger one closes the session with 1009.
+    pub max_frame_bytes: usize,
+    /// Sustained messages per second per user (WebSocket and REST alike).
+    pub messages_per_second: u32,
+    /// Messages a user may send at once before the per-second rate applies.
+    pub message_burst: u32,
+    /// Sustained `typing` frames per second per session.
+    pub typing_per_second: u32,
+    /// `typing` frames a session may send at once before the per-second rate applies.
+    pub typing_burst: u32,
+    /// Sustained WebSocket upgrades per second per client IP.
+    pub upgrades_per_second: u32,
+    /// Upgrades one IP may make at once before the per-second rate applies.
+    pub upgrade_burst: u32,
+    /// Most messages committed in one transaction by the group-commit batcher.
+    pub commit_max_batch: usize,
+    /// Most watermark updates written in one receipt flush.
+    pub receipt_max_batch: usize,
+    /// How long a closing session waits for its close frame to reach a slow client.
+    pub close_grace_ms: u64,
+    /// How long a user with no live session still shows online (reconnects do not flicker).
+    pub presence_grace_ms: u64,
+    /// TTL of this node's presence lease: a node that stops renewing it is dead after this.
+    pub presence_lease_ttl_ms: u64,
+    /// A typing start without a refresh ends after this.
+    pub typing_ttl_ms: u64,
+    /// At most one forwarded typing refresh per user and conversation this often.
+    pub typing_forward_throttle_ms: u64,
+    /// Live sessions of one user across all nodes; the next one is closed with 1008.
+    pub max_sessions_per_user: u32,
+}
+
+impl Default for RealtimeSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 30_000,
+            outbound_queue_frames: 256,
+            sync_page_size: 100,
+            max_frame_bytes: 64 * 1024,
+            messages_per_second: 10,
+            message_burst: 20,
+            typing_per_second: 5,
+            typing_burst: 10,
+            upgrades_per_second: 20,
+            upgrade_burst: 100,
+            commit_max_batch: 256,
+            receipt_max_batch: 1024,
+            close_grace_ms: 2_000,
+            presence_grace_ms: 5_000,
+            presence_lease_ttl_ms: 15_000,
+            typing_ttl_ms: 5_000,
+            typing_forward_throttle_ms: 1_000,
+            max_sessions_per_user: 10,
+        }
+    }
 }
 
 /// `[auth]`: tokens, password hashing and login throttling.
@@ -342,6 +428,10 @@ impl Settings {
         settings.auth.argon2_iterations = 1;
         settings.auth.login_attempts_per_minute = 10_000;
         settings.auth.login_burst = 10_000;
+        settings.realtime.messages_per_second = 10_000;
+        settings.realtime.message_burst = 10_000;
+        settings.realtime.upgrades_per_second = 10_000;
+        settings.realtime.upgrade_burst = 10_000;
         settings.log.level = "warn".to_owned();
         settings
     }
@@ -390,6 +480,43 @@ impl Settings {
         }
         if self.limits.max_page_size == 0 {
             return invalid("limits.max_page_size", "must be at least 1");
+        }
+        let rt = &self.realtime;
+        for (key, value) in [
+            ("realtime.heartbeat_interval_ms", rt.heartbeat_interval_ms),
+            (
+                "realtime.outbound_queue_frames",
+                rt.outbound_queue_frames as u64,
+            ),
+            ("realtime.sync_page_size", u64::from(rt.sync_page_size)),
+            ("realtime.max_frame_bytes", rt.max_frame_bytes as u64),
+            (
+                "realtime.messages_per_second",
+                u64::from(rt.messages_per_second),
+            ),
+            ("realtime.message_burst", u64::from(rt.message_burst)),
+            (
+                "realtime.typing_per_second",
+                u64::from(rt.typing_per_second),
+            ),
+            ("realtime.typing_burst", u64::from(rt.typing_burst)),
+            (
+                "realtime.upgrades_per_second",
+                u64::from(rt.upgrades_per_second),
+            ),
+            ("realtime.upgrade_burst", u64::from(rt.upgrade_burst)),
+            ("realtime.commit_max_batch", rt.commit_max_batch as u64),
+            ("realtime.receipt_max_batch", rt.receipt_max_batch as u64),
+            ("realtime.presence_lease_ttl_ms", rt.presence_lease_ttl_ms),
+            ("realtime.typing_ttl_ms", rt.typing_ttl_ms),
+            (
+                "realtime.max_sessions_per_user",
+                u64::from(rt.max_sessions_per_user),
+            ),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1");
+            }
         }
         self.database_target().map(|_| ())
     }
@@ -442,6 +569,12 @@ mod tests {
             assert_eq!(s.auth.argon2_memory_kib, 19_456);
             assert_eq!(s.auth.login_attempts_per_minute, 10);
             assert_eq!(s.limits.max_content_chars, 4_000);
+            assert_eq!(s.redis.key_prefix, "chat:");
+            assert_eq!(s.realtime.heartbeat_interval_ms, 30_000);
+            assert_eq!(s.realtime.max_frame_bytes, 65_536);
+            assert_eq!(s.realtime.messages_per_second, 10);
+            assert_eq!(s.realtime.message_burst, 20);
+            assert_eq!(s.realtime.max_sessions_per_user, 10);
             assert_eq!(s.log.format, LogFormat::Pretty);
             assert_eq!(
                 s.database_target().unwrap(),
