@@ -1,0 +1,826 @@
+//! Presence: a user's status aggregated over every session on every node, announced only to
+//! the people who share a conversation with them, with a grace period before `offline`.
+//!
+//! The store counts sessions per (user, node) under per-node leases; this service turns the
+//! counts before and after each change into [`Event::Presence`] announcements:
+//! - online when the first session opens (or a session that is not away joins away ones);
+//! - away when every live session says so, online again when one comes back;
+//! - offline never at once: the last session's close only asks for a check after the grace
+//!   period ([`PresenceService::confirm_offline`]), which announces offline (with
+//!   `last_seen`) only if no session exists anywhere by then, so reconnects do not flicker;
+//! - a node that dies stops renewing its lease; a surviving node reaps it and confirms each
+//!   of its users offline ([`PresenceService::reap_dead_nodes`]).
+
+use super::errors::ChatError;
+use crate::error::StorageError;
+use crate::ids::{ConversationId, UserId};
+use crate::ports::{Clock, ConversationStore, UserStore};
+use crate::realtime::{
+    Event, EventPublisher, NodeId, OpenSessionError, PresenceStatus, PresenceStore, RealtimeError,
+    SessionCounts, Topic,
+};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default most live sessions of one user across all nodes.
+pub const DEFAULT_MAX_SESSIONS_PER_USER: u32 = 10;
+/// Default time without any session before a user is announced offline.
+pub const DEFAULT_OFFLINE_GRACE: Duration = Duration::from_secs(5);
+/// Default lifetime of a node's lease: a node silent this long is dead.
+pub const DEFAULT_PRESENCE_LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// How presence behaves on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceSettings {
+    /// This node (unique per process run).
+    pub node: NodeId,
+    /// Most live sessions of one user across all nodes; the next one is refused.
+    pub max_sessions_per_user: u32,
+    /// Time without any session before the user is announced offline.
+    pub offline_grace: Duration,
+    /// Lifetime of this node's lease; renew it well within (every third of it).
+    pub lease_ttl: Duration,
+}
+
+impl PresenceSettings {
+    /// The defaults for `node`.
+    pub fn new(node: NodeId) -> Self {
+        Self {
+            node,
+            max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
+            offline_grace: DEFAULT_OFFLINE_GRACE,
+            lease_ttl: DEFAULT_PRESENCE_LEASE_TTL,
+        }
+    }
+}
+
+/// One participant's presence as `GET /conversations/{id}/presence` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParticipantPresence {
+    /// Who.
+    pub user_id: UserId,
+    /// Aggregate status now.
+    pub status: PresenceStatus,
+    /// When last announced offline, if ever.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// Counts sessions, announces presence changes, and cleans up after dead nodes.
+#[derive(Clone)]
+pub struct PresenceService {
+    store: Arc<dyn PresenceStore>,
+    events: Arc<dyn EventPublisher>,
+    conversations: Arc<dyn ConversationStore>,
+    users: Arc<dyn UserStore>,
+    clock: Arc<dyn Clock>,
+    settings: PresenceSettings,
+}
+
+impl PresenceService {
+    /// Wires the service to its ports.
+    pub fn new(
+        store: Arc<dyn PresenceStore>,
+        events: Arc<dyn EventPublisher>,
+        conversations: Arc<dyn ConversationStore>,
+        users: Arc<dyn UserStore>,
+        clock: Arc<dyn Clock>,
+        settings: PresenceSettings,
+    ) -> Self {
+        Self {
+            store,
+            events,
+            conversations,
+            users,
+            clock,
+            settings,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &PresenceSettings {
+        &self.settings
+    }
+
+    /// Registers a new session of `user` on this node, refusing it with
+    /// [`OpenSessionError::TooManySessions`] when the user already has the maximum on live
+    /// nodes. Announces `online` when the user was offline (or in the grace period) or every
+    /// other session was away; a reconnect within the grace period announces `online` again,
+    /// which receivers already show (they never saw `offline`). If the announcement fails the
+    /// session is uncounted again and the error returned, so a refused session never holds a
+    /// slot.
+    ///
+    /// The node's lease must have been renewed ([`Self::renew_lease`]) first.
+    pub async fn session_opened(&self, user: UserId) -> Result<SessionCounts, OpenSessionError> {
+        let after = self
+            .store
+            .open_session(
+                user,
+                &self.settings.node,
+                self.settings.max_sessions_per_user,
+            )
+            .await?;
+        let before = SessionCounts {
+            sessions: after.sessions.saturating_sub(1),
+            away: after.away,
+        };
+        if let Err(err) = self.announce_change(user, before, after).await {
+            // Best effort: the error being returned is the one the caller must see.
+            let _ = self
+                .store
+                .close_session(user, &self.settings.node, false)
+                .await;
+            return Err(err.into());
+        }
+        Ok(after)
+    }
+
+    /// Unregisters a session of `user` on this node (`was_away`: whether it had said it was
+    /// away). Announces `away` if the only active session closed while away ones remain.
+    /// `true` when it was the user's last session anywhere: the caller schedules
+    /// [`Self::confirm_offline`] after the grace period.
+    pub async fn session_closed(
+        &self,
+        user: UserId,
+        was_away: bool,
+    ) -> Result<bool, RealtimeError> {
+        let after = self
+            .store
+            .close_session(user, &self.settings.node, was_away)
+            .await?;
+        if after.sessions == 0 {
+            return Ok(true);
+        }
+        let before = SessionCounts {
+            sessions: after.sessions + 1,
+            away: after.away + u32::from(was_away),
+        };
+        self.announce_change(user, before, after).await?;
+        Ok(false)
+    }
+
+    /// One session of `user` on this node said it is away (`true`) or back (`false`). Call
+    /// only when that session's own flag changes. Announces the aggregate when it changes.
+    pub async fn set_away(&self, user: UserId, away: bool) -> Result<SessionCounts, RealtimeError> {
+        let after = self.store.set_away(user, &self.settings.node, away).await?;
+        let before = SessionCounts {
+            sessions: after.sessions,
+            away: if away {
+                after.away.saturating_sub(1)
+            } else {
+                after.away + 1
+            },
+        };
+        self.announce_change(user, before, after).await?;
+        Ok(after)
+    }
+
+    /// After the grace period: if `user` has no live session on any node, records
+    /// `last_seen_at` and announces `offline` with it; otherwise does nothing (the user
+    /// reconnected, so nobody saw them leave). `true` when announced.
+    pub async fn confirm_offline(&self, user: UserId) -> Result<bool, RealtimeError> {
+        let counts = self.store.counts(&[user]).await?;
+        if counts.first().copied().unwrap_or_default().sessions > 0 {
+            return Ok(false);
+        }
+        let last_seen = self.clock.now();
+        self.users
+            .touch_last_seen(user, last_seen)
+            .await
+            .map_err(RealtimeError::new)?;
+        self.announce(user, PresenceStatus::Offline, Some(last_seen))
+            .await?;
+        Ok(true)
+    }
+
+    /// Renews this node's lease for the configured TTL. Before the first session and then
+    /// well within the TTL, or other nodes reap this one's sessions.
+    pub async fn renew_lease(&self) -> Result<(), RealtimeError> {
+        self.store
+            .renew_lease(&self.settings.node, self.settings.lease_ttl)
+            .await
+    }
+
+    /// Removes the sessions of nodes whose lease lapsed and confirms each of their users
+    /// offline (at once: the node died at least a lease ago, longer than any grace). Returns
+    /// how many were announced offline. Every user is tried; the first failure is returned.
+    pub async fn reap_dead_nodes(&self) -> Result<usize, RealtimeError> {
+        let users = self.store.reap_dead_nodes(&self.settings.node).await?;
+        let mut announced = 0;
+        let mut first_error = None;
+        for user in users {
+            match self.confirm_offline(user).await {
+                Ok(true) => announced += 1,
+                Ok(false) => {}
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        first_error.map_or(Ok(announced), Err)
+    }
+
+    /// Drops every session this node registered (graceful shutdown). Users whose last
+    /// session was here are then offline once their grace checks run.
+    pub async fn remove_node(&self) -> Result<(), RealtimeError> {
+        self.store.remove_node(&self.settings.node).await
+    }
+
+    /// Aggregate statuses of `users`, in input order (no grace: a user in the grace period
+    /// is offline here). For lists that show presence dots.
+    pub async fn statuses(&self, users: &[UserId]) -> Result<Vec<PresenceStatus>, RealtimeError> {
+        let counts = self.store.counts(users).await?;
+        Ok(counts.into_iter().map(SessionCounts::status).collect())
+    }
+
+    /// The presence of every member of `conversation` (oldest member first), for a viewer
+    /// who is a member: [`ChatError::NotParticipant`] otherwise, also for an unknown id.
+    pub async fn presence_of(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+    ) -> Result<Vec<ParticipantPresence>, ChatError> {
+        let details = self
+            .conversations
+            .conversation(conversation)
+            .await?
+            .ok_or(ChatError::NotParticipant)?;
+        if details.participant(viewer).is_none() {
+            return Err(ChatError::NotParticipant);
+        }
+        let users: Vec<UserId> = details
+            .participants
+            .iter()
+            .map(|p| p.participant.user_id)
+            .collect();
+        let statuses = self.statuses(&users).await.map_err(StorageError::new)?;
+        if statuses.len() != users.len() {
+            return Err(StorageError::msg(
+                "presence store answered a different number of counts than users asked",
+            )
+            .into());
+        }
+        Ok(details
+            .participants
+            .iter()
+            .zip(statuses)
+            .map(|(p, status)| ParticipantPresence {
+                user_id: p.participant.user_id,
+                status,
+                last_seen: p.last_seen_at,
+            })
+            .collect())
+    }
+
+    /// Announces `after`'s status if it differs from `before`'s. Offline is never announced
+    /// here: only [`Self::confirm_offline`] does, after the grace.
+    async fn announce_change(
+        &self,
+        user: UserId,
+        before: SessionCounts,
+        after: SessionCounts,
+    ) -> Result<(), RealtimeError> {
+        let status = after.status();
+        if status == before.status() || status == PresenceStatus::Offline {
+            return Ok(());
+        }
+        self.announce(user, status, None).await
+    }
+
+    /// Publishes the status on every conversation of `user`: presence is for those who
+    /// share one with them, nobody else. Every conversation is tried; the first failure is
+    /// returned.
+    async fn announce(
+        &self,
+        user: UserId,
+        status: PresenceStatus,
+        last_seen: Option<DateTime<Utc>>,
+    ) -> Result<(), RealtimeError> {
+        let conversations = self
+            .conversations
+            .conversation_ids(user)
+            .await
+            .map_err(RealtimeError::new)?;
+        let event = Event::Presence {
+            user_id: user,
+            status,
+            last_seen,
+        };
+        let mut first_error = None;
+        for conversation in conversations {
+            if let Err(err) = self
+                .events
+                .publish(Topic::Conversation(conversation), event.clone())
+                .await
+            {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::{
+        Conversation, ConversationDetails, ConversationKind, Participant, ParticipantProfile, Role,
+    };
+    use crate::ports::{MockClock, MockConversationStore, MockUserStore};
+    use crate::realtime::{MockEventPublisher, MockPresenceStore};
+    use chrono::TimeZone;
+    use mockall::predicate::{always, eq};
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    fn node() -> NodeId {
+        NodeId("node-a".into())
+    }
+
+    fn counts(sessions: u32, away: u32) -> SessionCounts {
+        SessionCounts { sessions, away }
+    }
+
+    /// What the publisher was given, in order.
+    type Published = Arc<std::sync::Mutex<Vec<(Topic, Event)>>>;
+
+    /// Ports with nothing expected: each test adds what it needs.
+    struct Ports {
+        store: MockPresenceStore,
+        events: MockEventPublisher,
+        conversations: MockConversationStore,
+        users: MockUserStore,
+    }
+
+    impl Ports {
+        fn new() -> Self {
+            Self {
+                store: MockPresenceStore::new(),
+                events: MockEventPublisher::new(),
+                conversations: MockConversationStore::new(),
+                users: MockUserStore::new(),
+            }
+        }
+
+        /// `user` belongs to `conversations`.
+        fn member_of(mut self, user: UserId, conversations: Vec<ConversationId>) -> Self {
+            self.conversations
+                .expect_conversation_ids()
+                .with(eq(user))
+                .returning(move |_| Ok(conversations.clone()));
+            self
+        }
+
+        /// Every publication is recorded; none fails.
+        fn recording(mut self) -> (Self, Published) {
+            let published = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = published.clone();
+            self.events.expect_publish().returning(move |topic, event| {
+                sink.lock().unwrap().push((topic, event));
+                Ok(())
+            });
+            (self, published)
+        }
+
+        fn service(self) -> PresenceService {
+            let mut clock = MockClock::new();
+            clock.expect_now().returning(t0);
+            PresenceService::new(
+                Arc::new(self.store),
+                Arc::new(self.events),
+                Arc::new(self.conversations),
+                Arc::new(self.users),
+                Arc::new(clock),
+                PresenceSettings {
+                    max_sessions_per_user: 3,
+                    offline_grace: Duration::from_secs(5),
+                    lease_ttl: Duration::from_secs(15),
+                    ..PresenceSettings::new(node())
+                },
+            )
+        }
+    }
+
+    fn presence(user: UserId, status: PresenceStatus, last_seen: Option<DateTime<Utc>>) -> Event {
+        Event::Presence {
+            user_id: user,
+            status,
+            last_seen,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_session_announces_online_in_every_conversation_of_the_user_and_nowhere_else()
+    {
+        let (user, c1, c2) = (UserId::new(), ConversationId::new(), ConversationId::new());
+        let (mut ports, published) = Ports::new().member_of(user, vec![c1, c2]).recording();
+        ports
+            .store
+            .expect_open_session()
+            .with(eq(user), eq(node()), eq(3))
+            .times(1)
+            .returning(|_, _, _| Ok(counts(1, 0)));
+        let got = ports.service().session_opened(user).await.unwrap();
+        assert_eq!(got, counts(1, 0));
+        let online = presence(user, PresenceStatus::Online, None);
+        assert_eq!(
+            *published.lock().unwrap(),
+            vec![
+                (Topic::Conversation(c1), online.clone()),
+                (Topic::Conversation(c2), online)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_active_session_announces_nothing() {
+        let user = UserId::new();
+        let mut ports = Ports::new();
+        ports
+            .store
+            .expect_open_session()
+            .returning(|_, _, _| Ok(counts(2, 0)));
+        ports.conversations.expect_conversation_ids().never();
+        ports.events.expect_publish().never();
+        ports.service().session_opened(user).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_new_session_among_away_ones_announces_online() {
+        let (user, c) = (UserId::new(), ConversationId::new());
+        let (mut ports, published) = Ports::new().member_of(user, vec![c]).recording();
+        ports
+            .store
+            .expect_open_session()
+            .returning(|_, _, _| Ok(counts(3, 2)));
+        ports.service().session_opened(user).await.unwrap();
+        assert_eq!(
+            *published.lock().unwrap(),
+            vec![(
+                Topic::Conversation(c),
+                presence(user, PresenceStatus::Online, None)
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_over_the_cap_is_refused_and_announces_nothing() {
+        let mut ports = Ports::new();
+        ports
+            .store
+            .expect_open_session()
+            .returning(|_, _, _| Err(OpenSessionError::TooManySessions));
+        ports.events.expect_publish().never();
+        let err = ports
+            .service()
+            .session_opened(UserId::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OpenSessionError::TooManySessions), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_session_whose_announcement_fails_is_uncounted_and_unavailable() {
+        let user = UserId::new();
+        let mut ports = Ports::new().member_of(user, vec![ConversationId::new()]);
+        ports
+            .store
+            .expect_open_session()
+            .returning(|_, _, _| Ok(counts(1, 0)));
+        ports
+            .events
+            .expect_publish()
+            .returning(|_, _| Err(RealtimeError::msg("redis down")));
+        ports
+            .store
+            .expect_close_session()
+            .with(eq(user), eq(node()), eq(false))
+            .times(1)
+            .returning(|_, _, _| Ok(counts(0, 0)));
+        let err = ports.service().session_opened(user).await.unwrap_err();
+        assert!(matches!(err, OpenSessionError::Unavailable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn closing_the_last_session_announces_nothing_yet_and_asks_for_an_offline_check() {
+        let user = UserId::new();
+        let mut ports = Ports::new();
+        ports
+            .store
+            .expect_close_session()
+            .with(eq(user), eq(node()), eq(false))
+            .returning(|_, _, _| Ok(counts(0, 0)));
+        ports.events.expect_publish().never();
+        assert!(ports.service().session_closed(user, false).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn closing_one_of_several_active_sessions_announces_nothing() {
+        let mut ports = Ports::new();
+        ports
+            .store
+            .expect_close_session()
+            .returning(|_, _, _| Ok(counts(1, 0)));
+        ports.events.expect_publish().never();
+        let check = ports
+            .service()
+            .session_closed(UserId::new(), false)
+            .await
+            .unwrap();
+        assert!(!check);
+    }
+
+    #[tokio::test]
+    async fn closing_the_only_active_session_while_away_ones_remain_announces_away() {
+        let (user, c) = (UserId::new(), ConversationId::new());
+        let (mut ports, published) = Ports::new().member_of(user, vec![c]).recording();
+        ports
+            .store
+            .expect_close_session()
+            .returning(|_, _, _| Ok(counts(1, 1)));
+        let check = ports.service().session_closed(user, false).await.unwrap();
+        assert!(!check);
+        assert_eq!(
+            *published.lock().unwrap(),
+            vec![(
+                Topic::Conversation(c),
+                presence(user, PresenceStatus::Away, None)
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_last_session_going_away_announces_away_and_coming_back_announces_online() {
+        let (user, c) = (UserId::new(), ConversationId::new());
+        let (mut ports, published) = Ports::new().member_of(user, vec![c]).recording();
+        ports
+            .store
+            .expect_set_away()
+            .with(eq(user), eq(node()), eq(true))
+            .returning(|_, _, _| Ok(counts(2, 2)));
+        ports
+            .store
+            .expect_set_away()
+            .with(eq(user), eq(node()), eq(false))
+            .returning(|_, _, _| Ok(counts(2, 1)));
+        let svc = ports.service();
+        svc.set_away(user, true).await.unwrap();
+        svc.set_away(user, false).await.unwrap();
+        let topic = Topic::Conversation(c);
+        assert_eq!(
+            *published.lock().unwrap(),
+            vec![
+                (topic, presence(user, PresenceStatus::Away, None)),
+                (topic, presence(user, PresenceStatus::Online, None)),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn one_of_several_active_sessions_going_away_announces_nothing() {
+        let mut ports = Ports::new();
+        ports
+            .store
+            .expect_set_away()
+            .returning(|_, _, _| Ok(counts(2, 1)));
+        ports.events.expect_publish().never();
+        ports.service().set_away(UserId::new(), true).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn with_no_session_left_after_the_grace_last_seen_is_recorded_and_offline_announced() {
+        let (user, c) = (UserId::new(), ConversationId::new());
+        let (mut ports, published) = Ports::new().member_of(user, vec![c]).recording();
+        ports
+            .store
+            .expect_counts()
+            .withf(move |users| users == [user])
+            .returning(|_| Ok(vec![counts(0, 0)]));
+        ports
+            .users
+            .expect_touch_last_seen()
+            .with(eq(user), eq(t0()))
+            .times(1)
+            .returning(|_, _| Ok(()));
+        assert!(ports.service().confirm_offline(user).await.unwrap());
+        assert_eq!(
+            *published.lock().unwrap(),
+            vec![(
+                Topic::Conversation(c),
+                presence(user, PresenceStatus::Offline, Some(t0()))
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_user_who_reconnected_within_the_grace_is_not_announced_offline() {
+        let mut ports = Ports::new();
+        ports
+            .store
+            .expect_counts()
+            .returning(|_| Ok(vec![counts(1, 0)]));
+        ports.users.expect_touch_last_seen().never();
+        ports.events.expect_publish().never();
+        let announced = ports
+            .service()
+            .confirm_offline(UserId::new())
+            .await
+            .unwrap();
+        assert!(!announced);
+    }
+
+    #[tokio::test]
+    async fn the_offline_check_fails_without_announcing_when_last_seen_cannot_be_stored() {
+        let mut ports = Ports::new();
+        ports
+            .store
+            .expect_counts()
+            .returning(|_| Ok(vec![counts(0, 0)]));
+        ports
+            .users
+            .expect_touch_last_seen()
+            .returning(|_, _| Err(StorageError::msg("db down")));
+        ports.events.expect_publish().never();
+        assert!(ports
+            .service()
+            .confirm_offline(UserId::new())
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn the_users_of_a_dead_node_are_announced_offline_unless_connected_elsewhere() {
+        let (gone, moved, c) = (UserId::new(), UserId::new(), ConversationId::new());
+        let (mut ports, published) = Ports::new().member_of(gone, vec![c]).recording();
+        ports
+            .store
+            .expect_reap_dead_nodes()
+            .with(eq(node()))
+            .returning(move |_| Ok(vec![gone, moved]));
+        ports.store.expect_counts().returning(move |users| {
+            Ok(users
+                .iter()
+                .map(|u| {
+                    if *u == moved {
+                        counts(1, 0)
+                    } else {
+                        counts(0, 0)
+                    }
+                })
+                .collect())
+        });
+        ports
+            .users
+            .expect_touch_last_seen()
+            .with(eq(gone), always())
+            .times(1)
+            .returning(|_, _| Ok(()));
+        assert_eq!(ports.service().reap_dead_nodes().await.unwrap(), 1);
+        assert_eq!(
+            *published.lock().unwrap(),
+            vec![(
+                Topic::Conversation(c),
+                presence(gone, PresenceStatus::Offline, Some(t0()))
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_lease_is_renewed_for_this_node_with_the_configured_ttl() {
+        let mut ports = Ports::new();
+        ports
+            .store
+            .expect_renew_lease()
+            .with(eq(node()), eq(Duration::from_secs(15)))
+            .times(1)
+            .returning(|_, _| Ok(()));
+        ports.service().renew_lease().await.unwrap();
+    }
+
+    fn details(
+        id: ConversationId,
+        members: &[(UserId, Option<DateTime<Utc>>)],
+    ) -> ConversationDetails {
+        ConversationDetails {
+            conversation: Conversation {
+                id,
+                kind: ConversationKind::Group,
+                title: Some("Team".into()),
+                created_by: members[0].0,
+                created_at: t0(),
+                last_seq: 0,
+                last_message_at: None,
+            },
+            participants: members
+                .iter()
+                .map(|(user_id, last_seen_at)| ParticipantProfile {
+                    participant: Participant {
+                        conversation_id: id,
+                        user_id: *user_id,
+                        role: Role::Member,
+                        joined_at: t0(),
+                        delivered_seq: 0,
+                        read_seq: 0,
+                    },
+                    display_name: "U".into(),
+                    email: format!("{user_id}@example.com"),
+                    avatar_url: None,
+                    last_seen_at: *last_seen_at,
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_member_sees_every_members_status_and_last_seen_in_member_order() {
+        let (me, away, gone, c) = (
+            UserId::new(),
+            UserId::new(),
+            UserId::new(),
+            ConversationId::new(),
+        );
+        let seen = t0() - chrono::Duration::minutes(3);
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .with(eq(c))
+            .returning(move |id| {
+                Ok(Some(details(
+                    id,
+                    &[(me, None), (away, None), (gone, Some(seen))],
+                )))
+            });
+        ports
+            .store
+            .expect_counts()
+            .withf(move |users| users == [me, away, gone])
+            .returning(|_| Ok(vec![counts(1, 0), counts(2, 2), counts(0, 0)]));
+        let got = ports.service().presence_of(me, c).await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ParticipantPresence {
+                    user_id: me,
+                    status: PresenceStatus::Online,
+                    last_seen: None
+                },
+                ParticipantPresence {
+                    user_id: away,
+                    status: PresenceStatus::Away,
+                    last_seen: None
+                },
+                ParticipantPresence {
+                    user_id: gone,
+                    status: PresenceStatus::Offline,
+                    last_seen: Some(seen)
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_non_member_asking_for_presence_is_not_a_participant_whether_or_not_it_exists() {
+        let (me, other, foreign, unknown) = (
+            UserId::new(),
+            UserId::new(),
+            ConversationId::new(),
+            ConversationId::new(),
+        );
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .with(eq(foreign))
+            .returning(move |id| Ok(Some(details(id, &[(other, None)]))));
+        ports
+            .conversations
+            .expect_conversation()
+            .with(eq(unknown))
+            .returning(|_| Ok(None));
+        ports.store.expect_counts().never();
+        let svc = ports.service();
+        for id in [foreign, unknown] {
+            let err = svc.presence_of(me, id).await.unwrap_err();
+            assert!(matches!(err, ChatError::NotParticipant), "{err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn presence_is_unavailable_when_the_presence_store_fails() {
+        let (me, c) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .returning(move |id| Ok(Some(details(id, &[(me, None)]))));
+        ports
+            .store
+            .expect_counts()
+            .returning(|_| Err(RealtimeError::msg("redis down")));
+        let err = ports.service().presence_of(me, c).await.unwrap_err();
+        assert!(matches!(err, ChatError::Storage(_)), "{err:?}");
+    }
+}
