@@ -585,3 +585,74 @@ pub fn seqs_by_conversation(messages: &[Value]) -> BTreeMap<String, Vec<i64>> {
     }
     by
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+    /// A scripted server: sends `frames`, echoes one client frame back, then closes with `code`.
+    async fn scripted(frames: Vec<Value>, code: u16) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            for f in frames {
+                ws.send(Message::text(f.to_string())).await.unwrap();
+            }
+            if let Some(Ok(Message::Text(t))) = ws.next().await {
+                ws.send(Message::Text(t)).await.unwrap();
+            }
+            ws.send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: "bye".into(),
+            })))
+            .await
+            .unwrap();
+            while let Some(Ok(_)) = ws.next().await {}
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn frames_skipped_while_waiting_are_kept_in_order_and_the_close_code_is_seen() {
+        let base = scripted(
+            vec![
+                json!({"type": "hello"}),
+                json!({"type": "typing", "n": 1}),
+                json!({"type": "message", "message": {"seq": 1}}),
+                json!({"type": "typing", "n": 2}),
+            ],
+            4009,
+        )
+        .await;
+        let (mut ws, hello) = WsConnect::all(&base, "t").open_ready("c").await;
+        assert_eq!(hello["type"], "hello");
+        let m = ws.recv_frame("message", WAIT).await;
+        assert_eq!(m["message"]["seq"], 1);
+        assert_eq!(ws.next_frame(WAIT).await.unwrap()["n"], 1);
+        assert_eq!(ws.next_frame(WAIT).await.unwrap()["n"], 2);
+        ws.send_json(&json!({"type": "ping"})).await;
+        assert_eq!(ws.recv_frame("ping", WAIT).await["type"], "ping");
+        let closed = ws.expect_close(4009, WAIT).await;
+        assert_eq!(closed.reason, "bye");
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "no message within the wait")]
+    async fn a_frame_that_never_comes_fails_after_the_timeout_with_what_came_instead() {
+        let base = scripted(vec![json!({"type": "hello"})], 1000).await;
+        let mut ws = WsConnect::all(&base, "t").open("c").await;
+        ws.recv_frame("message", Duration::from_millis(200)).await;
+    }
+
+    #[test]
+    fn a_token_in_the_url_is_not_printed() {
+        assert_eq!(
+            redact("ws://h/ws?token=abc.def"),
+            "ws://h/ws?token=<redacted>"
+        );
+    }
+}
