@@ -15,21 +15,35 @@ pub mod keys {
     /// How long a user with no live session stays online before `offline`.
     pub const PRESENCE_GRACE_MS: &str = "realtime.presence_grace_ms";
     /// TTL of a node's presence lease (how soon a killed node's users go offline).
-    pub const NODE_LEASE_TTL_MS: &str = "realtime.node_lease_ttl_ms";
+    pub const NODE_LEASE_TTL_MS: &str = "realtime.presence_lease_ttl_ms";
     /// TTL of a typing lease.
     pub const TYPING_TTL_MS: &str = "realtime.typing_ttl_ms";
+    /// At most one forwarded typing refresh per user and conversation this often.
+    pub const TYPING_THROTTLE_MS: &str = "realtime.typing_forward_throttle_ms";
+    /// Sustained typing frames per second per session.
+    pub const TYPING_PER_SECOND: &str = "realtime.typing_per_second";
+    /// Typing frames a session may send at once.
+    pub const TYPING_BURST: &str = "realtime.typing_burst";
     /// Frames a session may have queued for its client before it is closed with 4009.
     pub const OUTBOUND_QUEUE: &str = "realtime.outbound_queue_frames";
+    /// How long a closing session waits for its close frame to reach a slow client.
+    pub const CLOSE_GRACE_MS: &str = "realtime.close_grace_ms";
     /// Messages per `sync` page.
     pub const SYNC_PAGE: &str = "realtime.sync_page_size";
     /// Sessions of one user across all nodes (the next is closed 1008).
-    pub const MAX_SESSIONS: &str = "limits.max_sessions_per_user";
+    pub const MAX_SESSIONS: &str = "realtime.max_sessions_per_user";
     /// Largest client frame, in bytes (above: close 1009).
-    pub const MAX_FRAME_BYTES: &str = "limits.max_frame_bytes";
+    pub const MAX_FRAME_BYTES: &str = "realtime.max_frame_bytes";
     /// Sustained messages per second per user.
-    pub const MESSAGES_PER_SECOND: &str = "limits.messages_per_second";
+    pub const MESSAGES_PER_SECOND: &str = "realtime.messages_per_second";
     /// Messages a user may send at once before the per-second rate applies.
-    pub const MESSAGE_BURST: &str = "limits.message_burst";
+    pub const MESSAGE_BURST: &str = "realtime.message_burst";
+    /// Sustained WebSocket upgrades per second per client IP.
+    pub const UPGRADES_PER_SECOND: &str = "realtime.upgrades_per_second";
+    /// Upgrades one IP may make at once.
+    pub const UPGRADE_BURST: &str = "realtime.upgrade_burst";
+    /// Most messages committed in one transaction.
+    pub const COMMIT_MAX_BATCH: &str = "realtime.commit_max_batch";
     /// Access token lifetime, seconds.
     pub const ACCESS_TTL_SECS: &str = "auth.access_ttl_secs";
     /// Key prefix of everything the node keeps in Redis.
@@ -38,6 +52,8 @@ pub mod keys {
     pub const REDIS_URL: &str = "redis.url";
     /// Log filter.
     pub const LOG_LEVEL: &str = "log.level";
+    /// Origins besides the server's own allowed to open WebSockets.
+    pub const ALLOWED_ORIGINS: &str = "http.allowed_origins";
 }
 
 /// The Redis server of the scale-out tests (`CHAT_TEST_REDIS_URL`, default the local one).
@@ -91,6 +107,10 @@ pub fn quick(overrides: &[(&str, &str)]) -> Vec<(&'static str, String)> {
         (keys::TYPING_TTL_MS, "1000".into()),
         (keys::MESSAGES_PER_SECOND, "100000".into()),
         (keys::MESSAGE_BURST, "100000".into()),
+        (keys::UPGRADES_PER_SECOND, "100000".into()),
+        (keys::UPGRADE_BURST, "100000".into()),
+        (keys::TYPING_PER_SECOND, "1000".into()),
+        (keys::TYPING_BURST, "1000".into()),
     ];
     for (k, v) in overrides {
         let key = ALL_KEYS
@@ -104,22 +124,29 @@ pub fn quick(overrides: &[(&str, &str)]) -> Vec<(&'static str, String)> {
     tuning
 }
 
-const ALL_KEYS: [&str; 15] = [
+const ALL_KEYS: [&str; 22] = [
     keys::HEARTBEAT_MS,
     keys::PRESENCE_GRACE_MS,
     keys::NODE_LEASE_TTL_MS,
     keys::TYPING_TTL_MS,
+    keys::TYPING_THROTTLE_MS,
+    keys::TYPING_PER_SECOND,
+    keys::TYPING_BURST,
     keys::OUTBOUND_QUEUE,
+    keys::CLOSE_GRACE_MS,
     keys::SYNC_PAGE,
     keys::MAX_SESSIONS,
     keys::MAX_FRAME_BYTES,
     keys::MESSAGES_PER_SECOND,
     keys::MESSAGE_BURST,
+    keys::UPGRADES_PER_SECOND,
+    keys::UPGRADE_BURST,
+    keys::COMMIT_MAX_BATCH,
     keys::ACCESS_TTL_SECS,
     keys::REDIS_PREFIX,
     keys::REDIS_URL,
     keys::LOG_LEVEL,
-    "http.allowed_origins",
+    keys::ALLOWED_ORIGINS,
 ];
 
 /// Which deployment a test runs on.
@@ -311,4 +338,56 @@ pub async fn redis_command<T: deadpool_redis::redis::FromRedisValue>(
         .expect("redis pool");
     let mut conn = pool.get().await.expect("redis connection");
     cmd.query_async(&mut conn).await.expect("redis command")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A renamed server setting would otherwise be ignored in silence (unknown keys are, in
+    /// config files): every numeric tuning key must reach the settings.
+    #[tokio::test]
+    async fn every_numeric_tuning_key_reaches_the_server_settings() {
+        let store = TestStore::new(Backend::Sqlite).await;
+        let numeric: Vec<&str> = ALL_KEYS
+            .iter()
+            .copied()
+            .filter(|k| {
+                !matches!(
+                    *k,
+                    keys::REDIS_PREFIX | keys::REDIS_URL | keys::LOG_LEVEL | keys::ALLOWED_ORIGINS
+                )
+            })
+            .collect();
+        let tuning: Vec<(&str, String)> = numeric
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (*k, (4321 + i).to_string()))
+            .collect();
+        let printed = format!("{:?}", store.tuned_settings(&tuning));
+        for (key, value) in &tuning {
+            let field = key.split_once('.').unwrap().1;
+            assert!(
+                printed.contains(&format!("{field}: {value}")),
+                "{key} did not reach the settings: {printed}"
+            );
+        }
+        let printed = format!(
+            "{:?}",
+            store.tuned_settings(&[
+                (keys::REDIS_PREFIX, "pfx-under-test:".into()),
+                (keys::ALLOWED_ORIGINS, "http://a.example".into()),
+            ])
+        );
+        assert!(printed.contains("pfx-under-test:"), "{printed}");
+        assert!(printed.contains("http://a.example"), "{printed}");
+    }
+
+    #[test]
+    fn dotted_keys_name_their_environment_variables() {
+        assert_eq!(
+            env_name(keys::HEARTBEAT_MS),
+            "CHAT_REALTIME__HEARTBEAT_INTERVAL_MS"
+        );
+    }
 }
