@@ -10,6 +10,7 @@ pub mod health;
 pub mod ids;
 pub mod messages;
 pub mod openapi;
+pub mod presence;
 pub mod users;
 
 use crate::error::ApiError;
@@ -56,6 +57,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(
                 resource("/conversations/{id}/read").route(web::post().to(messages::mark_read)),
+            )
+            .service(
+                resource("/conversations/{id}/presence")
+                    .route(web::get().to(presence::conversation_presence)),
             )
             .service(resource("/unread").route(web::get().to(conversations::unread)))
             .service(resource("/openapi.json").route(web::get().to(openapi::document))),

@@ -1,7 +1,7 @@
 //! The OpenAPI document, served at `GET /api/v1/openapi.json`. Every route is listed
 //! here; a test checks the document against the router's paths.
 
-use super::{auth, conversations, dto, health, messages, users};
+use super::{auth, conversations, dto, health, messages, presence, users};
 use crate::error::{ErrorBody, ErrorDetail};
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         conversations::add_member, conversations::remove_member, conversations::leave,
         conversations::unread,
         messages::send, messages::history, messages::mark_read,
+        presence::conversation_presence,
         health::healthz, health::readyz,
     ),
     components(schemas(
@@ -32,6 +33,7 @@ use utoipa::{Modify, OpenApi};
         dto::AddMemberRequest, dto::ConversationDto, dto::ParticipantDto,
         dto::SendMessageRequest, dto::MessageDto, dto::MarkReadRequest, dto::UnreadCountDto,
         dto::UnreadDto, dto::ConversationUnreadDto, dto::HealthDto,
+        presence::ConversationPresenceDto, presence::ParticipantPresenceDto,
     )),
     modifiers(&BearerAuth),
     tags(

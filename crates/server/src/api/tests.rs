@@ -508,6 +508,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/conversations/{id}/messages"),
     ("get", "/api/v1/conversations/{id}/messages"),
     ("post", "/api/v1/conversations/{id}/read"),
+    ("get", "/api/v1/conversations/{id}/presence"),
     ("get", "/api/v1/unread"),
     ("get", "/healthz"),
     ("get", "/readyz"),
