@@ -58,6 +58,21 @@ impl<M> OrderedFeed<M> {
         Vec::new()
     }
 
+    /// Moves the position so the client holds everything up to `last_seq`: backwards when
+    /// the client asks for a replay of what it lacks (a `sync` below the position), forwards
+    /// past what it already holds. Waiting messages beyond `last_seq` keep waiting; returns
+    /// what can go to the client now, in order.
+    pub fn reposition(&mut self, last_seq: i64) -> Vec<M> {
+        self.next = last_seq + 1;
+        self.pending = self.pending.split_off(&self.next);
+        self.drain_ready()
+    }
+
+    /// Whether messages wait for a hole to be filled.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// The hole to fetch from storage: `(after_seq, up_to_seq)` — every seq in
     /// `after_seq + 1 ..= up_to_seq` is missing — or `None` when nothing waits.
     pub fn missing(&self) -> Option<(i64, i64)> {
@@ -131,6 +146,30 @@ mod tests {
         assert_eq!(feed.fill([(1, 1), (2, 2)]), vec![1, 2, 3, 4]);
         // 5 was dropped from the buffer; it is fetched on the next fill.
         assert_eq!(feed.delivered_up_to(), 4);
+    }
+
+    #[test]
+    fn repositioning_back_replays_from_there_and_keeps_what_waits_beyond() {
+        let mut feed = OrderedFeed::new(10, 100);
+        assert!(feed.offer(12, "twelve").is_empty());
+        assert!(feed.reposition(7).is_empty());
+        assert_eq!(feed.missing(), Some((7, 11)));
+        assert_eq!(
+            feed.fill([(8, "8"), (9, "9"), (10, "10"), (11, "11")]),
+            vec!["8", "9", "10", "11", "twelve"]
+        );
+    }
+
+    #[test]
+    fn repositioning_forward_drops_what_the_client_already_holds() {
+        let mut feed = OrderedFeed::new(0, 100);
+        assert!(feed.offer(3, "three").is_empty());
+        assert!(feed.offer(5, "five").is_empty());
+        assert_eq!(feed.reposition(3), Vec::<&str>::new());
+        assert!(feed.has_pending());
+        assert_eq!(feed.offer(4, "four"), vec!["four", "five"]);
+        assert_eq!(feed.reposition(1), Vec::<&str>::new());
+        assert_eq!(feed.delivered_up_to(), 1);
     }
 
     proptest! {

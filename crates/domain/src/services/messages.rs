@@ -260,6 +260,21 @@ impl MessageService {
         Ok((watermarks, message))
     }
 
+    /// The message `message` of `conversation`, for a member `me`: validates a receipt
+    /// before it is queued for a batched watermark write.
+    pub async fn message_of(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> Result<Message, ChatError> {
+        self.require_member(conversation, me).await?;
+        self.messages
+            .message(conversation, message)
+            .await?
+            .ok_or(ChatError::MessageNotFound)
+    }
+
     /// The status each message of `messages` has for its sender, given the members' watermarks.
     pub fn views(details: &ConversationDetails, messages: Vec<Message>) -> Vec<MessageView> {
         let participants: Vec<Participant> = details
@@ -731,6 +746,27 @@ mod tests {
         let outcome = ports.service().mark_read(me, id, target_id).await.unwrap();
         assert_eq!(outcome.unread_count, 2);
         assert_eq!(outcome.watermarks.read_seq, 4);
+    }
+
+    #[tokio::test]
+    async fn a_receipt_target_must_be_a_message_of_a_conversation_of_the_member() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new().member_of(id, me);
+        ports
+            .conversations
+            .expect_participant()
+            .returning(|_, _| Ok(None));
+        ports.messages.expect_message().returning(|_, _| Ok(None));
+        ports.receipts.expect_advance_watermarks().never();
+        let svc = ports.service();
+        assert!(matches!(
+            svc.message_of(me, id, MessageId::new()).await,
+            Err(ChatError::MessageNotFound)
+        ));
+        assert!(matches!(
+            svc.message_of(UserId::new(), id, MessageId::new()).await,
+            Err(ChatError::NotParticipant)
+        ));
     }
 
     #[tokio::test]
