@@ -262,6 +262,63 @@ impl Deployment {
     }
 }
 
+impl Drop for Deployment {
+    /// Stops the nodes, then deletes the deployment's Redis keys (best effort), so test
+    /// runs do not pile keys up in a shared Redis.
+    fn drop(&mut self) {
+        for node in self.nodes.iter_mut().flatten() {
+            node.start_kill();
+        }
+        let Some(prefix) = self.redis_prefix.clone() else {
+            return;
+        };
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(delete_keys(&prefix));
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Deletes every Redis key under `prefix`; errors are ignored (cleanup only).
+async fn delete_keys(prefix: &str) {
+    use deadpool_redis::redis;
+    let Ok(pool) = deadpool_redis::Config::from_url(redis_url())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+    else {
+        return;
+    };
+    let Ok(mut conn) = pool.get().await else {
+        return;
+    };
+    let mut cursor: u64 = 0;
+    loop {
+        let Ok((next, keys)): Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(500)
+            .query_async(&mut conn)
+            .await
+        else {
+            return;
+        };
+        if !keys.is_empty() {
+            let _: Result<u64, _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}
+
 /// A direct conversation of `a` with `b`; its id.
 pub async fn direct(api: &Api, a: &TestUser, b: &TestUser) -> String {
     let reply = api

@@ -521,6 +521,11 @@ impl NodeProcess {
         Api::at(&self.address)
     }
 
+    /// Sends SIGKILL without waiting (for clean-up in `Drop`).
+    pub fn start_kill(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
     /// SIGKILL: the process dies at once, with no clean-up.
     pub async fn kill9(&mut self) {
         self.child.start_kill().expect("kill");
