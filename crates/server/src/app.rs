@@ -8,6 +8,7 @@ use crate::auth::{LoginRateLimiter, TokenVerifier};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::origin::AllowedOrigins;
+use crate::realtime::{Parts, Realtime, RealtimePorts};
 use actix_cors::Cors;
 use actix_web::http::{header, Method};
 use actix_web::web;
@@ -63,16 +64,31 @@ pub struct AppState {
     pub login_limiter: LoginRateLimiter,
     /// Storage readiness.
     pub health: Arc<dyn StoreHealth>,
+    /// The node's real-time layer: fan-out, group commit, receipts, presence, typing.
+    pub realtime: Realtime,
 }
 
 impl AppState {
-    /// Wires the services to `ports` with the limits and lifetimes of `settings`.
+    /// Wires the services to `ports` with the limits and lifetimes of `settings`, on the
+    /// in-process real-time adapters. Starts the real-time tasks on the current runtime.
     pub fn new(
         ports: Ports,
         hasher: Arc<dyn PasswordHasher>,
         issuer: Arc<dyn AccessTokenIssuer>,
         clock: Arc<dyn Clock>,
         settings: &Settings,
+    ) -> Self {
+        Self::with_realtime(ports, hasher, issuer, clock, settings, Parts::in_process())
+    }
+
+    /// [`AppState::new`] on the real-time adapters of `parts` (Redis in scale-out mode).
+    pub fn with_realtime(
+        ports: Ports,
+        hasher: Arc<dyn PasswordHasher>,
+        issuer: Arc<dyn AccessTokenIssuer>,
+        clock: Arc<dyn Clock>,
+        settings: &Settings,
+        parts: Parts,
     ) -> Self {
         let limits = domain::Limits::from(&settings.limits);
         let refresh_ttl = chrono::Duration::seconds(
@@ -82,6 +98,24 @@ impl AppState {
         let per_minute =
             NonZeroU32::new(settings.auth.login_attempts_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(settings.auth.login_burst).unwrap_or(NonZeroU32::MIN);
+        let messages = MessageService::new(
+            ports.messages,
+            ports.conversations.clone(),
+            ports.receipts.clone(),
+            clock.clone(),
+            limits,
+        );
+        let realtime = Realtime::start(
+            parts,
+            messages.clone(),
+            RealtimePorts {
+                conversations: ports.conversations.clone(),
+                receipts: ports.receipts,
+                users: ports.users.clone(),
+            },
+            clock.clone(),
+            &settings.realtime,
+        );
         Self {
             accounts: AccountService::new(
                 ports.users.clone(),
@@ -97,15 +131,10 @@ impl AppState {
                 clock.clone(),
                 limits,
             ),
-            messages: MessageService::new(
-                ports.messages,
-                ports.conversations,
-                ports.receipts,
-                clock,
-                limits,
-            ),
+            messages,
             login_limiter: LoginRateLimiter::new(per_minute, burst),
             health: ports.health,
+            realtime,
         }
     }
 }
@@ -123,12 +152,15 @@ pub struct AppContext {
     pub forwarded_for: web::Data<ForwardedFor>,
     /// Cross-origin callers allowed besides the server's own origin.
     pub origins: AllowedOrigins,
+    /// Presence, as app data of its own (the presence endpoint takes it alone).
+    pub presence: web::Data<domain::services::PresenceService>,
 }
 
 impl AppContext {
     /// The context of a server with `settings`.
     pub fn new(state: AppState, verifier: TokenVerifier, settings: &Settings) -> Self {
         Self {
+            presence: web::Data::new(state.realtime.presence.clone()),
             state: web::Data::new(state),
             verifier: web::Data::new(verifier),
             body_limit: web::Data::new(BodyLimit(settings.http.max_body_bytes)),
@@ -146,12 +178,15 @@ impl AppContext {
             .app_data(self.verifier.clone())
             .app_data(self.body_limit.clone())
             .app_data(self.forwarded_for.clone())
+            .app_data(self.presence.clone())
+            .app_data(web::Data::new(self.origins.clone()))
             .app_data(
                 web::QueryConfig::default()
                     .error_handler(|err, _| ApiError::validation("query", err.to_string()).into()),
             )
             .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
             .configure(api::routes)
+            .configure(crate::ws::routes)
             .default_service(web::to(api::not_found));
     }
 

@@ -213,6 +213,9 @@ pub struct RealtimeSettings {
     pub outbound_queue_frames: usize,
     /// Messages per `sync` page (and per gap fetch).
     pub sync_page_size: u32,
+    /// After `hello`, live messages wait up to this long for the client's first frame (its
+    /// `sync`), so a replay and the live stream reach the client in seq order. 0: no wait.
+    pub sync_hold_ms: u64,
     /// Largest client frame, in bytes; a larger one closes the session with 1009.
     pub max_frame_bytes: usize,
     /// Sustained messages per second per user (WebSocket and REST alike).
@@ -251,6 +254,7 @@ impl Default for RealtimeSettings {
             heartbeat_interval_ms: 30_000,
             outbound_queue_frames: 256,
             sync_page_size: 100,
+            sync_hold_ms: 500,
             max_frame_bytes: 64 * 1024,
             messages_per_second: 10,
             message_burst: 20,

@@ -6,6 +6,8 @@
 //! - [`api`]: the REST routes; [`error::ApiError`]: the one error mapping.
 //! - [`auth`]: argon2id, JWT issue and verification, the `AuthUser` extractor, login limits.
 //! - [`cli`]: `chat-server [serve]` and `chat-server migrate`.
+//! - [`ws`]: the WebSocket endpoints and sessions; [`realtime`]: fan-out, group commit,
+//!   receipts, presence and typing of a node.
 
 #![warn(missing_docs)]
 
@@ -16,6 +18,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod origin;
+pub mod realtime;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod ws;

@@ -14,18 +14,23 @@ use crate::auth::jwt::MIN_SECRET_BYTES;
 use crate::auth::password::InvalidArgon2Params;
 use crate::auth::{signing_key, Argon2Hasher, JwtIssuer, TokenVerifier};
 use crate::config::{ConfigError, DatabaseTarget, Secret, Settings};
+use crate::realtime::presence_tasks::spawn_presence_tasks;
+use crate::realtime::typing_tasks::{spawn_typing_sweeper, sweep_interval};
+use crate::realtime::{Parts, Realtime};
 use crate::storage;
 use crate::telemetry;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
 use domain::ports::{Storage, SystemClock};
+use domain::realtime::RealtimeError;
 use domain::StorageError;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// How often idle login-throttle buckets are forgotten.
 const LIMITER_CLEANUP_EVERY: Duration = Duration::from_secs(60);
@@ -72,6 +77,9 @@ pub enum StartupError {
     /// Logging could not be set up.
     #[error(transparent)]
     Telemetry(#[from] telemetry::TelemetryError),
+    /// Redis (`redis.url`) could not be reached, or is not supported by this constructor.
+    #[error("cannot use redis: {0}")]
+    Redis(#[source] RealtimeError),
 }
 
 /// A built server: bound, not yet serving.
@@ -79,6 +87,33 @@ pub struct Application {
     local_addr: SocketAddr,
     server: Server,
     context: AppContext,
+    shutdown: Shutdown,
+}
+
+/// Asks a running [`Application`] for a graceful shutdown, as SIGTERM does. Cheap to clone.
+#[derive(Clone)]
+pub struct Shutdown {
+    requested: watch::Sender<bool>,
+}
+
+impl Shutdown {
+    fn new() -> Self {
+        Self {
+            requested: watch::Sender::new(false),
+        }
+    }
+
+    /// Starts the graceful shutdown: `/readyz` 503 at once, every socket closed with 1001
+    /// after its in-flight sends are answered, the commit batcher drained, this node's
+    /// presence removed, then the HTTP server stopped.
+    pub fn trigger(&self) {
+        self.requested.send_replace(true);
+    }
+
+    async fn requested(&self) {
+        let mut requested = self.requested.subscribe();
+        let _ = requested.wait_for(|r| *r).await;
+    }
 }
 
 impl Application {
@@ -94,11 +129,18 @@ impl Application {
         let storage = storage::open(&target, settings.database.pool_size)
             .await
             .map_err(StartupError::Storage)?;
-        Self::assemble(settings, storage, secret)
+        let parts = match &settings.redis.url {
+            Some(url) => Parts::redis(url.expose(), &settings.redis)
+                .await
+                .map_err(StartupError::Redis)?,
+            None => Parts::in_process(),
+        };
+        Self::assemble(settings, storage, secret, parts)
     }
 
-    /// Builds the server on a store opened by the caller (a test's own database, say).
-    /// `auth.jwt_secret` must be set.
+    /// Builds the server on a store opened by the caller (a test's own database, say), with
+    /// in-process pub/sub, presence and typing. `auth.jwt_secret` must be set; `redis.url`
+    /// must not (connecting to Redis needs [`Application::build`]).
     pub fn build_with_storage(
         settings: Settings,
         storage: Arc<dyn Storage>,
@@ -108,13 +150,19 @@ impl Application {
             .jwt_secret
             .clone()
             .ok_or(StartupError::MissingJwtSecret)?;
-        Self::assemble(settings, storage, secret)
+        if settings.redis.url.is_some() {
+            return Err(StartupError::Redis(RealtimeError::msg(
+                "build_with_storage runs in process only; use Application::build with redis.url",
+            )));
+        }
+        Self::assemble(settings, storage, secret, Parts::in_process())
     }
 
     fn assemble(
         settings: Settings,
         storage: Arc<dyn Storage>,
         secret: Secret,
+        parts: Parts,
     ) -> Result<Self, StartupError> {
         if secret.expose().len() < MIN_SECRET_BYTES {
             return Err(StartupError::WeakJwtSecret);
@@ -128,12 +176,13 @@ impl Application {
         let key = secret.expose().as_bytes();
         let issuer = JwtIssuer::new(key, &auth.issuer, &auth.audience, auth.access_ttl_secs);
         let verifier = TokenVerifier::new(key, &auth.issuer, &auth.audience);
-        let state = AppState::new(
+        let state = AppState::with_realtime(
             Ports::from_storage(storage),
             Arc::new(hasher),
             Arc::new(issuer),
             Arc::new(SystemClock),
             &settings,
+            parts,
         );
         let context = AppContext::new(state, verifier, &settings);
 
@@ -152,14 +201,18 @@ impl Application {
                 .wrap(from_fn(telemetry::log_request))
                 .configure(|cfg| context.configure(cfg))
         })
+        // Signals are ours: sockets must get 1001 and sends finish before the server stops.
+        .disable_signals()
+        .shutdown_timeout(SERVER_STOP_TIMEOUT.as_secs())
         .listen(listener)
         .map_err(|source| StartupError::Bind { addr, source })?
         .run();
-        tracing::info!(%local_addr, "listening");
+        tracing::info!(%local_addr, node = %context.state.realtime.node, "listening");
         Ok(Self {
             local_addr,
             server,
             context,
+            shutdown: Shutdown::new(),
         })
     }
 
@@ -173,25 +226,120 @@ impl Application {
         self.local_addr
     }
 
-    /// A handle to stop the server (`handle.stop(true)` drains in-flight requests).
+    /// A handle to stop the server at once (`handle.stop(true)` drains in-flight requests,
+    /// but WebSockets only end when their clients go).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (a signal, or [`ServerHandle::stop`]).
+    /// A handle for a graceful shutdown (what SIGTERM and SIGINT do).
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// The node's real-time layer (for tests that look at it).
+    pub fn realtime(&self) -> &Realtime {
+        &self.context.state.realtime
+    }
+
+    /// Serves until the server is stopped: SIGTERM or SIGINT, [`Shutdown::trigger`], or
+    /// [`ServerHandle::stop`]. Renews this node's presence lease before the first session.
     pub async fn run_until_stopped(self) -> io::Result<()> {
+        let realtime = self.context.state.realtime.clone();
+        let presence =
+            spawn_presence_tasks(realtime.presence.clone(), realtime.lifecycle.stopped())
+                .await
+                .map_err(|e| io::Error::other(format!("presence backend unavailable: {e}")))?;
+        let _ = realtime.grace.set(presence.grace().clone());
+        let typing_ttl = Duration::from_millis(realtime.settings.typing_ttl_ms);
+        let sweeper = spawn_typing_sweeper(
+            realtime.typing.clone(),
+            sweep_interval(typing_ttl),
+            realtime.lifecycle.stopped(),
+        );
         let limiter = self.context.state.login_limiter.clone();
+        let throttles = realtime.throttles.clone();
         let cleanup = tokio::spawn(async move {
             let mut every = tokio::time::interval(LIMITER_CLEANUP_EVERY);
             loop {
                 every.tick().await;
                 limiter.forget_idle();
+                throttles.forget_idle();
             }
+        });
+        let handle = self.server.handle();
+        let shutdown = self.shutdown.clone();
+        let stopper = tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown.requested() => {}
+                () = termination_signal() => {}
+            }
+            graceful_shutdown(&realtime, presence).await;
+            handle.stop(true).await;
         });
         let served = self.server.await;
         cleanup.abort();
+        sweeper.abort();
+        if !stopper.is_finished() {
+            stopper.abort();
+        }
         served
     }
+}
+
+/// How long the HTTP server waits for open connections once told to stop.
+const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::warn!("cannot listen for signals; stop the server another way");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// The graceful shutdown of a node, before its HTTP server stops: readiness 503 at once,
+/// every session closed with 1001 once its in-flight sends are answered, the commit batcher
+/// and the receipt flusher drained, the node's presence removed.
+async fn graceful_shutdown(
+    realtime: &Realtime,
+    presence: crate::realtime::presence_tasks::PresenceTasks,
+) {
+    realtime.lifecycle.begin_draining();
+    realtime.hub.close_all(crate::ws::session::CLOSE_GOING_AWAY);
+    let grace = Duration::from_millis(realtime.settings.close_grace_ms);
+    let deadline = tokio::time::Instant::now() + grace * 2 + Duration::from_secs(1);
+    while realtime.hub.session_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    realtime.batcher.drain().await;
+    realtime.receipts.drain(grace).await;
+    realtime.lifecycle.stop_tasks();
+    let presence_grace = Duration::from_millis(realtime.settings.presence_grace_ms);
+    if tokio::time::timeout(presence_grace + grace, presence.stopped())
+        .await
+        .is_err()
+    {
+        tracing::warn!("presence cleanup did not finish in time");
+    }
+    tracing::info!("real-time layer stopped; stopping the HTTP server");
 }
 
 /// The configured secret; in embedded mode without one, the generated one.

@@ -11,6 +11,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
 use actix_web::{web, HttpResponse};
 use domain::conversation::ConversationKind;
+use domain::realtime::ConversationChange;
 use domain::{ConversationId, UserId};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -48,6 +49,11 @@ pub async fn create(
     let dto = ConversationDto::new(&details, user.0);
     Ok(if created {
         tracing::info!(conversation_id = %dto.id, kind = %kind, "conversation created");
+        // Every member's sessions start following it (and hear of it) at once.
+        state
+            .realtime
+            .announce_conversation(ConversationChange::Created, details, None)
+            .await;
         HttpResponse::Created().json(dto)
     } else {
         HttpResponse::Ok().json(dto)
@@ -139,7 +145,12 @@ pub async fn rename(
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = parse_or_nil(&id);
     let details = state.conversations.rename(user.0, id, &body.title).await?;
-    Ok(HttpResponse::Ok().json(ConversationDto::new(&details, user.0)))
+    let dto = ConversationDto::new(&details, user.0);
+    state
+        .realtime
+        .announce_conversation(ConversationChange::Renamed, details, None)
+        .await;
+    Ok(HttpResponse::Ok().json(dto))
 }
 
 /// Adds a member to a group (owner and admins).
@@ -164,11 +175,14 @@ pub async fn add_member(
     JsonBody(body): JsonBody<AddMemberRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = parse_or_nil(&id);
-    let details = state
-        .conversations
-        .add_member(user.0, id, UserId::from_uuid(body.user_id))
-        .await?;
-    Ok(HttpResponse::Ok().json(ConversationDto::new(&details, user.0)))
+    let added = UserId::from_uuid(body.user_id);
+    let details = state.conversations.add_member(user.0, id, added).await?;
+    let dto = ConversationDto::new(&details, user.0);
+    state
+        .realtime
+        .announce_conversation(ConversationChange::MemberAdded, details, Some(added))
+        .await;
+    Ok(HttpResponse::Ok().json(dto))
 }
 
 /// Removes a member from a group: the owner removes anyone, an admin members only.
@@ -194,10 +208,12 @@ pub async fn remove_member(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, member) = path.into_inner();
+    let (id, member): (ConversationId, UserId) = (parse_or_nil(&id), parse_or_nil(&member));
     state
         .conversations
-        .remove_member(user.0, parse_or_nil(&id), parse_or_nil(&member))
+        .remove_member(user.0, id, member)
         .await?;
+    announce_removal(&state, id, member).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -218,8 +234,24 @@ pub async fn leave(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.conversations.leave(user.0, parse_or_nil(&id)).await?;
+    let id: ConversationId = parse_or_nil(&id);
+    state.conversations.leave(user.0, id).await?;
+    announce_removal(&state, id, user.0).await;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `member` is out of `id`: its sessions stop following the conversation before any later
+/// event of it (the removal is published before the request is answered).
+async fn announce_removal(state: &AppState, id: ConversationId, member: UserId) {
+    match state.realtime.current(id).await {
+        Some(details) => {
+            state
+                .realtime
+                .announce_conversation(ConversationChange::MemberRemoved, details, Some(member))
+                .await;
+        }
+        None => tracing::warn!(conversation_id = %id, "a removal could not be announced"),
+    }
 }
 
 /// The caller's unread counts, per conversation and in total.

@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (it can serve: storage answers).
+//! `/healthz` (the process answers), `/readyz` (it can serve: storage and Redis answer, and
+//! it is not shutting down) and `/metrics` (Prometheus).
 
 use super::dto::HealthDto;
 use crate::app::AppState;
@@ -15,8 +16,9 @@ pub async fn healthz() -> HttpResponse {
     })
 }
 
-/// Readiness: 200 when storage answers a trivial query, else 503, so a load balancer
-/// stops sending traffic to a node that cannot serve it.
+/// Readiness: 200 when storage answers a trivial query and Redis (scale-out) a `PING`, else
+/// 503, so a load balancer stops sending traffic to a node that cannot serve it. A node that
+/// is shutting down answers 503 at once.
 #[utoipa::path(
     get, path = "/readyz", tag = "health",
     responses(
@@ -25,15 +27,31 @@ pub async fn healthz() -> HttpResponse {
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.health.ping().await {
-        Ok(()) => HttpResponse::Ok().json(HealthDto {
-            status: "ok".to_owned(),
-        }),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable().json(HealthDto {
-                status: "unavailable".to_owned(),
-            })
-        }
+    let unavailable = |status: &str| {
+        HttpResponse::ServiceUnavailable().json(HealthDto {
+            status: status.to_owned(),
+        })
+    };
+    if state.realtime.lifecycle.is_draining() {
+        return unavailable("shutting_down");
     }
+    if let Err(e) = state.health.ping().await {
+        tracing::warn!(error = %e, "readiness check failed: storage");
+        return unavailable("unavailable");
+    }
+    if let Err(e) = state.realtime.ready().await {
+        tracing::warn!(error = %e, "readiness check failed: redis");
+        return unavailable("unavailable");
+    }
+    HttpResponse::Ok().json(HealthDto {
+        status: "ok".to_owned(),
+    })
+}
+
+/// The node's figures in the Prometheus text format: sessions, commits and batch sizes,
+/// messages out, queue depths.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.realtime.render_metrics())
 }

@@ -1,5 +1,7 @@
 //! `/conversations/{id}/messages` and `/conversations/{id}/read`: the REST fallback of the
-//! WebSocket protocol, with the same idempotency.
+//! WebSocket protocol. A send takes the same path as a WebSocket `message` frame (validation,
+//! rate limit, the node's group-commit batcher, the broadcast), so it has the same idempotency;
+//! reads and fetches announce the receipts they move.
 
 use super::body::JsonBody;
 use super::dto::{MarkReadRequest, MessageDto, SendMessageRequest, UnreadCountDto};
@@ -9,8 +11,9 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
 use actix_web::{web, HttpResponse};
 use domain::message::AppendOutcome;
-use domain::services::{MessageService, SendCommand};
-use domain::{ConversationId, MessageId};
+use domain::realtime::{Event, Topic};
+use domain::services::{HistoryPage, MessageService, SendCommand};
+use domain::{ConversationId, MessageId, UserId};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -32,6 +35,8 @@ const DEFAULT_HISTORY_LIMIT: u32 = 50;
         (status = 409, description = "`temp_id_conflict`: `temp_id` used for another message", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 422, description = "`validation_failed`: blank or too-long content, bad temp_id", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many messages (`Retry-After`)", body = ErrorBody),
+        (status = 503, description = "`unavailable`: storage or pub/sub down; nothing was done, retry with the same temp_id", body = ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.0))]
@@ -42,9 +47,17 @@ pub async fn send(
     JsonBody(body): JsonBody<SendMessageRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let conversation_id: ConversationId = parse_or_nil(&id);
-    let outcome = state
+    let throttle = &state.realtime.throttles.messages;
+    if let Err(not_until) = throttle.check_key(&user.0) {
+        use governor::clock::Clock;
+        let wait = not_until.wait_time_from(throttle.clock().now());
+        return Err(ApiError::RateLimited {
+            retry_after_secs: crate::auth::RetryAfter(wait).as_secs_ceil(),
+        });
+    }
+    let prepared = state
         .messages
-        .send(SendCommand {
+        .prepare_send(SendCommand {
             sender: user.0,
             conversation_id,
             content: body.content,
@@ -53,6 +66,7 @@ pub async fn send(
             reply_to: body.reply_to.map(MessageId::from_uuid),
         })
         .await?;
+    let outcome = state.realtime.batcher.send(prepared, None).await?;
     if let AppendOutcome::Created(message) = &outcome {
         tracing::info!(conversation_id = %conversation_id, seq = message.seq, "message sent");
         return Ok(HttpResponse::Created().json(MessageDto::sent(&outcome)));
@@ -131,8 +145,34 @@ pub async fn history(
                 .await?
         }
     };
+    announce_delivered(&state, user.0, conversation_id, &page).await;
     let dtos: Vec<MessageDto> = page.messages.iter().map(MessageDto::from).collect();
     Ok(HttpResponse::Ok().json(dtos))
+}
+
+/// Fetching moved the reader's delivered watermark: tell the conversation (the senders'
+/// ticks), at the message the watermark now points at.
+async fn announce_delivered(
+    state: &AppState,
+    me: UserId,
+    conversation_id: ConversationId,
+    page: &HistoryPage,
+) {
+    let Some(now) = &page.delivered else { return };
+    let seq = now.delivered_seq.max(now.read_seq);
+    let Some(view) = page.messages.iter().find(|v| v.message.seq == seq) else {
+        return;
+    };
+    let event = Event::Delivered {
+        conversation_id,
+        message_id: view.message.id,
+        seq,
+        user_id: me,
+    };
+    state
+        .realtime
+        .announce(Topic::Conversation(conversation_id), event)
+        .await;
 }
 
 /// Marks everything up to and including a message read. The watermark never moves back.
@@ -154,14 +194,38 @@ pub async fn mark_read(
     id: web::Path<String>,
     JsonBody(body): JsonBody<MarkReadRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let conversation_id: ConversationId = parse_or_nil(&id);
     let outcome = state
         .messages
         .mark_read(
             user.0,
-            parse_or_nil(&id),
+            conversation_id,
             MessageId::from_uuid(body.last_read_message_id),
         )
         .await?;
+    // The watermark never moves back: announce where it is now (the reader's other sessions
+    // and the senders' ticks), and the reader's unread counts.
+    let read = Event::Read {
+        conversation_id,
+        message_id: outcome.message.id,
+        seq: outcome.message.seq,
+        read_by: user.0,
+        read_at: chrono::Utc::now(),
+    };
+    if outcome.watermarks.read_seq == outcome.message.seq {
+        state
+            .realtime
+            .announce(Topic::Conversation(conversation_id), read)
+            .await;
+    }
+    if let Ok((total, _)) = state.conversations.unread(user.0).await {
+        let unread = Event::Unread {
+            conversation_id,
+            unread_count: outcome.unread_count,
+            total,
+        };
+        state.realtime.announce(Topic::User(user.0), unread).await;
+    }
     Ok(HttpResponse::Ok().json(UnreadCountDto {
         unread_count: outcome.unread_count,
     }))

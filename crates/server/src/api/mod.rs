@@ -66,7 +66,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource("/openapi.json").route(web::get().to(openapi::document))),
     )
     .service(resource("/healthz").route(web::get().to(health::healthz)))
-    .service(resource("/readyz").route(web::get().to(health::readyz)));
+    .service(resource("/readyz").route(web::get().to(health::readyz)))
+    .service(resource("/metrics").route(web::get().to(health::metrics)));
 }
 
 /// A resource that answers a wrong method with the JSON 405 rather than an empty body.

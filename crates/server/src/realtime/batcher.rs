@@ -1,0 +1,558 @@
+//! [`CommitBatcher`]: group commit for every send of the node, WebSocket and REST alike.
+//!
+//! One task takes the first queued send, drains whatever else is queued (up to
+//! `commit_max_batch`), appends them all in ONE transaction, and repeats. A batch closes when
+//! the previous commit returns, never on a timer: an idle server commits a lone message at
+//! once, a busy one commits many per transaction. A second task publishes each new message
+//! and then answers its sender, in commit order, while the next batch commits.
+//!
+//! Acks come only after commit; a retried `temp_id` ([`AppendOutcome::Replayed`]) is answered
+//! with the original and not broadcast again. When the commit fails every waiter of the batch
+//! gets the error (`unavailable`) and nothing was written. When publishing a committed message
+//! fails its sender gets `unavailable` too: its retry is answered from storage, and recipients
+//! fetch the message as a gap on their next event or `sync`.
+
+use super::metrics::Metrics;
+use domain::message::{AppendOutcome, NewMessage};
+use domain::realtime::{Event, EventPublisher, SessionId, Topic};
+use domain::services::{ChatError, MessageService};
+use domain::StorageError;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// What a send comes to.
+pub type SendResult = Result<AppendOutcome, ChatError>;
+
+/// Sends waiting to be committed, at most (senders wait for room beyond).
+const QUEUE_CAPACITY: usize = 8192;
+
+struct Pending {
+    message: NewMessage,
+    origin: Option<SessionId>,
+    reply: oneshot::Sender<SendResult>,
+}
+
+enum Command {
+    Send(Pending),
+    /// Answered once everything queued before it was committed, published and answered.
+    Drain(oneshot::Sender<()>),
+}
+
+enum Committed {
+    Batch(Vec<(Option<SessionId>, oneshot::Sender<SendResult>, SendResult)>),
+    Drain(oneshot::Sender<()>),
+}
+
+/// The node's group-commit batcher. Cheap to clone.
+#[derive(Clone)]
+pub struct CommitBatcher {
+    queue: mpsc::Sender<Command>,
+}
+
+impl CommitBatcher {
+    /// Starts the commit and publish tasks on the current runtime.
+    pub fn start(
+        service: MessageService,
+        publisher: Arc<dyn EventPublisher>,
+        max_batch: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let (queue, commands) = mpsc::channel(QUEUE_CAPACITY);
+        let (committed, results) = mpsc::unbounded_channel();
+        tokio::spawn(commit_loop(
+            commands,
+            committed,
+            service,
+            max_batch.max(1),
+            metrics,
+        ));
+        tokio::spawn(publish_loop(results, publisher));
+        Self { queue }
+    }
+
+    /// Queues a prepared message; the answer comes on the receiver once it is committed
+    /// (and published). Queuing order is commit order, so one client's sends keep their order.
+    pub async fn enqueue(
+        &self,
+        message: NewMessage,
+        origin: Option<SessionId>,
+    ) -> Result<oneshot::Receiver<SendResult>, ChatError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Command::Send(Pending {
+                message,
+                origin,
+                reply,
+            }))
+            .await
+            .map_err(|_| stopped())?;
+        Ok(answer)
+    }
+
+    /// Queues a prepared message and waits for its outcome.
+    pub async fn send(&self, message: NewMessage, origin: Option<SessionId>) -> SendResult {
+        let answer = self.enqueue(message, origin).await?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Waits until every send queued so far is committed, published and answered.
+    pub async fn drain(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.queue.send(Command::Drain(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    /// Sends waiting in the queue now.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+}
+
+fn stopped() -> ChatError {
+    ChatError::Storage(StorageError::msg("the commit batcher has stopped"))
+}
+
+async fn commit_loop(
+    mut commands: mpsc::Receiver<Command>,
+    committed: mpsc::UnboundedSender<Committed>,
+    service: MessageService,
+    max_batch: usize,
+    metrics: Arc<Metrics>,
+) {
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(command) => command,
+            None => match commands.recv().await {
+                Some(command) => command,
+                None => return,
+            },
+        };
+        let first = match first {
+            Command::Send(pending) => pending,
+            Command::Drain(done) => {
+                let _ = committed.send(Committed::Drain(done));
+                continue;
+            }
+        };
+        // Whatever queued while the previous commit ran joins this batch.
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match commands.try_recv() {
+                Ok(Command::Send(pending)) => batch.push(pending),
+                Ok(drain @ Command::Drain(_)) => {
+                    // Keep it for after this batch: it must follow everything before it.
+                    next = Some(drain);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let (messages, waiters): (Vec<NewMessage>, Vec<_>) = batch
+            .into_iter()
+            .map(|p| (p.message, (p.origin, p.reply)))
+            .unzip();
+        let answers = match service.append(&messages).await {
+            Ok(results) => {
+                let created = results
+                    .iter()
+                    .filter(|r| matches!(r, Ok(AppendOutcome::Created(_))))
+                    .count();
+                let replayed = results
+                    .iter()
+                    .filter(|r| matches!(r, Ok(AppendOutcome::Replayed(_))))
+                    .count();
+                metrics.record_commit(messages.len(), created, replayed);
+                waiters
+                    .into_iter()
+                    .zip(results)
+                    .map(|((origin, reply), result)| (origin, reply, result))
+                    .collect()
+            }
+            Err(e) => {
+                metrics.record_commit_failure();
+                tracing::error!(error = %e, batch = messages.len(), "commit failed: every send of the batch is refused");
+                let cause = e.to_string();
+                waiters
+                    .into_iter()
+                    .map(|(origin, reply)| {
+                        (
+                            origin,
+                            reply,
+                            Err(ChatError::Storage(StorageError::msg(cause.clone()))),
+                        )
+                    })
+                    .collect()
+            }
+        };
+        if committed.send(Committed::Batch(answers)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn publish_loop(
+    mut results: mpsc::UnboundedReceiver<Committed>,
+    publisher: Arc<dyn EventPublisher>,
+) {
+    while let Some(committed) = results.recv().await {
+        match committed {
+            Committed::Drain(done) => {
+                let _ = done.send(());
+            }
+            Committed::Batch(answers) => {
+                for (origin, reply, result) in answers {
+                    let result = match result {
+                        Ok(AppendOutcome::Created(message)) => {
+                            let topic = Topic::Conversation(message.conversation_id);
+                            let event = Event::Message {
+                                message: message.clone(),
+                                origin,
+                            };
+                            match publisher.publish(topic, event).await {
+                                Ok(()) => Ok(AppendOutcome::Created(message)),
+                                Err(e) => {
+                                    tracing::error!(error = %e, %topic, seq = message.seq, "a committed message could not be published");
+                                    Err(ChatError::Storage(StorageError::msg(e.to_string())))
+                                }
+                            }
+                        }
+                        other => other,
+                    };
+                    // The sender may be gone (socket closed): the message is committed anyway.
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use async_trait::async_trait;
+    use chrono::Utc;
+    use domain::conversation::{Participant, Role};
+    use domain::message::{AppendRejection, ClientMsgId, ContentType, Message, MessageContent};
+    use domain::ports::{MessageStore, MockConversationStore, MockReceiptStore, SystemClock};
+    use domain::realtime::{MockEventPublisher, RealtimeError};
+    use domain::{ConversationId, Limits, MessageId, UserId};
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tokio::sync::Semaphore;
+
+    /// Appends in memory; each call waits for a permit, so a test can hold a commit open.
+    struct FakeMessages {
+        batches: Mutex<Vec<Vec<NewMessage>>>,
+        gate: Semaphore,
+        fail: bool,
+        seen: Mutex<Vec<(UserId, String)>>,
+    }
+
+    impl FakeMessages {
+        fn new(permits: usize, fail: bool) -> Arc<Self> {
+            Arc::new(Self {
+                batches: Mutex::new(Vec::new()),
+                gate: Semaphore::new(permits),
+                fail,
+                seen: Mutex::new(Vec::new()),
+            })
+        }
+
+        fn batch_sizes(&self) -> Vec<usize> {
+            self.batches.lock().unwrap().iter().map(Vec::len).collect()
+        }
+    }
+
+    fn stored(new: &NewMessage, seq: i64) -> Message {
+        Message {
+            id: new.id,
+            conversation_id: new.conversation_id,
+            seq,
+            sender_id: new.sender_id,
+            client_msg_id: new.client_msg_id.as_ref().map(|k| k.as_str().to_owned()),
+            content: new.content.as_str().to_owned(),
+            content_type: new.content_type,
+            reply_to: None,
+            created_at: new.created_at,
+            edited_at: None,
+            deleted_at: None,
+        }
+    }
+
+    #[async_trait]
+    impl MessageStore for FakeMessages {
+        async fn append_messages(
+            &self,
+            batch: &[NewMessage],
+        ) -> Result<Vec<Result<AppendOutcome, AppendRejection>>, StorageError> {
+            self.gate.acquire().await.unwrap().forget();
+            self.batches.lock().unwrap().push(batch.to_vec());
+            if self.fail {
+                return Err(StorageError::msg("database is down"));
+            }
+            let mut seen = self.seen.lock().unwrap();
+            Ok(batch
+                .iter()
+                .map(|m| {
+                    let key = (
+                        m.sender_id,
+                        m.client_msg_id
+                            .as_ref()
+                            .map(|k| k.as_str().to_owned())
+                            .unwrap_or_default(),
+                    );
+                    if let Some(i) = seen.iter().position(|k| *k == key) {
+                        return Ok(AppendOutcome::Replayed(stored(m, i as i64 + 1)));
+                    }
+                    seen.push(key);
+                    Ok(AppendOutcome::Created(stored(m, seen.len() as i64)))
+                })
+                .collect())
+        }
+        async fn messages_before(
+            &self,
+            _: ConversationId,
+            _: Option<i64>,
+            _: u32,
+        ) -> Result<Vec<Message>, StorageError> {
+            Ok(vec![])
+        }
+        async fn messages_after(
+            &self,
+            _: ConversationId,
+            _: i64,
+            _: u32,
+        ) -> Result<Vec<Message>, StorageError> {
+            Ok(vec![])
+        }
+        async fn message(
+            &self,
+            _: ConversationId,
+            _: MessageId,
+        ) -> Result<Option<Message>, StorageError> {
+            Ok(None)
+        }
+    }
+
+    fn service(messages: Arc<FakeMessages>) -> MessageService {
+        let mut conversations = MockConversationStore::new();
+        conversations.expect_participant().returning(|c, u| {
+            Ok(Some(Participant {
+                conversation_id: c,
+                user_id: u,
+                role: Role::Member,
+                joined_at: Utc::now(),
+                delivered_seq: 0,
+                read_seq: 0,
+            }))
+        });
+        MessageService::new(
+            messages,
+            Arc::new(conversations),
+            Arc::new(MockReceiptStore::new()),
+            Arc::new(SystemClock),
+            Limits::default(),
+        )
+    }
+
+    fn new_message(c: ConversationId, sender: UserId, key: &str) -> NewMessage {
+        NewMessage {
+            id: MessageId::new(),
+            conversation_id: c,
+            sender_id: sender,
+            client_msg_id: Some(ClientMsgId::parse(key).unwrap()),
+            content: MessageContent::parse("hi", 100).unwrap(),
+            content_type: ContentType::Text,
+            reply_to: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn publisher(times: usize) -> (Arc<MockEventPublisher>, Arc<Mutex<Vec<i64>>>) {
+        let published = Arc::new(Mutex::new(Vec::new()));
+        let seen = published.clone();
+        let mut mock = MockEventPublisher::new();
+        mock.expect_publish()
+            .times(times)
+            .returning(move |_, event| {
+                if let Event::Message { message, .. } = event {
+                    seen.lock().unwrap().push(message.seq);
+                }
+                Ok(())
+            });
+        (Arc::new(mock), published)
+    }
+
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn a_lone_send_is_committed_at_once_without_waiting_for_company() {
+        let store = FakeMessages::new(100, false);
+        let (publisher, _) = publisher(1);
+        let batcher = CommitBatcher::start(service(store.clone()), publisher, 64, Arc::default());
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(2),
+            batcher.send(new_message(ConversationId::new(), UserId::new(), "a"), None),
+        )
+        .await
+        .expect("answered without a timer")
+        .unwrap();
+        assert!(matches!(outcome, AppendOutcome::Created(m) if m.seq == 1));
+        assert_eq!(store.batch_sizes(), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn sends_queued_during_a_commit_share_the_next_transaction_and_are_answered_in_order() {
+        let store = FakeMessages::new(0, false);
+        let metrics = Arc::new(Metrics::default());
+        let (publisher, published) = publisher(5);
+        let batcher = CommitBatcher::start(service(store.clone()), publisher, 64, metrics.clone());
+        let (c, sender) = (ConversationId::new(), UserId::new());
+        let mut answers = Vec::new();
+        answers.push(
+            batcher
+                .enqueue(new_message(c, sender, "k0"), None)
+                .await
+                .unwrap(),
+        );
+        // The first commit is held open while four more sends queue up.
+        until("the first commit to start", || batcher.queue_depth() == 0).await;
+        for i in 1..5 {
+            let key = format!("k{i}");
+            answers.push(
+                batcher
+                    .enqueue(new_message(c, sender, &key), None)
+                    .await
+                    .unwrap(),
+            );
+        }
+        store.gate.add_permits(2);
+        let mut seqs = Vec::new();
+        for answer in answers {
+            seqs.push(answer.await.unwrap().unwrap().message().seq);
+        }
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5], "acks in send order");
+        assert_eq!(
+            store.batch_sizes(),
+            vec![1, 4],
+            "two transactions for five sends"
+        );
+        assert_eq!(metrics.commit_transactions(), 2);
+        assert_eq!(*published.lock().unwrap(), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_never_exceeds_the_maximum() {
+        let store = FakeMessages::new(0, false);
+        let (publisher, _) = publisher(7);
+        let batcher = CommitBatcher::start(service(store.clone()), publisher, 3, Arc::default());
+        let (c, sender) = (ConversationId::new(), UserId::new());
+        let mut answers = Vec::new();
+        for i in 0..7 {
+            let key = format!("k{i}");
+            answers.push(
+                batcher
+                    .enqueue(new_message(c, sender, &key), None)
+                    .await
+                    .unwrap(),
+            );
+        }
+        store.gate.add_permits(10);
+        for answer in answers {
+            answer.await.unwrap().unwrap();
+        }
+        assert_eq!(store.batch_sizes(), vec![3, 3, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_answers_every_waiter_unavailable_and_publishes_nothing() {
+        let store = FakeMessages::new(0, true);
+        let (publisher, _) = publisher(0);
+        let batcher = CommitBatcher::start(service(store.clone()), publisher, 64, Arc::default());
+        let c = ConversationId::new();
+        let mut answers = Vec::new();
+        for i in 0..3 {
+            let key = format!("k{i}");
+            answers.push(
+                batcher
+                    .enqueue(new_message(c, UserId::new(), &key), None)
+                    .await
+                    .unwrap(),
+            );
+        }
+        store.gate.add_permits(10);
+        for answer in answers {
+            assert!(matches!(answer.await.unwrap(), Err(ChatError::Storage(_))));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retried_temp_id_is_acknowledged_again_but_not_broadcast_again() {
+        let store = FakeMessages::new(10, false);
+        let (publisher, published) = publisher(1);
+        let batcher = CommitBatcher::start(service(store), publisher, 64, Arc::default());
+        let (c, sender) = (ConversationId::new(), UserId::new());
+        let first = batcher
+            .send(new_message(c, sender, "same"), None)
+            .await
+            .unwrap();
+        let retry = batcher
+            .send(new_message(c, sender, "same"), None)
+            .await
+            .unwrap();
+        assert!(matches!(first, AppendOutcome::Created(_)));
+        assert!(matches!(&retry, AppendOutcome::Replayed(m) if m.seq == first.message().seq));
+        assert_eq!(published.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_message_that_cannot_be_published_is_answered_unavailable() {
+        let store = FakeMessages::new(10, false);
+        let mut publisher = MockEventPublisher::new();
+        publisher
+            .expect_publish()
+            .returning(|_, _| Err(RealtimeError::msg("redis is down")));
+        let batcher = CommitBatcher::start(service(store), Arc::new(publisher), 64, Arc::default());
+        let result = batcher
+            .send(new_message(ConversationId::new(), UserId::new(), "a"), None)
+            .await;
+        assert!(matches!(result, Err(ChatError::Storage(_))));
+    }
+
+    #[tokio::test]
+    async fn drain_returns_once_everything_queued_before_it_is_answered() {
+        let store = FakeMessages::new(0, false);
+        let (publisher, _) = publisher(2);
+        let batcher = CommitBatcher::start(service(store.clone()), publisher, 64, Arc::default());
+        let c = ConversationId::new();
+        let a = batcher
+            .enqueue(new_message(c, UserId::new(), "a"), None)
+            .await
+            .unwrap();
+        let b = batcher
+            .enqueue(new_message(c, UserId::new(), "b"), None)
+            .await
+            .unwrap();
+        let drained = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.drain().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!drained.is_finished(), "the commit is still held open");
+        store.gate.add_permits(10);
+        drained.await.unwrap();
+        assert!(a.await.unwrap().is_ok() && b.await.unwrap().is_ok());
+    }
+}

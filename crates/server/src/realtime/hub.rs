@@ -1,0 +1,619 @@
+//! [`Hub`]: the node's fan-out. It implements [`PubSubSink`]: for each event the node's
+//! subscriptions bring, it parses the envelope header once, then hands the same frame
+//! (`Arc<str>`) to the bounded queue of every local session routed to the topic that should
+//! get it. A session whose queue is full is closed with 4009 rather than waited for, so one
+//! slow client never holds up the others.
+//!
+//! Routing is local (topic -> sessions on this node); whether the node receives a topic at all
+//! is the pub/sub adapter's reference count, held by the sessions. Membership events change
+//! routing here, synchronously, before any later event on the topic is routed: a removed
+//! member's sessions stop receiving the conversation at once.
+
+use super::envelope::{self, Header, Kind};
+use super::metrics::Metrics;
+use domain::realtime::{Payload, PubSubSink, SessionId, Topic};
+use domain::{ConversationId, UserId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{mpsc, Notify};
+
+/// Close code: the client did not read fast enough.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4009;
+
+/// An event routed to a session: the parsed header and the frame, both shared.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Routing header.
+    pub header: Arc<Header>,
+    /// The frame to write.
+    pub frame: Arc<str>,
+}
+
+/// What a session's queue carries.
+#[derive(Debug, Clone)]
+pub enum Inbound {
+    /// An event for the client.
+    Event(Delivery),
+    /// Pub/sub lost events while reconnecting: fetch every gap from storage.
+    Resync,
+}
+
+/// How a session is told, from outside its task, to close (4009, 1001...). The first code wins.
+#[derive(Debug, Default)]
+pub struct CloseSignal {
+    code: AtomicU16,
+    notify: Notify,
+}
+
+impl CloseSignal {
+    /// Asks the session to close with `code`; `false` when it was already asked.
+    pub fn close(&self, code: u16) -> bool {
+        let first = self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if first {
+            self.notify.notify_one();
+        }
+        first
+    }
+
+    /// The code asked for, if any.
+    pub fn code(&self) -> Option<u16> {
+        match self.code.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    /// Waits until a close is asked for; its code.
+    pub async fn wait(&self) -> u16 {
+        loop {
+            if let Some(code) = self.code() {
+                return code;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// A session joining the hub.
+pub struct Registration {
+    /// The session.
+    pub session: SessionId,
+    /// Its user.
+    pub user: UserId,
+    /// The conversation of `/ws/chat/{id}`; `None` on `/ws`.
+    pub scope: Option<ConversationId>,
+    /// Its bounded queue.
+    pub queue: mpsc::Sender<Inbound>,
+    /// How to close it.
+    pub close: Arc<CloseSignal>,
+}
+
+struct Entry {
+    user: UserId,
+    scope: Option<ConversationId>,
+    queue: mpsc::Sender<Inbound>,
+    close: Arc<CloseSignal>,
+    topics: Vec<Topic>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<SessionId, Entry>,
+    users: HashMap<UserId, Vec<SessionId>>,
+    topics: HashMap<Topic, Vec<SessionId>>,
+}
+
+impl State {
+    fn route(&mut self, session: SessionId, topic: Topic) -> bool {
+        let Some(entry) = self.sessions.get_mut(&session) else {
+            return false;
+        };
+        if entry.topics.contains(&topic) {
+            return false;
+        }
+        entry.topics.push(topic);
+        self.topics.entry(topic).or_default().push(session);
+        true
+    }
+
+    fn unroute(&mut self, session: SessionId, topic: Topic) -> bool {
+        let Some(entry) = self.sessions.get_mut(&session) else {
+            return false;
+        };
+        let Some(i) = entry.topics.iter().position(|t| *t == topic) else {
+            return false;
+        };
+        entry.topics.swap_remove(i);
+        remove_from(&mut self.topics, &topic, session);
+        true
+    }
+}
+
+fn remove_from<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Vec<SessionId>>,
+    key: &K,
+    session: SessionId,
+) {
+    if let Some(ids) = map.get_mut(key) {
+        if let Some(i) = ids.iter().position(|s| *s == session) {
+            ids.swap_remove(i);
+        }
+        if ids.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+/// The node's sessions and what each is routed to.
+pub struct Hub {
+    state: RwLock<State>,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            state: RwLock::new(State::default()),
+            metrics,
+        }
+    }
+
+    // Every critical section leaves the maps consistent before anything that could panic,
+    // so a poisoned lock is safe to use.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a session, routed to nothing yet.
+    pub fn register(&self, registration: Registration) {
+        let mut state = self.write();
+        state
+            .users
+            .entry(registration.user)
+            .or_default()
+            .push(registration.session);
+        state.sessions.insert(
+            registration.session,
+            Entry {
+                user: registration.user,
+                scope: registration.scope,
+                queue: registration.queue,
+                close: registration.close,
+                topics: Vec::new(),
+            },
+        );
+    }
+
+    /// Removes a session and every route of it.
+    pub fn unregister(&self, session: SessionId) {
+        let mut state = self.write();
+        let Some(entry) = state.sessions.remove(&session) else {
+            return;
+        };
+        for topic in &entry.topics {
+            remove_from(&mut state.topics, topic, session);
+        }
+        remove_from(&mut state.users, &entry.user, session);
+    }
+
+    /// Routes `topic` to `session`; `true` when it was not routed yet.
+    pub fn route(&self, session: SessionId, topic: Topic) -> bool {
+        self.write().route(session, topic)
+    }
+
+    /// Stops routing `topic` to `session`; `true` when it was routed.
+    pub fn unroute(&self, session: SessionId, topic: Topic) -> bool {
+        self.write().unroute(session, topic)
+    }
+
+    /// Whether `topic` is routed to `session`.
+    pub fn is_routed(&self, session: SessionId, topic: Topic) -> bool {
+        self.read()
+            .sessions
+            .get(&session)
+            .is_some_and(|e| e.topics.contains(&topic))
+    }
+
+    /// Asks every session to close with `code` (1001 at shutdown).
+    pub fn close_all(&self, code: u16) {
+        for entry in self.read().sessions.values() {
+            entry.close.close(code);
+        }
+    }
+
+    /// Sessions on this node.
+    pub fn session_count(&self) -> usize {
+        self.read().sessions.len()
+    }
+
+    /// Applies what a conversation event says about membership: the joining user's sessions
+    /// are routed to the conversation, the leaving user's are not any more.
+    fn apply_membership(&self, header: &Header) {
+        let Some(conversation) = header.conversation else {
+            return;
+        };
+        if header.joined.is_none() && header.left.is_none() {
+            return;
+        }
+        let topic = Topic::Conversation(conversation);
+        let mut state = self.write();
+        if let Some(user) = header.joined {
+            let sessions = state.users.get(&user).cloned().unwrap_or_default();
+            for session in sessions {
+                let in_scope = state
+                    .sessions
+                    .get(&session)
+                    .is_some_and(|e| e.scope.is_none_or(|s| s == conversation));
+                if in_scope {
+                    state.route(session, topic);
+                }
+            }
+        }
+        if let Some(user) = header.left {
+            let sessions = state.users.get(&user).cloned().unwrap_or_default();
+            for session in sessions {
+                state.unroute(session, topic);
+            }
+        }
+    }
+}
+
+/// Whether the session `id` (`entry`), routed to `topic`, gets an event with `header`.
+fn wants(id: SessionId, entry: &Entry, topic: Topic, header: &Header) -> bool {
+    if let (Some(scope), Topic::User(_)) = (entry.scope, topic) {
+        // A session of one conversation hears of the user's channel only about that one.
+        if header.kind != Kind::Presence && header.conversation != Some(scope) {
+            return false;
+        }
+    }
+    match header.kind {
+        Kind::Message => header.origin != Some(id.0),
+        Kind::Typing | Kind::Presence => header.user != Some(entry.user),
+        // The joining or leaving member hears of it on their own topic, once.
+        Kind::Conversation => {
+            !matches!(topic, Topic::Conversation(_))
+                || (header.joined != Some(entry.user) && header.left != Some(entry.user))
+        }
+        Kind::Delivered | Kind::Read | Kind::Unread => true,
+    }
+}
+
+impl PubSubSink for Hub {
+    fn deliver(&self, topic: Topic, payload: Payload) {
+        self.metrics.event_received();
+        let (header, frame) = match envelope::decode(&payload) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                tracing::warn!(%topic, error = %e, "dropping an event that is not an envelope");
+                return;
+            }
+        };
+        if header.kind == Kind::Conversation {
+            self.apply_membership(&header);
+        }
+        let delivery = Delivery {
+            header: Arc::new(header),
+            frame: Arc::from(frame),
+        };
+        let mut overflowed = Vec::new();
+        {
+            let state = self.read();
+            let Some(sessions) = state.topics.get(&topic) else {
+                return;
+            };
+            for id in sessions {
+                let Some(entry) = state.sessions.get(id) else {
+                    continue;
+                };
+                if !wants(*id, entry, topic, &delivery.header) {
+                    continue;
+                }
+                if let Err(mpsc::error::TrySendError::Full(_)) =
+                    entry.queue.try_send(Inbound::Event(delivery.clone()))
+                {
+                    overflowed.push(entry.close.clone());
+                }
+            }
+        }
+        for close in overflowed {
+            if close.close(CLOSE_SLOW_CONSUMER) {
+                self.metrics.slow_consumer();
+            }
+        }
+    }
+
+    fn resubscribed(&self) {
+        tracing::info!("pub/sub resubscribed: every session fetches its gaps");
+        let state = self.read();
+        for entry in state.sessions.values() {
+            if let Err(mpsc::error::TrySendError::Full(_)) = entry.queue.try_send(Inbound::Resync) {
+                if entry.close.close(CLOSE_SLOW_CONSUMER) {
+                    self.metrics.slow_consumer();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::realtime::publisher::envelope_of;
+    use chrono::Utc;
+    use domain::conversation::{Conversation, ConversationDetails, ConversationKind};
+    use domain::message::{ContentType, Message};
+    use domain::realtime::{ConversationChange, Event};
+    use domain::MessageId;
+
+    struct Client {
+        id: SessionId,
+        rx: mpsc::Receiver<Inbound>,
+        close: Arc<CloseSignal>,
+    }
+
+    impl Client {
+        fn frames(&mut self) -> Vec<Arc<str>> {
+            let mut out = Vec::new();
+            while let Ok(inbound) = self.rx.try_recv() {
+                if let Inbound::Event(d) = inbound {
+                    out.push(d.frame);
+                }
+            }
+            out
+        }
+    }
+
+    fn hub() -> Hub {
+        Hub::new(Arc::new(Metrics::default()))
+    }
+
+    fn connect(hub: &Hub, user: UserId, scope: Option<ConversationId>, queue: usize) -> Client {
+        let (tx, rx) = mpsc::channel(queue);
+        let id = SessionId::new();
+        let close = Arc::new(CloseSignal::default());
+        hub.register(Registration {
+            session: id,
+            user,
+            scope,
+            queue: tx,
+            close: close.clone(),
+        });
+        Client { id, rx, close }
+    }
+
+    fn message_event(
+        c: ConversationId,
+        seq: i64,
+        sender: UserId,
+        origin: Option<SessionId>,
+    ) -> Event {
+        Event::Message {
+            message: Message {
+                id: MessageId::new(),
+                conversation_id: c,
+                seq,
+                sender_id: sender,
+                client_msg_id: None,
+                content: format!("m{seq}"),
+                content_type: ContentType::Text,
+                reply_to: None,
+                created_at: Utc::now(),
+                edited_at: None,
+                deleted_at: None,
+            },
+            origin,
+        }
+    }
+
+    fn membership(c: ConversationId, change: ConversationChange, user: UserId) -> Event {
+        Event::Conversation {
+            change,
+            conversation: ConversationDetails {
+                conversation: Conversation {
+                    id: c,
+                    kind: ConversationKind::Group,
+                    title: Some("Team".into()),
+                    created_by: user,
+                    created_at: Utc::now(),
+                    last_seq: 0,
+                    last_message_at: None,
+                },
+                participants: vec![],
+            },
+            user_id: Some(user),
+        }
+    }
+
+    fn publish(hub: &Hub, topic: Topic, event: &Event) {
+        hub.deliver(topic, envelope_of(topic, event));
+    }
+
+    #[test]
+    fn an_event_reaches_every_routed_session_with_one_shared_frame() {
+        let hub = hub();
+        let c = ConversationId::new();
+        let topic = Topic::Conversation(c);
+        let mut a = connect(&hub, UserId::new(), None, 8);
+        let mut b = connect(&hub, UserId::new(), None, 8);
+        let mut outsider = connect(&hub, UserId::new(), None, 8);
+        hub.route(a.id, topic);
+        hub.route(b.id, topic);
+        publish(&hub, topic, &message_event(c, 1, UserId::new(), None));
+        let (fa, fb) = (a.frames(), b.frames());
+        assert_eq!((fa.len(), fb.len()), (1, 1));
+        assert!(Arc::ptr_eq(&fa[0], &fb[0]), "one serialisation per fan-out");
+        assert!(outsider.frames().is_empty());
+    }
+
+    #[test]
+    fn a_message_skips_its_origin_session_but_not_the_senders_other_sessions() {
+        let hub = hub();
+        let (c, sender) = (ConversationId::new(), UserId::new());
+        let topic = Topic::Conversation(c);
+        let mut phone = connect(&hub, sender, None, 8);
+        let mut laptop = connect(&hub, sender, None, 8);
+        hub.route(phone.id, topic);
+        hub.route(laptop.id, topic);
+        publish(&hub, topic, &message_event(c, 1, sender, Some(phone.id)));
+        assert!(phone.frames().is_empty());
+        assert_eq!(laptop.frames().len(), 1);
+    }
+
+    #[test]
+    fn typing_is_never_sent_to_the_typing_user() {
+        let hub = hub();
+        let (c, typist, other) = (ConversationId::new(), UserId::new(), UserId::new());
+        let topic = Topic::Conversation(c);
+        let mut own = connect(&hub, typist, None, 8);
+        let mut theirs = connect(&hub, other, None, 8);
+        hub.route(own.id, topic);
+        hub.route(theirs.id, topic);
+        let event = Event::Typing {
+            conversation_id: c,
+            user_id: typist,
+            is_typing: true,
+        };
+        publish(&hub, topic, &event);
+        assert!(own.frames().is_empty());
+        assert_eq!(theirs.frames().len(), 1);
+    }
+
+    #[test]
+    fn a_full_queue_closes_that_session_with_4009_and_spares_the_others() {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(metrics.clone());
+        let c = ConversationId::new();
+        let topic = Topic::Conversation(c);
+        let mut slow = connect(&hub, UserId::new(), None, 2);
+        let mut fast = connect(&hub, UserId::new(), None, 16);
+        hub.route(slow.id, topic);
+        hub.route(fast.id, topic);
+        for seq in 1..=3 {
+            publish(&hub, topic, &message_event(c, seq, UserId::new(), None));
+            // The fast client reads as it goes.
+            assert_eq!(fast.frames().len(), 1);
+        }
+        assert_eq!(slow.close.code(), Some(CLOSE_SLOW_CONSUMER));
+        assert_eq!(fast.close.code(), None);
+        assert_eq!(slow.frames().len(), 2);
+        assert!(metrics
+            .render(Default::default())
+            .contains("chat_slow_consumers_closed_total 1"));
+    }
+
+    #[test]
+    fn a_removed_member_is_unrouted_before_the_next_event_and_hears_of_it_once() {
+        let hub = hub();
+        let (c, leaver, stayer) = (ConversationId::new(), UserId::new(), UserId::new());
+        let (ct, ut) = (Topic::Conversation(c), Topic::User(leaver));
+        let mut gone = connect(&hub, leaver, None, 8);
+        let mut kept = connect(&hub, stayer, None, 8);
+        hub.route(gone.id, ct);
+        hub.route(gone.id, ut);
+        hub.route(kept.id, ct);
+        let removal = membership(c, ConversationChange::MemberRemoved, leaver);
+        publish(&hub, ct, &removal);
+        publish(&hub, ut, &removal);
+        publish(&hub, ct, &message_event(c, 5, stayer, None));
+        assert!(!hub.is_routed(gone.id, ct));
+        let frames = gone.frames();
+        assert_eq!(frames.len(), 1, "the removal once, and no later message");
+        assert!(frames[0].contains("member_removed"));
+        assert_eq!(kept.frames().len(), 2);
+    }
+
+    #[test]
+    fn an_added_member_is_routed_to_the_conversation_at_once() {
+        let hub = hub();
+        let (c, joiner) = (ConversationId::new(), UserId::new());
+        let (ct, ut) = (Topic::Conversation(c), Topic::User(joiner));
+        let mut new = connect(&hub, joiner, None, 8);
+        let mut elsewhere = connect(&hub, joiner, Some(ConversationId::new()), 8);
+        hub.route(new.id, ut);
+        hub.route(elsewhere.id, ut);
+        let addition = membership(c, ConversationChange::MemberAdded, joiner);
+        publish(&hub, ut, &addition);
+        publish(&hub, ct, &addition);
+        publish(&hub, ct, &message_event(c, 1, UserId::new(), None));
+        assert!(hub.is_routed(new.id, ct));
+        assert!(
+            !hub.is_routed(elsewhere.id, ct),
+            "a session of another conversation stays on its own"
+        );
+        assert_eq!(new.frames().len(), 2, "the addition once, then the message");
+        assert!(elsewhere.frames().is_empty());
+    }
+
+    #[test]
+    fn a_conversation_session_hears_only_its_conversation_from_the_user_channel() {
+        let hub = hub();
+        let (mine, other, user) = (ConversationId::new(), ConversationId::new(), UserId::new());
+        let ut = Topic::User(user);
+        let mut scoped = connect(&hub, user, Some(mine), 8);
+        hub.route(scoped.id, ut);
+        for c in [mine, other] {
+            let unread = Event::Unread {
+                conversation_id: c,
+                unread_count: 1,
+                total: 2,
+            };
+            publish(&hub, ut, &unread);
+        }
+        let frames = scoped.frames();
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].contains(&mine.to_string()));
+    }
+
+    #[test]
+    fn unregistering_removes_every_route() {
+        let hub = hub();
+        let c = ConversationId::new();
+        let mut a = connect(&hub, UserId::new(), None, 8);
+        hub.route(a.id, Topic::Conversation(c));
+        hub.unregister(a.id);
+        publish(
+            &hub,
+            Topic::Conversation(c),
+            &message_event(c, 1, UserId::new(), None),
+        );
+        assert!(a.frames().is_empty());
+        assert_eq!(hub.session_count(), 0);
+        assert!(
+            !hub.route(a.id, Topic::Conversation(c)),
+            "an unknown session is not routed"
+        );
+    }
+
+    #[test]
+    fn resubscription_asks_every_session_to_resync() {
+        let hub = hub();
+        let mut a = connect(&hub, UserId::new(), None, 8);
+        hub.resubscribed();
+        assert!(matches!(a.rx.try_recv(), Ok(Inbound::Resync)));
+    }
+
+    #[test]
+    fn close_all_asks_every_session_to_close_with_the_code() {
+        let hub = hub();
+        let a = connect(&hub, UserId::new(), None, 8);
+        let b = connect(&hub, UserId::new(), None, 8);
+        hub.close_all(1001);
+        assert_eq!((a.close.code(), b.close.code()), (Some(1001), Some(1001)));
+        assert!(!a.close.close(4009), "the first code wins");
+    }
+}

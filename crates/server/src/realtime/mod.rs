@@ -1,0 +1,371 @@
+//! The real-time layer of a node: fan-out ([`hub::Hub`]), group commit
+//! ([`batcher::CommitBatcher`]), receipt coalescing ([`receipts::ReceiptBatcher`]), the event
+//! envelope ([`envelope`]), presence and typing timers, and the node's [`Realtime`] bundle that
+//! WebSocket sessions and REST handlers share. The sessions themselves are in [`crate::ws`].
+//!
+//! Two backends from the same code: in process (`adapters-memory`, the embedded mode) or Redis
+//! (`adapters-redis`, any number of nodes).
+
+pub mod batcher;
+pub mod envelope;
+pub mod hub;
+pub mod metrics;
+pub mod presence_tasks;
+pub mod publisher;
+pub mod receipts;
+pub mod typing_tasks;
+
+use crate::config::{RealtimeSettings, RedisSettings};
+use adapters_memory::{MemoryPresence, MemoryPubSub, MemoryTyping};
+use batcher::CommitBatcher;
+use domain::conversation::ConversationDetails;
+use domain::ports::{Clock, ConversationStore, ReceiptStore, UserStore};
+use domain::realtime::{
+    ConversationChange, Event, EventPublisher, NodeId, PresenceStore, PubSub, RealtimeError, Topic,
+    TypingStore,
+};
+use domain::services::{
+    MessageService, PresenceService, PresenceSettings, TypingService, TypingSettings,
+};
+use domain::UserId;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use hub::Hub;
+use metrics::{Gauges, Metrics};
+use presence_tasks::OfflineGrace;
+use publisher::PubSubPublisher;
+use receipts::{ReceiptBatcher, ReceiptPorts};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The adapters of the real-time ports a node runs on.
+pub struct Backend {
+    /// Cross-node pub/sub, delivering into the node's hub.
+    pub pubsub: Arc<dyn PubSub>,
+    /// Session counts under node leases.
+    pub presence: Arc<dyn PresenceStore>,
+    /// Typing leases.
+    pub typing: Arc<dyn TypingStore>,
+    /// The Redis pool, for readiness checks (scale-out mode).
+    pub redis: Option<adapters_redis::Pool>,
+}
+
+/// What a node's real-time layer is built from: its figures, its hub, its adapters.
+pub struct Parts {
+    /// The node's counters.
+    pub metrics: Arc<Metrics>,
+    /// The node's fan-out (the pub/sub sink).
+    pub hub: Arc<Hub>,
+    /// The adapters.
+    pub backend: Backend,
+}
+
+impl Parts {
+    /// In-process adapters: the embedded single-node mode.
+    pub fn in_process() -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let backend = Backend {
+            pubsub: Arc::new(MemoryPubSub::new(hub.clone())),
+            presence: Arc::new(MemoryPresence::new()),
+            typing: Arc::new(MemoryTyping::new()),
+            redis: None,
+        };
+        Self {
+            metrics,
+            hub,
+            backend,
+        }
+    }
+
+    /// Redis adapters: one dedicated subscription connection for this node, a pool for the
+    /// rest, every key under `redis.key_prefix`. Fails when Redis cannot be reached now.
+    pub async fn redis(url: &str, settings: &RedisSettings) -> Result<Self, RealtimeError> {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let pool_size = usize::try_from(settings.pool_size).unwrap_or(16);
+        let pool = adapters_redis::pool(url, pool_size).await?;
+        let prefix = &settings.key_prefix;
+        let pubsub =
+            adapters_redis::RedisPubSub::connect(url, pool.clone(), prefix, hub.clone()).await?;
+        let backend = Backend {
+            pubsub: Arc::new(pubsub),
+            presence: Arc::new(adapters_redis::RedisPresence::new(pool.clone(), prefix)),
+            typing: Arc::new(adapters_redis::RedisTyping::new(pool.clone(), prefix)),
+            redis: Some(pool),
+        };
+        Ok(Self {
+            metrics,
+            hub,
+            backend,
+        })
+    }
+}
+
+/// The storage a node's real-time layer reads and writes besides the services.
+#[derive(Clone)]
+pub struct RealtimePorts {
+    /// Conversations (details to announce after a change).
+    pub conversations: Arc<dyn ConversationStore>,
+    /// Receipt watermarks (batched writes).
+    pub receipts: Arc<dyn ReceiptStore>,
+    /// Accounts (`last_seen_at`).
+    pub users: Arc<dyn UserStore>,
+}
+
+/// Whether the node is shutting down, for readiness and new upgrades.
+#[derive(Debug)]
+pub struct Lifecycle {
+    draining: AtomicBool,
+    stop: watch::Sender<bool>,
+}
+
+impl Lifecycle {
+    fn new() -> Self {
+        Self {
+            draining: AtomicBool::new(false),
+            stop: watch::Sender::new(false),
+        }
+    }
+
+    /// From now on `/readyz` answers 503 and upgrades are refused.
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether the node is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Stops the background tasks (presence lease, typing sweeper).
+    pub fn stop_tasks(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves once [`Self::stop_tasks`] was called.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.subscribe();
+        async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }
+    }
+}
+
+/// Per-user and per-IP throttles of the real-time layer.
+pub struct Throttles {
+    /// Sends per user (WebSocket and REST).
+    pub messages: DefaultKeyedRateLimiter<UserId>,
+    /// WebSocket upgrades per client IP.
+    pub upgrades: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Throttles {
+    fn new(settings: &RealtimeSettings) -> Self {
+        let quota = |rate: u32, burst: u32| {
+            Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+        };
+        Self {
+            messages: DefaultKeyedRateLimiter::keyed(quota(
+                settings.messages_per_second,
+                settings.message_burst,
+            )),
+            upgrades: DefaultKeyedRateLimiter::keyed(quota(
+                settings.upgrades_per_second,
+                settings.upgrade_burst,
+            )),
+        }
+    }
+
+    /// Forgets buckets that are full again, so the maps stay small.
+    pub fn forget_idle(&self) {
+        self.messages.retain_recent();
+        self.messages.shrink_to_fit();
+        self.upgrades.retain_recent();
+        self.upgrades.shrink_to_fit();
+    }
+}
+
+/// Everything of the real-time layer a session or a handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct Realtime {
+    /// This process.
+    pub node: NodeId,
+    /// `[realtime]`.
+    pub settings: RealtimeSettings,
+    /// Local fan-out.
+    pub hub: Arc<Hub>,
+    /// Cross-node pub/sub (sessions hold its subscriptions).
+    pub pubsub: Arc<dyn PubSub>,
+    /// Publishes domain events.
+    pub events: Arc<dyn EventPublisher>,
+    /// Group commit of every send.
+    pub batcher: CommitBatcher,
+    /// Coalesced receipt watermarks.
+    pub receipts: ReceiptBatcher,
+    /// Presence of users.
+    pub presence: PresenceService,
+    /// Typing leases.
+    pub typing: TypingService,
+    /// Offline checks after the grace period (set once the presence tasks run).
+    pub grace: Arc<OnceLock<OfflineGrace>>,
+    /// The node's figures.
+    pub metrics: Arc<Metrics>,
+    /// Rate limits.
+    pub throttles: Arc<Throttles>,
+    /// Shutdown state.
+    pub lifecycle: Arc<Lifecycle>,
+    /// Storage the layer reads besides the services.
+    pub ports: RealtimePorts,
+    redis: Option<adapters_redis::Pool>,
+}
+
+impl Realtime {
+    /// Starts the node's real-time layer (its batcher and receipt tasks) on `parts`.
+    pub fn start(
+        parts: Parts,
+        messages: MessageService,
+        ports: RealtimePorts,
+        clock: Arc<dyn Clock>,
+        settings: &RealtimeSettings,
+    ) -> Self {
+        let node = NodeId(uuid::Uuid::new_v4().to_string());
+        let Parts {
+            metrics,
+            hub,
+            backend,
+        } = parts;
+        let events: Arc<dyn EventPublisher> =
+            Arc::new(PubSubPublisher::new(backend.pubsub.clone()));
+        let batcher = CommitBatcher::start(
+            messages,
+            events.clone(),
+            settings.commit_max_batch,
+            metrics.clone(),
+        );
+        let receipts = ReceiptBatcher::start(
+            ReceiptPorts {
+                receipts: ports.receipts.clone(),
+                conversations: ports.conversations.clone(),
+                publisher: events.clone(),
+            },
+            settings.receipt_max_batch,
+            metrics.clone(),
+        );
+        let presence = PresenceService::new(
+            backend.presence,
+            events.clone(),
+            ports.conversations.clone(),
+            ports.users.clone(),
+            clock.clone(),
+            PresenceSettings {
+                node: node.clone(),
+                max_sessions_per_user: settings.max_sessions_per_user,
+                offline_grace: Duration::from_millis(settings.presence_grace_ms),
+                lease_ttl: Duration::from_millis(settings.presence_lease_ttl_ms),
+            },
+        );
+        let typing = TypingService::new(
+            backend.typing,
+            events.clone(),
+            clock,
+            TypingSettings {
+                lease_ttl: Duration::from_millis(settings.typing_ttl_ms),
+                forward_throttle: Duration::from_millis(settings.typing_forward_throttle_ms),
+            },
+        );
+        Self {
+            node,
+            settings: settings.clone(),
+            hub,
+            pubsub: backend.pubsub,
+            events,
+            batcher,
+            receipts,
+            presence,
+            typing,
+            grace: Arc::new(OnceLock::new()),
+            metrics,
+            throttles: Arc::new(Throttles::new(settings)),
+            lifecycle: Arc::new(Lifecycle::new()),
+            ports,
+            redis: backend.redis,
+        }
+    }
+
+    /// Publishes `event` on `topic`; a failure is logged, not returned: the change it
+    /// announces is committed, and clients catch up from storage.
+    pub async fn announce(&self, topic: Topic, event: Event) {
+        if let Err(e) = self.events.publish(topic, event).await {
+            tracing::warn!(error = %e, %topic, "an event could not be published");
+        }
+    }
+
+    /// Announces a conversation change: `created` on every member's own channel, a member
+    /// added or removed on the conversation and on that member's channel, a rename on the
+    /// conversation.
+    pub async fn announce_conversation(
+        &self,
+        change: ConversationChange,
+        details: ConversationDetails,
+        user: Option<UserId>,
+    ) {
+        let id = details.conversation.id;
+        let topics: Vec<Topic> = match change {
+            ConversationChange::Created => details
+                .participants
+                .iter()
+                .map(|p| Topic::User(p.participant.user_id))
+                .collect(),
+            ConversationChange::Renamed => vec![Topic::Conversation(id)],
+            ConversationChange::MemberAdded | ConversationChange::MemberRemoved => {
+                let mut topics = vec![Topic::Conversation(id)];
+                topics.extend(user.map(Topic::User));
+                topics
+            }
+        };
+        let event = Event::Conversation {
+            change,
+            conversation: details,
+            user_id: user,
+        };
+        for topic in topics {
+            self.announce(topic, event.clone()).await;
+        }
+    }
+
+    /// The conversation as it is now (after a change), for announcing it.
+    pub async fn current(&self, id: domain::ConversationId) -> Option<ConversationDetails> {
+        match self.ports.conversations.conversation(id).await {
+            Ok(details) => details,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a changed conversation to announce it");
+                None
+            }
+        }
+    }
+
+    /// Whether the real-time backend answers (Redis `PING`; always in process).
+    pub async fn ready(&self) -> Result<(), RealtimeError> {
+        let Some(pool) = &self.redis else {
+            return Ok(());
+        };
+        let mut connection = pool.get().await.map_err(RealtimeError::new)?;
+        deadpool_redis::redis::cmd("PING")
+            .exec_async(&mut connection)
+            .await
+            .map_err(RealtimeError::new)
+    }
+
+    /// The Prometheus exposition of the node's figures.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(Gauges {
+            commit_queue_depth: self.batcher.queue_depth(),
+            receipt_queue_depth: self.receipts.queue_depth(),
+        })
+    }
+}

@@ -1,0 +1,303 @@
+//! [`PubSubPublisher`]: the server's [`EventPublisher`]. Each domain [`Event`] becomes one
+//! envelope (routing header + the frame of `docs/protocol.md`), serialised once and
+//! published once per topic.
+
+use super::envelope::{self, Header, Kind};
+use crate::api::dto::{ConversationDto, MessageDto};
+use crate::ws::frames::ServerFrame;
+use async_trait::async_trait;
+use domain::message::MessageStatus;
+use domain::realtime::{
+    ConversationChange, Event, EventPublisher, Payload, PubSub, RealtimeError, Topic,
+};
+use domain::services::MessageView;
+use std::sync::Arc;
+
+/// Publishes events on the node's [`PubSub`].
+pub struct PubSubPublisher {
+    pubsub: Arc<dyn PubSub>,
+}
+
+impl PubSubPublisher {
+    /// A publisher on `pubsub`.
+    pub fn new(pubsub: Arc<dyn PubSub>) -> Self {
+        Self { pubsub }
+    }
+}
+
+#[async_trait]
+impl EventPublisher for PubSubPublisher {
+    async fn publish(&self, topic: Topic, event: Event) -> Result<(), RealtimeError> {
+        self.pubsub.publish(topic, envelope_of(topic, &event)).await
+    }
+}
+
+/// The envelope of `event` as published on `topic`.
+pub fn envelope_of(topic: Topic, event: &Event) -> Payload {
+    let (header, frame) = render(topic, event);
+    envelope::encode(&header, &frame)
+}
+
+/// The routing header and the client frame of an event.
+pub fn render(topic: Topic, event: &Event) -> (Header, String) {
+    match event {
+        Event::Message { message, origin } => {
+            let mut header = Header::new(Kind::Message, Some(message.conversation_id));
+            header.seq = Some(message.seq);
+            header.message_id = Some(message.id);
+            header.user = Some(message.sender_id);
+            header.origin = origin.map(|s| s.0);
+            // Nobody else has it yet: live messages go out as `sent`.
+            let dto = MessageDto::from(&MessageView {
+                message: message.clone(),
+                status: MessageStatus::Sent,
+            });
+            (header, ServerFrame::Message { message: &dto }.to_json())
+        }
+        Event::Delivered {
+            conversation_id,
+            message_id,
+            seq,
+            user_id,
+        } => {
+            let mut header = Header::new(Kind::Delivered, Some(*conversation_id));
+            header.user = Some(*user_id);
+            let frame = ServerFrame::Delivered {
+                conversation_id: conversation_id.as_uuid(),
+                message_id: message_id.as_uuid(),
+                seq: *seq,
+                user_id: user_id.as_uuid(),
+            };
+            (header, frame.to_json())
+        }
+        Event::Read {
+            conversation_id,
+            message_id,
+            seq,
+            read_by,
+            read_at,
+        } => {
+            let mut header = Header::new(Kind::Read, Some(*conversation_id));
+            header.user = Some(*read_by);
+            let frame = ServerFrame::ReadReceipt {
+                conversation_id: conversation_id.as_uuid(),
+                message_id: message_id.as_uuid(),
+                seq: *seq,
+                read_by: read_by.as_uuid(),
+                read_at: *read_at,
+            };
+            (header, frame.to_json())
+        }
+        Event::Typing {
+            conversation_id,
+            user_id,
+            is_typing,
+        } => {
+            let mut header = Header::new(Kind::Typing, Some(*conversation_id));
+            header.user = Some(*user_id);
+            let frame = ServerFrame::Typing {
+                conversation_id: conversation_id.as_uuid(),
+                user_id: user_id.as_uuid(),
+                is_typing: *is_typing,
+            };
+            (header, frame.to_json())
+        }
+        Event::Presence {
+            user_id,
+            status,
+            last_seen,
+        } => {
+            let conversation = match topic {
+                Topic::Conversation(id) => Some(id),
+                Topic::User(_) => None,
+            };
+            let mut header = Header::new(Kind::Presence, conversation);
+            header.user = Some(*user_id);
+            let frame = ServerFrame::Presence {
+                user_id: user_id.as_uuid(),
+                status: status.as_str(),
+                last_seen: *last_seen,
+            };
+            (header, frame.to_json())
+        }
+        Event::Conversation {
+            change,
+            conversation,
+            user_id,
+        } => {
+            let id = conversation.conversation.id;
+            let mut header = Header::new(Kind::Conversation, Some(id));
+            // Where a joining member's sessions start following the conversation.
+            header.seq = Some(conversation.conversation.last_seq);
+            match change {
+                ConversationChange::MemberAdded => header.joined = *user_id,
+                ConversationChange::MemberRemoved => header.left = *user_id,
+                // A new conversation is published on each member's own topic: that member
+                // joins it.
+                ConversationChange::Created => {
+                    if let Topic::User(member) = topic {
+                        header.joined = Some(member);
+                    }
+                }
+                ConversationChange::Renamed => {}
+            }
+            // `unread_count` is per viewer; a broadcast shows the one of the member it is
+            // about (the joining or leaving one), else the creator's.
+            let viewer = header
+                .joined
+                .or(header.left)
+                .unwrap_or(conversation.conversation.created_by);
+            let dto = ConversationDto::new(conversation, viewer);
+            let frame = ServerFrame::Conversation {
+                event: change.as_str(),
+                user_id: user_id.map(|u| u.as_uuid()),
+                conversation: &dto,
+            };
+            (header, frame.to_json())
+        }
+        Event::Unread {
+            conversation_id,
+            unread_count,
+            total,
+        } => {
+            let header = Header::new(Kind::Unread, Some(*conversation_id));
+            let frame = ServerFrame::Unread {
+                conversation_id: conversation_id.as_uuid(),
+                unread_count: *unread_count,
+                total: *total,
+            };
+            (header, frame.to_json())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use chrono::Utc;
+    use domain::conversation::{Conversation, ConversationDetails, ConversationKind};
+    use domain::message::{ContentType, Message};
+    use domain::realtime::{MockPubSub, SessionId};
+    use domain::{ConversationId, MessageId, UserId};
+    use mockall::predicate::eq;
+    use serde_json::Value;
+
+    fn message(conversation: ConversationId, seq: i64, sender: UserId) -> Message {
+        Message {
+            id: MessageId::new(),
+            conversation_id: conversation,
+            seq,
+            sender_id: sender,
+            client_msg_id: Some("t-1".into()),
+            content: "hi".into(),
+            content_type: ContentType::Text,
+            reply_to: None,
+            created_at: Utc::now(),
+            edited_at: None,
+            deleted_at: None,
+        }
+    }
+
+    fn details(id: ConversationId, creator: UserId) -> ConversationDetails {
+        ConversationDetails {
+            conversation: Conversation {
+                id,
+                kind: ConversationKind::Group,
+                title: Some("Team".into()),
+                created_by: creator,
+                created_at: Utc::now(),
+                last_seq: 0,
+                last_message_at: None,
+            },
+            participants: vec![],
+        }
+    }
+
+    #[test]
+    fn a_message_event_carries_its_seq_sender_and_origin_in_the_header() {
+        let (c, sender, origin) = (ConversationId::new(), UserId::new(), SessionId::new());
+        let m = message(c, 7, sender);
+        let (header, frame) = render(
+            Topic::Conversation(c),
+            &Event::Message {
+                message: m.clone(),
+                origin: Some(origin),
+            },
+        );
+        assert_eq!(header.kind, Kind::Message);
+        assert_eq!(
+            (header.conversation, header.seq, header.user, header.origin),
+            (Some(c), Some(7), Some(sender), Some(origin.0))
+        );
+        assert_eq!(header.message_id, Some(m.id));
+        let frame: Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(frame["type"], "message");
+        assert_eq!(frame["message"]["seq"], 7);
+        assert_eq!(frame["message"]["status"], "sent");
+        assert_eq!(frame["message"]["temp_id"], "t-1");
+    }
+
+    #[test]
+    fn a_created_conversation_is_joined_by_the_member_whose_topic_carries_it() {
+        let (c, creator, member) = (ConversationId::new(), UserId::new(), UserId::new());
+        let event = Event::Conversation {
+            change: ConversationChange::Created,
+            conversation: details(c, creator),
+            user_id: None,
+        };
+        let (header, frame) = render(Topic::User(member), &event);
+        assert_eq!(header.joined, Some(member));
+        let frame: Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(frame["event"], "created");
+        assert_eq!(frame["conversation"]["id"], c.to_string());
+    }
+
+    #[test]
+    fn a_removal_names_who_left_and_an_addition_who_joined() {
+        let (c, creator, member) = (ConversationId::new(), UserId::new(), UserId::new());
+        for (change, joined, left) in [
+            (ConversationChange::MemberAdded, Some(member), None),
+            (ConversationChange::MemberRemoved, None, Some(member)),
+        ] {
+            let event = Event::Conversation {
+                change,
+                conversation: details(c, creator),
+                user_id: Some(member),
+            };
+            let (header, frame) = render(Topic::Conversation(c), &event);
+            assert_eq!((header.joined, header.left), (joined, left));
+            let frame: Value = serde_json::from_str(&frame).unwrap();
+            assert_eq!(frame["user_id"], member.to_string());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_is_published_once_on_its_topic_as_an_envelope() {
+        let c = ConversationId::new();
+        let mut pubsub = MockPubSub::new();
+        pubsub
+            .expect_publish()
+            .with(eq(Topic::Conversation(c)), mockall::predicate::always())
+            .times(1)
+            .returning(|_, payload| {
+                let (header, frame) = envelope::decode(&payload).unwrap();
+                assert_eq!(header.kind, Kind::Typing);
+                assert!(frame.contains("\"is_typing\":true"));
+                Ok(())
+            });
+        let publisher = PubSubPublisher::new(Arc::new(pubsub));
+        publisher
+            .publish(
+                Topic::Conversation(c),
+                Event::Typing {
+                    conversation_id: c,
+                    user_id: UserId::new(),
+                    is_typing: true,
+                },
+            )
+            .await
+            .unwrap();
+    }
+}

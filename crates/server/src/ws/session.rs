@@ -1,0 +1,1174 @@
+//! One WebSocket session: from the accepted socket to its close.
+//!
+//! On open: the session cap (presence, 1008), the user's channel and every conversation
+//! subscribed (routed in the hub and referenced in pub/sub), THEN the snapshot read and `hello`
+//! sent, so anything committed meanwhile is either in the snapshot or arrives live.
+//!
+//! Then one task serves the socket: client frames, events the hub queued for it, send
+//! acknowledgements (in send order), heartbeats and the token's expiry. Each conversation has
+//! an [`OrderedFeed`]: live messages come out in seq order exactly once; a hole is fetched
+//! from storage; a `sync` below the feed's position replays through the feed, page by page,
+//! while live messages wait behind the replay.
+//!
+//! Every error a frame causes is answered with an `error` frame; only the conditions of
+//! `docs/protocol.md` close the session.
+
+use super::frames::{
+    ClientFrame, ConversationSnapshot, FrameError, OwnStatus, SendFrame, ServerFrame, SyncFrame,
+    SyncState, Watermarks,
+};
+use crate::api::dto::{MessageDto, UserDto};
+use crate::app::AppState;
+use crate::auth::{Claims, TokenVerifier};
+use crate::realtime::envelope::Kind;
+use crate::realtime::hub::{CloseSignal, Delivery, Inbound, Registration, CLOSE_SLOW_CONSUMER};
+use crate::realtime::Realtime;
+use actix_web::web;
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
+use chrono::{DateTime, Utc};
+use domain::conversation::ConversationDetails;
+use domain::delivery::OrderedFeed;
+use domain::message::AppendOutcome;
+use domain::realtime::{Event, OpenSessionError, SessionId, Topic};
+use domain::services::{ChatError, HistoryPage, MessageView, SendCommand, CONVERSATION_PAGE_SIZE};
+use domain::{ConversationId, MessageId, UserId};
+use futures_util::stream::FuturesOrdered;
+use futures_util::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, Sleep};
+
+/// Close: normal.
+pub const CLOSE_NORMAL: u16 = 1000;
+/// Close: the server is going away (shutdown, or the client went silent).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close: too many sessions of the user.
+pub const CLOSE_POLICY: u16 = 1008;
+/// Close: a frame over the size limit.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close: the server cannot serve the session (storage or Redis down at open).
+pub const CLOSE_UNAVAILABLE: u16 = 1011;
+/// Close: invalid or expired token.
+pub const CLOSE_UNAUTHORIZED: u16 = 4001;
+/// Close: not a participant (or no such conversation).
+pub const CLOSE_NOT_PARTICIPANT: u16 = 4003;
+
+/// What an accepted socket brings to its session.
+pub struct Opening {
+    /// The token's claims; `None` when it was missing or invalid.
+    pub claims: Option<Claims>,
+    /// The conversation of `/ws/chat/{id}`.
+    pub scope: Option<ConversationId>,
+    /// The services.
+    pub state: web::Data<AppState>,
+    /// For in-band `auth` renewals.
+    pub verifier: TokenVerifier,
+}
+
+/// How serving ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+    /// The client closed (answer its close) or the socket is gone.
+    Gone,
+}
+
+/// Why a frame handler stopped: an answer for the client, or the end of the session.
+enum Fault {
+    Frame(FrameError),
+    End(End),
+}
+
+impl From<FrameError> for Fault {
+    fn from(e: FrameError) -> Self {
+        Self::Frame(e)
+    }
+}
+
+impl From<End> for Fault {
+    fn from(e: End) -> Self {
+        Self::End(e)
+    }
+}
+
+impl From<ChatError> for Fault {
+    fn from(e: ChatError) -> Self {
+        Self::Frame(e.into())
+    }
+}
+
+/// A seq of a conversation's feed: a message frame to write, or the session's own message,
+/// acknowledged with `message_sent` instead.
+enum Item {
+    Message {
+        frame: Arc<str>,
+        seq: i64,
+        id: MessageId,
+        sender: UserId,
+        /// Fetched from storage: fetching already counted as delivery.
+        fetched: bool,
+    },
+    Acked,
+}
+
+/// One conversation as this session follows it.
+struct Feed {
+    order: OrderedFeed<Item>,
+    /// The feed started here without writing anything up to it (the `hello` snapshot or
+    /// the join): a `sync` below it may rewind while nothing was written since.
+    base: i64,
+    /// The client is paging through a `sync`: its hole is the client's to fill.
+    syncing: bool,
+}
+
+/// The answer to a send, in the order the session sent them.
+struct Ack {
+    conversation: ConversationId,
+    temp_id: Option<String>,
+    result: Result<AppendOutcome, ChatError>,
+}
+
+type AckFuture = Pin<Box<dyn Future<Output = Ack>>>;
+
+/// Runs a session to its end.
+pub async fn run(opening: Opening, ws: actix_ws::Session, mut stream: AggregatedMessageStream) {
+    let Some(claims) = opening.claims else {
+        close(ws, CLOSE_UNAUTHORIZED, "invalid or expired token").await;
+        return;
+    };
+    let user = claims.user_id();
+    let realtime = opening.state.realtime.clone();
+    match realtime.presence.session_opened(user).await {
+        Ok(_) => {}
+        Err(OpenSessionError::TooManySessions) => {
+            close(ws, CLOSE_POLICY, "too many sessions").await;
+            return;
+        }
+        Err(OpenSessionError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "presence unavailable: session refused");
+            close(ws, CLOSE_UNAVAILABLE, "service unavailable").await;
+            return;
+        }
+    }
+    let settings = &realtime.settings;
+    let (queue, inbound) = mpsc::channel(settings.outbound_queue_frames.max(1));
+    let signal = Arc::new(CloseSignal::default());
+    let id = SessionId::new();
+    realtime.hub.register(Registration {
+        session: id,
+        user,
+        scope: opening.scope,
+        queue,
+        close: signal.clone(),
+    });
+    realtime.metrics.session_opened();
+    let typing_quota =
+        Quota::per_second(NonZeroU32::new(settings.typing_per_second).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(settings.typing_burst).unwrap_or(NonZeroU32::MIN));
+    let mut session = ChatSession {
+        id,
+        user,
+        scope: opening.scope,
+        expiry: Box::pin(tokio::time::sleep_until(deadline(claims.expires_at()))),
+        state: opening.state,
+        verifier: opening.verifier,
+        realtime,
+        ws,
+        signal,
+        inbound,
+        feeds: HashMap::new(),
+        subscribed: HashSet::new(),
+        away: false,
+        in_flight: FuturesOrdered::new(),
+        typing_limiter: DefaultDirectRateLimiter::direct(typing_quota),
+        held: None,
+    };
+    let end = match session.open().await {
+        Ok(()) => session.serve(&mut stream).await,
+        Err(end) => end,
+    };
+    session.finish(end).await;
+}
+
+/// Closes a socket that never became a session.
+async fn close(ws: actix_ws::Session, code: u16, reason: &'static str) {
+    let _ = ws
+        .close(Some(CloseReason {
+            code: CloseCode::from(code),
+            description: Some(reason.to_owned()),
+        }))
+        .await;
+}
+
+/// The instant of a wall-clock time, for timers.
+fn deadline(at: DateTime<Utc>) -> Instant {
+    let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    Instant::now() + left
+}
+
+struct ChatSession {
+    id: SessionId,
+    user: UserId,
+    scope: Option<ConversationId>,
+    expiry: Pin<Box<Sleep>>,
+    state: web::Data<AppState>,
+    verifier: TokenVerifier,
+    realtime: Realtime,
+    ws: actix_ws::Session,
+    signal: Arc<CloseSignal>,
+    inbound: mpsc::Receiver<Inbound>,
+    feeds: HashMap<ConversationId, Feed>,
+    /// Topics this session holds a pub/sub reference to.
+    subscribed: HashSet<Topic>,
+    away: bool,
+    in_flight: FuturesOrdered<AckFuture>,
+    typing_limiter: DefaultDirectRateLimiter,
+    /// Live messages held after `hello` until the client's first frame (or the hold time).
+    held: Option<Vec<Delivery>>,
+}
+
+impl ChatSession {
+    // ------------------------------------------------------------------ open
+
+    /// Subscribes everything, then sends `hello`.
+    async fn open(&mut self) -> Result<(), End> {
+        let unavailable = End::Close(CLOSE_UNAVAILABLE, "service unavailable");
+        self.subscribe(&[Topic::User(self.user)])
+            .await
+            .map_err(|_| unavailable.clone())?;
+        // First the conversations to subscribe to...
+        let ids = match self.scope {
+            Some(scope) => vec![scope],
+            None => self
+                .realtime
+                .ports
+                .conversations
+                .conversation_ids(self.user)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "conversations unavailable at session open");
+                    unavailable.clone()
+                })?,
+        };
+        let topics: Vec<Topic> = ids.iter().copied().map(Topic::Conversation).collect();
+        self.subscribe(&topics)
+            .await
+            .map_err(|_| unavailable.clone())?;
+        // ...then, subscribed, the snapshot: what is committed from now on arrives live.
+        let snapshot = self.snapshot().await?;
+        let now: HashSet<ConversationId> = snapshot.iter().map(|d| d.conversation.id).collect();
+        let joined_meanwhile: Vec<Topic> = now
+            .iter()
+            .filter(|c| !ids.contains(c))
+            .map(|c| Topic::Conversation(*c))
+            .collect();
+        self.subscribe(&joined_meanwhile)
+            .await
+            .map_err(|_| unavailable.clone())?;
+        for c in ids.iter().filter(|c| !now.contains(c)) {
+            self.unsubscribe(Topic::Conversation(*c)).await;
+        }
+        let max_pending = self.realtime.settings.outbound_queue_frames.max(64);
+        let mut conversations = Vec::with_capacity(snapshot.len());
+        for details in &snapshot {
+            let last_seq = details.conversation.last_seq;
+            self.feeds.insert(
+                details.conversation.id,
+                Feed {
+                    order: OrderedFeed::new(last_seq, max_pending),
+                    base: last_seq,
+                    syncing: false,
+                },
+            );
+            conversations.push(ConversationSnapshot {
+                conversation_id: details.conversation.id.as_uuid(),
+                last_seq,
+                unread_count: details.unread_count(self.user),
+                watermarks: watermarks(details, self.user),
+            });
+        }
+        let user = match self.state.accounts.me(self.user).await {
+            Ok(user) => UserDto::from(&user),
+            Err(domain::services::AuthError::UnknownUser) => {
+                return Err(End::Close(CLOSE_UNAUTHORIZED, "unknown user"))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "user unavailable at session open");
+                return Err(unavailable);
+            }
+        };
+        let hello = ServerFrame::Hello {
+            user: &user,
+            session_id: self.id.0,
+            server_time: Utc::now(),
+            heartbeat_interval_ms: self.realtime.settings.heartbeat_interval_ms,
+            conversations: &conversations,
+        };
+        self.write(hello.to_json(), false).await?;
+        if self.realtime.settings.sync_hold_ms > 0 {
+            self.held = Some(Vec::new());
+        }
+        tracing::debug!(session = %self.id, conversations = conversations.len(), "session open");
+        Ok(())
+    }
+
+    /// The conversations the session serves, with their members' watermarks.
+    async fn snapshot(&self) -> Result<Vec<ConversationDetails>, End> {
+        let unavailable = |e: ChatError| {
+            tracing::warn!(error = %e, "snapshot unavailable at session open");
+            End::Close(CLOSE_UNAVAILABLE, "service unavailable")
+        };
+        if let Some(scope) = self.scope {
+            return match self.state.conversations.get(self.user, scope).await {
+                Ok(details) => Ok(vec![details]),
+                Err(ChatError::NotParticipant) => Err(End::Close(
+                    CLOSE_NOT_PARTICIPANT,
+                    "not a participant of this conversation",
+                )),
+                Err(e) => Err(unavailable(e)),
+            };
+        }
+        let mut all = Vec::new();
+        for page in 1.. {
+            let summaries = self
+                .state
+                .conversations
+                .list(self.user, None, page)
+                .await
+                .map_err(unavailable)?;
+            let full = summaries.len() >= CONVERSATION_PAGE_SIZE as usize;
+            all.extend(summaries.into_iter().map(|s| s.details));
+            if !full {
+                break;
+            }
+        }
+        // Pages by activity can shift under concurrent sends: keep each conversation once.
+        let mut seen = HashSet::new();
+        all.retain(|d| seen.insert(d.conversation.id));
+        Ok(all)
+    }
+
+    /// Routes `topics` to this session and takes a pub/sub reference to each not held yet.
+    async fn subscribe(&mut self, topics: &[Topic]) -> Result<(), domain::realtime::RealtimeError> {
+        let new: Vec<Topic> = topics
+            .iter()
+            .copied()
+            .filter(|t| !self.subscribed.contains(t))
+            .collect();
+        for topic in &new {
+            self.realtime.hub.route(self.id, *topic);
+        }
+        // Concurrently: the Redis adapter confirms a whole batch with one SUBSCRIBE.
+        let pubsub = &self.realtime.pubsub;
+        let results =
+            futures_util::future::join_all(new.iter().map(|t| pubsub.subscribe(*t))).await;
+        let mut first_error = None;
+        for (topic, result) in new.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    self.subscribed.insert(topic);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %topic, "subscription failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Stops routing `topic` here and drops this session's reference to it.
+    async fn unsubscribe(&mut self, topic: Topic) {
+        self.realtime.hub.unroute(self.id, topic);
+        if self.subscribed.remove(&topic) {
+            if let Err(e) = self.realtime.pubsub.unsubscribe(topic).await {
+                tracing::warn!(error = %e, %topic, "unsubscribe failed");
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ serve
+
+    async fn serve(&mut self, stream: &mut AggregatedMessageStream) -> End {
+        let interval = Duration::from_millis(self.realtime.settings.heartbeat_interval_ms.max(1));
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + interval, interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let hold = tokio::time::sleep(Duration::from_millis(self.realtime.settings.sync_hold_ms));
+        tokio::pin!(hold);
+        loop {
+            let step = tokio::select! {
+                biased;
+                code = self.signal.wait() => Err(End::Close(code, close_reason(code))),
+                inbound = self.inbound.recv() => match inbound {
+                    Some(inbound) => self.on_inbound(inbound).await,
+                    None => Err(End::Gone),
+                },
+                Some(ack) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.on_ack(ack).await
+                }
+                message = stream.recv() => {
+                    last_heard = Instant::now();
+                    self.on_client(message).await
+                }
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() >= interval * 2 {
+                        Err(End::Close(CLOSE_GOING_AWAY, "no heartbeat"))
+                    } else {
+                        self.ws.ping(b"").await.map_err(|_| End::Gone)
+                    }
+                }
+                () = &mut self.expiry => Err(End::Close(CLOSE_UNAUTHORIZED, "token expired")),
+                () = &mut hold, if self.held.is_some() => self.release_hold().await,
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// Writes a frame, unless the session is asked to close first (a slow client's write
+    /// may wait for ever; the close must not).
+    async fn write(&mut self, text: String, message: bool) -> Result<(), End> {
+        tokio::select! {
+            biased;
+            code = self.signal.wait() => Err(End::Close(code, close_reason(code))),
+            written = self.ws.text(text) => {
+                written.map_err(|_| End::Gone)?;
+                self.realtime.metrics.frame_out(message);
+                Ok(())
+            }
+        }
+    }
+
+    async fn write_error(&mut self, error: FrameError) -> Result<(), End> {
+        self.write(error.to_frame(), false).await
+    }
+
+    // ------------------------------------------------------------------ client frames
+
+    async fn on_client(
+        &mut self,
+        message: Option<Result<AggregatedMessage, ProtocolError>>,
+    ) -> Result<(), End> {
+        match message {
+            None => Err(End::Gone),
+            Some(Err(e)) => Err(protocol_end(&e)),
+            Some(Ok(AggregatedMessage::Text(text))) => {
+                let result = match ClientFrame::parse(&text) {
+                    Ok(frame) => self.on_frame(frame).await,
+                    Err(e) => Err(Fault::Frame(e)),
+                };
+                match result {
+                    Ok(()) => {}
+                    Err(Fault::Frame(e)) => self.write_error(e).await?,
+                    Err(Fault::End(end)) => return Err(end),
+                }
+                // The client has spoken (its `sync`, if it had one, is in): live messages flow.
+                self.release_hold().await
+            }
+            Some(Ok(AggregatedMessage::Binary(_))) => {
+                self.write_error(FrameError::invalid_json(
+                    "binary frames are not supported: send JSON text",
+                ))
+                .await
+            }
+            Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                self.ws.pong(&bytes).await.map_err(|_| End::Gone)
+            }
+            Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
+            Some(Ok(AggregatedMessage::Close(_))) => Err(End::Close(CLOSE_NORMAL, "bye")),
+        }
+    }
+
+    async fn on_frame(&mut self, frame: ClientFrame) -> Result<(), Fault> {
+        match frame {
+            ClientFrame::Message(send) => self.on_send(send).await,
+            ClientFrame::Typing(typing) => {
+                let c = self.followed(typing.conversation_id)?;
+                if self.typing_limiter.check().is_err() {
+                    return Err(FrameError::rate_limited("typing events").into());
+                }
+                self.realtime
+                    .typing
+                    .typing(c, self.user, typing.is_typing)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                Ok(())
+            }
+            ClientFrame::Read(read) => {
+                let c = self.followed(read.conversation_id)?;
+                let message = self
+                    .state
+                    .messages
+                    .message_of(self.user, c, domain::MessageId::from_uuid(read.message_id))
+                    .await?;
+                self.realtime
+                    .receipts
+                    .read(c, self.user, message.seq, message.id, Utc::now());
+                Ok(())
+            }
+            ClientFrame::Delivered(delivered) => {
+                let c = self.followed(delivered.conversation_id)?;
+                let message = self
+                    .state
+                    .messages
+                    .message_of(
+                        self.user,
+                        c,
+                        domain::MessageId::from_uuid(delivered.message_id),
+                    )
+                    .await?;
+                self.realtime
+                    .receipts
+                    .delivered(c, self.user, message.seq, message.id);
+                Ok(())
+            }
+            ClientFrame::Sync(sync) => self.on_sync(sync).await,
+            ClientFrame::Presence(presence) => {
+                let away = presence.status == OwnStatus::Away;
+                if away != self.away {
+                    self.realtime
+                        .presence
+                        .set_away(self.user, away)
+                        .await
+                        .map_err(|e| unavailable(&e))?;
+                    self.away = away;
+                }
+                Ok(())
+            }
+            ClientFrame::Auth(auth) => {
+                let claims = self
+                    .verifier
+                    .verify(&auth.token)
+                    .ok()
+                    .filter(|c| c.user_id() == self.user)
+                    .ok_or_else(|| {
+                        FrameError::new(
+                            "unauthorized",
+                            "invalid or expired token; the session keeps its expiry",
+                        )
+                    })?;
+                let expires_at = claims.expires_at();
+                self.expiry.as_mut().reset(deadline(expires_at));
+                self.write(ServerFrame::AuthOk { expires_at }.to_json(), false)
+                    .await?;
+                Ok(())
+            }
+            ClientFrame::Ping => Ok(self.write(ServerFrame::Pong.to_json(), false).await?),
+        }
+    }
+
+    /// The conversation a frame names: the session's own on `/ws/chat/{id}` (where it may be
+    /// omitted), and one the session follows.
+    fn conversation_of(&self, named: Option<uuid::Uuid>) -> Result<ConversationId, FrameError> {
+        let named = named.map(ConversationId::from_uuid);
+        match (self.scope, named) {
+            (Some(scope), None) => Ok(scope),
+            (Some(scope), Some(c)) if c == scope => Ok(c),
+            (Some(_), Some(_)) => Err(FrameError::not_participant()),
+            (None, Some(c)) => Ok(c),
+            (None, None) => Err(FrameError::validation("conversation_id", "is required")),
+        }
+    }
+
+    /// [`Self::conversation_of`], and the session must follow it (be a member).
+    fn followed(&self, named: Option<uuid::Uuid>) -> Result<ConversationId, FrameError> {
+        let c = self.conversation_of(named)?;
+        if self.feeds.contains_key(&c) {
+            Ok(c)
+        } else {
+            Err(FrameError::not_participant())
+        }
+    }
+
+    async fn on_send(&mut self, send: SendFrame) -> Result<(), Fault> {
+        let temp_id = send.temp_id.clone();
+        let with_ref = |e: FrameError| Fault::Frame(e.with_reference(temp_id.clone()));
+        let c = self
+            .conversation_of(send.conversation_id)
+            .map_err(with_ref)?;
+        if self
+            .realtime
+            .throttles
+            .messages
+            .check_key(&self.user)
+            .is_err()
+        {
+            return Err(with_ref(FrameError::rate_limited("messages")));
+        }
+        let prepared = self
+            .state
+            .messages
+            .prepare_send(SendCommand {
+                sender: self.user,
+                conversation_id: c,
+                content: send.content,
+                content_type: send.content_type,
+                temp_id: send.temp_id,
+                reply_to: send.reply_to.map(MessageId::from_uuid),
+            })
+            .await
+            .map_err(|e| with_ref(e.into()))?;
+        // Queued now, in frame order (commit order); answered when committed.
+        let answer: oneshot::Receiver<_> = self
+            .realtime
+            .batcher
+            .enqueue(prepared, Some(self.id))
+            .await
+            .map_err(|e| with_ref(e.into()))?;
+        self.in_flight.push_back(Box::pin(async move {
+            let result = answer.await.unwrap_or_else(|_| {
+                Err(ChatError::Storage(domain::StorageError::msg(
+                    "the commit batcher stopped",
+                )))
+            });
+            Ack {
+                conversation: c,
+                temp_id,
+                result,
+            }
+        }));
+        Ok(())
+    }
+
+    async fn on_ack(&mut self, ack: Ack) -> Result<(), End> {
+        let Ack {
+            conversation,
+            temp_id,
+            result,
+        } = ack;
+        match result {
+            Ok(outcome) => {
+                let message = outcome.message();
+                let frame = ServerFrame::MessageSent {
+                    conversation_id: conversation.as_uuid(),
+                    message_id: message.id.as_uuid(),
+                    temp_id: temp_id.as_deref(),
+                    seq: message.seq,
+                    created_at: message.created_at,
+                };
+                let seq = message.seq;
+                self.write(frame.to_json(), false).await?;
+                // This session has its own message: its feed moves past it silently.
+                if let Some(feed) = self.feeds.get_mut(&conversation) {
+                    let ready = feed.order.offer(seq, Item::Acked);
+                    self.write_items(conversation, ready).await?;
+                }
+                if matches!(outcome, AppendOutcome::Created(_)) {
+                    let typing = self.realtime.typing.clone();
+                    let user = self.user;
+                    tokio::spawn(async move {
+                        if let Err(e) = typing.message_sent(conversation, user).await {
+                            tracing::warn!(error = %e, "typing stop after a send failed");
+                        }
+                    });
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.write_error(FrameError::from(e).with_reference(temp_id))
+                    .await
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ sync
+
+    async fn on_sync(&mut self, sync: SyncFrame) -> Result<(), Fault> {
+        let mut wanted = Vec::with_capacity(sync.cursors.len());
+        for (id, cursor) in &sync.cursors {
+            if *cursor < 0 {
+                return Err(FrameError::validation("cursors", "must not be negative").into());
+            }
+            let c = ConversationId::from_uuid(*id);
+            if !self.feeds.contains_key(&c) || self.scope.is_some_and(|s| s != c) {
+                return Err(FrameError::not_participant().into());
+            }
+            wanted.push((c, *cursor));
+        }
+        let mut done = BTreeMap::new();
+        for (c, cursor) in wanted {
+            if let Some(state) = self.sync_one(c, cursor).await? {
+                done.insert(c.as_uuid(), state);
+            }
+        }
+        self.write(
+            ServerFrame::SyncDone {
+                conversations: &done,
+            }
+            .to_json(),
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Replays one page of `c` after `cursor`; `None` when the conversation is no longer
+    /// followed (the session just left it).
+    async fn sync_one(
+        &mut self,
+        c: ConversationId,
+        cursor: i64,
+    ) -> Result<Option<SyncState>, Fault> {
+        let page_size = self.realtime.settings.sync_page_size.max(1);
+        let Some(feed) = self.feeds.get_mut(&c) else {
+            return Ok(None);
+        };
+        let position = feed.order.delivered_up_to();
+        if cursor < position && position != feed.base {
+            // Messages past the cursor were already written live: replay the missing range
+            // outside the feed, so nothing comes twice.
+            let limit = u32::try_from(position - cursor)
+                .unwrap_or(u32::MAX)
+                .min(page_size);
+            let page = self.fetch(c, cursor, limit).await?;
+            let full = page.messages.len() as u32 >= limit;
+            let mut last = cursor;
+            for view in &page.messages {
+                last = view.message.seq;
+                self.write(message_frame(view), true).await?;
+            }
+            self.announce_fetched(c, &page);
+            let last_seq = if full { last } else { position };
+            return Ok(Some(SyncState {
+                last_seq,
+                has_more: full && last < position,
+                watermarks: self.watermarks_now(c).await?,
+            }));
+        }
+        // Nothing written past the cursor: move the feed there (back, or forward past what
+        // the client holds) and replay through it, so live messages wait behind the replay.
+        let ready = feed.order.reposition(cursor);
+        feed.base = cursor;
+        self.write_items(c, ready).await?;
+        let page = self.fetch(c, cursor, page_size).await?;
+        let has_more = page.messages.len() as u32 >= page_size;
+        self.announce_fetched(c, &page);
+        let items = fetched_items(&page.messages);
+        let Some(feed) = self.feeds.get_mut(&c) else {
+            return Ok(None);
+        };
+        feed.syncing = has_more;
+        let ready = feed.order.fill(items);
+        self.write_items(c, ready).await?;
+        let last_seq = self
+            .feeds
+            .get(&c)
+            .map_or(cursor, |f| f.order.delivered_up_to());
+        if !has_more {
+            self.fill_gaps(c).await?;
+        }
+        Ok(Some(SyncState {
+            last_seq,
+            has_more,
+            watermarks: self.watermarks_now(c).await?,
+        }))
+    }
+
+    async fn fetch(
+        &self,
+        c: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> Result<HistoryPage, ChatError> {
+        self.state
+            .messages
+            .history_after(self.user, c, after, limit)
+            .await
+    }
+
+    async fn watermarks_now(&self, c: ConversationId) -> Result<Watermarks, ChatError> {
+        let details = self.state.conversations.get(self.user, c).await?;
+        Ok(watermarks(&details, self.user))
+    }
+
+    /// Fetching moved the user's delivered watermark: tell the conversation.
+    fn announce_fetched(&self, c: ConversationId, page: &HistoryPage) {
+        let Some(now) = &page.delivered else { return };
+        let seq = now.delivered_seq.max(now.read_seq);
+        let Some(view) = page.messages.iter().find(|v| v.message.seq == seq) else {
+            return;
+        };
+        let event = Event::Delivered {
+            conversation_id: c,
+            message_id: view.message.id,
+            seq,
+            user_id: self.user,
+        };
+        let realtime = self.realtime.clone();
+        tokio::spawn(async move { realtime.announce(Topic::Conversation(c), event).await });
+    }
+
+    // ------------------------------------------------------------------ live events
+
+    async fn on_inbound(&mut self, inbound: Inbound) -> Result<(), End> {
+        let delivery = match inbound {
+            Inbound::Resync => {
+                let conversations: Vec<ConversationId> = self.feeds.keys().copied().collect();
+                for c in conversations {
+                    self.catch_up(c).await?;
+                }
+                return Ok(());
+            }
+            Inbound::Event(delivery) => delivery,
+        };
+        match delivery.header.kind {
+            Kind::Message => {
+                if let Some(held) = &mut self.held {
+                    if held.len() < self.realtime.settings.outbound_queue_frames.max(64) {
+                        held.push(delivery);
+                    }
+                    // Past that, a held message is dropped: the feed fetches it as a gap.
+                    return Ok(());
+                }
+                self.offer_live(delivery).await
+            }
+            Kind::Conversation => self.on_conversation(delivery).await,
+            _ => self.write(delivery.frame.to_string(), false).await,
+        }
+    }
+
+    /// Lets the live messages held since `hello` through, into their feeds.
+    async fn release_hold(&mut self) -> Result<(), End> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        for delivery in held {
+            self.offer_live(delivery).await?;
+        }
+        Ok(())
+    }
+
+    async fn offer_live(&mut self, delivery: Delivery) -> Result<(), End> {
+        let header = &delivery.header;
+        let (Some(c), Some(seq), Some(id), Some(sender)) = (
+            header.conversation,
+            header.seq,
+            header.message_id,
+            header.user,
+        ) else {
+            return Ok(());
+        };
+        let Some(feed) = self.feeds.get_mut(&c) else {
+            // Not (or no longer) followed here.
+            return Ok(());
+        };
+        let ready = feed.order.offer(
+            seq,
+            Item::Message {
+                frame: delivery.frame.clone(),
+                seq,
+                id,
+                sender,
+                fetched: false,
+            },
+        );
+        self.write_items(c, ready).await?;
+        self.fill_gaps(c).await
+    }
+
+    /// Writes what a feed let through; records delivery of the newest message of others.
+    async fn write_items(&mut self, c: ConversationId, items: Vec<Item>) -> Result<(), End> {
+        let mut delivered = None;
+        for item in items {
+            if let Item::Message {
+                frame,
+                seq,
+                id,
+                sender,
+                fetched,
+            } = item
+            {
+                self.write(frame.to_string(), true).await?;
+                if sender != self.user && !fetched {
+                    delivered = Some((seq, id));
+                }
+            }
+        }
+        if let Some((seq, id)) = delivered {
+            self.realtime.receipts.delivered(c, self.user, seq, id);
+        }
+        Ok(())
+    }
+
+    /// Fetches the holes of `c`'s feed from storage (unless the client is paging a `sync`).
+    async fn fill_gaps(&mut self, c: ConversationId) -> Result<(), End> {
+        let page_size = i64::from(self.realtime.settings.sync_page_size.max(1));
+        loop {
+            let Some(feed) = self.feeds.get(&c) else {
+                return Ok(());
+            };
+            if feed.syncing {
+                return Ok(());
+            }
+            let Some((after, up_to)) = feed.order.missing() else {
+                return Ok(());
+            };
+            let limit = u32::try_from((up_to - after).clamp(1, page_size)).unwrap_or(1);
+            self.realtime.metrics.gap_fetch();
+            if !self.fetch_into_feed(c, after, limit).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Fetches what may have been missed after the feed's position (pub/sub reconnected, or
+    /// the session just joined), page by page.
+    async fn catch_up(&mut self, c: ConversationId) -> Result<(), End> {
+        let page_size = self.realtime.settings.sync_page_size.max(1);
+        loop {
+            let Some(feed) = self.feeds.get(&c) else {
+                return Ok(());
+            };
+            if feed.syncing {
+                return Ok(());
+            }
+            let after = feed.order.delivered_up_to();
+            let before = after;
+            if !self.fetch_into_feed(c, after, page_size).await? {
+                return Ok(());
+            }
+            let now = self
+                .feeds
+                .get(&c)
+                .map_or(before, |f| f.order.delivered_up_to());
+            if now - before < i64::from(page_size) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One page after `after` into `c`'s feed; `false` when nothing came (or it failed:
+    /// the next event tries again).
+    async fn fetch_into_feed(
+        &mut self,
+        c: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> Result<bool, End> {
+        let page = match self.fetch(c, after, limit).await {
+            Ok(page) => page,
+            Err(ChatError::NotParticipant) => {
+                self.leave(c).await;
+                return Ok(false);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "fetching a gap failed; retrying at the next event");
+                return Ok(false);
+            }
+        };
+        if page.messages.is_empty() {
+            return Ok(false);
+        }
+        self.announce_fetched(c, &page);
+        let items = fetched_items(&page.messages);
+        let Some(feed) = self.feeds.get_mut(&c) else {
+            return Ok(false);
+        };
+        let ready = feed.order.fill(items);
+        let moved = !ready.is_empty();
+        self.write_items(c, ready).await?;
+        Ok(moved)
+    }
+
+    async fn on_conversation(&mut self, delivery: Delivery) -> Result<(), End> {
+        let header = delivery.header.clone();
+        self.write(delivery.frame.to_string(), false).await?;
+        let Some(c) = header.conversation else {
+            return Ok(());
+        };
+        if header.joined == Some(self.user)
+            && !self.feeds.contains_key(&c)
+            && self.scope.is_none_or(|s| s == c)
+        {
+            // The hub already routes it here; take a pub/sub reference and follow it from
+            // the join on, then fetch whatever was committed before the subscription held.
+            if let Err(e) = self.subscribe(&[Topic::Conversation(c)]).await {
+                tracing::warn!(error = %e, "subscribing a joined conversation failed");
+            }
+            let base = header.seq.unwrap_or(0);
+            let max_pending = self.realtime.settings.outbound_queue_frames.max(64);
+            self.feeds.insert(
+                c,
+                Feed {
+                    order: OrderedFeed::new(base, max_pending),
+                    base,
+                    syncing: false,
+                },
+            );
+            self.catch_up(c).await?;
+        } else if header.left == Some(self.user) {
+            self.leave(c).await;
+            if self.scope == Some(c) {
+                return Err(End::Close(CLOSE_NOT_PARTICIPANT, "no longer a participant"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops following `c`.
+    async fn leave(&mut self, c: ConversationId) {
+        self.feeds.remove(&c);
+        self.unsubscribe(Topic::Conversation(c)).await;
+    }
+
+    // ------------------------------------------------------------------ close
+
+    async fn finish(mut self, end: End) {
+        let grace = Duration::from_millis(self.realtime.settings.close_grace_ms);
+        if let End::Close(code, reason) = end {
+            if code == CLOSE_GOING_AWAY && self.signal.code() == Some(CLOSE_GOING_AWAY) {
+                // Shutdown: answer the sends already committed or committing first.
+                let _ = tokio::time::timeout(grace, async {
+                    while let Some(ack) = self.in_flight.next().await {
+                        if self.on_ack_unguarded(ack).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+            let closing = self.ws.clone().close(Some(CloseReason {
+                code: CloseCode::from(code),
+                description: Some(reason.to_owned()),
+            }));
+            let _ = tokio::time::timeout(grace, closing).await;
+            if code == CLOSE_SLOW_CONSUMER {
+                tracing::info!(session = %self.id, "slow consumer closed (4009)");
+            }
+        }
+        let realtime = self.realtime.clone();
+        realtime.hub.unregister(self.id);
+        for topic in std::mem::take(&mut self.subscribed) {
+            if let Err(e) = realtime.pubsub.unsubscribe(topic).await {
+                tracing::warn!(error = %e, %topic, "unsubscribe failed at close");
+            }
+        }
+        let conversations: Vec<ConversationId> = self.feeds.keys().copied().collect();
+        if let Err(e) = realtime
+            .typing
+            .session_closed(self.user, &conversations)
+            .await
+        {
+            tracing::warn!(error = %e, "ending typing leases at close failed");
+        }
+        match realtime.presence.session_closed(self.user, self.away).await {
+            Ok(true) => {
+                if let Some(grace) = realtime.grace.get() {
+                    grace.schedule(self.user);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "presence unavailable at close"),
+        }
+        realtime.metrics.session_closed();
+        tracing::debug!(session = %self.id, "session closed");
+    }
+
+    /// An ack written while closing: the close signal is already set, so skip the guard.
+    async fn on_ack_unguarded(&mut self, ack: Ack) -> Result<(), actix_ws::Closed> {
+        let frame = match &ack.result {
+            Ok(outcome) => {
+                let message = outcome.message();
+                ServerFrame::MessageSent {
+                    conversation_id: ack.conversation.as_uuid(),
+                    message_id: message.id.as_uuid(),
+                    temp_id: ack.temp_id.as_deref(),
+                    seq: message.seq,
+                    created_at: message.created_at,
+                }
+                .to_json()
+            }
+            Err(_) => return Ok(()),
+        };
+        self.ws.text(frame).await
+    }
+}
+
+/// The reason sent with a close code asked for from outside the session.
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        CLOSE_SLOW_CONSUMER => "outbound queue overflow: reconnect and sync",
+        CLOSE_GOING_AWAY => "server shutting down",
+        CLOSE_NOT_PARTICIPANT => "no longer a participant",
+        _ => "closed",
+    }
+}
+
+/// How a broken client stream ends the session: 1009 for a frame over the limit.
+fn protocol_end(error: &ProtocolError) -> End {
+    match error {
+        ProtocolError::Overflow => End::Close(CLOSE_TOO_BIG, "frame too large"),
+        // The continuation aggregator reports its own limit as an I/O error.
+        ProtocolError::Io(e) if e.to_string().contains("maximum continuation size") => {
+            End::Close(CLOSE_TOO_BIG, "frame too large")
+        }
+        ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            End::Close(1007, "text frames must be UTF-8")
+        }
+        ProtocolError::Io(_) => End::Gone,
+        _ => End::Close(1002, "protocol error"),
+    }
+}
+
+fn unavailable(error: &dyn std::fmt::Display) -> Fault {
+    tracing::warn!(error = %error, "real-time backend failed during a frame");
+    Fault::Frame(FrameError::unavailable())
+}
+
+/// The `message` frame of a stored message, with its status as storage knows it.
+fn message_frame(view: &MessageView) -> String {
+    ServerFrame::Message {
+        message: &MessageDto::from(view),
+    }
+    .to_json()
+}
+
+fn fetched_items(views: &[MessageView]) -> Vec<(i64, Item)> {
+    views
+        .iter()
+        .map(|view| {
+            let m = &view.message;
+            (
+                m.seq,
+                Item::Message {
+                    frame: Arc::from(message_frame(view)),
+                    seq: m.seq,
+                    id: m.id,
+                    sender: m.sender_id,
+                    fetched: true,
+                },
+            )
+        })
+        .collect()
+}
+
+/// `user`'s watermarks in `details`, and the lowest of the other members'.
+pub fn watermarks(details: &ConversationDetails, user: UserId) -> Watermarks {
+    let own = details.participant(user);
+    let others = details
+        .participants
+        .iter()
+        .map(|p| &p.participant)
+        .filter(|p| p.user_id != user);
+    let peer_delivered = others
+        .clone()
+        .map(|p| p.delivered_seq.max(p.read_seq))
+        .min()
+        .unwrap_or(0);
+    let peer_read = others.map(|p| p.read_seq).min().unwrap_or(0);
+    Watermarks {
+        delivered_seq: own.map_or(0, |p| p.delivered_seq.max(p.read_seq)),
+        read_seq: own.map_or(0, |p| p.read_seq),
+        peer_delivered_seq: peer_delivered,
+        peer_read_seq: peer_read,
+    }
+}
