@@ -530,8 +530,13 @@ impl WsClient {
     /// Closes the socket normally (1000) and waits briefly for the server's answer.
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
+        // Done once the server's close frame is back (the TCP close may follow later).
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(_)) = self.stream.next().await {}
+            while let Some(Ok(message)) = self.stream.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
         })
         .await;
     }

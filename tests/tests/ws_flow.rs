@@ -107,8 +107,8 @@ async fn seed_000_human_test_flow(mode: Mode, a_node: usize, b_node: usize) {
     assert_eq!(seen_by_b[1]["status"], "read", "B's reply: {seen_by_b:?}");
 
     // A goes offline: B sees it after the grace period, not before.
-    ws_a.close().await;
     let gone = Instant::now();
+    ws_a.close().await;
     let offline = ws_b
         .recv_where("A offline", WAIT + Duration::from_millis(GRACE_MS), |f| {
             f["type"] == "presence" && f["user_id"] == a.id.as_str() && f["status"] == "offline"
