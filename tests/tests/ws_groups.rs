@@ -82,10 +82,10 @@ async fn a_removed_member_stops_receiving_at_once(mode: Mode) {
         .open_ready("cat")
         .await;
     ws_o.send_acked(&conv, "before", "before").await;
-    assert_eq!(
-        ws_c.recv_frame("message", WAIT).await["message"]["content"],
-        "before"
-    );
+    for ws in [&mut ws_b, &mut ws_c] {
+        let got = ws.recv_frame("message", WAIT).await;
+        assert_eq!(got["message"]["content"], "before", "{}", ws.label);
+    }
 
     let removed = api
         .delete(
