@@ -64,6 +64,8 @@ import { Poller } from './poller.js';
 
 /** Page size of history. */
 const PAGE = 50;
+/** Conversations whose members' presence is fetched on connect. */
+const PRESENCE_PREFETCH = 25;
 /** Oldest first pages when catching up. */
 const CATCH_UP_PAGE = 100;
 const STATUS_RANK = { sending: 0, sent: 1, delivered: 2, read: 3 };
@@ -535,12 +537,7 @@ export class ChatClient extends Emitter {
     if (!id) return;
     const thread = this._thread(id);
     if (!this._convs.has(id)) await this._fetchConversation(id).catch(() => {});
-    this.rest.presence(id).then(
-      (p) => {
-        for (const row of p?.participants ?? []) this._setPresence(row.user_id, row.status, row.last_seen ?? null);
-      },
-      () => {},
-    );
+    this._fetchPresence(id);
     if (!thread.loaded) await this._loadLatest(id);
     else await this._catchUp(id);
     if (this._activeId === id) this._maybeMarkRead(id);
@@ -745,6 +742,8 @@ export class ChatClient extends Emitter {
     this._outbox?.flush();
     if (this._document?.visibilityState === 'hidden') this._sendPresence(false);
     if (reconnect) this.refreshConversations().catch(() => {});
+    // Presence of the list's most recent contacts (changes then arrive live).
+    this._prefetchPresence();
     if (this._activeId) this._maybeMarkRead(this._activeId);
     this._markDirty({ conversations: true, unread: true });
   }
@@ -952,6 +951,33 @@ export class ChatClient extends Emitter {
     return run;
   }
 
+  /**
+   * Presence of a conversation's members (live changes then come as `presence` frames).
+   * @param {string} id
+   */
+  _fetchPresence(id) {
+    return this.rest.presence(id).then(
+      (p) => {
+        for (const row of p?.participants ?? []) if (row.user_id !== this._me?.id) this._setPresence(row.user_id, row.status, row.last_seen ?? null);
+      },
+      () => {},
+    );
+  }
+
+  /** Presence for the most recent conversations, a few requests at a time. */
+  async _prefetchPresence() {
+    const ids = this.conversations()
+      .slice(0, PRESENCE_PREFETCH)
+      .map((v) => v.id);
+    const workers = Array.from({ length: 4 }, async () => {
+      for (let id = ids.shift(); id; id = ids.shift()) {
+        if (!this._started) return;
+        await this._fetchPresence(id);
+      }
+    });
+    await Promise.all(workers);
+  }
+
   /** @param {string} userId */
   _fetchUser(userId) {
     if (!userId || this._userFetches.has(userId) || !this._started) return;
@@ -993,6 +1019,8 @@ export class ChatClient extends Emitter {
     if (!st) {
       st = { data: c, lastSeq: 0, readSeq: 0, marks: new Map(), peerDelivered: 0, peerRead: 0 };
       this._convs.set(c.id, st);
+      // A conversation that appears while connected (created, or we were added): its presence.
+      if (this._helloSeen && this._started) queueMicrotask(() => this._fetchPresence(c.id));
     } else {
       const keepLast = st.data.last_message && (!c.last_message || (st.data.last_message.seq ?? 0) > (c.last_message.seq ?? 0));
       st.data = {

@@ -7,7 +7,7 @@
 // the web client yet, the dev server (dev-server.mjs) in front of it.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -75,8 +75,12 @@ export async function startServer() {
   };
   /** @type {import('node:child_process').ChildProcess} */
   let child;
+  // The server's own output goes to a file (web/test-results/), not into the test report.
+  mkdirSync(join(WEB, 'test-results'), { recursive: true });
+  const logPath = join(WEB, 'test-results', `chat-server-${port}.log`);
+  const log = openSync(logPath, 'a');
   const launch = async () => {
-    child = spawn(bin, [], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    child = spawn(bin, [], { env, stdio: ['ignore', log, log] });
     await waitFor(`http://127.0.0.1:${port}/healthz`, 30_000);
   };
   await launch();
