@@ -48,10 +48,12 @@ async function waitFor(url, ms) {
 
 /**
  * The server the tests talk to. Call `stop()` at the end.
+ * @param {{env?: Record<string, string>, own?: boolean}} [opts]  `own`: start a server with these
+ *   settings even when CHAT_BASE_URL names one (for tests that need particular settings)
  * @returns {Promise<{baseUrl: string, stop: () => Promise<void>, restart?: () => Promise<void>}>}
  */
-export async function startServer() {
-  if (process.env.CHAT_BASE_URL) return { baseUrl: process.env.CHAT_BASE_URL.replace(/\/$/, ''), stop: async () => {} };
+export async function startServer({ env: extraEnv = {}, own = false } = {}) {
+  if (process.env.CHAT_BASE_URL && !own) return { baseUrl: process.env.CHAT_BASE_URL.replace(/\/$/, ''), stop: async () => {} };
 
   let bin = process.env.CHAT_SERVER_BIN || join(REPO, 'target', 'debug', 'chat-server');
   if (!process.env.CHAT_SERVER_BIN && !existsSync(bin)) {
@@ -72,6 +74,7 @@ export async function startServer() {
     CHAT_AUTH__ARGON2_MEMORY_KIB: '1024',
     CHAT_AUTH__ARGON2_ITERATIONS: '1',
     CHAT_LOG__LEVEL: process.env.CHAT_LOG__LEVEL || 'warn',
+    ...extraEnv,
   };
   /** @type {import('node:child_process').ChildProcess} */
   let child;
