@@ -14,7 +14,6 @@ export class AuthView {
     this.mode = 'login';
 
     this.error = h('p', { class: 'form-error', role: 'alert' });
-    if (notice) this.error.textContent = notice;
 
     this.nameField = field('auth-name', 'Display name', { type: 'text', autocomplete: 'name', maxlength: '64', placeholder: 'How others see you' });
     this.emailField = field('auth-email', 'Email', { type: 'email', autocomplete: 'email', required: true, placeholder: 'you@example.com' });
@@ -48,6 +47,7 @@ export class AuthView {
       ),
     );
     this.setMode('login');
+    if (notice) this.error.textContent = notice;
   }
 
   /** @param {'login'|'register'} mode */
@@ -61,7 +61,7 @@ export class AuthView {
     this.nameField.input.required = register;
     this.passwordField.input.autocomplete = register ? 'new-password' : 'current-password';
     this.submit.textContent = register ? 'Create account' : 'Sign in';
-    if (!this.error.dataset.keep) this.error.textContent = '';
+    this.error.textContent = '';
   }
 
   focus() {

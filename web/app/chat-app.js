@@ -98,6 +98,7 @@ export class ChatApp {
     this.view?.destroy();
     this.view = null;
     this.emptyBanner?.destroy();
+    document.title = 'Chat';
     this.client.stop();
   }
 

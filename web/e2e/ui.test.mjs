@@ -67,6 +67,7 @@ async function scripted({ viewport = { width: 1280, height: 800 }, ack = true } 
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   const push = (/** @type {any} */ frame) => sockets.at(-1).send(JSON.stringify(frame));
+  const close = (/** @type {number} */ code, reason = '') => sockets.at(-1).close({ code, reason });
   const signIn = async () => {
     await page.goto(`${web.url}/`);
     await page.getByLabel('Email').fill('me@example.com');
@@ -74,7 +75,7 @@ async function scripted({ viewport = { width: 1280, height: 800 }, ack = true } 
     await page.locator('form.auth-form button[type=submit]').click();
     await page.waitForFunction(() => /** @type {any} */ (window).chatClient?.state === 'connected');
   };
-  return { backend, ctx, page, sent, push, signIn, errors, state };
+  return { backend, ctx, page, sent, push, close, signIn, errors, state };
 }
 
 test('typing line wording for one, two and three people, and auto-hide after 4 s', { timeout: 60_000 }, async () => {
@@ -283,6 +284,24 @@ test('new group through search, then rename, add and remove members, and leave',
   await info.getByRole('button', { name: 'Leave group' }).click();
   await s.page.locator('.empty-chat').waitFor();
   assert.equal(await s.page.locator('.conv-item', { hasText: 'Book club' }).count(), 0);
+  assert.deepEqual(s.errors, []);
+  await s.ctx.close();
+});
+
+test('close 4001 with a refused refresh: back to sign-in with a notice, nothing left running', { timeout: 60_000 }, async () => {
+  const s = await scripted();
+  s.backend.addConversation('c1', { members: ['u-me', 'u-bob'] });
+  await s.signIn();
+  s.backend.refreshFails = true;
+  const sockets = [];
+  s.page.on('websocket', (ws) => sockets.push(ws));
+  // The server ends the session: token expired and the refresh token is refused.
+  await s.close(4001, 'token expired');
+  await s.page.locator('.auth-card').waitFor();
+  await s.page.locator('.form-error', { hasText: 'Your session has expired. Please sign in again.' }).waitFor();
+  assert.equal(await s.page.evaluate(() => /** @type {any} */ (window).chatClient.isAuthenticated), false);
+  await s.page.waitForTimeout(2500);
+  assert.equal(sockets.length, 0, 'no reconnect attempt without a session');
   assert.deepEqual(s.errors, []);
   await s.ctx.close();
 });
