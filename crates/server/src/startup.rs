@@ -204,6 +204,12 @@ impl Application {
         // Signals are ours: sockets must get 1001 and sends finish before the server stops.
         .disable_signals()
         .shutdown_timeout(SERVER_STOP_TIMEOUT.as_secs())
+        // After a WebSocket's close handshake the client waits for the server to close the
+        // TCP connection (RFC 6455). Actix's linger for unread input (the socket's stream is
+        // never "read to the end") kept such connections open for seconds when the client
+        // set TCP_NODELAY, as browsers do: no linger, the connection closes at once. The cost:
+        // a client still uploading a body the server refused unread (413) may see a reset.
+        .client_disconnect_timeout(Duration::ZERO)
         .listen(listener)
         .map_err(|source| StartupError::Bind { addr, source })?
         .run();
