@@ -101,7 +101,9 @@ pub fn render_toml(values: &[(String, String)]) -> String {
 /// may override (later entries win).
 pub fn quick(overrides: &[(&str, &str)]) -> Vec<(&'static str, String)> {
     let mut tuning: Vec<(&'static str, String)> = vec![
-        (keys::HEARTBEAT_MS, "1000".into()),
+        // Long enough that a test may leave a socket unread (so unanswered pings) for a
+        // few seconds; the heartbeat tests set their own.
+        (keys::HEARTBEAT_MS, "5000".into()),
         (keys::PRESENCE_GRACE_MS, "300".into()),
         (keys::NODE_LEASE_TTL_MS, "1500".into()),
         (keys::TYPING_TTL_MS, "1000".into()),

@@ -286,7 +286,8 @@ impl WsClient {
     }
 
     /// Syncs one conversation from `after_seq` through every page (`has_more`), and returns
-    /// every `message` frame received meanwhile (replayed or live), in arrival order.
+    /// every `message` frame received meanwhile (replayed or live), in arrival order. Each
+    /// next page starts after the highest seq held (the page's end, or a live message past it).
     pub async fn sync_all(&mut self, conversation: &str, after_seq: i64) -> Vec<Value> {
         let mut cursor = after_seq;
         let mut all = Vec::new();
@@ -305,6 +306,15 @@ impl WsClient {
                     self.label, page.done
                 )
             });
+            // Live messages may have come past the page meanwhile: the next cursor is the
+            // highest seq held, as a client that tracks what it has would send.
+            let held = page
+                .messages
+                .iter()
+                .filter(|m| m["message"]["conversation_id"] == conversation)
+                .filter_map(|m| m["message"]["seq"].as_i64())
+                .max()
+                .unwrap_or(cursor);
             all.extend(page.messages);
             if !has_more {
                 return all;
@@ -315,7 +325,7 @@ impl WsClient {
                 self.label,
                 page.done
             );
-            cursor = page_last;
+            cursor = page_last.max(held);
         }
         panic!("{}: sync never ended", self.label)
     }

@@ -161,12 +161,19 @@ async fn concurrent_senders_never_show_a_gap_or_reordering(mode: Mode) {
     let s2 = api.register("Sender two").await;
     let r = api.register("Reader").await;
     let conv = cluster::group(&api, &s1, &[&s2, &r]).await;
-    let (mut ws_r0, _) = WsConnect::all(&d.base(0), &r.token)
-        .open_ready("reader on node 0")
-        .await;
-    let (mut ws_r1, _) = WsConnect::all(&d.base(d.other(0)), &r.token)
-        .open_ready("reader on node 1")
-        .await;
+    let total = (2 * PER_SENDER) as i64;
+    // Both reader sessions read all the time, as real clients do.
+    let mut readers = Vec::new();
+    for (node, label) in [(0, "reader on node 0"), (d.other(0), "reader on node 1")] {
+        let (mut ws, _) = WsConnect::all(&d.base(node), &r.token)
+            .open_ready(label)
+            .await;
+        let conv = conv.clone();
+        readers.push(tokio::spawn(async move {
+            let got = seqs_until(&mut ws, &conv, total as usize, WAIT * 4).await;
+            (ws.label.clone(), got)
+        }));
+    }
 
     let mut senders = Vec::new();
     for (i, (user, node)) in [(&s1, 0), (&s2, d.other(0))].into_iter().enumerate() {
@@ -190,10 +197,9 @@ async fn concurrent_senders_never_show_a_gap_or_reordering(mode: Mode) {
             (label, seqs(&seen))
         }));
     }
-    let total = (2 * PER_SENDER) as i64;
-    for ws in [&mut ws_r0, &mut ws_r1] {
-        let got = seqs_until(ws, &conv, total as usize, WAIT * 4).await;
-        assert_eq!(got, one_to(total), "{}: strictly 1..={total}", ws.label);
+    for reader in readers {
+        let (label, got) = reader.await.unwrap();
+        assert_eq!(got, one_to(total), "{label}: strictly 1..={total}");
     }
     for s in senders {
         let (label, seen) = s.await.unwrap();
