@@ -471,8 +471,10 @@ impl NodeProcess {
             .kill_on_drop(true);
         match &log {
             Some(path) => {
+                // The server logs to stdout (tracing's default); panics go to stderr.
                 let file = std::fs::File::create(path).expect("node log file");
-                cmd.stderr(Stdio::from(file));
+                let copy = file.try_clone().expect("node log file");
+                cmd.stdout(Stdio::from(copy)).stderr(Stdio::from(file));
             }
             None => {
                 cmd.stderr(Stdio::inherit());
