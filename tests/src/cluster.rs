@@ -44,6 +44,8 @@ pub mod keys {
     pub const UPGRADE_BURST: &str = "realtime.upgrade_burst";
     /// Most messages committed in one transaction.
     pub const COMMIT_MAX_BATCH: &str = "realtime.commit_max_batch";
+    /// Longest message content, in characters.
+    pub const MAX_CONTENT_CHARS: &str = "limits.max_content_chars";
     /// Access token lifetime, seconds.
     pub const ACCESS_TTL_SECS: &str = "auth.access_ttl_secs";
     /// Key prefix of everything the node keeps in Redis.
@@ -126,7 +128,7 @@ pub fn quick(overrides: &[(&str, &str)]) -> Vec<(&'static str, String)> {
     tuning
 }
 
-const ALL_KEYS: [&str; 22] = [
+const ALL_KEYS: [&str; 23] = [
     keys::HEARTBEAT_MS,
     keys::PRESENCE_GRACE_MS,
     keys::NODE_LEASE_TTL_MS,
@@ -144,6 +146,7 @@ const ALL_KEYS: [&str; 22] = [
     keys::UPGRADES_PER_SECOND,
     keys::UPGRADE_BURST,
     keys::COMMIT_MAX_BATCH,
+    keys::MAX_CONTENT_CHARS,
     keys::ACCESS_TTL_SECS,
     keys::REDIS_PREFIX,
     keys::REDIS_URL,

@@ -272,10 +272,22 @@ async fn an_eleventh_session_of_one_user_across_two_nodes_closes_with_1008() {
 /// A client that never reads, with a small outbound queue, is closed with 4009; the others
 /// get every message, and the slow one recovers with `sync` on reconnect.
 async fn a_slow_consumer_is_closed_with_4009_while_the_others_receive_everything(mode: Mode) {
-    const N: usize = 400;
+    // 150 messages of 60,000 characters: 9 MB, more than the kernel's socket buffers
+    // (up to 4 MB of send buffer here) can hide from the server.
+    const N: usize = 150;
+    const SIZE: usize = 60_000;
+    let size = SIZE.to_string();
     let d = Deployment::start(
         mode,
-        &quick(&[(keys::OUTBOUND_QUEUE, "16"), (keys::CLOSE_GRACE_MS, "500")]),
+        &quick(&[
+            (keys::OUTBOUND_QUEUE, "16"),
+            // The slow reader only starts reading once every send is done: the server
+            // must still be waiting to hand it the close frame then.
+            (keys::CLOSE_GRACE_MS, "60000"),
+            // Nor may it be reaped for the pings it leaves unanswered meanwhile.
+            (keys::HEARTBEAT_MS, "60000"),
+            (keys::MAX_CONTENT_CHARS, &size),
+        ]),
     )
     .await;
     let api = d.api(0);
@@ -314,7 +326,7 @@ async fn a_slow_consumer_is_closed_with_4009_while_the_others_receive_everything
     });
     ready_rx.await.unwrap();
 
-    let filler = "z".repeat(3000);
+    let filler = "z".repeat(SIZE - 10);
     let sends = futures_util::future::join_all((0..8).map(|lane| {
         let api = api.clone();
         let x = x.clone();
@@ -444,11 +456,13 @@ async fn heartbeats(mode: Mode) {
     let (mut quiet, _) = WsConnect::all(&d.base(0), &a.token)
         .open_ready("A, quiet but reading")
         .await;
-    assert_eq!(
-        quiet.still_open_after(Duration::from_millis(1500)).await,
-        None,
-        "a reading client was closed"
+    // B reads meanwhile too, or it would be the one reaped.
+    let (quiet_end, b_end) = tokio::join!(
+        quiet.still_open_after(Duration::from_millis(1500)),
+        ws_b.still_open_after(Duration::from_millis(1500)),
     );
+    assert_eq!(quiet_end, None, "a reading client was closed");
+    assert_eq!(b_end, None, "a reading client was closed");
     quiet.close().await;
     ws_b.recv_where("A offline", WAIT, |f| {
         f["type"] == "presence" && f["user_id"] == a.id.as_str() && f["status"] == "offline"
