@@ -26,7 +26,7 @@ export class ChatApp {
     const me = client.user;
     this.meAvatar = h('span', { class: 'me-avatar' });
     this.meName = h('span', { class: 'me-name' }, me?.display_name ?? '');
-    this.newButton = h('button', { class: 'btn btn-primary btn-sm', type: 'button', 'on:click': () => this.openNewConversation() }, icon('plus', { size: 18 }), h('span', {}, 'New chat'));
+    this.newButton = h('button', { class: 'btn btn-primary btn-sm', type: 'button', 'aria-label': 'New chat', title: 'New chat', 'on:click': () => this.openNewConversation() }, icon('plus', { size: 18 }), h('span', {}, 'New chat'));
     this.logoutButton = h('button', { class: 'icon-btn', type: 'button', title: 'Sign out', 'aria-label': 'Sign out', 'on:click': () => this.signOut() }, icon('logout'));
 
     this.search = /** @type {HTMLInputElement} */ (
