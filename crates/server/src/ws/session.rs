@@ -189,6 +189,7 @@ pub async fn run(opening: Opening, ws: actix_ws::Session, mut stream: Aggregated
         in_flight: FuturesOrdered::new(),
         typing_limiter: DefaultDirectRateLimiter::direct(typing_quota),
         held: None,
+        overflowed: HashSet::new(),
     };
     let end = match session.open().await {
         Ok(()) => session.serve(&mut stream).await,
@@ -232,6 +233,8 @@ struct ChatSession {
     typing_limiter: DefaultDirectRateLimiter,
     /// Live messages held after `hello` until the client's first frame (or the hold time).
     held: Option<Vec<Delivery>>,
+    /// Conversations whose held messages did not all fit: fetched when the hold ends.
+    overflowed: HashSet<ConversationId>,
 }
 
 impl ChatSession {
@@ -723,27 +726,36 @@ impl ChatSession {
             return Ok(None);
         };
         let position = feed.order.delivered_up_to();
-        if cursor < position && position != feed.base {
-            // Messages past the cursor were already written live: replay the missing range
-            // outside the feed, so nothing comes twice.
-            let limit = u32::try_from(position - cursor)
+        if cursor < feed.base && position != feed.base {
+            // The client lacks messages from before this connection's live stream began, and
+            // live ones were already written: replay the missing range outside the feed, so
+            // nothing comes twice (after the live ones, which the client orders by seq).
+            let upper = feed.base;
+            let limit = u32::try_from(upper - cursor)
                 .unwrap_or(u32::MAX)
                 .min(page_size);
             let page = self.fetch(c, cursor, limit).await?;
             let full = page.messages.len() as u32 >= limit;
             let mut last = cursor;
-            for view in &page.messages {
+            for view in page.messages.iter().filter(|v| v.message.seq <= upper) {
                 last = view.message.seq;
                 self.write(message_frame(view), true).await?;
             }
             self.announce_fetched(c, &page);
-            let last_seq = if full { last } else { position };
+            let more = full && last < upper;
             return Ok(Some(SyncState {
-                last_seq,
-                has_more: full && last < position,
+                last_seq: if more { last } else { position },
+                has_more: more,
                 watermarks: self.watermarks_now(c).await?,
             }));
         }
+        // What this connection wrote past the base is the client's (in flight, if not yet
+        // read): a cursor among it continues from the feed's position.
+        let cursor = if cursor >= feed.base && cursor < position {
+            position
+        } else {
+            cursor
+        };
         // Nothing written past the cursor: move the feed there (back, or forward past what
         // the client holds) and replay through it, so live messages wait behind the replay.
         let ready = feed.order.reposition(cursor);
@@ -825,8 +837,10 @@ impl ChatSession {
                 if let Some(held) = &mut self.held {
                     if held.len() < self.realtime.settings.outbound_queue_frames.max(64) {
                         held.push(delivery);
+                    } else if let Some(c) = delivery.header.conversation {
+                        // Dropped: fetched from storage when the hold ends.
+                        self.overflowed.insert(c);
                     }
-                    // Past that, a held message is dropped: the feed fetches it as a gap.
                     return Ok(());
                 }
                 self.offer_live(delivery).await
@@ -843,6 +857,9 @@ impl ChatSession {
         };
         for delivery in held {
             self.offer_live(delivery).await?;
+        }
+        for c in std::mem::take(&mut self.overflowed) {
+            self.catch_up(c).await?;
         }
         Ok(())
     }
@@ -902,6 +919,7 @@ impl ChatSession {
     /// Fetches the holes of `c`'s feed from storage (unless the client is paging a `sync`).
     async fn fill_gaps(&mut self, c: ConversationId) -> Result<(), End> {
         let page_size = i64::from(self.realtime.settings.sync_page_size.max(1));
+        let mut fetched = false;
         loop {
             let Some(feed) = self.feeds.get(&c) else {
                 return Ok(());
@@ -910,6 +928,11 @@ impl ChatSession {
                 return Ok(());
             }
             let Some((after, up_to)) = feed.order.missing() else {
+                if fetched {
+                    // Messages beyond the hole may have been dropped from a full feed (or
+                    // never arrived): whatever storage has after the position comes too.
+                    return self.catch_up(c).await;
+                }
                 return Ok(());
             };
             let limit = u32::try_from((up_to - after).clamp(1, page_size)).unwrap_or(1);
@@ -917,6 +940,7 @@ impl ChatSession {
             if !self.fetch_into_feed(c, after, limit).await? {
                 return Ok(());
             }
+            fetched = true;
         }
     }
 
