@@ -187,6 +187,7 @@ impl AppContext {
             .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
             .configure(api::routes)
             .configure(crate::ws::routes)
+            .configure(crate::web::configure)
             .default_service(web::to(api::not_found));
     }
 

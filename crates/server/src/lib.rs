@@ -22,4 +22,5 @@ pub mod realtime;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod web;
 pub mod ws;

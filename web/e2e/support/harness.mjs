@@ -3,8 +3,9 @@
 // The server: CHAT_BASE_URL when set (a running chat server that serves the web client).
 // Otherwise the harness starts one itself: the chat-server binary (CHAT_SERVER_BIN, or
 // target/debug/chat-server, built with cargo when missing) on a free port with a fresh data
-// directory, short presence grace and relaxed login limits; and when that binary does not serve
-// the web client yet, the dev server (dev-server.mjs) in front of it.
+// directory, short presence grace and relaxed login limits. The binary must serve the web
+// client itself (embedded in it); web/e2e/support/dev-server.mjs is only for hand-editing the
+// client without rebuilding.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
@@ -13,7 +14,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { startDevServer } from './dev-server.mjs';
 
 const WEB = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const REPO = resolve(WEB, '..');
@@ -90,18 +90,18 @@ export async function startServer({ env: extraEnv = {}, own = false } = {}) {
   };
   await launch();
   const direct = `http://127.0.0.1:${port}`;
-  let dev = null;
+  // The binary serves the client itself (embedded): a build that does not is a failure,
+  // never papered over by the dev server.
   const served = await fetch(`${direct}/app/main.js`).then((r) => r.ok && (r.headers.get('content-type') ?? '').includes('javascript'), () => false);
-  if (!served) dev = await startDevServer({ upstream: direct });
+  if (!served) throw new Error(`the chat server at ${direct} does not serve the web client (/app/main.js)`);
   return {
-    baseUrl: dev ? dev.url : direct,
+    baseUrl: direct,
     restart: async () => {
       child.kill('SIGKILL');
       await new Promise((r) => child.once('exit', r));
       await launch();
     },
     stop: async () => {
-      await dev?.close();
       if (child.exitCode === null) {
         child.kill('SIGTERM');
         await new Promise((r) => {
