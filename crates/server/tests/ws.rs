@@ -112,3 +112,189 @@ async fn a_client_close_is_answered_and_the_connection_ends_at_once() {
         started.elapsed()
     );
 }
+
+impl Running {
+    /// A direct conversation of the holder of `token` with `other`; its id.
+    async fn direct(&self, token: &str, other: &str) -> String {
+        let body: Value = self
+            .client
+            .post(format!("{}/api/v1/conversations", self.base))
+            .bearer_auth(token)
+            .json(&json!({"type": "direct", "participant_ids": [other]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+            .parse()
+            .unwrap()
+    }
+}
+
+async fn send(socket: &mut Socket, frame: Value) {
+    socket
+        .send(Message::Text(frame.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next frame of `kind`, skipping others.
+async fn frame_of(socket: &mut Socket, kind: &str) -> Value {
+    loop {
+        let frame = next_frame(socket).await;
+        if frame["type"] == kind {
+            return frame;
+        }
+    }
+}
+
+/// The close code the server ends the socket with.
+async fn close_code(socket: &mut Socket) -> Option<u16> {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("the socket ends in time");
+        match next {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_is_accepted_then_closed_with_4001() {
+    let app = spawn_app(|_| {}).await;
+    let mut socket = app.connect("not-a-token").await;
+    assert_eq!(close_code(&mut socket).await, Some(4001));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_acknowledged_after_commit_and_fanned_out_to_the_other_member() {
+    let app = spawn_app(|_| {}).await;
+    let (_, alice) = app.user("Alice").await;
+    let (bob_id, bob) = app.user("Bob").await;
+    let conversation = app.direct(&alice, &bob_id).await;
+    let mut a = app.connect(&alice).await;
+    let mut b = app.connect(&bob).await;
+    let hello = frame_of(&mut a, "hello").await;
+    assert_eq!(hello["conversations"][0]["conversation_id"], conversation);
+    assert_eq!(hello["conversations"][0]["last_seq"], 0);
+    frame_of(&mut b, "hello").await;
+    send(
+        &mut a,
+        json!({"type":"message","conversation_id":conversation,"content":"Hello!","temp_id":"t-1"}),
+    )
+    .await;
+    let ack = frame_of(&mut a, "message_sent").await;
+    assert_eq!(
+        (ack["seq"].as_i64(), ack["temp_id"].as_str()),
+        (Some(1), Some("t-1"))
+    );
+    let got = frame_of(&mut b, "message").await;
+    assert_eq!(got["message"]["content"], "Hello!");
+    assert_eq!(got["message"]["id"], ack["message_id"]);
+    // B's live session got it: A hears it was delivered without B acknowledging anything.
+    let delivered = frame_of(&mut a, "delivered").await;
+    assert_eq!(delivered["user_id"], bob_id);
+    assert_eq!(delivered["seq"], 1);
+    assert_eq!(app.metric("chat_messages_committed_total").await, 1.0);
+    assert!(app.metric("chat_messages_out_total").await >= 1.0);
+    assert_eq!(app.metric("chat_sessions").await, 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_frame_is_answered_with_an_error_and_the_session_stays_usable() {
+    let app = spawn_app(|_| {}).await;
+    let (_, alice) = app.user("Alice").await;
+    let mut a = app.connect(&alice).await;
+    frame_of(&mut a, "hello").await;
+    a.send(Message::Text("{nope".into())).await.unwrap();
+    assert_eq!(frame_of(&mut a, "error").await["code"], "invalid_json");
+    send(&mut a, json!({"type":"dance"})).await;
+    assert_eq!(frame_of(&mut a, "error").await["code"], "unknown_type");
+    let foreign = uuid::Uuid::new_v4();
+    send(
+        &mut a,
+        json!({"type":"message","conversation_id":foreign,"content":"hi","temp_id":"t-9"}),
+    )
+    .await;
+    let refused = frame_of(&mut a, "error").await;
+    assert_eq!(refused["code"], "not_participant");
+    assert_eq!(refused["ref"], "t-9");
+    send(&mut a, json!({"type":"ping"})).await;
+    frame_of(&mut a, "pong").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_over_the_limit_closes_the_session_with_1009() {
+    let app = spawn_app(|s| s.realtime.max_frame_bytes = 1024).await;
+    let (_, alice) = app.user("Alice").await;
+    let mut a = app.connect(&alice).await;
+    frame_of(&mut a, "hello").await;
+    let content = "x".repeat(2048);
+    send(&mut a, json!({"type":"message","content":content})).await;
+    assert_eq!(close_code(&mut a).await, Some(1009));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_turns_readiness_off_and_closes_sockets_with_1001() {
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = Settings::for_tests(data.path());
+    settings.realtime.presence_grace_ms = 50;
+    let app = Application::build(settings).await.unwrap();
+    let port = app.port();
+    let shutdown = app.shutdown_handle();
+    let served = tokio::spawn(app.run_until_stopped());
+    let running = Running {
+        base: format!("http://127.0.0.1:{port}"),
+        ws: format!("ws://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        _data: data,
+    };
+    let (_, alice) = running.user("Alice").await;
+    let mut a = running.connect(&alice).await;
+    frame_of(&mut a, "hello").await;
+    shutdown.trigger();
+    let mut readiness = Vec::new();
+    for _ in 0..100 {
+        let ready = running
+            .client
+            .get(format!("{}/readyz", running.base))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        readiness.push(ready.as_ref().ok().copied());
+        if ready.as_ref().is_ok_and(|s| *s == 503) || ready.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        readiness.contains(&Some(503)),
+        "readiness never went 503: {readiness:?}"
+    );
+    assert_eq!(close_code(&mut a).await, Some(1001));
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+}

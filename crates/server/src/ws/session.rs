@@ -190,6 +190,7 @@ pub async fn run(opening: Opening, ws: actix_ws::Session, mut stream: Aggregated
         typing_limiter: DefaultDirectRateLimiter::direct(typing_quota),
         held: None,
         overflowed: HashSet::new(),
+        presence_seen: HashMap::new(),
     };
     let end = match session.open().await {
         Ok(()) => session.serve(&mut stream).await,
@@ -235,6 +236,8 @@ struct ChatSession {
     held: Option<Vec<Delivery>>,
     /// Conversations whose held messages did not all fit: fetched when the hold ends.
     overflowed: HashSet<ConversationId>,
+    /// The last presence frame written per user, so copies from other topics are skipped.
+    presence_seen: HashMap<UserId, Arc<str>>,
 }
 
 impl ChatSession {
@@ -846,6 +849,17 @@ impl ChatSession {
                 self.offer_live(delivery).await
             }
             Kind::Conversation => self.on_conversation(delivery).await,
+            Kind::Presence => {
+                // A user's presence is published on each conversation they are in: a session
+                // sharing several with them hears it once.
+                if let Some(user) = delivery.header.user {
+                    if self.presence_seen.get(&user) == Some(&delivery.frame) {
+                        return Ok(());
+                    }
+                    self.presence_seen.insert(user, delivery.frame.clone());
+                }
+                self.write(delivery.frame.to_string(), false).await
+            }
             _ => self.write(delivery.frame.to_string(), false).await,
         }
     }
