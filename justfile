@@ -17,3 +17,8 @@ test:
 check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# A short run of every load-generator scenario against a fresh release server (embedded
+# mode; set CHAT_DATABASE__URL and CHAT_REDIS__URL for scale-out). See docs/benchmarks.md.
+bench:
+    crates/loadgen/scripts/bench.sh

@@ -52,6 +52,12 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_target)]
     pub target: SocketAddr,
 
+    /// Other nodes of the same deployment (scale-out), comma-separated, 127.0.0.1 only:
+    /// clients are spread round robin over `--target` and these, so the two members of a
+    /// pair sit on different nodes. Provisioning and `/metrics` use `--target`.
+    #[arg(long, value_delimiter = ',', value_parser = parse_target)]
+    pub extra_targets: Vec<SocketAddr>,
+
     /// Clients: users provisioned and WebSocket connections opened (one per user).
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
@@ -149,7 +155,9 @@ fn usage(msg: impl Into<String>) -> Result<(), UsageError> {
 impl Args {
     /// Refuses runs that are unbounded, pointless or aimed anywhere but loopback.
     pub fn validate(&self) -> Result<(), UsageError> {
-        ensure_loopback_target(self.target)?;
+        for target in self.targets() {
+            ensure_loopback_target(target)?;
+        }
         if self.clients == 0 || self.clients > MAX_CLIENTS {
             return usage(format!("--clients must be 1..={MAX_CLIENTS}"));
         }
@@ -218,6 +226,13 @@ impl Args {
             ensure_local_database_url(url)?;
         }
         Ok(())
+    }
+
+    /// Every node clients connect to: `--target` first.
+    pub fn targets(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.target)
+            .chain(self.extra_targets.iter().copied())
+            .collect()
     }
 
     /// The source address of each block of `--conns-per-source` clients.
@@ -382,7 +397,23 @@ mod tests {
             vec![Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)]
         );
         assert_eq!(a.connect_timeout, Duration::from_secs(60));
+        assert_eq!(a.targets().len(), 1);
         a.validate().unwrap();
+        let b = parse(&[
+            "--scenario",
+            "direct",
+            "--extra-targets",
+            "127.0.0.1:8081,127.0.0.1:8082",
+        ]);
+        assert_eq!(b.targets()[2], "127.0.0.1:8082".parse().unwrap());
+        let remote = [
+            "chat-loadgen",
+            "--scenario",
+            "idle",
+            "--extra-targets",
+            "10.1.1.1:80",
+        ];
+        assert!(Args::try_parse_from(remote).is_err());
     }
 
     #[test]

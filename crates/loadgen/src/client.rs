@@ -132,11 +132,9 @@ impl Histos {
     }
 }
 
-/// What every client shares: the target, the clock, the counters and histograms.
+/// What every client shares: the clock, the counters and histograms.
 #[derive(Debug)]
 pub struct Shared {
-    /// The server (127.0.0.1 only; checked before any client exists).
-    pub target: SocketAddr,
     /// Time zero of the run: send timestamps are µs since it.
     pub base: Instant,
     /// Client socket settings (small read buffer).
@@ -184,6 +182,8 @@ pub struct ClientPlan {
     pub token: String,
     /// Source address of its socket.
     pub source: Ipv4Addr,
+    /// The node it connects to (127.0.0.1 only; checked before any client exists).
+    pub target: SocketAddr,
     /// Its conversations, each with its member count.
     pub conversations: Vec<(Uuid, usize)>,
     /// The conversation it sends to, if it sends.
@@ -312,6 +312,15 @@ pub async fn run_client(
     };
     c.ready = true;
     Stats::add(&shared.stats.ready, 1);
+    // Nothing to sync on a first connection: speak at once, so the server does not hold
+    // live messages for a `sync` that will not come (`realtime.sync_hold_ms`).
+    if c.speak(&mut ws).await.is_err() {
+        c.drop_socket(ws);
+        match c.recover(Instant::now(), false).await {
+            Some(next) => ws = next,
+            None => return c.outcome(),
+        }
+    }
     let mut stormed = false;
     let mut sends_open = true;
     loop {
@@ -327,8 +336,17 @@ pub async fn run_client(
                 continue;
             }
             Phase::Verify => {
-                c.verify(&mut ws).await;
+                // The check runs on a fresh session: on the old one, frames still queued
+                // for it would be replayed too, and a repeat could not be told from a
+                // duplicate.
+                c.snapshot_before_final();
                 c.close(ws).await;
+                if let Some(mut fresh) = c.open().await {
+                    c.verify(&mut fresh).await;
+                    c.close(fresh).await;
+                } else {
+                    shared.error("verify:cannot_reconnect");
+                }
                 return c.outcome();
             }
             Phase::Close => {
@@ -452,12 +470,12 @@ impl<'a> Client<'a> {
         socket
             .bind(SocketAddr::new(self.plan.source.into(), 0))
             .map_err(io)?;
-        let tcp = timeout(STEP_TIMEOUT, socket.connect(self.shared.target))
+        let tcp = timeout(STEP_TIMEOUT, socket.connect(self.plan.target))
             .await
             .map_err(|_| ConnectError::Failed("tcp_timeout".into()))?
             .map_err(io)?;
         tcp.set_nodelay(true).map_err(io)?;
-        let url = format!("ws://{}/ws?token={}", self.shared.target, self.plan.token);
+        let url = format!("ws://{}/ws?token={}", self.plan.target, self.plan.token);
         let handshake =
             tokio_tungstenite::client_async_with_config(url, tcp, Some(self.shared.ws_config));
         match timeout(STEP_TIMEOUT, handshake).await {
@@ -547,7 +565,8 @@ impl<'a> Client<'a> {
         match self.start_sync(&mut ws, purpose, moved).await {
             Ok(true) => {}
             Ok(false) => {
-                if self.recovered(&mut ws, since, storm).await.is_err() {
+                let spoke = self.speak(&mut ws).await;
+                if spoke.is_err() || self.recovered(&mut ws, since, storm).await.is_err() {
                     self.drop_socket(ws);
                     return None;
                 }
@@ -558,6 +577,12 @@ impl<'a> Client<'a> {
             }
         }
         Some(ws)
+    }
+
+    /// A `ping`: the client's first frame when it has nothing to `sync`.
+    async fn speak(&self, ws: &mut Ws) -> Result<(), Lost> {
+        self.send_json(ws, serde_json::json!({"type": "ping"}))
+            .await
     }
 
     /// Sends `sync` for `conversations` from what this client holds; `false` if none.
@@ -664,9 +689,21 @@ impl<'a> Client<'a> {
             return;
         };
         log.saw_last_seq(message.seq);
-        let in_sync = log.syncing();
+        let cursor = log.sync_cursor();
+        let in_sync = cursor.is_some();
         let arrival = log.on_message(message.seq);
-        if arrival != Arrival::New || message.sender_id == self.plan.user_id {
+        let own = message.sender_id == self.plan.user_id;
+        if arrival == Arrival::Duplicate {
+            // Which rule it broke, for the diagnosis of a failed run.
+            let kind = match cursor {
+                None => "live",
+                Some(c) if message.seq <= c => "replay_at_or_below_cursor",
+                Some(_) => "replayed_twice",
+            };
+            let whose = if own { "own" } else { "other" };
+            self.shared.error(format!("duplicate:{kind}:{whose}"));
+        }
+        if arrival != Arrival::New || own {
             return;
         }
         if in_sync {
@@ -820,14 +857,18 @@ impl<'a> Client<'a> {
         }
     }
 
-    /// The final check: `sync` every conversation from what this client holds.
-    async fn verify(&mut self, ws: &mut Ws) {
+    /// What this client holds before the final check.
+    fn snapshot_before_final(&mut self) {
         self.before_final = Some(
             self.convs
                 .iter()
                 .map(|(id, log)| (*id, log.seen.clone()))
                 .collect(),
         );
+    }
+
+    /// The final check: `sync` every conversation from what this client holds.
+    async fn verify(&mut self, ws: &mut Ws) {
         let all: Vec<Uuid> = self.convs.keys().copied().collect();
         match self.start_sync(ws, SyncPurpose::Verify, all).await {
             Ok(true) => {}

@@ -108,6 +108,15 @@ pub struct Machine {
     pub open_files_limit: Option<u64>,
     /// net.ipv4.ip_local_port_range.
     pub local_port_range: Option<String>,
+    /// /proc/loadavg (1, 5, 15 minutes) when the run began: other work on the machine.
+    pub load_average: String,
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 impl Machine {
@@ -127,6 +136,7 @@ impl Machine {
             local_port_range: fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
                 .ok()
                 .map(|s| s.split_whitespace().collect::<Vec<_>>().join("-")),
+            load_average: load_average(),
         }
     }
 }

@@ -155,9 +155,9 @@ pub struct Resources {
     pub server_rss_after_kib: Option<u64>,
     /// (after - before) / connections held, bytes.
     pub server_rss_per_connection_bytes: Option<u64>,
-    /// Server CPU seconds during the measured window.
+    /// Server CPU seconds during the traffic (or idle hold) window.
     pub server_cpu_s: Option<f64>,
-    /// Generator CPU seconds during the measured window.
+    /// Generator CPU seconds during the same window.
     pub generator_cpu_s: Option<f64>,
     /// Generator RSS at the end, KiB.
     pub generator_rss_kib: Option<u64>,
@@ -177,6 +177,8 @@ pub struct MetricsScrape {
 pub struct Report {
     /// The machine.
     pub machine: Machine,
+    /// /proc/loadavg when the run ended.
+    pub load_average_end: String,
     /// The run.
     pub setup: RunSetup,
     /// Connections.
@@ -229,8 +231,12 @@ impl Report {
         row(
             "machine",
             format!(
-                "{} cpus, {} MiB, kernel {}",
-                self.machine.cpus, self.machine.memory_mib, self.machine.kernel
+                "{} cpus, {} MiB, kernel {}, load {} -> {}",
+                self.machine.cpus,
+                self.machine.memory_mib,
+                self.machine.kernel,
+                self.machine.load_average,
+                self.load_average_end
             ),
         );
         row(
@@ -413,7 +419,9 @@ mod tests {
                 kernel: "6.1".into(),
                 open_files_limit: Some(20_000),
                 local_port_range: Some("32768-60999".into()),
+                load_average: "0.10 0.20 0.30".into(),
             },
+            load_average_end: "1.00 0.50 0.40".into(),
             setup: RunSetup {
                 scenario: Scenario::Direct,
                 run_id: "abcd1234".into(),

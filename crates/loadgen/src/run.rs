@@ -124,6 +124,7 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
 
     // Who is in what.
     let sources = args.source_addrs();
+    let targets = args.targets();
     let mut member_of: Vec<Vec<(Uuid, usize)>> = vec![Vec::new(); args.clients];
     for (members, id) in plan.iter().zip(&conv_ids) {
         for &m in members {
@@ -141,6 +142,10 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
             user_id: user.id,
             token: user.token.clone(),
             source: Args::source_for(&sources, args.conns_per_source, index),
+            target: targets
+                .get(index % targets.len())
+                .copied()
+                .unwrap_or(args.target),
             send_to: conversations.first().map(|(id, _)| *id),
             conversations,
         })
@@ -148,7 +153,6 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
 
     let histos = || Histos::new().map_err(|e| LoadError::Setup(e.to_string()));
     let shared = Arc::new(Shared {
-        target: args.target,
         base: Instant::now(),
         ws_config: WebSocketConfig::default()
             .read_buffer_size(args.ws_read_buffer)
@@ -194,6 +198,7 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
     let cpu = |pid: Option<u32>| pid.and_then(procstat::cpu_seconds);
     let (server_cpu0, own_cpu0) = (cpu(server_pid), cpu(Some(own_pid)));
     let rss_after;
+    let cpu_end;
     let mut traffic = Traffic::default();
     let mut storm = None;
     if args.scenario == Scenario::Idle {
@@ -201,6 +206,7 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
         rss_after = server_pid.and_then(procstat::rss_kib);
         sleep(args.duration.saturating_sub(args.settle)).await;
         traffic.window_s = args.duration.max(args.settle).as_secs_f64();
+        cpu_end = (cpu(server_pid), cpu(Some(own_pid)));
     } else {
         let window = Instant::now();
         let (sent0, acked0, delivered0) =
@@ -225,6 +231,7 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
         traffic.acked = get(&stats.acked) - acked0;
         traffic.delivered = get(&stats.delivered) - delivered0;
         rss_after = server_pid.and_then(procstat::rss_kib);
+        cpu_end = (cpu(server_pid), cpu(Some(own_pid)));
         let _ = phase_tx.send(Phase::Drain);
         let drain = Instant::now();
         traffic.drained = wait_until(drain + args.drain_timeout, || {
@@ -234,7 +241,7 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
         .await;
         traffic.drain_s = drain.elapsed().as_secs_f64();
     }
-    let (server_cpu1, own_cpu1) = (cpu(server_pid), cpu(Some(own_pid)));
+    let (server_cpu1, own_cpu1) = cpu_end;
     let held = get(&stats.ready);
 
     // Verify (or just close) and collect.
@@ -307,10 +314,15 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
     let errors = shared.errors.lock().map(|e| e.clone()).unwrap_or_default();
     Ok(Report {
         machine,
+        load_average_end: procstat::load_average(),
         setup: RunSetup {
             scenario: args.scenario,
             run_id,
-            target: args.target.to_string(),
+            target: targets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             storage: match target {
                 DatabaseTarget::Sqlite(_) => "sqlite".into(),
                 DatabaseTarget::Postgres(_) => "postgres".into(),

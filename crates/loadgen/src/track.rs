@@ -160,6 +160,11 @@ impl ConvLog {
         self.sync.is_some()
     }
 
+    /// The cursor of the `sync` (page) in progress.
+    pub fn sync_cursor(&self) -> Option<u64> {
+        self.sync.as_ref().map(|(cursor, _)| *cursor)
+    }
+
     /// The server says the conversation has reached `seq`.
     pub fn saw_last_seq(&mut self, seq: u64) {
         self.last_seq = self.last_seq.max(seq);
