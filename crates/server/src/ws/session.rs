@@ -774,13 +774,16 @@ impl ChatSession {
         feed.syncing = has_more;
         let ready = feed.order.fill(items);
         self.write_items(c, ready).await?;
+        if !has_more {
+            // Live messages that waited behind the replay may have overflowed the feed:
+            // whatever storage has past the position now comes too.
+            self.fill_gaps(c).await?;
+            self.catch_up(c).await?;
+        }
         let last_seq = self
             .feeds
             .get(&c)
             .map_or(cursor, |f| f.order.delivered_up_to());
-        if !has_more {
-            self.fill_gaps(c).await?;
-        }
         Ok(Some(SyncState {
             last_seq,
             has_more,
