@@ -224,6 +224,11 @@ impl Deployment {
         }
     }
 
+    /// The PostgreSQL URL of a scale-out deployment.
+    pub fn database_url(&self) -> Option<&str> {
+        self.store.as_ref().and_then(|s| s.database_url.as_deref())
+    }
+
     /// The base URL of node `i` (`http://127.0.0.1:PORT`).
     pub fn base(&self, i: usize) -> String {
         match &self.app {
