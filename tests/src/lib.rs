@@ -406,6 +406,30 @@ impl TestUser {
     }
 }
 
+/// How a starting node turned out.
+enum Health {
+    Up,
+    Exited,
+    TimedOut,
+}
+
+/// Polls `/healthz` for up to 10 s, noticing a node that exited (a port taken meanwhile).
+async fn wait_healthy(address: &str, child: &mut tokio::process::Child) -> Health {
+    let client = client();
+    for _ in 0..200 {
+        if let Ok(resp) = client.get(format!("{address}/healthz")).send().await {
+            if resp.status().is_success() {
+                return Health::Up;
+            }
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return Health::Exited;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Health::TimedOut
+}
+
 /// A free port on 127.0.0.1 (bound and released; a tiny race is acceptable in tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -450,7 +474,38 @@ impl NodeProcess {
     }
 
     async fn spawn(store: &TestStore, env: &[(&str, String)], log: Option<PathBuf>) -> Self {
-        let port = free_port();
+        // A port found free can be taken by someone else before the node binds it: then the
+        // node exits at once and we try another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Self::command(store, env, log.as_deref(), port)
+                .spawn()
+                .expect("chat-node starts");
+            let address = format!("http://127.0.0.1:{port}");
+            match wait_healthy(&address, &mut child).await {
+                Health::Up => {
+                    return Self {
+                        address,
+                        port,
+                        child,
+                        log,
+                    }
+                }
+                Health::Exited => continue,
+                Health::TimedOut => {
+                    panic!("node on port {port} did not become healthy within 10 s")
+                }
+            }
+        }
+        panic!("no node could bind a free port in 5 attempts (see its output above)");
+    }
+
+    fn command(
+        store: &TestStore,
+        env: &[(&str, String)],
+        log: Option<&Path>,
+        port: u16,
+    ) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(node_binary());
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -469,10 +524,14 @@ impl NodeProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(true);
-        match &log {
+        match log {
             Some(path) => {
                 // The server logs to stdout (tracing's default); panics go to stderr.
-                let file = std::fs::File::create(path).expect("node log file");
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("node log file");
                 let copy = file.try_clone().expect("node log file");
                 cmd.stdout(Stdio::from(copy)).stderr(Stdio::from(file));
             }
@@ -491,31 +550,7 @@ impl NodeProcess {
                 cmd.env(k, v);
             }
         }
-        let child = cmd.spawn().expect("chat-node starts");
-        let node = Self {
-            address: format!("http://127.0.0.1:{port}"),
-            port,
-            child,
-            log,
-        };
-        node.wait_healthy().await;
-        node
-    }
-
-    async fn wait_healthy(&self) {
-        let client = client();
-        for _ in 0..200 {
-            if let Ok(resp) = client.get(format!("{}/healthz", self.address)).send().await {
-                if resp.status().is_success() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "node on port {} did not become healthy within 10 s",
-            self.port
-        );
+        cmd
     }
 
     /// A JSON client for this node.

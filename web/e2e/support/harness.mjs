@@ -31,10 +31,14 @@ function freePort() {
   });
 }
 
-/** @param {string} url @param {number} ms */
-async function waitFor(url, ms) {
+/**
+ * Waits for `url` to answer; gives up early when `child` has exited (its port was taken).
+ * @param {string} url @param {number} ms @param {import('node:child_process').ChildProcess} [child]
+ */
+async function waitFor(url, ms, child) {
   const end = Date.now() + ms;
   while (Date.now() < end) {
+    if (child && child.exitCode !== null) throw new Error(`the server exited (code ${child.exitCode}) before ${url} answered`);
     try {
       const r = await fetch(url);
       if (r.ok) return;
@@ -63,7 +67,7 @@ export async function startServer({ env: extraEnv = {}, own = false } = {}) {
     if (built.status !== 0) console.warn(`cargo build failed; testing the existing ${bin}`);
   }
   if (!existsSync(bin)) throw new Error(`no chat server binary at ${bin}`);
-  const port = await freePort();
+  let port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'chat-e2e-'));
   mkdirSync(dataDir, { recursive: true });
   const env = {
@@ -85,10 +89,19 @@ export async function startServer({ env: extraEnv = {}, own = false } = {}) {
   const logPath = join(WEB, 'test-results', `chat-server-${port}.log`);
   const log = openSync(logPath, 'a');
   const launch = async () => {
-    child = spawn(bin, [], { env, stdio: ['ignore', log, log] });
-    await waitFor(`http://127.0.0.1:${port}/healthz`, 30_000);
+    child = spawn(bin, [], { env: { ...env, CHAT_HTTP__ADDR: `127.0.0.1:${port}` }, stdio: ['ignore', log, log] });
+    await waitFor(`http://127.0.0.1:${port}/healthz`, 30_000, child);
   };
-  await launch();
+  // A port found free may be taken before the server binds it: then try another one.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await launch();
+      break;
+    } catch (err) {
+      if (attempt >= 5 || child.exitCode === null) throw err;
+      port = await freePort();
+    }
+  }
   const direct = `http://127.0.0.1:${port}`;
   // The binary serves the client itself (embedded): a build that does not is a failure,
   // never papered over by the dev server.
