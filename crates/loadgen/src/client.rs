@@ -328,6 +328,9 @@ pub async fn run_client(
         match current {
             Phase::Storm(at) if !stormed => {
                 stormed = true;
+                // Lost, not closed: a reset, no close frame, and no TIME_WAIT left holding
+                // this source address's ports for the reconnect.
+                let _ = ws.get_ref().set_zero_linger();
                 c.drop_socket(ws);
                 match c.recover(at, true).await {
                     Some(next) => ws = next,
@@ -782,8 +785,10 @@ impl<'a> Client<'a> {
                     .and_then(serde_json::Value::as_bool)
                     .unwrap_or(false);
                 if has_more {
-                    log.continue_sync(last);
-                    more.insert(id.clone(), last.into());
+                    // The next page starts after what this client holds (as the SDK does).
+                    let cursor = log.seen.contiguous();
+                    log.continue_sync(cursor);
+                    more.insert(id.clone(), cursor.into());
                 } else {
                     log.end_sync();
                 }

@@ -193,7 +193,8 @@ pub struct Report {
     pub storm: Option<Storm>,
     /// Duplicates, gaps, acked-but-lost.
     pub correctness: Audit,
-    /// Clients whose final `sync` did not complete (their figures are then incomplete).
+    /// Clients whose final `sync` did not complete, or that did not finish at all (their
+    /// checks are then missing, and the run is not counted correct).
     pub unverified_clients: u64,
     /// Errors by kind.
     pub errors: BTreeMap<String, u64>,

@@ -23,7 +23,8 @@ use uuid::Uuid;
 const SEND_QUEUE: usize = 64;
 /// How often the orchestrator looks at the counters while waiting.
 const POLL: Duration = Duration::from_millis(20);
-/// Longest wait for every client to finish its final `sync` and close.
+/// Longest wait (on top of the connect timeout, as the check reconnects) for every client
+/// to finish its final `sync` and close.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Slack on top of the run's own phases before the whole run is abandoned.
 const RUN_SLACK: Duration = Duration::from_secs(120);
@@ -250,13 +251,15 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
     } else {
         Phase::Close
     });
-    let outcomes = join_all(tasks, JOIN_TIMEOUT, &shared).await;
+    let outcomes = join_all(tasks, args.connect_timeout + JOIN_TIMEOUT, &shared).await;
+    // A client that did not finish left no outcome: its checks are missing, not passed.
+    let missing = (args.clients as u64).saturating_sub(outcomes.len() as u64);
     let metrics_after = scrape(&rest).await;
 
     // Accounting.
     let mut acked: HashMap<Uuid, BTreeSet<u64>> = HashMap::new();
     let mut views: Vec<MemberView> = Vec::new();
-    let mut unverified = 0;
+    let mut unverified = missing;
     let mut unacked = 0;
     for outcome in outcomes {
         if outcome.ready && !outcome.verified && args.scenario.has_traffic() {

@@ -4,9 +4,10 @@
 //! The rules (per receiving client and conversation, on seqs):
 //! - A `message` frame outside a `sync` for a seq the client already has (received, or acked
 //!   to it as the sender) is a **duplicate**.
-//! - During a `sync` with cursor `c`, a replayed seq `<= c`, or one replayed twice in the same
-//!   `sync`, is a **duplicate**; a replayed seq above `c` the client already had is only
-//!   *redundant* (the protocol replays everything after the cursor, holes included).
+//! - During a `sync` (each page a request of its own) with cursor `c`, a replayed seq `<= c`,
+//!   or one replayed twice in the same page, is a **duplicate**; a replayed seq above `c`
+//!   the client already had is only *redundant* (the protocol replays everything after the
+//!   cursor, holes included).
 //! - After the run, a seq of `1..=last_seq` the client never got (live or through its own
 //!   recovery syncs) is a **gap**.
 //! - A seq acked to its sender that a member still lacks after a final verification `sync`
@@ -144,10 +145,10 @@ impl ConvLog {
         cursor
     }
 
-    /// Another page of the same `sync`, from `cursor` (the `last_seq` of `sync_done`).
+    /// Another page of the same `sync`, requested from `cursor`: a request of its own, so
+    /// a seq the previous page replayed above this cursor may come again (redundant).
     pub fn continue_sync(&mut self, cursor: u64) {
-        let replayed = self.sync.take().map(|(_, r)| r).unwrap_or_default();
-        self.sync = Some((cursor, replayed));
+        self.sync = Some((cursor, BTreeSet::new()));
     }
 
     /// The `sync` finished.
@@ -304,20 +305,26 @@ mod tests {
         assert_eq!(log.on_message(4), Arrival::Redundant);
         assert_eq!(log.on_message(2), Arrival::Duplicate, "at the cursor");
         assert_eq!(log.on_message(3), Arrival::Duplicate, "twice in one sync");
-        log.continue_sync(4);
+        log.continue_sync(3);
         assert_eq!(
-            log.on_message(4),
+            log.on_message(3),
             Arrival::Duplicate,
             "at the next page's cursor"
         );
+        assert_eq!(
+            log.on_message(4),
+            Arrival::Redundant,
+            "asked again from a lower cursor"
+        );
         assert_eq!(log.on_message(5), Arrival::New);
+        assert_eq!(log.on_message(5), Arrival::Duplicate, "twice in one page");
         log.end_sync();
         assert_eq!(
             log.on_message(5),
             Arrival::Duplicate,
             "live after the replay"
         );
-        assert_eq!((log.duplicates, log.redundant), (4, 1));
+        assert_eq!((log.duplicates, log.redundant), (5, 2));
         assert_eq!(log.seen.contiguous(), 5);
     }
 
