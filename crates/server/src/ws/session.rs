@@ -187,6 +187,7 @@ pub async fn run(opening: Opening, ws: actix_ws::Session, mut stream: Aggregated
         subscribed: HashSet::new(),
         away: false,
         in_flight: FuturesOrdered::new(),
+        sending: HashMap::new(),
         typing_limiter: DefaultDirectRateLimiter::direct(typing_quota),
         held: None,
         overflowed: HashSet::new(),
@@ -231,6 +232,11 @@ struct ChatSession {
     subscribed: HashSet<Topic>,
     away: bool,
     in_flight: FuturesOrdered<AckFuture>,
+    /// Sends of this session awaiting their commit, per conversation. A hole no larger than
+    /// that is most likely this session's own messages (the peer's next one can overtake our
+    /// ack): its fetch waits for the acks, which fill it without a storage read and without
+    /// echoing our own messages back to us.
+    sending: HashMap<ConversationId, u32>,
     typing_limiter: DefaultDirectRateLimiter,
     /// Live messages held after `hello` until the client's first frame (or the hold time).
     held: Option<Vec<Delivery>>,
@@ -630,6 +636,7 @@ impl ChatSession {
             .enqueue(prepared, Some(self.id))
             .await
             .map_err(|e| with_ref(e.into()))?;
+        *self.sending.entry(c).or_default() += 1;
         self.in_flight.push_back(Box::pin(async move {
             let result = answer.await.unwrap_or_else(|_| {
                 Err(ChatError::Storage(domain::StorageError::msg(
@@ -646,6 +653,19 @@ impl ChatSession {
     }
 
     async fn on_ack(&mut self, ack: Ack) -> Result<(), End> {
+        let conversation = ack.conversation;
+        if let Some(pending) = self.sending.get_mut(&conversation) {
+            *pending = pending.saturating_sub(1);
+            if *pending == 0 {
+                self.sending.remove(&conversation);
+            }
+        }
+        self.answer_send(ack).await?;
+        // A hole that waited for this ack and is still there was someone else's: fetch it.
+        self.fill_gaps(conversation).await
+    }
+
+    async fn answer_send(&mut self, ack: Ack) -> Result<(), End> {
         let Ack {
             conversation,
             temp_id,
@@ -952,6 +972,12 @@ impl ChatSession {
                 }
                 return Ok(());
             };
+            // A hole no larger than our own sends awaiting their ack is (most likely) those
+            // sends: their acks fill it. A larger one holds someone else's message: fetch.
+            let own = i64::from(self.sending.get(&c).copied().unwrap_or(0));
+            if up_to - after <= own {
+                return Ok(());
+            }
             let limit = u32::try_from((up_to - after).clamp(1, page_size)).unwrap_or(1);
             self.realtime.metrics.gap_fetch();
             if !self.fetch_into_feed(c, after, limit).await? {
