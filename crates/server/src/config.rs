@@ -129,6 +129,13 @@ pub struct HttpSettings {
     /// Take the client IP (for per-IP limits) from the last `X-Forwarded-For` entry.
     /// Only behind a reverse proxy that appends it; otherwise clients could pick their IP.
     pub trust_forwarded_for: bool,
+    /// Connections the kernel queues before the server accepts them (the listen backlog;
+    /// the kernel caps it at `net.core.somaxconn`). A reconnect storm needs it deep.
+    pub backlog: u32,
+    /// HTTP worker threads; 0 = one per CPU.
+    pub workers: usize,
+    /// Open connections (WebSockets included) each worker serves at most.
+    pub max_connections_per_worker: usize,
 }
 
 impl Default for HttpSettings {
@@ -138,6 +145,9 @@ impl Default for HttpSettings {
             allowed_origins: Vec::new(),
             max_body_bytes: 64 * 1024,
             trust_forwarded_for: false,
+            backlog: 4096,
+            workers: 0,
+            max_connections_per_worker: 100_000,
         }
     }
 }

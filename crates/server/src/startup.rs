@@ -188,13 +188,13 @@ impl Application {
 
         let addr = settings.http.addr;
         // Bound here, before serving, so port 0 resolves now and `port()` can tell.
-        let listener =
-            TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = bind(addr, settings.http.backlog)
+            .map_err(|source| StartupError::Bind { addr, source })?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
         let factory_context = context.clone();
-        let server = HttpServer::new(move || {
+        let mut server = HttpServer::new(move || {
             let context = factory_context.clone();
             App::new()
                 .wrap(context.cors())
@@ -210,9 +210,14 @@ impl Application {
         // set TCP_NODELAY, as browsers do: no linger, the connection closes at once. The cost:
         // a client still uploading a body the server refused unread (413) may see a reset.
         .client_disconnect_timeout(Duration::ZERO)
-        .listen(listener)
-        .map_err(|source| StartupError::Bind { addr, source })?
-        .run();
+        .max_connections(settings.http.max_connections_per_worker.max(1));
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind { addr, source })?
+            .run();
         tracing::info!(%local_addr, node = %context.state.realtime.node, "listening");
         Ok(Self {
             local_addr,
@@ -361,8 +366,20 @@ fn jwt_secret(settings: &Settings, target: &DatabaseTarget) -> Result<Secret, St
     }
 }
 
+/// Binds the listener with the configured backlog (the standard library's `bind` always
+/// asks for 128, which a reconnect storm of thousands of clients overflows).
+fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
 #[cfg(test)]
 mod tests {
+
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
@@ -403,5 +420,19 @@ mod tests {
             "x".repeat(40)
         );
         assert!(!dir.path().join(signing_key::SECRET_FILE).exists());
+    }
+
+    #[test]
+    fn the_listener_gets_the_configured_backlog() {
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), 1234).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // `ss` shows a listening socket's backlog as its Send-Q.
+        let out = std::process::Command::new("ss")
+            .args(["-ltnH", &format!("sport = :{port}")])
+            .output()
+            .expect("ss (iproute2) runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let send_q: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(send_q.get(2).copied(), Some("1234"), "ss said: {text}");
     }
 }
