@@ -69,6 +69,15 @@ pub async fn send(
     let outcome = state.realtime.batcher.send(prepared, None).await?;
     if let AppendOutcome::Created(message) = &outcome {
         tracing::info!(conversation_id = %conversation_id, seq = message.seq, "message sent");
+        // A sent message ends the sender's typing lease, whatever the transport.
+        if let Err(e) = state
+            .realtime
+            .typing
+            .message_sent(conversation_id, user.0)
+            .await
+        {
+            tracing::warn!(error = %e, "typing stop after a REST send failed");
+        }
         return Ok(HttpResponse::Created().json(MessageDto::sent(&outcome)));
     }
     // A replay: the original may have been delivered or read since, so show its status now.
