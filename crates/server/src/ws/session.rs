@@ -188,6 +188,7 @@ pub async fn run(opening: Opening, ws: actix_ws::Session, mut stream: Aggregated
         away: false,
         in_flight: FuturesOrdered::new(),
         sending: HashMap::new(),
+        unacked: HashSet::new(),
         typing_limiter: DefaultDirectRateLimiter::direct(typing_quota),
         held: None,
         overflowed: HashSet::new(),
@@ -237,6 +238,9 @@ struct ChatSession {
     /// ack): its fetch waits for the acks, which fill it without a storage read and without
     /// echoing our own messages back to us.
     sending: HashMap<ConversationId, u32>,
+    /// The `temp_id`s of those sends: a gap fetch that finds one of them committed (its ack
+    /// not yet here) passes it silently, as its ack will, instead of echoing it back.
+    unacked: HashSet<(ConversationId, String)>,
     typing_limiter: DefaultDirectRateLimiter,
     /// Live messages held after `hello` until the client's first frame (or the hold time).
     held: Option<Vec<Delivery>>,
@@ -637,6 +641,9 @@ impl ChatSession {
             .await
             .map_err(|e| with_ref(e.into()))?;
         *self.sending.entry(c).or_default() += 1;
+        if let Some(t) = &temp_id {
+            self.unacked.insert((c, t.clone()));
+        }
         self.in_flight.push_back(Box::pin(async move {
             let result = answer.await.unwrap_or_else(|_| {
                 Err(ChatError::Storage(domain::StorageError::msg(
@@ -654,6 +661,9 @@ impl ChatSession {
 
     async fn on_ack(&mut self, ack: Ack) -> Result<(), End> {
         let conversation = ack.conversation;
+        if let Some(t) = &ack.temp_id {
+            self.unacked.remove(&(conversation, t.clone()));
+        }
         if let Some(pending) = self.sending.get_mut(&conversation) {
             *pending = pending.saturating_sub(1);
             if *pending == 0 {
@@ -1036,7 +1046,20 @@ impl ChatSession {
             return Ok(false);
         }
         self.announce_fetched(c, &page);
-        let items = fetched_items(&page.messages);
+        let user = self.user;
+        let unacked = &self.unacked;
+        let items = fetched_items(&page.messages)
+            .into_iter()
+            .zip(&page.messages)
+            .map(|((seq, item), view)| {
+                let m = &view.message;
+                let ours = m.sender_id == user
+                    && m.client_msg_id
+                        .as_ref()
+                        .is_some_and(|t| unacked.contains(&(c, t.clone())));
+                (seq, if ours { Item::Acked } else { item })
+            })
+            .collect::<Vec<_>>();
         let Some(feed) = self.feeds.get_mut(&c) else {
             return Ok(false);
         };
