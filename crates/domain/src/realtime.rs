@@ -307,6 +307,9 @@ pub enum Event {
         message_id: crate::ids::MessageId,
         /// New delivered watermark.
         seq: i64,
+        /// A lower bound of where the watermark was before (0 when unknown): the move covers
+        /// the messages in `(since_seq, seq]`, so only their senders need to hear of it.
+        since_seq: i64,
         /// Whose watermark.
         user_id: UserId,
     },
@@ -318,6 +321,9 @@ pub enum Event {
         message_id: crate::ids::MessageId,
         /// New read watermark.
         seq: i64,
+        /// A lower bound of where the watermark was before (0 when unknown), as for
+        /// `Delivered`.
+        since_seq: i64,
         /// Whose watermark.
         read_by: UserId,
         /// When.

@@ -176,6 +176,7 @@ async fn announce_delivered(
         conversation_id,
         message_id: view.message.id,
         seq,
+        since_seq: 0,
         user_id: me,
     };
     state
@@ -218,6 +219,7 @@ pub async fn mark_read(
         conversation_id,
         message_id: outcome.message.id,
         seq: outcome.message.seq,
+        since_seq: 0,
         read_by: user.0,
         read_at: chrono::Utc::now(),
     };

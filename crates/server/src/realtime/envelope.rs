@@ -58,6 +58,10 @@ pub struct Header {
     /// A user who left or was removed.
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
     pub left: Option<UserId>,
+    /// A receipt: a lower bound of where the watermark was before it moved to `seq`. Only
+    /// sessions of a user who sent a message after it need the receipt.
+    #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
 }
 
 impl Header {
@@ -72,6 +76,7 @@ impl Header {
             origin: None,
             joined: None,
             left: None,
+            since: None,
         }
     }
 }

@@ -14,7 +14,7 @@ use super::metrics::Metrics;
 use domain::realtime::{Payload, PubSubSink, SessionId, Topic};
 use domain::{ConversationId, UserId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{mpsc, Notify};
 
@@ -100,11 +100,41 @@ struct Entry {
     topics: Vec<Topic>,
 }
 
+/// A session routed to a topic, and what receipts on it the session needs.
+///
+/// Receipts (`delivered`, `read_receipt`) matter to the senders of the messages a watermark
+/// move covers, `(since, seq]`; sending every member's receipts to every member would multiply
+/// a group's frames by its size. So each route keeps the highest seq the session's user is
+/// known to have sent in the conversation (`own`), and a receipt goes through when
+/// `own > since`. Until the session has told its floor (after its `hello` snapshot), it is
+/// `unknown` and gets every receipt.
+struct Route {
+    session: SessionId,
+    own: AtomicI64,
+    known: AtomicBool,
+}
+
+impl Route {
+    fn new(session: SessionId) -> Self {
+        Self {
+            session,
+            own: AtomicI64::new(0),
+            known: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a receipt covering `(since, ..]` concerns this route's user.
+    fn needs_receipt(&self, since: Option<i64>) -> bool {
+        let Some(since) = since else { return true };
+        !self.known.load(Ordering::Acquire) || self.own.load(Ordering::Acquire) > since
+    }
+}
+
 #[derive(Default)]
 struct State {
     sessions: HashMap<SessionId, Entry>,
     users: HashMap<UserId, Vec<SessionId>>,
-    topics: HashMap<Topic, Vec<SessionId>>,
+    topics: HashMap<Topic, Vec<Route>>,
 }
 
 impl State {
@@ -116,7 +146,10 @@ impl State {
             return false;
         }
         entry.topics.push(topic);
-        self.topics.entry(topic).or_default().push(session);
+        self.topics
+            .entry(topic)
+            .or_default()
+            .push(Route::new(session));
         true
     }
 
@@ -128,8 +161,19 @@ impl State {
             return false;
         };
         entry.topics.swap_remove(i);
-        remove_from(&mut self.topics, &topic, session);
+        remove_route(&mut self.topics, &topic, session);
         true
+    }
+}
+
+fn remove_route(map: &mut HashMap<Topic, Vec<Route>>, topic: &Topic, session: SessionId) {
+    if let Some(routes) = map.get_mut(topic) {
+        if let Some(i) = routes.iter().position(|r| r.session == session) {
+            routes.swap_remove(i);
+        }
+        if routes.is_empty() {
+            map.remove(topic);
+        }
     }
 }
 
@@ -204,7 +248,7 @@ impl Hub {
             return;
         };
         for topic in &entry.topics {
-            remove_from(&mut state.topics, topic, session);
+            remove_route(&mut state.topics, topic, session);
         }
         remove_from(&mut state.users, &entry.user, session);
     }
@@ -217,6 +261,22 @@ impl Hub {
     /// Stops routing `topic` to `session`; `true` when it was routed.
     pub fn unroute(&self, session: SessionId, topic: Topic) -> bool {
         self.write().unroute(session, topic)
+    }
+
+    /// The session's user may have sent messages in `conversation` up to `floor` (the
+    /// conversation's `last_seq` when not every member has read it, else 0): from now on
+    /// the session gets only the receipts that can concern them. Routes nobody sets a floor
+    /// for get every receipt.
+    pub fn receipt_floor(&self, session: SessionId, conversation: ConversationId, floor: i64) {
+        let state = self.read();
+        if let Some(route) = state
+            .topics
+            .get(&Topic::Conversation(conversation))
+            .and_then(|routes| routes.iter().find(|r| r.session == session))
+        {
+            route.own.fetch_max(floor, Ordering::AcqRel);
+            route.known.store(true, Ordering::Release);
+        }
     }
 
     /// Whether `topic` is routed to `session`.
@@ -271,8 +331,9 @@ impl Hub {
     }
 }
 
-/// Whether the session `id` (`entry`), routed to `topic`, gets an event with `header`.
-fn wants(id: SessionId, entry: &Entry, topic: Topic, header: &Header) -> bool {
+/// Whether the session `id` (`entry`), routed to `topic` (`route`), gets an event with
+/// `header`.
+fn wants(id: SessionId, entry: &Entry, route: &Route, topic: Topic, header: &Header) -> bool {
     if let (Some(scope), Topic::User(_)) = (entry.scope, topic) {
         // A session of one conversation hears of the user's channel only about that one.
         if header.kind != Kind::Presence && header.conversation != Some(scope) {
@@ -287,7 +348,11 @@ fn wants(id: SessionId, entry: &Entry, topic: Topic, header: &Header) -> bool {
             !matches!(topic, Topic::Conversation(_))
                 || (header.joined != Some(entry.user) && header.left != Some(entry.user))
         }
-        Kind::Delivered | Kind::Read | Kind::Unread => true,
+        // Receipts go to the senders they concern; a reader's own sessions also hear of
+        // their read watermark (read state across devices).
+        Kind::Delivered => route.needs_receipt(header.since),
+        Kind::Read => header.user == Some(entry.user) || route.needs_receipt(header.since),
+        Kind::Unread => true,
     }
 }
 
@@ -311,14 +376,26 @@ impl PubSubSink for Hub {
         let mut overflowed = Vec::new();
         {
             let state = self.read();
-            let Some(sessions) = state.topics.get(&topic) else {
+            let Some(routes) = state.topics.get(&topic) else {
                 return;
             };
-            for id in sessions {
+            let header = &delivery.header;
+            // A message by a user with sessions here: their receipts concern those sessions.
+            let own_message = match (header.kind, header.seq) {
+                (Kind::Message, Some(seq)) => header.user.map(|u| (u, seq)),
+                _ => None,
+            };
+            for route in routes {
+                let id = &route.session;
                 let Some(entry) = state.sessions.get(id) else {
                     continue;
                 };
-                if !wants(*id, entry, topic, &delivery.header) {
+                if let Some((sender, seq)) = own_message {
+                    if entry.user == sender {
+                        route.own.fetch_max(seq, Ordering::AcqRel);
+                    }
+                }
+                if !wants(*id, entry, route, topic, header) {
                     continue;
                 }
                 if let Err(mpsc::error::TrySendError::Full(_)) =
@@ -615,5 +692,113 @@ mod tests {
         hub.close_all(1001);
         assert_eq!((a.close.code(), b.close.code()), (Some(1001), Some(1001)));
         assert!(!a.close.close(4009), "the first code wins");
+    }
+
+    fn delivered(c: ConversationId, user: UserId, seq: i64, since_seq: i64) -> Event {
+        Event::Delivered {
+            conversation_id: c,
+            message_id: MessageId::new(),
+            seq,
+            since_seq,
+            user_id: user,
+        }
+    }
+
+    fn read(c: ConversationId, user: UserId, seq: i64, since_seq: i64) -> Event {
+        Event::Read {
+            conversation_id: c,
+            message_id: MessageId::new(),
+            seq,
+            since_seq,
+            read_by: user,
+            read_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_receipt_reaches_only_the_sessions_of_users_who_sent_a_message_it_covers() {
+        let hub = hub();
+        let c = ConversationId::new();
+        let topic = Topic::Conversation(c);
+        let (alice, bob, carol) = (UserId::new(), UserId::new(), UserId::new());
+        let mut a = connect(&hub, alice, None, 16);
+        let mut b = connect(&hub, bob, None, 16);
+        let mut k = connect(&hub, carol, None, 16);
+        for s in [&a, &b, &k] {
+            hub.route(s.id, topic);
+            hub.receipt_floor(s.id, c, 0);
+        }
+        publish(&hub, topic, &message_event(c, 1, alice, Some(a.id)));
+        publish(&hub, topic, &message_event(c, 2, carol, Some(k.id)));
+        let _ = (a.frames(), b.frames(), k.frames());
+        // Bob has 1: only Alice's message is covered.
+        publish(&hub, topic, &delivered(c, bob, 1, 0));
+        assert_eq!(a.frames().len(), 1, "the sender of seq 1 hears of it");
+        assert!(
+            b.frames().is_empty(),
+            "not the member whose watermark it is"
+        );
+        // Carol's own seq 2 is after the move's start: she may need it (a superset).
+        assert_eq!(k.frames().len(), 1);
+        // Bob moves on to 2: covers Carol's only.
+        publish(&hub, topic, &delivered(c, bob, 2, 1));
+        assert!(a.frames().is_empty(), "nothing of Alice's in (1, 2]");
+        assert_eq!(k.frames().len(), 1);
+        assert!(b.frames().is_empty());
+    }
+
+    #[test]
+    fn a_session_that_has_not_told_its_floor_gets_every_receipt() {
+        let hub = hub();
+        let c = ConversationId::new();
+        let topic = Topic::Conversation(c);
+        let mut fresh = connect(&hub, UserId::new(), None, 16);
+        hub.route(fresh.id, topic);
+        publish(&hub, topic, &delivered(c, UserId::new(), 9, 8));
+        assert_eq!(fresh.frames().len(), 1);
+        // Told that its user may have sent up to 5: a move from 8 concerns it no more.
+        hub.receipt_floor(fresh.id, c, 5);
+        publish(&hub, topic, &delivered(c, UserId::new(), 10, 8));
+        assert!(fresh.frames().is_empty());
+        publish(&hub, topic, &delivered(c, UserId::new(), 10, 4));
+        assert_eq!(
+            fresh.frames().len(),
+            1,
+            "a move from below 5 may cover its messages"
+        );
+    }
+
+    #[test]
+    fn a_floor_told_late_never_hides_a_message_sent_meanwhile() {
+        let hub = hub();
+        let (c, me) = (ConversationId::new(), UserId::new());
+        let topic = Topic::Conversation(c);
+        let mut s = connect(&hub, me, None, 16);
+        hub.route(s.id, topic);
+        publish(&hub, topic, &message_event(c, 7, me, Some(s.id)));
+        hub.receipt_floor(s.id, c, 3);
+        publish(&hub, topic, &delivered(c, UserId::new(), 7, 6));
+        assert_eq!(s.frames().len(), 1, "seq 7 is ours");
+    }
+
+    #[test]
+    fn a_readers_other_sessions_hear_of_their_own_read_watermark() {
+        let hub = hub();
+        let (c, reader) = (ConversationId::new(), UserId::new());
+        let topic = Topic::Conversation(c);
+        let mut phone = connect(&hub, reader, None, 16);
+        let mut bystander = connect(&hub, UserId::new(), None, 16);
+        for s in [&phone, &bystander] {
+            hub.route(s.id, topic);
+            hub.receipt_floor(s.id, c, 0);
+        }
+        publish(&hub, topic, &read(c, reader, 4, 0));
+        assert_eq!(phone.frames().len(), 1);
+        assert!(bystander.frames().is_empty(), "sent nothing it covers");
+        publish(&hub, topic, &delivered(c, reader, 5, 4));
+        assert!(
+            phone.frames().is_empty(),
+            "own delivered watermark: not needed"
+        );
     }
 }

@@ -58,10 +58,12 @@ pub fn render(topic: Topic, event: &Event) -> (Header, String) {
             conversation_id,
             message_id,
             seq,
+            since_seq,
             user_id,
         } => {
             let mut header = Header::new(Kind::Delivered, Some(*conversation_id));
             header.user = Some(*user_id);
+            header.since = Some(*since_seq);
             let frame = ServerFrame::Delivered {
                 conversation_id: conversation_id.as_uuid(),
                 message_id: message_id.as_uuid(),
@@ -74,11 +76,13 @@ pub fn render(topic: Topic, event: &Event) -> (Header, String) {
             conversation_id,
             message_id,
             seq,
+            since_seq,
             read_by,
             read_at,
         } => {
             let mut header = Header::new(Kind::Read, Some(*conversation_id));
             header.user = Some(*read_by);
+            header.since = Some(*since_seq);
             let frame = ServerFrame::ReadReceipt {
                 conversation_id: conversation_id.as_uuid(),
                 message_id: message_id.as_uuid(),

@@ -220,12 +220,14 @@ async fn flush(
             // Announce only a watermark that is now exactly this one: a higher one was moved
             // (and announced) by someone else.
             if now.read_seq == seq && seq > seen.1 {
+                let since_seq = seen.1;
                 seen.1 = seq;
                 seen.0 = seen.0.max(seq);
                 events.push(Event::Read {
                     conversation_id,
                     message_id,
                     seq,
+                    since_seq,
                     read_by: user,
                     read_at,
                 });
@@ -234,11 +236,13 @@ async fn flush(
         }
         if let Some((seq, message_id)) = marks.delivered {
             if now.delivered_seq.max(now.read_seq) == seq && seq > seen.0 {
+                let since_seq = seen.0;
                 seen.0 = seq;
                 events.push(Event::Delivered {
                     conversation_id,
                     message_id,
                     seq,
+                    since_seq,
                     user_id: user,
                 });
             }

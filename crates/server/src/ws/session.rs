@@ -303,11 +303,22 @@ impl ChatSession {
                     syncing: false,
                 },
             );
+            let watermarks = watermarks(details, self.user);
+            // Messages of this user not yet read by everyone are at most `last_seq`: the
+            // receipts that can concern them come through, the others' do not.
+            let floor = if watermarks.peer_read_seq < last_seq {
+                last_seq
+            } else {
+                0
+            };
+            self.realtime
+                .hub
+                .receipt_floor(self.id, details.conversation.id, floor);
             conversations.push(ConversationSnapshot {
                 conversation_id: details.conversation.id.as_uuid(),
                 last_seq,
                 unread_count: details.unread_count(self.user),
-                watermarks: watermarks(details, self.user),
+                watermarks,
             });
         }
         let user = match self.state.accounts.me(self.user).await {
@@ -849,6 +860,7 @@ impl ChatSession {
             conversation_id: c,
             message_id: view.message.id,
             seq,
+            since_seq: 0,
             user_id: self.user,
         };
         let realtime = self.realtime.clone();
@@ -1085,6 +1097,8 @@ impl ChatSession {
                 tracing::warn!(error = %e, "subscribing a joined conversation failed");
             }
             let base = header.seq.unwrap_or(0);
+            // A member who was in it before may have sent messages up to `base`.
+            self.realtime.hub.receipt_floor(self.id, c, base);
             let max_pending = self.realtime.settings.outbound_queue_frames.max(64);
             self.feeds.insert(
                 c,
