@@ -176,3 +176,68 @@ async fn an_added_member_starts_receiving_on_an_open_socket_embedded() {
 async fn an_added_member_on_another_node_starts_receiving_on_an_open_socket() {
     an_added_member_starts_receiving_on_an_open_socket(Mode::ScaleOut).await;
 }
+
+/// Receipts go to the senders they concern: when Ben and Cat get Olivia's message, Olivia
+/// hears `delivered` from both, and Ben and Cat hear nothing of each other's watermark (they
+/// sent nothing it covers). Once Ben sends, Cat's delivery of it reaches Ben.
+async fn receipts_reach_the_sender_not_every_member(mode: Mode) {
+    let d = Deployment::start(mode, &quick(&[])).await;
+    let api = d.api(0);
+    let owner = api.register("Olivia").await;
+    let ben = api.register("Ben").await;
+    let cat = api.register("Cat").await;
+    let conv = cluster::group(&api, &owner, &[&ben, &cat]).await;
+    let (mut ws_o, _) = WsConnect::all(&d.base(0), &owner.token)
+        .open_ready("owner")
+        .await;
+    let (mut ws_b, _) = WsConnect::all(&d.base(d.other(0)), &ben.token)
+        .open_ready("ben")
+        .await;
+    let (mut ws_c, _) = WsConnect::all(&d.base(0), &cat.token)
+        .open_ready("cat")
+        .await;
+
+    let ack = ws_o.send_acked(&conv, "from owner", "o-1").await;
+    let seq = ack["seq"].as_i64().unwrap();
+    ws_b.recv_frame("message", WAIT).await;
+    ws_c.recv_frame("message", WAIT).await;
+    let mut by = Vec::new();
+    for _ in 0..2 {
+        let d = ws_o.recv_frame("delivered", WAIT).await;
+        assert_eq!(d["seq"], seq, "{d}");
+        by.push(d["user_id"].as_str().unwrap().to_owned());
+    }
+    by.sort();
+    let mut want = vec![ben.id.clone(), cat.id.clone()];
+    want.sort();
+    assert_eq!(by, want, "the sender hears from both recipients");
+    let settle = Duration::from_millis(700);
+    ws_b.expect_no_frame("delivered", settle).await;
+    ws_c.expect_no_frame("delivered", Duration::ZERO).await;
+
+    ws_b.send_acked(&conv, "from ben", "b-1").await;
+    ws_c.recv_frame("message", WAIT).await;
+    ws_o.recv_frame("message", WAIT).await;
+    let to_ben: Vec<String> = [
+        ws_b.recv_frame("delivered", WAIT).await,
+        ws_b.recv_frame("delivered", WAIT).await,
+    ]
+    .iter()
+    .map(|d| d["user_id"].as_str().unwrap().to_owned())
+    .collect();
+    assert!(
+        to_ben.contains(&cat.id) && to_ben.contains(&owner.id),
+        "{to_ben:?}"
+    );
+    ws_c.expect_no_frame("delivered", settle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_reach_the_sender_not_every_member_embedded() {
+    receipts_reach_the_sender_not_every_member(Mode::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_reach_the_sender_not_every_member_across_nodes() {
+    receipts_reach_the_sender_not_every_member(Mode::ScaleOut).await;
+}
