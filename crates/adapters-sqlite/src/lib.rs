@@ -2,6 +2,7 @@
 
 mod connection;
 mod conversations;
+mod hot;
 mod messages;
 mod receipts;
 mod rows;

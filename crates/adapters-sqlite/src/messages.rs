@@ -1,8 +1,8 @@
 //! `MessageStore`: appending with gap-free seqs and idempotency keys, and history.
 
-use crate::connection::greatest;
+use crate::hot::{RaiseWatermarks, TakeSeq};
 use crate::rows::{convert, MessageRow};
-use crate::schema::{conversations, messages, participants};
+use crate::schema::messages;
 use crate::SqliteStorage;
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -113,14 +113,12 @@ fn append(
     let created_at = crate::rows::micros(new.created_at);
     // Taking the next seq and moving `last_seq` is one statement; under the write lock
     // no one else can take the same seq.
-    let Some(seq) = diesel::update(conversations::table.find(&conversation))
-        .set((
-            conversations::last_seq.eq(conversations::last_seq + 1),
-            conversations::last_message_at.eq(created_at),
-        ))
-        .returning(conversations::last_seq)
-        .get_result::<i64>(conn)
-        .optional()?
+    let Some(seq) = TakeSeq {
+        conversation: &conversation,
+        at: created_at,
+    }
+    .get_result::<i64>(conn)
+    .optional()?
     else {
         return Ok(Err(AppendRejection::ConversationNotFound));
     };
@@ -129,11 +127,12 @@ fn append(
         .values(&row)
         .execute(conn)?;
     // The sender has, and has read, what it sent (never moving a watermark back).
-    diesel::update(participants::table.find((&conversation, &sender)))
-        .set((
-            participants::delivered_seq.eq(greatest(participants::delivered_seq, seq)),
-            participants::read_seq.eq(greatest(participants::read_seq, seq)),
-        ))
-        .execute(conn)?;
+    RaiseWatermarks {
+        conversation: &conversation,
+        user: &sender,
+        delivered: seq,
+        read: seq,
+    }
+    .execute(conn)?;
     row.into_message().map(AppendOutcome::Created).map(Ok)
 }

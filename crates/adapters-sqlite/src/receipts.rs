@@ -1,8 +1,7 @@
 //! `ReceiptStore`: delivered and read watermarks.
 
-use crate::connection::greatest;
+use crate::hot::RaiseWatermarks;
 use crate::rows::ParticipantRow;
-use crate::schema::participants;
 use crate::SqliteStorage;
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -27,21 +26,20 @@ impl ReceiptStore for SqliteStorage {
                     let read = update.read_seq.unwrap_or(0);
                     // Read implies delivered.
                     let delivered = update.delivered_seq.unwrap_or(0).max(read);
-                    let key = (
+                    let (conversation, user) = (
                         update.conversation_id.to_string(),
                         update.user_id.to_string(),
                     );
-                    diesel::update(participants::table.find((&key.0, &key.1)))
-                        .set((
-                            participants::delivered_seq
-                                .eq(greatest(participants::delivered_seq, delivered)),
-                            participants::read_seq.eq(greatest(participants::read_seq, read)),
-                        ))
-                        .returning(ParticipantRow::as_select())
-                        .get_result(conn)
-                        .optional()?
-                        .map(ParticipantRow::into_participant)
-                        .transpose()
+                    RaiseWatermarks {
+                        conversation: &conversation,
+                        user: &user,
+                        delivered,
+                        read,
+                    }
+                    .get_result::<ParticipantRow>(conn)
+                    .optional()?
+                    .map(ParticipantRow::into_participant)
+                    .transpose()
                 })
                 .collect()
         })
