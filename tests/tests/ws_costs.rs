@@ -1,13 +1,15 @@
 //! What sends cost the database: concurrent sends share transactions (group commit), and a
 //! message to a 100-member group costs the statements of one to a 3-member group.
 //! Counted on PostgreSQL by the adapter's own counters (the test holds the storage), and in
-//! embedded mode through the server's `/metrics` counter.
+//! embedded mode through the server's `/metrics` counter. Also what `/metrics` reports of
+//! sends: messages in by transport and the latency histograms.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use adapters_postgres::PostgresStorage;
 use e2e::cluster::{self, quick};
 use e2e::ws::{WsClient, WsConnect, WAIT};
 use e2e::{Api, Backend, TestApp, TestStore, TestUser};
+use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -213,4 +215,90 @@ async fn a_message_to_a_hundred_member_group_costs_a_fixed_number_of_statements(
         hundred < 99,
         "{hundred} statements for 99 recipients: one per member"
     );
+}
+
+/// The value of the exact series `series` (name and labels as exposed) on `/metrics`.
+fn series(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing from /metrics:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_sends_by_transport_and_time_their_fan_out_and_acks() {
+    let app = TestApp::spawn_tuned(Backend::Sqlite, &quick(&[])).await;
+    let api = app.api();
+    let a = api.register("Alice").await;
+    let b = api.register("Bob").await;
+    let conv = cluster::direct(&api, &a, &b).await;
+    let (mut ws_a, _) = WsConnect::all(&app.address, &a.token).open_ready("A").await;
+    let (mut ws_b, _) = WsConnect::all(&app.address, &b.token).open_ready("B").await;
+
+    ws_a.send_acked(&conv, "over the socket", "m-ws").await;
+    let got = ws_b.recv_frame("message", WAIT).await;
+    assert_eq!(got["message"]["content"], "over the socket");
+    let reply = api
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            a.t(),
+            json!({"content": "over REST", "temp_id": "m-rest"}),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        reqwest::StatusCode::CREATED,
+        "{:?}",
+        reply.body
+    );
+    let got = ws_b.recv_frame("message", WAIT).await;
+    assert_eq!(got["message"]["content"], "over REST");
+
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        series(&text, "chat_messages_in_total{transport=\"ws\"}"),
+        1.0
+    );
+    assert_eq!(
+        series(&text, "chat_messages_in_total{transport=\"rest\"}"),
+        1.0
+    );
+    // Bob's two live frames at least (Alice's socket also gets her REST message).
+    let e2e = series(&text, "chat_e2e_latency_seconds_count");
+    let fanout = series(&text, "chat_fanout_latency_seconds_count");
+    assert!(e2e >= 2.0, "e2e latency count {e2e}");
+    assert!(fanout >= 2.0, "fan-out latency count {fanout}");
+    assert_eq!(
+        series(&text, "chat_e2e_latency_seconds_bucket{le=\"+Inf\"}"),
+        e2e
+    );
+    assert!(series(&text, "chat_e2e_latency_seconds_sum") > 0.0);
+    assert!(
+        series(
+            &text,
+            "chat_send_ack_latency_seconds_count{transport=\"ws\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        series(
+            &text,
+            "chat_send_ack_latency_seconds_count{transport=\"rest\"}"
+        ),
+        1.0
+    );
+    assert_eq!(series(&text, "chat_storage_errors_total"), 0.0);
+    assert_eq!(series(&text, "chat_pubsub_errors_total"), 0.0);
+    assert!(series(&text, "chat_outbound_queue_depth") >= 0.0);
+    assert!(series(&text, "chat_outbound_queue_depth_max") >= 0.0);
 }

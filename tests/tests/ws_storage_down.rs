@@ -77,6 +77,12 @@ async fn with_storage_down_a_send_is_unavailable_and_its_retry_lands_once() {
         (rest.status, rest.error_code()),
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
     );
+    // Both failures are counted on the node that saw them.
+    let errors = api.metric("chat_storage_errors_total").await;
+    assert!(
+        errors.is_some_and(|e| e >= 2.0),
+        "chat_storage_errors_total {errors:?} after a WebSocket and a REST send failed"
+    );
     // The session is still usable: a ping is answered.
     ws_a.send_json(&json!({"type": "ping"})).await;
     ws_a.recv_frame("pong", WAIT).await;

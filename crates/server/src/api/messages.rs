@@ -9,12 +9,14 @@ use super::ids::parse_or_nil;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::realtime::metrics::Transport;
 use actix_web::{web, HttpResponse};
 use domain::message::AppendOutcome;
 use domain::realtime::{Event, Topic};
 use domain::services::{HistoryPage, MessageService, SendCommand};
 use domain::{ConversationId, MessageId, UserId};
 use serde::Deserialize;
+use std::time::Instant;
 use utoipa::IntoParams;
 
 /// History page size when `limit` is not given (seed 000).
@@ -46,6 +48,9 @@ pub async fn send(
     id: web::Path<String>,
     JsonBody(body): JsonBody<SendMessageRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let received = Instant::now();
+    let metrics = &state.realtime.metrics;
+    metrics.message_in(Transport::Rest);
     let conversation_id: ConversationId = parse_or_nil(&id);
     let throttle = &state.realtime.throttles.messages;
     if let Err(not_until) = throttle.check_key(&user.0) {
@@ -78,14 +83,18 @@ pub async fn send(
         {
             tracing::warn!(error = %e, "typing stop after a REST send failed");
         }
-        return Ok(HttpResponse::Created().json(MessageDto::sent(&outcome)));
+        let response = HttpResponse::Created().json(MessageDto::sent(&outcome));
+        metrics.send_acked(Transport::Rest, received.elapsed());
+        return Ok(response);
     }
     // A replay: the original may have been delivered or read since, so show its status now.
     let details = state.conversations.get(user.0, conversation_id).await?;
     let dto = MessageService::views(&details, vec![outcome.message().clone()])
         .first()
         .map_or_else(|| MessageDto::sent(&outcome), MessageDto::from);
-    Ok(HttpResponse::Ok().json(dto))
+    let response = HttpResponse::Ok().json(dto);
+    metrics.send_acked(Transport::Rest, received.elapsed());
+    Ok(response)
 }
 
 /// `GET /conversations/{id}/messages` query.

@@ -13,7 +13,11 @@ pub mod openapi;
 pub mod presence;
 pub mod users;
 
+use crate::app::AppState;
 use crate::error::ApiError;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpResponse, Resource, ResponseError};
 use std::str::FromStr;
 
@@ -21,6 +25,7 @@ use std::str::FromStr;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
+            .wrap(from_fn(count_unavailable))
             .service(resource("/auth/register").route(web::post().to(auth::register)))
             .service(resource("/auth/login").route(web::post().to(auth::login)))
             .service(resource("/auth/refresh").route(web::post().to(auth::refresh)))
@@ -68,6 +73,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/healthz").route(web::get().to(health::healthz)))
     .service(resource("/readyz").route(web::get().to(health::readyz)))
     .service(resource("/metrics").route(web::get().to(health::metrics)));
+}
+
+/// Middleware: a request answered 503 `unavailable` (a backing service failed) counts as a
+/// storage error in the node's metrics.
+async fn count_unavailable(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let response = next.call(req).await?;
+    let unavailable = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .is_some_and(|e| matches!(e, ApiError::Unavailable(_)));
+    if unavailable {
+        if let Some(state) = response.request().app_data::<web::Data<AppState>>() {
+            state.realtime.metrics.storage_error();
+        }
+    }
+    Ok(response)
 }
 
 /// A resource that answers a wrong method with the JSON 405 rather than an empty body.

@@ -479,14 +479,37 @@ async fn a_storage_failure_is_a_503_unavailable() {
         .users
         .expect_user_by_id()
         .returning(|_| Err(StorageError::msg("pool exhausted")));
+    let context = mocks.context(&settings());
+    let metrics = context.state.realtime.metrics.clone();
+    let app = test::init_service(App::new().configure(|cfg| context.configure(cfg))).await;
+    let storage_errors = || {
+        metrics
+            .render(Default::default())
+            .lines()
+            .find_map(|l| l.strip_prefix("chat_storage_errors_total "))
+            .map(str::to_owned)
+    };
     let req = test::TestRequest::get()
         .uri("/api/v1/users/me")
-        .insert_header(bearer(UserId::new()));
-    let response = call(mocks, &settings(), req).await;
+        .insert_header(bearer(UserId::new()))
+        .to_request();
+    let response = test::call_service(&app, req).await;
     assert_eq!(
         error_of(response).await,
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable".into())
     );
+    assert_eq!(
+        storage_errors().as_deref(),
+        Some("1"),
+        "counted in /metrics"
+    );
+    // Other failures are not storage errors.
+    let req = test::TestRequest::get()
+        .uri("/api/v1/users/me")
+        .to_request();
+    let response = test::call_service(&app, req).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(storage_errors().as_deref(), Some("1"));
 }
 
 /// Every route the API serves, as OpenAPI spells it.

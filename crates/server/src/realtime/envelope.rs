@@ -62,6 +62,14 @@ pub struct Header {
     /// sessions of a user who sent a message after it need the receipt.
     #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
     pub since: Option<i64>,
+    /// A message: when its send reached the server (its `created_at`), Unix microseconds.
+    /// For the end-to-end latency metric.
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<i64>,
+    /// A message: when it was published after its commit, Unix microseconds. For the fan-out
+    /// latency metric.
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<i64>,
 }
 
 impl Header {
@@ -77,6 +85,8 @@ impl Header {
             joined: None,
             left: None,
             since: None,
+            sent_at: None,
+            committed_at: None,
         }
     }
 }
@@ -117,6 +127,8 @@ mod tests {
         header.seq = Some(42);
         header.user = Some(UserId::new());
         header.origin = Some(Uuid::new_v4());
+        header.sent_at = Some(1_700_000_000_000_000);
+        header.committed_at = Some(1_700_000_000_001_500);
         let frame = r#"{"type":"message","message":{"content":"two\nlines"}}"#;
         let payload = encode(&header, frame);
         let (decoded, text) = decode(&payload).unwrap();

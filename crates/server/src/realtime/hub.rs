@@ -299,6 +299,16 @@ impl Hub {
         self.read().sessions.len()
     }
 
+    /// Frames waiting in the sessions' outbound queues: the sum over the node's sessions, and
+    /// the fullest session's.
+    pub fn outbound_queue_depth(&self) -> (usize, usize) {
+        self.read()
+            .sessions
+            .values()
+            .map(|e| e.queue.max_capacity() - e.queue.capacity())
+            .fold((0, 0), |(sum, max), depth| (sum + depth, max.max(depth)))
+    }
+
     /// Applies what a conversation event says about membership: the joining user's sessions
     /// are routed to the conversation, the leaving user's are not any more.
     fn apply_membership(&self, header: &Header) {
@@ -591,6 +601,24 @@ mod tests {
         assert!(metrics
             .render(Default::default())
             .contains("chat_slow_consumers_closed_total 1"));
+    }
+
+    #[test]
+    fn the_outbound_queue_depth_sums_unread_frames_and_names_the_fullest_queue() {
+        let hub = hub();
+        let c = ConversationId::new();
+        let topic = Topic::Conversation(c);
+        let mut reader = connect(&hub, UserId::new(), None, 16);
+        let idle = connect(&hub, UserId::new(), None, 16);
+        hub.route(reader.id, topic);
+        hub.route(idle.id, topic);
+        assert_eq!(hub.outbound_queue_depth(), (0, 0));
+        for seq in 1..=3 {
+            publish(&hub, topic, &message_event(c, seq, UserId::new(), None));
+        }
+        assert_eq!(hub.outbound_queue_depth(), (6, 3));
+        assert_eq!(reader.frames().len(), 3);
+        assert_eq!(hub.outbound_queue_depth(), (3, 3));
     }
 
     #[test]

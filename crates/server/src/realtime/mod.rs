@@ -18,8 +18,8 @@ pub mod typing_tasks;
 use crate::config::{RealtimeSettings, RedisSettings};
 use adapters_memory::{MemoryPresence, MemoryPubSub, MemoryTyping};
 use batcher::CommitBatcher;
-use domain::conversation::ConversationDetails;
-use domain::ports::{Clock, ConversationStore, ReceiptStore, UserStore};
+use domain::conversation::{ConversationDetails, Participant};
+use domain::ports::{Clock, ConversationStore, ReceiptStore, UserStore, WatermarkUpdate};
 use domain::realtime::{
     ConversationChange, Event, EventPublisher, NodeId, PresenceStore, PubSub, RealtimeError, Topic,
     TypingStore,
@@ -27,7 +27,7 @@ use domain::realtime::{
 use domain::services::{
     MessageService, PresenceService, PresenceSettings, TypingService, TypingSettings,
 };
-use domain::UserId;
+use domain::{StorageError, UserId};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use hub::Hub;
 use metrics::{Gauges, Metrics};
@@ -239,8 +239,10 @@ impl Realtime {
             hub,
             backend,
         } = parts;
-        let events: Arc<dyn EventPublisher> =
-            Arc::new(PubSubPublisher::new(backend.pubsub.clone()));
+        let events: Arc<dyn EventPublisher> = Arc::new(PubSubPublisher::new(
+            backend.pubsub.clone(),
+            metrics.clone(),
+        ));
         let batcher = CommitBatcher::start(
             messages,
             events.clone(),
@@ -249,7 +251,10 @@ impl Realtime {
         );
         let receipts = ReceiptBatcher::start(
             ReceiptPorts {
-                receipts: ports.receipts.clone(),
+                receipts: Arc::new(CountedReceipts {
+                    inner: ports.receipts.clone(),
+                    metrics: metrics.clone(),
+                }),
                 conversations: ports.conversations.clone(),
                 publisher: events.clone(),
             },
@@ -343,6 +348,7 @@ impl Realtime {
         match self.ports.conversations.conversation(id).await {
             Ok(details) => details,
             Err(e) => {
+                self.metrics.storage_error();
                 tracing::warn!(error = %e, "cannot read a changed conversation to announce it");
                 None
             }
@@ -363,9 +369,33 @@ impl Realtime {
 
     /// The Prometheus exposition of the node's figures.
     pub fn render_metrics(&self) -> String {
+        let (outbound_queue_depth, outbound_queue_depth_max) = self.hub.outbound_queue_depth();
         self.metrics.render(Gauges {
             commit_queue_depth: self.batcher.queue_depth(),
             receipt_queue_depth: self.receipts.queue_depth(),
+            outbound_queue_depth,
+            outbound_queue_depth_max,
         })
+    }
+}
+
+/// The receipt store as the receipt batcher sees it: a failed flush is counted as a storage
+/// error (the batcher logs it and retries).
+struct CountedReceipts {
+    inner: Arc<dyn ReceiptStore>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait::async_trait]
+impl ReceiptStore for CountedReceipts {
+    async fn advance_watermarks(
+        &self,
+        updates: &[WatermarkUpdate],
+    ) -> Result<Vec<Option<Participant>>, StorageError> {
+        let result = self.inner.advance_watermarks(updates).await;
+        if result.is_err() {
+            self.metrics.storage_error();
+        }
+        result
     }
 }

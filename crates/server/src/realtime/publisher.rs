@@ -3,6 +3,7 @@
 //! published once per topic.
 
 use super::envelope::{self, Header, Kind};
+use super::metrics::Metrics;
 use crate::api::dto::{ConversationDto, MessageDto};
 use crate::ws::frames::ServerFrame;
 use async_trait::async_trait;
@@ -13,22 +14,27 @@ use domain::realtime::{
 use domain::services::MessageView;
 use std::sync::Arc;
 
-/// Publishes events on the node's [`PubSub`].
+/// Publishes events on the node's [`PubSub`]; counts its failures in the node's metrics.
 pub struct PubSubPublisher {
     pubsub: Arc<dyn PubSub>,
+    metrics: Arc<Metrics>,
 }
 
 impl PubSubPublisher {
     /// A publisher on `pubsub`.
-    pub fn new(pubsub: Arc<dyn PubSub>) -> Self {
-        Self { pubsub }
+    pub fn new(pubsub: Arc<dyn PubSub>, metrics: Arc<Metrics>) -> Self {
+        Self { pubsub, metrics }
     }
 }
 
 #[async_trait]
 impl EventPublisher for PubSubPublisher {
     async fn publish(&self, topic: Topic, event: Event) -> Result<(), RealtimeError> {
-        self.pubsub.publish(topic, envelope_of(topic, &event)).await
+        let result = self.pubsub.publish(topic, envelope_of(topic, &event)).await;
+        if result.is_err() {
+            self.metrics.pubsub_error();
+        }
+        result
     }
 }
 
@@ -47,6 +53,9 @@ pub fn render(topic: Topic, event: &Event) -> (Header, String) {
             header.message_id = Some(message.id);
             header.user = Some(message.sender_id);
             header.origin = origin.map(|s| s.0);
+            // Rendered right after the commit: the start of fan-out, for its latency metric.
+            header.sent_at = Some(message.created_at.timestamp_micros());
+            header.committed_at = Some(super::metrics::unix_micros_now());
             // Nobody else has it yet: live messages go out as `sent`.
             let dto = MessageDto::from(&MessageView {
                 message: message.clone(),
@@ -236,6 +245,12 @@ mod tests {
             (Some(c), Some(7), Some(sender), Some(origin.0))
         );
         assert_eq!(header.message_id, Some(m.id));
+        assert_eq!(header.sent_at, Some(m.created_at.timestamp_micros()));
+        let stamped = header.committed_at.expect("a commit stamp");
+        assert!(
+            (stamped - Utc::now().timestamp_micros()).abs() < 60_000_000,
+            "stamped with the time of rendering: {stamped}"
+        );
         let frame: Value = serde_json::from_str(&frame).unwrap();
         assert_eq!(frame["type"], "message");
         assert_eq!(frame["message"]["seq"], 7);
@@ -291,7 +306,7 @@ mod tests {
                 assert!(frame.contains("\"is_typing\":true"));
                 Ok(())
             });
-        let publisher = PubSubPublisher::new(Arc::new(pubsub));
+        let publisher = PubSubPublisher::new(Arc::new(pubsub), Arc::default());
         publisher
             .publish(
                 Topic::Conversation(c),
@@ -303,5 +318,27 @@ mod tests {
             )
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_publish_is_returned_and_counted_as_a_pubsub_error() {
+        let mut pubsub = MockPubSub::new();
+        pubsub
+            .expect_publish()
+            .returning(|_, _| Err(RealtimeError::msg("redis is down")));
+        let metrics = Arc::new(Metrics::default());
+        let publisher = PubSubPublisher::new(Arc::new(pubsub), metrics.clone());
+        let c = ConversationId::new();
+        let event = Event::Typing {
+            conversation_id: c,
+            user_id: UserId::new(),
+            is_typing: true,
+        };
+        assert!(publisher
+            .publish(Topic::Conversation(c), event)
+            .await
+            .is_err());
+        let text = metrics.render(Default::default());
+        assert!(text.contains("\nchat_pubsub_errors_total 1\n"), "{text}");
     }
 }

@@ -22,6 +22,7 @@ use crate::app::AppState;
 use crate::auth::{Claims, TokenVerifier};
 use crate::realtime::envelope::Kind;
 use crate::realtime::hub::{CloseSignal, Delivery, Inbound, Registration, CLOSE_SLOW_CONSUMER};
+use crate::realtime::metrics::{unix_micros_now, Transport};
 use crate::realtime::Realtime;
 use actix_web::web;
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
@@ -80,10 +81,23 @@ enum End {
     Gone,
 }
 
-/// Why a frame handler stopped: an answer for the client, or the end of the session.
+/// Why a frame handler stopped: an answer for the client (`Storage`: one caused by a storage
+/// failure, counted in the metrics), or the end of the session.
 enum Fault {
     Frame(FrameError),
+    Storage(FrameError),
     End(End),
+}
+
+impl Fault {
+    /// Attaches the offending frame's `temp_id` to the answer.
+    fn with_reference(self, reference: Option<String>) -> Self {
+        match self {
+            Self::Frame(e) => Self::Frame(e.with_reference(reference)),
+            Self::Storage(e) => Self::Storage(e.with_reference(reference)),
+            end @ Self::End(_) => end,
+        }
+    }
 }
 
 impl From<FrameError> for Fault {
@@ -100,7 +114,11 @@ impl From<End> for Fault {
 
 impl From<ChatError> for Fault {
     fn from(e: ChatError) -> Self {
-        Self::Frame(e.into())
+        if matches!(e, ChatError::Storage(_)) {
+            Self::Storage(e.into())
+        } else {
+            Self::Frame(e.into())
+        }
     }
 }
 
@@ -114,6 +132,10 @@ enum Item {
         sender: UserId,
         /// Fetched from storage: fetching already counted as delivery.
         fetched: bool,
+        /// A live message: when its send reached the server and when it was published after
+        /// its commit (Unix µs, from the envelope header), for the latency metrics.
+        sent_at: Option<i64>,
+        committed_at: Option<i64>,
     },
     Acked,
 }
@@ -133,6 +155,8 @@ struct Ack {
     conversation: ConversationId,
     temp_id: Option<String>,
     result: Result<AppendOutcome, ChatError>,
+    /// When the `message` frame was received, for the send -> ack latency metric.
+    received: std::time::Instant,
 }
 
 type AckFuture = Pin<Box<dyn Future<Output = Ack>>>;
@@ -269,6 +293,7 @@ impl ChatSession {
                 .conversation_ids(self.user)
                 .await
                 .map_err(|e| {
+                    self.realtime.metrics.storage_error();
                     tracing::warn!(error = %e, "conversations unavailable at session open");
                     unavailable.clone()
                 })?,
@@ -327,6 +352,7 @@ impl ChatSession {
                 return Err(End::Close(CLOSE_UNAUTHORIZED, "unknown user"))
             }
             Err(e) => {
+                self.realtime.metrics.storage_error();
                 tracing::warn!(error = %e, "user unavailable at session open");
                 return Err(unavailable);
             }
@@ -349,6 +375,7 @@ impl ChatSession {
     /// The conversations the session serves, with their members' watermarks.
     async fn snapshot(&self) -> Result<Vec<ConversationDetails>, End> {
         let unavailable = |e: ChatError| {
+            self.realtime.metrics.storage_error();
             tracing::warn!(error = %e, "snapshot unavailable at session open");
             End::Close(CLOSE_UNAVAILABLE, "service unavailable")
         };
@@ -403,6 +430,7 @@ impl ChatSession {
                     self.subscribed.insert(topic);
                 }
                 Err(e) => {
+                    self.realtime.metrics.pubsub_error();
                     tracing::warn!(error = %e, %topic, "subscription failed");
                     first_error.get_or_insert(e);
                 }
@@ -416,6 +444,7 @@ impl ChatSession {
         self.realtime.hub.unroute(self.id, topic);
         if self.subscribed.remove(&topic) {
             if let Err(e) = self.realtime.pubsub.unsubscribe(topic).await {
+                self.realtime.metrics.pubsub_error();
                 tracing::warn!(error = %e, %topic, "unsubscribe failed");
             }
         }
@@ -496,6 +525,10 @@ impl ChatSession {
                 match result {
                     Ok(()) => {}
                     Err(Fault::Frame(e)) => self.write_error(e).await?,
+                    Err(Fault::Storage(e)) => {
+                        self.realtime.metrics.storage_error();
+                        self.write_error(e).await?;
+                    }
                     Err(Fault::End(end)) => return Err(end),
                 }
                 // The client has spoken (its `sync`, if it had one, is in): live messages flow.
@@ -617,11 +650,13 @@ impl ChatSession {
     }
 
     async fn on_send(&mut self, send: SendFrame) -> Result<(), Fault> {
+        let received = std::time::Instant::now();
+        self.realtime.metrics.message_in(Transport::Ws);
         let temp_id = send.temp_id.clone();
-        let with_ref = |e: FrameError| Fault::Frame(e.with_reference(temp_id.clone()));
+        let with_ref = |e: Fault| e.with_reference(temp_id.clone());
         let c = self
             .conversation_of(send.conversation_id)
-            .map_err(with_ref)?;
+            .map_err(|e| with_ref(Fault::Frame(e)))?;
         if self
             .realtime
             .throttles
@@ -629,7 +664,7 @@ impl ChatSession {
             .check_key(&self.user)
             .is_err()
         {
-            return Err(with_ref(FrameError::rate_limited("messages")));
+            return Err(with_ref(Fault::Frame(FrameError::rate_limited("messages"))));
         }
         let prepared = self
             .state
@@ -643,14 +678,14 @@ impl ChatSession {
                 reply_to: send.reply_to.map(MessageId::from_uuid),
             })
             .await
-            .map_err(|e| with_ref(e.into()))?;
+            .map_err(|e| with_ref(Fault::from(e)))?;
         // Queued now, in frame order (commit order); answered when committed.
         let answer: oneshot::Receiver<_> = self
             .realtime
             .batcher
             .enqueue(prepared, Some(self.id))
             .await
-            .map_err(|e| with_ref(e.into()))?;
+            .map_err(|e| with_ref(Fault::from(e)))?;
         *self.sending.entry(c).or_default() += 1;
         if let Some(t) = &temp_id {
             self.unacked.insert((c, t.clone()));
@@ -665,6 +700,7 @@ impl ChatSession {
                 conversation: c,
                 temp_id,
                 result,
+                received,
             }
         }));
         Ok(())
@@ -691,6 +727,7 @@ impl ChatSession {
             conversation,
             temp_id,
             result,
+            received,
         } = ack;
         match result {
             Ok(outcome) => {
@@ -704,6 +741,9 @@ impl ChatSession {
                 };
                 let seq = message.seq;
                 self.write(frame.to_json(), false).await?;
+                self.realtime
+                    .metrics
+                    .send_acked(Transport::Ws, received.elapsed());
                 // This session has its own message: its feed moves past it silently.
                 if let Some(feed) = self.feeds.get_mut(&conversation) {
                     let ready = feed.order.offer(seq, Item::Acked);
@@ -945,6 +985,8 @@ impl ChatSession {
                 id,
                 sender,
                 fetched: false,
+                sent_at: header.sent_at,
+                committed_at: header.committed_at,
             },
         );
         self.write_items(c, ready).await?;
@@ -961,9 +1003,18 @@ impl ChatSession {
                 id,
                 sender,
                 fetched,
+                sent_at,
+                committed_at,
             } = item
             {
                 self.write(frame.to_string(), true).await?;
+                if !fetched && (sent_at.is_some() || committed_at.is_some()) {
+                    self.realtime.metrics.live_message_written(
+                        unix_micros_now(),
+                        sent_at,
+                        committed_at,
+                    );
+                }
                 if sender != self.user && !fetched {
                     delivered = Some((seq, id));
                 }
@@ -1050,6 +1101,7 @@ impl ChatSession {
                 return Ok(false);
             }
             Err(e) => {
+                self.realtime.metrics.storage_error();
                 tracing::warn!(error = %e, "fetching a gap failed; retrying at the next event");
                 return Ok(false);
             }
@@ -1153,6 +1205,7 @@ impl ChatSession {
         realtime.hub.unregister(self.id);
         for topic in std::mem::take(&mut self.subscribed) {
             if let Err(e) = realtime.pubsub.unsubscribe(topic).await {
+                realtime.metrics.pubsub_error();
                 tracing::warn!(error = %e, %topic, "unsubscribe failed at close");
             }
         }
@@ -1193,7 +1246,11 @@ impl ChatSession {
             }
             Err(_) => return Ok(()),
         };
-        self.ws.text(frame).await
+        self.ws.text(frame).await?;
+        self.realtime
+            .metrics
+            .send_acked(Transport::Ws, ack.received.elapsed());
+        Ok(())
     }
 }
 
@@ -1249,6 +1306,8 @@ fn fetched_items(views: &[MessageView]) -> Vec<(i64, Item)> {
                     id: m.id,
                     sender: m.sender_id,
                     fetched: true,
+                    sent_at: None,
+                    committed_at: None,
                 },
             )
         })
