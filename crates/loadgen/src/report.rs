@@ -170,6 +170,8 @@ pub struct MetricsScrape {
     pub available: bool,
     /// What each series moved by over the run.
     pub delta: BTreeMap<String, f64>,
+    /// The server's latency histograms over the run (`chat_*_latency_seconds`), by series.
+    pub latency: BTreeMap<String, crate::metrics::ServerLatency>,
 }
 
 /// Everything a run measured.
@@ -357,6 +359,12 @@ impl Report {
             row("errors", list.join(", "));
         }
         if self.metrics.available {
+            for (series, latency) in &self.metrics.latency {
+                row(
+                    &crate::metrics::latency_label(series),
+                    crate::metrics::latency_line(latency),
+                );
+            }
             let headline = crate::metrics::headline(&self.metrics.delta);
             row("/metrics series moved", headline.len().to_string());
             for (name, value) in headline.iter().take(40) {
@@ -514,6 +522,37 @@ mod tests {
         assert_eq!(json["delivery_latency"]["count"], 1000);
         assert_eq!(json["errors"]["frame:rate_limited"], 3);
         assert_eq!(json["machine"]["cpus"], 2);
+    }
+
+    #[test]
+    fn the_servers_latency_histograms_get_one_line_each_and_a_place_in_the_json() {
+        let mut r = sample();
+        let delta = crate::metrics::parse(
+            r#"chat_e2e_latency_seconds_bucket{le="0.002"} 60
+chat_e2e_latency_seconds_bucket{le="0.01"} 100
+chat_e2e_latency_seconds_bucket{le="+Inf"} 100
+chat_e2e_latency_seconds_count 100
+chat_messages_in_total{transport="ws"} 100
+"#,
+        );
+        r.metrics = MetricsScrape {
+            available: true,
+            latency: crate::metrics::latencies(&delta),
+            delta,
+        };
+        let table = r.table();
+        assert!(
+            table.contains("server e2e latency")
+                && table.contains("p50 <= 2 ms, p99 <= 10 ms (n=100)"),
+            "{table}"
+        );
+        assert!(table.contains("chat_messages_in_total{transport=\"ws\"}"));
+        assert!(!table.contains("chat_e2e_latency_seconds_count"), "{table}");
+        let json = serde_json::to_value(&r).unwrap();
+        let e2e = &json["metrics"]["latency"]["chat_e2e_latency_seconds"];
+        assert_eq!(e2e["count"], 100);
+        assert_eq!(e2e["p50_le_s"], 0.002);
+        assert_eq!(e2e["p99_le_s"], 0.01);
     }
 
     #[test]

@@ -304,14 +304,14 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
         generator_rss_kib: procstat::rss_kib(own_pid),
     };
     let metrics = match (metrics_before, metrics_after) {
-        (Some(before), Some(after)) => MetricsScrape {
-            available: true,
-            delta: metrics::delta(&before, &after),
-        },
-        (None, Some(after)) => MetricsScrape {
-            available: true,
-            delta: metrics::delta(&metrics::Samples::new(), &after),
-        },
+        (before, Some(after)) => {
+            let delta = metrics::delta(&before.unwrap_or_default(), &after);
+            MetricsScrape {
+                available: true,
+                latency: metrics::latencies(&delta),
+                delta,
+            }
+        }
         _ => MetricsScrape::default(),
     };
     let errors = shared.errors.lock().map(|e| e.clone()).unwrap_or_default();
