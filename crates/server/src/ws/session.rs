@@ -196,6 +196,7 @@ pub async fn run(opening: Opening, ws: actix_ws::Session, mut stream: Aggregated
     let typing_quota =
         Quota::per_second(NonZeroU32::new(settings.typing_per_second).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(settings.typing_burst).unwrap_or(NonZeroU32::MIN));
+    let typing_limiter = realtime.throttles.direct(typing_quota);
     let mut session = ChatSession {
         id,
         user,
@@ -213,7 +214,7 @@ pub async fn run(opening: Opening, ws: actix_ws::Session, mut stream: Aggregated
         in_flight: FuturesOrdered::new(),
         sending: HashMap::new(),
         unacked: HashSet::new(),
-        typing_limiter: DefaultDirectRateLimiter::direct(typing_quota),
+        typing_limiter,
         held: None,
         overflowed: HashSet::new(),
         presence_seen: HashMap::new(),
