@@ -1,6 +1,6 @@
 //! [`Hub`]: the node's fan-out. It implements [`PubSubSink`]: for each event the node's
 //! subscriptions bring, it parses the envelope header once, then hands the same frame
-//! (`Arc<str>`) to the bounded queue of every local session routed to the topic that should
+//! (a reference-counted `ByteString`, which the socket writes without copying) to the bounded queue of every local session routed to the topic that should
 //! get it. A session whose queue is full is closed with 4009 rather than waited for, so one
 //! slow client never holds up the others.
 //!
@@ -11,6 +11,7 @@
 
 use super::envelope::{self, Header, Kind};
 use super::metrics::Metrics;
+use bytestring::ByteString;
 use domain::realtime::{Payload, PubSubSink, SessionId, Topic};
 use domain::{ConversationId, UserId};
 use std::collections::HashMap;
@@ -26,8 +27,8 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4009;
 pub struct Delivery {
     /// Routing header.
     pub header: Arc<Header>,
-    /// The frame to write.
-    pub frame: Arc<str>,
+    /// The frame to write: shared by every recipient, written without a copy.
+    pub frame: ByteString,
 }
 
 /// What a session's queue carries.
@@ -381,7 +382,7 @@ impl PubSubSink for Hub {
         }
         let delivery = Delivery {
             header: Arc::new(header),
-            frame: Arc::from(frame),
+            frame: ByteString::from(frame),
         };
         let mut overflowed = Vec::new();
         {
@@ -454,7 +455,7 @@ mod tests {
     }
 
     impl Client {
-        fn frames(&mut self) -> Vec<Arc<str>> {
+        fn frames(&mut self) -> Vec<ByteString> {
             let mut out = Vec::new();
             while let Ok(inbound) = self.rx.try_recv() {
                 if let Inbound::Event(d) = inbound {
@@ -543,7 +544,11 @@ mod tests {
         publish(&hub, topic, &message_event(c, 1, UserId::new(), None));
         let (fa, fb) = (a.frames(), b.frames());
         assert_eq!((fa.len(), fb.len()), (1, 1));
-        assert!(Arc::ptr_eq(&fa[0], &fb[0]), "one serialisation per fan-out");
+        assert_eq!(
+            fa[0].as_ptr(),
+            fb[0].as_ptr(),
+            "one serialisation per fan-out"
+        );
         assert!(outsider.frames().is_empty());
     }
 

@@ -26,6 +26,7 @@ use crate::realtime::metrics::{unix_micros_now, Transport};
 use crate::realtime::Realtime;
 use actix_web::web;
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
+use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use domain::conversation::ConversationDetails;
 use domain::delivery::OrderedFeed;
@@ -126,7 +127,7 @@ impl From<ChatError> for Fault {
 /// acknowledged with `message_sent` instead.
 enum Item {
     Message {
-        frame: Arc<str>,
+        frame: ByteString,
         seq: i64,
         id: MessageId,
         sender: UserId,
@@ -272,7 +273,7 @@ struct ChatSession {
     /// Conversations whose held messages did not all fit: fetched when the hold ends.
     overflowed: HashSet<ConversationId>,
     /// The last presence frame written per user, so copies from other topics are skipped.
-    presence_seen: HashMap<UserId, Arc<str>>,
+    presence_seen: HashMap<UserId, ByteString>,
 }
 
 impl ChatSession {
@@ -493,7 +494,7 @@ impl ChatSession {
 
     /// Writes a frame, unless the session is asked to close first (a slow client's write
     /// may wait for ever; the close must not).
-    async fn write(&mut self, text: String, message: bool) -> Result<(), End> {
+    async fn write(&mut self, text: impl Into<ByteString>, message: bool) -> Result<(), End> {
         tokio::select! {
             biased;
             code = self.signal.wait() => Err(End::Close(code, close_reason(code))),
@@ -944,9 +945,9 @@ impl ChatSession {
                     }
                     self.presence_seen.insert(user, delivery.frame.clone());
                 }
-                self.write(delivery.frame.to_string(), false).await
+                self.write(delivery.frame.clone(), false).await
             }
-            _ => self.write(delivery.frame.to_string(), false).await,
+            _ => self.write(delivery.frame.clone(), false).await,
         }
     }
 
@@ -1008,7 +1009,7 @@ impl ChatSession {
                 committed_at,
             } = item
             {
-                self.write(frame.to_string(), true).await?;
+                self.write(frame, true).await?;
                 if !fetched && (sent_at.is_some() || committed_at.is_some()) {
                     self.realtime.metrics.live_message_written(
                         unix_micros_now(),
@@ -1136,7 +1137,7 @@ impl ChatSession {
 
     async fn on_conversation(&mut self, delivery: Delivery) -> Result<(), End> {
         let header = delivery.header.clone();
-        self.write(delivery.frame.to_string(), false).await?;
+        self.write(delivery.frame.clone(), false).await?;
         let Some(c) = header.conversation else {
             return Ok(());
         };
@@ -1302,7 +1303,7 @@ fn fetched_items(views: &[MessageView]) -> Vec<(i64, Item)> {
             (
                 m.seq,
                 Item::Message {
-                    frame: Arc::from(message_frame(view)),
+                    frame: ByteString::from(message_frame(view)),
                     seq: m.seq,
                     id: m.id,
                     sender: m.sender_id,
