@@ -15,8 +15,8 @@ use bytestring::ByteString;
 use domain::realtime::{Payload, PubSubSink, SessionId, Topic};
 use domain::{ConversationId, UserId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{mpsc, Notify};
 
 /// Close code: the client did not read fast enough.
@@ -105,29 +105,74 @@ struct Entry {
 ///
 /// Receipts (`delivered`, `read_receipt`) matter to the senders of the messages a watermark
 /// move covers, `(since, seq]`; sending every member's receipts to every member would multiply
-/// a group's frames by its size. So each route keeps the highest seq the session's user is
-/// known to have sent in the conversation (`own`), and a receipt goes through when
-/// `own > since`. Until the session has told its floor (after its `hello` snapshot), it is
-/// `unknown` and gets every receipt.
+/// a group's frames by its size. So each route remembers the seqs its user sent lately in the
+/// conversation ([`OwnSeqs`]), and a receipt goes through when one of them is in the range.
 struct Route {
     session: SessionId,
-    own: AtomicI64,
-    known: AtomicBool,
+    own: Mutex<OwnSeqs>,
+}
+
+/// The seqs a route's user sent in its conversation, as far as this route knows.
+#[derive(Debug, Default)]
+struct OwnSeqs {
+    /// Until the session has told its floor (after its `hello` snapshot) it gets every receipt.
+    known: bool,
+    /// Seqs at or below this may be the user's (told by the session, or forgotten from
+    /// `recent`): a receipt whose range starts below it goes through.
+    floor: i64,
+    /// The latest seqs the user sent here (0 = empty slot).
+    recent: [i64; OWN_SEQS_KEPT],
+}
+
+/// Own seqs a route keeps exactly; older ones only raise its floor.
+const OWN_SEQS_KEPT: usize = 4;
+
+impl OwnSeqs {
+    fn record(&mut self, seq: i64) {
+        if self.recent.contains(&seq) {
+            return;
+        }
+        let (slot, oldest) = self
+            .recent
+            .iter()
+            .copied()
+            .enumerate()
+            .min_by_key(|(_, s)| *s)
+            .unwrap_or((0, 0));
+        if oldest == 0 {
+            self.recent[slot] = seq;
+        } else if seq > oldest {
+            self.floor = self.floor.max(oldest);
+            self.recent[slot] = seq;
+        } else {
+            self.floor = self.floor.max(seq);
+        }
+    }
+
+    /// Whether a watermark move over `(since, seq]` may cover one of the user's messages.
+    fn covers(&self, since: i64, seq: i64) -> bool {
+        !self.known || self.floor > since || self.recent.iter().any(|s| *s > since && *s <= seq)
+    }
 }
 
 impl Route {
     fn new(session: SessionId) -> Self {
         Self {
             session,
-            own: AtomicI64::new(0),
-            known: AtomicBool::new(false),
+            own: Mutex::new(OwnSeqs::default()),
         }
     }
 
-    /// Whether a receipt covering `(since, ..]` concerns this route's user.
-    fn needs_receipt(&self, since: Option<i64>) -> bool {
+    fn own(&self) -> MutexGuard<'_, OwnSeqs> {
+        self.own
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a receipt about the move `(since, seq]` concerns this route's user.
+    fn needs_receipt(&self, since: Option<i64>, seq: Option<i64>) -> bool {
         let Some(since) = since else { return true };
-        !self.known.load(Ordering::Acquire) || self.own.load(Ordering::Acquire) > since
+        self.own().covers(since, seq.unwrap_or(i64::MAX))
     }
 }
 
@@ -275,8 +320,9 @@ impl Hub {
             .get(&Topic::Conversation(conversation))
             .and_then(|routes| routes.iter().find(|r| r.session == session))
         {
-            route.own.fetch_max(floor, Ordering::AcqRel);
-            route.known.store(true, Ordering::Release);
+            let mut own = route.own();
+            own.floor = own.floor.max(floor);
+            own.known = true;
         }
     }
 
@@ -361,8 +407,10 @@ fn wants(id: SessionId, entry: &Entry, route: &Route, topic: Topic, header: &Hea
         }
         // Receipts go to the senders they concern; a reader's own sessions also hear of
         // their read watermark (read state across devices).
-        Kind::Delivered => route.needs_receipt(header.since),
-        Kind::Read => header.user == Some(entry.user) || route.needs_receipt(header.since),
+        Kind::Delivered => route.needs_receipt(header.since, header.seq),
+        Kind::Read => {
+            header.user == Some(entry.user) || route.needs_receipt(header.since, header.seq)
+        }
         Kind::Unread => true,
     }
 }
@@ -403,7 +451,7 @@ impl PubSubSink for Hub {
                 };
                 if let Some((sender, seq)) = own_message {
                     if entry.user == sender {
-                        route.own.fetch_max(seq, Ordering::AcqRel);
+                        route.own().record(seq);
                     }
                 }
                 if !wants(*id, entry, route, topic, header) {
@@ -771,8 +819,7 @@ mod tests {
             b.frames().is_empty(),
             "not the member whose watermark it is"
         );
-        // Carol's own seq 2 is after the move's start: she may need it (a superset).
-        assert_eq!(k.frames().len(), 1);
+        assert!(k.frames().is_empty(), "Carol's seq 2 is not in (0, 1]");
         // Bob moves on to 2: covers Carol's only.
         publish(&hub, topic, &delivered(c, bob, 2, 1));
         assert!(a.frames().is_empty(), "nothing of Alice's in (1, 2]");
@@ -833,5 +880,30 @@ mod tests {
             phone.frames().is_empty(),
             "own delivered watermark: not needed"
         );
+    }
+
+    #[test]
+    fn a_route_keeps_its_latest_own_seqs_exactly_and_the_older_ones_as_a_floor() {
+        let mut own = OwnSeqs {
+            known: true,
+            ..OwnSeqs::default()
+        };
+        for seq in 1..=6 {
+            own.record(seq);
+        }
+        own.record(5);
+        assert!(own.covers(4, 5), "5 is kept");
+        assert!(!own.covers(6, 10), "nothing sent after 6");
+        assert!(!own.covers(2, 2), "an empty range");
+        assert!(
+            own.covers(1, 1),
+            "1 and 2 were forgotten: at or below the floor, kept safe"
+        );
+        own.record(1);
+        assert_eq!(
+            own.floor, 2,
+            "an old seq arriving late only raises nothing above it"
+        );
+        assert!(OwnSeqs::default().covers(100, 101), "unknown: everything");
     }
 }

@@ -72,6 +72,7 @@ pub fn render(topic: Topic, event: &Event) -> (Header, String) {
         } => {
             let mut header = Header::new(Kind::Delivered, Some(*conversation_id));
             header.user = Some(*user_id);
+            header.seq = Some(*seq);
             header.since = Some(*since_seq);
             let frame = ServerFrame::Delivered {
                 conversation_id: conversation_id.as_uuid(),
@@ -91,6 +92,7 @@ pub fn render(topic: Topic, event: &Event) -> (Header, String) {
         } => {
             let mut header = Header::new(Kind::Read, Some(*conversation_id));
             header.user = Some(*read_by);
+            header.seq = Some(*seq);
             header.since = Some(*since_seq);
             let frame = ServerFrame::ReadReceipt {
                 conversation_id: conversation_id.as_uuid(),
