@@ -13,6 +13,10 @@ pub const MAX_DURATION: Duration = Duration::from_secs(3_600);
 pub const MAX_CLIENTS: usize = 250_000;
 /// Highest total send rate one run may ask for, messages per second.
 pub const MAX_RATE: f64 = 1_000_000.0;
+/// Most writer tasks of a `persist` run (each may hold a database connection).
+pub const MAX_PERSIST_WRITERS: usize = 64;
+/// Largest batch a `persist` writer may commit at once.
+pub const MAX_PERSIST_BATCH: usize = 10_000;
 /// Ephemeral ports usable per source address with the default `ip_local_port_range`
 /// (32768-60999), less some slack for other sockets.
 pub const DEFAULT_CONNS_PER_SOURCE: usize = 25_000;
@@ -30,12 +34,21 @@ pub enum Scenario {
     /// Direct traffic, then every client drops its socket at half time and reconnects
     /// with `sync`; measures the time until each client has recovered.
     Storm,
+    /// Storage only, no server and no WebSocket: N/2 pairs provisioned in the store,
+    /// `--persist-writers` tasks append batches of up to `--persist-batch` messages with
+    /// `MessageStore::append_messages`, as the server's group-commit batcher does.
+    Persist,
 }
 
 impl Scenario {
     /// Whether the scenario sends messages.
     pub fn has_traffic(self) -> bool {
         !matches!(self, Scenario::Idle)
+    }
+
+    /// Whether the scenario talks to a server (`persist` only opens the store).
+    pub fn needs_server(self) -> bool {
+        !matches!(self, Scenario::Persist)
     }
 }
 
@@ -66,9 +79,19 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 
-    /// Total messages sent per second, over all clients (direct, group, storm).
+    /// Total messages sent per second, over all clients (direct, group, storm, persist);
+    /// persist also takes 0: as fast as the store commits.
     #[arg(long, default_value_t = 1_000.0)]
     pub rate: f64,
+
+    /// Persist: concurrent writer tasks, each committing one batch at a time.
+    #[arg(long, default_value_t = 4)]
+    pub persist_writers: usize,
+
+    /// Persist: most messages per `append_messages` call (the server's
+    /// `realtime.commit_max_batch`).
+    #[arg(long, default_value_t = 256)]
+    pub persist_batch: usize,
 
     /// Members per group (group scenario).
     #[arg(long, default_value_t = 10)]
@@ -184,9 +207,11 @@ impl Args {
         }
         match self.scenario {
             Scenario::Idle => {}
-            Scenario::Direct | Scenario::Storm => {
+            Scenario::Direct | Scenario::Storm | Scenario::Persist => {
                 if self.clients < 2 || !self.clients.is_multiple_of(2) {
-                    return usage("direct and storm pair clients: --clients must be even, >= 2");
+                    return usage(
+                        "direct, storm and persist pair clients: --clients must be even, >= 2",
+                    );
                 }
             }
             Scenario::Group => {
@@ -198,7 +223,27 @@ impl Args {
                 }
             }
         }
-        if self.scenario.has_traffic() && !(self.rate > 0.0 && self.rate <= MAX_RATE) {
+        if self.scenario == Scenario::Persist {
+            if !(self.rate >= 0.0 && self.rate <= MAX_RATE) {
+                return usage(format!(
+                    "--rate must be 0 (as fast as possible) to {MAX_RATE} for persist"
+                ));
+            }
+            if self.persist_writers == 0 || self.persist_writers > MAX_PERSIST_WRITERS {
+                return usage(format!(
+                    "--persist-writers must be 1..={MAX_PERSIST_WRITERS}"
+                ));
+            }
+            if self.persist_batch == 0 || self.persist_batch > MAX_PERSIST_BATCH {
+                return usage(format!("--persist-batch must be 1..={MAX_PERSIST_BATCH}"));
+            }
+            let max_chars = domain::Limits::default().max_content_chars;
+            if self.content_bytes > max_chars {
+                return usage(format!(
+                    "--content-bytes must be at most {max_chars} (the server's default limit)"
+                ));
+            }
+        } else if self.scenario.has_traffic() && !(self.rate > 0.0 && self.rate <= MAX_RATE) {
             return usage(format!("--rate must be more than 0 and at most {MAX_RATE}"));
         }
         if self.conns_per_source == 0 || self.conns_per_source > 64_000 {
@@ -490,6 +535,47 @@ mod tests {
         ];
         for extra in bad {
             let mut argv = vec!["chat-loadgen"];
+            argv.extend_from_slice(extra);
+            let refused = match Args::try_parse_from(argv) {
+                Ok(a) => a.validate().is_err(),
+                Err(_) => true,
+            };
+            assert!(refused, "{extra:?} accepted");
+        }
+    }
+
+    #[test]
+    fn persist_takes_rate_zero_writers_and_a_batch_size() {
+        let a = parse(&["--scenario", "persist"]);
+        assert_eq!((a.persist_writers, a.persist_batch), (4, 256));
+        assert!(!a.scenario.needs_server() && Scenario::Direct.needs_server());
+        a.validate().unwrap();
+        let b = parse(&[
+            "--scenario",
+            "persist",
+            "--rate",
+            "0",
+            "--persist-writers",
+            "8",
+            "--persist-batch",
+            "1000",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:5432/x",
+        ]);
+        assert_eq!((b.rate, b.persist_writers, b.persist_batch), (0.0, 8, 1000));
+        b.validate().unwrap();
+        let bad: &[&[&str]] = &[
+            &["--clients", "5"],
+            &["--rate", "-1"],
+            &["--persist-writers", "0"],
+            &["--persist-writers", "65"],
+            &["--persist-batch", "0"],
+            &["--persist-batch", "10001"],
+            &["--content-bytes", "4001"],
+            &["--database-url", "postgres://postgres@10.0.0.5:5432/x"],
+        ];
+        for extra in bad {
+            let mut argv = vec!["chat-loadgen", "--scenario", "persist"];
             argv.extend_from_slice(extra);
             let refused = match Args::try_parse_from(argv) {
                 Ok(a) => a.validate().is_err(),

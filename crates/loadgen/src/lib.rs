@@ -3,6 +3,9 @@
 //! conversations over REST, opens WebSocket connections from loopback source addresses,
 //! runs a scenario (`idle`, `direct`, `group`, `storm`) for a bounded time, and reports
 //! connections, rates, latency percentiles, duplicates, gaps and acked-but-lost messages.
+//! The `persist` scenario needs no server: it commits batches straight to the store through
+//! `MessageStore::append_messages`, as the server's group-commit batcher does, and reads
+//! everything back ([`persist`]).
 //!
 //! It only ever targets 127.0.0.1, and every run stops by itself ([`run::run_bound`]).
 //!
@@ -22,6 +25,7 @@
 pub mod cli;
 pub mod client;
 pub mod metrics;
+pub mod persist;
 pub mod procstat;
 pub mod provision;
 pub mod report;

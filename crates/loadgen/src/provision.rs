@@ -1,12 +1,14 @@
 //! Provisioning: users written straight into the server's store (one fixed argon2 hash, so
 //! no hashing per user), access tokens minted with the server's signing key, and
-//! conversations created over REST as a client would.
+//! conversations created over REST as a client would (or, for `persist`, which has no
+//! server, straight in the store).
 
 use crate::cli::Args;
 use chrono::Utc;
+use domain::conversation::NewDirectConversation;
 use domain::ports::{AccessTokenIssuer, InsertUserError, Storage};
 use domain::user::{DisplayName, EmailAddress, NewUser};
-use domain::UserId;
+use domain::{ConversationId, UserId};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use server::auth::JwtIssuer;
@@ -185,6 +187,46 @@ pub fn mint_tokens(
             })
         })
         .collect()
+}
+
+/// Creates one direct conversation per pair of `plan` straight in the store (`persist` has
+/// no server to ask), `concurrency` at a time; the first member creates it, as over REST.
+/// Answers the ids, in plan order.
+pub async fn create_pairs_in_store(
+    store: Arc<dyn Storage>,
+    users: &[(Uuid, String)],
+    plan: &[Vec<usize>],
+    concurrency: usize,
+) -> Result<Vec<Uuid>, ProvisionError> {
+    let mut ids: Vec<(usize, Uuid)> = stream::iter(plan.iter().enumerate())
+        .map(|(n, members)| {
+            let store = store.clone();
+            let user = |i: Option<&usize>| {
+                i.and_then(|&i| users.get(i))
+                    .map(|(id, _)| UserId::from_uuid(*id))
+                    .ok_or_else(|| ProvisionError::Storage(format!("pair {n} is not two users")))
+            };
+            let pair = user(members.first()).and_then(|a| Ok((a, user(members.get(1))?)));
+            async move {
+                let (created_by, other) = pair?;
+                let new = NewDirectConversation {
+                    id: ConversationId::new(),
+                    created_by,
+                    other,
+                    created_at: Utc::now(),
+                };
+                let (details, _) = store
+                    .create_direct(&new)
+                    .await
+                    .map_err(|e| ProvisionError::Storage(e.to_string()))?;
+                Ok::<_, ProvisionError>((n, details.conversation.id.as_uuid()))
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    ids.sort_by_key(|(n, _)| *n);
+    Ok(ids.into_iter().map(|(_, id)| id).collect())
 }
 
 /// The members (client indexes) of each conversation of a scenario: pairs `(2i, 2i+1)`.
@@ -466,6 +508,23 @@ mod tests {
         assert_eq!(creds.user.id.as_uuid(), users[7].0);
         assert_eq!(creds.password_hash, PASSWORD_HASH);
         // A second run with the same id collides: runs use fresh ids.
-        assert!(insert_users(store, "t1", 1, 1).await.is_err());
+        assert!(insert_users(store.clone(), "t1", 1, 1).await.is_err());
+
+        // Pairs made straight in the store (persist has no server): both are members.
+        let plan = plan_pairs(6);
+        let ids = create_pairs_in_store(store.clone(), &users[..6], &plan, 4)
+            .await
+            .unwrap();
+        assert_eq!(ids.len(), 3);
+        for (members, id) in plan.iter().zip(&ids) {
+            let details = store
+                .conversation(ConversationId::from_uuid(*id))
+                .await
+                .unwrap()
+                .unwrap();
+            for &m in members {
+                assert!(details.participant(UserId::from_uuid(users[m].0)).is_some());
+            }
+        }
     }
 }

@@ -142,6 +142,43 @@ pub struct Storm {
     pub recovery: Percentiles,
 }
 
+/// The `persist` scenario: commits straight to the store, no server.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Persist {
+    /// Writer tasks, each committing one batch at a time.
+    pub writers: usize,
+    /// Most messages per commit asked for (`--persist-batch`).
+    pub max_batch: usize,
+    /// From the first send due until the last commit returned, s.
+    pub window_s: f64,
+    /// Messages acked as created.
+    pub created: u64,
+    /// Created per second over the window: messages durably persisted/s.
+    pub persisted_per_s: f64,
+    /// `append_messages` calls that returned results.
+    pub commits: u64,
+    /// Commits per second over the window.
+    pub commits_per_s: f64,
+    /// Messages per commit, mean.
+    pub messages_per_commit_mean: f64,
+    /// Messages per commit, largest.
+    pub messages_per_commit_max: u64,
+    /// Commits that failed (nothing of them written).
+    pub failed_commits: u64,
+    /// Messages answered `Replayed` (every key is new: never expected).
+    pub replayed: u64,
+    /// Messages rejected (key reused, conversation not found).
+    pub rejected: u64,
+    /// Per-commit latency (the `append_messages` call).
+    pub commit_latency: Percentiles,
+    /// Messages read back with `messages_after` afterwards (distinct seqs).
+    pub stored: u64,
+    /// Of them, messages never acked as created (a failed commit that wrote something).
+    pub stored_not_acked: u64,
+    /// Seconds the read-back took.
+    pub verify_s: f64,
+}
+
 /// Memory and CPU of the server and of the generator.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Resources {
@@ -193,6 +230,8 @@ pub struct Report {
     pub ack_latency: Percentiles,
     /// The storm, when the scenario was `storm`.
     pub storm: Option<Storm>,
+    /// The store's figures, when the scenario was `persist`.
+    pub persist: Option<Persist>,
     /// Duplicates, gaps, acked-but-lost.
     pub correctness: Audit,
     /// Clients whose final `sync` did not complete, or that did not finish at all (their
@@ -208,12 +247,13 @@ pub struct Report {
 
 impl Report {
     /// Nothing duplicated, missing or lost, every client connected and verified, every
-    /// send acked.
+    /// send acked (`persist`: every conversation read back, nothing stored unacked).
     pub fn correct(&self) -> bool {
         self.correctness.clean()
             && self.connections.failed == 0
             && self.unverified_clients == 0
             && self.traffic.unacked_at_end == 0
+            && self.persist.is_none_or(|p| p.stored_not_acked == 0)
     }
 
     /// The report as an aligned text table.
@@ -250,13 +290,22 @@ impl Report {
             ),
         );
         let c = &self.connections;
-        row(
-            "connections held (peak)",
-            format!(
-                "{} ready, {} failed, peak {}, {} throttled upgrades, {} unplanned reconnects",
-                c.ready, c.failed, c.peak, c.throttled, c.unplanned_reconnects
-            ),
-        );
+        let no_server = self.persist.is_some();
+        if no_server {
+            row(
+                "connections held (peak)",
+                "none: persist opens no WebSocket and contacts no server".into(),
+            );
+            row("server RSS", "absent (no server)".into());
+        } else {
+            row(
+                "connections held (peak)",
+                format!(
+                    "{} ready, {} failed, peak {}, {} throttled upgrades, {} unplanned reconnects",
+                    c.ready, c.failed, c.peak, c.throttled, c.unplanned_reconnects
+                ),
+            );
+        }
         let r = &self.resources;
         if let (Some(before), Some(after)) = (r.server_rss_before_kib, r.server_rss_after_kib) {
             row(
@@ -277,11 +326,54 @@ impl Report {
             "cpu s (server / generator)",
             format!(
                 "{} / {}",
-                r.server_cpu_s.map_or("?".into(), |v| format!("{v:.2}")),
+                r.server_cpu_s
+                    .map_or(if no_server { "absent" } else { "?" }.into(), |v| format!(
+                        "{v:.2}"
+                    )),
                 r.generator_cpu_s.map_or("?".into(), |v| format!("{v:.2}"))
             ),
         );
-        if s.scenario.has_traffic() {
+        if let Some(p) = &self.persist {
+            let rate = if s.rate > 0.0 {
+                format!("{:.0} msg/s", s.rate)
+            } else {
+                "as fast as possible (rate 0)".into()
+            };
+            row("rate asked", format!("{rate} for {:.1} s", s.duration_s));
+            row(
+                "writers / batch",
+                format!(
+                    "{} writers, up to {} messages per append_messages",
+                    p.writers, p.max_batch
+                ),
+            );
+            row(
+                "persisted (created)",
+                format!(
+                    "{:.0} msg/s  ({} in {:.2} s; {} replayed, {} rejected)",
+                    p.persisted_per_s, p.created, p.window_s, p.replayed, p.rejected
+                ),
+            );
+            row(
+                "commits",
+                format!(
+                    "{:.0} /s  ({} commits, {} failed; messages per commit mean {:.1}, max {})",
+                    p.commits_per_s,
+                    p.commits,
+                    p.failed_commits,
+                    p.messages_per_commit_mean,
+                    p.messages_per_commit_max
+                ),
+            );
+            row("latency commit", latency(&p.commit_latency));
+            row(
+                "read back (messages_after)",
+                format!(
+                    "{} stored, {} stored but not acked, {} conversations, {:.2} s",
+                    p.stored, p.stored_not_acked, self.correctness.members_checked, p.verify_s
+                ),
+            );
+        } else if s.scenario.has_traffic() {
             let t = &self.traffic;
             row(
                 "rate asked",
@@ -358,7 +450,9 @@ impl Report {
                 .collect();
             row("errors", list.join(", "));
         }
-        if self.metrics.available {
+        if no_server {
+            row("/metrics", "absent (no server)".into());
+        } else if self.metrics.available {
             for (series, latency) in &self.metrics.latency {
                 row(
                     &crate::metrics::latency_label(series),
@@ -463,6 +557,7 @@ mod tests {
             delivery_latency: Percentiles::of(Some(&h)),
             ack_latency: Percentiles::default(),
             storm: None,
+            persist: None,
             correctness: Audit::default(),
             unverified_clients: 0,
             errors: BTreeMap::from([("frame:rate_limited".to_owned(), 3)]),

@@ -69,6 +69,10 @@ pub async fn run(args: Args) -> Result<Report, LoadError> {
 }
 
 async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
+    if !args.scenario.needs_server() {
+        // Storage only: no /healthz, no /metrics, no server pid.
+        return crate::persist::run(args).await;
+    }
     let machine = Machine::describe();
     let rest = Rest::new(args.target)?;
     rest.get_text("/healthz")
@@ -109,7 +113,9 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
     )?;
     let plan = match args.scenario {
         Scenario::Idle => Vec::new(),
-        Scenario::Direct | Scenario::Storm => provision::plan_pairs(args.clients),
+        Scenario::Direct | Scenario::Storm | Scenario::Persist => {
+            provision::plan_pairs(args.clients)
+        }
         Scenario::Group => provision::plan_groups(args.clients, args.group_size),
     };
     let started = Instant::now();
@@ -359,6 +365,7 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
         delivery_latency: Percentiles::of(shared.delivery_latency.merged().as_ref()),
         ack_latency: Percentiles::of(shared.ack_latency.merged().as_ref()),
         storm,
+        persist: None,
         correctness,
         unverified_clients: unverified,
         errors,
