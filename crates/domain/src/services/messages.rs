@@ -95,13 +95,27 @@ impl MessageService {
     /// Validates a send and checks the sender may post, without writing anything: the
     /// message ready to append (alone, or in a batch with others).
     pub async fn prepare_send(&self, cmd: SendCommand) -> Result<NewMessage, ChatError> {
+        self.prepare(cmd, true).await
+    }
+
+    /// As [`Self::prepare_send`], for a caller that already knows the sender is a member: a
+    /// live session following the conversation, which membership changes reach on the
+    /// conversation's own topic before any later event. Skips the membership read (one
+    /// storage round trip per send); a send racing the sender's removal is ordered before it.
+    pub async fn prepare_member_send(&self, cmd: SendCommand) -> Result<NewMessage, ChatError> {
+        self.prepare(cmd, false).await
+    }
+
+    async fn prepare(&self, cmd: SendCommand, check_member: bool) -> Result<NewMessage, ChatError> {
         let content = MessageContent::parse(&cmd.content, self.limits.max_content_chars)?;
         let content_type = match cmd.content_type.as_deref() {
             None => ContentType::Text,
             Some(raw) => raw.parse()?,
         };
         let client_msg_id = cmd.temp_id.as_deref().map(ClientMsgId::parse).transpose()?;
-        self.require_member(cmd.conversation_id, cmd.sender).await?;
+        if check_member {
+            self.require_member(cmd.conversation_id, cmd.sender).await?;
+        }
         if let Some(reply_to) = cmd.reply_to {
             if self
                 .messages
@@ -523,6 +537,21 @@ mod tests {
         ports.messages.expect_append_messages().never();
         let err = ports.service().send(cmd(me, id, "hi")).await.unwrap_err();
         assert!(matches!(err, ChatError::NotParticipant));
+    }
+
+    #[tokio::test]
+    async fn a_known_members_send_is_prepared_without_reading_membership_but_still_validated() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports.conversations.expect_participant().never();
+        let svc = ports.service();
+        let new = svc.prepare_member_send(cmd(me, id, "hi")).await.unwrap();
+        assert_eq!((new.sender_id, new.conversation_id), (me, id));
+        assert_eq!(new.content.as_str(), "hi");
+        assert!(matches!(
+            svc.prepare_member_send(cmd(me, id, "   ")).await,
+            Err(ChatError::Invalid(f)) if f.field == "content"
+        ));
     }
 
     #[tokio::test]

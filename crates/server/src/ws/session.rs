@@ -668,19 +668,24 @@ impl ChatSession {
         {
             return Err(with_ref(Fault::Frame(FrameError::rate_limited("messages"))));
         }
-        let prepared = self
-            .state
-            .messages
-            .prepare_send(SendCommand {
-                sender: self.user,
-                conversation_id: c,
-                content: send.content,
-                content_type: send.content_type,
-                temp_id: send.temp_id,
-                reply_to: send.reply_to.map(MessageId::from_uuid),
-            })
-            .await
-            .map_err(|e| with_ref(Fault::from(e)))?;
+        let cmd = SendCommand {
+            sender: self.user,
+            conversation_id: c,
+            content: send.content,
+            content_type: send.content_type,
+            temp_id: send.temp_id,
+            reply_to: send.reply_to.map(MessageId::from_uuid),
+        };
+        // A conversation this session follows is one its user is a member of (a removal
+        // reaches the session on the conversation's topic and ends the following): no
+        // membership read per send.
+        let messages = &self.state.messages;
+        let prepared = if self.feeds.contains_key(&c) {
+            messages.prepare_member_send(cmd).await
+        } else {
+            messages.prepare_send(cmd).await
+        }
+        .map_err(|e| with_ref(Fault::from(e)))?;
         // Queued now, in frame order (commit order); answered when committed.
         let answer: oneshot::Receiver<_> = self
             .realtime
