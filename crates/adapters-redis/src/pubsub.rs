@@ -118,6 +118,24 @@ impl PubSub for RedisPubSub {
             .map_err(RealtimeError::new)
     }
 
+    /// One pipeline on one connection: one round trip for the lot, in order.
+    async fn publish_all(&self, items: Vec<(Topic, Payload)>) -> Result<(), RealtimeError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (topic, payload) in &items {
+            pipe.cmd("PUBLISH")
+                .arg(self.keys.channel(*topic))
+                .arg(payload.as_bytes())
+                .ignore();
+        }
+        let mut connection = crate::connection(&self.pool).await?;
+        pipe.exec_async(&mut connection)
+            .await
+            .map_err(RealtimeError::new)
+    }
+
     async fn subscribe(&self, topic: Topic) -> Result<(), RealtimeError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Subscribe(topic, reply))?;

@@ -96,6 +96,16 @@ pub trait PubSub: Send + Sync + 'static {
     /// Sends `payload` to every node subscribed to `topic`, this node included.
     async fn publish(&self, topic: Topic, payload: Payload) -> Result<(), RealtimeError>;
 
+    /// Publishes each `(topic, payload)` in order, as `publish` would one after the other
+    /// (subscribers of a topic get its payloads in this order), in as few round trips as the
+    /// backend allows. An error means some may not have been published.
+    async fn publish_all(&self, items: Vec<(Topic, Payload)>) -> Result<(), RealtimeError> {
+        for (topic, payload) in items {
+            self.publish(topic, payload).await?;
+        }
+        Ok(())
+    }
+
     /// Subscribes this node to `topic`. Reference-counted: n subscribes need n unsubscribes
     /// before the node stops receiving it, and only the first one talks to the backend.
     /// When it returns, events published afterwards on `topic` reach the sink.
@@ -374,4 +384,13 @@ pub enum Event {
 pub trait EventPublisher: Send + Sync + 'static {
     /// Publishes `event` on `topic`.
     async fn publish(&self, topic: Topic, event: Event) -> Result<(), RealtimeError>;
+
+    /// Publishes each `(topic, event)` in order, in as few round trips as the backend allows
+    /// (the commit batcher publishes a whole batch at once).
+    async fn publish_all(&self, events: Vec<(Topic, Event)>) -> Result<(), RealtimeError> {
+        for (topic, event) in events {
+            self.publish(topic, event).await?;
+        }
+        Ok(())
+    }
 }

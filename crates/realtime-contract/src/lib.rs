@@ -19,6 +19,7 @@ macro_rules! pubsub_contract_tests {
             pubsub::unsubscribing_the_last_reference_stops_delivery,
             pubsub::a_topic_can_be_subscribed_again_after_the_last_unsubscribe,
             pubsub::events_of_one_publisher_on_one_topic_arrive_in_publish_order,
+            pubsub::publish_all_delivers_each_payload_in_order,
             pubsub::a_node_receives_only_the_topics_it_subscribed,
             pubsub::concurrent_subscribes_and_unsubscribes_keep_an_exact_reference_count,
         );

@@ -187,3 +187,33 @@ pub async fn concurrent_subscribes_and_unsubscribes_keep_an_exact_reference_coun
     flush(&a, marker, &[&sink_a]).await;
     assert_eq!(sink_a.payloads_on(topic), vec!["one reference left"]);
 }
+
+/// `publish_all` is `publish` one after the other: every payload reaches every subscribed node
+/// (the publisher's own included), in the given order per topic; an empty batch is fine.
+pub async fn publish_all_delivers_each_payload_in_order(backend: SharedBackend) {
+    let (a, sink_a) = node(&backend).await;
+    let (b, sink_b) = node(&backend).await;
+    let (one, two) = (conversation_topic(), conversation_topic());
+    for n in [&a, &b] {
+        n.subscribe(one).await.unwrap();
+        n.subscribe(two).await.unwrap();
+    }
+    a.publish_all(Vec::new()).await.unwrap();
+    let batch: Vec<(Topic, String)> = (0..50)
+        .map(|i| (if i % 3 == 0 { two } else { one }, format!("p{i}")))
+        .collect();
+    a.publish_all(batch.iter().map(|(t, p)| (*t, payload(p))).collect())
+        .await
+        .unwrap();
+    for sink in [&sink_a, &sink_b] {
+        for topic in [one, two] {
+            let want: Vec<&str> = batch
+                .iter()
+                .filter(|(t, _)| *t == topic)
+                .map(|(_, p)| p.as_str())
+                .collect();
+            sink.wait_for_count(topic, want.len()).await;
+            assert_eq!(sink.payloads_on(topic), want);
+        }
+    }
+}

@@ -8,9 +8,10 @@
 //!
 //! Acks come only after commit; a retried `temp_id` ([`AppendOutcome::Replayed`]) is answered
 //! with the original and not broadcast again. When the commit fails every waiter of the batch
-//! gets the error (`unavailable`) and nothing was written. When publishing a committed message
-//! fails its sender gets `unavailable` too: its retry is answered from storage, and recipients
-//! fetch the message as a gap on their next event or `sync`.
+//! gets the error (`unavailable`) and nothing was written. A batch's new messages are published
+//! with one `publish_all` (one pipeline, one round trip on Redis); when that fails every sender
+//! of a new message in the batch gets `unavailable` too: its retry is answered from storage, and
+//! recipients fetch the message as a gap on their next event or `sync`.
 
 use super::metrics::Metrics;
 use domain::message::{AppendOutcome, NewMessage};
@@ -202,23 +203,36 @@ async fn publish_loop(
                 let _ = done.send(());
             }
             Committed::Batch(answers) => {
-                for (origin, reply, result) in answers {
-                    let result = match result {
-                        Ok(AppendOutcome::Created(message)) => {
-                            let topic = Topic::Conversation(message.conversation_id);
-                            let event = Event::Message {
+                // The batch's new messages in one publish (one round trip on Redis), in
+                // commit order; then every sender is answered.
+                let events: Vec<(Topic, Event)> = answers
+                    .iter()
+                    .filter_map(|(origin, _, result)| match result {
+                        Ok(AppendOutcome::Created(message)) => Some((
+                            Topic::Conversation(message.conversation_id),
+                            Event::Message {
                                 message: message.clone(),
-                                origin,
-                            };
-                            match publisher.publish(topic, event).await {
-                                Ok(()) => Ok(AppendOutcome::Created(message)),
-                                Err(e) => {
-                                    tracing::error!(error = %e, %topic, seq = message.seq, "a committed message could not be published");
-                                    Err(ChatError::Storage(StorageError::msg(e.to_string())))
-                                }
-                            }
+                                origin: *origin,
+                            },
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                let published = if events.is_empty() {
+                    Ok(())
+                } else {
+                    let count = events.len();
+                    publisher.publish_all(events).await.map_err(|e| {
+                        tracing::error!(error = %e, messages = count, "committed messages could not be published");
+                        e.to_string()
+                    })
+                };
+                for (_, reply, result) in answers {
+                    let result = match (result, &published) {
+                        (Ok(AppendOutcome::Created(_)), Err(cause)) => {
+                            Err(ChatError::Storage(StorageError::msg(cause.clone())))
                         }
-                        other => other,
+                        (result, _) => result,
                     };
                     // The sender may be gone (socket closed): the message is committed anyway.
                     let _ = reply.send(result);
@@ -376,11 +390,15 @@ mod tests {
         let published = Arc::new(Mutex::new(Vec::new()));
         let seen = published.clone();
         let mut mock = MockEventPublisher::new();
-        mock.expect_publish()
-            .times(times)
-            .returning(move |_, event| {
-                if let Event::Message { message, .. } = event {
-                    seen.lock().unwrap().push(message.seq);
+        mock.expect_publish().never();
+        // One call per committed batch with new messages, `times` messages in all.
+        mock.expect_publish_all()
+            .times(times.min(1)..=times)
+            .returning(move |events| {
+                for (_, event) in events {
+                    if let Event::Message { message, .. } = event {
+                        seen.lock().unwrap().push(message.seq);
+                    }
                 }
                 Ok(())
             });
@@ -522,8 +540,8 @@ mod tests {
         let store = FakeMessages::new(10, false);
         let mut publisher = MockEventPublisher::new();
         publisher
-            .expect_publish()
-            .returning(|_, _| Err(RealtimeError::msg("redis is down")));
+            .expect_publish_all()
+            .returning(|_| Err(RealtimeError::msg("redis is down")));
         let batcher = CommitBatcher::start(service(store), Arc::new(publisher), 64, Arc::default());
         let result = batcher
             .send(new_message(ConversationId::new(), UserId::new(), "a"), None)

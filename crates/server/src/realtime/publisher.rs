@@ -36,6 +36,18 @@ impl EventPublisher for PubSubPublisher {
         }
         result
     }
+
+    async fn publish_all(&self, events: Vec<(Topic, Event)>) -> Result<(), RealtimeError> {
+        let items = events
+            .iter()
+            .map(|(topic, event)| (*topic, envelope_of(*topic, event)))
+            .collect();
+        let result = self.pubsub.publish_all(items).await;
+        if result.is_err() {
+            self.metrics.pubsub_error();
+        }
+        result
+    }
 }
 
 /// The envelope of `event` as published on `topic`.
