@@ -66,4 +66,6 @@ run direct --scenario direct --clients $((1000 * SCALE)) --rate $((2000 * SCALE)
 run group  --scenario group  --clients $((1000 * SCALE)) --group-size 50 \
   --rate $((200 * SCALE)) --duration 5s
 run storm  --scenario storm  --clients $((1000 * SCALE)) --rate $((500 * SCALE)) --duration 6s
-echo "reports: $OUT/{idle,direct,group,storm}.json"
+# The store alone (no server involved): group-commit appends as fast as they go.
+run persist --scenario persist --clients $((200 * SCALE)) --rate 0 --duration 3s
+echo "reports: $OUT/{idle,direct,group,storm,persist}.json"
