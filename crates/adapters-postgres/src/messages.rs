@@ -167,19 +167,7 @@ async fn append(
             continue;
         }
         *last += 1;
-        let message = Message {
-            id: new.id,
-            conversation_id: new.conversation_id,
-            seq: *last,
-            sender_id: new.sender_id,
-            client_msg_id: new.client_msg_id.as_ref().map(|k| k.as_str().to_owned()),
-            content: new.content.as_str().to_owned(),
-            content_type: new.content_type,
-            reply_to: new.reply_to,
-            created_at: new.created_at,
-            edited_at: None,
-            deleted_at: None,
-        };
+        let message = new.stored_as(*last);
         if let Some(key) = key {
             known.insert(key, message.clone());
         }

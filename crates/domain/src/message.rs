@@ -152,6 +152,23 @@ impl NewMessage {
             && existing.content == self.content.as_str()
             && existing.content_type == self.content_type
     }
+
+    /// The message this send becomes when committed with `seq` (never edited or deleted yet).
+    pub fn stored_as(&self, seq: i64) -> Message {
+        Message {
+            id: self.id,
+            conversation_id: self.conversation_id,
+            seq,
+            sender_id: self.sender_id,
+            client_msg_id: self.client_msg_id.as_ref().map(|k| k.as_str().to_owned()),
+            content: self.content.as_str().to_owned(),
+            content_type: self.content_type,
+            reply_to: self.reply_to,
+            created_at: self.created_at,
+            edited_at: None,
+            deleted_at: None,
+        }
+    }
 }
 
 /// What appending one message did.

@@ -602,7 +602,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use domain::message::{AppendRejection, Message};
+    use domain::message::AppendRejection;
 
     #[tokio::test(start_paused = true)]
     async fn the_dispatcher_hands_out_the_rate_in_batches_of_at_most_max() {
@@ -678,22 +678,6 @@ mod tests {
         assert!(workload(0).message(0, now).is_none());
     }
 
-    fn created(new: &NewMessage, seq: i64) -> Message {
-        Message {
-            id: new.id,
-            conversation_id: new.conversation_id,
-            seq,
-            sender_id: new.sender_id,
-            client_msg_id: new.client_msg_id.as_ref().map(|k| k.as_str().to_owned()),
-            content: new.content.as_str().to_owned(),
-            content_type: new.content_type,
-            reply_to: None,
-            created_at: new.created_at,
-            edited_at: None,
-            deleted_at: None,
-        }
-    }
-
     #[test]
     fn a_writer_counts_each_outcome_and_a_failed_commit_as_a_whole() {
         let w = workload(2);
@@ -703,9 +687,9 @@ mod tests {
         out.record(
             &batch,
             Ok(vec![
-                Ok(AppendOutcome::Created(created(&batch[0], 1))),
-                Ok(AppendOutcome::Created(created(&batch[1], 1))),
-                Ok(AppendOutcome::Replayed(created(&batch[2], 1))),
+                Ok(AppendOutcome::Created(batch[0].stored_as(1))),
+                Ok(AppendOutcome::Created(batch[1].stored_as(1))),
+                Ok(AppendOutcome::Replayed(batch[2].stored_as(1))),
                 Err(AppendRejection::KeyReused),
             ]),
         );

@@ -281,22 +281,6 @@ mod tests {
         }
     }
 
-    fn stored(new: &NewMessage, seq: i64) -> Message {
-        Message {
-            id: new.id,
-            conversation_id: new.conversation_id,
-            seq,
-            sender_id: new.sender_id,
-            client_msg_id: new.client_msg_id.as_ref().map(|k| k.as_str().to_owned()),
-            content: new.content.as_str().to_owned(),
-            content_type: new.content_type,
-            reply_to: None,
-            created_at: new.created_at,
-            edited_at: None,
-            deleted_at: None,
-        }
-    }
-
     #[async_trait]
     impl MessageStore for FakeMessages {
         async fn append_messages(
@@ -320,10 +304,10 @@ mod tests {
                             .unwrap_or_default(),
                     );
                     if let Some(i) = seen.iter().position(|k| *k == key) {
-                        return Ok(AppendOutcome::Replayed(stored(m, i as i64 + 1)));
+                        return Ok(AppendOutcome::Replayed(m.stored_as(i as i64 + 1)));
                     }
                     seen.push(key);
-                    Ok(AppendOutcome::Created(stored(m, seen.len() as i64)))
+                    Ok(AppendOutcome::Created(m.stored_as(seen.len() as i64)))
                 })
                 .collect())
         }
