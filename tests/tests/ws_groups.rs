@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use e2e::cluster::{self, quick, Deployment, Mode};
-use e2e::ws::{frame_type, seqs, WsConnect, WAIT};
+use e2e::ws::{frame_type, seqs, WsClient, WsConnect, WAIT};
+use e2e::{Api, TestUser};
 use reqwest::StatusCode;
 use std::time::Duration;
 
@@ -64,23 +65,62 @@ async fn a_three_member_group_delivers_each_message_to_the_two_others_across_nod
     three_member_group_delivers_every_message_to_every_other_member_once(Mode::ScaleOut).await;
 }
 
-async fn a_removed_member_stops_receiving_at_once(mode: Mode) {
+/// Olivia's group with Ben and Cat, then a socket each: Olivia and Ben on node 0, Cat on the
+/// other node (all on one server when embedded).
+struct Team {
+    d: Deployment,
+    api: Api,
+    owner: TestUser,
+    ben: TestUser,
+    cat: TestUser,
+    conv: String,
+    ws_o: WsClient,
+    ws_b: WsClient,
+    ws_c: WsClient,
+}
+
+async fn team(mode: Mode) -> Team {
     let d = Deployment::start(mode, &quick(&[])).await;
     let api = d.api(0);
     let owner = api.register("Olivia").await;
     let ben = api.register("Ben").await;
     let cat = api.register("Cat").await;
     let conv = cluster::group(&api, &owner, &[&ben, &cat]).await;
-    let (mut ws_o, _) = WsConnect::all(&d.base(0), &owner.token)
+    let (ws_o, _) = WsConnect::all(&d.base(0), &owner.token)
         .open_ready("owner")
         .await;
-    let (mut ws_b, _) = WsConnect::all(&d.base(0), &ben.token)
+    let (ws_b, _) = WsConnect::all(&d.base(0), &ben.token)
         .open_ready("ben")
         .await;
-    // Cat on the other node: the removal must reach a subscription held elsewhere.
-    let (mut ws_c, _) = WsConnect::all(&d.base(d.other(0)), &cat.token)
+    let (ws_c, _) = WsConnect::all(&d.base(d.other(0)), &cat.token)
         .open_ready("cat")
         .await;
+    Team {
+        d,
+        api,
+        owner,
+        ben,
+        cat,
+        conv,
+        ws_o,
+        ws_b,
+        ws_c,
+    }
+}
+
+async fn a_removed_member_stops_receiving_at_once(mode: Mode) {
+    // Cat on the other node: the removal must reach a subscription held elsewhere.
+    let Team {
+        d: _d,
+        api,
+        owner,
+        cat,
+        conv,
+        mut ws_o,
+        mut ws_b,
+        mut ws_c,
+        ..
+    } = team(mode).await;
     ws_o.send_acked(&conv, "before", "before").await;
     for ws in [&mut ws_b, &mut ws_c] {
         let got = ws.recv_frame("message", WAIT).await;
@@ -181,21 +221,17 @@ async fn an_added_member_on_another_node_starts_receiving_on_an_open_socket() {
 /// hears `delivered` from both, and Ben and Cat hear nothing of each other's watermark (they
 /// sent nothing it covers). Once Ben sends, Cat's delivery of it reaches Ben.
 async fn receipts_reach_the_sender_not_every_member(mode: Mode) {
-    let d = Deployment::start(mode, &quick(&[])).await;
-    let api = d.api(0);
-    let owner = api.register("Olivia").await;
-    let ben = api.register("Ben").await;
-    let cat = api.register("Cat").await;
-    let conv = cluster::group(&api, &owner, &[&ben, &cat]).await;
-    let (mut ws_o, _) = WsConnect::all(&d.base(0), &owner.token)
-        .open_ready("owner")
-        .await;
-    let (mut ws_b, _) = WsConnect::all(&d.base(d.other(0)), &ben.token)
-        .open_ready("ben")
-        .await;
-    let (mut ws_c, _) = WsConnect::all(&d.base(0), &cat.token)
-        .open_ready("cat")
-        .await;
+    let Team {
+        d: _d,
+        owner,
+        ben,
+        cat,
+        conv,
+        mut ws_o,
+        mut ws_b,
+        mut ws_c,
+        ..
+    } = team(mode).await;
 
     let ack = ws_o.send_acked(&conv, "from owner", "o-1").await;
     let seq = ack["seq"].as_i64().unwrap();
