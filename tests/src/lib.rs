@@ -307,16 +307,21 @@ impl Api {
         self.send(reqwest::Method::DELETE, path, token, None).await
     }
 
-    /// The value of a Prometheus metric on `/metrics` (summed over its label sets), or
-    /// `None` when the server does not expose it.
-    pub async fn metric(&self, name: &str) -> Option<f64> {
+    /// The text of `/metrics`: one snapshot of every series.
+    pub async fn metrics_text(&self) -> String {
         let resp = self
             .client
             .get(format!("{}/metrics", self.base))
             .send()
             .await
             .expect("GET /metrics");
-        let text = resp.text().await.expect("metrics body");
+        resp.text().await.expect("metrics body")
+    }
+
+    /// The value of a Prometheus metric on `/metrics` (summed over its label sets), or
+    /// `None` when the server does not expose it.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics_text().await;
         let mut found = None;
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let Some((series, value)) = line.rsplit_once(' ') else {

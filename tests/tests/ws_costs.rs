@@ -256,15 +256,7 @@ async fn metrics_count_sends_by_transport_and_time_their_fan_out_and_acks() {
     let got = ws_b.recv_frame("message", WAIT).await;
     assert_eq!(got["message"]["content"], "over REST");
 
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = api.metrics_text().await;
     assert_eq!(
         series(&text, "chat_messages_in_total{transport=\"ws\"}"),
         1.0
