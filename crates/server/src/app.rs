@@ -180,6 +180,7 @@ impl AppContext {
             .app_data(self.forwarded_for.clone())
             .app_data(self.presence.clone())
             .app_data(web::Data::new(self.origins.clone()))
+            .app_data(web::Data::new(crate::ws::Gate::new(self)))
             .app_data(
                 web::QueryConfig::default()
                     .error_handler(|err, _| ApiError::validation("query", err.to_string()).into()),

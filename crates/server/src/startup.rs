@@ -19,9 +19,12 @@ use crate::realtime::typing_tasks::{spawn_typing_sweeper, sweep_interval};
 use crate::realtime::{Parts, Realtime};
 use crate::storage;
 use crate::telemetry;
-use actix_web::dev::{Server, ServerHandle};
+use crate::ws::{upgrade, Gate};
+use actix_http::HttpService;
+use actix_service::map_config;
+use actix_web::dev::{AppConfig, Server, ServerHandle};
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use domain::ports::{Storage, SystemClock};
 use domain::realtime::RealtimeError;
 use domain::StorageError;
@@ -193,35 +196,8 @@ impl Application {
         let local_addr = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
-        let factory_context = context.clone();
-        let mut server = HttpServer::new(move || {
-            let context = factory_context.clone();
-            App::new()
-                .wrap(context.cors())
-                .wrap(from_fn(telemetry::log_request))
-                .configure(|cfg| context.configure(cfg))
-        })
-        // Signals are ours: sockets must get 1001 and sends finish before the server stops.
-        .disable_signals()
-        .shutdown_timeout(SERVER_STOP_TIMEOUT.as_secs())
-        // After a WebSocket's close handshake the client waits for the server to close the
-        // TCP connection (RFC 6455). Actix's linger for unread input (the socket's stream is
-        // never "read to the end") kept such connections open for seconds when the client
-        // set TCP_NODELAY, as browsers do: no linger, the connection closes at once. The cost:
-        // a client still uploading a body the server refused unread (413) may see a reset.
-        .client_disconnect_timeout(Duration::ZERO)
-        // Real-time frames are small and must leave at once: with Nagle's algorithm a frame
-        // written while the previous one is unacknowledged waited for the client's delayed
-        // ACK (40 ms), which was the p95 of send -> ack in the benchmarks.
-        .tcp_nodelay(true)
-        .max_connections(settings.http.max_connections_per_worker.max(1));
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
-        let server = server
-            .listen(listener)
-            .map_err(|source| StartupError::Bind { addr, source })?
-            .run();
+        let server = serve(&context, &settings, listener, local_addr)
+            .map_err(|source| StartupError::Bind { addr, source })?;
         tracing::info!(%local_addr, node = %context.state.realtime.node, "listening");
         Ok(Self {
             local_addr,
@@ -368,6 +344,58 @@ fn jwt_secret(settings: &Settings, target: &DatabaseTarget) -> Result<Secret, St
                 source,
             }),
     }
+}
+
+/// The HTTP server: actix-web's app for requests, and the WebSocket upgrade service for
+/// `Upgrade: websocket` requests, which takes the connection out of the HTTP dispatcher
+/// ([`upgrade`]). What actix-web's `HttpServer` would do otherwise, with the upgrade hook it
+/// does not offer.
+fn serve(
+    context: &AppContext,
+    settings: &Settings,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+) -> io::Result<Server> {
+    let mut builder = Server::build()
+        // Signals are ours: sockets must get 1001 and sends finish before the server stops.
+        .disable_signals()
+        .shutdown_timeout(SERVER_STOP_TIMEOUT.as_secs())
+        .max_concurrent_connections(settings.http.max_connections_per_worker.max(1));
+    if settings.http.workers > 0 {
+        builder = builder.workers(settings.http.workers);
+    }
+    let shutdown = builder.graceful_shutdown_signal();
+    let context = context.clone();
+    builder
+        .listen("chat-http", listener, move || {
+            let app_context = context.clone();
+            let app = App::new()
+                .wrap(app_context.cors())
+                .wrap(from_fn(telemetry::log_request))
+                .configure(move |cfg| app_context.configure(cfg));
+            let shutdown = shutdown.clone();
+            HttpService::build()
+                // Idle keep-alive connections close when the server stops.
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                // After a WebSocket's close handshake the client waits for the server to close
+                // the TCP connection (RFC 6455); so do HTTP clients refused with unread input:
+                // no linger. The cost: a client still uploading a body the server refused
+                // unread (413) may see a reset.
+                .client_disconnect_timeout(Duration::ZERO)
+                // Real-time frames are small and must leave at once: with Nagle's algorithm a
+                // frame written while the previous one is unacknowledged waited for the
+                // client's delayed ACK (40 ms), which was the p95 of send -> ack.
+                .tcp_nodelay(true)
+                .local_addr(local_addr)
+                .upgrade(upgrade::service(Gate::new(&context)))
+                // The app's config names the host for URL generation, which nothing uses.
+                .finish(map_config(app, |()| AppConfig::default()))
+                .tcp()
+        })
+        .map(|builder| builder.run())
 }
 
 /// Binds the listener with the configured backlog (the standard library's `bind` always

@@ -298,3 +298,93 @@ async fn a_graceful_shutdown_turns_readiness_off_and_closes_sockets_with_1001() 
         .unwrap()
         .unwrap();
 }
+
+/// A masked client frame (RFC 6455 5.3), as a browser sends it.
+fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [7u8, 1, 9, 3];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+fn upgrade_request(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// Reads until `pattern` appears in what came (or the connection closes), within 5 s.
+async fn read_until(tcp: &mut tokio::net::TcpStream, pattern: &[u8]) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 4096];
+        while !got.windows(pattern.len()).any(|w| w == pattern) {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_sent_with_the_upgrade_request_are_served() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app(|_| {}).await;
+    let (_, token) = app.user("Early").await;
+    let addr = app.ws.trim_start_matches("ws://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The request and a ping frame in one write: the frame is read with the request.
+    let mut bytes = upgrade_request(&format!("/ws?token={token}")).into_bytes();
+    bytes.extend(masked(0x1, br#"{"type":"ping"}"#));
+    tcp.write_all(&bytes).await.unwrap();
+    let got = read_until(&mut tcp, b"pong").await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(
+        text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "the accept key of RFC 6455's example: {text}"
+    );
+    assert!(text.contains("\"hello\""), "{text}");
+    assert!(
+        text.contains("\"pong\""),
+        "the early ping was answered: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_to_a_path_without_a_websocket_is_404_and_a_plain_get_is_400() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app(|_| {}).await;
+    let addr = app.ws.trim_start_matches("ws://").to_owned();
+    for path in ["/healthz", "/ws/", "/ws/chat/a/b"] {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(upgrade_request(path).as_bytes())
+            .await
+            .unwrap();
+        let got = read_until(&mut tcp, b"\"not_found\"").await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 404"), "{path}: {text}");
+        assert!(text.to_lowercase().contains("connection: close"), "{text}");
+    }
+    let plain = app
+        .client
+        .get(format!("{}/ws", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400, "not an upgrade");
+    let healthz = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), 200, "plain requests still reach the app");
+}

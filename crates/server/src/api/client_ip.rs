@@ -1,6 +1,7 @@
 //! `ClientIp`: the address a request came from, for per-IP limits.
 
 use actix_web::dev::Payload;
+use actix_web::http::header::HeaderMap;
 use actix_web::{web, FromRequest, HttpRequest};
 use std::convert::Infallible;
 use std::future::{ready, Ready};
@@ -24,18 +25,34 @@ impl FromRequest for ClientIp {
     type Future = Ready<Result<Self, Infallible>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let trusted = req
+        let forwarded_for = req
             .app_data::<web::Data<ForwardedFor>>()
-            .is_some_and(|f| f.trusted);
-        let forwarded = trusted.then(|| last_forwarded_for(req)).flatten();
-        ready(Ok(Self(
-            forwarded.or_else(|| req.peer_addr().map(|addr| addr.ip())),
+            .map_or_else(ForwardedFor::default, |f| *f.get_ref());
+        ready(Ok(Self::resolve(
+            req.headers(),
+            req.peer_addr(),
+            forwarded_for,
         )))
     }
 }
 
-fn last_forwarded_for(req: &HttpRequest) -> Option<IpAddr> {
-    let header = req.headers().get("x-forwarded-for")?.to_str().ok()?;
+impl ClientIp {
+    /// The client's IP from a request's headers and TCP peer.
+    pub fn resolve(
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        forwarded_for: ForwardedFor,
+    ) -> Self {
+        let forwarded = forwarded_for
+            .trusted
+            .then(|| last_forwarded_for(headers))
+            .flatten();
+        Self(forwarded.or_else(|| peer.map(|addr| addr.ip())))
+    }
+}
+
+fn last_forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let header = headers.get("x-forwarded-for")?.to_str().ok()?;
     let last = header.rsplit(',').next()?.trim();
     last.parse::<IpAddr>()
         .ok()

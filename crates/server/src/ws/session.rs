@@ -17,6 +17,7 @@ use super::frames::{
     ClientFrame, ConversationSnapshot, FrameError, OwnStatus, SendFrame, ServerFrame, SyncFrame,
     SyncState, Watermarks,
 };
+use super::socket::{self, CloseCode, CloseReason, Closed, Incoming, ReadError, Reader, Writer};
 use crate::api::dto::{MessageDto, UserDto};
 use crate::app::AppState;
 use crate::auth::{Claims, TokenVerifier};
@@ -25,7 +26,6 @@ use crate::realtime::hub::{CloseSignal, Delivery, Inbound, Registration, CLOSE_S
 use crate::realtime::metrics::{unix_micros_now, Transport};
 use crate::realtime::Realtime;
 use actix_web::web;
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use domain::conversation::ConversationDetails;
@@ -163,9 +163,17 @@ struct Ack {
 type AckFuture = Pin<Box<dyn Future<Output = Ack>>>;
 
 /// Runs a session to its end.
-pub async fn run(opening: Opening, ws: actix_ws::Session, mut stream: AggregatedMessageStream) {
+pub async fn run(opening: Opening, ws: Writer, mut stream: Reader) {
+    let grace = Duration::from_millis(opening.state.realtime.settings.close_grace_ms);
     let Some(claims) = opening.claims else {
-        close(ws, CLOSE_UNAUTHORIZED, "invalid or expired token").await;
+        close(
+            ws,
+            stream,
+            CLOSE_UNAUTHORIZED,
+            "invalid or expired token",
+            grace,
+        )
+        .await;
         return;
     };
     let user = claims.user_id();
@@ -173,12 +181,12 @@ pub async fn run(opening: Opening, ws: actix_ws::Session, mut stream: Aggregated
     match realtime.presence.session_opened(user).await {
         Ok(_) => {}
         Err(OpenSessionError::TooManySessions) => {
-            close(ws, CLOSE_POLICY, "too many sessions").await;
+            close(ws, stream, CLOSE_POLICY, "too many sessions", grace).await;
             return;
         }
         Err(OpenSessionError::Unavailable(e)) => {
             tracing::warn!(error = %e, "presence unavailable: session refused");
-            close(ws, CLOSE_UNAVAILABLE, "service unavailable").await;
+            close(ws, stream, CLOSE_UNAVAILABLE, "service unavailable", grace).await;
             return;
         }
     }
@@ -225,16 +233,20 @@ pub async fn run(opening: Opening, ws: actix_ws::Session, mut stream: Aggregated
         Err(end) => end,
     };
     session.finish(end).await;
+    socket::drain(stream, grace).await;
 }
 
 /// Closes a socket that never became a session.
-async fn close(ws: actix_ws::Session, code: u16, reason: &'static str) {
-    let _ = ws
-        .close(Some(CloseReason {
-            code: CloseCode::from(code),
-            description: Some(reason.to_owned()),
-        }))
-        .await;
+async fn close(mut ws: Writer, stream: Reader, code: u16, reason: &'static str, grace: Duration) {
+    let _ = tokio::time::timeout(grace, ws.close(close_frame(code, reason))).await;
+    socket::drain(stream, grace).await;
+}
+
+fn close_frame(code: u16, reason: &'static str) -> Option<CloseReason> {
+    Some(CloseReason {
+        code: CloseCode::from(code),
+        description: Some(reason.to_owned()),
+    })
 }
 
 /// The instant of a wall-clock time, for timers.
@@ -251,7 +263,7 @@ struct ChatSession {
     state: web::Data<AppState>,
     verifier: TokenVerifier,
     realtime: Realtime,
-    ws: actix_ws::Session,
+    ws: Writer,
     signal: Arc<CloseSignal>,
     inbound: mpsc::Receiver<Inbound>,
     feeds: HashMap<ConversationId, Feed>,
@@ -454,7 +466,7 @@ impl ChatSession {
 
     // ------------------------------------------------------------------ serve
 
-    async fn serve(&mut self, stream: &mut AggregatedMessageStream) -> End {
+    async fn serve(&mut self, stream: &mut Reader) -> End {
         let interval = Duration::from_millis(self.realtime.settings.heartbeat_interval_ms.max(1));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + interval, interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -512,14 +524,11 @@ impl ChatSession {
 
     // ------------------------------------------------------------------ client frames
 
-    async fn on_client(
-        &mut self,
-        message: Option<Result<AggregatedMessage, ProtocolError>>,
-    ) -> Result<(), End> {
+    async fn on_client(&mut self, message: Option<Result<Incoming, ReadError>>) -> Result<(), End> {
         match message {
             None => Err(End::Gone),
             Some(Err(e)) => Err(protocol_end(&e)),
-            Some(Ok(AggregatedMessage::Text(text))) => {
+            Some(Ok(Incoming::Text(text))) => {
                 let result = match ClientFrame::parse(&text) {
                     Ok(frame) => self.on_frame(frame).await,
                     Err(e) => Err(Fault::Frame(e)),
@@ -536,17 +545,15 @@ impl ChatSession {
                 // The client has spoken (its `sync`, if it had one, is in): live messages flow.
                 self.release_hold().await
             }
-            Some(Ok(AggregatedMessage::Binary(_))) => {
+            Some(Ok(Incoming::Binary(_))) => {
                 self.write_error(FrameError::invalid_json(
                     "binary frames are not supported: send JSON text",
                 ))
                 .await
             }
-            Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                self.ws.pong(&bytes).await.map_err(|_| End::Gone)
-            }
-            Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
-            Some(Ok(AggregatedMessage::Close(_))) => Err(End::Close(CLOSE_NORMAL, "bye")),
+            Some(Ok(Incoming::Ping(bytes))) => self.ws.pong(&bytes).await.map_err(|_| End::Gone),
+            Some(Ok(Incoming::Pong(_))) => Ok(()),
+            Some(Ok(Incoming::Close(_))) => Err(End::Close(CLOSE_NORMAL, "bye")),
         }
     }
 
@@ -1199,10 +1206,7 @@ impl ChatSession {
                 })
                 .await;
             }
-            let closing = self.ws.clone().close(Some(CloseReason {
-                code: CloseCode::from(code),
-                description: Some(reason.to_owned()),
-            }));
+            let closing = self.ws.close(close_frame(code, reason));
             let _ = tokio::time::timeout(grace, closing).await;
             if code == CLOSE_SLOW_CONSUMER {
                 tracing::info!(session = %self.id, "slow consumer closed (4009)");
@@ -1238,7 +1242,7 @@ impl ChatSession {
     }
 
     /// An ack written while closing: the close signal is already set, so skip the guard.
-    async fn on_ack_unguarded(&mut self, ack: Ack) -> Result<(), actix_ws::Closed> {
+    async fn on_ack_unguarded(&mut self, ack: Ack) -> Result<(), Closed> {
         let frame = match &ack.result {
             Ok(outcome) => {
                 let message = outcome.message();
@@ -1272,18 +1276,12 @@ fn close_reason(code: u16) -> &'static str {
 }
 
 /// How a broken client stream ends the session: 1009 for a frame over the limit.
-fn protocol_end(error: &ProtocolError) -> End {
+fn protocol_end(error: &ReadError) -> End {
     match error {
-        ProtocolError::Overflow => End::Close(CLOSE_TOO_BIG, "frame too large"),
-        // The continuation aggregator reports its own limit as an I/O error.
-        ProtocolError::Io(e) if e.to_string().contains("maximum continuation size") => {
-            End::Close(CLOSE_TOO_BIG, "frame too large")
-        }
-        ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            End::Close(1007, "text frames must be UTF-8")
-        }
-        ProtocolError::Io(_) => End::Gone,
-        _ => End::Close(1002, "protocol error"),
+        ReadError::TooBig => End::Close(CLOSE_TOO_BIG, "frame too large"),
+        ReadError::NotUtf8 => End::Close(1007, "text frames must be UTF-8"),
+        ReadError::Io(_) => End::Gone,
+        ReadError::Protocol(_) => End::Close(1002, "protocol error"),
     }
 }
 

@@ -1,0 +1,116 @@
+//! The WebSocket upgrade, with the connection taken out of actix's HTTP/1 dispatcher.
+//!
+//! actix-http hands every request with `Upgrade: websocket` to this service together with
+//! its connection, instead of routing it through the app. The service answers it (a refusal
+//! is a plain HTTP response, after which the connection closes), writes the `101`, and serves
+//! the session on the bare socket ([`super::socket`]). The dispatcher's buffers go with the
+//! HTTP part: a session holds no HTTP state.
+
+use super::session::{self, Opening};
+use super::{endpoint, socket, Gate};
+use crate::error::ApiError;
+use actix_codec::Framed;
+use actix_http::body::{BodySize, BoxBody, MessageBody};
+use actix_http::h1::{self, Message};
+use actix_http::{ConnectionType, Request, Response};
+use actix_service::{fn_service, ServiceFactory};
+use actix_web::ResponseError;
+use futures_util::SinkExt;
+use std::fmt;
+use std::io;
+use std::time::Instant;
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+/// What actix-http hands over: the upgrade request and its connection.
+pub type Upgraded = (Request, Framed<TcpStream, h1::Codec>);
+
+/// The upgrade service of one worker.
+pub fn service(
+    gate: Gate,
+) -> impl ServiceFactory<Upgraded, Config = (), Response = (), Error = UpgradeError, InitError = ()>
+       + Clone {
+    fn_service(move |(req, framed): Upgraded| serve(gate.clone(), req, framed))
+}
+
+/// The connection failed while the server answered the upgrade.
+#[derive(Debug)]
+pub struct UpgradeError(io::Error);
+
+impl fmt::Display for UpgradeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebSocket upgrade failed: {}", self.0)
+    }
+}
+
+impl From<UpgradeError> for Response<BoxBody> {
+    fn from(_: UpgradeError) -> Self {
+        Response::internal_server_error()
+    }
+}
+
+async fn serve(
+    gate: Gate,
+    req: Request,
+    mut framed: Framed<TcpStream, h1::Codec>,
+) -> Result<(), UpgradeError> {
+    let span = tracing::info_span!("request", method = %req.method(), path = %req.path());
+    let started = Instant::now();
+    let answer = match endpoint(req.path()) {
+        None => Err(ApiError::NotFound.error_response().into()),
+        Some(scope) => gate.admit(req.head(), req.peer_addr()).and_then(|claims| {
+            actix_http::ws::handshake(req.head())
+                .map(|mut accepted| (claims, scope, accepted.finish().drop_body()))
+                .map_err(Response::from)
+        }),
+    };
+    let (claims, scope, accepted) = match answer {
+        Ok(accepted) => accepted,
+        Err(refused) => {
+            let status = refused.status().as_u16();
+            let sent = refuse(&mut framed, refused).await;
+            log(&span, status, started);
+            return sent.map_err(UpgradeError);
+        }
+    };
+    framed
+        .send(Message::Item((accepted, BodySize::None)))
+        .instrument(span.clone())
+        .await
+        .map_err(UpgradeError)?;
+    log(&span, 101, started);
+    // Whatever the client sent after its request is already in the dispatcher's buffer.
+    let parts = framed.into_parts();
+    let max = gate.state.realtime.settings.max_frame_bytes;
+    let (reader, writer) = socket::split(parts.io, parts.read_buf, max);
+    let opening = Opening {
+        claims,
+        scope,
+        state: gate.state,
+        verifier: gate.verifier.get_ref().clone(),
+    };
+    session::run(opening, writer, reader).await;
+    Ok(())
+}
+
+/// Answers a refused upgrade, then the connection closes.
+async fn refuse(
+    framed: &mut Framed<TcpStream, h1::Codec>,
+    response: Response<BoxBody>,
+) -> io::Result<()> {
+    let (mut head, body) = response.into_parts();
+    head.head_mut().set_connection_type(ConnectionType::Close);
+    let body = body.try_into_bytes().unwrap_or_default();
+    let size = BodySize::Sized(body.len() as u64);
+    framed.send(Message::Item((head, size))).await?;
+    if !body.is_empty() {
+        framed.send(Message::Chunk(Some(body))).await?;
+    }
+    framed.send(Message::Chunk(None)).await
+}
+
+/// The access log line of an upgrade, as `telemetry::log_request` writes it for the rest.
+fn log(span: &tracing::Span, status: u16, started: Instant) {
+    let elapsed_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+    span.in_scope(|| tracing::info!(status, elapsed_ms, "request served"));
+}
