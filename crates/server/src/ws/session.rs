@@ -228,11 +228,14 @@ pub async fn run(opening: Opening, ws: Writer, mut stream: Reader) {
         overflowed: HashSet::new(),
         presence_seen: HashMap::new(),
     };
-    let end = match session.open().await {
+    // An idle connection's memory is mostly the size of the future it waits in, which is the
+    // largest state of all it may await: the big, rarely taken paths (opening, client frames,
+    // acks, closing) are boxed, so the waiting state stays small.
+    let end = match Box::pin(session.open()).await {
         Ok(()) => session.serve(&mut stream).await,
         Err(end) => end,
     };
-    session.finish(end).await;
+    Box::pin(session.finish(end)).await;
     socket::drain(stream, grace).await;
 }
 
@@ -482,11 +485,11 @@ impl ChatSession {
                     None => Err(End::Gone),
                 },
                 Some(ack) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    self.on_ack(ack).await
+                    Box::pin(self.on_ack(ack)).await
                 }
                 message = stream.recv() => {
                     last_heard = Instant::now();
-                    self.on_client(message).await
+                    Box::pin(self.on_client(message)).await
                 }
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() >= interval * 2 {

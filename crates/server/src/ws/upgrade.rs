@@ -15,6 +15,7 @@ use actix_http::h1::{self, Message};
 use actix_http::{ConnectionType, Request, Response};
 use actix_service::{fn_service, ServiceFactory};
 use actix_web::ResponseError;
+use bytes::BytesMut;
 use futures_util::SinkExt;
 use std::fmt;
 use std::io;
@@ -79,17 +80,24 @@ async fn serve(
         .await
         .map_err(UpgradeError)?;
     log(&span, 101, started);
-    // Whatever the client sent after its request is already in the dispatcher's buffer.
+    // The HTTP state ends here: the request and the dispatcher's 8 KiB buffers are dropped,
+    // not kept for the session's life. Whatever the client sent after its request is in the
+    // read buffer: a copy of it goes on.
+    drop(req);
     let parts = framed.into_parts();
+    let early = BytesMut::from(&parts.read_buf[..]);
+    drop(parts.read_buf);
+    drop(parts.write_buf);
     let max = gate.state.realtime.settings.max_frame_bytes;
-    let (reader, writer) = socket::split(parts.io, parts.read_buf, max);
+    let (reader, writer) = socket::split(parts.io, early, max);
     let opening = Opening {
         claims,
         scope,
         state: gate.state,
         verifier: gate.verifier.get_ref().clone(),
     };
-    session::run(opening, writer, reader).await;
+    // Boxed: the connection's task (sized for the HTTP dispatcher) does not grow by it.
+    Box::pin(session::run(opening, writer, reader)).await;
     Ok(())
 }
 
