@@ -65,7 +65,7 @@ pub struct AppState {
     /// Storage readiness.
     pub health: Arc<dyn StoreHealth>,
     /// The node's real-time layer: fan-out, group commit, receipts, presence, typing.
-    pub realtime: Realtime,
+    pub realtime: Arc<Realtime>,
 }
 
 impl AppState {
@@ -105,7 +105,7 @@ impl AppState {
             clock.clone(),
             limits,
         );
-        let realtime = Realtime::start(
+        let realtime = Arc::new(Realtime::start(
             parts,
             messages.clone(),
             RealtimePorts {
@@ -115,7 +115,7 @@ impl AppState {
             },
             clock.clone(),
             &settings.realtime,
-        );
+        ));
         Self {
             accounts: AccountService::new(
                 ports.users.clone(),

@@ -163,7 +163,30 @@ struct Ack {
 type AckFuture = Pin<Box<dyn Future<Output = Ack>>>;
 
 /// Runs a session to its end.
-pub async fn run(opening: Opening, ws: Writer, mut stream: Reader) {
+///
+/// An idle connection's memory is mostly the future it waits in, and a future is as large as
+/// the largest state it may be in: what only opening and closing need (the opening, the
+/// checks, the close) lives in boxes that are freed once passed, so the waiting state holds
+/// little more than the session itself.
+pub fn run(opening: Opening, ws: Writer, stream: Reader) -> impl Future<Output = ()> {
+    let admitted = Box::pin(admit(opening, ws, stream));
+    async move {
+        let Some((mut session, mut stream)) = admitted.await else {
+            return;
+        };
+        let end = match Box::pin(session.open()).await {
+            Ok(()) => session.serve(&mut stream).await,
+            Err(end) => end,
+        };
+        let grace = Duration::from_millis(session.realtime.settings.close_grace_ms);
+        Box::pin(session.finish(end)).await;
+        Box::pin(socket::drain(stream, grace)).await;
+    }
+}
+
+/// The session of an accepted socket, registered in the hub; `None` (the socket closed) for a
+/// bad token, too many sessions of the user, or presence unavailable.
+async fn admit(opening: Opening, ws: Writer, stream: Reader) -> Option<(ChatSession, Reader)> {
     let grace = Duration::from_millis(opening.state.realtime.settings.close_grace_ms);
     let Some(claims) = opening.claims else {
         close(
@@ -174,7 +197,7 @@ pub async fn run(opening: Opening, ws: Writer, mut stream: Reader) {
             grace,
         )
         .await;
-        return;
+        return None;
     };
     let user = claims.user_id();
     let realtime = opening.state.realtime.clone();
@@ -182,12 +205,12 @@ pub async fn run(opening: Opening, ws: Writer, mut stream: Reader) {
         Ok(_) => {}
         Err(OpenSessionError::TooManySessions) => {
             close(ws, stream, CLOSE_POLICY, "too many sessions", grace).await;
-            return;
+            return None;
         }
         Err(OpenSessionError::Unavailable(e)) => {
             tracing::warn!(error = %e, "presence unavailable: session refused");
             close(ws, stream, CLOSE_UNAVAILABLE, "service unavailable", grace).await;
-            return;
+            return None;
         }
     }
     let settings = &realtime.settings;
@@ -206,7 +229,7 @@ pub async fn run(opening: Opening, ws: Writer, mut stream: Reader) {
         Quota::per_second(NonZeroU32::new(settings.typing_per_second).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(settings.typing_burst).unwrap_or(NonZeroU32::MIN));
     let typing_limiter = realtime.throttles.direct(typing_quota);
-    let mut session = ChatSession {
+    let session = ChatSession {
         id,
         user,
         scope: opening.scope,
@@ -228,15 +251,7 @@ pub async fn run(opening: Opening, ws: Writer, mut stream: Reader) {
         overflowed: HashSet::new(),
         presence_seen: HashMap::new(),
     };
-    // An idle connection's memory is mostly the size of the future it waits in, which is the
-    // largest state of all it may await: the big, rarely taken paths (opening, client frames,
-    // acks, closing) are boxed, so the waiting state stays small.
-    let end = match Box::pin(session.open()).await {
-        Ok(()) => session.serve(&mut stream).await,
-        Err(end) => end,
-    };
-    Box::pin(session.finish(end)).await;
-    socket::drain(stream, grace).await;
+    Some((session, stream))
 }
 
 /// Closes a socket that never became a session.
@@ -265,7 +280,7 @@ struct ChatSession {
     expiry: Pin<Box<Sleep>>,
     state: web::Data<AppState>,
     verifier: TokenVerifier,
-    realtime: Realtime,
+    realtime: Arc<Realtime>,
     ws: Writer,
     signal: Arc<CloseSignal>,
     inbound: mpsc::Receiver<Inbound>,
