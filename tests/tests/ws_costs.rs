@@ -294,3 +294,39 @@ async fn metrics_count_sends_by_transport_and_time_their_fan_out_and_acks() {
     assert!(series(&text, "chat_outbound_queue_depth") >= 0.0);
     assert!(series(&text, "chat_outbound_queue_depth_max") >= 0.0);
 }
+
+/// Opening a session costs two statements whatever the number of conversations: the ids
+/// to subscribe to, then the snapshot with the account (a user coming online also has
+/// presence read the ids).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_costs_two_statements() {
+    let (app, storage) = postgres_app().await;
+    let api = app.api();
+    let alice = api.register("Alice").await;
+    for i in 0..3 {
+        let other = api.register(&format!("Friend {i}")).await;
+        cluster::direct(&api, &alice, &other).await;
+    }
+    let others: Vec<TestUser> = vec![api.register("Ben").await, api.register("Cat").await];
+    let team = cluster::group(&api, &alice, &others.iter().collect::<Vec<_>>()).await;
+    for i in 1..=3 {
+        cluster::send_rest(&api, &alice, &team, &format!("m{i}"), &format!("t-{i}")).await;
+    }
+
+    // Alice's first session announces her online, which reads her conversations too
+    // (presence); her second one only opens.
+    let (_first, _) = WsConnect::all(&app.address, &alice.token)
+        .open_ready("alice")
+        .await;
+    let before = settled(&storage).await;
+    let (_again, hello) = WsConnect::all(&app.address, &alice.token)
+        .open_ready("alice again")
+        .await;
+    assert_eq!(
+        storage.statements_executed() - before,
+        2,
+        "conversation ids, then the snapshot: {hello}"
+    );
+    assert_eq!(hello["conversations"].as_array().map(Vec::len), Some(4));
+    assert_eq!(hello["user"]["id"], alice.id.as_str());
+}

@@ -28,11 +28,12 @@ use actix_web::web;
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
-use domain::conversation::ConversationDetails;
+use domain::conversation::ConversationState;
 use domain::delivery::OrderedFeed;
 use domain::message::AppendOutcome;
 use domain::realtime::{Event, OpenSessionError, SessionId, Topic};
-use domain::services::{ChatError, HistoryPage, MessageView, SendCommand, CONVERSATION_PAGE_SIZE};
+use domain::services::{ChatError, HistoryPage, MessageView, SendCommand};
+use domain::user::User;
 use domain::{ConversationId, MessageId, UserId};
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
@@ -305,8 +306,8 @@ impl ChatSession {
             .await
             .map_err(|_| unavailable.clone())?;
         // ...then, subscribed, the snapshot: what is committed from now on arrives live.
-        let snapshot = self.snapshot().await?;
-        let now: HashSet<ConversationId> = snapshot.iter().map(|d| d.conversation.id).collect();
+        let (account, snapshot) = self.snapshot().await?;
+        let now: HashSet<ConversationId> = snapshot.iter().map(|s| s.conversation_id).collect();
         let joined_meanwhile: Vec<Topic> = now
             .iter()
             .filter(|c| !ids.contains(c))
@@ -320,45 +321,30 @@ impl ChatSession {
         }
         let max_pending = self.realtime.settings.outbound_queue_frames.max(64);
         let mut conversations = Vec::with_capacity(snapshot.len());
-        for details in &snapshot {
-            let last_seq = details.conversation.last_seq;
+        for state in &snapshot {
+            let last_seq = state.last_seq;
+            let entry = ConversationSnapshot::from(state);
             self.feeds.insert(
-                details.conversation.id,
+                state.conversation_id,
                 Feed {
                     order: OrderedFeed::new(last_seq, max_pending),
                     base: last_seq,
                     syncing: false,
                 },
             );
-            let watermarks = watermarks(details, self.user);
             // Messages of this user not yet read by everyone are at most `last_seq`: the
             // receipts that can concern them come through, the others' do not.
-            let floor = if watermarks.peer_read_seq < last_seq {
+            let floor = if state.peer_read_seq < last_seq {
                 last_seq
             } else {
                 0
             };
             self.realtime
                 .hub
-                .receipt_floor(self.id, details.conversation.id, floor);
-            conversations.push(ConversationSnapshot {
-                conversation_id: details.conversation.id.as_uuid(),
-                last_seq,
-                unread_count: details.unread_count(self.user),
-                watermarks,
-            });
+                .receipt_floor(self.id, state.conversation_id, floor);
+            conversations.push(entry);
         }
-        let user = match self.state.accounts.me(self.user).await {
-            Ok(user) => UserDto::from(&user),
-            Err(domain::services::AuthError::UnknownUser) => {
-                return Err(End::Close(CLOSE_UNAUTHORIZED, "unknown user"))
-            }
-            Err(e) => {
-                self.realtime.metrics.storage_error();
-                tracing::warn!(error = %e, "user unavailable at session open");
-                return Err(unavailable);
-            }
-        };
+        let user = UserDto::from(&account);
         let hello = ServerFrame::Hello {
             user: &user,
             session_id: self.id.0,
@@ -374,41 +360,39 @@ impl ChatSession {
         Ok(())
     }
 
-    /// The conversations the session serves, with their members' watermarks.
-    async fn snapshot(&self) -> Result<Vec<ConversationDetails>, End> {
-        let unavailable = |e: ChatError| {
+    /// The account and the state of every conversation the session serves: one storage
+    /// read on `/ws` (`session_snapshot`); on `/ws/chat/{id}`, that conversation read
+    /// whole (membership checked, 4003 otherwise) and the account.
+    async fn snapshot(&self) -> Result<(User, Vec<ConversationState>), End> {
+        let unavailable = |e: &dyn std::fmt::Display| {
             self.realtime.metrics.storage_error();
             tracing::warn!(error = %e, "snapshot unavailable at session open");
             End::Close(CLOSE_UNAVAILABLE, "service unavailable")
         };
-        if let Some(scope) = self.scope {
-            return match self.state.conversations.get(self.user, scope).await {
-                Ok(details) => Ok(vec![details]),
-                Err(ChatError::NotParticipant) => Err(End::Close(
-                    CLOSE_NOT_PARTICIPANT,
-                    "not a participant of this conversation",
-                )),
-                Err(e) => Err(unavailable(e)),
+        let unknown_user = || End::Close(CLOSE_UNAUTHORIZED, "unknown user");
+        let Some(scope) = self.scope else {
+            return match self.state.conversations.session_snapshot(self.user).await {
+                Ok(Some(snapshot)) => Ok((snapshot.user, snapshot.conversations)),
+                Ok(None) => Err(unknown_user()),
+                Err(e) => Err(unavailable(&e)),
             };
+        };
+        let not_participant = || {
+            End::Close(
+                CLOSE_NOT_PARTICIPANT,
+                "not a participant of this conversation",
+            )
+        };
+        let state = match self.state.conversations.get(self.user, scope).await {
+            Ok(details) => details.state_of(self.user).ok_or_else(not_participant)?,
+            Err(ChatError::NotParticipant) => return Err(not_participant()),
+            Err(e) => return Err(unavailable(&e)),
+        };
+        match self.state.accounts.me(self.user).await {
+            Ok(user) => Ok((user, vec![state])),
+            Err(domain::services::AuthError::UnknownUser) => Err(unknown_user()),
+            Err(e) => Err(unavailable(&e)),
         }
-        let mut all = Vec::new();
-        for page in 1.. {
-            let summaries = self
-                .state
-                .conversations
-                .list(self.user, None, page)
-                .await
-                .map_err(unavailable)?;
-            let full = summaries.len() >= CONVERSATION_PAGE_SIZE as usize;
-            all.extend(summaries.into_iter().map(|s| s.details));
-            if !full {
-                break;
-            }
-        }
-        // Pages by activity can shift under concurrent sends: keep each conversation once.
-        let mut seen = HashSet::new();
-        all.retain(|d| seen.insert(d.conversation.id));
-        Ok(all)
     }
 
     /// Routes `topics` to this session and takes a pub/sub reference to each not held yet.
@@ -893,7 +877,10 @@ impl ChatSession {
 
     async fn watermarks_now(&self, c: ConversationId) -> Result<Watermarks, ChatError> {
         let details = self.state.conversations.get(self.user, c).await?;
-        Ok(watermarks(&details, self.user))
+        let state = details
+            .state_of(self.user)
+            .ok_or(ChatError::NotParticipant)?;
+        Ok(Watermarks::from(&state))
     }
 
     /// Fetching moved the user's delivered watermark: tell the conversation.
@@ -1319,26 +1306,4 @@ fn fetched_items(views: &[MessageView]) -> Vec<(i64, Item)> {
             )
         })
         .collect()
-}
-
-/// `user`'s watermarks in `details`, and the lowest of the other members'.
-pub fn watermarks(details: &ConversationDetails, user: UserId) -> Watermarks {
-    let own = details.participant(user);
-    let others = details
-        .participants
-        .iter()
-        .map(|p| &p.participant)
-        .filter(|p| p.user_id != user);
-    let peer_delivered = others
-        .clone()
-        .map(|p| p.delivered_seq.max(p.read_seq))
-        .min()
-        .unwrap_or(0);
-    let peer_read = others.map(|p| p.read_seq).min().unwrap_or(0);
-    Watermarks {
-        delivered_seq: own.map_or(0, |p| p.delivered_seq.max(p.read_seq)),
-        read_seq: own.map_or(0, |p| p.read_seq),
-        peer_delivered_seq: peer_delivered,
-        peer_read_seq: peer_read,
-    }
 }
