@@ -330,3 +330,49 @@ async fn a_hello_costs_two_statements() {
     assert_eq!(hello["conversations"].as_array().map(Vec::len), Some(4));
     assert_eq!(hello["user"]["id"], alice.id.as_str());
 }
+
+/// A `sync` of cursors the `hello` gave (the client holds everything) is answered from
+/// the session's snapshot without a statement; one behind still reads and replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_of_current_cursors_costs_no_statement_and_a_behind_one_replays() {
+    let (app, storage) = postgres_app().await;
+    let api = app.api();
+    let alice = api.register("Alice").await;
+    let ben = api.register("Ben").await;
+    let cat = api.register("Cat").await;
+    let quiet = cluster::direct(&api, &alice, &ben).await;
+    let team = cluster::group(&api, &alice, &[&ben, &cat]).await;
+    for i in 1..=3 {
+        cluster::send_rest(&api, &alice, &team, &format!("m{i}"), &format!("t-{i}")).await;
+    }
+
+    let (mut ws, _) = WsConnect::all(&app.address, &alice.token)
+        .open_ready("alice")
+        .await;
+    let before = settled(&storage).await;
+    let cursors = [(quiet.as_str(), 0), (team.as_str(), 3)];
+    let page = ws.sync(&cursors).await;
+    assert!(page.messages.is_empty(), "{:?}", page.messages);
+    assert_eq!(
+        storage.statements_executed() - before,
+        0,
+        "current cursors: {}",
+        page.done
+    );
+    for (c, last) in cursors {
+        let done = &page.done["conversations"][c];
+        assert_eq!(done["last_seq"], last, "{}", page.done);
+        assert_eq!(done["has_more"], false, "{}", page.done);
+    }
+
+    let (mut again, _) = WsConnect::all(&app.address, &alice.token)
+        .open_ready("alice again")
+        .await;
+    let before = settled(&storage).await;
+    let page = again.sync(&[(team.as_str(), 1)]).await;
+    assert_eq!(e2e::ws::seqs(&page.messages), vec![2, 3]);
+    assert!(
+        storage.statements_executed() > before,
+        "a behind cursor reads"
+    );
+}

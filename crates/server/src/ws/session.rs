@@ -150,6 +150,17 @@ struct Feed {
     base: i64,
     /// The client is paging through a `sync`: its hole is the client's to fill.
     syncing: bool,
+    /// Set while the feed is still exactly as the `hello` snapshot started it (until its
+    /// first `sync` that is not answered from it): see [`ChatSession::current_answer`].
+    fresh: Option<Fresh>,
+}
+
+/// What a feed started from the `hello` snapshot knows without asking storage.
+struct Fresh {
+    /// The snapshot's watermarks (what `hello` said).
+    watermarks: Watermarks,
+    /// [`crate::realtime::hub::Hub::resubscriptions`] just before the snapshot was read.
+    resubscriptions: u64,
 }
 
 /// The answer to a send, in the order the session sent them.
@@ -306,6 +317,7 @@ impl ChatSession {
             .await
             .map_err(|_| unavailable.clone())?;
         // ...then, subscribed, the snapshot: what is committed from now on arrives live.
+        let resubscriptions = self.realtime.hub.resubscriptions();
         let (account, snapshot) = self.snapshot().await?;
         let now: HashSet<ConversationId> = snapshot.iter().map(|s| s.conversation_id).collect();
         let joined_meanwhile: Vec<Topic> = now
@@ -330,6 +342,10 @@ impl ChatSession {
                     order: OrderedFeed::new(last_seq, max_pending),
                     base: last_seq,
                     syncing: false,
+                    fresh: Some(Fresh {
+                        watermarks: entry.watermarks,
+                        resubscriptions,
+                    }),
                 },
             );
             // Messages of this user not yet read by everyone are at most `last_seq`: the
@@ -796,10 +812,15 @@ impl ChatSession {
         c: ConversationId,
         cursor: i64,
     ) -> Result<Option<SyncState>, Fault> {
+        if let Some(state) = self.current_answer(c, cursor) {
+            return Ok(Some(state));
+        }
         let page_size = self.realtime.settings.sync_page_size.max(1);
         let Some(feed) = self.feeds.get_mut(&c) else {
             return Ok(None);
         };
+        // This sync reads storage and moves the feed: the snapshot answers no more.
+        feed.fresh = None;
         let position = feed.order.delivered_up_to();
         if cursor < feed.base && position != feed.base {
             // The client lacks messages from before this connection's live stream began, and
@@ -861,6 +882,43 @@ impl ChatSession {
             has_more,
             watermarks: self.watermarks_now(c).await?,
         }))
+    }
+
+    /// The answer to a `sync` of `c` from `cursor` when the cursor is already current,
+    /// without reading storage: `None` when it is not (known to be) current.
+    ///
+    /// Current means: the cursor is where the `hello` snapshot started the feed (`base`,
+    /// the snapshot's `last_seq`), nothing was written past it (the position is still the
+    /// base), nothing waits in the feed for a hole, no `sync` paged it since, no held live
+    /// message of it was dropped, and pub/sub has not lost events since the snapshot. Then
+    /// storage has nothing after the cursor that this session will not also get live: the
+    /// session subscribed to the conversation before it read the snapshot, so every later
+    /// commit is published to it (and comes through the feed in seq order, after this
+    /// `sync_done`, exactly as if a fetch had found it first). A fetch would find nothing
+    /// or only those.
+    ///
+    /// The watermarks are the snapshot's (what `hello` said), not re-read. That is as good
+    /// as reading them again: the snapshot was read after the subscription, so every
+    /// receipt committed since is published after its commit and reaches this session live
+    /// (before or after this `sync_done`) whenever it concerns this user (the hub's receipt
+    /// routing: a move covering a message of the user, or the user's own read); the moves
+    /// it does not forward are those the client does not need, whichever `sync_done` came
+    /// first. A live receipt may thus be newer than these values; watermarks only move
+    /// forward and clients keep the highest they were told (`docs/protocol.md`).
+    fn current_answer(&self, c: ConversationId, cursor: i64) -> Option<SyncState> {
+        let feed = self.feeds.get(&c)?;
+        let fresh = feed.fresh.as_ref()?;
+        let current = cursor == feed.base
+            && feed.order.delivered_up_to() == feed.base
+            && !feed.order.has_pending()
+            && !feed.syncing
+            && !self.overflowed.contains(&c)
+            && self.realtime.hub.resubscriptions() == fresh.resubscriptions;
+        current.then_some(SyncState {
+            last_seq: cursor,
+            has_more: false,
+            watermarks: fresh.watermarks,
+        })
     }
 
     async fn fetch(
@@ -1152,6 +1210,7 @@ impl ChatSession {
                     order: OrderedFeed::new(base, max_pending),
                     base,
                     syncing: false,
+                    fresh: None,
                 },
             );
             self.catch_up(c).await?;
