@@ -332,7 +332,8 @@ async fn a_hello_costs_two_statements() {
 }
 
 /// A `sync` of cursors the `hello` gave (the client holds everything) is answered from
-/// the session's snapshot without a statement; one behind still reads and replays.
+/// the session's snapshot without a statement; one behind reads the conversation and the
+/// page, and its watermarks with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_of_current_cursors_costs_no_statement_and_a_behind_one_replays() {
     let (app, storage) = postgres_app().await;
@@ -371,8 +372,26 @@ async fn a_sync_of_current_cursors_costs_no_statement_and_a_behind_one_replays()
     let before = settled(&storage).await;
     let page = again.sync(&[(team.as_str(), 1)]).await;
     assert_eq!(e2e::ws::seqs(&page.messages), vec![2, 3]);
-    assert!(
-        storage.statements_executed() > before,
-        "a behind cursor reads"
+    // The conversation with its members and the page, the watermarks with them (Alice's
+    // own messages move no delivered watermark); then the same again to catch up past the
+    // page's end.
+    assert_eq!(
+        storage.statements_executed() - before,
+        4,
+        "a behind cursor: {}",
+        page.done
+    );
+    let done = &page.done["conversations"][team.as_str()];
+    assert_eq!(
+        (&done["last_seq"], &done["has_more"]),
+        (&json!(3), &json!(false))
+    );
+    assert_eq!(
+        (&done["delivered_seq"], &done["read_seq"]),
+        (&json!(3), &json!(3))
+    );
+    assert_eq!(
+        (&done["peer_delivered_seq"], &done["peer_read_seq"]),
+        (&json!(0), &json!(0))
     );
 }

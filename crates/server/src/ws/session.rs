@@ -842,7 +842,7 @@ impl ChatSession {
             return Ok(Some(SyncState {
                 last_seq: if more { last } else { position },
                 has_more: more,
-                watermarks: self.watermarks_now(c).await?,
+                watermarks: Watermarks::from(&page.state),
             }));
         }
         // What this connection wrote past the base is the client's (in flight, if not yet
@@ -859,6 +859,9 @@ impl ChatSession {
         self.write_items(c, ready).await?;
         let page = self.fetch(c, cursor, page_size).await?;
         let has_more = page.messages.len() as u32 >= page_size;
+        // As read with the page, after the subscription: later moves come live (see
+        // `current_answer`), so no second read for them.
+        let watermarks = Watermarks::from(&page.state);
         self.announce_fetched(c, &page);
         let items = fetched_items(&page.messages);
         let Some(feed) = self.feeds.get_mut(&c) else {
@@ -880,7 +883,7 @@ impl ChatSession {
         Ok(Some(SyncState {
             last_seq,
             has_more,
-            watermarks: self.watermarks_now(c).await?,
+            watermarks,
         }))
     }
 
@@ -931,14 +934,6 @@ impl ChatSession {
             .messages
             .history_after(self.user, c, after, limit)
             .await
-    }
-
-    async fn watermarks_now(&self, c: ConversationId) -> Result<Watermarks, ChatError> {
-        let details = self.state.conversations.get(self.user, c).await?;
-        let state = details
-            .state_of(self.user)
-            .ok_or(ChatError::NotParticipant)?;
-        Ok(Watermarks::from(&state))
     }
 
     /// Fetching moved the user's delivered watermark: tell the conversation.
