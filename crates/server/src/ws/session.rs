@@ -821,6 +821,8 @@ impl ChatSession {
         };
         // This sync reads storage and moves the feed: the snapshot answers no more.
         feed.fresh = None;
+        // A page after another one of the same replay (`has_more` before).
+        let continued = feed.syncing;
         let position = feed.order.delivered_up_to();
         if cursor < feed.base && position != feed.base {
             // The client lacks messages from before this connection's live stream began, and
@@ -871,10 +873,16 @@ impl ChatSession {
         let ready = feed.order.fill(items);
         self.write_items(c, ready).await?;
         if !has_more {
-            // Live messages that waited behind the replay may have overflowed the feed:
-            // whatever storage has past the position now comes too.
             self.fill_gaps(c).await?;
-            self.catch_up(c).await?;
+            // Between the pages of a longer replay, live messages queued behind it (and may
+            // have overflowed the feed) and catch-ups were skipped (`syncing`): whatever
+            // storage has past the position now comes too. A replay of one page needs none:
+            // the page is everything storage had after the cursor (fewer than a page), no
+            // live message was offered while this frame was handled (one task), and what
+            // was committed after the read comes live (subscribed since the open).
+            if continued {
+                self.catch_up(c).await?;
+            }
         }
         let last_seq = self
             .feeds
