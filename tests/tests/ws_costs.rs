@@ -294,3 +294,103 @@ async fn metrics_count_sends_by_transport_and_time_their_fan_out_and_acks() {
     assert!(series(&text, "chat_outbound_queue_depth") >= 0.0);
     assert!(series(&text, "chat_outbound_queue_depth_max") >= 0.0);
 }
+
+/// Opening a session costs two statements whatever the number of conversations: the ids
+/// to subscribe to, then the snapshot with the account (a user coming online also has
+/// presence read the ids).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_costs_two_statements() {
+    let (app, storage) = postgres_app().await;
+    let api = app.api();
+    let alice = api.register("Alice").await;
+    for i in 0..3 {
+        let other = api.register(&format!("Friend {i}")).await;
+        cluster::direct(&api, &alice, &other).await;
+    }
+    let others: Vec<TestUser> = vec![api.register("Ben").await, api.register("Cat").await];
+    let team = cluster::group(&api, &alice, &others.iter().collect::<Vec<_>>()).await;
+    for i in 1..=3 {
+        cluster::send_rest(&api, &alice, &team, &format!("m{i}"), &format!("t-{i}")).await;
+    }
+
+    // Alice's first session announces her online, which reads her conversations too
+    // (presence); her second one only opens.
+    let (_first, _) = WsConnect::all(&app.address, &alice.token)
+        .open_ready("alice")
+        .await;
+    let before = settled(&storage).await;
+    let (_again, hello) = WsConnect::all(&app.address, &alice.token)
+        .open_ready("alice again")
+        .await;
+    assert_eq!(
+        storage.statements_executed() - before,
+        2,
+        "conversation ids, then the snapshot: {hello}"
+    );
+    assert_eq!(hello["conversations"].as_array().map(Vec::len), Some(4));
+    assert_eq!(hello["user"]["id"], alice.id.as_str());
+}
+
+/// A `sync` of cursors the `hello` gave (the client holds everything) is answered from
+/// the session's snapshot without a statement; one behind reads the conversation and the
+/// page, and its watermarks with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_of_current_cursors_costs_no_statement_and_a_behind_one_replays() {
+    let (app, storage) = postgres_app().await;
+    let api = app.api();
+    let alice = api.register("Alice").await;
+    let ben = api.register("Ben").await;
+    let cat = api.register("Cat").await;
+    let quiet = cluster::direct(&api, &alice, &ben).await;
+    let team = cluster::group(&api, &alice, &[&ben, &cat]).await;
+    for i in 1..=3 {
+        cluster::send_rest(&api, &alice, &team, &format!("m{i}"), &format!("t-{i}")).await;
+    }
+
+    let (mut ws, _) = WsConnect::all(&app.address, &alice.token)
+        .open_ready("alice")
+        .await;
+    let before = settled(&storage).await;
+    let cursors = [(quiet.as_str(), 0), (team.as_str(), 3)];
+    let page = ws.sync(&cursors).await;
+    assert!(page.messages.is_empty(), "{:?}", page.messages);
+    assert_eq!(
+        storage.statements_executed() - before,
+        0,
+        "current cursors: {}",
+        page.done
+    );
+    for (c, last) in cursors {
+        let done = &page.done["conversations"][c];
+        assert_eq!(done["last_seq"], last, "{}", page.done);
+        assert_eq!(done["has_more"], false, "{}", page.done);
+    }
+
+    let (mut again, _) = WsConnect::all(&app.address, &alice.token)
+        .open_ready("alice again")
+        .await;
+    let before = settled(&storage).await;
+    let page = again.sync(&[(team.as_str(), 1)]).await;
+    assert_eq!(e2e::ws::seqs(&page.messages), vec![2, 3]);
+    // The conversation with its members and the page, the watermarks with them (Alice's
+    // own messages move no delivered watermark); one page: nothing to catch up after it.
+    assert_eq!(
+        storage.statements_executed() - before,
+        2,
+        "a behind cursor: {}",
+        page.done
+    );
+    let done = &page.done["conversations"][team.as_str()];
+    assert_eq!(
+        (&done["last_seq"], &done["has_more"]),
+        (&json!(3), &json!(false))
+    );
+    assert_eq!(
+        (&done["delivered_seq"], &done["read_seq"]),
+        (&json!(3), &json!(3))
+    );
+    assert_eq!(
+        (&done["peer_delivered_seq"], &done["peer_read_seq"]),
+        (&json!(0), &json!(0))
+    );
+}

@@ -219,3 +219,71 @@ async fn concurrent_senders_never_show_a_receiver_a_gap_or_reordering_embedded()
 async fn concurrent_senders_on_two_nodes_never_show_a_receiver_a_gap_or_reordering() {
     concurrent_senders_never_show_a_gap_or_reordering(Mode::ScaleOut).await;
 }
+
+/// A `sync` of the cursor the `hello` snapshot gave (the client holds everything) is
+/// answered with nothing replayed and the snapshot's watermarks; a message committed
+/// meanwhile still arrives once, live; a cursor behind still replays what it lacks.
+async fn a_current_cursor_is_answered_at_once_and_a_behind_one_replays(mode: Mode) {
+    let d = Deployment::start(mode, &quick(&[])).await;
+    let api = d.api(0);
+    let a = api.register("Alice").await;
+    let b = api.register("Bob").await;
+    let conv = cluster::direct(&api, &a, &b).await;
+    for i in 1..=3 {
+        cluster::send_rest(&api, &a, &conv, &format!("m{i}"), &format!("t-{i}")).await;
+    }
+
+    let (mut ws_b, hello) = WsConnect::all(&d.base(d.other(0)), &b.token)
+        .open_ready("B")
+        .await;
+    let snapshot = hello_conversation(&hello, &conv).clone();
+    assert_eq!(snapshot["last_seq"], 3, "{hello}");
+    // Committed after the snapshot, before B's sync: it is B's live, held behind the sync.
+    cluster::send_rest(&api, &a, &conv, "m4", "t-4").await;
+    let page = ws_b.sync(&[(conv.as_str(), 3)]).await;
+    let done = &page.done["conversations"][conv.as_str()];
+    assert_eq!(done["has_more"], false, "{}", page.done);
+    let last_seq = done["last_seq"].as_i64().unwrap();
+    assert!((3..=4).contains(&last_seq), "{}", page.done);
+    for key in [
+        "delivered_seq",
+        "read_seq",
+        "peer_delivered_seq",
+        "peer_read_seq",
+    ] {
+        assert!(
+            done[key].as_i64() >= snapshot[key].as_i64(),
+            "{key}: sync_done {} before hello {snapshot}",
+            page.done
+        );
+    }
+    assert_eq!(
+        (&snapshot["peer_delivered_seq"], &snapshot["peer_read_seq"]),
+        (&3.into(), &3.into())
+    );
+    let mut got = seqs(&page.messages);
+    got.extend(seqs_until(&mut ws_b, &conv, 1usize.saturating_sub(got.len()), WAIT).await);
+    assert_eq!(got, vec![4], "m4 once, replayed or live");
+    ws_b.expect_no_frame("message", Duration::from_millis(500))
+        .await;
+
+    // Another session of B that holds only seq 1: 2..=4 are replayed, once.
+    let (mut again, _) = WsConnect::all(&d.base(0), &b.token)
+        .open_ready("B again")
+        .await;
+    let replayed = again.sync_all(&conv, 1).await;
+    assert_eq!(seqs(&replayed), vec![2, 3, 4]);
+    again
+        .expect_no_frame("message", Duration::from_millis(500))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_current_cursor_is_answered_at_once_and_a_behind_one_replays_embedded() {
+    a_current_cursor_is_answered_at_once_and_a_behind_one_replays(Mode::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_current_cursor_is_answered_at_once_and_a_behind_one_replays_across_nodes() {
+    a_current_cursor_is_answered_at_once_and_a_behind_one_replays(Mode::ScaleOut).await;
+}

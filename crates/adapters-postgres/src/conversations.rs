@@ -6,15 +6,19 @@ use crate::{bigint, db, PostgresStorage};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Timestamptz};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::conversation::{
-    direct_key, Conversation, ConversationDetails, ConversationKind, ConversationSummary,
-    GroupTitle, NewDirectConversation, NewGroupConversation, Participant, ParticipantProfile, Role,
+    direct_key, Conversation, ConversationDetails, ConversationKind, ConversationState,
+    ConversationSummary, GroupTitle, NewDirectConversation, NewGroupConversation, Participant,
+    ParticipantProfile, Role, SessionSnapshot,
 };
 use domain::message::Message;
 use domain::ports::ConversationStore;
+use domain::user::{DisplayName, EmailAddress, User};
 use domain::{ConversationId, StorageError, UserId};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -32,6 +36,77 @@ ON CONFLICT (conversation_id, user_id) DO NOTHING";
 
 /// Newest activity first: the newest message, else creation.
 const ACTIVITY: &str = "COALESCE(conversations.last_message_at, conversations.created_at)";
+
+/// A session's snapshot: the account, then one row per conversation of the user with its
+/// `last_seq`, the user's watermarks (delivered at least read) and the lowest of the other
+/// members' (0 when alone). A user in no conversation gets one row whose membership
+/// columns are NULL; an unknown user, none. The user id is bound last (`$1`).
+const SESSION_SNAPSHOT: &str = "\
+SELECT u.id, u.email, u.display_name, u.avatar_url, u.created_at, u.last_seen_at,
+    me.conversation_id, c.last_seq, GREATEST(me.delivered_seq, me.read_seq), me.read_seq,
+    COALESCE(peers.delivered_seq, 0), COALESCE(peers.read_seq, 0)
+FROM users u
+LEFT JOIN participants me ON me.user_id = u.id
+LEFT JOIN conversations c ON c.id = me.conversation_id
+LEFT JOIN LATERAL (
+    SELECT MIN(GREATEST(o.delivered_seq, o.read_seq)) AS delivered_seq,
+        MIN(o.read_seq) AS read_seq
+    FROM participants o
+    WHERE o.conversation_id = me.conversation_id AND o.user_id <> me.user_id
+) peers ON true
+WHERE u.id = ";
+
+/// [`SESSION_SNAPSHOT`] as a query type with a static id, so the connection keeps it
+/// prepared (diesel never caches `sql_query` text): it runs on every WebSocket connect.
+struct SessionSnapshotQuery {
+    user: Uuid,
+}
+
+impl QueryId for SessionSnapshotQuery {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for SessionSnapshotQuery {
+    type SqlType = (
+        diesel::sql_types::Uuid,
+        Text,
+        Text,
+        Nullable<Text>,
+        Timestamptz,
+        Nullable<Timestamptz>,
+        Nullable<diesel::sql_types::Uuid>,
+        Nullable<BigInt>,
+        Nullable<BigInt>,
+        Nullable<BigInt>,
+        BigInt,
+        BigInt,
+    );
+}
+
+impl QueryFragment<Pg> for SessionSnapshotQuery {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(SESSION_SNAPSHOT);
+        out.push_bind_param::<diesel::sql_types::Uuid, _>(&self.user)?;
+        Ok(())
+    }
+}
+
+/// A row of [`SessionSnapshotQuery`].
+type SnapshotRow = (
+    Uuid,
+    String,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<Uuid>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+);
 
 #[async_trait]
 impl ConversationStore for PostgresStorage {
@@ -287,6 +362,54 @@ impl ConversationStore for PostgresStorage {
             .await
             .map_err(db)?;
         Ok(ids.into_iter().map(ConversationId::from_uuid).collect())
+    }
+
+    async fn session_snapshot(
+        &self,
+        user: UserId,
+    ) -> Result<Option<SessionSnapshot>, StorageError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<SnapshotRow> = SessionSnapshotQuery {
+            user: user.as_uuid(),
+        }
+        .load(&mut conn)
+        .await
+        .map_err(db)?;
+        let mut account = None;
+        let mut conversations = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (id, email, display_name, avatar_url, created_at, last_seen_at) =
+                (row.0, row.1, row.2, row.3, row.4, row.5);
+            account.get_or_insert_with(|| User {
+                id: UserId::from_uuid(id),
+                email: EmailAddress::from_trusted(email),
+                display_name: DisplayName::from_trusted(display_name),
+                avatar_url,
+                created_at,
+                last_seen_at,
+            });
+            let Some(conversation) = row.6 else {
+                continue; // a user in no conversation
+            };
+            let (Some(last_seq), Some(delivered_seq), Some(read_seq)) = (row.7, row.8, row.9)
+            else {
+                return Err(StorageError::msg(format!(
+                    "membership of {conversation} without its conversation"
+                )));
+            };
+            conversations.push(ConversationState {
+                conversation_id: ConversationId::from_uuid(conversation),
+                last_seq,
+                delivered_seq,
+                read_seq,
+                peer_delivered_seq: row.10,
+                peer_read_seq: row.11,
+            });
+        }
+        Ok(account.map(|user| SessionSnapshot {
+            user,
+            conversations,
+        }))
     }
 }
 

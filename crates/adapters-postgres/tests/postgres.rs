@@ -549,3 +549,26 @@ async fn appending_to_a_hundred_member_group_costs_the_statements_of_a_three_mem
         "statements per append, 3 vs 100 members"
     );
 }
+
+#[tokio::test]
+async fn a_session_snapshot_is_one_statement_whatever_the_number_of_conversations() {
+    let (store, _) = store().await;
+    let alice = user(&store, "alice").await;
+    let others = [user(&store, "ben").await, user(&store, "cat").await];
+    let cost = |store: PostgresStorage| async move {
+        let before = store.statements_executed();
+        let snapshot = store.session_snapshot(alice).await.unwrap().unwrap();
+        (
+            store.statements_executed() - before,
+            snapshot.conversations.len(),
+        )
+    };
+    assert_eq!(cost(store.clone()).await, (1, 0));
+    for _ in 0..5 {
+        group(&store, alice, &others).await;
+    }
+    assert_eq!(cost(store.clone()).await, (1, 5));
+    let before = store.statements_executed();
+    assert_eq!(store.session_snapshot(UserId::new()).await.unwrap(), None);
+    assert_eq!(store.statements_executed(), before + 1);
+}

@@ -1,8 +1,10 @@
 //! `ConversationStore`: conversations and membership.
 
 use crate::connection::coalesce;
+use crate::hot;
 use crate::rows::{
-    convert, id, micros, ConversationRow, MessageRow, NewConversationRow, ParticipantRow, UserRow,
+    convert, corrupt, id, micros, ConversationRow, MessageRow, NewConversationRow, ParticipantRow,
+    UserRow,
 };
 use crate::schema::{conversations, messages, participants, users};
 use crate::SqliteStorage;
@@ -12,8 +14,9 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 use diesel::sqlite::SqliteConnection;
 use domain::conversation::{
-    direct_key, ConversationDetails, ConversationKind, ConversationSummary, GroupTitle,
-    NewDirectConversation, NewGroupConversation, Participant, ParticipantProfile, Role,
+    direct_key, ConversationDetails, ConversationKind, ConversationState, ConversationSummary,
+    GroupTitle, NewDirectConversation, NewGroupConversation, Participant, ParticipantProfile, Role,
+    SessionSnapshot,
 };
 use domain::ports::ConversationStore;
 use domain::{ConversationId, StorageError, UserId};
@@ -276,7 +279,60 @@ impl ConversationStore for SqliteStorage {
         })
         .await
     }
+
+    async fn session_snapshot(
+        &self,
+        user: UserId,
+    ) -> Result<Option<SessionSnapshot>, StorageError> {
+        let user = user.to_string();
+        self.read(move |conn| {
+            let rows: Vec<SnapshotRow> = hot::SessionSnapshot { user: &user }.load(conn)?;
+            let mut account = None;
+            let mut conversations = Vec::with_capacity(rows.len());
+            for (user_row, conversation, last_seq, delivered, read, peer_delivered, peer_read) in
+                rows
+            {
+                if account.is_none() {
+                    account = Some(user_row.into_user()?);
+                }
+                let Some(conversation) = conversation else {
+                    continue; // a user in no conversation
+                };
+                let (Some(last_seq), Some(delivered_seq), Some(read_seq)) =
+                    (last_seq, delivered, read)
+                else {
+                    return Err(corrupt(format!(
+                        "membership of {conversation} without its conversation"
+                    )));
+                };
+                conversations.push(ConversationState {
+                    conversation_id: id(&conversation)?,
+                    last_seq,
+                    delivered_seq,
+                    read_seq,
+                    peer_delivered_seq: peer_delivered,
+                    peer_read_seq: peer_read,
+                });
+            }
+            Ok(account.map(|user| SessionSnapshot {
+                user,
+                conversations,
+            }))
+        })
+        .await
+    }
 }
+
+/// A row of [`hot::SessionSnapshot`].
+type SnapshotRow = (
+    UserRow,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+);
 
 /// Inserts a conversation and its first members (all joining at its creation, with
 /// nothing delivered or read) and reads it back.

@@ -1,14 +1,15 @@
-//! The statements every send and every receipt flush runs, as query types diesel caches.
+//! The statements every send, every receipt flush and every session open runs, as query
+//! types diesel caches.
 //!
 //! Diesel never caches the prepared statement of an `UPDATE` built with its DSL (the SQL
 //! can vary with the `SET` list), so each append compiled two statements and each watermark
 //! update one: SQLite's parser and code generator were a visible share of the writer
-//! thread's time in `perf`. These types carry fixed SQL and a static query id, so each is
-//! compiled once per connection and reused.
+//! thread's time in `perf`. Nor does it cache `sql_query` text. These types carry fixed SQL
+//! and a static query id, so each is compiled once per connection and reused.
 
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::QueryResult;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::RunQueryDsl;
 
@@ -76,6 +77,55 @@ impl QueryFragment<Sqlite> for RaiseWatermarks<'_> {
         out.push_sql(
             " RETURNING conversation_id, user_id, role, joined_at, delivered_seq, read_seq",
         );
+        Ok(())
+    }
+}
+
+/// A session's snapshot (`ConversationStore::session_snapshot`): the account, then one row
+/// per conversation of the user with its `last_seq`, the user's watermarks (delivered at
+/// least read) and the lowest of the other members' (0 when alone). A user in no
+/// conversation gets one row whose membership columns are NULL; an unknown user, none.
+pub(crate) struct SessionSnapshot<'a> {
+    pub(crate) user: &'a str,
+}
+
+impl QueryId for SessionSnapshot<'_> {
+    type QueryId = SessionSnapshot<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for SessionSnapshot<'_> {
+    /// The columns of `UserRow` in its field order, then the conversation's id and
+    /// `last_seq`, the user's delivered and read watermarks and the other members' lowest.
+    type SqlType = (
+        (Text, Text, Text, Nullable<Text>, BigInt, Nullable<BigInt>),
+        Nullable<Text>,
+        Nullable<BigInt>,
+        Nullable<BigInt>,
+        Nullable<BigInt>,
+        BigInt,
+        BigInt,
+    );
+}
+
+impl RunQueryDsl<SqliteConnection> for SessionSnapshot<'_> {}
+
+impl QueryFragment<Sqlite> for SessionSnapshot<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        // Two-argument max() is SQLite's scalar maximum; one-argument min() the aggregate.
+        out.push_sql(
+            "SELECT u.id, u.email, u.display_name, u.avatar_url, u.created_at, u.last_seen_at, \
+             me.conversation_id, c.last_seq, max(me.delivered_seq, me.read_seq), me.read_seq, \
+             coalesce(min(max(o.delivered_seq, o.read_seq)), 0), coalesce(min(o.read_seq), 0) \
+             FROM users u \
+             LEFT JOIN participants me ON me.user_id = u.id \
+             LEFT JOIN conversations c ON c.id = me.conversation_id \
+             LEFT JOIN participants o \
+             ON o.conversation_id = me.conversation_id AND o.user_id <> me.user_id \
+             WHERE u.id = ",
+        );
+        out.push_bind_param::<Text, _>(self.user)?;
+        out.push_sql(" GROUP BY me.conversation_id");
         Ok(())
     }
 }
@@ -154,6 +204,43 @@ mod tests {
         let row = raise(&mut conn, 4, 4);
         assert_eq!((row.delivered_seq, row.read_seq), (5, 4), "never back");
         assert_eq!(row.role, "owner");
+        assert_eq!(cached.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_session_snapshot_is_one_row_per_membership_with_one_compiled_statement() {
+        type Row = (
+            crate::rows::UserRow,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            i64,
+            i64,
+        );
+        let (mut conn, cached) = connection();
+        conn.batch_execute(
+            "INSERT INTO users VALUES ('v', 'v@x', 'V', 'h', NULL, 0, NULL);
+             INSERT INTO users VALUES ('w', 'w@x', 'W', 'h', NULL, 0, NULL);
+             UPDATE conversations SET last_seq = 9 WHERE id = 'c';
+             UPDATE participants SET delivered_seq = 9, read_seq = 8 WHERE user_id = 'u';
+             INSERT INTO participants VALUES ('c', 'v', 'member', 0, 5, 6);",
+        )
+        .unwrap();
+        let snapshot =
+            |conn: &mut SqliteConnection, user| SessionSnapshot { user }.load::<Row>(conn).unwrap();
+        let rows = snapshot(&mut conn, "u");
+        assert_eq!(rows.len(), 1);
+        let (user, conversation, last_seq, delivered, read, peer_delivered, peer_read) = &rows[0];
+        assert_eq!(user.id, "u");
+        assert_eq!(conversation.as_deref(), Some("c"));
+        assert_eq!((*last_seq, *delivered, *read), (Some(9), Some(9), Some(8)));
+        // v read past its delivered watermark: read implies delivered.
+        assert_eq!((*peer_delivered, *peer_read), (6, 6));
+        let rows = snapshot(&mut conn, "w");
+        assert_eq!(rows.len(), 1, "a user in no conversation: one row");
+        assert_eq!((rows[0].0.id.as_str(), &rows[0].1), ("w", &None));
+        assert!(snapshot(&mut conn, "nobody").is_empty());
         assert_eq!(cached.lock().unwrap().len(), 1);
     }
 }

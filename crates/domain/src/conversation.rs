@@ -2,7 +2,7 @@
 
 use crate::ids::{ConversationId, UserId};
 use crate::message::Message;
-use crate::user::InvalidField;
+use crate::user::{InvalidField, User};
 use chrono::{DateTime, Utc};
 use std::fmt;
 use std::str::FromStr;
@@ -205,6 +205,68 @@ impl ConversationDetails {
             .map(|p| (self.conversation.last_seq - p.read_seq).max(0))
             .unwrap_or(0)
     }
+
+    /// Where `user` stands here, if a member: what a session's snapshot says of it.
+    pub fn state_of(&self, user: UserId) -> Option<ConversationState> {
+        let own = self.participant(user)?;
+        let others = self
+            .participants
+            .iter()
+            .map(|p| &p.participant)
+            .filter(|p| p.user_id != user);
+        Some(ConversationState {
+            conversation_id: self.conversation.id,
+            last_seq: self.conversation.last_seq,
+            delivered_seq: own.delivered_seq.max(own.read_seq),
+            read_seq: own.read_seq,
+            peer_delivered_seq: others
+                .clone()
+                .map(|p| p.delivered_seq.max(p.read_seq))
+                .min()
+                .unwrap_or(0),
+            peer_read_seq: others.map(|p| p.read_seq).min().unwrap_or(0),
+        })
+    }
+}
+
+/// Where one member stands in a conversation: its newest seq, the member's own receipt
+/// watermarks and the lowest of the other members'. What a session opens with (`hello`)
+/// and what `sync_done` reports; [`ConversationDetails::state_of`] derives it from a
+/// conversation read whole, [`crate::ports::ConversationStore::session_snapshot`] reads it
+/// for every conversation of a user at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationState {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Seq of its newest message; 0 when there is none.
+    pub last_seq: i64,
+    /// The member's delivered watermark; read implies delivered, so at least `read_seq`.
+    pub delivered_seq: i64,
+    /// The member's read watermark.
+    pub read_seq: i64,
+    /// The lowest delivered watermark among the other members (each at least that member's
+    /// read watermark): what a sender's "delivered" ticks show. 0 when nobody else is left.
+    pub peer_delivered_seq: i64,
+    /// The lowest read watermark among the other members; 0 when nobody else is left.
+    pub peer_read_seq: i64,
+}
+
+impl ConversationState {
+    /// Messages the member has not read: `last_seq - read_seq` (as
+    /// [`ConversationDetails::unread_count`]).
+    pub fn unread_count(&self) -> i64 {
+        (self.last_seq - self.read_seq).max(0)
+    }
+}
+
+/// What a WebSocket session of a user opens with, read at one moment: the account and the
+/// state of every conversation it is a member of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSnapshot {
+    /// The account.
+    pub user: User,
+    /// One entry per conversation of the user, in any order.
+    pub conversations: Vec<ConversationState>,
 }
 
 /// A conversation as shown in a user's list.
@@ -253,6 +315,83 @@ mod tests {
         let (a, b) = (UserId::new(), UserId::new());
         assert_eq!(direct_key(a, b), direct_key(b, a));
         assert_ne!(direct_key(a, b), direct_key(a, UserId::new()));
+    }
+
+    fn member(
+        conversation: ConversationId,
+        user: UserId,
+        delivered: i64,
+        read: i64,
+    ) -> ParticipantProfile {
+        ParticipantProfile {
+            participant: Participant {
+                conversation_id: conversation,
+                user_id: user,
+                role: Role::Member,
+                joined_at: DateTime::<Utc>::UNIX_EPOCH,
+                delivered_seq: delivered,
+                read_seq: read,
+            },
+            display_name: "M".into(),
+            email: "m@example.com".into(),
+            avatar_url: None,
+            last_seen_at: None,
+        }
+    }
+
+    fn details(last_seq: i64, members: Vec<ParticipantProfile>) -> ConversationDetails {
+        let id = members
+            .first()
+            .map_or_else(ConversationId::new, |m| m.participant.conversation_id);
+        ConversationDetails {
+            conversation: Conversation {
+                id,
+                kind: ConversationKind::Group,
+                title: Some("T".into()),
+                created_by: UserId::new(),
+                created_at: DateTime::<Utc>::UNIX_EPOCH,
+                last_seq,
+                last_message_at: None,
+            },
+            participants: members,
+        }
+    }
+
+    #[test]
+    fn a_members_state_has_its_own_watermarks_and_the_lowest_of_the_others() {
+        let c = ConversationId::new();
+        let (me, b, d) = (UserId::new(), UserId::new(), UserId::new());
+        // d's read watermark is past its delivered one: read implies delivered.
+        let group = details(
+            9,
+            vec![member(c, me, 9, 6), member(c, b, 8, 8), member(c, d, 4, 7)],
+        );
+        let state = group.state_of(me).unwrap();
+        assert_eq!(
+            state,
+            ConversationState {
+                conversation_id: c,
+                last_seq: 9,
+                delivered_seq: 9,
+                read_seq: 6,
+                peer_delivered_seq: 7,
+                peer_read_seq: 7,
+            }
+        );
+        assert_eq!(state.unread_count(), group.unread_count(me));
+        assert_eq!(state.unread_count(), 3);
+        assert_eq!(group.state_of(UserId::new()), None, "not a member");
+    }
+
+    #[test]
+    fn alone_in_a_conversation_the_peer_watermarks_are_zero() {
+        let c = ConversationId::new();
+        let me = UserId::new();
+        let solo = details(2, vec![member(c, me, 1, 2)]);
+        let state = solo.state_of(me).unwrap();
+        assert_eq!((state.delivered_seq, state.read_seq), (2, 2));
+        assert_eq!((state.peer_delivered_seq, state.peer_read_seq), (0, 0));
+        assert_eq!(state.unread_count(), 0);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use crate::auth::{AccessToken, ConsumeOutcome, NewRefreshToken};
 use crate::conversation::{
     ConversationDetails, ConversationKind, ConversationSummary, GroupTitle, NewDirectConversation,
-    NewGroupConversation, Participant, Role,
+    NewGroupConversation, Participant, Role, SessionSnapshot,
 };
 use crate::error::StorageError;
 use crate::ids::{ConversationId, MessageId, TokenFamilyId, UserId};
@@ -170,6 +170,13 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// The ids of every conversation `user` is a member of, in any order, each once (empty
     /// for an unknown user). Presence events go to exactly these conversations.
     async fn conversation_ids(&self, user: UserId) -> Result<Vec<ConversationId>, StorageError>;
+
+    /// What a WebSocket session of `user` opens with, in ONE statement (it runs on every
+    /// connect): the account, and for every conversation `user` is a member of (in any
+    /// order, each once) the state [`ConversationDetails::state_of`] gives for `user` from
+    /// the same data. `None` when the account does not exist.
+    async fn session_snapshot(&self, user: UserId)
+        -> Result<Option<SessionSnapshot>, StorageError>;
 }
 
 /// Messages.

@@ -315,3 +315,140 @@ pub async fn conversation_ids_are_every_membership_of_the_user(store: Store) {
     assert_eq!(store.conversation_ids(a.id).await.unwrap(), vec![ab]);
     assert_eq!(store.conversation_ids(UserId::new()).await.unwrap(), vec![]);
 }
+
+/// A session's snapshot, in one read: the account, and for every conversation of the user
+/// (only those, each once) its `last_seq`, the user's watermarks and the lowest of the other
+/// members', exactly as `ConversationDetails::state_of` gives them from the same data.
+pub async fn the_session_snapshot_is_the_users_state_in_each_of_its_conversations(store: Store) {
+    use domain::conversation::{ConversationState, SessionSnapshot};
+    use domain::ports::WatermarkUpdate;
+
+    let (a, b, c, d) = (
+        user(&store, "A").await,
+        user(&store, "B").await,
+        user(&store, "C").await,
+        user(&store, "D").await,
+    );
+    // ab: b sends 1-3, a sends 4 (sending moves the sender's own watermarks); b got 4.
+    let ab = direct(&store, &a, &b).await.conversation.id;
+    for _ in 0..3 {
+        send(&store, ab, b.id, "hi").await;
+    }
+    send(&store, ab, a.id, "back").await;
+    // team: c sends 1-2; a read 1; b nothing.
+    let team = group(&store, &b, &[&a, &c], "Team").await.conversation.id;
+    send(&store, team, c.id, "one").await;
+    send(&store, team, c.id, "two").await;
+    let mark = |conversation_id, user_id, delivered_seq, read_seq| WatermarkUpdate {
+        conversation_id,
+        user_id,
+        delivered_seq,
+        read_seq,
+    };
+    store
+        .advance_watermarks(&[
+            mark(ab, b.id, Some(4), None),
+            mark(team, a.id, None, Some(1)),
+        ])
+        .await
+        .unwrap();
+    // solo: a alone; bc: not a's.
+    let solo = group(&store, &a, &[], "Solo").await.conversation.id;
+    let bc = direct(&store, &b, &c).await.conversation.id;
+
+    let snapshot_of = |user: UserId| {
+        let store = store.clone();
+        async move {
+            let mut snapshot = store.session_snapshot(user).await.unwrap().unwrap();
+            snapshot.conversations.sort_by_key(|s| s.conversation_id);
+            snapshot
+        }
+    };
+    let state = |conversation_id, last_seq, own: (i64, i64), peers: (i64, i64)| ConversationState {
+        conversation_id,
+        last_seq,
+        delivered_seq: own.0,
+        read_seq: own.1,
+        peer_delivered_seq: peers.0,
+        peer_read_seq: peers.1,
+    };
+    let mut want = vec![
+        state(ab, 4, (4, 4), (4, 3)),
+        state(team, 2, (1, 1), (0, 0)),
+        state(solo, 0, (0, 0), (0, 0)),
+    ];
+    want.sort_by_key(|s| s.conversation_id);
+    assert_eq!(
+        snapshot_of(a.id).await,
+        SessionSnapshot {
+            user: store.user_by_id(a.id).await.unwrap().unwrap(),
+            conversations: want,
+        }
+    );
+    assert_eq!(
+        snapshot_of(a.id).await.conversations[..]
+            .iter()
+            .find(|s| s.conversation_id == team)
+            .map(ConversationState::unread_count),
+        Some(1)
+    );
+
+    // Whoever asks, each entry is what the conversation read whole says of them.
+    for u in [&a, &b, &c] {
+        let snapshot = snapshot_of(u.id).await;
+        assert_eq!(
+            snapshot.user,
+            store.user_by_id(u.id).await.unwrap().unwrap()
+        );
+        let mut ids: Vec<ConversationId> = snapshot
+            .conversations
+            .iter()
+            .map(|s| s.conversation_id)
+            .collect();
+        let mut memberships = store.conversation_ids(u.id).await.unwrap();
+        memberships.sort();
+        ids.sort();
+        assert_eq!(
+            ids,
+            memberships,
+            "{}: only and every membership",
+            u.display_name.as_str()
+        );
+        for s in &snapshot.conversations {
+            let details = store
+                .conversation(s.conversation_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(Some(*s), details.state_of(u.id));
+            assert_eq!(s.unread_count(), details.unread_count(u.id));
+        }
+    }
+    assert!(!snapshot_of(a.id)
+        .await
+        .conversations
+        .iter()
+        .any(|s| s.conversation_id == bc));
+
+    // In no conversation: the account and nothing else. Unknown: none at all.
+    assert_eq!(
+        snapshot_of(d.id).await,
+        SessionSnapshot {
+            user: store.user_by_id(d.id).await.unwrap().unwrap(),
+            conversations: vec![],
+        }
+    );
+    assert_eq!(store.session_snapshot(UserId::new()).await.unwrap(), None);
+
+    // A conversation left is gone from the snapshot.
+    assert!(store.remove_participant(team, a.id).await.unwrap());
+    let left: Vec<ConversationId> = snapshot_of(a.id)
+        .await
+        .conversations
+        .iter()
+        .map(|s| s.conversation_id)
+        .collect();
+    let mut want = vec![ab, solo];
+    want.sort();
+    assert_eq!(left, want);
+}

@@ -52,6 +52,7 @@ macro_rules! storage_contract_tests {
             conversations::members_can_be_removed_and_promoted_and_groups_renamed,
             conversations::unread_counts_are_last_seq_minus_read_seq,
             conversations::conversation_ids_are_every_membership_of_the_user,
+            conversations::the_session_snapshot_is_the_users_state_in_each_of_its_conversations,
             messages::appended_messages_get_consecutive_seqs,
             messages::appending_moves_the_senders_own_watermarks,
             messages::timestamps_and_fields_read_back_exactly,

@@ -3,7 +3,7 @@
 use super::errors::ChatError;
 use crate::conversation::{
     ConversationDetails, ConversationKind, ConversationSummary, GroupTitle, NewDirectConversation,
-    NewGroupConversation, Role,
+    NewGroupConversation, Role, SessionSnapshot,
 };
 use crate::ids::{ConversationId, UserId};
 use crate::limits::Limits;
@@ -217,6 +217,14 @@ impl ConversationService {
         self.managed_group(me, id).await?;
         self.store.rename_conversation(id, &title).await?;
         self.get(me, id).await
+    }
+
+    /// What a WebSocket session of the caller opens with, in one storage read: its account
+    /// and, for each conversation it is a member of (no other), the conversation's
+    /// `last_seq`, the caller's watermarks and the lowest of the other members'.
+    /// `None` when the account no longer exists.
+    pub async fn session_snapshot(&self, me: UserId) -> Result<Option<SessionSnapshot>, ChatError> {
+        Ok(self.store.session_snapshot(me).await?)
     }
 
     /// The caller's unread count per conversation and in total.
@@ -571,6 +579,51 @@ mod tests {
             Err(ChatError::Invalid(_))
         ));
         svc.list(me, None, 2).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_session_snapshot_is_one_store_read_for_the_caller() {
+        let me = UserId::new();
+        let state = crate::conversation::ConversationState {
+            conversation_id: ConversationId::new(),
+            last_seq: 5,
+            delivered_seq: 5,
+            read_seq: 3,
+            peer_delivered_seq: 4,
+            peer_read_seq: 2,
+        };
+        let mut store = MockConversationStore::new();
+        store
+            .expect_session_snapshot()
+            .with(eq(me))
+            .times(1)
+            .returning(move |id| {
+                Ok(Some(SessionSnapshot {
+                    user: user(id),
+                    conversations: vec![state],
+                }))
+            });
+        store
+            .expect_session_snapshot()
+            .returning(|_| Err(crate::StorageError::msg("down")));
+        let mut users = MockUserStore::new();
+        users.expect_user_by_id().never();
+        let svc = service(store, users);
+        let snapshot = svc.session_snapshot(me).await.unwrap().unwrap();
+        assert_eq!(snapshot.user.id, me);
+        assert_eq!(snapshot.conversations, vec![state]);
+        assert!(matches!(
+            svc.session_snapshot(UserId::new()).await,
+            Err(ChatError::Storage(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_session_snapshot_of_a_deleted_account_is_none() {
+        let mut store = MockConversationStore::new();
+        store.expect_session_snapshot().returning(|_| Ok(None));
+        let svc = service(store, MockUserStore::new());
+        assert!(svc.session_snapshot(UserId::new()).await.unwrap().is_none());
     }
 
     #[tokio::test]

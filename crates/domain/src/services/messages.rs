@@ -1,7 +1,7 @@
 //! Messages: idempotent sends, history, and the delivered/read watermarks.
 
 use super::errors::ChatError;
-use crate::conversation::{ConversationDetails, Participant};
+use crate::conversation::{ConversationDetails, ConversationState, Participant};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::limits::Limits;
 use crate::message::{
@@ -46,6 +46,10 @@ pub struct HistoryPage {
     /// The reader's watermarks if fetching moved its delivered watermark (a fetched
     /// message counts as delivered), for the real-time layer to announce.
     pub delivered: Option<Participant>,
+    /// The reader's state in the conversation as the page was read: the members'
+    /// watermarks read with it, the reader's own after this fetch's delivery, `last_seq`
+    /// at least the newest message of the page. What a `sync_done` reports.
+    pub state: ConversationState,
 }
 
 /// What marking read did.
@@ -313,6 +317,7 @@ impl MessageService {
     ) -> Result<HistoryPage, ChatError> {
         let newest = messages.iter().map(|m| m.seq).max().unwrap_or(0);
         let mine = details.participant(me).ok_or(ChatError::NotParticipant)?;
+        let mut state = details.state_of(me).ok_or(ChatError::NotParticipant)?;
         let delivered = if newest > mine.delivered_seq.max(mine.read_seq) {
             Some(
                 self.advance(WatermarkUpdate {
@@ -326,9 +331,15 @@ impl MessageService {
         } else {
             None
         };
+        state.last_seq = state.last_seq.max(newest);
+        if let Some(now) = &delivered {
+            state.delivered_seq = now.delivered_seq.max(now.read_seq);
+            state.read_seq = now.read_seq;
+        }
         Ok(HistoryPage {
             messages: Self::views(details, messages),
             delivered,
+            state,
         })
     }
 
@@ -668,6 +679,18 @@ mod tests {
             ]
         );
         assert_eq!(page.delivered.unwrap().delivered_seq, 3);
+        // The reader's state: its own watermarks after the fetch, the other's as read.
+        assert_eq!(
+            page.state,
+            ConversationState {
+                conversation_id: id,
+                last_seq: 3,
+                delivered_seq: 3,
+                read_seq: 1,
+                peer_delivered_seq: 3,
+                peer_read_seq: 2,
+            }
+        );
     }
 
     #[tokio::test]
@@ -692,6 +715,14 @@ mod tests {
         let page = ports.service().history_after(me, id, 1, 10).await.unwrap();
         assert!(page.delivered.is_none());
         assert_eq!(page.messages.len(), 1);
+        assert_eq!(
+            (
+                page.state.delivered_seq,
+                page.state.read_seq,
+                page.state.peer_read_seq
+            ),
+            (2, 2, 2)
+        );
     }
 
     #[tokio::test]

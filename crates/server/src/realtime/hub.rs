@@ -15,7 +15,7 @@ use bytestring::ByteString;
 use domain::realtime::{Payload, PubSubSink, SessionId, Topic};
 use domain::{ConversationId, UserId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{mpsc, Notify};
 
@@ -242,6 +242,8 @@ fn remove_from<K: std::hash::Hash + Eq>(
 pub struct Hub {
     state: RwLock<State>,
     metrics: Arc<Metrics>,
+    /// Times pub/sub came back after losing events (see [`Hub::resubscriptions`]).
+    resubscriptions: AtomicU64,
 }
 
 impl Hub {
@@ -250,7 +252,15 @@ impl Hub {
         Self {
             state: RwLock::new(State::default()),
             metrics,
+            resubscriptions: AtomicU64::new(0),
         }
+    }
+
+    /// How many times pub/sub resubscribed after losing events so far. A session whose
+    /// snapshot was read when this was `n` has received live everything committed after
+    /// it only while this is still `n` (else it may have fetched gaps, or failed to).
+    pub fn resubscriptions(&self) -> u64 {
+        self.resubscriptions.load(Ordering::Acquire)
     }
 
     // Every critical section leaves the maps consistent before anything that could panic,
@@ -473,6 +483,7 @@ impl PubSubSink for Hub {
 
     fn resubscribed(&self) {
         tracing::info!("pub/sub resubscribed: every session fetches its gaps");
+        self.resubscriptions.fetch_add(1, Ordering::AcqRel);
         let state = self.read();
         for entry in state.sessions.values() {
             if let Err(mpsc::error::TrySendError::Full(_)) = entry.queue.try_send(Inbound::Resync) {
@@ -761,8 +772,10 @@ mod tests {
     fn resubscription_asks_every_session_to_resync() {
         let hub = hub();
         let mut a = connect(&hub, UserId::new(), None, 8);
+        assert_eq!(hub.resubscriptions(), 0);
         hub.resubscribed();
         assert!(matches!(a.rx.try_recv(), Ok(Inbound::Resync)));
+        assert_eq!(hub.resubscriptions(), 1);
     }
 
     #[test]

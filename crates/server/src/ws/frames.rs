@@ -4,6 +4,7 @@
 use crate::api::dto::{ConversationDto, MessageDto, UserDto};
 use crate::error::ApiError;
 use chrono::{DateTime, Utc};
+use domain::conversation::ConversationState;
 use domain::services::ChatError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -255,6 +256,17 @@ pub struct Watermarks {
     pub peer_read_seq: i64,
 }
 
+impl From<&ConversationState> for Watermarks {
+    fn from(state: &ConversationState) -> Self {
+        Self {
+            delivered_seq: state.delivered_seq,
+            read_seq: state.read_seq,
+            peer_delivered_seq: state.peer_delivered_seq,
+            peer_read_seq: state.peer_read_seq,
+        }
+    }
+}
+
 /// A conversation of the `hello` snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationSnapshot {
@@ -267,6 +279,17 @@ pub struct ConversationSnapshot {
     /// Receipt watermarks.
     #[serde(flatten)]
     pub watermarks: Watermarks,
+}
+
+impl From<&ConversationState> for ConversationSnapshot {
+    fn from(state: &ConversationState) -> Self {
+        Self {
+            conversation_id: state.conversation_id.as_uuid(),
+            last_seq: state.last_seq,
+            unread_count: state.unread_count(),
+            watermarks: Watermarks::from(state),
+        }
+    }
 }
 
 /// A conversation of `sync_done`.

@@ -28,11 +28,12 @@ use crate::realtime::Realtime;
 use actix_web::web;
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
-use domain::conversation::ConversationDetails;
+use domain::conversation::ConversationState;
 use domain::delivery::OrderedFeed;
 use domain::message::AppendOutcome;
 use domain::realtime::{Event, OpenSessionError, SessionId, Topic};
-use domain::services::{ChatError, HistoryPage, MessageView, SendCommand, CONVERSATION_PAGE_SIZE};
+use domain::services::{ChatError, HistoryPage, MessageView, SendCommand};
+use domain::user::User;
 use domain::{ConversationId, MessageId, UserId};
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
@@ -149,6 +150,17 @@ struct Feed {
     base: i64,
     /// The client is paging through a `sync`: its hole is the client's to fill.
     syncing: bool,
+    /// Set while the feed is still exactly as the `hello` snapshot started it (until its
+    /// first `sync` that is not answered from it): see [`ChatSession::current_answer`].
+    fresh: Option<Fresh>,
+}
+
+/// What a feed started from the `hello` snapshot knows without asking storage.
+struct Fresh {
+    /// The snapshot's watermarks (what `hello` said).
+    watermarks: Watermarks,
+    /// [`crate::realtime::hub::Hub::resubscriptions`] just before the snapshot was read.
+    resubscriptions: u64,
 }
 
 /// The answer to a send, in the order the session sent them.
@@ -335,8 +347,9 @@ impl ChatSession {
             .await
             .map_err(|_| unavailable.clone())?;
         // ...then, subscribed, the snapshot: what is committed from now on arrives live.
-        let snapshot = self.snapshot().await?;
-        let now: HashSet<ConversationId> = snapshot.iter().map(|d| d.conversation.id).collect();
+        let resubscriptions = self.realtime.hub.resubscriptions();
+        let (account, snapshot) = self.snapshot().await?;
+        let now: HashSet<ConversationId> = snapshot.iter().map(|s| s.conversation_id).collect();
         let joined_meanwhile: Vec<Topic> = now
             .iter()
             .filter(|c| !ids.contains(c))
@@ -350,45 +363,34 @@ impl ChatSession {
         }
         let max_pending = self.realtime.settings.outbound_queue_frames.max(64);
         let mut conversations = Vec::with_capacity(snapshot.len());
-        for details in &snapshot {
-            let last_seq = details.conversation.last_seq;
+        for state in &snapshot {
+            let last_seq = state.last_seq;
+            let entry = ConversationSnapshot::from(state);
             self.feeds.insert(
-                details.conversation.id,
+                state.conversation_id,
                 Feed {
                     order: OrderedFeed::new(last_seq, max_pending),
                     base: last_seq,
                     syncing: false,
+                    fresh: Some(Fresh {
+                        watermarks: entry.watermarks,
+                        resubscriptions,
+                    }),
                 },
             );
-            let watermarks = watermarks(details, self.user);
             // Messages of this user not yet read by everyone are at most `last_seq`: the
             // receipts that can concern them come through, the others' do not.
-            let floor = if watermarks.peer_read_seq < last_seq {
+            let floor = if state.peer_read_seq < last_seq {
                 last_seq
             } else {
                 0
             };
             self.realtime
                 .hub
-                .receipt_floor(self.id, details.conversation.id, floor);
-            conversations.push(ConversationSnapshot {
-                conversation_id: details.conversation.id.as_uuid(),
-                last_seq,
-                unread_count: details.unread_count(self.user),
-                watermarks,
-            });
+                .receipt_floor(self.id, state.conversation_id, floor);
+            conversations.push(entry);
         }
-        let user = match self.state.accounts.me(self.user).await {
-            Ok(user) => UserDto::from(&user),
-            Err(domain::services::AuthError::UnknownUser) => {
-                return Err(End::Close(CLOSE_UNAUTHORIZED, "unknown user"))
-            }
-            Err(e) => {
-                self.realtime.metrics.storage_error();
-                tracing::warn!(error = %e, "user unavailable at session open");
-                return Err(unavailable);
-            }
-        };
+        let user = UserDto::from(&account);
         let hello = ServerFrame::Hello {
             user: &user,
             session_id: self.id.0,
@@ -404,41 +406,39 @@ impl ChatSession {
         Ok(())
     }
 
-    /// The conversations the session serves, with their members' watermarks.
-    async fn snapshot(&self) -> Result<Vec<ConversationDetails>, End> {
-        let unavailable = |e: ChatError| {
+    /// The account and the state of every conversation the session serves: one storage
+    /// read on `/ws` (`session_snapshot`); on `/ws/chat/{id}`, that conversation read
+    /// whole (membership checked, 4003 otherwise) and the account.
+    async fn snapshot(&self) -> Result<(User, Vec<ConversationState>), End> {
+        let unavailable = |e: &dyn std::fmt::Display| {
             self.realtime.metrics.storage_error();
             tracing::warn!(error = %e, "snapshot unavailable at session open");
             End::Close(CLOSE_UNAVAILABLE, "service unavailable")
         };
-        if let Some(scope) = self.scope {
-            return match self.state.conversations.get(self.user, scope).await {
-                Ok(details) => Ok(vec![details]),
-                Err(ChatError::NotParticipant) => Err(End::Close(
-                    CLOSE_NOT_PARTICIPANT,
-                    "not a participant of this conversation",
-                )),
-                Err(e) => Err(unavailable(e)),
+        let unknown_user = || End::Close(CLOSE_UNAUTHORIZED, "unknown user");
+        let Some(scope) = self.scope else {
+            return match self.state.conversations.session_snapshot(self.user).await {
+                Ok(Some(snapshot)) => Ok((snapshot.user, snapshot.conversations)),
+                Ok(None) => Err(unknown_user()),
+                Err(e) => Err(unavailable(&e)),
             };
+        };
+        let not_participant = || {
+            End::Close(
+                CLOSE_NOT_PARTICIPANT,
+                "not a participant of this conversation",
+            )
+        };
+        let state = match self.state.conversations.get(self.user, scope).await {
+            Ok(details) => details.state_of(self.user).ok_or_else(not_participant)?,
+            Err(ChatError::NotParticipant) => return Err(not_participant()),
+            Err(e) => return Err(unavailable(&e)),
+        };
+        match self.state.accounts.me(self.user).await {
+            Ok(user) => Ok((user, vec![state])),
+            Err(domain::services::AuthError::UnknownUser) => Err(unknown_user()),
+            Err(e) => Err(unavailable(&e)),
         }
-        let mut all = Vec::new();
-        for page in 1.. {
-            let summaries = self
-                .state
-                .conversations
-                .list(self.user, None, page)
-                .await
-                .map_err(unavailable)?;
-            let full = summaries.len() >= CONVERSATION_PAGE_SIZE as usize;
-            all.extend(summaries.into_iter().map(|s| s.details));
-            if !full {
-                break;
-            }
-        }
-        // Pages by activity can shift under concurrent sends: keep each conversation once.
-        let mut seen = HashSet::new();
-        all.retain(|d| seen.insert(d.conversation.id));
-        Ok(all)
     }
 
     /// Routes `topics` to this session and takes a pub/sub reference to each not held yet.
@@ -837,10 +837,17 @@ impl ChatSession {
         c: ConversationId,
         cursor: i64,
     ) -> Result<Option<SyncState>, Fault> {
+        if let Some(state) = self.current_answer(c, cursor) {
+            return Ok(Some(state));
+        }
         let page_size = self.realtime.settings.sync_page_size.max(1);
         let Some(feed) = self.feeds.get_mut(&c) else {
             return Ok(None);
         };
+        // This sync reads storage and moves the feed: the snapshot answers no more.
+        feed.fresh = None;
+        // A page after another one of the same replay (`has_more` before).
+        let continued = feed.syncing;
         let position = feed.order.delivered_up_to();
         if cursor < feed.base && position != feed.base {
             // The client lacks messages from before this connection's live stream began, and
@@ -862,7 +869,7 @@ impl ChatSession {
             return Ok(Some(SyncState {
                 last_seq: if more { last } else { position },
                 has_more: more,
-                watermarks: self.watermarks_now(c).await?,
+                watermarks: Watermarks::from(&page.state),
             }));
         }
         // What this connection wrote past the base is the client's (in flight, if not yet
@@ -879,6 +886,9 @@ impl ChatSession {
         self.write_items(c, ready).await?;
         let page = self.fetch(c, cursor, page_size).await?;
         let has_more = page.messages.len() as u32 >= page_size;
+        // As read with the page, after the subscription: later moves come live (see
+        // `current_answer`), so no second read for them.
+        let watermarks = Watermarks::from(&page.state);
         self.announce_fetched(c, &page);
         let items = fetched_items(&page.messages);
         let Some(feed) = self.feeds.get_mut(&c) else {
@@ -888,10 +898,16 @@ impl ChatSession {
         let ready = feed.order.fill(items);
         self.write_items(c, ready).await?;
         if !has_more {
-            // Live messages that waited behind the replay may have overflowed the feed:
-            // whatever storage has past the position now comes too.
             self.fill_gaps(c).await?;
-            self.catch_up(c).await?;
+            // Between the pages of a longer replay, live messages queued behind it (and may
+            // have overflowed the feed) and catch-ups were skipped (`syncing`): whatever
+            // storage has past the position now comes too. A replay of one page needs none:
+            // the page is everything storage had after the cursor (fewer than a page), no
+            // live message was offered while this frame was handled (one task), and what
+            // was committed after the read comes live (subscribed since the open).
+            if continued {
+                self.catch_up(c).await?;
+            }
         }
         let last_seq = self
             .feeds
@@ -900,8 +916,45 @@ impl ChatSession {
         Ok(Some(SyncState {
             last_seq,
             has_more,
-            watermarks: self.watermarks_now(c).await?,
+            watermarks,
         }))
+    }
+
+    /// The answer to a `sync` of `c` from `cursor` when the cursor is already current,
+    /// without reading storage: `None` when it is not (known to be) current.
+    ///
+    /// Current means: the cursor is where the `hello` snapshot started the feed (`base`,
+    /// the snapshot's `last_seq`), nothing was written past it (the position is still the
+    /// base), nothing waits in the feed for a hole, no `sync` paged it since, no held live
+    /// message of it was dropped, and pub/sub has not lost events since the snapshot. Then
+    /// storage has nothing after the cursor that this session will not also get live: the
+    /// session subscribed to the conversation before it read the snapshot, so every later
+    /// commit is published to it (and comes through the feed in seq order, after this
+    /// `sync_done`, exactly as if a fetch had found it first). A fetch would find nothing
+    /// or only those.
+    ///
+    /// The watermarks are the snapshot's (what `hello` said), not re-read. That is as good
+    /// as reading them again: the snapshot was read after the subscription, so every
+    /// receipt committed since is published after its commit and reaches this session live
+    /// (before or after this `sync_done`) whenever it concerns this user (the hub's receipt
+    /// routing: a move covering a message of the user, or the user's own read); the moves
+    /// it does not forward are those the client does not need, whichever `sync_done` came
+    /// first. A live receipt may thus be newer than these values; watermarks only move
+    /// forward and clients keep the highest they were told (`docs/protocol.md`).
+    fn current_answer(&self, c: ConversationId, cursor: i64) -> Option<SyncState> {
+        let feed = self.feeds.get(&c)?;
+        let fresh = feed.fresh.as_ref()?;
+        let current = cursor == feed.base
+            && feed.order.delivered_up_to() == feed.base
+            && !feed.order.has_pending()
+            && !feed.syncing
+            && !self.overflowed.contains(&c)
+            && self.realtime.hub.resubscriptions() == fresh.resubscriptions;
+        current.then_some(SyncState {
+            last_seq: cursor,
+            has_more: false,
+            watermarks: fresh.watermarks,
+        })
     }
 
     async fn fetch(
@@ -914,11 +967,6 @@ impl ChatSession {
             .messages
             .history_after(self.user, c, after, limit)
             .await
-    }
-
-    async fn watermarks_now(&self, c: ConversationId) -> Result<Watermarks, ChatError> {
-        let details = self.state.conversations.get(self.user, c).await?;
-        Ok(watermarks(&details, self.user))
     }
 
     /// Fetching moved the user's delivered watermark: tell the conversation.
@@ -1190,6 +1238,7 @@ impl ChatSession {
                     order: OrderedFeed::new(base, max_pending),
                     base,
                     syncing: false,
+                    fresh: None,
                 },
             );
             self.catch_up(c).await?;
@@ -1335,26 +1384,4 @@ fn fetched_items(views: &[MessageView]) -> Vec<(i64, Item)> {
             )
         })
         .collect()
-}
-
-/// `user`'s watermarks in `details`, and the lowest of the other members'.
-pub fn watermarks(details: &ConversationDetails, user: UserId) -> Watermarks {
-    let own = details.participant(user);
-    let others = details
-        .participants
-        .iter()
-        .map(|p| &p.participant)
-        .filter(|p| p.user_id != user);
-    let peer_delivered = others
-        .clone()
-        .map(|p| p.delivered_seq.max(p.read_seq))
-        .min()
-        .unwrap_or(0);
-    let peer_read = others.map(|p| p.read_seq).min().unwrap_or(0);
-    Watermarks {
-        delivered_seq: own.map_or(0, |p| p.delivered_seq.max(p.read_seq)),
-        read_seq: own.map_or(0, |p| p.read_seq),
-        peer_delivered_seq: peer_delivered,
-        peer_read_seq: peer_read,
-    }
 }
