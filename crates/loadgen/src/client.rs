@@ -77,6 +77,10 @@ pub struct Stats {
     pub storm_recovered: AtomicU64,
     /// Reconnects not asked for (the server closed or the socket failed).
     pub unplanned_reconnects: AtomicU64,
+    /// Clients that saw the drain begin: they take no more sends, and every send they took
+    /// before is counted in `sent` (the drain is only judged once all ready clients saw it,
+    /// or a send taken just as it began could be missed and its ack cut off by the verify).
+    pub drain_seen: AtomicU64,
 }
 
 impl Stats {
@@ -322,6 +326,7 @@ pub async fn run_client(
         }
     }
     let mut stormed = false;
+    let mut saw_drain = false;
     let mut sends_open = true;
     loop {
         let current = *phase.borrow_and_update();
@@ -355,6 +360,10 @@ pub async fn run_client(
             Phase::Close => {
                 c.close(ws).await;
                 return c.outcome();
+            }
+            Phase::Drain if !saw_drain => {
+                saw_drain = true;
+                Stats::add(&shared.stats.drain_seen, 1);
             }
             Phase::Run | Phase::Storm(_) | Phase::Drain => {}
         }

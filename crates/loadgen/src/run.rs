@@ -242,7 +242,8 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
         let _ = phase_tx.send(Phase::Drain);
         let drain = Instant::now();
         traffic.drained = wait_until(drain + args.drain_timeout, || {
-            get(&stats.sent) <= get(&stats.acked) + get(&stats.send_failed)
+            get(&stats.drain_seen) >= get(&stats.ready)
+                && get(&stats.sent) <= get(&stats.acked) + get(&stats.send_failed)
                 && get(&stats.delivered) + get(&stats.replayed) >= get(&stats.expected)
         })
         .await;
