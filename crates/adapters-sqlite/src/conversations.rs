@@ -286,7 +286,8 @@ impl ConversationStore for SqliteStorage {
     ) -> Result<Option<SessionSnapshot>, StorageError> {
         let user = user.to_string();
         self.read(move |conn| {
-            let rows: Vec<SnapshotRow> = hot::SessionSnapshot { user: &user }.load(conn)?;
+            let rows: Vec<hot::SessionSnapshotRow> =
+                hot::SessionSnapshot { user: &user }.load(conn)?;
             let mut account = None;
             let mut conversations = Vec::with_capacity(rows.len());
             for (user_row, conversation, last_seq, delivered, read, peer_delivered, peer_read) in
@@ -322,17 +323,6 @@ impl ConversationStore for SqliteStorage {
         .await
     }
 }
-
-/// A row of [`hot::SessionSnapshot`].
-type SnapshotRow = (
-    UserRow,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    i64,
-);
 
 /// Inserts a conversation and its first members (all joining at its creation, with
 /// nothing delivered or read) and reads it back.

@@ -89,6 +89,17 @@ pub(crate) struct SessionSnapshot<'a> {
     pub(crate) user: &'a str,
 }
 
+/// A row of [`SessionSnapshot`], in its column order.
+pub(crate) type SessionSnapshotRow = (
+    crate::rows::UserRow,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+);
+
 impl QueryId for SessionSnapshot<'_> {
     type QueryId = SessionSnapshot<'static>;
     const HAS_STATIC_QUERY_ID: bool = true;
@@ -209,15 +220,6 @@ mod tests {
 
     #[test]
     fn the_session_snapshot_is_one_row_per_membership_with_one_compiled_statement() {
-        type Row = (
-            crate::rows::UserRow,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            i64,
-            i64,
-        );
         let (mut conn, cached) = connection();
         conn.batch_execute(
             "INSERT INTO users VALUES ('v', 'v@x', 'V', 'h', NULL, 0, NULL);
@@ -227,8 +229,11 @@ mod tests {
              INSERT INTO participants VALUES ('c', 'v', 'member', 0, 5, 6);",
         )
         .unwrap();
-        let snapshot =
-            |conn: &mut SqliteConnection, user| SessionSnapshot { user }.load::<Row>(conn).unwrap();
+        let snapshot = |conn: &mut SqliteConnection, user| {
+            SessionSnapshot { user }
+                .load::<SessionSnapshotRow>(conn)
+                .unwrap()
+        };
         let rows = snapshot(&mut conn, "u");
         assert_eq!(rows.len(), 1);
         let (user, conversation, last_seq, delivered, read, peer_delivered, peer_read) = &rows[0];
