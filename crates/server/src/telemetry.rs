@@ -51,15 +51,22 @@ pub async fn log_request(
     );
     let started = Instant::now();
     let response = next.call(req).instrument(span.clone()).await?;
-    let status = response.status().as_u16();
+    log_served(&span, response.status(), started);
+    Ok(response)
+}
+
+/// The access log line of a request answered with `status`, in the request's `span`: also
+/// written by the WebSocket upgrade, which does not go through [`log_request`].
+pub fn log_served(span: &tracing::Span, status: actix_web::http::StatusCode, started: Instant) {
     // Microsecond precision is plenty; more digits only make the line longer.
     let elapsed_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+    let failed = status.is_server_error();
+    let status = status.as_u16();
     span.in_scope(|| {
-        if response.status().is_server_error() {
+        if failed {
             tracing::warn!(status, elapsed_ms, "request failed");
         } else {
             tracing::info!(status, elapsed_ms, "request served");
         }
     });
-    Ok(response)
 }

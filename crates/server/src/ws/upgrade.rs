@@ -9,10 +9,11 @@
 use super::session::{self, Opening};
 use super::{endpoint, socket, Gate};
 use crate::error::ApiError;
+use crate::telemetry::log_served;
 use actix_codec::Framed;
 use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::h1::{self, Message};
-use actix_http::{ConnectionType, Request, Response};
+use actix_http::{ConnectionType, Request, Response, StatusCode};
 use actix_service::{fn_service, ServiceFactory};
 use actix_web::ResponseError;
 use bytes::BytesMut;
@@ -68,9 +69,9 @@ async fn serve(
     let (claims, scope, accepted) = match answer {
         Ok(accepted) => accepted,
         Err(refused) => {
-            let status = refused.status().as_u16();
+            let status = refused.status();
             let sent = refuse(&mut framed, refused).await;
-            log(&span, status, started);
+            log_served(&span, status, started);
             return sent.map_err(UpgradeError);
         }
     };
@@ -79,7 +80,7 @@ async fn serve(
         .instrument(span.clone())
         .await
         .map_err(UpgradeError)?;
-    log(&span, 101, started);
+    log_served(&span, StatusCode::SWITCHING_PROTOCOLS, started);
     // The HTTP state ends here: the request and the dispatcher's 8 KiB buffers are dropped,
     // not kept for the session's life. Whatever the client sent after its request is in the
     // read buffer: a copy of it goes on.
@@ -115,10 +116,4 @@ async fn refuse(
         framed.send(Message::Chunk(Some(body))).await?;
     }
     framed.send(Message::Chunk(None)).await
-}
-
-/// The access log line of an upgrade, as `telemetry::log_request` writes it for the rest.
-fn log(span: &tracing::Span, status: u16, started: Instant) {
-    let elapsed_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-    span.in_scope(|| tracing::info!(status, elapsed_ms, "request served"));
 }
