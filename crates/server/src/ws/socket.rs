@@ -127,19 +127,27 @@ impl Reader {
                     Err(e) => return Some(Err(e.into())),
                 }
             }
+            match self.fill().await {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => return Some(Err(ReadError::Io(e))),
+            }
+        }
+    }
+
+    /// Waits for input and appends it to the buffer (no buffer is held while waiting); `0`
+    /// when the client closed the connection. Cancel-safe.
+    async fn fill(&mut self) -> io::Result<usize> {
+        loop {
             if self.buf.is_empty() && self.buf.capacity() > 0 {
                 // Everything read is decoded: an idle connection holds no buffer.
                 self.buf = BytesMut::new();
             }
-            if let Err(e) = self.io.readable().await {
-                return Some(Err(ReadError::Io(e)));
-            }
+            self.io.readable().await?;
             self.buf.reserve(READ_CHUNK);
             match self.io.try_read_buf(&mut self.buf) {
-                Ok(0) => return None,
-                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Some(Err(ReadError::Io(e))),
+                read => return read,
             }
         }
     }
@@ -263,15 +271,8 @@ pub async fn drain(mut reader: Reader, grace: Duration) {
     let _ = tokio::time::timeout(grace, async {
         loop {
             reader.buf.clear();
-            if reader.io.readable().await.is_err() {
+            if !matches!(reader.fill().await, Ok(read) if read > 0) {
                 return;
-            }
-            reader.buf.reserve(READ_CHUNK);
-            match reader.io.try_read_buf(&mut reader.buf) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
             }
         }
     })
