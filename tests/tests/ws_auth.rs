@@ -145,8 +145,12 @@ async fn a_token_expiring_mid_session_closes_it_with_4001() {
     );
 }
 
+/// Long enough that a renewal two seconds in comes before the first token's earliest expiry
+/// with a second to spare (with 3 s it raced that expiry under load).
+const RENEWAL_TTL_SECS: u64 = 4;
+
 async fn an_auth_renewal_extends_the_session(mode: Mode) {
-    let ttl = TTL_SECS.to_string();
+    let ttl = RENEWAL_TTL_SECS.to_string();
     let d = Deployment::start(mode, &quick(&[(keys::ACCESS_TTL_SECS, &ttl)])).await;
     let api = d.api(0);
     let a = api.register("Alice").await;
@@ -155,7 +159,10 @@ async fn an_auth_renewal_extends_the_session(mode: Mode) {
     let issued = Instant::now();
     let (mut ws, _) = WsConnect::all(&d.base(0), &a.token).open_ready("A").await;
 
-    // Renew two seconds in, before the first token expires.
+    // Renew two seconds in, before the first token expires: `exp` has a one-second
+    // resolution, so it expires between RENEWAL_TTL_SECS - 1 and RENEWAL_TTL_SECS after its
+    // issue, and the renewed one at least RENEWAL_TTL_SECS - 1 after the renewal, past the
+    // first's latest expiry checked below.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let fresh = api
         .post(
@@ -171,7 +178,7 @@ async fn an_auth_renewal_extends_the_session(mode: Mode) {
     assert!(ok["expires_at"].is_string(), "{ok}");
 
     // Past the first token's expiry the session lives on and works.
-    let first_expiry = Duration::from_secs(TTL_SECS) + Duration::from_millis(700);
+    let first_expiry = Duration::from_secs(RENEWAL_TTL_SECS) + Duration::from_millis(700);
     let left = first_expiry.saturating_sub(issued.elapsed());
     assert_eq!(
         ws.still_open_after(left).await,
@@ -180,7 +187,7 @@ async fn an_auth_renewal_extends_the_session(mode: Mode) {
     );
     ws.send_acked(&conv, "still here", "renewed").await;
     // The renewed session ends at the new expiry, not never.
-    ws.expect_close(4001, Duration::from_secs(TTL_SECS + 5))
+    ws.expect_close(4001, Duration::from_secs(RENEWAL_TTL_SECS + 5))
         .await;
 }
 
