@@ -2,14 +2,12 @@
 
 use crate::rows::{profile, ConversationRow, MessageRow, ParticipantRow, UserRow};
 use crate::schema::{conversations, messages, participants, users};
-use crate::{bigint, db, PostgresStorage};
+use crate::{bigint, db, prepared, PostgresStorage};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
-use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::conversation::{
     direct_key, Conversation, ConversationDetails, ConversationKind, ConversationState,
@@ -37,62 +35,7 @@ ON CONFLICT (conversation_id, user_id) DO NOTHING";
 /// Newest activity first: the newest message, else creation.
 const ACTIVITY: &str = "COALESCE(conversations.last_message_at, conversations.created_at)";
 
-/// A session's snapshot: the account, then one row per conversation of the user with its
-/// `last_seq`, the user's watermarks (delivered at least read) and the lowest of the other
-/// members' (0 when alone). A user in no conversation gets one row whose membership
-/// columns are NULL; an unknown user, none. The user id is bound last (`$1`).
-const SESSION_SNAPSHOT: &str = "\
-SELECT u.id, u.email, u.display_name, u.avatar_url, u.created_at, u.last_seen_at,
-    me.conversation_id, c.last_seq, GREATEST(me.delivered_seq, me.read_seq), me.read_seq,
-    COALESCE(peers.delivered_seq, 0), COALESCE(peers.read_seq, 0)
-FROM users u
-LEFT JOIN participants me ON me.user_id = u.id
-LEFT JOIN conversations c ON c.id = me.conversation_id
-LEFT JOIN LATERAL (
-    SELECT MIN(GREATEST(o.delivered_seq, o.read_seq)) AS delivered_seq,
-        MIN(o.read_seq) AS read_seq
-    FROM participants o
-    WHERE o.conversation_id = me.conversation_id AND o.user_id <> me.user_id
-) peers ON true
-WHERE u.id = ";
-
-/// [`SESSION_SNAPSHOT`] as a query type with a static id, so the connection keeps it
-/// prepared (diesel never caches `sql_query` text): it runs on every WebSocket connect.
-struct SessionSnapshotQuery {
-    user: Uuid,
-}
-
-impl QueryId for SessionSnapshotQuery {
-    type QueryId = Self;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for SessionSnapshotQuery {
-    type SqlType = (
-        diesel::sql_types::Uuid,
-        Text,
-        Text,
-        Nullable<Text>,
-        Timestamptz,
-        Nullable<Timestamptz>,
-        Nullable<diesel::sql_types::Uuid>,
-        Nullable<BigInt>,
-        Nullable<BigInt>,
-        Nullable<BigInt>,
-        BigInt,
-        BigInt,
-    );
-}
-
-impl QueryFragment<Pg> for SessionSnapshotQuery {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql(SESSION_SNAPSHOT);
-        out.push_bind_param::<diesel::sql_types::Uuid, _>(&self.user)?;
-        Ok(())
-    }
-}
-
-/// A row of [`SessionSnapshotQuery`].
+/// A row of [`SessionSnapshot`](crate::prepared::SessionSnapshot).
 type SnapshotRow = (
     Uuid,
     String,
@@ -369,8 +312,8 @@ impl ConversationStore for PostgresStorage {
         user: UserId,
     ) -> Result<Option<SessionSnapshot>, StorageError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<SnapshotRow> = SessionSnapshotQuery {
-            user: user.as_uuid(),
+        let rows: Vec<SnapshotRow> = prepared::SessionSnapshot {
+            user: &user.as_uuid(),
         }
         .load(&mut conn)
         .await

@@ -1,22 +1,20 @@
 //! Messages: gap-free, idempotent batch appends and history.
 
+use crate::prepared::{ExistingKeys, InsertMessages, LockConversations, UpdateConversations};
 use crate::receipts::{self, Targets};
 use crate::rows::MessageRow;
-use crate::schema::{conversations, messages};
+use crate::schema::messages;
 use crate::{bigint, db, violates, PostgresStorage};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::message::{AppendOutcome, AppendRejection, Message, NewMessage};
 use domain::ports::MessageStore;
 use domain::{ConversationId, MessageId, StorageError};
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
-
-type SqlUuid = diesel::sql_types::Uuid;
 
 /// The unique index that makes sends idempotent.
 const KEY_CONSTRAINT: &str = "messages_sender_id_client_msg_id_key";
@@ -25,29 +23,6 @@ const KEY_CONSTRAINT: &str = "messages_sender_id_client_msg_id_key";
 /// conversation wins the race on [`KEY_CONSTRAINT`]. The second try finds that key, so
 /// more than a couple of tries only happen under pathological contention.
 const MAX_ATTEMPTS: usize = 3;
-
-/// The stored messages of the given (sender, key) pairs.
-const EXISTING_KEYS: &str = "\
-SELECT * FROM messages
-WHERE (sender_id, client_msg_id) IN (
-    SELECT * FROM unnest($1::uuid[], $2::text[])
-)";
-
-/// All new messages of a batch in one statement, whatever the batch size.
-const INSERT_MESSAGES: &str = "\
-INSERT INTO messages
-    (id, conversation_id, seq, sender_id, client_msg_id, content, content_type, reply_to, created_at)
-SELECT * FROM unnest(
-    $1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[],
-    $6::text[], $7::text[], $8::uuid[], $9::timestamptz[]
-)";
-
-/// Each touched conversation's newest seq and time.
-const UPDATE_CONVERSATIONS: &str = "\
-UPDATE conversations c
-SET last_seq = v.last_seq, last_message_at = v.last_message_at
-FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[]) AS v(id, last_seq, last_message_at)
-WHERE c.id = v.id";
 
 #[async_trait]
 impl MessageStore for PostgresStorage {
@@ -143,8 +118,14 @@ async fn append(
     conn: &mut AsyncPgConnection,
     batch: &[NewMessage],
 ) -> QueryResult<Vec<Result<AppendOutcome, AppendRejection>>> {
-    let mut last_seq = lock_conversations(conn, batch).await?;
-    let mut known = existing_keys(conn, batch).await?;
+    // Pipelined, in this order: PostgreSQL takes the locks before it looks the keys up.
+    let shared: &AsyncPgConnection = conn;
+    let (locked, existing) = tokio::join!(
+        lock_conversations(shared, batch),
+        existing_keys(shared, batch)
+    );
+    let mut last_seq = locked?;
+    let mut known = existing?;
 
     let mut results = Vec::with_capacity(batch.len());
     let mut created = Vec::new();
@@ -185,23 +166,18 @@ async fn append(
 /// id does not exist. `FOR NO KEY UPDATE` is enough to serialise appends, and unlike
 /// `FOR UPDATE` it does not block foreign-key checks (members joining, messages referring).
 async fn lock_conversations(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     batch: &[NewMessage],
 ) -> QueryResult<HashMap<Uuid, i64>> {
     let ids: BTreeSet<Uuid> = batch.iter().map(|m| m.conversation_id.as_uuid()).collect();
-    let rows: Vec<(Uuid, i64)> = conversations::table
-        .filter(conversations::id.eq_any(ids.into_iter().collect::<Vec<_>>()))
-        .order(conversations::id)
-        .select((conversations::id, conversations::last_seq))
-        .for_no_key_update()
-        .load(conn)
-        .await?;
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    let rows: Vec<(Uuid, i64)> = LockConversations { ids: &ids }.load(&mut &*conn).await?;
     Ok(rows.into_iter().collect())
 }
 
 /// The stored messages under the batch's (sender, key) pairs, in one query.
 async fn existing_keys(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     batch: &[NewMessage],
 ) -> QueryResult<HashMap<(Uuid, String), Message>> {
     let (senders, keys): (Vec<Uuid>, Vec<&str>) = batch
@@ -215,11 +191,12 @@ async fn existing_keys(
     if senders.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<MessageRow> = diesel::sql_query(EXISTING_KEYS)
-        .bind::<Array<SqlUuid>, _>(senders)
-        .bind::<Array<Text>, _>(keys)
-        .load(conn)
-        .await?;
+    let rows: Vec<MessageRow> = ExistingKeys {
+        senders: &senders,
+        keys: &keys,
+    }
+    .load(&mut &*conn)
+    .await?;
     rows.into_iter()
         .map(|row| {
             let message = Message::try_from(row)
@@ -278,20 +255,22 @@ async fn write_created(conn: &mut AsyncPgConnection, created: &[Message]) -> Que
         .map(|(id, (seq, at))| (id, seq, at))
         .collect();
 
-    let insert = diesel::sql_query(INSERT_MESSAGES)
-        .bind::<Array<SqlUuid>, _>(columns.0)
-        .bind::<Array<SqlUuid>, _>(columns.1)
-        .bind::<Array<BigInt>, _>(columns.2)
-        .bind::<Array<SqlUuid>, _>(columns.3)
-        .bind::<Array<Nullable<Text>>, _>(columns.4)
-        .bind::<Array<Text>, _>(columns.5)
-        .bind::<Array<Text>, _>(columns.6)
-        .bind::<Array<Nullable<SqlUuid>>, _>(columns.7)
-        .bind::<Array<Timestamptz>, _>(columns.8);
-    let update = diesel::sql_query(UPDATE_CONVERSATIONS)
-        .bind::<Array<SqlUuid>, _>(ids)
-        .bind::<Array<BigInt>, _>(seqs)
-        .bind::<Array<Timestamptz>, _>(times);
+    let insert = InsertMessages {
+        ids: columns.0,
+        conversations: columns.1,
+        seqs: columns.2,
+        senders: columns.3,
+        keys: columns.4,
+        contents: columns.5,
+        content_types: columns.6,
+        replies: columns.7,
+        times: columns.8,
+    };
+    let update = UpdateConversations {
+        ids: &ids,
+        seqs: &seqs,
+        times: &times,
+    };
 
     let shared: &AsyncPgConnection = conn;
     let (inserted, updated, watermarks) = tokio::join!(

@@ -1,9 +1,10 @@
 //! Receipt watermarks.
 
+use crate::prepared::AdvanceWatermarks;
 use crate::rows::ParticipantRow;
 use crate::{db, PostgresStorage};
 use async_trait::async_trait;
-use diesel::sql_types::{Array, BigInt, Nullable};
+use diesel::sql_types::BigInt;
 use diesel::{QueryResult, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::conversation::Participant;
@@ -11,31 +12,6 @@ use domain::ports::{ReceiptStore, WatermarkUpdate};
 use domain::StorageError;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
-
-/// Moves every listed member's watermarks forward in one statement. The member rows are
-/// locked in (conversation, user) order first: appends take the same order, so two
-/// transactions touching overlapping members can never wait on each other in a cycle.
-/// Locking returns each row's newest version, which nobody can change until we commit:
-/// the watermarks as they were just before this update (`before_*`).
-const ADVANCE: &str = "\
-WITH v AS (
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[])
-        AS v(conversation_id, user_id, delivered_seq, read_seq)
-), locked AS MATERIALIZED (
-    SELECT p.conversation_id, p.user_id, p.delivered_seq, p.read_seq
-    FROM participants p
-    WHERE (p.conversation_id, p.user_id) IN (SELECT conversation_id, user_id FROM v)
-    ORDER BY p.conversation_id, p.user_id
-    FOR NO KEY UPDATE OF p
-)
-UPDATE participants p
-SET delivered_seq = GREATEST(p.delivered_seq, v.delivered_seq, v.read_seq),
-    read_seq = GREATEST(p.read_seq, v.read_seq)
-FROM locked l
-JOIN v ON v.conversation_id = l.conversation_id AND v.user_id = l.user_id
-WHERE p.conversation_id = l.conversation_id AND p.user_id = l.user_id
-RETURNING p.conversation_id, p.user_id, p.role, p.joined_at, p.delivered_seq, p.read_seq,
-    l.delivered_seq AS before_delivered_seq, l.read_seq AS before_read_seq";
 
 /// What one member's watermarks should at least become.
 pub(crate) type Targets = BTreeMap<(Uuid, Uuid), (Option<i64>, Option<i64>)>;
@@ -82,13 +58,14 @@ pub(crate) async fn advance(
         delivered.push(d);
         read.push(r);
     }
-    diesel::sql_query(ADVANCE)
-        .bind::<Array<diesel::sql_types::Uuid>, _>(conversations)
-        .bind::<Array<diesel::sql_types::Uuid>, _>(users)
-        .bind::<Array<Nullable<BigInt>>, _>(delivered)
-        .bind::<Array<Nullable<BigInt>>, _>(read)
-        .load(&mut &*conn)
-        .await
+    AdvanceWatermarks {
+        conversations: &conversations,
+        users: &users,
+        delivered: &delivered,
+        read: &read,
+    }
+    .load(&mut &*conn)
+    .await
 }
 
 #[async_trait]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 pub(crate) struct StatementStats {
     statements: AtomicU64,
     commits: AtomicU64,
+    cached: AtomicU64,
 }
 
 impl StatementStats {
@@ -20,6 +21,10 @@ impl StatementStats {
 
     pub(crate) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn cached(&self) -> u64 {
+        self.cached.load(Ordering::Relaxed)
     }
 }
 
@@ -36,6 +41,10 @@ impl Instrumentation for CountingInstrumentation {
             // Only outermost commits: a savepoint release is not a transaction.
             InstrumentationEvent::CommitTransaction { depth, .. } if depth.get() == 1 => {
                 self.0.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            // A statement prepared to be kept (once per connection and query type).
+            InstrumentationEvent::CacheQuery { .. } => {
+                self.0.cached.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }

@@ -1,5 +1,6 @@
 //! Accounts.
 
+use crate::prepared::TouchLastSeen;
 use crate::rows::UserRow;
 use crate::schema::users;
 use crate::{bigint, db, violates, PostgresStorage};
@@ -116,14 +117,15 @@ impl UserStore for PostgresStorage {
 
     async fn touch_last_seen(&self, user: UserId, at: DateTime<Utc>) -> Result<(), StorageError> {
         let mut conn = self.conn().await?;
-        // The condition keeps the latest when several nodes record one user's departures.
-        diesel::update(users::table.find(user.as_uuid()))
-            .filter(users::last_seen_at.is_null().or(users::last_seen_at.lt(at)))
-            .set(users::last_seen_at.eq(at))
-            .execute(&mut conn)
-            .await
-            .map(drop)
-            .map_err(db)
+        TouchLastSeen {
+            at: &at,
+            user: &user.as_uuid(),
+            newer_than: &at,
+        }
+        .execute(&mut conn)
+        .await
+        .map(drop)
+        .map_err(db)
     }
 }
 

@@ -12,7 +12,8 @@ use domain::message::{
     AppendOutcome, AppendRejection, ClientMsgId, ContentType, MessageContent, NewMessage,
 };
 use domain::ports::{
-    ConversationStore, InsertUserError, MessageStore, RefreshTokenStore, StoreHealth, UserStore,
+    ConversationStore, InsertUserError, MessageStore, ReceiptStore, RefreshTokenStore, StoreHealth,
+    UserStore, WatermarkUpdate,
 };
 use domain::user::{DisplayName, EmailAddress, NewUser};
 use domain::{ConversationId, MessageId, TokenFamilyId, UserId};
@@ -571,4 +572,44 @@ async fn a_session_snapshot_is_one_statement_whatever_the_number_of_conversation
     let before = store.statements_executed();
     assert_eq!(store.session_snapshot(UserId::new()).await.unwrap(), None);
     assert_eq!(store.statements_executed(), before + 1);
+}
+
+#[tokio::test]
+async fn the_statements_of_sends_receipts_and_session_opens_are_prepared_once_per_connection() {
+    let url = fresh_database().await;
+    // One connection, so the second round must find every statement in its cache.
+    let store = PostgresStorage::connect(&url, 1).await.unwrap();
+    let alice = user(&store, "alice").await;
+    let ben = user(&store, "ben").await;
+    let conversation = group(&store, alice, &[ben]).await;
+    let round = |n: u32| {
+        let store = store.clone();
+        async move {
+            let before = store.statements_cached();
+            let key = format!("k{n}");
+            append_one(&store, message(conversation, alice, Some(&key), "hi"))
+                .await
+                .unwrap();
+            // The same key again: found by the key lookup, nothing written.
+            append_one(&store, message(conversation, alice, Some(&key), "hi"))
+                .await
+                .unwrap();
+            store
+                .advance_watermarks(&[WatermarkUpdate {
+                    conversation_id: conversation,
+                    user_id: ben,
+                    delivered_seq: Some(i64::from(n)),
+                    read_seq: None,
+                }])
+                .await
+                .unwrap();
+            store.session_snapshot(ben).await.unwrap().unwrap();
+            store.touch_last_seen(ben, Utc::now()).await.unwrap();
+            store.statements_cached() - before
+        }
+    };
+    // The append's lock, key lookup, insert, conversation update and sender watermarks; the
+    // receipt flush shares the watermark statement; the snapshot; the departure.
+    assert_eq!(round(1).await, 7, "prepared on first use");
+    assert_eq!(round(2).await, 0, "all reused");
 }

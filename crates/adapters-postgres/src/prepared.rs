@@ -1,0 +1,313 @@
+//! The statements every send, every receipt flush and every session open runs, as query
+//! types diesel keeps prepared.
+//!
+//! diesel never caches `sql_query` text (nor some DSL forms: an `UPDATE`, a locking
+//! `SELECT`), and diesel-async runs an uncached statement as a `Parse`/`Describe` round trip
+//! of its own before the `Bind`/`Execute` one, then closes it: every call paid an extra round
+//! trip, PostgreSQL's parse and plan, and the close. At 500 sends a second that was most of
+//! PostgreSQL's CPU (`pg_stat_statements`: the receipt flush alone planned 3 s in 20 s). The
+//! types below carry fixed SQL and a static query id, so each connection prepares each of
+//! them once and reuses it.
+//!
+//! [`statement!`] declares one: its fields are its binds, in the order of the `?` marks in
+//! its SQL (diesel writes `$1`, `$2`... there).
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::result::{Error, QueryResult};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Untyped};
+use uuid::Uuid;
+
+type SqlUuid = diesel::sql_types::Uuid;
+
+/// The next piece of `sql` up to its next bind (`?`), or an error when the SQL has fewer
+/// marks than the statement has binds.
+fn piece<'s>(pieces: &mut std::str::Split<'s, char>, name: &str) -> QueryResult<&'s str> {
+    pieces.next().ok_or_else(|| {
+        Error::QueryBuilderError(format!("{name}: fewer `?` in its SQL than binds").into())
+    })
+}
+
+/// Declares a prepared statement type: `statement! { Name<'a> { field: RustType => SqlType,
+/// ... } -> RowSqlType = "SQL with ? for each bind"; }`.
+macro_rules! statement {
+    (
+        $(#[$doc:meta])*
+        $name:ident<$a:lifetime> { $($field:ident: $ty:ty => $sql_ty:ty),+ $(,)? }
+        -> $row:ty = $sql:expr;
+    ) => {
+        $(#[$doc])*
+        pub(crate) struct $name<$a> {
+            $(pub(crate) $field: $ty,)+
+        }
+
+        impl QueryId for $name<'_> {
+            type QueryId = $name<'static>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl Query for $name<'_> {
+            type SqlType = $row;
+        }
+
+        impl QueryFragment<Pg> for $name<'_> {
+            fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+                let mut pieces = $sql.split('?');
+                out.push_sql(piece(&mut pieces, stringify!($name))?);
+                $(
+                    out.push_bind_param::<$sql_ty, _>(&self.$field)?;
+                    out.push_sql(piece(&mut pieces, stringify!($name))?);
+                )+
+                match pieces.next() {
+                    None => Ok(()),
+                    Some(_) => Err(Error::QueryBuilderError(
+                        format!("{}: more `?` in its SQL than binds", stringify!($name)).into(),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+statement! {
+    /// Locks the batch's conversation rows in id order (concurrent batches touching the same
+    /// conversations queue instead of deadlocking) and answers each one's `last_seq`.
+    /// `FOR NO KEY UPDATE` serialises appends without blocking foreign-key checks.
+    LockConversations<'a> { ids: &'a [Uuid] => Array<SqlUuid> }
+    -> (SqlUuid, BigInt) = "\
+SELECT id, last_seq FROM conversations WHERE id = ANY(?) ORDER BY id FOR NO KEY UPDATE";
+}
+
+statement! {
+    /// The stored messages of the given (sender, key) pairs (`MessageRow`s): one lookup in
+    /// the key's unique index per pair. The `LIMIT 1` keeps the subquery from being pulled
+    /// up into a join the planner may turn into a hash join over a sequential scan: an
+    /// `IN (SELECT unnest ...)` form kept such a plan, made while `messages` was small, as
+    /// the connection's generic plan, and read 90 pages per send at 10,000 messages.
+    ExistingKeys<'a> {
+        senders: &'a [Uuid] => Array<SqlUuid>,
+        keys: &'a [&'a str] => Array<Text>,
+    }
+    -> Untyped = "\
+SELECT m.*
+FROM unnest(?::uuid[], ?::text[]) AS k(sender_id, client_msg_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM messages
+    WHERE sender_id = k.sender_id AND client_msg_id = k.client_msg_id
+    LIMIT 1
+) m";
+}
+
+statement! {
+    /// All new messages of a batch in one statement, whatever the batch size.
+    InsertMessages<'a> {
+        ids: Vec<Uuid> => Array<SqlUuid>,
+        conversations: Vec<Uuid> => Array<SqlUuid>,
+        seqs: Vec<i64> => Array<BigInt>,
+        senders: Vec<Uuid> => Array<SqlUuid>,
+        keys: Vec<Option<&'a str>> => Array<Nullable<Text>>,
+        contents: Vec<&'a str> => Array<Text>,
+        content_types: Vec<&'a str> => Array<Text>,
+        replies: Vec<Option<Uuid>> => Array<Nullable<SqlUuid>>,
+        times: Vec<chrono::DateTime<chrono::Utc>> => Array<Timestamptz>,
+    }
+    -> Untyped = "\
+INSERT INTO messages
+    (id, conversation_id, seq, sender_id, client_msg_id, content, content_type, reply_to, created_at)
+SELECT * FROM unnest(
+    ?::uuid[], ?::uuid[], ?::int8[], ?::uuid[], ?::text[],
+    ?::text[], ?::text[], ?::uuid[], ?::timestamptz[]
+)";
+}
+
+statement! {
+    /// Each touched conversation's newest seq and time.
+    UpdateConversations<'a> {
+        ids: &'a [Uuid] => Array<SqlUuid>,
+        seqs: &'a [i64] => Array<BigInt>,
+        times: &'a [chrono::DateTime<chrono::Utc>] => Array<Timestamptz>,
+    }
+    -> Untyped = "\
+UPDATE conversations c
+SET last_seq = v.last_seq, last_message_at = v.last_message_at
+FROM unnest(?::uuid[], ?::int8[], ?::timestamptz[]) AS v(id, last_seq, last_message_at)
+WHERE c.id = v.id";
+}
+
+statement! {
+    /// Moves every listed member's watermarks forward in one statement (`Advanced` rows).
+    /// The member rows are locked in (conversation, user) order first: appends take the same
+    /// order, so two transactions touching overlapping members can never wait on each other
+    /// in a cycle. Locking returns each row's newest version, which nobody can change until
+    /// we commit: the watermarks as they were just before this update (`before_*`).
+    AdvanceWatermarks<'a> {
+        conversations: &'a [Uuid] => Array<SqlUuid>,
+        users: &'a [Uuid] => Array<SqlUuid>,
+        delivered: &'a [Option<i64>] => Array<Nullable<BigInt>>,
+        read: &'a [Option<i64>] => Array<Nullable<BigInt>>,
+    }
+    -> Untyped = "\
+WITH v AS (
+    SELECT * FROM unnest(?::uuid[], ?::uuid[], ?::int8[], ?::int8[])
+        AS v(conversation_id, user_id, delivered_seq, read_seq)
+), locked AS MATERIALIZED (
+    SELECT p.conversation_id, p.user_id, p.delivered_seq, p.read_seq
+    FROM participants p
+    WHERE (p.conversation_id, p.user_id) IN (SELECT conversation_id, user_id FROM v)
+    ORDER BY p.conversation_id, p.user_id
+    FOR NO KEY UPDATE OF p
+)
+UPDATE participants p
+SET delivered_seq = GREATEST(p.delivered_seq, v.delivered_seq, v.read_seq),
+    read_seq = GREATEST(p.read_seq, v.read_seq)
+FROM locked l
+JOIN v ON v.conversation_id = l.conversation_id AND v.user_id = l.user_id
+WHERE p.conversation_id = l.conversation_id AND p.user_id = l.user_id
+RETURNING p.conversation_id, p.user_id, p.role, p.joined_at, p.delivered_seq, p.read_seq,
+    l.delivered_seq AS before_delivered_seq, l.read_seq AS before_read_seq";
+}
+
+statement! {
+    /// A session's snapshot: the account, then one row per conversation of the user with
+    /// its `last_seq`, the user's watermarks (delivered at least read) and the lowest of the
+    /// other members' (0 when alone). A user in no conversation gets one row whose
+    /// membership columns are NULL; an unknown user, none.
+    SessionSnapshot<'a> { user: &'a Uuid => SqlUuid }
+    -> (
+        SqlUuid,
+        Text,
+        Text,
+        Nullable<Text>,
+        Timestamptz,
+        Nullable<Timestamptz>,
+        Nullable<SqlUuid>,
+        Nullable<BigInt>,
+        Nullable<BigInt>,
+        Nullable<BigInt>,
+        BigInt,
+        BigInt,
+    ) = "\
+SELECT u.id, u.email, u.display_name, u.avatar_url, u.created_at, u.last_seen_at,
+    me.conversation_id, c.last_seq, GREATEST(me.delivered_seq, me.read_seq), me.read_seq,
+    COALESCE(peers.delivered_seq, 0), COALESCE(peers.read_seq, 0)
+FROM users u
+LEFT JOIN participants me ON me.user_id = u.id
+LEFT JOIN conversations c ON c.id = me.conversation_id
+LEFT JOIN LATERAL (
+    SELECT MIN(GREATEST(o.delivered_seq, o.read_seq)) AS delivered_seq,
+        MIN(o.read_seq) AS read_seq
+    FROM participants o
+    WHERE o.conversation_id = me.conversation_id AND o.user_id <> me.user_id
+) peers ON true
+WHERE u.id = ?";
+}
+
+statement! {
+    /// Records a departure; the condition keeps the latest when several nodes record one
+    /// user's departures.
+    TouchLastSeen<'a> {
+        at: &'a chrono::DateTime<chrono::Utc> => Timestamptz,
+        user: &'a Uuid => SqlUuid,
+        newer_than: &'a chrono::DateTime<chrono::Utc> => Timestamptz,
+    }
+    -> Untyped = "\
+UPDATE users SET last_seen_at = ?
+WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::query_builder::QueryBuilder;
+
+    /// The SQL diesel sends for `query`, and whether it may keep it prepared.
+    fn sql_of<Q: QueryFragment<Pg> + QueryId>(query: &Q) -> (String, bool) {
+        let mut builder = diesel::pg::PgQueryBuilder::default();
+        query
+            .to_sql(&mut builder, &Pg)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cacheable = query.is_safe_to_cache_prepared(&Pg).unwrap_or(false);
+        (builder.finish(), cacheable && Q::HAS_STATIC_QUERY_ID)
+    }
+
+    #[test]
+    fn binds_land_on_the_marks_in_order_and_every_statement_is_cacheable() {
+        let id = Uuid::nil();
+        let at = chrono::Utc::now();
+        let ids = [id];
+        let keys = ["k"];
+        let (sql, cached) = sql_of(&ExistingKeys {
+            senders: &ids,
+            keys: &keys,
+        });
+        assert!(cached);
+        assert!(sql.contains("unnest($1::uuid[], $2::text[])"), "{sql}");
+        assert!(!sql.contains('?'), "{sql}");
+
+        let (sql, cached) = sql_of(&TouchLastSeen {
+            at: &at,
+            user: &id,
+            newer_than: &at,
+        });
+        assert!(cached);
+        assert!(sql.contains("last_seen_at = $1"), "{sql}");
+        assert!(sql.contains("id = $2"), "{sql}");
+        assert!(sql.ends_with("last_seen_at < $3)"), "{sql}");
+
+        let (sql, cached) = sql_of(&InsertMessages {
+            ids: vec![id],
+            conversations: vec![id],
+            seqs: vec![1],
+            senders: vec![id],
+            keys: vec![None],
+            contents: vec!["x"],
+            content_types: vec!["text"],
+            replies: vec![None],
+            times: vec![at],
+        });
+        assert!(cached);
+        assert!(sql.contains("$9::timestamptz[]"), "{sql}");
+
+        for (sql, cached) in [
+            sql_of(&LockConversations { ids: &ids }),
+            sql_of(&UpdateConversations {
+                ids: &ids,
+                seqs: &[1],
+                times: &[at],
+            }),
+            sql_of(&AdvanceWatermarks {
+                conversations: &ids,
+                users: &ids,
+                delivered: &[Some(1)],
+                read: &[None],
+            }),
+            sql_of(&SessionSnapshot { user: &id }),
+        ] {
+            assert!(cached, "{sql}");
+            assert!(sql.contains("$1"), "{sql}");
+            assert!(!sql.contains('?'), "{sql}");
+        }
+    }
+
+    statement! {
+        /// Two marks, one bind: a declaration error.
+        TooManyMarks<'a> { one: &'a i64 => BigInt } -> Untyped = "SELECT ?, ?";
+    }
+
+    statement! {
+        /// No mark, one bind: a declaration error.
+        TooFewMarks<'a> { one: &'a i64 => BigInt } -> Untyped = "SELECT 1";
+    }
+
+    #[test]
+    fn a_statement_whose_marks_and_binds_differ_fails_to_build() {
+        let mut builder = diesel::pg::PgQueryBuilder::default();
+        let more = TooManyMarks { one: &1 }.to_sql(&mut builder, &Pg);
+        assert!(matches!(more, Err(Error::QueryBuilderError(e)) if e.to_string().contains("more")));
+        let mut builder = diesel::pg::PgQueryBuilder::default();
+        let fewer = TooFewMarks { one: &1 }.to_sql(&mut builder, &Pg);
+        assert!(
+            matches!(fewer, Err(Error::QueryBuilderError(e)) if e.to_string().contains("fewer"))
+        );
+    }
+}
