@@ -9,11 +9,11 @@
 //! replicated primary), not Redis Cluster.
 
 use crate::keys::Keys;
-use crate::{connection, Pool};
+use crate::Pool;
 use async_trait::async_trait;
-use deadpool_redis::redis::{self, Script};
 use domain::realtime::{NodeId, OpenSessionError, PresenceStore, RealtimeError, SessionCounts};
 use domain::UserId;
+use redis::{self, Script};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,7 +173,7 @@ impl RedisPresence {
         sessions: i64,
         away: i64,
     ) -> Result<SessionCounts, RealtimeError> {
-        let mut connection = connection(&self.pool).await?;
+        let mut connection = self.pool.connection();
         let (s, a): (u32, u32) = self
             .scripts
             .adjust
@@ -202,7 +202,7 @@ impl PresenceStore for RedisPresence {
         node: &NodeId,
         max_sessions: u32,
     ) -> Result<SessionCounts, OpenSessionError> {
-        let mut connection = connection(&self.pool).await?;
+        let mut connection = self.pool.connection();
         let (admitted, sessions, away): (u8, u32, u32) = self
             .scripts
             .open_session
@@ -251,7 +251,7 @@ impl PresenceStore for RedisPresence {
             invocation.key(self.keys.presence(*user));
         }
         invocation.arg(self.keys.prefix());
-        let mut connection = connection(&self.pool).await?;
+        let mut connection = self.pool.connection();
         let flat: Vec<u32> = invocation
             .invoke_async(&mut connection)
             .await
@@ -270,7 +270,7 @@ impl PresenceStore for RedisPresence {
 
     async fn renew_lease(&self, node: &NodeId, ttl: Duration) -> Result<(), RealtimeError> {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut connection = connection(&self.pool).await?;
+        let mut connection = self.pool.connection();
         redis::pipe()
             .atomic()
             .cmd("SET")
@@ -289,7 +289,7 @@ impl PresenceStore for RedisPresence {
     }
 
     async fn reap_dead_nodes(&self, this_node: &NodeId) -> Result<Vec<UserId>, RealtimeError> {
-        let mut connection = connection(&self.pool).await?;
+        let mut connection = self.pool.connection();
         let users: Vec<String> = self
             .scripts
             .reap
@@ -312,7 +312,7 @@ impl PresenceStore for RedisPresence {
     }
 
     async fn remove_node(&self, node: &NodeId) -> Result<(), RealtimeError> {
-        let mut connection = connection(&self.pool).await?;
+        let mut connection = self.pool.connection();
         self.scripts
             .remove_node
             .key(self.keys.nodes())

@@ -4,22 +4,26 @@
 //! The task owns the connection and the reference counts. Callers send it commands; it
 //! applies every queued command at once, then brings the connection's subscriptions to
 //! exactly the topics with a live reference (one SUBSCRIBE and one UNSUBSCRIBE for the whole
-//! batch), and answers once Redis confirmed. When the connection drops it reconnects with
-//! backoff, resubscribes everything still referenced, and tells the sink.
+//! batch), and answers once Redis confirmed. A topic that loses its last reference stays
+//! subscribed for [`PubSubTimings::unsubscribe_linger`] first, so sessions that reconnect
+//! (a reconnect storm: every session of the node at once) find their topics still there
+//! instead of costing an UNSUBSCRIBE and a SUBSCRIBE each; nothing is delivered for it
+//! while it has no reference. When the connection drops it reconnects with backoff,
+//! resubscribes everything still referenced, and tells the sink.
 
 use crate::keys::Keys;
 use crate::Pool;
 use async_trait::async_trait;
-use deadpool_redis::redis::aio::{PubSubSink as RedisSink, PubSubStream};
-use deadpool_redis::redis::{self, Msg, RedisError};
 use domain::realtime::{Payload, PubSub, PubSubSink, RealtimeError, Topic};
 use futures_util::StreamExt;
+use redis::aio::{PubSubSink as RedisSink, PubSubStream};
+use redis::{self, Msg, RedisError};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 /// Timings of the subscription connection. Defaults suit production; tests shorten them.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +37,9 @@ pub struct PubSubTimings {
     pub reconnect_min: Duration,
     /// The longest wait between reconnection attempts; the wait doubles up to it.
     pub reconnect_max: Duration,
+    /// How long a topic stays subscribed after its last reference is gone (zero: it is
+    /// unsubscribed at once).
+    pub unsubscribe_linger: Duration,
 }
 
 impl Default for PubSubTimings {
@@ -42,6 +49,7 @@ impl Default for PubSubTimings {
             response_timeout: Duration::from_secs(2),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
+            unsubscribe_linger: Duration::from_secs(10),
         }
     }
 }
@@ -82,12 +90,13 @@ impl RedisPubSub {
         let client = redis::Client::open(url).map_err(RealtimeError::new)?;
         let keys = Keys::new(key_prefix);
         let (commands, queue) = mpsc::unbounded_channel();
-        let receiver = Receiver {
+        let mut receiver = Receiver {
             client,
             keys: keys.clone(),
             sink,
             queue,
             references: HashMap::new(),
+            released: HashMap::new(),
             timings,
         };
         let connection = receiver.open().await.map_err(RealtimeError::new)?;
@@ -109,7 +118,7 @@ impl RedisPubSub {
 #[async_trait]
 impl PubSub for RedisPubSub {
     async fn publish(&self, topic: Topic, payload: Payload) -> Result<(), RealtimeError> {
-        let mut connection = crate::connection(&self.pool).await?;
+        let mut connection = self.pool.connection();
         redis::cmd("PUBLISH")
             .arg(self.keys.channel(topic))
             .arg(payload.as_bytes())
@@ -130,7 +139,7 @@ impl PubSub for RedisPubSub {
                 .arg(payload.as_bytes())
                 .ignore();
         }
-        let mut connection = crate::connection(&self.pool).await?;
+        let mut connection = self.pool.connection();
         pipe.exec_async(&mut connection)
             .await
             .map_err(RealtimeError::new)
@@ -169,6 +178,9 @@ struct Receiver {
     queue: mpsc::UnboundedReceiver<Command>,
     /// Live references per topic; a topic is here exactly while its count is above zero.
     references: HashMap<Topic, usize>,
+    /// Topics without references, still subscribed while they linger: when each lost its
+    /// last reference.
+    released: HashMap<Topic, Instant>,
     timings: PubSubTimings,
 }
 
@@ -206,6 +218,10 @@ impl Receiver {
         let mut ping = tokio::time::interval(self.timings.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
+        let linger = self.timings.unsubscribe_linger;
+        let mut sweep = tokio::time::interval((linger / 2).max(Duration::from_millis(10)));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sweep.tick().await;
         loop {
             tokio::select! {
                 message = connection.stream.next() => match message {
@@ -223,6 +239,11 @@ impl Receiver {
                 _ = ping.tick() => {
                     let pong = connection.sink.ping::<redis::Value>();
                     if let Err(error) = self.bounded(pong).await {
+                        return End::Lost(error);
+                    }
+                }
+                _ = sweep.tick(), if !self.released.is_empty() => {
+                    if let Err(error) = self.unsubscribe_lingered(connection).await {
                         return End::Lost(error);
                     }
                 }
@@ -244,7 +265,9 @@ impl Receiver {
         }
     }
 
-    /// Applies `first` and every other queued command, then reconciles the connection.
+    /// Applies `first` and every other queued command, then reconciles the connection for
+    /// the topics they touched (never a scan of every topic: a node holds tens of
+    /// thousands, and a reconnect storm sends thousands of batches).
     async fn apply(
         &mut self,
         first: Command,
@@ -252,27 +275,31 @@ impl Receiver {
     ) -> Result<(), RedisError> {
         let mut subscribers = Vec::new();
         let mut unsubscribers = Vec::new();
+        let mut touched = Vec::new();
         let mut next = Some(first);
         while let Some(command) = next.take().or_else(|| self.queue.try_recv().ok()) {
             match command {
                 Command::Subscribe(topic, reply) => {
                     *self.references.entry(topic).or_default() += 1;
+                    self.released.remove(&topic);
+                    touched.push(topic);
                     subscribers.push((topic, reply));
                 }
                 Command::Unsubscribe(topic, reply) => {
                     self.release(topic);
+                    touched.push(topic);
                     unsubscribers.push(reply);
                 }
             }
         }
 
-        let outcome = self.reconcile(connection).await;
+        let outcome = self.reconcile(connection, &touched).await;
         for reply in unsubscribers {
             // Unsubscribing cannot fail for the caller: the reference is gone either way, and
             // a new connection subscribes only what is still referenced.
             let _ = reply.send(());
         }
-        let mut abandoned = false;
+        let mut abandoned = Vec::new();
         for (topic, reply) in subscribers {
             let answer = match &outcome {
                 Ok(()) => Ok(()),
@@ -284,12 +311,12 @@ impl Receiver {
             // waiting (it will never unsubscribe).
             if reply.send(answer).is_err() || outcome.is_err() {
                 self.release(topic);
-                abandoned = true;
+                abandoned.push(topic);
             }
         }
         outcome?;
-        if abandoned {
-            self.reconcile(connection).await?;
+        if !abandoned.is_empty() {
+            self.reconcile(connection, &abandoned).await?;
         }
         Ok(())
     }
@@ -299,25 +326,69 @@ impl Receiver {
             *count -= 1;
             if *count == 0 {
                 self.references.remove(&topic);
+                if !self.timings.unsubscribe_linger.is_zero() {
+                    self.released.insert(topic, Instant::now());
+                }
             }
         }
     }
 
-    /// Subscribes what is referenced but not subscribed, unsubscribes the reverse, each
-    /// confirmed by Redis before this returns.
-    async fn reconcile(&mut self, connection: &mut Connection) -> Result<(), RedisError> {
-        let wanted: Vec<Topic> = self
-            .references
-            .keys()
-            .filter(|t| !connection.subscribed.contains(t))
-            .copied()
-            .collect();
-        let unwanted: Vec<Topic> = connection
-            .subscribed
+    /// Of `touched`, subscribes what is referenced but not subscribed and unsubscribes what
+    /// is subscribed without a reference and not lingering, each confirmed by Redis before
+    /// this returns.
+    async fn reconcile(
+        &mut self,
+        connection: &mut Connection,
+        touched: &[Topic],
+    ) -> Result<(), RedisError> {
+        let mut wanted = Vec::new();
+        let mut unwanted = Vec::new();
+        for topic in touched {
+            let referenced = self.references.contains_key(topic);
+            let subscribed = connection.subscribed.contains(topic);
+            if referenced && !subscribed && !wanted.contains(topic) {
+                wanted.push(*topic);
+            } else if !referenced
+                && subscribed
+                && !self.released.contains_key(topic)
+                && !unwanted.contains(topic)
+            {
+                unwanted.push(*topic);
+            }
+        }
+        self.change(connection, wanted, unwanted).await
+    }
+
+    /// Unsubscribes the topics whose linger is over.
+    async fn unsubscribe_lingered(
+        &mut self,
+        connection: &mut Connection,
+    ) -> Result<(), RedisError> {
+        let linger = self.timings.unsubscribe_linger;
+        let now = Instant::now();
+        let over: Vec<Topic> = self
+            .released
             .iter()
-            .filter(|t| !self.references.contains_key(t))
-            .copied()
+            .filter(|(_, since)| now.duration_since(**since) >= linger)
+            .map(|(topic, _)| *topic)
             .collect();
+        for topic in &over {
+            self.released.remove(topic);
+        }
+        let unwanted = over
+            .into_iter()
+            .filter(|t| connection.subscribed.contains(t))
+            .collect();
+        self.change(connection, Vec::new(), unwanted).await
+    }
+
+    /// One SUBSCRIBE for `wanted`, one UNSUBSCRIBE for `unwanted` (each when not empty).
+    async fn change(
+        &mut self,
+        connection: &mut Connection,
+        wanted: Vec<Topic>,
+        unwanted: Vec<Topic>,
+    ) -> Result<(), RedisError> {
         if !wanted.is_empty() {
             let channels = self.channels(&wanted);
             self.bounded(connection.sink.subscribe(channels)).await?;
@@ -373,8 +444,9 @@ impl Receiver {
         }
     }
 
-    /// A new connection subscribed to every referenced topic.
-    async fn open(&self) -> Result<Connection, RedisError> {
+    /// A new connection subscribed to every referenced topic (none lingers on it).
+    async fn open(&mut self) -> Result<Connection, RedisError> {
+        self.released.clear();
         let pubsub = self.bounded(self.client.get_async_pubsub()).await?;
         let (mut sink, stream) = pubsub.split();
         let topics: Vec<Topic> = self.references.keys().copied().collect();

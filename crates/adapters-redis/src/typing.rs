@@ -2,12 +2,12 @@
 //! milliseconds since the epoch; Lua makes start and take-expired atomic.
 
 use crate::keys::Keys;
-use crate::{connection, Pool};
+use crate::Pool;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_redis::redis::{self, Script};
 use domain::realtime::{RealtimeError, TypingStore};
 use domain::{ConversationId, UserId};
+use redis::{self, Script};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,7 +77,7 @@ impl TypingStore for RedisTyping {
     ) -> Result<bool, RealtimeError> {
         let now = now.timestamp_millis();
         let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let mut connection = connection(&self.pool).await?;
+        let mut connection = self.pool.connection();
         let started: u8 = self
             .scripts
             .start
@@ -96,7 +96,7 @@ impl TypingStore for RedisTyping {
         conversation: ConversationId,
         user: UserId,
     ) -> Result<bool, RealtimeError> {
-        let mut connection = connection(&self.pool).await?;
+        let mut connection = self.pool.connection();
         // A lapsed lease nobody took yet is removed here too: its end was never announced.
         let removed: u32 = redis::cmd("ZREM")
             .arg(self.keys.typing())
@@ -111,7 +111,7 @@ impl TypingStore for RedisTyping {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<(ConversationId, UserId)>, RealtimeError> {
-        let mut connection = connection(&self.pool).await?;
+        let mut connection = self.pool.connection();
         let due: Vec<String> = self
             .scripts
             .take_expired

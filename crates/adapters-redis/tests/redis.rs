@@ -5,10 +5,10 @@
 
 mod common;
 
-use adapters_redis::{RedisPresence, RedisPubSub, RedisTyping};
+use adapters_redis::redis;
+use adapters_redis::{PubSubTimings, RedisPresence, RedisPubSub, RedisTyping};
 use chrono::Utc;
 use common::{fresh_prefix, pool, quick_timings, redis_url};
-use deadpool_redis::redis;
 use domain::realtime::{NodeId, PresenceStore, PubSub, Topic, TypingStore};
 use domain::{ConversationId, UserId};
 use realtime_contract::RecordingSink;
@@ -37,7 +37,7 @@ async fn node(prefix: &str) -> (RedisPubSub, Arc<RecordingSink>) {
 
 async fn command<T: redis::FromRedisValue>(cmd: &mut redis::Cmd) -> T {
     let pool = pool().await;
-    let mut connection = pool.get().await.unwrap();
+    let mut connection = pool.connection();
     cmd.query_async(&mut connection).await.unwrap()
 }
 
@@ -135,6 +135,70 @@ async fn a_node_subscribes_each_channel_once_and_only_while_a_session_needs_it()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_channel_lingers_subscribed_delivering_nothing_then_goes() {
+    let _shared = KILLS.read().await;
+    let prefix = fresh_prefix();
+    let sink = RecordingSink::new();
+    let linger = Duration::from_millis(400);
+    let a = RedisPubSub::connect_with(
+        &redis_url(),
+        pool().await,
+        &prefix,
+        sink.clone(),
+        PubSubTimings {
+            unsubscribe_linger: linger,
+            ..quick_timings()
+        },
+    )
+    .await
+    .unwrap();
+    let topic = Topic::Conversation(ConversationId::new());
+    let probe = Topic::Conversation(ConversationId::new());
+    let c = channel(&prefix, topic);
+    // Messages reach the node in publish order: once a later one on `probe` is here, the
+    // earlier one on `topic` has been handled.
+    let handled = |payload: &'static str| {
+        let sink = sink.clone();
+        async move {
+            let started = std::time::Instant::now();
+            while !sink.payloads_on(probe).iter().any(|p| p == payload) {
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "{payload} never came"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    a.subscribe(probe).await.unwrap();
+
+    a.subscribe(topic).await.unwrap();
+    a.unsubscribe(topic).await.unwrap();
+    assert_eq!(
+        subscribers(&c).await,
+        1,
+        "still subscribed while it lingers"
+    );
+    a.publish(topic, Arc::from("nobody here")).await.unwrap();
+    a.publish(probe, Arc::from("probe 1")).await.unwrap();
+    handled("probe 1").await;
+    // Taken again within the linger: the same subscription serves it.
+    a.subscribe(topic).await.unwrap();
+    a.publish(topic, Arc::from("welcome back")).await.unwrap();
+    a.publish(probe, Arc::from("probe 2")).await.unwrap();
+    handled("probe 2").await;
+    assert_eq!(sink.payloads_on(topic), vec!["welcome back".to_owned()]);
+
+    a.unsubscribe(topic).await.unwrap();
+    let started = std::time::Instant::now();
+    while subscribers(&c).await == 1 {
+        assert!(started.elapsed() < linger * 10, "never unsubscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() >= linger / 2, "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_and_channel_is_under_the_prefix_and_nothing_outside_names_our_ids() {
     let _shared = KILLS.read().await;
     let prefix = fresh_prefix();
@@ -199,7 +263,7 @@ async fn every_key_and_channel_is_under_the_prefix_and_nothing_outside_names_our
 
 async fn scan(pattern: &str) -> BTreeSet<String> {
     let pool = pool().await;
-    let mut connection = pool.get().await.unwrap();
+    let mut connection = pool.connection();
     let mut cursor = 0u64;
     let mut keys = BTreeSet::new();
     loop {
@@ -235,4 +299,35 @@ async fn an_unreachable_redis_is_an_error_at_once_not_a_hang() {
     .await;
     assert!(connected.is_err());
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_pool_connection_killed_by_the_server_is_made_again_on_its_next_use() {
+    let pool = adapters_redis::pool(&redis_url(), 1).await.unwrap();
+    let id: u64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut pool.connection())
+        .await
+        .unwrap();
+    let killed: u32 = command(redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id)).await;
+    assert_eq!(killed, 1);
+    // The command that finds the connection dropped may fail; one soon after does not.
+    let started = std::time::Instant::now();
+    let new_id = loop {
+        let answer: Result<u64, _> = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut pool.connection())
+            .await;
+        match answer {
+            Ok(new_id) => break new_id,
+            Err(e) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "never back: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_ne!(new_id, id, "a new connection");
 }

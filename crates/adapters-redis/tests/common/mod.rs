@@ -38,6 +38,7 @@ pub fn quick_timings() -> PubSubTimings {
         response_timeout: Duration::from_secs(2),
         reconnect_min: Duration::from_millis(20),
         reconnect_max: Duration::from_millis(200),
+        unsubscribe_linger: Duration::ZERO,
     }
 }
 
