@@ -197,8 +197,8 @@ pub struct RedisSettings {
     /// Prefix of every key and channel this node uses, so deployments (and test runs) can
     /// share one Redis.
     pub key_prefix: String,
-    /// Pooled connections for publishing, presence and typing (the subscription
-    /// connection is separate, one per node).
+    /// Connections for publishing, presence and typing, used in turn; each multiplexes every
+    /// concurrent command (the subscription connection is separate, one per node).
     pub pool_size: u32,
 }
 
@@ -207,7 +207,7 @@ impl Default for RedisSettings {
         Self {
             url: None,
             key_prefix: "chat:".to_owned(),
-            pool_size: 16,
+            pool_size: 4,
         }
     }
 }
@@ -244,6 +244,10 @@ pub struct RealtimeSettings {
     pub commit_max_batch: usize,
     /// Most watermark updates written in one receipt flush.
     pub receipt_max_batch: usize,
+    /// How long the receipt writer gathers marks before each flush (fewer, larger writes
+    /// and publishes; receipts reach senders this much later). 0: as soon as the previous
+    /// flush ends.
+    pub receipt_linger_ms: u64,
     /// How long a closing session waits for its close frame to reach a slow client.
     pub close_grace_ms: u64,
     /// How long a user with no live session still shows online (reconnects do not flicker).
@@ -274,6 +278,7 @@ impl Default for RealtimeSettings {
             upgrade_burst: 100,
             commit_max_batch: 256,
             receipt_max_batch: 1024,
+            receipt_linger_ms: 10,
             close_grace_ms: 2_000,
             presence_grace_ms: 5_000,
             presence_lease_ttl_ms: 15_000,

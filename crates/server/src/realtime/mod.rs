@@ -271,6 +271,7 @@ impl Realtime {
                 publisher: events.clone(),
             },
             settings.receipt_max_batch,
+            Duration::from_millis(settings.receipt_linger_ms),
             metrics.clone(),
         );
         let presence = PresenceService::new(
@@ -372,8 +373,8 @@ impl Realtime {
         let Some(pool) = &self.redis else {
             return Ok(());
         };
-        let mut connection = pool.get().await.map_err(RealtimeError::new)?;
-        deadpool_redis::redis::cmd("PING")
+        let mut connection = pool.connection();
+        adapters_redis::redis::cmd("PING")
             .exec_async(&mut connection)
             .await
             .map_err(RealtimeError::new)

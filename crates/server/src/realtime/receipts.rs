@@ -3,19 +3,20 @@
 //! Every `message` frame written to a recipient's session marks it delivered; `read` and
 //! `delivered` frames mark explicitly. Marks are merged per (conversation, user) to the highest
 //! seq, and one task writes whatever accumulated with ONE `advance_watermarks` call, then
-//! repeats: a flush closes when the previous one returns, never on a timer. So the database
-//! sees one write per batch, never one per recipient per message.
+//! repeats. Each flush first lingers (`realtime.receipt_linger_ms`) so marks from more
+//! messages join it: at 500 sends a second a flush used to start as soon as the previous
+//! one ended and carried 1-2 marks, so PostgreSQL committed ~800 watermark writes a second.
+//! So the database sees one write per batch, never one per recipient per message.
 //!
-//! After a flush, the watermarks that moved are published: `delivered` and `read_receipt` to
-//! the conversation (the reader's other sessions see them too), and `unread` to the reader's
-//! own channel.
+//! After a flush, the watermarks that moved are published, all in one `publish_all`:
+//! `delivered` and `read_receipt` to the conversation (the reader's other sessions see them
+//! too), and `unread` to the reader's own channel.
 
 use super::metrics::Metrics;
 use chrono::{DateTime, Utc};
 use domain::ports::{ConversationStore, ReceiptStore, WatermarkUpdate};
 use domain::realtime::{Event, EventPublisher, Topic};
 use domain::{ConversationId, MessageId, UserId};
-use futures_util::future::join_all;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -86,13 +87,23 @@ pub struct ReceiptPorts {
 }
 
 impl ReceiptBatcher {
-    /// Starts the flush task on the current runtime.
-    pub fn start(ports: ReceiptPorts, max_batch: usize, metrics: Arc<Metrics>) -> Self {
+    /// Starts the flush task on the current runtime: at most `max_batch` marks per flush,
+    /// each flush gathering marks for `linger` first.
+    pub fn start(
+        ports: ReceiptPorts,
+        max_batch: usize,
+        linger: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         });
-        tokio::spawn(flush_loop(shared.clone(), ports, max_batch.max(1), metrics));
+        let flushing = Flushing {
+            max_batch: max_batch.max(1),
+            linger,
+        };
+        tokio::spawn(flush_loop(shared.clone(), ports, flushing, metrics));
         Self { shared }
     }
 
@@ -145,19 +156,29 @@ impl ReceiptBatcher {
     }
 }
 
+/// How the flush task batches.
+#[derive(Debug, Clone, Copy)]
+struct Flushing {
+    max_batch: usize,
+    linger: Duration,
+}
+
 async fn flush_loop(
     shared: Arc<Shared>,
     ports: ReceiptPorts,
-    max_batch: usize,
+    flushing: Flushing,
     metrics: Arc<Metrics>,
 ) {
     let mut published: HashMap<Key, (i64, i64)> = HashMap::new();
     loop {
         shared.wake.notified().await;
         loop {
+            if !flushing.linger.is_zero() {
+                tokio::time::sleep(flushing.linger).await;
+            }
             let batch: Vec<(Key, Marks)> = {
                 let mut pending = shared.pending();
-                let keys: Vec<Key> = pending.keys().take(max_batch).copied().collect();
+                let keys: Vec<Key> = pending.keys().take(flushing.max_batch).copied().collect();
                 keys.into_iter()
                     .filter_map(|k| pending.remove(&k).map(|m| (k, m)))
                     .collect()
@@ -210,12 +231,13 @@ async fn flush(
         }
     };
     metrics.receipt_flush(batch.len());
-    let mut events = Vec::new();
+    let mut items: Vec<(Topic, Event)> = Vec::new();
     let mut readers: HashMap<UserId, Vec<ConversationId>> = HashMap::new();
     for (((conversation_id, user), marks), now) in batch.into_iter().zip(after) {
         // `None`: not a member (any more); nothing to announce.
         let Some(now) = now else { continue };
         let seen = published.entry((conversation_id, user)).or_insert((0, 0));
+        let topic = Topic::Conversation(conversation_id);
         if let Some((seq, message_id, read_at)) = marks.read {
             // Announce only a watermark that is now exactly this one: a higher one was moved
             // (and announced) by someone else.
@@ -223,14 +245,15 @@ async fn flush(
                 let since_seq = seen.1;
                 seen.1 = seq;
                 seen.0 = seen.0.max(seq);
-                events.push(Event::Read {
+                let event = Event::Read {
                     conversation_id,
                     message_id,
                     seq,
                     since_seq,
                     read_by: user,
                     read_at,
-                });
+                };
+                items.push((topic, event));
                 readers.entry(user).or_default().push(conversation_id);
             }
         }
@@ -238,62 +261,60 @@ async fn flush(
             if now.delivered_seq.max(now.read_seq) == seq && seq > seen.0 {
                 let since_seq = seen.0;
                 seen.0 = seq;
-                events.push(Event::Delivered {
+                let event = Event::Delivered {
                     conversation_id,
                     message_id,
                     seq,
                     since_seq,
                     user_id: user,
-                });
+                };
+                items.push((topic, event));
             }
         }
     }
-    let publisher = &ports.publisher;
-    let receipts = events.into_iter().map(|event| async move {
-        let topic = match &event {
-            Event::Read {
-                conversation_id, ..
-            }
-            | Event::Delivered {
-                conversation_id, ..
-            } => Topic::Conversation(*conversation_id),
-            _ => return,
-        };
-        if let Err(e) = publisher.publish(topic, event).await {
-            tracing::warn!(error = %e, %topic, "a receipt could not be published");
-        }
-    });
-    join_all(receipts).await;
     for (user, conversations) in readers {
-        publish_unread(ports, user, &conversations).await;
+        items.extend(unread_events(ports, user, &conversations).await);
+    }
+    if items.is_empty() {
+        return Ok(());
+    }
+    let count = items.len();
+    if let Err(e) = ports.publisher.publish_all(items).await {
+        tracing::warn!(error = %e, events = count, "receipts could not be published");
     }
     Ok(())
 }
 
-/// Tells `user`'s sessions their unread counts in `conversations` (and in total).
-pub async fn publish_unread(ports: &ReceiptPorts, user: UserId, conversations: &[ConversationId]) {
+/// The `unread` events of `user` in `conversations`, to their own channel; none when the
+/// counts cannot be read.
+async fn unread_events(
+    ports: &ReceiptPorts,
+    user: UserId,
+    conversations: &[ConversationId],
+) -> Vec<(Topic, Event)> {
     let counts = match ports.conversations.unread_counts(user).await {
         Ok(counts) => counts,
         Err(e) => {
             tracing::warn!(error = %e, "unread counts unavailable after a read");
-            return;
+            return Vec::new();
         }
     };
     let total = counts.iter().map(|(_, n)| n).sum();
-    for conversation_id in conversations {
-        let unread_count = counts
-            .iter()
-            .find(|(c, _)| c == conversation_id)
-            .map_or(0, |(_, n)| *n);
-        let event = Event::Unread {
-            conversation_id: *conversation_id,
-            unread_count,
-            total,
-        };
-        if let Err(e) = ports.publisher.publish(Topic::User(user), event).await {
-            tracing::warn!(error = %e, "unread counts could not be published");
-        }
-    }
+    conversations
+        .iter()
+        .map(|conversation_id| {
+            let unread_count = counts
+                .iter()
+                .find(|(c, _)| c == conversation_id)
+                .map_or(0, |(_, n)| *n);
+            let event = Event::Unread {
+                conversation_id: *conversation_id,
+                unread_count,
+                total,
+            };
+            (Topic::User(user), event)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -323,8 +344,8 @@ mod tests {
         let published: Published = Arc::default();
         let log = published.clone();
         let mut mock = MockEventPublisher::new();
-        mock.expect_publish().returning(move |topic, event| {
-            log.lock().unwrap().push((topic, event));
+        mock.expect_publish_all().returning(move |items| {
+            log.lock().unwrap().extend(items);
             Ok(())
         });
         (Arc::new(mock), published)
@@ -358,6 +379,26 @@ mod tests {
             .expect_unread_counts()
             .returning(|_| Ok(vec![]));
         conversations
+    }
+
+    /// A started batcher over [`store`] (its writes land in `calls`) and a recording
+    /// publisher, with no unread counts, flushing after `linger`.
+    fn recorded_batcher(
+        calls: &Arc<Mutex<Vec<Vec<WatermarkUpdate>>>>,
+        linger: Duration,
+    ) -> (ReceiptBatcher, Published) {
+        let (publisher, published) = recording_publisher();
+        let batcher = ReceiptBatcher::start(
+            ReceiptPorts {
+                receipts: Arc::new(store(calls.clone())),
+                conversations: Arc::new(unread_counts()),
+                publisher,
+            },
+            64,
+            linger,
+            Arc::default(),
+        );
+        (batcher, published)
     }
 
     async fn settle(batcher: &ReceiptBatcher) {
@@ -396,7 +437,10 @@ mod tests {
                 conversations: Arc::new(unread_counts()),
                 publisher,
             },
-            64,
+            Flushing {
+                max_batch: 64,
+                linger: Duration::ZERO,
+            },
             Arc::default(),
         ));
         settle(&batcher).await;
@@ -415,16 +459,7 @@ mod tests {
     #[tokio::test]
     async fn a_watermark_that_did_not_move_is_not_announced_again() {
         let calls: Arc<Mutex<Vec<Vec<WatermarkUpdate>>>> = Arc::default();
-        let (publisher, published) = recording_publisher();
-        let batcher = ReceiptBatcher::start(
-            ReceiptPorts {
-                receipts: Arc::new(store(calls.clone())),
-                conversations: Arc::new(unread_counts()),
-                publisher,
-            },
-            64,
-            Arc::default(),
-        );
+        let (batcher, published) = recorded_batcher(&calls, Duration::ZERO);
         let (c, u) = (ConversationId::new(), UserId::new());
         batcher.delivered(c, u, 5, MessageId::new());
         settle(&batcher).await;
@@ -451,6 +486,7 @@ mod tests {
                 publisher,
             },
             64,
+            Duration::ZERO,
             Arc::default(),
         );
         batcher.read(c, u, 7, MessageId::new(), Utc::now());
@@ -492,6 +528,7 @@ mod tests {
                 publisher,
             },
             64,
+            Duration::ZERO,
             Arc::default(),
         );
         batcher.delivered(ConversationId::new(), UserId::new(), 3, MessageId::new());
@@ -499,5 +536,22 @@ mod tests {
         settle(&batcher).await;
         assert_eq!(*attempts.lock().unwrap(), 2);
         assert_eq!(published.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn marks_arriving_while_a_flush_lingers_share_its_write_and_its_publish() {
+        let calls: Arc<Mutex<Vec<Vec<WatermarkUpdate>>>> = Arc::default();
+        let (batcher, published) = recorded_batcher(&calls, Duration::from_millis(50));
+        let c = ConversationId::new();
+        let (ann, ben) = (UserId::new(), UserId::new());
+        batcher.delivered(c, ann, 1, MessageId::new());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(calls.lock().unwrap().is_empty(), "still lingering");
+        batcher.delivered(c, ben, 1, MessageId::new());
+        settle(&batcher).await;
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 1, "one write: {calls:?}");
+        assert_eq!(calls[0].len(), 2);
+        assert_eq!(published.lock().unwrap().len(), 2, "both announced");
     }
 }
