@@ -112,6 +112,25 @@ impl PresenceService {
     ///
     /// The node's lease must have been renewed ([`Self::renew_lease`]) first.
     pub async fn session_opened(&self, user: UserId) -> Result<SessionCounts, OpenSessionError> {
+        self.open(user, None).await
+    }
+
+    /// [`Self::session_opened`] for a caller that has just read the user's conversations
+    /// (`ConversationStore::conversation_ids`): an announcement goes to those, without
+    /// reading them again.
+    pub async fn session_opened_in(
+        &self,
+        user: UserId,
+        conversations: &[ConversationId],
+    ) -> Result<SessionCounts, OpenSessionError> {
+        self.open(user, Some(conversations)).await
+    }
+
+    async fn open(
+        &self,
+        user: UserId,
+        conversations: Option<&[ConversationId]>,
+    ) -> Result<SessionCounts, OpenSessionError> {
         let after = self
             .store
             .open_session(
@@ -124,7 +143,10 @@ impl PresenceService {
             sessions: after.sessions.saturating_sub(1),
             away: after.away,
         };
-        if let Err(err) = self.announce_change(user, before, after).await {
+        if let Err(err) = self
+            .announce_change(user, before, after, conversations)
+            .await
+        {
             // Best effort: the error being returned is the one the caller must see.
             let _ = self
                 .store
@@ -155,7 +177,7 @@ impl PresenceService {
             sessions: after.sessions + 1,
             away: after.away + u32::from(was_away),
         };
-        self.announce_change(user, before, after).await?;
+        self.announce_change(user, before, after, None).await?;
         Ok(false)
     }
 
@@ -171,7 +193,7 @@ impl PresenceService {
                 after.away + 1
             },
         };
-        self.announce_change(user, before, after).await?;
+        self.announce_change(user, before, after, None).await?;
         Ok(after)
     }
 
@@ -188,7 +210,7 @@ impl PresenceService {
             .touch_last_seen(user, last_seen)
             .await
             .map_err(RealtimeError::new)?;
-        self.announce(user, PresenceStatus::Offline, Some(last_seen))
+        self.announce(user, PresenceStatus::Offline, Some(last_seen), None)
             .await?;
         Ok(true)
     }
@@ -279,44 +301,50 @@ impl PresenceService {
         user: UserId,
         before: SessionCounts,
         after: SessionCounts,
+        conversations: Option<&[ConversationId]>,
     ) -> Result<(), RealtimeError> {
         let status = after.status();
         if status == before.status() || status == PresenceStatus::Offline {
             return Ok(());
         }
-        self.announce(user, status, None).await
+        self.announce(user, status, None, conversations).await
     }
 
-    /// Publishes the status on every conversation of `user`: presence is for those who
-    /// share one with them, nobody else. Every conversation is tried; the first failure is
-    /// returned.
+    /// Publishes the status on every conversation of `user` (`conversations` when the
+    /// caller knows them, else read now), in one `publish_all`: presence is for those who
+    /// share one with them, nobody else.
     async fn announce(
         &self,
         user: UserId,
         status: PresenceStatus,
         last_seen: Option<DateTime<Utc>>,
+        conversations: Option<&[ConversationId]>,
     ) -> Result<(), RealtimeError> {
-        let conversations = self
-            .conversations
-            .conversation_ids(user)
-            .await
-            .map_err(RealtimeError::new)?;
+        let read;
+        let conversations = match conversations {
+            Some(known) => known,
+            None => {
+                read = self
+                    .conversations
+                    .conversation_ids(user)
+                    .await
+                    .map_err(RealtimeError::new)?;
+                &read
+            }
+        };
+        if conversations.is_empty() {
+            return Ok(());
+        }
         let event = Event::Presence {
             user_id: user,
             status,
             last_seen,
         };
-        let mut first_error = None;
-        for conversation in conversations {
-            if let Err(err) = self
-                .events
-                .publish(Topic::Conversation(conversation), event.clone())
-                .await
-            {
-                first_error.get_or_insert(err);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        let items = conversations
+            .iter()
+            .map(|c| (Topic::Conversation(*c), event.clone()))
+            .collect();
+        self.events.publish_all(items).await
     }
 }
 
@@ -377,8 +405,8 @@ mod tests {
         fn recording(mut self) -> (Self, Published) {
             let published = Arc::new(std::sync::Mutex::new(Vec::new()));
             let sink = published.clone();
-            self.events.expect_publish().returning(move |topic, event| {
-                sink.lock().unwrap().push((topic, event));
+            self.events.expect_publish_all().returning(move |items| {
+                sink.lock().unwrap().extend(items);
                 Ok(())
             });
             (self, published)
@@ -435,6 +463,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_session_opened_with_its_conversations_announces_to_them_without_reading_them() {
+        let (user, c1, c2) = (UserId::new(), ConversationId::new(), ConversationId::new());
+        let (mut ports, published) = Ports::new().recording();
+        ports.conversations.expect_conversation_ids().never();
+        ports
+            .store
+            .expect_open_session()
+            .returning(|_, _, _| Ok(counts(1, 0)));
+        ports
+            .service()
+            .session_opened_in(user, &[c1, c2])
+            .await
+            .unwrap();
+        let online = presence(user, PresenceStatus::Online, None);
+        assert_eq!(
+            *published.lock().unwrap(),
+            vec![
+                (Topic::Conversation(c1), online.clone()),
+                (Topic::Conversation(c2), online)
+            ]
+        );
+    }
+
+    #[tokio::test]
     async fn a_second_active_session_announces_nothing() {
         let user = UserId::new();
         let mut ports = Ports::new();
@@ -443,7 +495,7 @@ mod tests {
             .expect_open_session()
             .returning(|_, _, _| Ok(counts(2, 0)));
         ports.conversations.expect_conversation_ids().never();
-        ports.events.expect_publish().never();
+        ports.events.expect_publish_all().never();
         ports.service().session_opened(user).await.unwrap();
     }
 
@@ -472,7 +524,7 @@ mod tests {
             .store
             .expect_open_session()
             .returning(|_, _, _| Err(OpenSessionError::TooManySessions));
-        ports.events.expect_publish().never();
+        ports.events.expect_publish_all().never();
         let err = ports
             .service()
             .session_opened(UserId::new())
@@ -491,8 +543,8 @@ mod tests {
             .returning(|_, _, _| Ok(counts(1, 0)));
         ports
             .events
-            .expect_publish()
-            .returning(|_, _| Err(RealtimeError::msg("redis down")));
+            .expect_publish_all()
+            .returning(|_| Err(RealtimeError::msg("redis down")));
         ports
             .store
             .expect_close_session()
@@ -512,7 +564,7 @@ mod tests {
             .expect_close_session()
             .with(eq(user), eq(node()), eq(false))
             .returning(|_, _, _| Ok(counts(0, 0)));
-        ports.events.expect_publish().never();
+        ports.events.expect_publish_all().never();
         assert!(ports.service().session_closed(user, false).await.unwrap());
     }
 
@@ -523,7 +575,7 @@ mod tests {
             .store
             .expect_close_session()
             .returning(|_, _, _| Ok(counts(1, 0)));
-        ports.events.expect_publish().never();
+        ports.events.expect_publish_all().never();
         let check = ports
             .service()
             .session_closed(UserId::new(), false)
@@ -585,7 +637,7 @@ mod tests {
             .store
             .expect_set_away()
             .returning(|_, _, _| Ok(counts(2, 1)));
-        ports.events.expect_publish().never();
+        ports.events.expect_publish_all().never();
         ports.service().set_away(UserId::new(), true).await.unwrap();
     }
 
@@ -622,7 +674,7 @@ mod tests {
             .expect_counts()
             .returning(|_| Ok(vec![counts(1, 0)]));
         ports.users.expect_touch_last_seen().never();
-        ports.events.expect_publish().never();
+        ports.events.expect_publish_all().never();
         let announced = ports
             .service()
             .confirm_offline(UserId::new())
@@ -642,7 +694,7 @@ mod tests {
             .users
             .expect_touch_last_seen()
             .returning(|_, _| Err(StorageError::msg("db down")));
-        ports.events.expect_publish().never();
+        ports.events.expect_publish_all().never();
         assert!(ports
             .service()
             .confirm_offline(UserId::new())

@@ -5,8 +5,11 @@
 //! - A start is forwarded at once; refreshes at most once per throttle period (default 1 s)
 //!   per (user, conversation), often enough that a receiver hiding the indicator after 4 s of
 //!   silence keeps showing it while the other side types.
-//! - A stop, a sent message or a closed session ends the lease; a lease nobody refreshed for
-//!   the TTL (default 5 s) is taken by one node's [`TypingService::sweep`]. Each of these
+//! - A stop, a sent message or a closed session ends the lease (the WebSocket session calls
+//!   [`TypingService::message_sent`] and [`TypingService::session_closed`] only where it
+//!   started one itself, so a session that never typed costs the store nothing); a lease
+//!   nobody refreshed for the TTL (default 5 s) is taken by one node's
+//!   [`TypingService::sweep`]. Each of these
 //!   announces `is_typing: false` exactly when it ended a lease (the store's answer tells),
 //!   so one lease gets one `false`, whichever way it ends and however many nodes sweep.
 //!

@@ -183,10 +183,10 @@ type AckFuture = Pin<Box<dyn Future<Output = Ack>>>;
 pub fn run(opening: Opening, ws: Writer, stream: Reader) -> impl Future<Output = ()> {
     let admitted = Box::pin(admit(opening, ws, stream));
     async move {
-        let Some((mut session, mut stream)) = admitted.await else {
+        let Some((mut session, mut stream, conversations)) = admitted.await else {
             return;
         };
-        let end = match Box::pin(session.open()).await {
+        let end = match Box::pin(session.open(conversations)).await {
             Ok(()) => session.serve(&mut stream).await,
             Err(end) => end,
         };
@@ -196,9 +196,15 @@ pub fn run(opening: Opening, ws: Writer, stream: Reader) -> impl Future<Output =
     }
 }
 
-/// The session of an accepted socket, registered in the hub; `None` (the socket closed) for a
-/// bad token, too many sessions of the user, or presence unavailable.
-async fn admit(opening: Opening, ws: Writer, stream: Reader) -> Option<(ChatSession, Reader)> {
+/// The session of an accepted socket, registered in the hub, with the conversations it
+/// serves (read once here for `/ws`: presence announces to them and the session subscribes
+/// them); `None` (the socket closed) for a bad token, too many sessions of the user, or
+/// presence or storage unavailable.
+async fn admit(
+    opening: Opening,
+    ws: Writer,
+    stream: Reader,
+) -> Option<(ChatSession, Reader, Vec<ConversationId>)> {
     let grace = Duration::from_millis(opening.state.realtime.settings.close_grace_ms);
     let Some(claims) = opening.claims else {
         close(
@@ -213,8 +219,27 @@ async fn admit(opening: Opening, ws: Writer, stream: Reader) -> Option<(ChatSess
     };
     let user = claims.user_id();
     let realtime = opening.state.realtime.clone();
-    match realtime.presence.session_opened(user).await {
-        Ok(_) => {}
+    let (conversations, opened) = match opening.scope {
+        Some(scope) => (vec![scope], realtime.presence.session_opened(user).await),
+        None => match realtime.ports.conversations.conversation_ids(user).await {
+            Ok(ids) => {
+                let opened = realtime.presence.session_opened_in(user, &ids).await;
+                (ids, opened)
+            }
+            Err(e) => {
+                realtime.metrics.storage_error();
+                tracing::warn!(error = %e, "conversations unavailable at session open");
+                close(ws, stream, CLOSE_UNAVAILABLE, "service unavailable", grace).await;
+                return None;
+            }
+        },
+    };
+    match opened {
+        Ok(_) => {
+            if let Some(grace) = realtime.grace.get() {
+                grace.reopened(user);
+            }
+        }
         Err(OpenSessionError::TooManySessions) => {
             close(ws, stream, CLOSE_POLICY, "too many sessions", grace).await;
             return None;
@@ -259,11 +284,12 @@ async fn admit(opening: Opening, ws: Writer, stream: Reader) -> Option<(ChatSess
         sending: HashMap::new(),
         unacked: HashSet::new(),
         typing_limiter,
+        typing_in: Vec::new(),
         held: None,
         overflowed: HashSet::new(),
         presence_seen: HashMap::new(),
     };
-    Some((session, stream))
+    Some((session, stream, conversations))
 }
 
 /// Closes a socket that never became a session.
@@ -310,6 +336,10 @@ struct ChatSession {
     /// not yet here) passes it silently, as its ack will, instead of echoing it back.
     unacked: HashSet<(ConversationId, String)>,
     typing_limiter: DefaultDirectRateLimiter,
+    /// Conversations where this session started a typing lease that it has not ended yet:
+    /// its send there, or its close, ends the lease. A session that never typed costs the
+    /// typing store nothing when it sends or closes.
+    typing_in: Vec<ConversationId>,
     /// Live messages held after `hello` until the client's first frame (or the hold time).
     held: Option<Vec<Delivery>>,
     /// Conversations whose held messages did not all fit: fetched when the hold ends.
@@ -321,28 +351,14 @@ struct ChatSession {
 impl ChatSession {
     // ------------------------------------------------------------------ open
 
-    /// Subscribes everything, then sends `hello`.
-    async fn open(&mut self) -> Result<(), End> {
+    /// Subscribes the user's own topic and `ids` (the conversations it serves, as `admit`
+    /// read them), all in one batch, then sends `hello`.
+    async fn open(&mut self, ids: Vec<ConversationId>) -> Result<(), End> {
         let unavailable = End::Close(CLOSE_UNAVAILABLE, "service unavailable");
-        self.subscribe(&[Topic::User(self.user)])
-            .await
-            .map_err(|_| unavailable.clone())?;
-        // First the conversations to subscribe to...
-        let ids = match self.scope {
-            Some(scope) => vec![scope],
-            None => self
-                .realtime
-                .ports
-                .conversations
-                .conversation_ids(self.user)
-                .await
-                .map_err(|e| {
-                    self.realtime.metrics.storage_error();
-                    tracing::warn!(error = %e, "conversations unavailable at session open");
-                    unavailable.clone()
-                })?,
-        };
-        let topics: Vec<Topic> = ids.iter().copied().map(Topic::Conversation).collect();
+        // First the topics...
+        let topics: Vec<Topic> = std::iter::once(Topic::User(self.user))
+            .chain(ids.iter().copied().map(Topic::Conversation))
+            .collect();
         self.subscribe(&topics)
             .await
             .map_err(|_| unavailable.clone())?;
@@ -588,6 +604,10 @@ impl ChatSession {
                     .typing(c, self.user, typing.is_typing)
                     .await
                     .map_err(|e| unavailable(&e))?;
+                self.typing_in.retain(|t| *t != c);
+                if typing.is_typing {
+                    self.typing_in.push(c);
+                }
                 Ok(())
             }
             ClientFrame::Read(read) => {
@@ -781,7 +801,9 @@ impl ChatSession {
                     let ready = feed.order.offer(seq, Item::Acked);
                     self.write_items(conversation, ready).await?;
                 }
-                if matches!(outcome, AppendOutcome::Created(_)) {
+                let typed = self.typing_in.iter().position(|t| *t == conversation);
+                if let (AppendOutcome::Created(_), Some(i)) = (&outcome, typed) {
+                    self.typing_in.swap_remove(i);
                     let typing = self.realtime.typing.clone();
                     let user = self.user;
                     tokio::spawn(async move {
@@ -1281,19 +1303,25 @@ impl ChatSession {
         }
         let realtime = self.realtime.clone();
         realtime.hub.unregister(self.id);
-        for topic in std::mem::take(&mut self.subscribed) {
-            if let Err(e) = realtime.pubsub.unsubscribe(topic).await {
+        // Concurrently, as they subscribed: the Redis adapter drops a batch with one command.
+        let topics: Vec<Topic> = std::mem::take(&mut self.subscribed).into_iter().collect();
+        let pubsub = &realtime.pubsub;
+        let results =
+            futures_util::future::join_all(topics.iter().map(|t| pubsub.unsubscribe(*t))).await;
+        for (topic, result) in topics.iter().zip(results) {
+            if let Err(e) = result {
                 realtime.metrics.pubsub_error();
                 tracing::warn!(error = %e, %topic, "unsubscribe failed at close");
             }
         }
-        let conversations: Vec<ConversationId> = self.feeds.keys().copied().collect();
-        if let Err(e) = realtime
-            .typing
-            .session_closed(self.user, &conversations)
-            .await
-        {
-            tracing::warn!(error = %e, "ending typing leases at close failed");
+        if !self.typing_in.is_empty() {
+            if let Err(e) = realtime
+                .typing
+                .session_closed(self.user, &self.typing_in)
+                .await
+            {
+                tracing::warn!(error = %e, "ending typing leases at close failed");
+            }
         }
         match realtime.presence.session_closed(self.user, self.away).await {
             Ok(true) => {
