@@ -24,8 +24,11 @@ pub mod keys {
     pub const TYPING_PER_SECOND: &str = "realtime.typing_per_second";
     /// Typing frames a session may send at once.
     pub const TYPING_BURST: &str = "realtime.typing_burst";
-    /// Frames a session may have queued for its client before it is closed with 4009.
+    /// Frames a session may have queued for its client (for longer than the grace below,
+    /// or four times as many at once, closes it with 4009).
     pub const OUTBOUND_QUEUE: &str = "realtime.outbound_queue_frames";
+    /// How long a session may have more than its queue limit waiting.
+    pub const SLOW_CONSUMER_GRACE_MS: &str = "realtime.slow_consumer_grace_ms";
     /// How long a closing session waits for its close frame to reach a slow client.
     pub const CLOSE_GRACE_MS: &str = "realtime.close_grace_ms";
     /// Messages per `sync` page.
@@ -128,7 +131,7 @@ pub fn quick(overrides: &[(&str, &str)]) -> Vec<(&'static str, String)> {
     tuning
 }
 
-const ALL_KEYS: [&str; 23] = [
+const ALL_KEYS: [&str; 24] = [
     keys::HEARTBEAT_MS,
     keys::PRESENCE_GRACE_MS,
     keys::NODE_LEASE_TTL_MS,
@@ -137,6 +140,7 @@ const ALL_KEYS: [&str; 23] = [
     keys::TYPING_PER_SECOND,
     keys::TYPING_BURST,
     keys::OUTBOUND_QUEUE,
+    keys::SLOW_CONSUMER_GRACE_MS,
     keys::CLOSE_GRACE_MS,
     keys::SYNC_PAGE,
     keys::MAX_SESSIONS,

@@ -384,6 +384,70 @@ async fn a_slow_consumer_is_closed_with_4009_while_the_others_on_another_node_re
     a_slow_consumer_is_closed_with_4009_while_the_others_receive_everything(Mode::ScaleOut).await;
 }
 
+/// A burst larger than the outbound queue (one group-commit batch lands at once, before the
+/// reader's session even runs) does not close a client that reads: it is drained within the
+/// grace. The hard bound, four times the limit, still holds.
+async fn a_burst_over_the_queue_limit_does_not_close_a_client_that_reads(mode: Mode) {
+    const QUEUE: usize = 8;
+    // Over the limit, within the four-fold bound.
+    const N: usize = 3 * QUEUE;
+    let queue = QUEUE.to_string();
+    let d = Deployment::start(
+        mode,
+        &quick(&[
+            (keys::OUTBOUND_QUEUE, &queue),
+            (keys::SLOW_CONSUMER_GRACE_MS, "5000"),
+        ]),
+    )
+    .await;
+    let api = d.api(0);
+    let x = api.register("Sender").await;
+    let r = api.register("Reader").await;
+    let conv = cluster::group(&api, &x, &[&r]).await;
+    let (mut reader, _) = WsConnect::all(&d.base(d.other(0)), &r.token)
+        .open_ready("reader")
+        .await;
+    let (mut sender, _) = WsConnect::all(&d.base(0), &x.token)
+        .open_ready("sender")
+        .await;
+    for round in 0..3 {
+        // Pipelined: the batcher commits them together and they are published together.
+        for i in 0..N {
+            let key = format!("{round}-{i}");
+            sender.send_message(&conv, &key, &key).await;
+        }
+        for i in 0..N {
+            sender.ack(&format!("{round}-{i}")).await;
+        }
+        let mut got = Vec::new();
+        while got.len() < N {
+            match reader.next_frame(WAIT).await {
+                Some(m) if m["type"] == "message" => got.push(m),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        let first = (round * N) as i64 + 1;
+        assert_eq!(
+            seqs(&got),
+            (first..first + N as i64).collect::<Vec<_>>(),
+            "round {round}: every message once, in order; closed: {:?}",
+            reader.closed()
+        );
+    }
+    assert_eq!(reader.closed(), None, "the reader was closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_queue_limit_does_not_close_a_client_that_reads_embedded() {
+    a_burst_over_the_queue_limit_does_not_close_a_client_that_reads(Mode::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_queue_limit_does_not_close_a_client_that_reads_across_nodes() {
+    a_burst_over_the_queue_limit_does_not_close_a_client_that_reads(Mode::ScaleOut).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sending_over_the_rate_limit_is_refused_with_rate_limited_and_the_session_stays_usable() {
     let d = Deployment::start(

@@ -219,8 +219,12 @@ impl Default for RedisSettings {
 pub struct RealtimeSettings {
     /// The server pings every session this often; a session silent for two intervals is closed.
     pub heartbeat_interval_ms: u64,
-    /// Frames a session may have waiting for its client; one more closes it with 4009.
+    /// Frames a session may have waiting for its client. More than this for longer than
+    /// `slow_consumer_grace_ms` (or four times this at any moment) closes it with 4009.
     pub outbound_queue_frames: usize,
+    /// How long a session may have more than `outbound_queue_frames` waiting (a burst it is
+    /// draining) before it is closed as a slow consumer. 0: at once.
+    pub slow_consumer_grace_ms: u64,
     /// Messages per `sync` page (and per gap fetch).
     pub sync_page_size: u32,
     /// After `hello`, live messages wait up to this long for the client's first frame (its
@@ -267,6 +271,7 @@ impl Default for RealtimeSettings {
         Self {
             heartbeat_interval_ms: 30_000,
             outbound_queue_frames: 256,
+            slow_consumer_grace_ms: 1_000,
             sync_page_size: 100,
             sync_hold_ms: 500,
             max_frame_bytes: 64 * 1024,

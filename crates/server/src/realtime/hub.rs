@@ -1,8 +1,16 @@
 //! [`Hub`]: the node's fan-out. It implements [`PubSubSink`]: for each event the node's
 //! subscriptions bring, it parses the envelope header once, then hands the same frame
 //! (a reference-counted `ByteString`, which the socket writes without copying) to the bounded queue of every local session routed to the topic that should
-//! get it. A session whose queue is full is closed with 4009 rather than waited for, so one
+//! get it. A session that falls behind is closed with 4009 rather than waited for, so one
 //! slow client never holds up the others.
+//!
+//! Falling behind is judged over time, not on one burst: a group-commit batch published at
+//! once can put hundreds of frames in a queue before the session's task is even scheduled,
+//! and a client that reads is not slow for that. A session is closed when its queue has held
+//! more than its limit (`realtime.outbound_queue_frames`) for the grace
+//! (`realtime.slow_consumer_grace_ms`) while events kept coming, or at once when it is full:
+//! the channel holds [`QUEUE_HEADROOM`] times the limit, which bounds the memory a session
+//! that does not read can hold.
 //!
 //! Routing is local (topic -> sessions on this node); whether the node receives a topic at all
 //! is the pub/sub adapter's reference count, held by the sessions. Membership events change
@@ -17,10 +25,33 @@ use domain::{ConversationId, UserId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 
 /// Close code: the client did not read fast enough.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4009;
+
+/// A session's channel holds this many times its frame limit: room for bursts the session
+/// drains within the grace; full, it closes the session at once.
+pub const QUEUE_HEADROOM: usize = 4;
+
+/// How far behind a session may fall: more than `limit` frames waiting for longer than
+/// `grace` closes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Backlog {
+    /// Frames that may wait for the client.
+    pub limit: usize,
+    /// How long more than `limit` may wait.
+    pub grace: Duration,
+}
+
+impl Backlog {
+    /// The capacity of the session's channel.
+    pub fn capacity(&self) -> usize {
+        self.limit.max(1).saturating_mul(QUEUE_HEADROOM)
+    }
+}
 
 /// An event routed to a session: the parsed header and the frame, both shared.
 #[derive(Debug, Clone)]
@@ -41,10 +72,16 @@ pub enum Inbound {
 }
 
 /// How a session is told, from outside its task, to close (4009, 1001...). The first code wins.
+///
+/// It also carries when the session's queue went over its limit (see [`Backlog`]): set by the
+/// hub as it queues, cleared by the session as it drains.
 #[derive(Debug, Default)]
 pub struct CloseSignal {
     code: AtomicU16,
     notify: Notify,
+    /// Milliseconds after the hub's epoch (plus one; 0 = within the limit) at which the
+    /// queue was first seen over its limit.
+    over_since: AtomicU64,
 }
 
 impl CloseSignal {
@@ -68,6 +105,26 @@ impl CloseSignal {
         }
     }
 
+    /// The session drained its queue back to its limit: the grace starts over next time.
+    pub fn drained(&self) {
+        if self.over_since.load(Ordering::Relaxed) != 0 {
+            self.over_since.store(0, Ordering::Release);
+        }
+    }
+
+    /// The queue is over its limit at `now` (ms after the hub's epoch): whether it has been
+    /// since `grace` ago or longer.
+    fn over_limit_for(&self, now: u64, grace: Duration) -> bool {
+        let now = now.saturating_add(1);
+        match self
+            .over_since
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => grace.is_zero(),
+            Err(since) => u128::from(now.saturating_sub(since)) >= grace.as_millis(),
+        }
+    }
+
     /// Waits until a close is asked for; its code.
     pub async fn wait(&self) -> u16 {
         loop {
@@ -87,8 +144,10 @@ pub struct Registration {
     pub user: UserId,
     /// The conversation of `/ws/chat/{id}`; `None` on `/ws`.
     pub scope: Option<ConversationId>,
-    /// Its bounded queue.
+    /// Its bounded queue, of [`Backlog::capacity`].
     pub queue: mpsc::Sender<Inbound>,
+    /// How far behind it may fall.
+    pub backlog: Backlog,
     /// How to close it.
     pub close: Arc<CloseSignal>,
 }
@@ -97,8 +156,28 @@ struct Entry {
     user: UserId,
     scope: Option<ConversationId>,
     queue: mpsc::Sender<Inbound>,
+    backlog: Backlog,
     close: Arc<CloseSignal>,
     topics: Vec<Topic>,
+}
+
+impl Entry {
+    /// Queues `inbound`; `false` when the session fell too far behind (to be closed).
+    fn offer(&self, inbound: Inbound, epoch: Instant) -> bool {
+        match self.queue.try_send(inbound) {
+            Ok(()) => {
+                let depth = self.queue.max_capacity() - self.queue.capacity();
+                if depth <= self.backlog.limit {
+                    return true;
+                }
+                let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+                !self.close.over_limit_for(now, self.backlog.grace)
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => false,
+            // The session is ending: nothing to close.
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        }
+    }
 }
 
 /// A session routed to a topic, and what receipts on it the session needs.
@@ -242,6 +321,8 @@ fn remove_from<K: std::hash::Hash + Eq>(
 pub struct Hub {
     state: RwLock<State>,
     metrics: Arc<Metrics>,
+    /// What [`CloseSignal`]'s backlog times count from.
+    epoch: Instant,
     /// Times pub/sub came back after losing events (see [`Hub::resubscriptions`]).
     resubscriptions: AtomicU64,
 }
@@ -252,6 +333,7 @@ impl Hub {
         Self {
             state: RwLock::new(State::default()),
             metrics,
+            epoch: Instant::now(),
             resubscriptions: AtomicU64::new(0),
         }
     }
@@ -291,6 +373,7 @@ impl Hub {
                 user: registration.user,
                 scope: registration.scope,
                 queue: registration.queue,
+                backlog: registration.backlog,
                 close: registration.close,
                 topics: Vec::new(),
             },
@@ -467,9 +550,7 @@ impl PubSubSink for Hub {
                 if !wants(*id, entry, route, topic, header) {
                     continue;
                 }
-                if let Err(mpsc::error::TrySendError::Full(_)) =
-                    entry.queue.try_send(Inbound::Event(delivery.clone()))
-                {
+                if !entry.offer(Inbound::Event(delivery.clone()), self.epoch) {
                     overflowed.push(entry.close.clone());
                 }
             }
@@ -486,10 +567,8 @@ impl PubSubSink for Hub {
         self.resubscriptions.fetch_add(1, Ordering::AcqRel);
         let state = self.read();
         for entry in state.sessions.values() {
-            if let Err(mpsc::error::TrySendError::Full(_)) = entry.queue.try_send(Inbound::Resync) {
-                if entry.close.close(CLOSE_SLOW_CONSUMER) {
-                    self.metrics.slow_consumer();
-                }
+            if !entry.offer(Inbound::Resync, self.epoch) && entry.close.close(CLOSE_SLOW_CONSUMER) {
+                self.metrics.slow_consumer();
             }
         }
     }
@@ -529,8 +608,20 @@ mod tests {
         Hub::new(Arc::new(Metrics::default()))
     }
 
-    fn connect(hub: &Hub, user: UserId, scope: Option<ConversationId>, queue: usize) -> Client {
-        let (tx, rx) = mpsc::channel(queue);
+    /// A session that may have `limit` frames waiting, with no grace.
+    fn connect(hub: &Hub, user: UserId, scope: Option<ConversationId>, limit: usize) -> Client {
+        connect_with(hub, user, scope, limit, Duration::ZERO)
+    }
+
+    fn connect_with(
+        hub: &Hub,
+        user: UserId,
+        scope: Option<ConversationId>,
+        limit: usize,
+        grace: Duration,
+    ) -> Client {
+        let backlog = Backlog { limit, grace };
+        let (tx, rx) = mpsc::channel(backlog.capacity());
         let id = SessionId::new();
         let close = Arc::new(CloseSignal::default());
         hub.register(Registration {
@@ -538,6 +629,7 @@ mod tests {
             user,
             scope,
             queue: tx,
+            backlog,
             close: close.clone(),
         });
         Client { id, rx, close }
@@ -661,10 +753,79 @@ mod tests {
         }
         assert_eq!(slow.close.code(), Some(CLOSE_SLOW_CONSUMER));
         assert_eq!(fast.close.code(), None);
-        assert_eq!(slow.frames().len(), 2);
+        // The frame over the limit was queued; the session writes what it has, then closes.
+        assert_eq!(slow.frames().len(), 3);
         assert!(metrics
             .render(Default::default())
             .contains("chat_slow_consumers_closed_total 1"));
+    }
+
+    /// A session over its limit, routed to a fresh conversation, and a publisher to it.
+    fn backlogged(limit: usize, grace: Duration) -> (Hub, Client, impl Fn(&Hub)) {
+        let hub = hub();
+        let c = ConversationId::new();
+        let topic = Topic::Conversation(c);
+        let client = connect_with(&hub, UserId::new(), None, limit, grace);
+        hub.route(client.id, topic);
+        let seq = std::sync::atomic::AtomicI64::new(0);
+        let send = move |hub: &Hub| {
+            let seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
+            publish(hub, topic, &message_event(c, seq, UserId::new(), None));
+        };
+        (hub, client, send)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_over_the_limit_that_the_session_drains_within_the_grace_closes_nothing() {
+        let grace = Duration::from_secs(1);
+        let (hub, mut client, send) = backlogged(2, grace);
+        // A commit batch lands at once: twice the limit before the session runs.
+        for _ in 0..4 {
+            send(&hub);
+        }
+        tokio::time::advance(grace - Duration::from_millis(100)).await;
+        send(&hub);
+        assert_eq!(
+            client.close.code(),
+            None,
+            "over the limit, within the grace"
+        );
+        // The session drains it...
+        assert_eq!(client.frames().len(), 5);
+        client.close.drained();
+        // ...so a later burst starts a grace of its own.
+        tokio::time::advance(Duration::from_millis(500)).await;
+        for _ in 0..3 {
+            send(&hub);
+        }
+        tokio::time::advance(Duration::from_millis(500)).await;
+        send(&hub);
+        assert_eq!(client.close.code(), None, "the second burst is 500 ms old");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_over_its_limit_for_the_grace_is_closed_at_the_next_event() {
+        let grace = Duration::from_secs(1);
+        let (hub, client, send) = backlogged(2, grace);
+        for _ in 0..3 {
+            send(&hub);
+        }
+        tokio::time::advance(grace).await;
+        assert_eq!(client.close.code(), None, "nothing more came yet");
+        send(&hub);
+        assert_eq!(client.close.code(), Some(CLOSE_SLOW_CONSUMER));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_channel_closes_at_once_whatever_the_grace() {
+        let (hub, mut client, send) = backlogged(2, Duration::from_secs(3600));
+        for _ in 0..2 * QUEUE_HEADROOM {
+            send(&hub);
+        }
+        assert_eq!(client.close.code(), None);
+        send(&hub);
+        assert_eq!(client.close.code(), Some(CLOSE_SLOW_CONSUMER));
+        assert_eq!(client.frames().len(), 2 * QUEUE_HEADROOM);
     }
 
     #[test]

@@ -22,7 +22,9 @@ use crate::api::dto::{MessageDto, UserDto};
 use crate::app::AppState;
 use crate::auth::{Claims, TokenVerifier};
 use crate::realtime::envelope::Kind;
-use crate::realtime::hub::{CloseSignal, Delivery, Inbound, Registration, CLOSE_SLOW_CONSUMER};
+use crate::realtime::hub::{
+    Backlog, CloseSignal, Delivery, Inbound, Registration, CLOSE_SLOW_CONSUMER,
+};
 use crate::realtime::metrics::{unix_micros_now, Transport};
 use crate::realtime::Realtime;
 use actix_web::web;
@@ -251,7 +253,11 @@ async fn admit(
         }
     }
     let settings = &realtime.settings;
-    let (queue, inbound) = mpsc::channel(settings.outbound_queue_frames.max(1));
+    let backlog = Backlog {
+        limit: settings.outbound_queue_frames.max(1),
+        grace: Duration::from_millis(settings.slow_consumer_grace_ms),
+    };
+    let (queue, inbound) = mpsc::channel(backlog.capacity());
     let signal = Arc::new(CloseSignal::default());
     let id = SessionId::new();
     realtime.hub.register(Registration {
@@ -259,6 +265,7 @@ async fn admit(
         user,
         scope: opening.scope,
         queue,
+        backlog,
         close: signal.clone(),
     });
     realtime.metrics.session_opened();
@@ -512,7 +519,12 @@ impl ChatSession {
                 biased;
                 code = self.signal.wait() => Err(End::Close(code, close_reason(code))),
                 inbound = self.inbound.recv() => match inbound {
-                    Some(inbound) => self.on_inbound(inbound).await,
+                    Some(inbound) => {
+                        if self.inbound.len() <= self.realtime.settings.outbound_queue_frames {
+                            self.signal.drained();
+                        }
+                        self.on_inbound(inbound).await
+                    }
                     None => Err(End::Gone),
                 },
                 Some(ack) = self.in_flight.next(), if !self.in_flight.is_empty() => {
