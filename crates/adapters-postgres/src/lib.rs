@@ -38,7 +38,12 @@ use std::sync::Arc;
 /// (`pg_stat_statements`: 200 us of planning per receipt flush, 3.5 s of 20 at 500 sends a
 /// second). Every statement here looks rows up by key, which a generic plan does as well
 /// as a custom one.
-const GENERIC_PLANS: &str = "SET plan_cache_mode = force_generic_plan";
+///
+/// And every commit waits for its WAL to be flushed (`synchronous_commit = on`), whatever the
+/// database or role was given: the server acknowledges a send only after its commit, and an
+/// acknowledged message must survive kill -9 of PostgreSQL (group commit is what makes this
+/// affordable, not a weaker commit).
+const SESSION_SETUP: &str = "SET plan_cache_mode = force_generic_plan; SET synchronous_commit = on";
 
 /// A pooled connection.
 type Conn = Object<AsyncPgConnection>;
@@ -76,7 +81,7 @@ impl PostgresStorage {
             let url = url.to_owned();
             Box::pin(async move {
                 let mut conn = AsyncPgConnection::establish(&url).await?;
-                conn.batch_execute(GENERIC_PLANS)
+                conn.batch_execute(SESSION_SETUP)
                     .await
                     .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 // Counted from here: the setup is not any operation's cost.
@@ -158,7 +163,15 @@ mod tests {
     #[derive(QueryableByName)]
     struct Setting {
         #[diesel(sql_type = Text)]
-        plan_cache_mode: String,
+        setting: String,
+    }
+
+    async fn show(conn: &mut Conn, name: &str) -> String {
+        diesel::sql_query(format!("SELECT current_setting('{name}') AS setting"))
+            .get_result::<Setting>(conn)
+            .await
+            .unwrap()
+            .setting
     }
 
     #[tokio::test]
@@ -167,10 +180,29 @@ mod tests {
         let store = PostgresStorage::connect(&url, 2).await.unwrap();
         assert_eq!(store.statements_executed(), 0, "connect's setup");
         let mut conn = store.conn().await.unwrap();
-        let setting: Setting = diesel::sql_query("SHOW plan_cache_mode")
-            .get_result(&mut conn)
+        assert_eq!(
+            show(&mut conn, "plan_cache_mode").await,
+            "force_generic_plan"
+        );
+    }
+
+    #[tokio::test]
+    async fn pooled_connections_commit_durably_even_when_the_database_says_otherwise() {
+        let url = testing::fresh_database().await;
+        let db = url.rsplit('/').next().unwrap().to_owned();
+        {
+            let admin = PostgresStorage::connect(&url, 1).await.unwrap();
+            let mut conn = admin.conn().await.unwrap();
+            conn.batch_execute(&format!(
+                "ALTER DATABASE \"{db}\" SET synchronous_commit = off"
+            ))
             .await
             .unwrap();
-        assert_eq!(setting.plan_cache_mode, "force_generic_plan");
+        }
+        // A new pool: its connections start with the database's default (off)...
+        let store = PostgresStorage::connect(&url, 1).await.unwrap();
+        let mut conn = store.conn().await.unwrap();
+        // ...and the setup puts it back.
+        assert_eq!(show(&mut conn, "synchronous_commit").await, "on");
     }
 }
