@@ -275,19 +275,19 @@ impl Receiver {
     ) -> Result<(), RedisError> {
         let mut subscribers = Vec::new();
         let mut unsubscribers = Vec::new();
-        let mut touched = Vec::new();
+        let mut touched = HashSet::new();
         let mut next = Some(first);
         while let Some(command) = next.take().or_else(|| self.queue.try_recv().ok()) {
             match command {
                 Command::Subscribe(topic, reply) => {
                     *self.references.entry(topic).or_default() += 1;
                     self.released.remove(&topic);
-                    touched.push(topic);
+                    touched.insert(topic);
                     subscribers.push((topic, reply));
                 }
                 Command::Unsubscribe(topic, reply) => {
                     self.release(topic);
-                    touched.push(topic);
+                    touched.insert(topic);
                     unsubscribers.push(reply);
                 }
             }
@@ -299,7 +299,7 @@ impl Receiver {
             // a new connection subscribes only what is still referenced.
             let _ = reply.send(());
         }
-        let mut abandoned = Vec::new();
+        let mut abandoned = HashSet::new();
         for (topic, reply) in subscribers {
             let answer = match &outcome {
                 Ok(()) => Ok(()),
@@ -311,7 +311,7 @@ impl Receiver {
             // waiting (it will never unsubscribe).
             if reply.send(answer).is_err() || outcome.is_err() {
                 self.release(topic);
-                abandoned.push(topic);
+                abandoned.insert(topic);
             }
         }
         outcome?;
@@ -339,20 +339,16 @@ impl Receiver {
     async fn reconcile(
         &mut self,
         connection: &mut Connection,
-        touched: &[Topic],
+        touched: &HashSet<Topic>,
     ) -> Result<(), RedisError> {
         let mut wanted = Vec::new();
         let mut unwanted = Vec::new();
         for topic in touched {
             let referenced = self.references.contains_key(topic);
             let subscribed = connection.subscribed.contains(topic);
-            if referenced && !subscribed && !wanted.contains(topic) {
+            if referenced && !subscribed {
                 wanted.push(*topic);
-            } else if !referenced
-                && subscribed
-                && !self.released.contains_key(topic)
-                && !unwanted.contains(topic)
-            {
+            } else if !referenced && subscribed && !self.released.contains_key(topic) {
                 unwanted.push(*topic);
             }
         }
