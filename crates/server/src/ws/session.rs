@@ -21,6 +21,7 @@ use super::socket::{self, CloseCode, CloseReason, Closed, Incoming, ReadError, R
 use crate::api::dto::{MessageDto, UserDto};
 use crate::app::AppState;
 use crate::auth::{Claims, TokenVerifier};
+use crate::config::RealtimeSettings;
 use crate::realtime::envelope::Kind;
 use crate::realtime::hub::{
     Backlog, CloseSignal, Delivery, Inbound, Registration, CLOSE_SLOW_CONSUMER,
@@ -253,10 +254,7 @@ async fn admit(
         }
     }
     let settings = &realtime.settings;
-    let backlog = Backlog {
-        limit: settings.outbound_queue_frames.max(1),
-        grace: Duration::from_millis(settings.slow_consumer_grace_ms),
-    };
+    let backlog = backlog(settings);
     let (queue, inbound) = mpsc::channel(backlog.capacity());
     let signal = Arc::new(CloseSignal::default());
     let id = SessionId::new();
@@ -297,6 +295,15 @@ async fn admit(
         presence_seen: HashMap::new(),
     };
     Some((session, stream, conversations))
+}
+
+/// How far behind a session may fall (`realtime.outbound_queue_frames`,
+/// `realtime.slow_consumer_grace_ms`): what the hub judges it by, and what it drains to.
+fn backlog(settings: &RealtimeSettings) -> Backlog {
+    Backlog {
+        limit: settings.outbound_queue_frames.max(1),
+        grace: Duration::from_millis(settings.slow_consumer_grace_ms),
+    }
 }
 
 /// Closes a socket that never became a session.
@@ -520,7 +527,7 @@ impl ChatSession {
                 code = self.signal.wait() => Err(End::Close(code, close_reason(code))),
                 inbound = self.inbound.recv() => match inbound {
                     Some(inbound) => {
-                        if self.inbound.len() <= self.realtime.settings.outbound_queue_frames {
+                        if self.inbound.len() <= backlog(&self.realtime.settings).limit {
                             self.signal.drained();
                         }
                         self.on_inbound(inbound).await
