@@ -388,16 +388,26 @@ pub async fn send_rest(
     reply.body
 }
 
-/// The whole history of a conversation as `user` sees it, oldest first.
+/// The whole history of a conversation as `user` sees it, oldest first, page by page.
 pub async fn history(api: &Api, user: &TestUser, conversation: &str) -> Vec<Value> {
-    let reply = api
-        .get(
-            &format!("/api/v1/conversations/{conversation}/messages?after_seq=0&limit=100"),
-            user.t(),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "history: {:?}", reply.body);
-    reply.body.as_array().expect("a list").clone()
+    let mut out: Vec<Value> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |m| m["seq"].as_i64().expect("a seq"));
+        let reply = api
+            .get(
+                &format!(
+                    "/api/v1/conversations/{conversation}/messages?after_seq={after}&limit=100"
+                ),
+                user.t(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "history: {:?}", reply.body);
+        let page = reply.body.as_array().expect("a list");
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page.iter().cloned());
+    }
 }
 
 /// Runs a Redis command against the test Redis.
