@@ -191,6 +191,75 @@ fn the_deployment_guide_shows_the_files_in_deploy_verbatim() {
     }
 }
 
+#[test]
+fn the_operator_files_set_only_settings_that_exist() {
+    let known = documented_keys();
+    for file in [
+        "deploy/compose.yaml",
+        "deploy/chat-server.env.example",
+        "deploy/chat-server.service",
+        "Dockerfile",
+    ] {
+        let text = std::fs::read_to_string(repo_path(file)).expect(file);
+        let names = chat_variables(&text);
+        assert!(!names.is_empty(), "{file} sets no CHAT_ variable");
+        for name in names {
+            // Settings are CHAT_SECTION__KEY; others (CHAT_CONFIG_DIR, compose's and the
+            // nginx template's own variables) are not keys.
+            if !name.contains("__") {
+                continue;
+            }
+            let key = name
+                .trim_start_matches("CHAT_")
+                .to_lowercase()
+                .replacen("__", ".", 1);
+            assert!(
+                known.contains(&key),
+                "{file} sets {name}, but config/default.toml has no key {key}"
+            );
+        }
+    }
+}
+
+/// Every `section.key` of `config/default.toml`, the commented-out ones (no default) too.
+fn documented_keys() -> std::collections::BTreeSet<String> {
+    let text = std::fs::read_to_string(repo_path("config/default.toml")).expect("default.toml");
+    let mut section = String::new();
+    let mut keys = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let assignment = line.strip_prefix("# ").unwrap_or(line);
+        if let Some((key, _)) = assignment.split_once(" = ") {
+            if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !section.is_empty() {
+                keys.insert(format!("{section}.{key}"));
+            }
+        }
+    }
+    keys
+}
+
+/// The `CHAT_...` names a file sets (`NAME=` or `NAME:`), comments aside.
+fn chat_variables(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        for (at, _) in line.match_indices("CHAT_") {
+            let name: String = line[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let rest = &line[at + name.len()..];
+            if rest.starts_with('=') || rest.starts_with(':') {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
 /// A path from the repository root.
 fn repo_path(rel: &str) -> PathBuf {
     crate_path("..").join(rel)
