@@ -27,6 +27,7 @@ pub struct WsConnect {
     url: String,
     headers: Vec<(String, String)>,
     small_receive_buffer: bool,
+    local_address: Option<std::net::IpAddr>,
 }
 
 /// Why an upgrade did not give a socket.
@@ -60,6 +61,7 @@ impl WsConnect {
             url: format!("{ws}{path_and_query}"),
             headers: Vec::new(),
             small_receive_buffer: false,
+            local_address: None,
         }
     }
 
@@ -83,6 +85,13 @@ impl WsConnect {
     /// the server's outbound queue after a few frames instead of megabytes.
     pub fn small_receive_buffer(mut self) -> Self {
         self.small_receive_buffer = true;
+        self
+    }
+
+    /// Connects from this local address (any of 127.0.0.0/8 on loopback), so a server or
+    /// proxy sees distinct clients.
+    pub fn from_address(mut self, ip: std::net::IpAddr) -> Self {
+        self.local_address = Some(ip);
         self
     }
 
@@ -131,6 +140,11 @@ impl WsConnect {
             TcpSocket::new_v6()
         }
         .map_err(|e| Refused::Other(e.to_string()))?;
+        if let Some(ip) = self.local_address {
+            socket
+                .bind(std::net::SocketAddr::new(ip, 0))
+                .map_err(|e| Refused::Other(e.to_string()))?;
+        }
         if self.small_receive_buffer {
             socket
                 .set_recv_buffer_size(4096)

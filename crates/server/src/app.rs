@@ -148,7 +148,7 @@ pub struct AppContext {
     pub verifier: web::Data<TokenVerifier>,
     /// `http.max_body_bytes`.
     pub body_limit: web::Data<BodyLimit>,
-    /// `http.trust_forwarded_for`.
+    /// `http.trust_forwarded_for` and `http.trusted_proxies`.
     pub forwarded_for: web::Data<ForwardedFor>,
     /// Cross-origin callers allowed besides the server's own origin.
     pub origins: AllowedOrigins,
@@ -166,6 +166,7 @@ impl AppContext {
             body_limit: web::Data::new(BodyLimit(settings.http.max_body_bytes)),
             forwarded_for: web::Data::new(ForwardedFor {
                 trusted: settings.http.trust_forwarded_for,
+                proxies: settings.http.trusted_proxy_ranges(),
             }),
             origins: AllowedOrigins::new(&settings.http.allowed_origins),
         }

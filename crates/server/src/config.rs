@@ -129,6 +129,11 @@ pub struct HttpSettings {
     /// Take the client IP (for per-IP limits) from the last `X-Forwarded-For` entry.
     /// Only behind a reverse proxy that appends it; otherwise clients could pick their IP.
     pub trust_forwarded_for: bool,
+    /// The proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed when
+    /// `trust_forwarded_for` is on; empty: every peer's. From the environment, a
+    /// comma-separated list is accepted.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub trusted_proxies: Vec<String>,
     /// Connections the kernel queues before the server accepts them (the listen backlog;
     /// the kernel caps it at `net.core.somaxconn`). A reconnect storm needs it deep.
     pub backlog: u32,
@@ -145,10 +150,22 @@ impl Default for HttpSettings {
             allowed_origins: Vec::new(),
             max_body_bytes: 64 * 1024,
             trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
             backlog: 4096,
             workers: 0,
             max_connections_per_worker: 100_000,
         }
+    }
+}
+
+impl HttpSettings {
+    /// `trusted_proxies` parsed; entries that do not parse are left out (validation at load
+    /// refuses them, so only hand-made settings can have any).
+    pub fn trusted_proxy_ranges(&self) -> std::sync::Arc<[crate::api::client_ip::IpRange]> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| crate::api::client_ip::IpRange::parse(p).ok())
+            .collect()
     }
 }
 
@@ -493,6 +510,11 @@ impl Settings {
         if self.database.pool_size == 0 {
             return invalid("database.pool_size", "must be at least 1");
         }
+        for proxy in &self.http.trusted_proxies {
+            if let Err(reason) = crate::api::client_ip::IpRange::parse(proxy) {
+                return invalid("http.trusted_proxies", &reason);
+            }
+        }
         if self.auth.login_attempts_per_minute == 0 {
             return invalid("auth.login_attempts_per_minute", "must be at least 1");
         }
@@ -668,6 +690,32 @@ mod tests {
             assert_eq!(
                 load_in(jail).http.allowed_origins,
                 ["https://b.example", "http://localhost:3000"]
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_a_comma_separated_variable_and_bad_ones_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CHAT_HTTP__TRUST_FORWARDED_FOR", "true");
+            jail.set_env(
+                "CHAT_HTTP__TRUSTED_PROXIES",
+                "127.0.0.1, 10.0.0.0/8,fd00::/8",
+            );
+            let http = load_in(jail).http;
+            assert!(http.trust_forwarded_for);
+            assert_eq!(
+                http.trusted_proxies,
+                ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]
+            );
+            assert_eq!(http.trusted_proxy_ranges().len(), 3);
+            jail.set_env("CHAT_HTTP__TRUSTED_PROXIES", "10.0.0.0/8,nginx");
+            let err = Settings::load_from(&jail.directory().join("config")).unwrap_err();
+            assert!(
+                err.to_string().contains("http.trusted_proxies")
+                    && err.to_string().contains("nginx"),
+                "{err}"
             );
             Ok(())
         });

@@ -81,7 +81,7 @@ impl Gate {
             state: context.state.clone(),
             verifier: context.verifier.clone(),
             origins: context.origins.clone(),
-            forwarded_for: *context.forwarded_for.get_ref(),
+            forwarded_for: context.forwarded_for.get_ref().clone(),
         }
     }
 
@@ -115,7 +115,7 @@ impl Gate {
                     .into());
             }
         }
-        if let Some(ip) = ClientIp::resolve(head.headers(), peer, self.forwarded_for).0 {
+        if let Some(ip) = ClientIp::resolve(head.headers(), peer, &self.forwarded_for).0 {
             let limiter = &realtime.throttles.upgrades;
             if let Err(not_until) = limiter.check_key(&ip) {
                 use governor::clock::Clock;
