@@ -336,6 +336,22 @@ impl Api {
         found
     }
 
+    /// The value of one series of a Prometheus metric: the one whose labels include
+    /// `label` (say `code="1002"`), or `None` when there is no such series.
+    pub async fn metric_with(&self, name: &str, label: &str) -> Option<f64> {
+        let text = self.metrics_text().await;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .find(|(series, _)| {
+                series.split('{').next() == Some(name)
+                    && series
+                        .split_once('{')
+                        .is_some_and(|(_, labels)| labels.contains(label))
+            })
+            .map(|(_, value)| value.trim().parse().expect("a metric value"))
+    }
+
     /// Registers a user named `name` with a unique email; panics unless 201.
     pub async fn register(&self, name: &str) -> TestUser {
         let local: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
