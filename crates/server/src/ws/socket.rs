@@ -13,7 +13,7 @@
 
 use actix_codec::{Decoder, Encoder};
 use actix_http::ws::{Codec, Frame, Item, Message, ProtocolError};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use bytestring::ByteString;
 use std::io;
 use std::time::Duration;
@@ -194,13 +194,21 @@ impl Reader {
             if *limit == 0 {
                 return None;
             }
+            // A read by the kernel itself, not tokio's `try_read`: that one answers
+            // `WouldBlock` without asking the kernel until the runtime has seen the socket's
+            // readiness event, so bytes that have arrived could be taken for none.
+            let mut chunk = [0u8; READ_CHUNK];
             let want = (*limit).min(READ_CHUNK);
-            self.buf.reserve(want);
-            match self.io.try_read_buf(&mut (&mut self.buf).limit(want)) {
+            let socket = socket2::SockRef::from(self.io.as_ref());
+            match io::Read::read(&mut &*socket, &mut chunk[..want]) {
                 // The client closed, or the queue is empty: nothing more has arrived.
                 Ok(0) => return None,
-                Ok(n) => *limit = limit.saturating_sub(n),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    *limit = limit.saturating_sub(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Some(Err(ReadError::Io(e))),
             }
         }
