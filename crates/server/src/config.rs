@@ -126,7 +126,8 @@ pub struct HttpSettings {
     pub allowed_origins: Vec<String>,
     /// Largest request body accepted, in bytes (413 above).
     pub max_body_bytes: usize,
-    /// Take the client IP (for per-IP limits) from the last `X-Forwarded-For` entry.
+    /// Take the client IP (for per-IP limits) from the last `X-Forwarded-For` entry, and the
+    /// scheme of the server's own origin (the `Origin` check) from `X-Forwarded-Proto`.
     /// Only behind a reverse proxy that appends it; otherwise clients could pick their IP.
     pub trust_forwarded_for: bool,
     /// Connections the kernel queues before the server accepts them (the listen backlog;
