@@ -246,6 +246,22 @@ async fn a_flood_of_protocol_errors_is_logged_a_few_times_and_counted_every_time
     assert_eq!(counted, Some(BAD as f64), "every one counted");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_is_not_http_gets_400_and_logs_no_error() {
+    let store = TestStore::new(Backend::Sqlite).await;
+    let node = logging_node(&store, 10).await;
+    for garbage in [&b"GARBAGE\r\n\r\n"[..], b"GET / HTTP/1.1\r\nHost x\r\n\r\n"] {
+        let mut tcp = TcpStream::connect(("127.0.0.1", node.port)).await.unwrap();
+        tcp.write_all(garbage).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    let logs = node.logs();
+    assert_eq!(error_lines(&logs), Vec::<&str>::new(), "no ERROR line");
+}
+
 /// The upgrade's answer to `origin` on a node.
 async fn upgrade_with(
     node: &NodeProcess,

@@ -17,11 +17,15 @@ pub struct TelemetryError(String);
 /// Installs the global subscriber: `log.level` as the filter (`RUST_LOG` wins when set),
 /// `log.format` as the output. Call once, before anything logs.
 pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
-    let filter = match EnvFilter::try_from_default_env() {
-        Ok(filter) => filter,
-        Err(_) => EnvFilter::try_new(&settings.level)
-            .map_err(|e| TelemetryError(format!("log.level {:?}: {e}", settings.level)))?,
+    let (filter, text) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, std::env::var("RUST_LOG").unwrap_or_default()),
+        Err(_) => (
+            EnvFilter::try_new(&settings.level)
+                .map_err(|e| TelemetryError(format!("log.level {:?}: {e}", settings.level)))?,
+            settings.level.clone(),
+        ),
     };
+    let filter = quiet_client_http_errors(filter, &text);
     // Colours only for a terminal: escape codes in a file or a pipe are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
@@ -36,6 +40,22 @@ pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
             .try_init(),
     };
     installed.map_err(|e| TelemetryError(e.to_string()))
+}
+
+/// The target under which actix-http logs, at ERROR, requests it could not parse (any
+/// client can send those, and fill the log with them: the client got its 400) and
+/// connections that failed under it; the server's own failures are logged elsewhere.
+const CLIENT_HTTP_ERRORS: &str = "actix_http::h1::dispatcher";
+
+/// Turns [`CLIENT_HTTP_ERRORS`] off, unless the filter names actix-http itself.
+fn quiet_client_http_errors(filter: EnvFilter, text: &str) -> EnvFilter {
+    if text.contains("actix_http") {
+        return filter;
+    }
+    match format!("{CLIENT_HTTP_ERRORS}=off").parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
 }
 
 /// Middleware: a span per request (method and path), and a line when it completes with its
