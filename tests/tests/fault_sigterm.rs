@@ -218,11 +218,26 @@ async fn every_send_received_before_sigterm_is_answered_before_the_1001_close() 
     assert_acked_are_stored_once(&store, &conversations, &acked).await;
 }
 
+/// The soft limit on open files of this process (which the node inherits).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_of_a_node_holding_1000_websockets_answers_every_send_and_closes_each_1001() {
     const USERS: usize = 200;
     const SOCKETS_PER_USER: usize = 5;
     const SOCKETS: usize = USERS * SOCKETS_PER_USER;
+    // The test holds the client ends, the node the server ends, plus files of their own.
+    if let Some(limit) = open_files_limit() {
+        assert!(
+            limit >= SOCKETS as u64 + 500,
+            "this test needs {} open files per process, the limit is {limit}: raise `ulimit -n`",
+            SOCKETS + 500
+        );
+    }
     let store = TestStore::new(Backend::Sqlite).await;
     let mut node = NodeProcess::start(&store, &node_env(SOCKETS_PER_USER)).await;
     let api = node.api();
