@@ -323,6 +323,49 @@ async fn an_https_origin_is_not_a_plain_http_servers_own_and_a_listed_one_needs_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_follows_the_same_origin_rule() {
+    let store = TestStore::new(Backend::Sqlite).await;
+    let node = NodeProcess::start(
+        &store,
+        &[(
+            "CHAT_HTTP__ALLOWED_ORIGINS",
+            "https://app.example.com".into(),
+        )],
+    )
+    .await;
+    let client = e2e::client();
+    let own = format!("http://127.0.0.1:{}", node.port);
+    let https_own = format!("https://127.0.0.1:{}", node.port);
+    for (origin, allowed) in [
+        (own.as_str(), true),
+        (https_own.as_str(), false),
+        ("https://app.example.com", true),
+        ("http://app.example.com", false),
+    ] {
+        let preflight = client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/v1/users/me", node.address),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .send()
+            .await
+            .unwrap();
+        let granted = preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            granted.as_deref() == Some(origin),
+            allowed,
+            "Origin {origin}: {} {granted:?}",
+            preflight.status()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_tls_proxy_the_https_origin_is_the_servers_own() {
     let store = TestStore::new(Backend::Sqlite).await;
     let node =
