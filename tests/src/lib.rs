@@ -336,6 +336,22 @@ impl Api {
         found
     }
 
+    /// The value of one series of a Prometheus metric: the one whose labels include
+    /// `label` (say `code="1002"`), or `None` when there is no such series.
+    pub async fn metric_with(&self, name: &str, label: &str) -> Option<f64> {
+        let text = self.metrics_text().await;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .find(|(series, _)| {
+                series.split('{').next() == Some(name)
+                    && series
+                        .split_once('{')
+                        .is_some_and(|(_, labels)| labels.contains(label))
+            })
+            .map(|(_, value)| value.trim().parse().expect("a metric value"))
+    }
+
     /// Registers a user named `name` with a unique email; panics unless 201.
     pub async fn register(&self, name: &str) -> TestUser {
         let local: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
@@ -576,6 +592,12 @@ impl NodeProcess {
 
     /// SIGTERM, then waits for the process to exit; returns whether it exited successfully.
     pub async fn terminate(&mut self) -> bool {
+        self.sigterm().await;
+        self.wait_exit(Duration::from_secs(30)).await.success()
+    }
+
+    /// Sends SIGTERM and returns at once (the node shuts down meanwhile).
+    pub async fn sigterm(&self) {
         let pid = self.child.id().expect("running");
         let status = tokio::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -583,11 +605,14 @@ impl NodeProcess {
             .await
             .expect("kill -TERM");
         assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+    }
+
+    /// Waits for the process to exit; panics after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(timeout, self.child.wait())
             .await
-            .expect("the node exits within 30 s of SIGTERM")
-            .expect("wait");
-        exit.success()
+            .unwrap_or_else(|_| panic!("the node did not exit within {timeout:?}"))
+            .expect("wait")
     }
 }
 

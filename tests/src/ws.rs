@@ -231,6 +231,22 @@ impl WsClient {
             .unwrap_or_else(|e| panic!("{label}: send failed: {e}"));
     }
 
+    /// Sends text frames back to back, flushed once at the end: they reach the server in a
+    /// few large writes, as a client pipelining a burst would.
+    pub async fn pipeline(&mut self, texts: Vec<String>) {
+        let label = self.label.clone();
+        for text in texts {
+            self.stream
+                .feed(Message::text(text))
+                .await
+                .unwrap_or_else(|e| panic!("{label}: send failed: {e}"));
+        }
+        self.stream
+            .flush()
+            .await
+            .unwrap_or_else(|e| panic!("{label}: flush failed: {e}"));
+    }
+
     /// Sends a text frame and reports whether the socket took it (a closed socket may not).
     pub async fn try_send_text(&mut self, text: String) -> bool {
         self.stream.send(Message::text(text)).await.is_ok()

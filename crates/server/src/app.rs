@@ -168,7 +168,10 @@ impl AppContext {
                 trusted: settings.http.trust_forwarded_for,
                 proxies: settings.http.trusted_proxy_ranges(),
             }),
-            origins: AllowedOrigins::new(&settings.http.allowed_origins),
+            origins: AllowedOrigins::new(
+                &settings.http.allowed_origins,
+                settings.http.trust_forwarded_for,
+            ),
         }
     }
 
@@ -199,13 +202,9 @@ impl AppContext {
         let origins = self.origins.clone();
         Cors::default()
             .allowed_origin_fn(move |origin, head| {
-                let host = head
-                    .headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok());
                 origin
                     .to_str()
-                    .is_ok_and(|origin| origins.allows(origin, host))
+                    .is_ok_and(|origin| origins.allows(origin, head.headers()))
             })
             .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])

@@ -126,7 +126,8 @@ pub struct HttpSettings {
     pub allowed_origins: Vec<String>,
     /// Largest request body accepted, in bytes (413 above).
     pub max_body_bytes: usize,
-    /// Take the client IP (for per-IP limits) from the last `X-Forwarded-For` entry.
+    /// Take the client IP (for per-IP limits) from the last `X-Forwarded-For` entry, and the
+    /// scheme of the server's own origin (the `Origin` check) from `X-Forwarded-Proto`.
     /// Only behind a reverse proxy that appends it; otherwise clients could pick their IP.
     pub trust_forwarded_for: bool,
     /// The proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed when
@@ -249,6 +250,10 @@ pub struct RealtimeSettings {
     pub sync_hold_ms: u64,
     /// Largest client frame, in bytes; a larger one closes the session with 1009.
     pub max_frame_bytes: usize,
+    /// Lines a node logs per minute about clients' protocol errors (1002, 1007, 1009,
+    /// refused origins, upgrades cut short), at INFO; the rest are only counted, in the
+    /// metrics and in one line a minute. 0: none logged.
+    pub protocol_error_logs_per_minute: u32,
     /// Sustained messages per second per user (WebSocket and REST alike).
     pub messages_per_second: u32,
     /// Messages a user may send at once before the per-second rate applies.
@@ -292,6 +297,7 @@ impl Default for RealtimeSettings {
             sync_page_size: 100,
             sync_hold_ms: 500,
             max_frame_bytes: 64 * 1024,
+            protocol_error_logs_per_minute: 10,
             messages_per_second: 10,
             message_burst: 20,
             typing_per_second: 5,
@@ -515,6 +521,9 @@ impl Settings {
                 return invalid("http.trusted_proxies", &reason);
             }
         }
+        if let Err(e) = crate::origin::check_listed(&self.http.allowed_origins) {
+            return invalid("http.allowed_origins", &e.to_string());
+        }
         if self.auth.login_attempts_per_minute == 0 {
             return invalid("auth.login_attempts_per_minute", "must be at least 1");
         }
@@ -717,6 +726,21 @@ mod tests {
                     && err.to_string().contains("nginx"),
                 "{err}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_allowed_origin_that_is_not_an_origin_is_refused_at_load() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "CHAT_HTTP__ALLOWED_ORIGINS",
+                "https://a.example, app.example.com",
+            );
+            let err = Settings::load_from(&jail.directory().join("config")).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("http.allowed_origins"), "{text}");
+            assert!(text.contains("app.example.com"), "{text}");
             Ok(())
         });
     }

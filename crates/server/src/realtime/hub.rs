@@ -260,6 +260,8 @@ struct State {
     sessions: HashMap<SessionId, Entry>,
     users: HashMap<UserId, Vec<SessionId>>,
     topics: HashMap<Topic, Vec<Route>>,
+    /// Set by [`Hub::close_all`]: a session registered later is asked to close at once.
+    closing_all: Option<u16>,
 }
 
 impl State {
@@ -362,6 +364,10 @@ impl Hub {
     /// Adds a session, routed to nothing yet.
     pub fn register(&self, registration: Registration) {
         let mut state = self.write();
+        if let Some(code) = state.closing_all {
+            // Upgraded just before the shutdown began, registered just after it.
+            registration.close.close(code);
+        }
         state
             .users
             .entry(registration.user)
@@ -427,9 +433,12 @@ impl Hub {
             .is_some_and(|e| e.topics.contains(&topic))
     }
 
-    /// Asks every session to close with `code` (1001 at shutdown).
+    /// Asks every session to close with `code` (1001 at shutdown), and every session
+    /// registered from now on.
     pub fn close_all(&self, code: u16) {
-        for entry in self.read().sessions.values() {
+        let mut state = self.write();
+        state.closing_all = Some(code);
+        for entry in state.sessions.values() {
             entry.close.close(code);
         }
     }
@@ -947,6 +956,14 @@ mod tests {
         hub.close_all(1001);
         assert_eq!((a.close.code(), b.close.code()), (Some(1001), Some(1001)));
         assert!(!a.close.close(4009), "the first code wins");
+    }
+
+    #[test]
+    fn a_session_registered_after_close_all_is_asked_to_close_at_once() {
+        let hub = hub();
+        hub.close_all(1001);
+        let late = connect(&hub, UserId::new(), None, 8);
+        assert_eq!(late.close.code(), Some(1001));
     }
 
     fn delivered(c: ConversationId, user: UserId, seq: i64, since_seq: i64) -> Event {

@@ -130,7 +130,13 @@ pub struct Metrics {
     send_ack_rest: Histogram,
     storage_errors: AtomicU64,
     pubsub_errors: AtomicU64,
+    /// Sessions closed for a client's protocol error, by close code (see [`PROTOCOL_CLOSES`]).
+    protocol_errors: [AtomicU64; PROTOCOL_CLOSES.len()],
 }
+
+/// The close codes of clients' protocol errors: a frame breaking RFC 6455, text that is not
+/// UTF-8, a frame over the size limit.
+pub const PROTOCOL_CLOSES: [u16; 3] = [1002, 1007, 1009];
 
 /// Instantaneous figures read when `/metrics` is served.
 #[derive(Debug, Clone, Copy, Default)]
@@ -212,6 +218,14 @@ impl Metrics {
     /// A publish, subscribe or unsubscribe on the pub/sub port failed.
     pub fn pubsub_error(&self) {
         self.pubsub_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session was closed with `code` (one of [`PROTOCOL_CLOSES`]) for the client's
+    /// protocol error.
+    pub fn protocol_error(&self, code: u16) {
+        if let Some(i) = PROTOCOL_CLOSES.iter().position(|c| *c == code) {
+            self.protocol_errors[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// A session opened (`+1`) or closed (`-1`).
@@ -351,6 +365,17 @@ impl Metrics {
             get(&self.messages_in_ws),
             get(&self.messages_in_rest)
         );
+        let _ = writeln!(
+            out,
+            "# HELP chat_ws_protocol_errors_total WebSocket sessions closed for the client's protocol error, by close code (1002 protocol, 1007 not UTF-8, 1009 too big).\n# TYPE chat_ws_protocol_errors_total counter"
+        );
+        for (count, code) in self.protocol_errors.iter().zip(PROTOCOL_CLOSES) {
+            let _ = writeln!(
+                out,
+                "chat_ws_protocol_errors_total{{code=\"{code}\"}} {}",
+                get(count)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP chat_sessions Live WebSocket sessions on this node.\n# TYPE chat_sessions gauge\nchat_sessions {}",

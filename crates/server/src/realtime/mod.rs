@@ -229,6 +229,8 @@ pub struct Realtime {
     pub metrics: Arc<Metrics>,
     /// Rate limits.
     pub throttles: Arc<Throttles>,
+    /// The sampled log of clients' protocol errors.
+    pub client_errors: Arc<crate::telemetry::ClientErrorLog>,
     /// Shutdown state.
     pub lifecycle: Arc<Lifecycle>,
     /// Storage the layer reads besides the services.
@@ -309,6 +311,9 @@ impl Realtime {
             grace: Arc::new(OnceLock::new()),
             metrics,
             throttles: Arc::new(Throttles::new(settings)),
+            client_errors: Arc::new(crate::telemetry::ClientErrorLog::new(
+                settings.protocol_error_logs_per_minute,
+            )),
             lifecycle: Arc::new(Lifecycle::new()),
             ports,
             redis: backend.redis,

@@ -101,15 +101,17 @@ impl Gate {
                 .into());
         }
         if let Some(origin) = head.headers().get(header::ORIGIN) {
-            let host = head
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok());
             let allowed = origin
                 .to_str()
-                .is_ok_and(|origin| self.origins.allows(origin, host));
+                .is_ok_and(|origin| self.origins.allows(origin, head.headers()));
             if !allowed {
-                tracing::warn!("WebSocket upgrade refused: origin not allowed");
+                // Any page can make a browser try: the client's doing, sampled like one.
+                if realtime.client_errors.admit() {
+                    tracing::info!(
+                        origin = origin.to_str().unwrap_or("<not text>"),
+                        "WebSocket upgrade refused: origin not allowed"
+                    );
+                }
                 return Err(ApiError::Forbidden("this origin may not open WebSockets")
                     .error_response()
                     .into());

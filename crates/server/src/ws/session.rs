@@ -17,7 +17,7 @@ use super::frames::{
     ClientFrame, ConversationSnapshot, FrameError, OwnStatus, SendFrame, ServerFrame, SyncFrame,
     SyncState, Watermarks,
 };
-use super::socket::{self, CloseCode, CloseReason, Closed, Incoming, ReadError, Reader, Writer};
+use super::socket::{self, CloseCode, CloseReason, Incoming, ReadError, Reader, Writer};
 use crate::api::dto::{MessageDto, UserDto};
 use crate::app::AppState;
 use crate::auth::{Claims, TokenVerifier};
@@ -38,10 +38,8 @@ use domain::realtime::{Event, OpenSessionError, SessionId, Topic};
 use domain::services::{ChatError, HistoryPage, MessageView, SendCommand};
 use domain::user::User;
 use domain::{ConversationId, MessageId, UserId};
-use futures_util::stream::FuturesOrdered;
-use futures_util::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
@@ -54,6 +52,10 @@ use tokio::time::{Instant, Sleep};
 pub const CLOSE_NORMAL: u16 = 1000;
 /// Close: the server is going away (shutdown, or the client went silent).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close: a frame that breaks the WebSocket protocol (RFC 6455).
+pub const CLOSE_PROTOCOL: u16 = 1002;
+/// Close: a text frame that is not UTF-8.
+pub const CLOSE_NOT_UTF8: u16 = 1007;
 /// Close: too many sessions of the user.
 pub const CLOSE_POLICY: u16 = 1008;
 /// Close: a frame over the size limit.
@@ -175,7 +177,44 @@ struct Ack {
     received: std::time::Instant,
 }
 
-type AckFuture = Pin<Box<dyn Future<Output = Ack>>>;
+/// A send queued for its commit, waiting for the answer.
+struct InFlight {
+    conversation: ConversationId,
+    temp_id: Option<String>,
+    received: std::time::Instant,
+    answer: oneshot::Receiver<Result<AppendOutcome, ChatError>>,
+}
+
+impl InFlight {
+    /// The answer, once it came; a batcher that dropped the send is a storage failure.
+    fn ack(
+        self,
+        result: Result<Result<AppendOutcome, ChatError>, oneshot::error::RecvError>,
+    ) -> Ack {
+        Ack {
+            conversation: self.conversation,
+            temp_id: self.temp_id,
+            result: result.unwrap_or_else(|_| {
+                Err(ChatError::Storage(domain::StorageError::msg(
+                    "the commit batcher stopped",
+                )))
+            }),
+            received: self.received,
+        }
+    }
+}
+
+/// The answer of the oldest send in flight, when it comes (`None`: none in flight). Sends
+/// are answered in the order they were sent. Cancel-safe: an answer not taken stays.
+async fn next_ack(in_flight: &mut VecDeque<InFlight>) -> Option<Ack> {
+    let result = (&mut in_flight.front_mut()?.answer).await;
+    Some(in_flight.pop_front()?.ack(result))
+}
+
+/// At shutdown, how many bytes a session reads past what it had read when the close was
+/// decided: enough for whatever a client had sent by then (the kernel's receive queue), and
+/// a bound on a client that keeps sending.
+const SHUTDOWN_READ_LIMIT: usize = 1 << 20;
 
 /// Runs a session to its end.
 ///
@@ -194,7 +233,7 @@ pub fn run(opening: Opening, ws: Writer, stream: Reader) -> impl Future<Output =
             Err(end) => end,
         };
         let grace = Duration::from_millis(session.realtime.settings.close_grace_ms);
-        Box::pin(session.finish(end)).await;
+        Box::pin(session.finish(end, &mut stream)).await;
         Box::pin(socket::drain(stream, grace)).await;
     }
 }
@@ -285,7 +324,8 @@ async fn admit(
         feeds: HashMap::new(),
         subscribed: HashSet::new(),
         away: false,
-        in_flight: FuturesOrdered::new(),
+        in_flight: VecDeque::new(),
+        closing: None,
         sending: HashMap::new(),
         unacked: HashSet::new(),
         typing_limiter,
@@ -340,7 +380,11 @@ struct ChatSession {
     /// Topics this session holds a pub/sub reference to.
     subscribed: HashSet<Topic>,
     away: bool,
-    in_flight: FuturesOrdered<AckFuture>,
+    /// Sends queued for their commit, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Set at shutdown, while the session answers what it read before its close: writes
+    /// are no longer cut short by the close signal, only bounded by this deadline.
+    closing: Option<Instant>,
     /// Sends of this session awaiting their commit, per conversation. A hole no larger than
     /// that is most likely this session's own messages (the peer's next one can overtake our
     /// ack): its fetch waits for the acks, which fill it without a storage read and without
@@ -534,7 +578,7 @@ impl ChatSession {
                     }
                     None => Err(End::Gone),
                 },
-                Some(ack) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                Some(ack) = next_ack(&mut self.in_flight), if !self.in_flight.is_empty() => {
                     Box::pin(self.on_ack(ack)).await
                 }
                 message = stream.recv() => {
@@ -557,17 +601,25 @@ impl ChatSession {
         }
     }
 
-    /// Writes a frame, unless the session is asked to close first (a slow client's write
-    /// may wait for ever; the close must not).
+    /// Writes a frame; waits for a slow client only until the session is asked to close (a
+    /// slow client's write may wait for ever; the close must not). The frame is queued
+    /// first, so even then it goes out, before the close frame: an answer the session
+    /// decided on is never dropped. While closing at shutdown, the wait is bounded by the
+    /// closing deadline instead.
     async fn write(&mut self, text: impl Into<ByteString>, message: bool) -> Result<(), End> {
+        self.ws.queue_text(text).map_err(|_| End::Gone)?;
+        self.realtime.metrics.frame_out(message);
+        if let Some(deadline) = self.closing {
+            return match tokio::time::timeout_at(deadline, self.ws.flush()).await {
+                Ok(written) => written.map_err(|_| End::Gone),
+                // Still queued: the close writes it, within its own grace.
+                Err(_) => Ok(()),
+            };
+        }
         tokio::select! {
             biased;
             code = self.signal.wait() => Err(End::Close(code, close_reason(code))),
-            written = self.ws.text(text) => {
-                written.map_err(|_| End::Gone)?;
-                self.realtime.metrics.frame_out(message);
-                Ok(())
-            }
+            written = self.ws.flush() => written.map_err(|_| End::Gone),
         }
     }
 
@@ -580,21 +632,13 @@ impl ChatSession {
     async fn on_client(&mut self, message: Option<Result<Incoming, ReadError>>) -> Result<(), End> {
         match message {
             None => Err(End::Gone),
-            Some(Err(e)) => Err(protocol_end(&e)),
+            Some(Err(e)) => Err(self.protocol_end(&e)),
             Some(Ok(Incoming::Text(text))) => {
                 let result = match ClientFrame::parse(&text) {
                     Ok(frame) => self.on_frame(frame).await,
                     Err(e) => Err(Fault::Frame(e)),
                 };
-                match result {
-                    Ok(()) => {}
-                    Err(Fault::Frame(e)) => self.write_error(e).await?,
-                    Err(Fault::Storage(e)) => {
-                        self.realtime.metrics.storage_error();
-                        self.write_error(e).await?;
-                    }
-                    Err(Fault::End(end)) => return Err(end),
-                }
+                self.answer_fault(result).await?;
                 // The client has spoken (its `sync`, if it had one, is in): live messages flow.
                 self.release_hold().await
             }
@@ -608,6 +652,55 @@ impl ChatSession {
             Some(Ok(Incoming::Pong(_))) => Ok(()),
             Some(Ok(Incoming::Close(_))) => Err(End::Close(CLOSE_NORMAL, "bye")),
         }
+    }
+
+    /// Answers what handling a frame went wrong with (an `error` frame), or ends the session.
+    async fn answer_fault(&mut self, result: Result<(), Fault>) -> Result<(), End> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(Fault::Frame(e)) => self.write_error(e).await,
+            Err(Fault::Storage(e)) => {
+                self.realtime.metrics.storage_error();
+                self.write_error(e).await
+            }
+            Err(Fault::End(end)) => Err(end),
+        }
+    }
+
+    /// How a broken client stream ends the session: 1002 for a frame that breaks RFC 6455,
+    /// 1007 for text that is not UTF-8, 1009 for a frame over the limit. The client's fault,
+    /// not the server's: counted, and logged at INFO at most
+    /// `realtime.protocol_error_logs_per_minute` times a minute (a client must not be able to
+    /// fill the log).
+    fn protocol_end(&self, error: &ReadError) -> End {
+        let (code, reason, what) = match error {
+            ReadError::TooBig => (
+                CLOSE_TOO_BIG,
+                "frame too large",
+                "frame over the size limit",
+            ),
+            ReadError::NotUtf8 => (
+                CLOSE_NOT_UTF8,
+                "text frames must be UTF-8",
+                "text not UTF-8",
+            ),
+            ReadError::Protocol(what) => (CLOSE_PROTOCOL, "protocol error", *what),
+            ReadError::Io(e) => {
+                tracing::debug!(session = %self.id, error = %e, "socket failed");
+                return End::Gone;
+            }
+        };
+        self.realtime.metrics.protocol_error(code);
+        if self.realtime.client_errors.admit() {
+            tracing::info!(
+                session = %self.id,
+                user = %self.user,
+                code,
+                error = what,
+                "client broke the WebSocket protocol: closing its session"
+            );
+        }
+        End::Close(code, reason)
     }
 
     async fn on_frame(&mut self, frame: ClientFrame) -> Result<(), Fault> {
@@ -761,19 +854,12 @@ impl ChatSession {
         if let Some(t) = &temp_id {
             self.unacked.insert((c, t.clone()));
         }
-        self.in_flight.push_back(Box::pin(async move {
-            let result = answer.await.unwrap_or_else(|_| {
-                Err(ChatError::Storage(domain::StorageError::msg(
-                    "the commit batcher stopped",
-                )))
-            });
-            Ack {
-                conversation: c,
-                temp_id,
-                result,
-                received,
-            }
-        }));
+        self.in_flight.push_back(InFlight {
+            conversation: c,
+            temp_id,
+            received,
+            answer,
+        });
         Ok(())
     }
 
@@ -1300,19 +1386,11 @@ impl ChatSession {
 
     // ------------------------------------------------------------------ close
 
-    async fn finish(mut self, end: End) {
+    async fn finish(mut self, end: End, stream: &mut Reader) {
         let grace = Duration::from_millis(self.realtime.settings.close_grace_ms);
         if let End::Close(code, reason) = end {
             if code == CLOSE_GOING_AWAY && self.signal.code() == Some(CLOSE_GOING_AWAY) {
-                // Shutdown: answer the sends already committed or committing first.
-                let _ = tokio::time::timeout(grace, async {
-                    while let Some(ack) = self.in_flight.next().await {
-                        if self.on_ack_unguarded(ack).await.is_err() {
-                            break;
-                        }
-                    }
-                })
-                .await;
+                Box::pin(self.answer_what_was_read(stream, grace)).await;
             }
             let closing = self.ws.close(close_frame(code, reason));
             let _ = tokio::time::timeout(grace, closing).await;
@@ -1355,27 +1433,83 @@ impl ChatSession {
         tracing::debug!(session = %self.id, "session closed");
     }
 
-    /// An ack written while closing: the close signal is already set, so skip the guard.
-    async fn on_ack_unguarded(&mut self, ack: Ack) -> Result<(), Closed> {
-        let frame = match &ack.result {
-            Ok(outcome) => {
-                let message = outcome.message();
-                ServerFrame::MessageSent {
-                    conversation_id: ack.conversation.as_uuid(),
-                    message_id: message.id.as_uuid(),
-                    temp_id: ack.temp_id.as_deref(),
-                    seq: message.seq,
-                    created_at: message.created_at,
-                }
-                .to_json()
+    /// Shutdown: answers what the client sent before the close was decided, so the 1001
+    /// close comes after an answer (`message_sent` or `error`) to every send the session
+    /// read. Read means: every whole frame in the session's read buffer or already in the
+    /// kernel's receive queue when the close begins (up to [`SHUTDOWN_READ_LIMIT`] more
+    /// bytes); later frames are not read, and get no answer. Frames are handled as usual
+    /// (sends are committed) for up to `grace`; a send whose commit is not confirmed by
+    /// then is answered `unavailable` (not confirmed: resending it with the same `temp_id`
+    /// gets the original ack if it was committed after all).
+    async fn answer_what_was_read(&mut self, stream: &mut Reader, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        self.closing = Some(deadline);
+        let mut limit = SHUTDOWN_READ_LIMIT;
+        while let Some(message) = stream.try_recv(&mut limit) {
+            if self.on_read_while_closing(message, deadline).await.is_err() {
+                break;
             }
-            Err(_) => return Ok(()),
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, next_ack(&mut self.in_flight)).await {
+                Ok(Some(ack)) => {
+                    if self.answer_send(ack).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(_) => break,
+            }
+        }
+        // Out of time: the commits not confirmed yet are answered all the same.
+        for mut pending in std::mem::take(&mut self.in_flight) {
+            let answered = match pending.answer.try_recv() {
+                Ok(result) => self.answer_send(pending.ack(Ok(result))).await,
+                Err(_) => {
+                    let error = not_confirmed().with_reference(pending.temp_id);
+                    self.write_error(error).await
+                }
+            };
+            if answered.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One message read while closing at shutdown: handled as usual until `deadline`; a
+    /// send the deadline cuts short (or comes after it) is answered `unavailable`. `Err`:
+    /// nothing more is to be read (the client closed, broke the protocol, or went).
+    async fn on_read_while_closing(
+        &mut self,
+        message: Result<Incoming, ReadError>,
+        deadline: Instant,
+    ) -> Result<(), End> {
+        let Ok(Incoming::Text(text)) = message else {
+            return match tokio::time::timeout_at(deadline, self.on_client(Some(message))).await {
+                Ok(handled) => handled,
+                Err(_) => Ok(()),
+            };
         };
-        self.ws.text(frame).await?;
-        self.realtime
-            .metrics
-            .send_acked(Transport::Ws, ack.received.elapsed());
-        Ok(())
+        let frame = match ClientFrame::parse(&text) {
+            Ok(frame) => frame,
+            Err(e) => return self.write_error(e).await,
+        };
+        // A send's `temp_id` (itself optional), to answer it if time runs out.
+        let send = match &frame {
+            ClientFrame::Message(send) => Some(send.temp_id.clone()),
+            _ => None,
+        };
+        if Instant::now() < deadline {
+            if let Ok(result) = tokio::time::timeout_at(deadline, self.on_frame(frame)).await {
+                return self.answer_fault(result).await;
+            }
+        }
+        // Out of time. Only a send needs an answer.
+        let Some(temp_id) = send else {
+            return Ok(());
+        };
+        self.write_error(not_confirmed().with_reference(temp_id))
+            .await
     }
 }
 
@@ -1389,14 +1523,14 @@ fn close_reason(code: u16) -> &'static str {
     }
 }
 
-/// How a broken client stream ends the session: 1009 for a frame over the limit.
-fn protocol_end(error: &ReadError) -> End {
-    match error {
-        ReadError::TooBig => End::Close(CLOSE_TOO_BIG, "frame too large"),
-        ReadError::NotUtf8 => End::Close(1007, "text frames must be UTF-8"),
-        ReadError::Io(_) => End::Gone,
-        ReadError::Protocol(_) => End::Close(1002, "protocol error"),
-    }
+/// The answer to a send at shutdown whose commit was not confirmed in time: it may or may
+/// not be committed, so the client resends it with the same `temp_id` (to another node),
+/// which answers the original if it was.
+fn not_confirmed() -> FrameError {
+    FrameError::new(
+        "unavailable",
+        "the server is shutting down before this send was confirmed; resend it with the same temp_id",
+    )
 }
 
 fn unavailable(error: &dyn std::fmt::Display) -> Fault {

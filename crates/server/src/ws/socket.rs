@@ -48,20 +48,52 @@ pub enum ReadError {
     TooBig,
     /// A text message that is not UTF-8.
     NotUtf8,
-    /// A frame that breaks RFC 6455 (unmasked, bad opcode, a continuation out of place...).
-    Protocol(ProtocolError),
+    /// A frame that breaks RFC 6455 (reserved bits set, a fragmented control frame,
+    /// unmasked, bad opcode, a continuation out of place...): what it broke, for the log.
+    Protocol(&'static str),
     /// The socket failed.
     Io(io::Error),
 }
 
-impl From<ProtocolError> for ReadError {
-    fn from(error: ProtocolError) -> Self {
-        match error {
-            ProtocolError::Overflow => Self::TooBig,
-            ProtocolError::Io(e) => Self::Io(e),
-            other => Self::Protocol(other),
-        }
+impl ReadError {
+    /// A decoding failure. Decoding reads no socket, so even the codec's `Io` (how it
+    /// reports reserved bits set) is the client breaking the protocol, not a broken socket.
+    fn decoding(error: ProtocolError) -> Self {
+        Self::Protocol(match error {
+            ProtocolError::Overflow => return Self::TooBig,
+            ProtocolError::UnmaskedFrame => "unmasked client frame",
+            ProtocolError::MaskedFrame => "masked frame",
+            ProtocolError::InvalidOpcode(_) | ProtocolError::BadOpCode => "unknown opcode",
+            ProtocolError::InvalidLength(_) => "control frame payload over 125 bytes",
+            ProtocolError::ContinuationNotStarted => "continuation without a first frame",
+            ProtocolError::ContinuationStarted => "new message inside a fragmented one",
+            ProtocolError::ContinuationFragment(_) => "fragmented control frame",
+            ProtocolError::Io(_) => "reserved bits set or a bad close frame",
+        })
     }
+}
+
+/// FIN, the RSV bits and the opcode: the first byte of every frame (RFC 6455 section 5.2).
+const FIN: u8 = 0x80;
+const RSV: u8 = 0x70;
+const OPCODE: u8 = 0x0f;
+/// Opcodes from 0x8 up are control frames, which must not be fragmented (section 5.5).
+const FIRST_CONTROL_OPCODE: u8 = 0x8;
+
+/// What the first byte of the next frame already tells, before the codec sees it: no
+/// extension is ever negotiated, so a reserved bit set is an error (section 5.2), and a
+/// control frame must have FIN set. The codec would report the first as an I/O error and
+/// log the second at ERROR level, which any client could then fill the log with.
+fn check_first_byte(first: u8) -> Result<(), ReadError> {
+    if first & RSV != 0 {
+        return Err(ReadError::Protocol(
+            "reserved bits set without a negotiated extension",
+        ));
+    }
+    if first & FIN == 0 && first & OPCODE >= FIRST_CONTROL_OPCODE {
+        return Err(ReadError::Protocol("fragmented control frame"));
+    }
+    Ok(())
 }
 
 /// The socket is closed for writing: the session closed it, or the client went.
@@ -117,19 +149,66 @@ impl Reader {
     /// Cancel-safe: bytes read stay in the reader.
     pub async fn recv(&mut self) -> Option<Result<Incoming, ReadError>> {
         loop {
-            if !self.buf.is_empty() {
-                match self.codec.decode(&mut self.buf) {
-                    Ok(Some(frame)) => match self.assemble(frame) {
-                        Some(message) => return Some(message),
-                        None => continue,
-                    },
-                    Ok(None) => {}
-                    Err(e) => return Some(Err(e.into())),
-                }
+            if let Some(message) = self.decode() {
+                return Some(message);
             }
             match self.fill().await {
                 Ok(0) => return None,
                 Ok(_) => {}
+                Err(e) => return Some(Err(ReadError::Io(e))),
+            }
+        }
+    }
+
+    /// The next message among the bytes already read, if a whole one is there.
+    fn decode(&mut self) -> Option<Result<Incoming, ReadError>> {
+        while let Some(first) = self.buf.first() {
+            if let Err(e) = check_first_byte(*first) {
+                return Some(Err(e));
+            }
+            match self.codec.decode(&mut self.buf) {
+                Ok(Some(frame)) => {
+                    if let Some(message) = self.assemble(frame) {
+                        return Some(message);
+                    }
+                }
+                Ok(None) => return None,
+                Err(e) => return Some(Err(ReadError::decoding(e))),
+            }
+        }
+        None
+    }
+
+    /// The next message among the bytes that have already reached this node, without
+    /// waiting for more: those read, then those in the kernel's receive queue, read now
+    /// without blocking (at most `limit` bytes more in all, so a client that keeps
+    /// sending cannot keep this going). `None` when no whole message is there.
+    ///
+    /// For a session that is closing (shutdown): what the client sent before the close
+    /// was decided is answered; what comes later is not read.
+    pub fn try_recv(&mut self, limit: &mut usize) -> Option<Result<Incoming, ReadError>> {
+        loop {
+            if let Some(message) = self.decode() {
+                return Some(message);
+            }
+            if *limit == 0 {
+                return None;
+            }
+            // A read by the kernel itself, not tokio's `try_read`: that one answers
+            // `WouldBlock` without asking the kernel until the runtime has seen the socket's
+            // readiness event, so bytes that have arrived could be taken for none.
+            let mut chunk = [0u8; READ_CHUNK];
+            let want = (*limit).min(READ_CHUNK);
+            let socket = socket2::SockRef::from(self.io.as_ref());
+            match io::Read::read(&mut &*socket, &mut chunk[..want]) {
+                // The client closed, or the queue is empty: nothing more has arrived.
+                Ok(0) => return None,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    *limit = limit.saturating_sub(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Some(Err(ReadError::Io(e))),
             }
         }
@@ -216,6 +295,12 @@ impl Writer {
         self.flush().await
     }
 
+    /// Queues a text frame without writing it: it goes out with the next write, flush or
+    /// close, before anything queued after it.
+    pub fn queue_text(&mut self, text: impl Into<ByteString>) -> Result<(), Closed> {
+        self.queue(Message::Text(text.into()))
+    }
+
     /// Writes a ping.
     pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Closed> {
         self.queue(Message::Ping(Bytes::copy_from_slice(payload)))?;
@@ -250,7 +335,7 @@ impl Writer {
     }
 
     /// Writes what is queued. Cancel-safe: the unwritten rest stays queued.
-    async fn flush(&mut self) -> Result<(), Closed> {
+    pub async fn flush(&mut self) -> Result<(), Closed> {
         while !self.out.is_empty() {
             let written = self.io.write(&self.out).await?;
             if written == 0 {
@@ -284,7 +369,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     const MAX: usize = 1024;
@@ -445,6 +530,70 @@ mod tests {
             reader.recv().await,
             Some(Err(ReadError::Protocol(_)))
         ));
+    }
+
+    /// A masked client frame written by hand: `first` is the FIN/RSV/opcode byte.
+    fn raw_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![first, 0x80 | u8::try_from(payload.len()).unwrap()];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        frame
+    }
+
+    #[tokio::test]
+    async fn reserved_bits_and_fragmented_control_frames_break_the_protocol() {
+        for (what, first) in [
+            ("RSV1 on a text frame", 0x80 | 0x40 | 0x1),
+            ("RSV2 on a ping", 0x80 | 0x20 | 0x9),
+            ("RSV3 on a continuation", 0x10),
+            ("a ping without FIN", 0x9),
+            ("a close without FIN", 0x8),
+        ] {
+            let (mut reader, _writer, mut client) = connected(b"").await;
+            client.write_all(&raw_frame(first, b"hi")).await.unwrap();
+            let read = reader.recv().await;
+            assert!(
+                matches!(read, Some(Err(ReadError::Protocol(_)))),
+                "{what}: {read:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn try_recv_takes_what_has_arrived_without_waiting_and_stops_at_its_limit() {
+        let (mut reader, _writer, mut client) = connected(b"").await;
+        let frames = client_frames(vec![
+            Message::Text("one".into()),
+            Message::Text("two".into()),
+        ]);
+        client.write_all(&frames).await.unwrap();
+        // Both frames are in the kernel's receive queue once the reader can see any byte.
+        reader.io.readable().await.unwrap();
+        let mut limit = 1 << 20;
+        let mut read = Vec::new();
+        while let Some(message) = reader.try_recv(&mut limit) {
+            read.push(message.unwrap());
+        }
+        assert_eq!(
+            read,
+            vec![Incoming::Text("one".into()), Incoming::Text("two".into())]
+        );
+        assert!(
+            reader.try_recv(&mut limit).is_none(),
+            "nothing more, no wait"
+        );
+
+        // A limit of one frame's bytes: the second one is not read.
+        client.write_all(&frames).await.unwrap();
+        reader.io.readable().await.unwrap();
+        let mut limit = frames.len() / 2;
+        assert_eq!(
+            reader.try_recv(&mut limit).unwrap().unwrap(),
+            Incoming::Text("one".into())
+        );
+        assert!(reader.try_recv(&mut limit).is_none(), "over the limit");
+        assert_eq!(limit, 0);
     }
 
     #[tokio::test]

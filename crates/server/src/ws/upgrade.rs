@@ -32,7 +32,24 @@ pub fn service(
     gate: Gate,
 ) -> impl ServiceFactory<Upgraded, Config = (), Response = (), Error = UpgradeError, InitError = ()>
        + Clone {
-    fn_service(move |(req, framed): Upgraded| serve(gate.clone(), req, framed))
+    fn_service(move |(req, framed): Upgraded| answer(gate.clone(), req, framed))
+}
+
+/// Serves one upgrade. A connection that fails while the server answers it is the client's
+/// doing (it went, or reset): logged like a client's protocol error, never returned, since
+/// actix-http would log it at ERROR level and any client could fill the log with it.
+async fn answer(
+    gate: Gate,
+    req: Request,
+    framed: Framed<TcpStream, h1::Codec>,
+) -> Result<(), UpgradeError> {
+    let realtime = gate.state.realtime.clone();
+    if let Err(e) = serve(gate, req, framed).await {
+        if realtime.client_errors.admit() {
+            tracing::info!(error = %e, "a WebSocket upgrade's connection failed");
+        }
+    }
+    Ok(())
 }
 
 /// The connection failed while the server answered the upgrade.
