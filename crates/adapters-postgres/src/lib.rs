@@ -123,9 +123,23 @@ impl PostgresStorage {
     }
 }
 
-/// Wraps a driver error.
+/// Wraps a driver error; one PostgreSQL reported about the statement (a constraint or data
+/// error: an error with a SQLSTATE, the connection alive) is [`StorageError::refused`], so
+/// one bad message is told from a database that is down. Serialization failures and
+/// read-only transactions are the database's state, not the input's: unavailable.
 fn db(err: diesel::result::Error) -> StorageError {
-    StorageError::new(err)
+    use diesel::result::{DatabaseErrorKind as Kind, Error};
+    match &err {
+        Error::DatabaseError(
+            Kind::UnableToSendCommand
+            | Kind::ClosedConnection
+            | Kind::SerializationFailure
+            | Kind::ReadOnlyTransaction,
+            _,
+        ) => StorageError::new(err),
+        Error::DatabaseError(_, _) => StorageError::refused(err),
+        _ => StorageError::new(err),
+    }
 }
 
 /// Whether `err` is a violation of the named unique constraint.

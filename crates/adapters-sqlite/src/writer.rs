@@ -63,10 +63,46 @@ where
         let answer = match (outcome, self.result) {
             (Ok(()), Some(value)) => Ok(value),
             (Ok(()), None) => Err(StorageError::msg("a committed write kept no result")),
-            (Err(e), _) => Err(StorageError::new(e)),
+            (Err(e), _) => Err(classify(e)),
         };
         // The caller may have gone away (its future dropped); the write stands regardless.
         let _ = self.reply.send(answer);
+    }
+}
+
+/// SQLite's own words for the failures that are its state (busy, I/O, full, read-only,
+/// corrupt), whatever the statement: never blamed on a write's input.
+const STATE_ERRORS: [&str; 6] = [
+    "database is locked",
+    "database table is locked",
+    "disk I/O error",
+    "database or disk is full",
+    "attempt to write a readonly database",
+    "database disk image is malformed",
+];
+
+/// A failed write's error: one SQLite reported about the statement (a constraint, a value
+/// too big...) is [`StorageError::refused`], so one bad message of a batch is told from a
+/// database that cannot write at all.
+fn classify(err: Arc<DieselError>) -> StorageError {
+    use diesel::result::DatabaseErrorKind as Kind;
+    let refused = match err.as_ref() {
+        DieselError::DatabaseError(
+            Kind::UnableToSendCommand
+            | Kind::ClosedConnection
+            | Kind::SerializationFailure
+            | Kind::ReadOnlyTransaction,
+            _,
+        ) => false,
+        DieselError::DatabaseError(_, info) => !STATE_ERRORS
+            .iter()
+            .any(|state| info.message().contains(state)),
+        _ => false,
+    };
+    if refused {
+        StorageError::refused(err)
+    } else {
+        StorageError::new(err)
     }
 }
 
