@@ -257,3 +257,36 @@ fn commit_group(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::DatabaseErrorKind as Kind;
+
+    fn error(kind: Kind, message: &str) -> Arc<DieselError> {
+        Arc::new(DieselError::DatabaseError(
+            kind,
+            Box::new(message.to_owned()),
+        ))
+    }
+
+    #[test]
+    fn what_sqlite_says_about_a_statement_is_a_refusal_and_its_own_state_is_not() {
+        for refused in [
+            error(Kind::UniqueViolation, "UNIQUE constraint failed: t.k"),
+            error(Kind::CheckViolation, "CHECK constraint failed: seq > 0"),
+            error(Kind::Unknown, "string or blob too big"),
+        ] {
+            assert!(classify(refused).is_refused());
+        }
+        for state in [
+            error(Kind::Unknown, "database is locked"),
+            error(Kind::Unknown, "database or disk is full"),
+            error(Kind::Unknown, "disk I/O error"),
+            error(Kind::ClosedConnection, "closed"),
+        ] {
+            assert!(!classify(state).is_refused());
+        }
+        assert!(!classify(Arc::new(DieselError::RollbackTransaction)).is_refused());
+    }
+}
