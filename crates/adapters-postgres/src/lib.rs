@@ -240,10 +240,11 @@ mod tests {
             Box::new("server closed the connection unexpectedly".to_owned()),
         );
         assert!(!db(lost).is_refused());
-        let unreachable = PostgresStorage::connect("postgres://postgres@127.0.0.1:1/none", 1)
-            .await
-            .err()
-            .expect("nothing listens on port 1");
+        let Err(unreachable) =
+            PostgresStorage::connect("postgres://postgres@127.0.0.1:1/none", 1).await
+        else {
+            panic!("nothing listens on port 1");
+        };
         assert!(!unreachable.is_refused(), "{unreachable}");
     }
 }
