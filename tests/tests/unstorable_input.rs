@@ -276,8 +276,14 @@ async fn bad_sends_among_good_ones_never_cost_the_good_ones_their_ack(backend: B
             assert_eq!(acked[temp_id], m["seq"].as_i64().unwrap(), "{temp_id}");
         }
     }
+    let largest = api.metric("chat_commit_batch_size_max").await.unwrap();
+    assert!(
+        largest > 1.0,
+        "the sends shared commit batches (largest {largest})"
+    );
     println!(
-        "{backend:?}: {} good sends acked and stored once, {BAD} bad ones refused",
+        "{backend:?}: {} good sends acked and stored once, {BAD} bad ones refused; largest \
+         commit batch {largest}",
         acked.len() + 1
     );
 }
