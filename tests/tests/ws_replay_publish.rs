@@ -1,7 +1,7 @@
 //! Committed but never published: a node commits sends and dies before publishing them
 //! (node 1 runs with `testing.stall_after_commit`, then is killed with -9). The sender
-//! resends them to the other node with the same `temp_id`s and gets the original acks as
-//! replays; a recipient that stayed connected to the other node gets those messages live,
+//! resends them to the other node with the same `temp_id`s (over the socket, the last one
+//! over REST) and gets the original acks as replays; a recipient that stayed connected to the other node gets those messages live,
 //! each exactly once and in order, without a `sync` of its own; and a message a recipient
 //! already got live is not delivered again when the sender replays it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -110,15 +110,31 @@ async fn a_replay_of_sends_committed_by_a_node_that_died_before_publishing_reach
         .await;
     let resent = Instant::now();
     ws_a.send_message(&conv, "m2", "t-2").await;
-    for i in 3..3 + STALLED {
+    // All but the last over the socket; the last over REST (the fallback replays alike).
+    let last = 2 + STALLED;
+    for i in 3..last {
         ws_a.send_message(&conv, &format!("m{i}"), &format!("t-{i}"))
             .await;
     }
     let mut acked = Vec::new();
-    for i in 2..3 + STALLED {
+    for i in 2..last {
         let ack = ws_a.ack(&format!("t-{i}")).await;
         acked.push(ack["seq"].as_i64().unwrap());
     }
+    let reply = api
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            a.t(),
+            serde_json::json!({"content": format!("m{last}"), "temp_id": format!("t-{last}")}),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        reqwest::StatusCode::OK,
+        "a replay: {:?}",
+        reply.body
+    );
+    acked.push(reply.body["seq"].as_i64().unwrap());
     let expected: Vec<i64> = (3..3 + STALLED as i64).collect();
     assert_eq!(acked[0], 2, "the acked message keeps its seq");
     assert_eq!(&acked[1..], expected.as_slice(), "replays keep their seqs");
