@@ -59,6 +59,8 @@ pub mod keys {
     pub const LOG_LEVEL: &str = "log.level";
     /// Origins besides the server's own allowed to open WebSockets.
     pub const ALLOWED_ORIGINS: &str = "http.allowed_origins";
+    /// Tests only: the node commits sends but never publishes nor answers them.
+    pub const STALL_AFTER_COMMIT: &str = "testing.stall_after_commit";
 }
 
 /// The Redis server of the scale-out tests (`CHAT_TEST_REDIS_URL`, default the local one).
@@ -265,6 +267,20 @@ impl Deployment {
     pub async fn restart(&mut self, i: usize) {
         let store = self.store.as_ref().expect("scale-out");
         self.nodes[i] = Some(NodeProcess::start(store, &self.env).await);
+    }
+
+    /// Starts one more node process (scale-out only) with the deployment's settings plus
+    /// `extra` (dotted keys, later winning): a node unlike the others, say one with a
+    /// `testing.*` fault. Its index.
+    pub async fn add_node(&mut self, extra: &[(&str, &str)]) -> usize {
+        let store = self.store.as_ref().expect("scale-out");
+        let mut env = self.env.clone();
+        for (key, value) in extra {
+            let name: &'static str = Box::leak(env_name(key).into_boxed_str());
+            env.push((name, (*value).to_owned()));
+        }
+        self.nodes.push(Some(NodeProcess::start(store, &env).await));
+        self.nodes.len() - 1
     }
 
     /// A node index different from `i` in scale-out mode (the same one embedded).

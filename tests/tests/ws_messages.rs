@@ -1,5 +1,6 @@
 //! Message, typing and presence semantics over real sockets: a retried `temp_id` is acked
-//! again without a second broadcast; the sender's other sessions see its messages; typing
+//! again and no recipient gets it a second time (replays are published again, sessions
+//! drop what they already delivered); the sender's other sessions see its messages; typing
 //! ends by itself; presence only reaches users who share a conversation; read state
 //! follows a user across devices. Embedded and on two nodes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

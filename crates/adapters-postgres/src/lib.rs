@@ -123,9 +123,23 @@ impl PostgresStorage {
     }
 }
 
-/// Wraps a driver error.
+/// Wraps a driver error; one PostgreSQL reported about the statement (a constraint or data
+/// error: an error with a SQLSTATE, the connection alive) is [`StorageError::refused`], so
+/// one bad message is told from a database that is down. Serialization failures and
+/// read-only transactions are the database's state, not the input's: unavailable.
 fn db(err: diesel::result::Error) -> StorageError {
-    StorageError::new(err)
+    use diesel::result::{DatabaseErrorKind as Kind, Error};
+    match &err {
+        Error::DatabaseError(
+            Kind::UnableToSendCommand
+            | Kind::ClosedConnection
+            | Kind::SerializationFailure
+            | Kind::ReadOnlyTransaction,
+            _,
+        ) => StorageError::new(err),
+        Error::DatabaseError(_, _) => StorageError::refused(err),
+        _ => StorageError::new(err),
+    }
 }
 
 /// Whether `err` is a violation of the named unique constraint.
@@ -204,5 +218,33 @@ mod tests {
         let mut conn = store.conn().await.unwrap();
         // ...and the setup puts it back.
         assert_eq!(show(&mut conn, "synchronous_commit").await, "on");
+    }
+
+    #[tokio::test]
+    async fn a_nul_byte_postgresql_refuses_is_a_refusal_and_a_dead_server_is_not() {
+        let url = testing::fresh_database().await;
+        let store = PostgresStorage::connect(&url, 1).await.unwrap();
+        let mut conn = store.conn().await.unwrap();
+        // What a send with a NUL did to its whole batch before validation refused it.
+        let err = diesel::sql_query("SELECT $1 AS setting")
+            .bind::<Text, _>("a\u{0}b")
+            .get_result::<Setting>(&mut conn)
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        let err = db(err);
+        assert!(err.is_refused(), "{err}");
+
+        let lost = diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ClosedConnection,
+            Box::new("server closed the connection unexpectedly".to_owned()),
+        );
+        assert!(!db(lost).is_refused());
+        let Err(unreachable) =
+            PostgresStorage::connect("postgres://postgres@127.0.0.1:1/none", 1).await
+        else {
+            panic!("nothing listens on port 1");
+        };
+        assert!(!unreachable.is_refused(), "{unreachable}");
     }
 }

@@ -35,7 +35,7 @@ impl MessageStore for PostgresStorage {
         }
         let mut conn = self.conn().await?;
         let mut attempt = 1;
-        loop {
+        let failure = loop {
             match conn
                 .transaction(async |conn| append(conn, batch).await)
                 .await
@@ -47,9 +47,13 @@ impl MessageStore for PostgresStorage {
                     );
                     attempt += 1;
                 }
-                outcome => return outcome.map_err(db),
+                Ok(results) => return Ok(results),
+                Err(err) => break err,
             }
-        }
+        };
+        // The connection goes back first: the check below takes one (the pool may hold one).
+        drop(conn);
+        Err(self.judge(failure).await)
     }
 
     async fn messages_before(
@@ -109,6 +113,33 @@ impl MessageStore for PostgresStorage {
             .optional()
             .map_err(db)?;
         row.map(Message::try_from).transpose()
+    }
+}
+
+impl PostgresStorage {
+    /// The error of a failed append. diesel names constraint violations, but reports every
+    /// other error PostgreSQL sent (a data error such as a NUL byte, and also "terminating
+    /// connection due to administrator command" when the server goes down) as one unknown
+    /// kind, without its SQLSTATE. Such an error is a refusal of the batch's input only if
+    /// the database still answers afterwards; if it does not, the database is at fault and
+    /// the error says unavailable (so no message is blamed for a server going away).
+    async fn judge(&self, err: DieselError) -> StorageError {
+        use diesel::result::DatabaseErrorKind as Kind;
+        let unknown = matches!(&err, DieselError::DatabaseError(kind, _)
+            if !matches!(kind, Kind::UniqueViolation | Kind::ForeignKeyViolation
+                | Kind::NotNullViolation | Kind::CheckViolation
+                | Kind::RestrictViolation | Kind::ExclusionViolation));
+        let judged = db(err);
+        if !(unknown && judged.is_refused()) {
+            return judged;
+        }
+        match domain::ports::StoreHealth::ping(self).await {
+            Ok(()) => judged,
+            Err(down) => {
+                tracing::debug!(error = %down, "the database stopped answering after an append failed");
+                StorageError::msg(format!("{judged} (and the database stopped answering)"))
+            }
+        }
     }
 }
 

@@ -265,6 +265,54 @@ async fn appending_to_a_missing_conversation_rejects_only_that_message() {
     assert_eq!(results[1].as_ref().unwrap().message().seq, 1);
 }
 
+#[tokio::test]
+async fn a_message_postgresql_refuses_fails_alone_and_the_others_of_its_batch_commit() {
+    use domain::ports::SystemClock;
+    use domain::services::{ChatError, MessageService};
+    use std::sync::Arc;
+    let (store, _) = store().await;
+    let store = Arc::new(store);
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let conversation = group(&store, alice, &[bob]).await;
+    let mut poisoned = message(conversation, bob, Some("nul"), "x");
+    // Past validation, as a check nobody thought of would let it: PostgreSQL refuses it.
+    poisoned.content = MessageContent::from_trusted("a\u{0}b".to_owned());
+    let batch = vec![
+        message(conversation, alice, Some("a1"), "one"),
+        message(conversation, alice, Some("a2"), "two"),
+        poisoned,
+        message(conversation, alice, Some("a3"), "three"),
+    ];
+
+    let refused = store.append_messages(&batch).await.unwrap_err();
+    assert!(refused.is_refused(), "{refused}");
+    assert!(
+        seqs(&store, conversation).await.is_empty(),
+        "nothing of it committed"
+    );
+
+    let service = MessageService::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        Arc::new(SystemClock),
+        domain::Limits::default(),
+    );
+    let results = service.append(&batch).await.unwrap();
+    assert!(
+        matches!(results[2], Err(ChatError::Unstorable(_))),
+        "{:?}",
+        results[2]
+    );
+    let committed: Vec<i64> = [0, 1, 3]
+        .iter()
+        .map(|&i| results[i].as_ref().unwrap().message().seq)
+        .collect();
+    assert_eq!(committed, vec![1, 2, 3], "the others, in order, gap-free");
+    assert_eq!(seqs(&store, conversation).await, vec![1, 2, 3]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_direct_creations_of_one_pair_in_both_directions_make_one_conversation() {
     let (store, _) = store().await;

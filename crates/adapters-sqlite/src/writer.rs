@@ -63,10 +63,46 @@ where
         let answer = match (outcome, self.result) {
             (Ok(()), Some(value)) => Ok(value),
             (Ok(()), None) => Err(StorageError::msg("a committed write kept no result")),
-            (Err(e), _) => Err(StorageError::new(e)),
+            (Err(e), _) => Err(classify(e)),
         };
         // The caller may have gone away (its future dropped); the write stands regardless.
         let _ = self.reply.send(answer);
+    }
+}
+
+/// SQLite's own words for the failures that are its state (busy, I/O, full, read-only,
+/// corrupt), whatever the statement: never blamed on a write's input.
+const STATE_ERRORS: [&str; 6] = [
+    "database is locked",
+    "database table is locked",
+    "disk I/O error",
+    "database or disk is full",
+    "attempt to write a readonly database",
+    "database disk image is malformed",
+];
+
+/// A failed write's error: one SQLite reported about the statement (a constraint, a value
+/// too big...) is [`StorageError::refused`], so one bad message of a batch is told from a
+/// database that cannot write at all.
+fn classify(err: Arc<DieselError>) -> StorageError {
+    use diesel::result::DatabaseErrorKind as Kind;
+    let refused = match err.as_ref() {
+        DieselError::DatabaseError(
+            Kind::UnableToSendCommand
+            | Kind::ClosedConnection
+            | Kind::SerializationFailure
+            | Kind::ReadOnlyTransaction,
+            _,
+        ) => false,
+        DieselError::DatabaseError(_, info) => !STATE_ERRORS
+            .iter()
+            .any(|state| info.message().contains(state)),
+        _ => false,
+    };
+    if refused {
+        StorageError::refused(err)
+    } else {
+        StorageError::new(err)
     }
 }
 
@@ -219,5 +255,38 @@ fn commit_group(
                 job.finish(Err(Arc::clone(&error)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::DatabaseErrorKind as Kind;
+
+    fn error(kind: Kind, message: &str) -> Arc<DieselError> {
+        Arc::new(DieselError::DatabaseError(
+            kind,
+            Box::new(message.to_owned()),
+        ))
+    }
+
+    #[test]
+    fn what_sqlite_says_about_a_statement_is_a_refusal_and_its_own_state_is_not() {
+        for refused in [
+            error(Kind::UniqueViolation, "UNIQUE constraint failed: t.k"),
+            error(Kind::CheckViolation, "CHECK constraint failed: seq > 0"),
+            error(Kind::Unknown, "string or blob too big"),
+        ] {
+            assert!(classify(refused).is_refused());
+        }
+        for state in [
+            error(Kind::Unknown, "database is locked"),
+            error(Kind::Unknown, "database or disk is full"),
+            error(Kind::Unknown, "disk I/O error"),
+            error(Kind::ClosedConnection, "closed"),
+        ] {
+            assert!(!classify(state).is_refused());
+        }
+        assert!(!classify(Arc::new(DieselError::RollbackTransaction)).is_refused());
     }
 }

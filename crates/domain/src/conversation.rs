@@ -85,7 +85,8 @@ impl FromStr for Role {
     }
 }
 
-/// A group title: 1 to 100 characters after trimming.
+/// A group title: 1 to 100 characters after trimming, no control characters (a title is one
+/// line; U+0000 in particular cannot be stored by PostgreSQL).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupTitle(String);
 
@@ -103,6 +104,12 @@ impl GroupTitle {
             return Err(InvalidField::new(
                 "title",
                 format!("must be at most {} characters", Self::MAX_CHARS),
+            ));
+        }
+        if title.chars().any(char::is_control) {
+            return Err(InvalidField::new(
+                "title",
+                "must not contain control characters",
             ));
         }
         Ok(Self(title.to_owned()))
@@ -399,5 +406,13 @@ mod tests {
         assert_eq!(GroupTitle::parse(" Team ").unwrap().as_str(), "Team");
         assert!(GroupTitle::parse(" ").is_err());
         assert!(GroupTitle::parse(&"t".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn group_titles_with_a_nul_or_another_control_character_are_refused() {
+        for bad in ["Te\u{0}am", "\u{0}", "Te\nam", "Team\u{1b}[31m"] {
+            let err = GroupTitle::parse(bad).unwrap_err();
+            assert_eq!(err.field, "title", "{bad:?}");
+        }
     }
 }

@@ -2,11 +2,12 @@
 
 use crate::conversation::Participant;
 use crate::ids::{ConversationId, MessageId, UserId};
-use crate::user::InvalidField;
+use crate::user::{refuse_nul, InvalidField};
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
 
-/// Message text: not blank, at most the configured number of characters.
+/// Message text: not blank, at most the configured number of characters, no U+0000 (which
+/// PostgreSQL cannot store). Other control characters (newlines, tabs) are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageContent(String);
 
@@ -23,7 +24,15 @@ impl MessageContent {
                 format!("must be at most {max_chars} characters"),
             ));
         }
+        refuse_nul("content", raw)?;
         Ok(Self(raw.to_owned()))
+    }
+
+    /// Content taken as it is, unchecked: for what was validated before (read back from
+    /// storage), and for tests that must hand storage what validation would refuse, to
+    /// prove what happens when the database refuses a message.
+    pub fn from_trusted(content: String) -> Self {
+        Self(content)
     }
 
     /// The text.
@@ -271,6 +280,16 @@ mod tests {
         assert_eq!(
             MessageContent::parse("éééééééééé", 10).unwrap().as_str(),
             "éééééééééé"
+        );
+    }
+
+    #[test]
+    fn content_with_a_nul_is_refused_and_other_control_characters_kept() {
+        let err = MessageContent::parse("a\u{0}b", 10).unwrap_err();
+        assert_eq!(err.field, "content");
+        assert_eq!(
+            MessageContent::parse("a\tb\nc\u{1}", 10).unwrap().as_str(),
+            "a\tb\nc\u{1}"
         );
     }
 

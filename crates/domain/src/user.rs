@@ -25,6 +25,21 @@ impl InvalidField {
     }
 }
 
+/// Refuses text that contains U+0000. PostgreSQL's `text` cannot hold it (the whole
+/// statement fails, and with it every message committed in the same transaction) while
+/// SQLite stores it: refusing it here, before any storage, keeps both backends alike.
+/// Invalid UTF-8 and lone surrogates never get this far (a Rust `String` cannot hold them;
+/// the JSON parser refuses them).
+pub fn refuse_nul(field: &'static str, raw: &str) -> Result<(), InvalidField> {
+    if raw.contains('\0') {
+        return Err(InvalidField::new(
+            field,
+            "must not contain NUL characters (U+0000)",
+        ));
+    }
+    Ok(())
+}
+
 /// An email address, trimmed and lower-cased so uniqueness is case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -52,7 +67,8 @@ impl EmailAddress {
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && !domain.contains('@');
-        if local.is_empty() || !domain_ok || email.chars().any(char::is_whitespace) {
+        let odd_char = |c: char| c.is_whitespace() || c.is_control();
+        if local.is_empty() || !domain_ok || email.chars().any(odd_char) {
             return Err(invalid("is not an email address"));
         }
         Ok(Self(email))
@@ -218,6 +234,8 @@ mod tests {
             "alice@example",
             "a b@example.com",
             "a@b@c.com",
+            "a\0b@example.com",
+            "a@exa\u{7}mple.com",
         ] {
             assert!(
                 EmailAddress::parse(bad).is_err(),
@@ -231,6 +249,19 @@ mod tests {
         assert!(DisplayName::parse("  ").is_err());
         assert!(DisplayName::parse(&"x".repeat(65)).is_err());
         assert_eq!(DisplayName::parse(" Bob ").unwrap().as_str(), "Bob");
+    }
+
+    #[test]
+    fn display_names_with_a_nul_are_refused() {
+        let err = DisplayName::parse("a\0b").unwrap_err();
+        assert_eq!(err.field, "display_name");
+    }
+
+    #[test]
+    fn only_text_with_a_nul_is_refused_as_unstorable() {
+        assert!(refuse_nul("content", "a\u{0}b").is_err());
+        assert!(refuse_nul("content", "\u{0}").is_err());
+        assert!(refuse_nul("content", "tabs\tand\nnewlines, \u{1} and emoji 🎉").is_ok());
     }
 
     #[test]

@@ -115,6 +115,7 @@ impl AppState {
             },
             clock.clone(),
             &settings.realtime,
+            &settings.testing,
         ));
         Self {
             accounts: AccountService::new(

@@ -112,6 +112,8 @@ pub struct Settings {
     pub realtime: RealtimeSettings,
     /// `[log]`
     pub log: LogSettings,
+    /// `[testing]`: fault injection for the test suite only.
+    pub testing: TestingSettings,
 }
 
 /// `[http]`: the listener and what requests may look like.
@@ -423,6 +425,17 @@ impl Default for LogSettings {
             level: "info".to_owned(),
         }
     }
+}
+
+/// `[testing]`: faults the end-to-end suite injects into a node to prove what happens around
+/// them. For tests only; everything is off by default, and a production node must never set
+/// any of it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TestingSettings {
+    /// The node commits sends but never publishes nor acknowledges them, as a node that
+    /// stalls (or dies) between commit and publish: the sender times out and resends elsewhere.
+    pub stall_after_commit: bool,
 }
 
 /// The store the settings select.

@@ -252,6 +252,11 @@ impl From<ChatError> for ApiError {
             ChatError::TempIdReused => Self::TempIdConflict,
             ChatError::NotAGroup => Self::NotAGroup,
             ChatError::GroupFull(n) => Self::GroupFull(n),
+            // The cause is logged where the batch was isolated (`realtime::batcher`).
+            ChatError::Unstorable(_) => Self::validation(
+                "message",
+                "the database refused to store this message; sending it again will not help",
+            ),
             ChatError::Storage(e) => Self::Unavailable(e),
         }
     }

@@ -6,7 +6,7 @@ use crate::ids::{TokenFamilyId, UserId};
 use crate::ports::{
     AccessTokenIssuer, Clock, InsertUserError, PasswordHasher, RefreshTokenStore, UserStore,
 };
-use crate::user::{DisplayName, EmailAddress, NewUser, Password, User};
+use crate::user::{refuse_nul, DisplayName, EmailAddress, InvalidField, NewUser, Password, User};
 use chrono::Duration;
 use std::sync::Arc;
 
@@ -166,7 +166,13 @@ impl AccountService {
         Ok(self.users.user_by_id(id).await?)
     }
 
+    /// Longest search query, in characters: the longest email. A longer one cannot match,
+    /// and SQLite refuses `LIKE` patterns over 50,000 bytes.
+    pub const MAX_SEARCH_CHARS: usize = EmailAddress::MAX_LEN;
+
     /// Finds users to start a conversation with: never the caller; blank query finds nobody.
+    /// A query with U+0000 (which PostgreSQL cannot take) or over
+    /// [`Self::MAX_SEARCH_CHARS`] is refused (`q`).
     pub async fn search(
         &self,
         me: UserId,
@@ -176,6 +182,14 @@ impl AccountService {
         let query = query.trim();
         if query.is_empty() {
             return Ok(Vec::new());
+        }
+        refuse_nul("q", query)?;
+        if query.chars().count() > Self::MAX_SEARCH_CHARS {
+            return Err(InvalidField::new(
+                "q",
+                format!("must be at most {} characters", Self::MAX_SEARCH_CHARS),
+            )
+            .into());
         }
         Ok(self
             .users
@@ -463,5 +477,37 @@ mod tests {
             .await
             .unwrap();
         assert!(found.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_search_with_a_nul_or_over_long_is_refused_without_asking_storage() {
+        let mut ports = Ports::new();
+        ports.users.expect_search_users().never();
+        let service = ports.service();
+        let long = "a".repeat(AccountService::MAX_SEARCH_CHARS + 1);
+        for bad in ["al\u{0}ice", long.as_str()] {
+            let err = service.search(UserId::new(), bad, 10).await.unwrap_err();
+            assert!(
+                matches!(&err, AuthError::Invalid(f) if f.field == "q"),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_login_with_a_nul_in_the_email_is_refused_like_an_unknown_email() {
+        let mut ports = Ports::new();
+        ports.users.expect_credentials_by_email().never();
+        ports
+            .hasher
+            .expect_verify()
+            .times(1)
+            .returning(|_, _| false);
+        let err = ports
+            .service()
+            .login("alice\u{0}@example.com", "correct horse battery")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::InvalidCredentials), "{err:?}");
     }
 }

@@ -61,6 +61,11 @@ pub enum ChatError {
     /// The group would exceed the member limit (422).
     #[error("group member limit of {0} reached")]
     GroupFull(usize),
+    /// The database refused this message although it passed validation (a constraint or
+    /// data error no check caught), while it took the others of its batch: retrying the
+    /// same message cannot help (422). Nothing was written for it.
+    #[error("the message could not be stored: {0}")]
+    Unstorable(#[source] StorageError),
     /// A backing service failed (503); nothing was changed.
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -143,15 +143,100 @@ impl MessageService {
     }
 
     /// Persists prepared messages in one transaction; one result per message, in order.
+    ///
+    /// One message must not fail the others. When the database refuses the transaction
+    /// ([`StorageError::is_refused`]: it answered, with a constraint or data error) rather
+    /// than being unreachable, the batch is split in halves and each half appended in turn,
+    /// again and again, until every refused message is alone: it gets
+    /// [`ChatError::Unstorable`], every other message its own outcome. Halves are appended
+    /// in order, so seqs keep the batch's order; one bad message among `n` costs about
+    /// `2 log2 n` more transactions. When the database cannot be reached, nothing more is
+    /// tried: `Err` if that was the first attempt, else `Storage` for every message not yet
+    /// committed (those committed by earlier halves keep their outcome, they must be acked).
+    ///
+    /// [`StorageError::is_refused`]: crate::StorageError::is_refused
     pub async fn append(
         &self,
         batch: &[NewMessage],
     ) -> Result<Vec<Result<AppendOutcome, ChatError>>, ChatError> {
+        match self.append_once(batch).await {
+            Ok(results) => Ok(results),
+            Err(e) if e.is_refused() => Ok(self.isolate(batch, e).await),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Appends `batch`, the first attempt of which the database refused with `refused`,
+    /// in ever smaller groups (see [`Self::append`]).
+    async fn isolate(
+        &self,
+        batch: &[NewMessage],
+        refused: crate::StorageError,
+    ) -> Vec<Result<AppendOutcome, ChatError>> {
+        let mut results: Vec<Option<Result<AppendOutcome, ChatError>>> =
+            batch.iter().map(|_| None).collect();
+        // Ranges still to append, the next one on top; `Err` is the refusal of a range of
+        // one, already known.
+        let mut todo: Vec<(usize, usize, Option<crate::StorageError>)> = Vec::new();
+        let mid = batch.len() / 2;
+        if batch.len() > 1 {
+            todo.push((mid, batch.len(), None));
+            todo.push((0, mid, None));
+        } else {
+            todo.push((0, batch.len(), Some(refused)));
+        }
+        while let Some((lo, hi, known)) = todo.pop() {
+            let outcome = match known {
+                Some(refused) => Err(refused),
+                None => self.append_once(&batch[lo..hi]).await,
+            };
+            match outcome {
+                Ok(appended) => {
+                    for (slot, result) in results[lo..hi].iter_mut().zip(appended) {
+                        *slot = Some(result);
+                    }
+                }
+                Err(e) if e.is_refused() && hi - lo > 1 => {
+                    let mid = lo + (hi - lo) / 2;
+                    todo.push((mid, hi, None));
+                    todo.push((lo, mid, None));
+                }
+                Err(e) if e.is_refused() => results[lo] = Some(Err(ChatError::Unstorable(e))),
+                Err(e) => {
+                    // Unreachable now: this range and every one still to do (all after it)
+                    // are not committed.
+                    let cause = e.to_string();
+                    for slot in results[lo..].iter_mut().filter(|s| s.is_none()) {
+                        *slot = Some(Err(ChatError::Storage(crate::StorageError::msg(
+                            cause.clone(),
+                        ))));
+                    }
+                    break;
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(ChatError::Storage(crate::StorageError::msg(
+                        "a message of the batch was never appended",
+                    )))
+                })
+            })
+            .collect()
+    }
+
+    /// One `append_messages` call, its rejections mapped.
+    async fn append_once(
+        &self,
+        batch: &[NewMessage],
+    ) -> Result<Vec<Result<AppendOutcome, ChatError>>, crate::StorageError> {
         let results = self.messages.append_messages(batch).await?;
         if results.len() != batch.len() {
-            return Err(ChatError::Storage(crate::StorageError::msg(
+            return Err(crate::StorageError::msg(
                 "storage answered a different number of results than messages appended",
-            )));
+            ));
         }
         Ok(results
             .into_iter()
@@ -845,5 +930,165 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, ChatError::MessageNotFound));
+    }
+
+    /// A prepared message of `sender` in `c` with `content`.
+    fn prepared(c: ConversationId, sender: UserId, content: &str) -> NewMessage {
+        NewMessage {
+            id: MessageId::new(),
+            conversation_id: c,
+            sender_id: sender,
+            client_msg_id: None,
+            content: MessageContent::parse(content, 100).unwrap(),
+            content_type: ContentType::Text,
+            reply_to: None,
+            created_at: t0(),
+        }
+    }
+
+    /// A store that refuses (as a database refuses a constraint or data error) every
+    /// transaction holding a message whose content is `poison`, commits the others, and
+    /// records what it committed and how many transactions it was asked for.
+    fn poisoned_store(
+        poison: &'static str,
+        committed: Arc<std::sync::Mutex<Vec<String>>>,
+        calls: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> MockMessageStore {
+        let mut store = MockMessageStore::new();
+        store.expect_append_messages().returning(move |batch| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if batch.iter().any(|m| m.content.as_str() == poison) {
+                return Err(crate::StorageError::refused(std::io::Error::other(
+                    "invalid byte sequence",
+                )));
+            }
+            let mut committed = committed.lock().unwrap();
+            Ok(batch
+                .iter()
+                .map(|m| {
+                    committed.push(m.content.as_str().to_owned());
+                    Ok(AppendOutcome::Created(m.stored_as(committed.len() as i64)))
+                })
+                .collect())
+        });
+        store
+    }
+
+    #[tokio::test]
+    async fn a_message_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits_in_order()
+    {
+        let c = ConversationId::new();
+        let committed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut ports = Ports::new();
+        ports.messages = poisoned_store("bad", committed.clone(), calls.clone());
+        let batch: Vec<NewMessage> = ["m0", "m1", "m2", "bad", "m4", "m5", "m6", "bad", "m8"]
+            .iter()
+            .map(|content| prepared(c, UserId::new(), content))
+            .collect();
+
+        let results = ports.service().append(&batch).await.unwrap();
+
+        assert_eq!(results.len(), batch.len());
+        for (i, result) in results.iter().enumerate() {
+            if batch[i].content.as_str() == "bad" {
+                assert!(
+                    matches!(result, Err(ChatError::Unstorable(_))),
+                    "{i}: {result:?}"
+                );
+            } else {
+                let created = matches!(result, Ok(AppendOutcome::Created(m)) if m.content == batch[i].content.as_str());
+                assert!(created, "{i}: {result:?}");
+            }
+        }
+        assert_eq!(
+            *committed.lock().unwrap(),
+            vec!["m0", "m1", "m2", "m4", "m5", "m6", "m8"],
+            "every good message committed once, in the batch's order"
+        );
+        let calls = calls.load(std::sync::atomic::Ordering::SeqCst);
+        // At most the first try plus two per level of halving (4 for 9) per refused message.
+        assert!(
+            calls <= 1 + 2 * 2 * 4,
+            "{calls} transactions for 9 messages, 2 refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lone_message_the_database_refuses_is_unstorable_not_unavailable() {
+        let committed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut ports = Ports::new();
+        ports.messages = poisoned_store("bad", committed, calls.clone());
+        let batch = [prepared(ConversationId::new(), UserId::new(), "bad")];
+        let results = ports.service().append(&batch).await.unwrap();
+        assert!(
+            matches!(results[..], [Err(ChatError::Unstorable(_))]),
+            "{results:?}"
+        );
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "no retry"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_that_cannot_be_reached_fails_the_whole_batch_once_without_retries() {
+        let mut ports = Ports::new();
+        ports
+            .messages
+            .expect_append_messages()
+            .times(1)
+            .returning(|_| Err(crate::StorageError::msg("connection refused")));
+        let c = ConversationId::new();
+        let batch: Vec<NewMessage> = (0..8)
+            .map(|i| prepared(c, UserId::new(), &format!("m{i}")))
+            .collect();
+        let err = ports.service().append(&batch).await.unwrap_err();
+        assert!(matches!(err, ChatError::Storage(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn losing_the_database_while_isolating_keeps_what_committed_and_fails_the_rest() {
+        let c = ConversationId::new();
+        let batch: Vec<NewMessage> = (0..4)
+            .map(|i| prepared(c, UserId::new(), &format!("m{i}")))
+            .collect();
+        let mut ports = Ports::new();
+        let mut sequence = mockall::Sequence::new();
+        // The whole batch is refused, its first half commits, then the database is gone.
+        ports
+            .messages
+            .expect_append_messages()
+            .times(1)
+            .in_sequence(&mut sequence)
+            .returning(|_| Err(crate::StorageError::refused(std::io::Error::other("22021"))));
+        ports
+            .messages
+            .expect_append_messages()
+            .times(1)
+            .in_sequence(&mut sequence)
+            .withf(|half| half.len() == 2)
+            .returning(|half| {
+                Ok(half
+                    .iter()
+                    .zip(1..)
+                    .map(|(m, seq)| Ok(AppendOutcome::Created(m.stored_as(seq))))
+                    .collect())
+            });
+        ports
+            .messages
+            .expect_append_messages()
+            .times(1)
+            .in_sequence(&mut sequence)
+            .returning(|_| Err(crate::StorageError::msg("connection reset")));
+
+        let results = ports.service().append(&batch).await.unwrap();
+
+        assert!(matches!(results[0], Ok(AppendOutcome::Created(_))));
+        assert!(matches!(results[1], Ok(AppendOutcome::Created(_))));
+        assert!(matches!(results[2], Err(ChatError::Storage(_))));
+        assert!(matches!(results[3], Err(ChatError::Storage(_))));
     }
 }

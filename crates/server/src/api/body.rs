@@ -59,7 +59,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 /// Bytes to `T`, telling syntax, shape and field errors apart.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        serde_json::from_slice(bytes).map_err(|e| match lone_surrogate_field(bytes) {
+            Some(field) => ApiError::validation(field, LONE_SURROGATE),
+            None => ApiError::MalformedJson(e.to_string()),
+        })?;
     if !value.is_object() {
         return Err(ApiError::InvalidBody);
     }
@@ -81,6 +84,81 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let field = if path == "." { "body".to_owned() } else { path };
         ApiError::validation(field, reason)
     })
+}
+
+/// Why a string with a lone surrogate escape is refused.
+pub const LONE_SURROGATE: &str =
+    "must be valid Unicode text: a lone UTF-16 surrogate escape (\\uD800-\\uDFFF) is not a character";
+
+/// The field (`content`, `a.b`, `ids[0]`; `body` at the top) of the first string in a JSON
+/// text that holds a lone UTF-16 surrogate escape (`"\ud800"`, a high surrogate without
+/// its low half, as a client cutting a string in the middle of an emoji sends it), if any.
+///
+/// The JSON grammar allows such escapes but no Unicode string holds them: the parser
+/// refuses the text, and this tells that case (a bad field, 422) from broken syntax (400).
+pub fn lone_surrogate_field(bytes: &[u8]) -> Option<String> {
+    if !has_lone_surrogate(bytes) {
+        return None;
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let parsed: Result<serde_json::Value, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let path = parsed.err()?.path().to_string();
+    Some(if path == "." { "body".to_owned() } else { path })
+}
+
+/// Whether `bytes` hold a `\uXXXX` escape of a surrogate that is not part of a pair.
+pub fn has_lone_surrogate(bytes: &[u8]) -> bool {
+    !lone_surrogates(bytes).is_empty()
+}
+
+/// `bytes` with every lone surrogate escape replaced by `\ufffd` (the replacement
+/// character; an escape of the same length), so the rest of the text can still be read
+/// (a WebSocket frame's `temp_id`, for the error's `ref`).
+pub fn replace_lone_surrogates(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for at in lone_surrogates(bytes) {
+        out[at..at + 6].copy_from_slice(b"\\ufffd");
+    }
+    out
+}
+
+/// Where each `\uXXXX` escape of a surrogate that is not part of a pair starts.
+fn lone_surrogates(bytes: &[u8]) -> Vec<usize> {
+    let hex = |at: usize| -> Option<u16> {
+        let digits = bytes.get(at..at + 4)?;
+        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if bytes.get(i + 1) != Some(&b'u') {
+            i += 2; // `\\`, `\"`, `\n`...: never the start of a `\u` escape.
+            continue;
+        }
+        match hex(i + 2) {
+            Some(0xD800..=0xDBFF) => {
+                let low = (bytes.get(i + 6..i + 8) == Some(b"\\u".as_slice()))
+                    .then(|| hex(i + 8))
+                    .flatten();
+                if matches!(low, Some(0xDC00..=0xDFFF)) {
+                    i += 12;
+                } else {
+                    found.push(i);
+                    i += 6;
+                }
+            }
+            Some(0xDC00..=0xDFFF) => {
+                found.push(i);
+                i += 6;
+            }
+            _ => i += 6,
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -137,6 +215,38 @@ mod tests {
         );
         let err = parse::<Send>(br#"{"content":"x","ids":["not-a-uuid"]}"#).unwrap_err();
         assert_eq!(field_of(err), "ids[0]");
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_a_validation_error_of_its_field() {
+        for (body, field) in [
+            (r#"{"content":"\ud800"}"#, "content"),
+            (r#"{"content":"a\udc00b"}"#, "content"),
+            (r#"{"temp_id":"t","content":"cut \ud83d"}"#, "content"),
+            (r#"{"content":"ok","ids":["\udbff\u0041"]}"#, "ids[0]"),
+        ] {
+            let err = parse::<Send>(body.as_bytes()).unwrap_err();
+            assert_eq!(err.code(), "validation_failed", "{body}");
+            assert_eq!(field_of(err), field, "{body}");
+        }
+    }
+
+    #[test]
+    fn surrogate_pairs_and_escaped_backslashes_are_not_lone_surrogates() {
+        let pair = parse::<Send>(br#"{"content":"\ud83c\udf89"}"#).unwrap();
+        assert_eq!(pair.content, "\u{1f389}");
+        let literal = parse::<Send>(br#"{"content":"\\ud800"}"#).unwrap();
+        assert_eq!(literal.content, "\\ud800");
+        assert!(!has_lone_surrogate(br#"{"a":"\u00e9\\\"\ud83c\udf89"}"#));
+        assert_eq!(
+            replace_lone_surrogates(br#"{"a":"\ud800\ud83c\udf89\udc00"}"#),
+            br#"{"a":"\ufffd\ud83c\udf89\ufffd"}"#.to_vec()
+        );
+        assert_eq!(
+            parse::<Send>(br#"{"content":"\u12"}"#).unwrap_err().code(),
+            "malformed_json",
+            "a broken escape is broken syntax"
+        );
     }
 
     #[test]

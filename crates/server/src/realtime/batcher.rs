@@ -3,15 +3,25 @@
 //! One task takes the first queued send, drains whatever else is queued (up to
 //! `commit_max_batch`), appends them all in ONE transaction, and repeats. A batch closes when
 //! the previous commit returns, never on a timer: an idle server commits a lone message at
-//! once, a busy one commits many per transaction. A second task publishes each new message
+//! once, a busy one commits many per transaction. A second task publishes each message
 //! and then answers its sender, in commit order, while the next batch commits.
 //!
-//! Acks come only after commit; a retried `temp_id` ([`AppendOutcome::Replayed`]) is answered
-//! with the original and not broadcast again. When the commit fails every waiter of the batch
-//! gets the error (`unavailable`) and nothing was written. A batch's new messages are published
-//! with one `publish_all` (one pipeline, one round trip on Redis); when that fails every sender
-//! of a new message in the batch gets `unavailable` too: its retry is answered from storage, and
-//! recipients fetch the message as a gap on their next event or `sync`.
+//! Acks come only after commit. One message the database refuses never fails the others of
+//! its batch: `MessageService::append` retries the batch in halves until the refused message
+//! is alone, and only its sender is answered with an error (`validation_failed`). When the
+//! database cannot be reached every waiter of the batch gets `unavailable` and nothing was
+//! written.
+//!
+//! A retried `temp_id` ([`AppendOutcome::Replayed`]) is answered with the original AND
+//! published again: the original may have been committed by a node that died (or stalled)
+//! before publishing it, and nothing else would tell the recipients live. Sessions follow
+//! each conversation by seq and drop what they already delivered
+//! ([`domain::delivery::OrderedFeed`]), so a recipient that had it gets nothing twice.
+//!
+//! A batch's messages are published with one `publish_all` (one pipeline, one round trip on
+//! Redis); when that fails every sender of the batch gets `unavailable` too: its retry is
+//! answered from storage and published then, and recipients fetch the message as a gap on
+//! their next event or `sync`.
 
 use super::metrics::Metrics;
 use domain::message::{AppendOutcome, NewMessage};
@@ -44,6 +54,13 @@ enum Committed {
     Drain(oneshot::Sender<()>),
 }
 
+/// Faults a test may inject (`[testing]`); none by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Commit, then never publish nor answer: a node stalled between commit and publish.
+    pub stall_after_commit: bool,
+}
+
 /// The node's group-commit batcher. Cheap to clone.
 #[derive(Clone)]
 pub struct CommitBatcher {
@@ -58,6 +75,17 @@ impl CommitBatcher {
         max_batch: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
+        Self::start_with_faults(service, publisher, max_batch, metrics, Faults::default())
+    }
+
+    /// As [`Self::start`], with `faults` injected (tests only).
+    pub fn start_with_faults(
+        service: MessageService,
+        publisher: Arc<dyn EventPublisher>,
+        max_batch: usize,
+        metrics: Arc<Metrics>,
+        faults: Faults,
+    ) -> Self {
         let (queue, commands) = mpsc::channel(QUEUE_CAPACITY);
         let (committed, results) = mpsc::unbounded_channel();
         tokio::spawn(commit_loop(
@@ -67,7 +95,7 @@ impl CommitBatcher {
             max_batch.max(1),
             metrics,
         ));
-        tokio::spawn(publish_loop(results, publisher));
+        tokio::spawn(publish_loop(results, publisher, faults));
         Self { queue }
     }
 
@@ -165,6 +193,11 @@ async fn commit_loop(
                     .filter(|r| matches!(r, Ok(AppendOutcome::Replayed(_))))
                     .count();
                 metrics.record_commit(messages.len(), created, replayed);
+                for result in &results {
+                    if let Err(ChatError::Unstorable(cause)) = result {
+                        tracing::warn!(%cause, batch = messages.len(), "the database refused one message; the rest of its batch was committed");
+                    }
+                }
                 waiters
                     .into_iter()
                     .zip(results)
@@ -196,6 +229,7 @@ async fn commit_loop(
 async fn publish_loop(
     mut results: mpsc::UnboundedReceiver<Committed>,
     publisher: Arc<dyn EventPublisher>,
+    faults: Faults,
 ) {
     while let Some(committed) = results.recv().await {
         match committed {
@@ -203,21 +237,32 @@ async fn publish_loop(
                 let _ = done.send(());
             }
             Committed::Batch(answers) => {
-                // The batch's new messages in one publish (one round trip on Redis), in
-                // commit order; then every sender is answered.
+                // The batch's messages, new and replayed, in one publish (one round trip on
+                // Redis), in commit order; then every sender is answered. A replay is
+                // published again: nobody knows whether its original ever was.
                 let events: Vec<(Topic, Event)> = answers
                     .iter()
                     .filter_map(|(origin, _, result)| match result {
-                        Ok(AppendOutcome::Created(message)) => Some((
-                            Topic::Conversation(message.conversation_id),
+                        Ok(outcome) => Some((
+                            Topic::Conversation(outcome.message().conversation_id),
                             Event::Message {
-                                message: message.clone(),
+                                message: outcome.message().clone(),
                                 origin: *origin,
                             },
                         )),
-                        _ => None,
+                        Err(_) => None,
                     })
                     .collect();
+                if faults.stall_after_commit && !events.is_empty() {
+                    tracing::warn!(
+                        messages = events.len(),
+                        "testing.stall_after_commit: committed, never publishing nor answering"
+                    );
+                    // Hold the answers (their senders wait, as on a stalled node) for good.
+                    let _held = answers;
+                    std::future::pending::<()>().await;
+                    return;
+                }
                 let published = if events.is_empty() {
                     Ok(())
                 } else {
@@ -229,7 +274,7 @@ async fn publish_loop(
                 };
                 for (_, reply, result) in answers {
                     let result = match (result, &published) {
-                        (Ok(AppendOutcome::Created(_)), Err(cause)) => {
+                        (Ok(_), Err(cause)) => {
                             Err(ChatError::Storage(StorageError::msg(cause.clone())))
                         }
                         (result, _) => result,
@@ -501,9 +546,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_retried_temp_id_is_acknowledged_again_but_not_broadcast_again() {
+    async fn a_retried_temp_id_is_acknowledged_again_and_published_again() {
         let store = FakeMessages::new(10, false);
-        let (publisher, published) = publisher(1);
+        let (publisher, published) = publisher(2);
         let batcher = CommitBatcher::start(service(store), publisher, 64, Arc::default());
         let (c, sender) = (ConversationId::new(), UserId::new());
         let first = batcher
@@ -516,7 +561,112 @@ mod tests {
             .unwrap();
         assert!(matches!(first, AppendOutcome::Created(_)));
         assert!(matches!(&retry, AppendOutcome::Replayed(m) if m.seq == first.message().seq));
-        assert_eq!(published.lock().unwrap().len(), 1);
+        // The original may never have been published (its node died after the commit):
+        // the replay is, with the original's seq; sessions drop what they already have.
+        assert_eq!(*published.lock().unwrap(), vec![1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_replay_that_cannot_be_published_is_answered_unavailable_so_it_is_retried() {
+        let store = FakeMessages::new(10, false);
+        let (c, sender) = (ConversationId::new(), UserId::new());
+        let mut publisher = MockEventPublisher::new();
+        let mut sequence = mockall::Sequence::new();
+        publisher
+            .expect_publish_all()
+            .times(1)
+            .in_sequence(&mut sequence)
+            .returning(|_| Ok(()));
+        publisher
+            .expect_publish_all()
+            .times(1)
+            .in_sequence(&mut sequence)
+            .returning(|_| Err(RealtimeError::msg("redis is down")));
+        let batcher = CommitBatcher::start(service(store), Arc::new(publisher), 64, Arc::default());
+        batcher
+            .send(new_message(c, sender, "same"), None)
+            .await
+            .unwrap();
+        let retry = batcher.send(new_message(c, sender, "same"), None).await;
+        assert!(matches!(retry, Err(ChatError::Storage(_))), "{retry:?}");
+    }
+
+    #[tokio::test]
+    async fn a_send_the_database_refuses_fails_alone_and_the_others_of_its_batch_are_acked_and_published(
+    ) {
+        use domain::ports::MockMessageStore;
+        let c = ConversationId::new();
+        let mut store = MockMessageStore::new();
+        // Refuses, as PostgreSQL refuses a NUL byte, every transaction holding "poison".
+        store.expect_append_messages().returning(|batch| {
+            if batch.iter().any(|m| m.content.as_str() == "poison") {
+                return Err(StorageError::refused(std::io::Error::other(
+                    "invalid byte sequence for encoding \"UTF8\": 0x00",
+                )));
+            }
+            Ok(batch
+                .iter()
+                .map(|m| Ok(AppendOutcome::Created(m.stored_as(1))))
+                .collect())
+        });
+        let (publisher, published) = publisher(5);
+        let metrics = Arc::new(Metrics::default());
+        let service = MessageService::new(
+            Arc::new(store),
+            Arc::new(MockConversationStore::new()),
+            Arc::new(MockReceiptStore::new()),
+            Arc::new(SystemClock),
+            Limits::default(),
+        );
+        let batcher = CommitBatcher::start(service, publisher, 64, metrics);
+        let mut answers = Vec::new();
+        for (i, content) in ["a", "b", "poison", "c", "d", "e"].iter().enumerate() {
+            let mut message = new_message(c, UserId::new(), &format!("k{i}"));
+            message.content = MessageContent::parse(content, 100).unwrap();
+            answers.push((content, batcher.enqueue(message, None).await.unwrap()));
+        }
+        for (content, answer) in answers {
+            let result = answer.await.unwrap();
+            if *content == "poison" {
+                assert!(
+                    matches!(result, Err(ChatError::Unstorable(_))),
+                    "{result:?}"
+                );
+            } else {
+                assert!(
+                    matches!(result, Ok(AppendOutcome::Created(_))),
+                    "{content}: {result:?}"
+                );
+            }
+        }
+        assert_eq!(
+            published.lock().unwrap().len(),
+            5,
+            "every good send published"
+        );
+    }
+
+    #[tokio::test]
+    async fn stalling_after_commit_commits_but_never_publishes_nor_answers() {
+        let store = FakeMessages::new(10, false);
+        let mut publisher = MockEventPublisher::new();
+        publisher.expect_publish_all().never();
+        let batcher = CommitBatcher::start_with_faults(
+            service(store.clone()),
+            Arc::new(publisher),
+            64,
+            Arc::default(),
+            Faults {
+                stall_after_commit: true,
+            },
+        );
+        let answer = batcher
+            .enqueue(new_message(ConversationId::new(), UserId::new(), "a"), None)
+            .await
+            .unwrap();
+        until("the commit", || store.batch_sizes() == vec![1]).await;
+        let waited = tokio::time::timeout(Duration::from_millis(100), answer).await;
+        assert!(waited.is_err(), "answered although stalled: {waited:?}");
     }
 
     #[tokio::test]

@@ -15,9 +15,9 @@ pub mod publisher;
 pub mod receipts;
 pub mod typing_tasks;
 
-use crate::config::{RealtimeSettings, RedisSettings};
+use crate::config::{RealtimeSettings, RedisSettings, TestingSettings};
 use adapters_memory::{MemoryPresence, MemoryPubSub, MemoryTyping};
-use batcher::CommitBatcher;
+use batcher::{CommitBatcher, Faults};
 use domain::conversation::{ConversationDetails, Participant};
 use domain::ports::{Clock, ConversationStore, ReceiptStore, UserStore, WatermarkUpdate};
 use domain::realtime::{
@@ -246,6 +246,7 @@ impl Realtime {
         ports: RealtimePorts,
         clock: Arc<dyn Clock>,
         settings: &RealtimeSettings,
+        testing: &TestingSettings,
     ) -> Self {
         let node = NodeId(uuid::Uuid::new_v4().to_string());
         let Parts {
@@ -257,11 +258,14 @@ impl Realtime {
             backend.pubsub.clone(),
             metrics.clone(),
         ));
-        let batcher = CommitBatcher::start(
+        let batcher = CommitBatcher::start_with_faults(
             messages,
             events.clone(),
             settings.commit_max_batch,
             metrics.clone(),
+            Faults {
+                stall_after_commit: testing.stall_after_commit,
+            },
         );
         let receipts = ReceiptBatcher::start(
             ReceiptPorts {

@@ -186,8 +186,20 @@ pub enum ClientFrame {
 impl ClientFrame {
     /// Parses a text frame. Errors carry the frame's `temp_id` as their reference.
     pub fn parse(text: &str) -> Result<Self, FrameError> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| FrameError::invalid_json(format!("the frame is not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            match crate::api::body::lone_surrogate_field(text.as_bytes()) {
+                // Valid JSON syntax, but a string no Unicode text can hold: a bad field.
+                Some(field) => {
+                    let readable = crate::api::body::replace_lone_surrogates(text.as_bytes());
+                    let reference = serde_json::from_slice::<Value>(&readable)
+                        .ok()
+                        .and_then(|v| v.get("temp_id").and_then(Value::as_str).map(str::to_owned));
+                    FrameError::validation(&field, crate::api::body::LONE_SURROGATE)
+                        .with_reference(reference)
+                }
+                None => FrameError::invalid_json(format!("the frame is not valid JSON: {e}")),
+            }
+        })?;
         let Value::Object(map) = value else {
             return Err(FrameError::invalid_json("the frame must be a JSON object"));
         };
@@ -480,6 +492,19 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_lone_surrogate_in_a_send_is_a_validation_error_with_the_frames_reference() {
+        let err = ClientFrame::parse(
+            r#"{"type":"message","conversation_id":"c","content":"cut \ud83d","temp_id":"t-9"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "validation_failed");
+        assert!(err.message.starts_with("content: "), "{}", err.message);
+        assert_eq!(err.reference.as_deref(), Some("t-9"));
+        let broken = ClientFrame::parse(r#"{"type":"message","content":"\u12"}"#).unwrap_err();
+        assert_eq!(broken.code, "invalid_json");
     }
 
     #[test]
