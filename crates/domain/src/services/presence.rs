@@ -333,12 +333,22 @@ impl PresenceService {
     /// again: every user of this node after a lost lease (others may have seen them
     /// offline, or asked and been told so), else those whose counts were wrong. A user whose
     /// last close failed gets the offline check it missed. What fails is tried again at
-    /// the next renewal.
+    /// the next renewal; a renewal that failed makes the next one rewrite the counts too.
     pub async fn renew_lease(&self) -> Result<LeaseRenewal, RealtimeError> {
-        let live = self
+        let live = match self
             .store
             .renew_lease(&self.settings.node, self.settings.lease_ttl)
-            .await?;
+            .await
+        {
+            Ok(live) => live,
+            Err(err) => {
+                // A renewal that timed out may still be applied later, after a reaper took
+                // this node's counts: the next renewal would then find a live lease over
+                // nothing. So the next one rewrites the counts whatever it finds.
+                self.ledger.drifted();
+                return Err(err);
+            }
+        };
         let needs = self.ledger.needs.swap(0, Ordering::AcqRel) | if live { 0 } else { LOST };
         if needs == 0 {
             return Ok(LeaseRenewal::Kept);
@@ -976,6 +986,48 @@ mod tests {
                 Topic::Conversation(c),
                 presence(user, PresenceStatus::Offline, Some(t0()))
             ))
+        );
+        assert_eq!(service.renew_lease().await.unwrap(), LeaseRenewal::Kept);
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_renewal_the_next_one_rewrites_the_counts() {
+        let user = UserId::new();
+        let (mut ports, _published) = Ports::new().member_of(user, vec![]).recording();
+        ports
+            .store
+            .expect_open_session()
+            .returning(|_, _, _| Ok(counts(1, 0)));
+        let mut renewals = vec![
+            Ok(true),
+            Ok(true),
+            Err(RealtimeError::msg("redis did not answer in time")),
+        ];
+        ports
+            .store
+            .expect_renew_lease()
+            .times(3)
+            .returning(move |_, _| renewals.pop().unwrap());
+        // A reaper took the counts meanwhile and the late renewal made the lease live again.
+        ports
+            .store
+            .expect_restore_node()
+            .withf(move |_, sessions| sessions == [(user, counts(1, 0))])
+            .times(1)
+            .returning(move |_, _| Ok(vec![user]));
+        ports
+            .store
+            .expect_counts()
+            .returning(|users| Ok(vec![counts(1, 0); users.len()]));
+        let service = ports.service();
+        service.session_opened(user).await.unwrap();
+        assert!(service.renew_lease().await.is_err());
+        assert_eq!(
+            service.renew_lease().await.unwrap(),
+            LeaseRenewal::Restored {
+                users: 1,
+                announced: 1
+            }
         );
         assert_eq!(service.renew_lease().await.unwrap(), LeaseRenewal::Kept);
     }
