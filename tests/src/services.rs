@@ -349,6 +349,26 @@ impl PrivateRedis {
         let _ = child.wait();
     }
 
+    /// SIGSTOP by PID: Redis keeps its port and connections but answers nothing (a hung
+    /// server), until [`PrivateRedis::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: a paused Redis answers again (keys whose TTL passed meanwhile are gone).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let pid = self.child.as_ref().expect("Redis is running").id();
+        let status = Command::new("kill")
+            .args([which, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {which} {pid}");
+    }
+
     /// Starts Redis again on the same port, empty; returns once it answers.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "restart after kill9");
@@ -404,6 +424,7 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // SIGKILL works on a stopped process too.
             let _ = child.kill();
             let _ = child.wait();
         }

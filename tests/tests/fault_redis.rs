@@ -211,3 +211,128 @@ async fn kill_9_of_redis_mid_traffic_loses_nothing_and_presence_is_right_again()
     drop(d);
     drop(pg);
 }
+
+/// Redis stops answering (SIGSTOP) for longer than the presence lease while connections stay
+/// open: sends are answered `unavailable` within the Redis command timeout (never hung),
+/// and once Redis answers again (the nodes' leases expired meanwhile) sends are acked,
+/// nothing acked is lost, and presence is right again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stops_answering_fails_sends_fast_and_presence_recovers() {
+    let pg = PrivatePostgres::start().await;
+    let redis = PrivateRedis::start().await;
+    let store = TestStore {
+        backend: Backend::Postgres,
+        data_dir: tempfile::tempdir().unwrap(),
+        database_url: Some(pg.url()),
+    };
+    let ttl = LEASE_TTL_MS.to_string();
+    let d = Deployment::scale_out_on(
+        store,
+        &redis.url(),
+        &quick(&[(keys::NODE_LEASE_TTL_MS, &ttl)]),
+        2,
+    )
+    .await;
+    let api = d.api(1);
+    let a = api.register("Alice").await;
+    let b = api.register("Bob").await;
+    let c = api.register("Carol").await;
+    let conv = cluster::direct(&api, &a, &b).await;
+    let team = cluster::group(&api, &a, &[&b, &c]).await;
+    let (mut ws_a, _) = WsConnect::all(&d.base(0), &a.token)
+        .open_ready("A on node 0")
+        .await;
+    let (ws_b, _) = WsConnect::all(&d.base(1), &b.token)
+        .open_ready("B on node 1")
+        .await;
+    let (ws_c, _) = WsConnect::all(&d.base(1), &c.token)
+        .open_ready("C on node 1")
+        .await;
+    let (reader_b, reader_c) = (Reader::spawn(ws_b), Reader::spawn(ws_c));
+    let everyone_online = [
+        (a.id.as_str(), "online"),
+        (b.id.as_str(), "online"),
+        (c.id.as_str(), "online"),
+    ];
+    assert!(
+        wait_presence(&api, &c, &team, &everyone_online, WAIT)
+            .await
+            .is_some(),
+        "everyone online before the fault"
+    );
+    let mut ledger = Ledger::default();
+    for _ in 0..3 {
+        ledger.burst(&mut ws_a, &conv, "k", BURST, WAIT).await;
+    }
+
+    redis.pause();
+    let paused = Instant::now();
+    ledger.slowest_answer = Duration::ZERO;
+    let mut during = 0;
+    // One send at a time: each waits for one publish (a burst would queue several commit
+    // batches, each publish waiting its own timeout).
+    while paused.elapsed() < OUTAGE {
+        ledger
+            .burst(&mut ws_a, &conv, "k", 1, Duration::from_secs(15))
+            .await;
+        during += 1;
+    }
+    let slowest_during = ledger.slowest_answer;
+    let unanswered = ledger.unanswered;
+    let refused = ledger.refused.clone();
+    redis.resume();
+    let resumed = Instant::now();
+    let presence_back = wait_presence(
+        &api,
+        &c,
+        &team,
+        &everyone_online,
+        Duration::from_millis(LEASE_TTL_MS) + Duration::from_secs(10),
+    )
+    .await;
+    ledger
+        .resend_unacked(&mut ws_a, &conv, 50, Duration::from_millis(200))
+        .await;
+    let resent_acked = resumed.elapsed();
+
+    let stored = check_stored(&api, &b, &conv, &ledger).await;
+    let (ws_b, _) = reader_b.stop().await;
+    let (ws_c, _) = reader_c.stop().await;
+    println!(
+        "[fault_redis paused] {during} sends while Redis answered nothing for {OUTAGE:?}: \
+         refused {refused:?}, unanswered {unanswered}, slowest answer {slowest_during:?}; after \
+         SIGCONT presence right again {presence_back:?}, every resend acked {resent_acked:?}; \
+         stored {} of {}, duplicates {}, gaps {}, lost {}",
+        stored.stored,
+        ledger.sent.len(),
+        stored.duplicates,
+        stored.gaps,
+        stored.lost.len(),
+    );
+    assert_eq!(unanswered, 0, "every send answered while Redis hung");
+    // The Redis command timeout is 2 s (connect and response): one reconnection attempt
+    // and one command at most.
+    assert!(
+        slowest_during < Duration::from_secs(5),
+        "a send waited {slowest_during:?} on a Redis that answers nothing"
+    );
+    assert!(
+        presence_back.is_some(),
+        "the connected users are not online again after Redis answered again"
+    );
+    assert!(
+        stored.lost.is_empty(),
+        "acknowledged, then lost: {:?}",
+        stored.lost
+    );
+    assert_eq!(stored.duplicates, 0, "a temp_id stored twice");
+    assert_eq!(stored.gaps, 0, "a hole in the seqs");
+    assert_eq!(
+        stored.stored,
+        ledger.sent.len(),
+        "every message stored once"
+    );
+    assert!(ws_b.closed().is_none() && ws_c.closed().is_none());
+    drop(d);
+    drop(pg);
+}
