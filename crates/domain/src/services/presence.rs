@@ -369,7 +369,8 @@ impl PresenceService {
             }
         };
         let mut users: Vec<UserId> = changed;
-        users.extend(lock(&self.ledger.orphans).drain());
+        let orphans: Vec<UserId> = lock(&self.ledger.orphans).drain().collect();
+        users.extend(&orphans);
         if needs & LOST != 0 {
             users.extend(sessions.iter().map(|(user, _)| *user));
         }
@@ -377,7 +378,9 @@ impl PresenceService {
         users.dedup();
         let announced = users.len();
         if let Err(err) = self.reannounce(&users).await {
-            // Announce everyone again next time: which of these went out is unknown.
+            // Announce everyone again next time (and check the orphans again): which of
+            // these went out is unknown.
+            lock(&self.ledger.orphans).extend(orphans);
             self.ledger.needs.fetch_or(LOST, Ordering::AcqRel);
             return Err(err);
         }
