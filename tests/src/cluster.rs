@@ -180,6 +180,8 @@ pub struct Deployment {
     env: Vec<(&'static str, String)>,
     /// The Redis key prefix of this deployment (scale-out).
     pub redis_prefix: Option<String>,
+    /// The Redis the nodes use (scale-out).
+    redis_url: String,
 }
 
 impl Deployment {
@@ -201,15 +203,28 @@ impl Deployment {
             nodes: Vec::new(),
             env: Vec::new(),
             redis_prefix: None,
+            redis_url: String::new(),
         }
     }
 
     /// `count` node processes on a fresh PostgreSQL database and Redis under a fresh prefix.
     pub async fn scale_out(tuning: &[(&'static str, String)], count: usize) -> Self {
         let store = TestStore::new(Backend::Postgres).await;
+        Self::scale_out_on(store, &redis_url(), tuning, count).await
+    }
+
+    /// `count` node processes on `store` (PostgreSQL) and the Redis at `redis`, under a
+    /// fresh prefix: for tests that run their own PostgreSQL and Redis
+    /// ([`crate::services`]).
+    pub async fn scale_out_on(
+        store: TestStore,
+        redis: &str,
+        tuning: &[(&'static str, String)],
+        count: usize,
+    ) -> Self {
         let prefix = format!("chat-e2e-{}:", uuid::Uuid::new_v4().simple());
         let mut env: Vec<(&'static str, String)> = vec![
-            ("CHAT_REDIS__URL", redis_url()),
+            ("CHAT_REDIS__URL", redis.to_owned()),
             ("CHAT_REDIS__KEY_PREFIX", prefix.clone()),
         ];
         for (key, value) in tuning {
@@ -227,6 +242,7 @@ impl Deployment {
             nodes,
             env,
             redis_prefix: Some(prefix),
+            redis_url: redis.to_owned(),
         }
     }
 
@@ -302,6 +318,7 @@ impl Drop for Deployment {
         let Some(prefix) = self.redis_prefix.clone() else {
             return;
         };
+        let url = self.redis_url.clone();
         let cleanup = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -309,17 +326,17 @@ impl Drop for Deployment {
             else {
                 return;
             };
-            runtime.block_on(delete_keys(&prefix));
+            runtime.block_on(delete_keys(&url, &prefix));
         });
         let _ = cleanup.join();
     }
 }
 
 /// Deletes every Redis key under `prefix`; errors are ignored (cleanup only).
-async fn delete_keys(prefix: &str) {
+async fn delete_keys(url: &str, prefix: &str) {
     use deadpool_redis::redis;
-    let Ok(pool) = deadpool_redis::Config::from_url(redis_url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+    let Ok(pool) =
+        deadpool_redis::Config::from_url(url).create_pool(Some(deadpool_redis::Runtime::Tokio1))
     else {
         return;
     };

@@ -9,6 +9,8 @@
 
 pub mod cluster;
 pub mod rows;
+pub mod services;
+pub mod traffic;
 pub mod ws;
 
 use reqwest::StatusCode;

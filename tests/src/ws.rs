@@ -562,6 +562,12 @@ impl WsClient {
         self.pending.iter()
     }
 
+    /// Removes and returns the first kept frame matching `wanted`, if any.
+    pub fn take_kept(&mut self, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
+        let at = self.pending.iter().position(wanted)?;
+        self.pending.remove(at)
+    }
+
     /// Drops every kept frame.
     pub fn forget_kept(&mut self) {
         self.pending.clear();

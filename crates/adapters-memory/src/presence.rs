@@ -150,13 +150,54 @@ impl PresenceStore for MemoryPresence {
         Ok(users.iter().map(|u| state.live_counts(*u, now)).collect())
     }
 
-    async fn renew_lease(&self, node: &NodeId, ttl: Duration) -> Result<(), RealtimeError> {
+    async fn renew_lease(&self, node: &NodeId, ttl: Duration) -> Result<bool, RealtimeError> {
         let now = Instant::now();
         let deadline = now
             .checked_add(ttl)
             .unwrap_or(now + Duration::from_secs(86_400 * 365));
-        lock(&self.state).leases.insert(node.clone(), deadline);
-        Ok(())
+        let mut state = lock(&self.state);
+        let was_live = state.is_live(node, now);
+        state.leases.insert(node.clone(), deadline);
+        Ok(was_live)
+    }
+
+    async fn restore_node(
+        &self,
+        node: &NodeId,
+        sessions: &[(UserId, SessionCounts)],
+    ) -> Result<Vec<UserId>, RealtimeError> {
+        let mut state = lock(&self.state);
+        let mut changed = Vec::new();
+        let listed: HashSet<UserId> = sessions.iter().map(|(user, _)| *user).collect();
+        let stale: Vec<UserId> = state
+            .node_users
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter(|user| !listed.contains(user))
+            .copied()
+            .collect();
+        for user in stale {
+            state.update(user, node, |c| *c = SessionCounts::default());
+            changed.push(user);
+        }
+        for (user, wanted) in sessions {
+            let wanted = SessionCounts {
+                sessions: wanted.sessions,
+                away: wanted.away.min(wanted.sessions),
+            };
+            let before = state
+                .sessions
+                .get(user)
+                .and_then(|per_node| per_node.get(node))
+                .copied()
+                .unwrap_or_default();
+            if before != wanted {
+                state.update(*user, node, |c| *c = wanted);
+                changed.push(*user);
+            }
+        }
+        Ok(changed)
     }
 
     async fn reap_dead_nodes(&self, this_node: &NodeId) -> Result<Vec<UserId>, RealtimeError> {

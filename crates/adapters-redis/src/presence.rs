@@ -125,12 +125,63 @@ forget(ARGV[1], ARGV[2], {}, {})
 return 1
 ";
 
+/// KEYS: lease, nodes set. ARGV: TTL in ms, node. Renews the lease and registers the node;
+/// returns 1 when the lease still existed, 0 when it had lapsed, was reaped, or Redis lost
+/// it (restarted empty): then the node's counts may be gone too.
+const RENEW: &str = r"
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return existed
+";
+
+/// KEYS: node-users set, nodes set. ARGV: prefix, node, then `user, sessions, away` for
+/// each user. Sets each user's counts on the node to the given ones; returns the users
+/// whose counts were different.
+const RESTORE: &str = r"
+local out = {}
+for i = 3, #ARGV, 3 do
+  local user = ARGV[i]
+  local hash = ARGV[1] .. 'presence:' .. user
+  local s, a = node_counts(hash, ARGV[2])
+  local want_s, want_a = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  if want_a > want_s then want_a = want_s end
+  if s ~= want_s or a ~= want_a or (want_s > 0 and redis.call('SISMEMBER', KEYS[1], user) == 0) then
+    store_counts(hash, KEYS[1], ARGV[2], user, want_s, want_a)
+    out[#out + 1] = user
+  end
+end
+redis.call('SADD', KEYS[2], ARGV[2])
+return out
+";
+
+/// KEYS: node-users set. ARGV: prefix, node, then users. Drops each user's counts on the
+/// node; returns the users that had any.
+const DROP_USERS: &str = r"
+local out = {}
+for i = 3, #ARGV do
+  local user = ARGV[i]
+  local hash = ARGV[1] .. 'presence:' .. user
+  local s, a = node_counts(hash, ARGV[2])
+  store_counts(hash, KEYS[1], ARGV[2], user, 0, 0)
+  if s > 0 or a > 0 then out[#out + 1] = user end
+end
+return out
+";
+
+/// Users per restore script call: large nodes restore in several short scripts rather than
+/// one that blocks Redis for long.
+const RESTORE_CHUNK: usize = 500;
+
 struct Scripts {
     open_session: Script,
     adjust: Script,
     counts: Script,
     reap: Script,
     remove_node: Script,
+    renew: Script,
+    restore: Script,
+    drop_users: Script,
 }
 
 impl Scripts {
@@ -142,6 +193,9 @@ impl Scripts {
             counts: with(HELPERS, COUNTS),
             reap: with(FORGET, REAP),
             remove_node: with(FORGET, REMOVE_NODE),
+            renew: Script::new(RENEW),
+            restore: with(HELPERS, RESTORE),
+            drop_users: with(HELPERS, DROP_USERS),
         }
     }
 }
@@ -268,24 +322,80 @@ impl PresenceStore for RedisPresence {
             .collect())
     }
 
-    async fn renew_lease(&self, node: &NodeId, ttl: Duration) -> Result<(), RealtimeError> {
+    async fn renew_lease(&self, node: &NodeId, ttl: Duration) -> Result<bool, RealtimeError> {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut connection = self.pool.connection();
-        redis::pipe()
-            .atomic()
-            .cmd("SET")
-            .arg(self.keys.node_lease(node))
-            .arg(1)
-            .arg("PX")
+        let existed: u8 = self
+            .scripts
+            .renew
+            .key(self.keys.node_lease(node))
+            .key(self.keys.nodes())
             .arg(millis)
-            .ignore()
-            .cmd("SADD")
-            .arg(self.keys.nodes())
             .arg(&node.0)
-            .ignore()
-            .exec_async(&mut connection)
+            .invoke_async(&mut connection)
             .await
-            .map_err(RealtimeError::new)
+            .map_err(RealtimeError::new)?;
+        Ok(existed == 1)
+    }
+
+    /// In steps (a few hundred users per script): the listed users' counts first, then the
+    /// users still registered on the node but not listed are dropped. Not atomic as a whole,
+    /// which is fine while the node itself changes nothing meanwhile (the caller's promise);
+    /// other nodes never write this node's counts (a reaper only deletes them, and only once
+    /// the lease lapsed, which the renewal before this made live).
+    async fn restore_node(
+        &self,
+        node: &NodeId,
+        sessions: &[(UserId, SessionCounts)],
+    ) -> Result<Vec<UserId>, RealtimeError> {
+        let mut connection = self.pool.connection();
+        let mut changed: Vec<String> = Vec::new();
+        for chunk in sessions.chunks(RESTORE_CHUNK) {
+            let mut invocation = self.scripts.restore.prepare_invoke();
+            invocation
+                .key(self.keys.node_users(node))
+                .key(self.keys.nodes())
+                .arg(self.keys.prefix())
+                .arg(&node.0);
+            for (user, counts) in chunk {
+                invocation
+                    .arg(user.to_string())
+                    .arg(counts.sessions)
+                    .arg(counts.away);
+            }
+            let out: Vec<String> = invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(RealtimeError::new)?;
+            changed.extend(out);
+        }
+        let registered: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.node_users(node))
+            .query_async(&mut connection)
+            .await
+            .map_err(RealtimeError::new)?;
+        let listed: std::collections::HashSet<String> =
+            sessions.iter().map(|(user, _)| user.to_string()).collect();
+        let stale: Vec<String> = registered
+            .into_iter()
+            .filter(|user| !listed.contains(user))
+            .collect();
+        for chunk in stale.chunks(RESTORE_CHUNK) {
+            let mut invocation = self.scripts.drop_users.prepare_invoke();
+            invocation
+                .key(self.keys.node_users(node))
+                .arg(self.keys.prefix())
+                .arg(&node.0);
+            for user in chunk {
+                invocation.arg(user);
+            }
+            let out: Vec<String> = invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(RealtimeError::new)?;
+            changed.extend(out);
+        }
+        Ok(parse_users(&changed))
     }
 
     async fn reap_dead_nodes(&self, this_node: &NodeId) -> Result<Vec<UserId>, RealtimeError> {
@@ -299,16 +409,7 @@ impl PresenceStore for RedisPresence {
             .invoke_async(&mut connection)
             .await
             .map_err(RealtimeError::new)?;
-        Ok(users
-            .iter()
-            .filter_map(|u| match u.parse() {
-                Ok(user) => Some(user),
-                Err(_) => {
-                    tracing::warn!(user = %u, "skipped a malformed user id in presence");
-                    None
-                }
-            })
-            .collect())
+        Ok(parse_users(&users))
     }
 
     async fn remove_node(&self, node: &NodeId) -> Result<(), RealtimeError> {
@@ -322,4 +423,18 @@ impl PresenceStore for RedisPresence {
             .await
             .map_err(RealtimeError::new)
     }
+}
+
+/// User ids read back from Redis; a malformed one (not written by this adapter) is skipped.
+fn parse_users(users: &[String]) -> Vec<UserId> {
+    users
+        .iter()
+        .filter_map(|u| match u.parse() {
+            Ok(user) => Some(user),
+            Err(_) => {
+                tracing::warn!(user = %u, "skipped a malformed user id in presence");
+                None
+            }
+        })
+        .collect()
 }

@@ -208,7 +208,23 @@ pub trait PresenceStore: Send + Sync + 'static {
     async fn counts(&self, users: &[UserId]) -> Result<Vec<SessionCounts>, RealtimeError>;
 
     /// Renews `node`'s lease for `ttl`. A node that stops renewing is dead after `ttl`.
-    async fn renew_lease(&self, node: &NodeId, ttl: Duration) -> Result<(), RealtimeError>;
+    ///
+    /// `true` when the lease was still live, so what the node registered is still there;
+    /// `false` when there was none (a new node, or one whose lease lapsed, was reaped, or
+    /// whose store lost its data, as a Redis restarted without persistence does): the
+    /// node then registers its sessions again ([`PresenceStore::restore_node`]).
+    async fn renew_lease(&self, node: &NodeId, ttl: Duration) -> Result<bool, RealtimeError>;
+
+    /// Makes `node`'s registered counts exactly `sessions` (each user at most once; a user
+    /// not listed has none on `node` after), whatever was registered before, and returns
+    /// the users whose counts on `node` changed. For a node whose registration was lost or
+    /// may have drifted (a change whose answer never came); the caller makes sure none of
+    /// its own changes run meanwhile.
+    async fn restore_node(
+        &self,
+        node: &NodeId,
+        sessions: &[(UserId, SessionCounts)],
+    ) -> Result<Vec<UserId>, RealtimeError>;
 
     /// Removes the session counts of every node whose lease lapsed (never `this_node`) and
     /// returns the users who had sessions there, each once. Safe to call from every node at

@@ -42,6 +42,9 @@ macro_rules! presence_contract_tests {
             presence::a_node_never_reaps_itself_nor_a_live_node,
             presence::removing_a_node_drops_its_sessions_and_only_its_sessions,
             presence::closing_a_session_that_was_reaped_leaves_the_counts_at_zero,
+            presence::a_renewal_tells_whether_the_lease_was_still_live,
+            presence::restoring_a_node_sets_exactly_its_counts_and_reports_what_changed,
+            presence::a_reaped_node_that_restores_counts_again,
         );
     };
 }

@@ -363,3 +363,126 @@ pub async fn closing_a_session_that_was_reaped_leaves_the_counts_at_zero(backend
     );
     assert_eq!(open(&on_back, user, &back).await, counts(1, 0));
 }
+
+/// A renewal tells whether the lease was still live: not for a new node, yes while it is
+/// renewed in time, not after it lapsed (nor after the node was reaped).
+pub async fn a_renewal_tells_whether_the_lease_was_still_live(backend: SharedBackend) {
+    let store = backend.presence().await;
+    let reaper = live_node(&store).await;
+    let node = node_id();
+    assert!(!store.renew_lease(&node, LIVE).await.unwrap(), "a new node");
+    assert!(
+        store.renew_lease(&node, LIVE).await.unwrap(),
+        "renewed in time"
+    );
+    kill(&store, &[&node]).await;
+    assert!(!store.renew_lease(&node, LIVE).await.unwrap(), "lapsed");
+    kill(&store, &[&node]).await;
+    store.reap_dead_nodes(&reaper).await.unwrap();
+    assert!(!store.renew_lease(&node, LIVE).await.unwrap(), "reaped");
+    assert!(store.renew_lease(&node, LIVE).await.unwrap());
+}
+
+/// Restoring makes a node's counts exactly the given ones (listed users set, others
+/// dropped), reports the users whose counts changed, and leaves other nodes alone.
+pub async fn restoring_a_node_sets_exactly_its_counts_and_reports_what_changed(
+    backend: SharedBackend,
+) {
+    let on_a = backend.presence().await;
+    let on_b = backend.presence().await;
+    let (a, b) = (live_node(&on_a).await, live_node(&on_b).await);
+    let (same, fewer, gone, new, elsewhere) = (
+        UserId::new(),
+        UserId::new(),
+        UserId::new(),
+        UserId::new(),
+        UserId::new(),
+    );
+    open(&on_a, same, &a).await;
+    open(&on_a, same, &a).await;
+    open(&on_a, fewer, &a).await;
+    open(&on_a, fewer, &a).await;
+    on_a.set_away(fewer, &a, true).await.unwrap();
+    open(&on_a, gone, &a).await;
+    open(&on_b, elsewhere, &b).await;
+    open(&on_b, gone, &b).await;
+
+    let mut changed = on_a
+        .restore_node(
+            &a,
+            &[
+                (same, counts(2, 0)),
+                (fewer, counts(1, 1)),
+                (new, counts(3, 1)),
+            ],
+        )
+        .await
+        .unwrap();
+    changed.sort_unstable();
+    let mut expected = vec![fewer, gone, new];
+    expected.sort_unstable();
+    assert_eq!(changed, expected);
+    assert_eq!(
+        on_b.counts(&[same, fewer, gone, new, elsewhere])
+            .await
+            .unwrap(),
+        vec![
+            counts(2, 0),
+            counts(1, 1),
+            counts(1, 0),
+            counts(3, 1),
+            counts(1, 0)
+        ]
+    );
+    // Restoring the same again changes nothing; closing works on restored counts.
+    let again = on_a
+        .restore_node(
+            &a,
+            &[
+                (same, counts(2, 0)),
+                (fewer, counts(1, 1)),
+                (new, counts(3, 1)),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, vec![]);
+    assert_eq!(
+        on_a.close_session(new, &a, true).await.unwrap(),
+        counts(2, 0)
+    );
+    // A node's removal still drops what the restore registered.
+    on_a.remove_node(&a).await.unwrap();
+    assert_eq!(
+        on_b.counts(&[same, new]).await.unwrap(),
+        vec![counts(0, 0), counts(0, 0)]
+    );
+}
+
+/// A node reaped while it was cut off comes back: its renewal says the lease was gone and
+/// its restore makes its sessions count again.
+pub async fn a_reaped_node_that_restores_counts_again(backend: SharedBackend) {
+    let on_reaper = backend.presence().await;
+    let on_back = backend.presence().await;
+    let (reaper, back) = (live_node(&on_reaper).await, live_node(&on_back).await);
+    let user = UserId::new();
+    open(&on_back, user, &back).await;
+    open(&on_back, user, &back).await;
+    kill(&on_back, &[&back]).await;
+    assert_eq!(
+        on_reaper.reap_dead_nodes(&reaper).await.unwrap(),
+        vec![user]
+    );
+    assert_eq!(counts_of(&on_reaper, user).await, counts(0, 0));
+
+    assert!(!on_back.renew_lease(&back, LIVE).await.unwrap());
+    assert_eq!(
+        on_back
+            .restore_node(&back, &[(user, counts(2, 0))])
+            .await
+            .unwrap(),
+        vec![user]
+    );
+    assert_eq!(counts_of(&on_reaper, user).await, counts(2, 0));
+    assert_eq!(on_reaper.reap_dead_nodes(&reaper).await.unwrap(), vec![]);
+}

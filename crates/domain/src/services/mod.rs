@@ -12,8 +12,8 @@ pub use conversations::{ConversationService, CONVERSATION_PAGE_SIZE};
 pub use errors::{AuthError, ChatError};
 pub use messages::{HistoryPage, MessageService, MessageView, ReadOutcome, SendCommand};
 pub use presence::{
-    ParticipantPresence, PresenceService, PresenceSettings, DEFAULT_MAX_SESSIONS_PER_USER,
-    DEFAULT_OFFLINE_GRACE, DEFAULT_PRESENCE_LEASE_TTL,
+    LeaseRenewal, ParticipantPresence, PresenceService, PresenceSettings,
+    DEFAULT_MAX_SESSIONS_PER_USER, DEFAULT_OFFLINE_GRACE, DEFAULT_PRESENCE_LEASE_TTL,
 };
 pub use typing::{
     TypingService, TypingSettings, DEFAULT_TYPING_FORWARD_THROTTLE, DEFAULT_TYPING_TTL,

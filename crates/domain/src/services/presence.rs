@@ -20,7 +20,9 @@ use crate::realtime::{
     SessionCounts, Topic,
 };
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Default most live sessions of one user across all nodes.
@@ -66,6 +68,74 @@ pub struct ParticipantPresence {
     pub last_seen: Option<DateTime<Utc>>,
 }
 
+/// What [`PresenceService::renew_lease`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseRenewal {
+    /// The lease was live and every change of this node had been applied: nothing to do.
+    Kept,
+    /// The node's registration was lost (the lease had lapsed or was reaped, or the store
+    /// came back empty) or may have drifted (a change whose answer never came), and was
+    /// written again from this node's own sessions.
+    Restored {
+        /// Users with sessions on this node, registered again.
+        users: usize,
+        /// Users whose status was announced again (everyone's when the registration was
+        /// lost: others may have seen them offline).
+        announced: usize,
+    },
+}
+
+/// The store may be out of step with this node: a change failed or timed out (it may or
+/// may not have been applied).
+const DRIFTED: u8 = 1;
+/// Others may have seen a wrong status of this node's users: announce all of them again.
+const LOST: u8 = 2;
+
+/// This node's own sessions per user: the truth its registration in the store is written
+/// again from when the store lost it (a Redis restarted empty, a lease reaped during an
+/// outage) or may have drifted from it (a change that failed half-way).
+#[derive(Default)]
+struct Ledger {
+    /// Changes take it shared, around their store call and the ledger update; a restore
+    /// takes it exclusively, so what it writes is exactly what the node has.
+    gate: tokio::sync::RwLock<()>,
+    counts: Mutex<HashMap<UserId, SessionCounts>>,
+    /// Users whose last close here failed: after a restore they get the offline check
+    /// the failed close could not schedule.
+    orphans: Mutex<HashSet<UserId>>,
+    /// [`DRIFTED`] | [`LOST`].
+    needs: AtomicU8,
+}
+
+impl Ledger {
+    fn change(&self, user: UserId, sessions: i64, away: i64) {
+        let mut counts = lock(&self.counts);
+        let entry = counts.entry(user).or_default();
+        let shift = |n: u32, by: i64| u32::try_from((i64::from(n) + by).max(0)).unwrap_or(u32::MAX);
+        entry.sessions = shift(entry.sessions, sessions);
+        entry.away = shift(entry.away, away).min(entry.sessions);
+        if entry.sessions == 0 {
+            counts.remove(&user);
+        }
+    }
+
+    fn drifted(&self) {
+        self.needs.fetch_or(DRIFTED, Ordering::AcqRel);
+    }
+
+    fn snapshot(&self) -> Vec<(UserId, SessionCounts)> {
+        lock(&self.counts).iter().map(|(u, c)| (*u, *c)).collect()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain maps: what a panicking holder left is still consistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Users per `counts` call when announcing again after a restore.
+const REANNOUNCE_CHUNK: usize = 200;
+
 /// Counts sessions, announces presence changes, and cleans up after dead nodes.
 #[derive(Clone)]
 pub struct PresenceService {
@@ -75,6 +145,7 @@ pub struct PresenceService {
     users: Arc<dyn UserStore>,
     clock: Arc<dyn Clock>,
     settings: PresenceSettings,
+    ledger: Arc<Ledger>,
 }
 
 impl PresenceService {
@@ -94,6 +165,7 @@ impl PresenceService {
             users,
             clock,
             settings,
+            ledger: Arc::default(),
         }
     }
 
@@ -131,14 +203,25 @@ impl PresenceService {
         user: UserId,
         conversations: Option<&[ConversationId]>,
     ) -> Result<SessionCounts, OpenSessionError> {
-        let after = self
+        let _gate = self.ledger.gate.read().await;
+        let after = match self
             .store
             .open_session(
                 user,
                 &self.settings.node,
                 self.settings.max_sessions_per_user,
             )
-            .await?;
+            .await
+        {
+            Ok(after) => after,
+            Err(OpenSessionError::Unavailable(err)) => {
+                // A timed-out open may still have been counted.
+                self.ledger.drifted();
+                return Err(err.into());
+            }
+            Err(refused) => return Err(refused),
+        };
+        self.ledger.change(user, 1, 0);
         let before = SessionCounts {
             sessions: after.sessions.saturating_sub(1),
             away: after.away,
@@ -147,11 +230,16 @@ impl PresenceService {
             .announce_change(user, before, after, conversations)
             .await
         {
+            self.ledger.change(user, -1, 0);
             // Best effort: the error being returned is the one the caller must see.
-            let _ = self
+            if self
                 .store
                 .close_session(user, &self.settings.node, false)
-                .await;
+                .await
+                .is_err()
+            {
+                self.ledger.drifted();
+            }
             return Err(err.into());
         }
         Ok(after)
@@ -166,10 +254,21 @@ impl PresenceService {
         user: UserId,
         was_away: bool,
     ) -> Result<bool, RealtimeError> {
-        let after = self
+        let _gate = self.ledger.gate.read().await;
+        // The session is gone whatever the store answers.
+        self.ledger.change(user, -1, -i64::from(was_away));
+        let after = match self
             .store
             .close_session(user, &self.settings.node, was_away)
-            .await?;
+            .await
+        {
+            Ok(after) => after,
+            Err(err) => {
+                self.ledger.drifted();
+                lock(&self.ledger.orphans).insert(user);
+                return Err(err);
+            }
+        };
         if after.sessions == 0 {
             return Ok(true);
         }
@@ -184,7 +283,16 @@ impl PresenceService {
     /// One session of `user` on this node said it is away (`true`) or back (`false`). Call
     /// only when that session's own flag changes. Announces the aggregate when it changes.
     pub async fn set_away(&self, user: UserId, away: bool) -> Result<SessionCounts, RealtimeError> {
-        let after = self.store.set_away(user, &self.settings.node, away).await?;
+        let _gate = self.ledger.gate.read().await;
+        let after = match self.store.set_away(user, &self.settings.node, away).await {
+            Ok(after) => after,
+            Err(err) => {
+                // The caller keeps the session's flag as it was; the store may not have.
+                self.ledger.drifted();
+                return Err(err);
+            }
+        };
+        self.ledger.change(user, 0, if away { 1 } else { -1 });
         let before = SessionCounts {
             sessions: after.sessions,
             away: if away {
@@ -217,10 +325,89 @@ impl PresenceService {
 
     /// Renews this node's lease for the configured TTL. Before the first session and then
     /// well within the TTL, or other nodes reap this one's sessions.
-    pub async fn renew_lease(&self) -> Result<(), RealtimeError> {
-        self.store
+    ///
+    /// When the lease had lapsed (reaped during an outage, or the store came back empty) or
+    /// a change of this node failed meanwhile, the node's registration is written again from
+    /// its own sessions ([`PresenceStore::restore_node`]), with session changes held for
+    /// the few round trips that takes, and the status of the users concerned is announced
+    /// again: every user of this node after a lost lease (others may have seen them
+    /// offline, or asked and been told so), else those whose counts were wrong. A user whose
+    /// last close failed gets the offline check it missed. What fails is tried again at
+    /// the next renewal; a renewal that failed makes the next one rewrite the counts too.
+    pub async fn renew_lease(&self) -> Result<LeaseRenewal, RealtimeError> {
+        let live = match self
+            .store
             .renew_lease(&self.settings.node, self.settings.lease_ttl)
             .await
+        {
+            Ok(live) => live,
+            Err(err) => {
+                // A renewal that timed out may still be applied later, after a reaper took
+                // this node's counts: the next renewal would then find a live lease over
+                // nothing. So the next one rewrites the counts whatever it finds.
+                self.ledger.drifted();
+                return Err(err);
+            }
+        };
+        let needs = self.ledger.needs.swap(0, Ordering::AcqRel) | if live { 0 } else { LOST };
+        if needs == 0 {
+            return Ok(LeaseRenewal::Kept);
+        }
+        let (sessions, changed) = {
+            let _gate = self.ledger.gate.write().await;
+            let sessions = self.ledger.snapshot();
+            match self
+                .store
+                .restore_node(&self.settings.node, &sessions)
+                .await
+            {
+                Ok(changed) => (sessions, changed),
+                Err(err) => {
+                    self.ledger.needs.fetch_or(needs, Ordering::AcqRel);
+                    return Err(err);
+                }
+            }
+        };
+        let mut users: Vec<UserId> = changed;
+        let orphans: Vec<UserId> = lock(&self.ledger.orphans).drain().collect();
+        users.extend(&orphans);
+        if needs & LOST != 0 {
+            users.extend(sessions.iter().map(|(user, _)| *user));
+        }
+        users.sort_unstable();
+        users.dedup();
+        let announced = users.len();
+        if let Err(err) = self.reannounce(&users).await {
+            // Announce everyone again next time (and check the orphans again): which of
+            // these went out is unknown.
+            lock(&self.ledger.orphans).extend(orphans);
+            self.ledger.needs.fetch_or(LOST, Ordering::AcqRel);
+            return Err(err);
+        }
+        Ok(LeaseRenewal::Restored {
+            users: sessions.len(),
+            announced,
+        })
+    }
+
+    /// Announces the current status of each of `users` over every node: online or away,
+    /// or offline (with `last_seen`) for those without a live session anywhere.
+    async fn reannounce(&self, users: &[UserId]) -> Result<(), RealtimeError> {
+        let mut first_error = None;
+        for chunk in users.chunks(REANNOUNCE_CHUNK) {
+            let counts = self.store.counts(chunk).await?;
+            for (user, counts) in chunk.iter().zip(counts) {
+                let outcome = if counts.sessions == 0 {
+                    self.confirm_offline(*user).await.map(|_| ())
+                } else {
+                    self.announce(*user, counts.status(), None, None).await
+                };
+                if let Err(err) = outcome {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Removes the sessions of nodes whose lease lapsed and confirms each of their users
@@ -747,8 +934,183 @@ mod tests {
             .expect_renew_lease()
             .with(eq(node()), eq(Duration::from_secs(15)))
             .times(1)
+            .returning(|_, _| Ok(true));
+        assert_eq!(
+            ports.service().renew_lease().await.unwrap(),
+            LeaseRenewal::Kept
+        );
+    }
+
+    #[tokio::test]
+    async fn a_close_the_store_never_confirmed_is_repaired_at_the_next_renewal() {
+        let (user, c) = (UserId::new(), ConversationId::new());
+        let (mut ports, published) = Ports::new().member_of(user, vec![c]).recording();
+        ports
+            .store
+            .expect_open_session()
+            .returning(|_, _, _| Ok(counts(1, 0)));
+        ports
+            .store
+            .expect_close_session()
+            .times(1)
+            .returning(|_, _, _| Err(RealtimeError::msg("redis did not answer in time")));
+        ports.store.expect_renew_lease().returning(|_, _| Ok(true));
+        // The node has no session left: its registration is rewritten empty...
+        ports
+            .store
+            .expect_restore_node()
+            .withf(|n, sessions| *n == node() && sessions.is_empty())
+            .times(1)
+            .returning(move |_, _| Ok(vec![user]));
+        // ...and the user, with no session anywhere, gets the offline check it missed.
+        ports
+            .store
+            .expect_counts()
+            .returning(|users| Ok(vec![counts(0, 0); users.len()]));
+        ports
+            .users
+            .expect_touch_last_seen()
+            .times(1)
             .returning(|_, _| Ok(()));
-        ports.service().renew_lease().await.unwrap();
+        let service = ports.service();
+        service.session_opened(user).await.unwrap();
+        assert!(service.session_closed(user, false).await.is_err());
+
+        assert_eq!(
+            service.renew_lease().await.unwrap(),
+            LeaseRenewal::Restored {
+                users: 0,
+                announced: 1
+            }
+        );
+        assert_eq!(
+            published.lock().unwrap().last(),
+            Some(&(
+                Topic::Conversation(c),
+                presence(user, PresenceStatus::Offline, Some(t0()))
+            ))
+        );
+        assert_eq!(service.renew_lease().await.unwrap(), LeaseRenewal::Kept);
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_renewal_the_next_one_rewrites_the_counts() {
+        let user = UserId::new();
+        let (mut ports, _published) = Ports::new().member_of(user, vec![]).recording();
+        ports
+            .store
+            .expect_open_session()
+            .returning(|_, _, _| Ok(counts(1, 0)));
+        let mut renewals = vec![
+            Ok(true),
+            Ok(true),
+            Err(RealtimeError::msg("redis did not answer in time")),
+        ];
+        ports
+            .store
+            .expect_renew_lease()
+            .times(3)
+            .returning(move |_, _| renewals.pop().unwrap());
+        // A reaper took the counts meanwhile and the late renewal made the lease live again.
+        ports
+            .store
+            .expect_restore_node()
+            .withf(move |_, sessions| sessions == [(user, counts(1, 0))])
+            .times(1)
+            .returning(move |_, _| Ok(vec![user]));
+        ports
+            .store
+            .expect_counts()
+            .returning(|users| Ok(vec![counts(1, 0); users.len()]));
+        let service = ports.service();
+        service.session_opened(user).await.unwrap();
+        assert!(service.renew_lease().await.is_err());
+        assert_eq!(
+            service.renew_lease().await.unwrap(),
+            LeaseRenewal::Restored {
+                users: 1,
+                announced: 1
+            }
+        );
+        assert_eq!(service.renew_lease().await.unwrap(), LeaseRenewal::Kept);
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_rewrites_this_nodes_sessions_and_announces_every_user_again() {
+        let (here, away, c) = (UserId::new(), UserId::new(), ConversationId::new());
+        let (mut ports, published) = Ports::new()
+            .member_of(here, vec![c])
+            .member_of(away, vec![c])
+            .recording();
+        ports
+            .store
+            .expect_open_session()
+            .returning(|_, _, _| Ok(counts(1, 0)));
+        ports
+            .store
+            .expect_set_away()
+            .returning(|_, _, _| Ok(counts(1, 1)));
+        let mut renewals = vec![true, false];
+        ports
+            .store
+            .expect_renew_lease()
+            .returning(move |_, _| Ok(renewals.pop().unwrap_or(true)));
+        ports
+            .store
+            .expect_restore_node()
+            .withf(move |_, sessions| {
+                let mut got = sessions.to_vec();
+                got.sort_unstable_by_key(|(u, _)| *u);
+                let mut want = vec![(here, counts(2, 0)), (away, counts(1, 1))];
+                want.sort_unstable_by_key(|(u, _)| *u);
+                got == want
+            })
+            .times(1)
+            .returning(|_, _| Ok(vec![]));
+        ports.store.expect_counts().returning(move |users| {
+            Ok(users
+                .iter()
+                .map(|u| {
+                    if *u == away {
+                        counts(1, 1)
+                    } else {
+                        counts(2, 0)
+                    }
+                })
+                .collect())
+        });
+        let service = ports.service();
+        service.session_opened(here).await.unwrap();
+        service.session_opened(here).await.unwrap();
+        service.session_opened(away).await.unwrap();
+        service.set_away(away, true).await.unwrap();
+        published.lock().unwrap().clear();
+
+        // The store came back empty (or the lease was reaped): nothing this node registered
+        // is there, though no change of it failed.
+        assert_eq!(
+            service.renew_lease().await.unwrap(),
+            LeaseRenewal::Restored {
+                users: 2,
+                announced: 2
+            }
+        );
+        let mut again: Vec<(UserId, PresenceStatus)> = published
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Presence {
+                    user_id, status, ..
+                } => Some((*user_id, *status)),
+                _ => None,
+            })
+            .collect();
+        again.sort_unstable_by_key(|(u, _)| *u);
+        let mut want = vec![(here, PresenceStatus::Online), (away, PresenceStatus::Away)];
+        want.sort_unstable_by_key(|(u, _)| *u);
+        assert_eq!(again, want);
+        assert_eq!(service.renew_lease().await.unwrap(), LeaseRenewal::Kept);
     }
 
     fn details(

@@ -4,12 +4,16 @@
 //! [`spawn_presence_tasks`] renews the lease once before it returns (sessions may open only
 //! after that), then every third of the lease TTL, and reaps nodes whose lease lapsed every
 //! half TTL, so a node killed with -9 has its users announced offline within about
-//! 1.5 TTLs. On shutdown it removes the node and waits for the pending grace checks.
+//! 1.5 TTLs. A renewal that finds this node's own registration lost (its lease lapsed and
+//! was reaped while Redis was unreachable, or Redis came back empty) registers the node's
+//! live sessions again and announces their users' status, within a third of a TTL of
+//! Redis answering again. On shutdown it removes the node and waits for the pending grace
+//! checks.
 //!
 //! The rules themselves live in [`PresenceService`]; this file only schedules them.
 
 use domain::realtime::RealtimeError;
-use domain::services::PresenceService;
+use domain::services::{LeaseRenewal, PresenceService};
 use domain::UserId;
 use std::collections::HashMap;
 use std::future::Future;
@@ -207,11 +211,16 @@ async fn run(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            _ = renew.tick() => {
-                if let Err(error) = service.renew_lease().await {
-                    tracing::warn!(error = %error, "presence lease renewal failed");
-                }
-            }
+            _ = renew.tick() => match service.renew_lease().await {
+                Ok(LeaseRenewal::Kept) => {}
+                Ok(LeaseRenewal::Restored { users, announced }) => tracing::warn!(
+                    users,
+                    announced,
+                    "this node's presence registration was lost or out of step (lease \
+                     lapsed, store restarted empty, or a change failed): registered again"
+                ),
+                Err(error) => tracing::warn!(error = %error, "presence lease renewal failed"),
+            },
             _ = reap.tick() => match service.reap_dead_nodes().await {
                 Ok(0) => {}
                 Ok(offline) => tracing::info!(offline, "reaped dead nodes; their users are offline"),
@@ -420,6 +429,48 @@ mod tests {
         assert_eq!(events.offline(), vec![]);
         sleep(TTL / 2 + Duration::from_secs(1)).await;
         assert_eq!(events.offline(), vec![user]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_reaped_while_cut_off_registers_its_sessions_again_and_they_are_online() {
+        let (presence, events) = (MemoryPresence::new(), Arc::new(Recorder::default()));
+        // Node b holds a session, then cannot renew for a while (cut off from the store).
+        let cut_off = node("b", &presence, &events);
+        cut_off.renew_lease().await.unwrap();
+        let user = UserId::new();
+        cut_off.session_opened(user).await.unwrap();
+        let survivor = node("a", &presence, &events);
+        let _tasks = spawn_presence_tasks(survivor.clone(), never())
+            .await
+            .unwrap();
+        sleep(TTL * 2).await;
+        assert_eq!(events.offline(), vec![user], "reaped meanwhile");
+        assert_eq!(
+            survivor.statuses(&[user]).await.unwrap(),
+            vec![PresenceStatus::Offline]
+        );
+
+        // b reaches the store again: its renewal finds its lease gone and registers the
+        // session it still holds, and everyone is told the user is online.
+        assert_eq!(
+            cut_off.renew_lease().await.unwrap(),
+            LeaseRenewal::Restored {
+                users: 1,
+                announced: 1
+            }
+        );
+        assert_eq!(
+            survivor.statuses(&[user]).await.unwrap(),
+            vec![PresenceStatus::Online]
+        );
+        assert_eq!(
+            events.statuses(PresenceStatus::Online),
+            vec![user, user],
+            "online at the open, and again after the restore"
+        );
+        assert_eq!(cut_off.renew_lease().await.unwrap(), LeaseRenewal::Kept);
+        // The restored session closes as any other.
+        assert!(cut_off.session_closed(user, false).await.unwrap());
     }
 
     #[tokio::test(start_paused = true)]
