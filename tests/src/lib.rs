@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod rows;
+pub mod tokens;
 pub mod ws;
 
 use reqwest::StatusCode;
