@@ -1,21 +1,36 @@
-//! Argon2id password hashing, off the request threads.
+//! Argon2id password hashing: a bounded number of hashes at once, off the request threads,
+//! each in a memory block that is reused rather than allocated per hash.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
-use domain::ports::PasswordHasher;
+use domain::ports::{HashingError, PasswordHasher};
 use domain::user::Password;
 use domain::StorageError;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Bytes of the hashes this hasher makes (argon2's default output).
+const OUTPUT_BYTES: usize = 32;
 
 /// Hashes with argon2id and the configured cost; verifies any argon2 PHC hash (its own
 /// parameters are in the string, so hashes made under older settings keep working).
 ///
-/// Hashing takes tens of milliseconds of CPU on purpose, so it runs on tokio's blocking
-/// pool: an actix worker runs one single-threaded runtime and would stall every request
-/// it serves.
+/// Each hash holds `memory_kib` of memory for tens of milliseconds of CPU, on purpose. Run
+/// for every request at once, a registration flood took the server from 10 MB to 6.8 GB,
+/// which the allocator then kept. So at most `slots` hashes run at a time, each in one of
+/// at most `slots` memory blocks that are kept and reused (never more than `slots` x
+/// `memory_kib`, however long the burst); a request waits up to `wait` for a slot and is
+/// then refused with [`HashingError::Saturated`]. Hashing runs on tokio's blocking pool: an
+/// actix worker runs one single-threaded runtime and would stall every request it serves.
 #[derive(Clone)]
 pub struct Argon2Hasher {
     params: Params,
+    slots: Arc<HashSlots>,
+    /// The salt of the dummy verification for unknown emails (random per process: the
+    /// result is thrown away, only its cost matters).
+    dummy_salt: [u8; 16],
 }
 
 /// The argon2 cost parameters are out of range.
@@ -23,21 +38,150 @@ pub struct Argon2Hasher {
 #[error("invalid argon2 parameters: {0}")]
 pub struct InvalidArgon2Params(String);
 
+/// The concurrency bound and the memory blocks the hashes run in.
+struct HashSlots {
+    permits: Arc<Semaphore>,
+    /// Blocks not in use; there are never more blocks than permits, as a block is only
+    /// taken under a permit.
+    idle: Mutex<Vec<Vec<Block>>>,
+    /// Blocks of the configured cost; a block grown for an older, costlier hash is cut
+    /// back to this afterwards.
+    blocks: usize,
+    wait: Duration,
+}
+
+impl HashSlots {
+    /// A permit, waiting up to `wait`.
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, HashingError> {
+        let saturated = || HashingError::Saturated {
+            // What the caller just waited in vain, at least a second: sooner would most
+            // likely meet the same queue.
+            retry_after: self.wait.max(Duration::from_secs(1)),
+        };
+        let permits = self.permits.clone();
+        if self.wait.is_zero() {
+            return permits.try_acquire_owned().map_err(|_| saturated());
+        }
+        match tokio::time::timeout(self.wait, permits.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; treat it as saturation all the same.
+            Ok(Err(_)) | Err(_) => Err(saturated()),
+        }
+    }
+
+    fn take_block(&self) -> Vec<Block> {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn put_back(&self, mut block: Vec<Block>) {
+        if block.len() > self.blocks {
+            block.truncate(self.blocks);
+            block.shrink_to_fit();
+        }
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(block);
+    }
+}
+
 impl Argon2Hasher {
-    /// A hasher with `memory_kib` KiB, `iterations` passes and `parallelism` lanes.
+    /// A hasher with `memory_kib` KiB, `iterations` passes and `parallelism` lanes, running
+    /// at most `slots` hashes at once (at least 1) and letting a hash wait `wait` for one.
     pub fn new(
         memory_kib: u32,
         iterations: u32,
         parallelism: u32,
+        slots: usize,
+        wait: Duration,
     ) -> Result<Self, InvalidArgon2Params> {
-        let params = Params::new(memory_kib, iterations, parallelism, None)
+        let params = Params::new(memory_kib, iterations, parallelism, Some(OUTPUT_BYTES))
             .map_err(|e| InvalidArgon2Params(e.to_string()))?;
-        Ok(Self { params })
+        let slots = slots.max(1);
+        Ok(Self {
+            slots: Arc::new(HashSlots {
+                permits: Arc::new(Semaphore::new(slots)),
+                idle: Mutex::new(Vec::with_capacity(slots)),
+                blocks: params.block_count(),
+                wait,
+            }),
+            params,
+            dummy_salt: rand::random(),
+        })
     }
 
-    fn argon2(&self) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    /// Runs `job` on the blocking pool with a permit and a memory block. The permit and the
+    /// block go back from inside the blocking task, so a request that gives up (its client
+    /// left) cannot let another hash start while its own still runs.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, HashingError> {
+        let permit = self.slots.acquire().await?;
+        let slots = self.slots.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut block = slots.take_block();
+            let out = job(&mut block);
+            slots.put_back(block);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| HashingError::Failed(StorageError::new(e)))
     }
+}
+
+/// Hashes `password` with `argon2` into `out`, in `memory` (grown when too small).
+fn hash_into(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> Result<(), argon2::Error> {
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::new());
+    }
+    argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+}
+
+/// Whether `password` matches the PHC `hash`, under the hash's own algorithm, version and
+/// cost; `false` for anything malformed.
+fn verify_in(password: &[u8], hash: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let mut computed = vec![0u8; expected.len()];
+    if hash_into(&argon2, &params, password, salt, &mut computed, memory).is_err() {
+        return false;
+    }
+    // `Output`'s equality is constant-time.
+    Output::new(&computed).is_ok_and(|computed| computed == expected)
 }
 
 impl std::fmt::Debug for Argon2Hasher {
@@ -46,43 +190,84 @@ impl std::fmt::Debug for Argon2Hasher {
             .field("memory_kib", &self.params.m_cost())
             .field("iterations", &self.params.t_cost())
             .field("parallelism", &self.params.p_cost())
-            .finish()
+            .field("wait", &self.slots.wait)
+            .finish_non_exhaustive()
     }
 }
 
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
-    async fn hash(&self, password: &Password) -> Result<String, StorageError> {
-        let argon2 = self.argon2();
+    async fn hash(&self, password: &Password) -> Result<String, HashingError> {
+        let params = self.params.clone();
         let password = password.clone();
-        tokio::task::spawn_blocking(move || {
-            let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-                .map_err(|e| StorageError::msg(format!("salt encoding failed: {e}")))?;
-            argon2
-                .hash_password(password.expose().as_bytes(), &salt)
-                .map(|hash| hash.to_string())
-                .map_err(|e| StorageError::msg(format!("password hashing failed: {e}")))
-        })
-        .await
-        .map_err(StorageError::new)?
+        let salt: [u8; 16] = rand::random();
+        let hashed = self
+            .run(move |memory| {
+                let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+                let mut out = [0u8; OUTPUT_BYTES];
+                hash_into(
+                    &argon2,
+                    &params,
+                    password.expose().as_bytes(),
+                    &salt,
+                    &mut out,
+                    memory,
+                )
+                .map(|()| (params, out))
+            })
+            .await?;
+        let (params, out) =
+            hashed.map_err(|e| StorageError::msg(format!("password hashing failed: {e}")))?;
+        phc_string(&params, &salt, &out)
+            .map_err(|e| HashingError::Failed(StorageError::msg(e.to_string())))
     }
 
-    async fn verify(&self, password: &Password, hash: &str) -> bool {
-        let argon2 = self.argon2();
+    async fn verify(&self, password: &Password, hash: &str) -> Result<bool, HashingError> {
         let password = password.clone();
         let hash = hash.to_owned();
-        tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|parsed| {
-                    argon2
-                        .verify_password(password.expose().as_bytes(), &parsed)
-                        .is_ok()
-                })
-                .unwrap_or(false)
+        self.run(move |memory| verify_in(password.expose().as_bytes(), &hash, memory))
+            .await
+    }
+
+    async fn verify_dummy(&self, password: &Password) -> Result<(), HashingError> {
+        let params = self.params.clone();
+        let password = password.clone();
+        let salt = self.dummy_salt;
+        self.run(move |memory| {
+            let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+            let mut out = [0u8; OUTPUT_BYTES];
+            let _ = hash_into(
+                &argon2,
+                &params,
+                password.expose().as_bytes(),
+                &salt,
+                &mut out,
+                memory,
+            );
+            // Compare as a real verify does, so the work is the same to the last step.
+            let matched = Output::new(&out)
+                .is_ok_and(|computed| Output::new(&[0; OUTPUT_BYTES]).is_ok_and(|z| z == computed));
+            std::hint::black_box(matched);
         })
         .await
-        .unwrap_or(false)
     }
+}
+
+/// `$argon2id$v=19$m=..,t=..,p=..$<salt>$<hash>`.
+fn phc_string(
+    params: &Params,
+    salt: &[u8],
+    out: &[u8],
+) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::encode_b64(salt)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: params.try_into()?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(out)?),
+    };
+    Ok(hash.to_string())
 }
 
 #[cfg(test)]
@@ -90,9 +275,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 
     fn cheap() -> Argon2Hasher {
-        Argon2Hasher::new(64, 1, 1).unwrap()
+        Argon2Hasher::new(64, 1, 1, 2, Duration::from_secs(5)).unwrap()
     }
 
     #[tokio::test]
@@ -101,12 +287,11 @@ mod tests {
         let password = Password::parse("correct horse battery").unwrap();
         let hash = hasher.hash(&password).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{hash}");
-        assert!(hasher.verify(&password, &hash).await);
-        assert!(
-            !hasher
-                .verify(&Password::for_login("correct horse battery!"), &hash)
-                .await
-        );
+        assert!(hasher.verify(&password, &hash).await.unwrap());
+        assert!(!hasher
+            .verify(&Password::for_login("correct horse battery!"), &hash)
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
@@ -122,27 +307,160 @@ mod tests {
     #[tokio::test]
     async fn a_hash_made_with_other_parameters_still_verifies() {
         let password = Password::parse("correct horse battery").unwrap();
-        let old = Argon2Hasher::new(128, 2, 1)
+        let old = Argon2Hasher::new(128, 2, 1, 1, Duration::from_secs(5))
             .unwrap()
             .hash(&password)
             .await
             .unwrap();
-        assert!(cheap().verify(&password, &old).await);
+        assert!(cheap().verify(&password, &old).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_interoperate_with_the_argon2_crates_own_hasher_and_verifier() {
+        let password = "correct horse battery";
+        let theirs = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(256, 2, 2, None).unwrap(),
+        )
+        .hash_password(
+            password.as_bytes(),
+            &SaltString::encode_b64(&rand::random::<[u8; 16]>()).unwrap(),
+        )
+        .unwrap()
+        .to_string();
+        let hasher = cheap();
+        assert!(hasher
+            .verify(&Password::for_login(password), &theirs)
+            .await
+            .unwrap());
+        let ours = hasher.hash(&Password::for_login(password)).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok());
+        assert!(Argon2::default()
+            .verify_password(b"another one", &parsed)
+            .is_err());
     }
 
     #[tokio::test]
     async fn a_malformed_hash_never_verifies() {
-        assert!(
-            !cheap()
-                .verify(&Password::for_login("x"), "not a hash")
-                .await
-        );
-        assert!(!cheap().verify(&Password::for_login("x"), "").await);
+        let hasher = cheap();
+        for hash in [
+            "not a hash",
+            "",
+            "$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHQ",
+            "$argon2id$v=7$m=64,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$wWKIMhR9lyDFvRz9YTZweHuXnLsTfePLhU4X5/6uMBs",
+            "$bcrypt$v=19$m=64,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$wWKIMhR9lyDFvRz9YTZweHuXnLsTfePLhU4X5/6uMBs",
+        ] {
+            assert!(
+                !hasher.verify(&Password::for_login("x"), hash).await.unwrap(),
+                "{hash}"
+            );
+        }
     }
 
     #[test]
     fn out_of_range_parameters_are_refused() {
-        assert!(Argon2Hasher::new(1, 1, 1).is_err());
-        assert!(Argon2Hasher::new(64, 0, 1).is_err());
+        assert!(Argon2Hasher::new(1, 1, 1, 1, Duration::ZERO).is_err());
+        assert!(Argon2Hasher::new(64, 0, 1, 1, Duration::ZERO).is_err());
+    }
+
+    /// A job that holds its slot until told to finish.
+    fn hold_slot(
+        hasher: &Argon2Hasher,
+    ) -> (tokio::task::JoinHandle<()>, std::sync::mpsc::Sender<()>) {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let hasher = hasher.clone();
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let task = tokio::spawn(async move {
+            hasher
+                .run(move |_| {
+                    started_tx.send(()).unwrap();
+                    let _ = released.recv();
+                })
+                .await
+                .unwrap();
+        });
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        (task, release)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_every_slot_taken_a_hash_waits_its_timeout_then_is_refused() {
+        let hasher = Argon2Hasher::new(64, 1, 1, 1, Duration::from_millis(50)).unwrap();
+        let (task, release) = hold_slot(&hasher);
+        let password = Password::for_login("whatever1");
+        let err = hasher.hash(&password).await.unwrap_err();
+        assert!(
+            matches!(err, HashingError::Saturated { retry_after } if retry_after == Duration::from_secs(1)),
+            "{err:?}"
+        );
+        assert!(matches!(
+            hasher.verify_dummy(&password).await,
+            Err(HashingError::Saturated { .. })
+        ));
+        release.send(()).unwrap();
+        task.await.unwrap();
+        assert!(
+            hasher.hash(&password).await.is_ok(),
+            "the slot is free again"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_hash_runs_once_a_slot_frees_within_its_timeout() {
+        let hasher = Argon2Hasher::new(64, 1, 1, 1, Duration::from_secs(30)).unwrap();
+        let (task, release) = hold_slot(&hasher);
+        let waiting = {
+            let hasher = hasher.clone();
+            tokio::spawn(async move { hasher.hash(&Password::for_login("whatever1")).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        release.send(()).unwrap();
+        task.await.unwrap();
+        assert!(waiting.await.unwrap().is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_concurrent_hashes_never_use_more_memory_blocks_than_slots() {
+        let hasher = Argon2Hasher::new(1024, 1, 1, 3, Duration::from_secs(60)).unwrap();
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move {
+                    let password = Password::for_login(&format!("password {i}"));
+                    let hash = hasher.hash(&password).await.unwrap();
+                    assert!(hasher.verify(&password, &hash).await.unwrap());
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let idle = hasher.slots.idle.lock().unwrap();
+        assert!(
+            (1..=3).contains(&idle.len()),
+            "{} blocks for 3 slots",
+            idle.len()
+        );
+        assert!(idle.iter().all(|block| block.len() == 1024));
+    }
+
+    #[tokio::test]
+    async fn a_block_grown_for_a_costlier_old_hash_is_cut_back() {
+        let password = Password::for_login("correct horse battery");
+        let old = Argon2Hasher::new(4096, 1, 1, 1, Duration::from_secs(5))
+            .unwrap()
+            .hash(&password)
+            .await
+            .unwrap();
+        let hasher = Argon2Hasher::new(64, 1, 1, 1, Duration::from_secs(5)).unwrap();
+        assert!(hasher.verify(&password, &old).await.unwrap());
+        let idle = hasher.slots.idle.lock().unwrap();
+        assert_eq!(idle.len(), 1);
+        assert_eq!(idle[0].len(), 64);
     }
 }
