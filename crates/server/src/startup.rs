@@ -252,12 +252,14 @@ impl Application {
             realtime.lifecycle.stopped(),
         );
         let limiter = self.context.state.login_limiter.clone();
+        let registrations = self.context.state.registration_limiter.clone();
         let throttles = realtime.throttles.clone();
         let cleanup = tokio::spawn(async move {
             let mut every = tokio::time::interval(LIMITER_CLEANUP_EVERY);
             loop {
                 every.tick().await;
                 limiter.forget_idle();
+                registrations.forget_idle();
                 throttles.forget_idle();
             }
         });
