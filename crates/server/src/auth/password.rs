@@ -1,5 +1,5 @@
 //! Argon2id password hashing: a bounded number of hashes at once, off the request threads,
-//! each in a memory block that is reused rather than allocated per hash.
+//! in memory blocks reused within a burst and given back to the system after it.
 
 use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use domain::ports::{HashingError, PasswordHasher};
 use domain::user::Password;
 use domain::StorageError;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -19,11 +20,18 @@ const OUTPUT_BYTES: usize = 32;
 ///
 /// Each hash holds `memory_kib` of memory for tens of milliseconds of CPU, on purpose. Run
 /// for every request at once, a registration flood took the server from 10 MB to 6.8 GB,
-/// which the allocator then kept. So at most `slots` hashes run at a time, each in one of
-/// at most `slots` memory blocks that are kept and reused (never more than `slots` x
-/// `memory_kib`, however long the burst); a request waits up to `wait` for a slot and is
-/// then refused with [`HashingError::Saturated`]. Hashing runs on tokio's blocking pool: an
-/// actix worker runs one single-threaded runtime and would stall every request it serves.
+/// which the allocator then kept. So at most `slots` hashes run at a time; a request waits
+/// up to `wait` for a slot and is then refused with [`HashingError::Saturated`]. Hashing
+/// runs on tokio's blocking pool: an actix worker runs one single-threaded runtime and
+/// would stall every request it serves.
+///
+/// Memory: each running hash has one memory block. While hashes keep coming (a burst),
+/// blocks are reused, never more than `slots` of them; when the last hash of a burst
+/// ends, every block is freed. Blocks are allocated with room for at least
+/// [`MIN_BLOCK_CAPACITY`] (the unused part is never touched, so it costs address space,
+/// not memory): glibc's malloc serves and frees allocations that large with mmap and
+/// munmap whatever its adaptive threshold, so freed blocks really go back to the system
+/// instead of staying in the heap as they did before.
 #[derive(Clone)]
 pub struct Argon2Hasher {
     params: Params,
@@ -38,21 +46,47 @@ pub struct Argon2Hasher {
 #[error("invalid argon2 parameters: {0}")]
 pub struct InvalidArgon2Params(String);
 
+/// Blocks (of 1 KiB) a memory block has room for at least: above glibc's largest mmap
+/// threshold (32 MiB on 64-bit), so it is always mapped and unmapped on its own.
+pub const MIN_BLOCK_CAPACITY: usize = 33 * 1024;
+
 /// The concurrency bound and the memory blocks the hashes run in.
 struct HashSlots {
     permits: Arc<Semaphore>,
-    /// Blocks not in use; there are never more blocks than permits, as a block is only
-    /// taken under a permit.
+    /// Blocks between two hashes of a burst. Never more blocks exist than permits, as a
+    /// block is only made or taken under a permit.
     idle: Mutex<Vec<Vec<Block>>>,
-    /// Blocks of the configured cost; a block grown for an older, costlier hash is cut
-    /// back to this afterwards.
+    /// Hashes waiting for or holding a slot; when it falls to 0 the burst is over.
+    demand: AtomicUsize,
+    /// Memory blocks alive (for the tests and the bound).
+    live_blocks: AtomicUsize,
+    /// The most memory blocks ever alive at once.
+    peak_blocks: AtomicUsize,
+    /// Blocks of the configured cost.
     blocks: usize,
     wait: Duration,
 }
 
+/// One hash's share of the demand, given back however the hash ends (done, refused, or
+/// abandoned by its caller).
+struct Demand(Arc<HashSlots>);
+
+impl Drop for Demand {
+    fn drop(&mut self) {
+        if self.0.demand.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last hash of the burst: free the blocks kept for the next one.
+            let freed =
+                std::mem::take(&mut *self.0.idle.lock().unwrap_or_else(PoisonError::into_inner));
+            self.0.live_blocks.fetch_sub(freed.len(), Ordering::AcqRel);
+        }
+    }
+}
+
 impl HashSlots {
-    /// A permit, waiting up to `wait`.
-    async fn acquire(&self) -> Result<OwnedSemaphorePermit, HashingError> {
+    /// A share of the demand and a permit, waiting up to `wait`.
+    async fn acquire(self: &Arc<Self>) -> Result<(Demand, OwnedSemaphorePermit), HashingError> {
+        self.demand.fetch_add(1, Ordering::AcqRel);
+        let demand = Demand(self.clone());
         let saturated = || HashingError::Saturated {
             // What the caller just waited in vain, at least a second: sooner would most
             // likely meet the same queue.
@@ -60,27 +94,39 @@ impl HashSlots {
         };
         let permits = self.permits.clone();
         if self.wait.is_zero() {
-            return permits.try_acquire_owned().map_err(|_| saturated());
+            let permit = permits.try_acquire_owned().map_err(|_| saturated())?;
+            return Ok((demand, permit));
         }
         match tokio::time::timeout(self.wait, permits.acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => Ok((demand, permit)),
             // The semaphore is never closed; treat it as saturation all the same.
             Ok(Err(_)) | Err(_) => Err(saturated()),
         }
     }
 
+    /// A kept block, or a new one of the configured cost.
     fn take_block(&self) -> Vec<Block> {
-        self.idle
+        let kept = self
+            .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-            .unwrap_or_default()
+            .pop();
+        kept.unwrap_or_else(|| {
+            let live = self.live_blocks.fetch_add(1, Ordering::AcqRel) + 1;
+            self.peak_blocks.fetch_max(live, Ordering::AcqRel);
+            let mut block = Vec::with_capacity(self.blocks.max(MIN_BLOCK_CAPACITY));
+            block.resize(self.blocks, Block::new());
+            block
+        })
     }
 
-    fn put_back(&self, mut block: Vec<Block>) {
+    /// Keeps `block` for the next hash of the burst; a block grown past the configured
+    /// cost (for an older, costlier hash) is freed instead.
+    fn put_back(&self, block: Vec<Block>) {
         if block.len() > self.blocks {
-            block.truncate(self.blocks);
-            block.shrink_to_fit();
+            drop(block);
+            self.live_blocks.fetch_sub(1, Ordering::AcqRel);
+            return;
         }
         self.idle
             .lock()
@@ -106,6 +152,9 @@ impl Argon2Hasher {
             slots: Arc::new(HashSlots {
                 permits: Arc::new(Semaphore::new(slots)),
                 idle: Mutex::new(Vec::with_capacity(slots)),
+                demand: AtomicUsize::new(0),
+                live_blocks: AtomicUsize::new(0),
+                peak_blocks: AtomicUsize::new(0),
                 blocks: params.block_count(),
                 wait,
             }),
@@ -114,20 +163,21 @@ impl Argon2Hasher {
         })
     }
 
-    /// Runs `job` on the blocking pool with a permit and a memory block. The permit and the
-    /// block go back from inside the blocking task, so a request that gives up (its client
-    /// left) cannot let another hash start while its own still runs.
+    /// Runs `job` on the blocking pool with a permit and a memory block. The permit, the
+    /// block and the demand go back from inside the blocking task, so a request that gives
+    /// up (its client left) cannot let another hash start while its own still runs.
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashingError> {
-        let permit = self.slots.acquire().await?;
+        let (demand, permit) = self.slots.acquire().await?;
         let slots = self.slots.clone();
         tokio::task::spawn_blocking(move || {
             let mut block = slots.take_block();
             let out = job(&mut block);
             slots.put_back(block);
             drop(permit);
+            drop(demand);
             out
         })
         .await
@@ -425,7 +475,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_concurrent_hashes_never_use_more_memory_blocks_than_slots() {
+    async fn a_burst_never_uses_more_memory_blocks_than_slots_and_frees_them_after() {
         let hasher = Argon2Hasher::new(1024, 1, 1, 3, Duration::from_secs(60)).unwrap();
         let tasks: Vec<_> = (0..24)
             .map(|i| {
@@ -440,17 +490,62 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        let idle = hasher.slots.idle.lock().unwrap();
-        assert!(
-            (1..=3).contains(&idle.len()),
-            "{} blocks for 3 slots",
-            idle.len()
+        let slots = &hasher.slots;
+        let peak = slots.peak_blocks.load(Ordering::Acquire);
+        assert!((1..=3).contains(&peak), "{peak} blocks for 3 slots");
+        assert_eq!(
+            slots.live_blocks.load(Ordering::Acquire),
+            0,
+            "blocks kept after the burst"
         );
-        assert!(idle.iter().all(|block| block.len() == 1024));
+        assert!(slots.idle.lock().unwrap().is_empty());
+        assert_eq!(slots.demand.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocks_are_reused_while_a_burst_lasts() {
+        let hasher = Argon2Hasher::new(64, 1, 1, 1, Duration::from_secs(30)).unwrap();
+        // A hash in flight keeps the burst going while others come and go.
+        let (task, release) = hold_slot(&hasher);
+        let waiting: Vec<_> = (0..5)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash(&Password::for_login("x")).await })
+            })
+            .collect();
+        release.send(()).unwrap();
+        task.await.unwrap();
+        for w in waiting {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(hasher.slots.peak_blocks.load(Ordering::Acquire), 1);
+        assert_eq!(hasher.slots.live_blocks.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_or_abandoned_hash_gives_its_demand_back() {
+        let hasher = Argon2Hasher::new(64, 1, 1, 1, Duration::from_millis(20)).unwrap();
+        let (task, release) = hold_slot(&hasher);
+        assert!(hasher.hash(&Password::for_login("x")).await.is_err());
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(5),
+            hasher.hash(&Password::for_login("x")),
+        )
+        .await;
+        assert!(abandoned.is_err(), "gave up before its own timeout");
+        assert_eq!(
+            hasher.slots.demand.load(Ordering::Acquire),
+            1,
+            "the held slot only"
+        );
+        release.send(()).unwrap();
+        task.await.unwrap();
+        assert_eq!(hasher.slots.demand.load(Ordering::Acquire), 0);
+        assert_eq!(hasher.slots.live_blocks.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test]
-    async fn a_block_grown_for_a_costlier_old_hash_is_cut_back() {
+    async fn a_block_grown_for_a_costlier_old_hash_is_freed() {
         let password = Password::for_login("correct horse battery");
         let old = Argon2Hasher::new(4096, 1, 1, 1, Duration::from_secs(5))
             .unwrap()
@@ -459,8 +554,6 @@ mod tests {
             .unwrap();
         let hasher = Argon2Hasher::new(64, 1, 1, 1, Duration::from_secs(5)).unwrap();
         assert!(hasher.verify(&password, &old).await.unwrap());
-        let idle = hasher.slots.idle.lock().unwrap();
-        assert_eq!(idle.len(), 1);
-        assert_eq!(idle[0].len(), 64);
+        assert_eq!(hasher.slots.live_blocks.load(Ordering::Acquire), 0);
     }
 }
