@@ -147,11 +147,12 @@ impl Argon2Hasher {
     ) -> Result<Self, InvalidArgon2Params> {
         let params = Params::new(memory_kib, iterations, parallelism, Some(OUTPUT_BYTES))
             .map_err(|e| InvalidArgon2Params(e.to_string()))?;
-        let slots = slots.max(1);
+        // Semaphore::new panics above MAX_PERMITS; no machine hashes that many at once.
+        let slots = slots.clamp(1, Semaphore::MAX_PERMITS);
         Ok(Self {
             slots: Arc::new(HashSlots {
                 permits: Arc::new(Semaphore::new(slots)),
-                idle: Mutex::new(Vec::with_capacity(slots)),
+                idle: Mutex::new(Vec::new()),
                 demand: AtomicUsize::new(0),
                 live_blocks: AtomicUsize::new(0),
                 peak_blocks: AtomicUsize::new(0),
@@ -415,6 +416,17 @@ mod tests {
     fn out_of_range_parameters_are_refused() {
         assert!(Argon2Hasher::new(1, 1, 1, 1, Duration::ZERO).is_err());
         assert!(Argon2Hasher::new(64, 0, 1, 1, Duration::ZERO).is_err());
+    }
+
+    #[tokio::test]
+    async fn zero_or_absurd_slot_counts_still_make_a_working_hasher() {
+        for slots in [0, usize::MAX] {
+            let hasher = Argon2Hasher::new(64, 1, 1, slots, Duration::ZERO).unwrap();
+            assert!(
+                hasher.hash(&Password::for_login("x")).await.is_ok(),
+                "{slots}"
+            );
+        }
     }
 
     /// A job that holds its slot until told to finish.
