@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod rows;
 pub mod services;
+pub mod tokens;
 pub mod traffic;
 pub mod ws;
 
@@ -86,6 +87,8 @@ impl TestStore {
             ("auth.argon2_iterations".into(), "1".into()),
             ("auth.login_attempts_per_minute".into(), "10000".into()),
             ("auth.login_burst".into(), "10000".into()),
+            ("auth.registrations_per_minute".into(), "10000".into()),
+            ("auth.registration_burst".into(), "10000".into()),
             ("log.level".into(), "warn".into()),
         ];
         if let Some(url) = &self.database_url {
@@ -543,6 +546,8 @@ impl NodeProcess {
             .env("CHAT_AUTH__ARGON2_ITERATIONS", "1")
             .env("CHAT_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "10000")
             .env("CHAT_AUTH__LOGIN_BURST", "10000")
+            .env("CHAT_AUTH__REGISTRATIONS_PER_MINUTE", "10000")
+            .env("CHAT_AUTH__REGISTRATION_BURST", "10000")
             .env("CHAT_LOG__LEVEL", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,9 +1,11 @@
 //! Who may open a socket and for how long: tokens in the query or a Bearer header, bad
 //! tokens (4001), foreign or unknown conversations (4003), the Origin rule, expiry
-//! mid-session (4001) and in-band `auth` renewal; tokens never reach the logs.
+//! mid-session (4001) and in-band `auth` renewal; tokens not valid yet (`nbf` or `iat` in
+//! the future) are refused at the upgrade and in `auth`; tokens never reach the logs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use e2e::cluster::{self, keys, quick, Deployment, Mode};
+use e2e::tokens::{self, forge};
 use e2e::ws::{Refused, WsConnect, WAIT};
 use e2e::{NodeProcess, TestStore};
 use serde_json::json;
@@ -71,6 +73,62 @@ async fn a_missing_bad_or_tampered_token_closes_with_4001() {
             "{what}: got a hello before the close"
         );
     }
+}
+
+/// Tokens of `user` that are signed right but not valid now: `nbf` an hour ahead, `nbf` a
+/// few seconds ahead, `iat` an hour ahead (beyond the default 30 s leeway).
+fn not_yet_valid(user: &str) -> [(&'static str, String); 3] {
+    let now = tokens::now();
+    [
+        ("nbf in an hour", forge(user, json!({ "nbf": now + 3600 }))),
+        ("nbf in 5 s", forge(user, json!({ "nbf": now + 5 }))),
+        ("iat in an hour", forge(user, json!({ "iat": now + 3600 }))),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_not_valid_yet_closes_the_upgrade_with_4001() {
+    let d = Deployment::start(Mode::Embedded, &quick(&[])).await;
+    let a = d.api(0).register("Alice").await;
+    // The forging is right: the same token with a past nbf opens a session.
+    let fine = forge(
+        &a.id,
+        json!({ "nbf": tokens::now() - 60, "iat": tokens::now() + 5 }),
+    );
+    let (_ws, hello) = WsConnect::all(&d.base(0), &fine).open_ready("fine").await;
+    assert_eq!(hello["user"]["id"], a.id.as_str());
+    for (what, token) in not_yet_valid(&a.id) {
+        for (how, connect) in [
+            ("query", WsConnect::all(&d.base(0), &token)),
+            ("bearer", WsConnect::path(&d.base(0), "/ws").bearer(&token)),
+        ] {
+            let label = format!("{what} ({how})");
+            let mut ws = connect.open(&label).await;
+            ws.expect_close(4001, WAIT).await;
+            assert!(
+                !ws.kept().any(|f| f["type"] == "hello"),
+                "{label}: got a hello before the close"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auth_frame_with_a_token_not_valid_yet_is_refused_and_changes_nothing() {
+    let ttl = TTL_SECS.to_string();
+    let d = Deployment::start(Mode::Embedded, &quick(&[(keys::ACCESS_TTL_SECS, &ttl)])).await;
+    let a = d.api(0).register("Alice").await;
+    let issued = Instant::now();
+    let (mut ws, _) = WsConnect::all(&d.base(0), &a.token).open_ready("A").await;
+    for (what, token) in not_yet_valid(&a.id) {
+        ws.send_json(&json!({"type": "auth", "token": token})).await;
+        let error = ws.recv_frame("error", WAIT).await;
+        assert_eq!(error["code"], "unauthorized", "{what}: {error}");
+    }
+    // None of them renewed the session: it still ends at the first token's expiry.
+    ws.expect_close(4001, Duration::from_secs(TTL_SECS + 5))
+        .await;
+    assert!(issued.elapsed() >= Duration::from_secs(TTL_SECS - 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

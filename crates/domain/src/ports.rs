@@ -269,14 +269,35 @@ impl<T> Storage for T where
 {
 }
 
-/// Password hashing (argon2id in production).
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum HashingError {
+    /// Every hashing slot stayed taken for as long as a caller may wait: the node is
+    /// saturated with hashing work. Nothing was done; retry after `retry_after`.
+    #[error("password hashing is saturated")]
+    Saturated {
+        /// A sensible wait before trying again.
+        retry_after: std::time::Duration,
+    },
+    /// Hashing itself failed.
+    #[error(transparent)]
+    Failed(#[from] StorageError),
+}
+
+/// Password hashing (argon2id in production). Hashing is memory- and CPU-hard on purpose,
+/// so an implementation MUST bound how many hashes run at once and answer
+/// [`HashingError::Saturated`] rather than queue without limit.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait PasswordHasher: Send + Sync + 'static {
     /// A PHC-format hash of `password` with a fresh salt.
-    async fn hash(&self, password: &Password) -> Result<String, StorageError>;
-    /// Whether `password` matches `hash`; `false` for a malformed hash.
-    async fn verify(&self, password: &Password, hash: &str) -> bool;
+    async fn hash(&self, password: &Password) -> Result<String, HashingError>;
+    /// Whether `password` matches `hash`; `Ok(false)` for a malformed hash.
+    async fn verify(&self, password: &Password, hash: &str) -> Result<bool, HashingError>;
+    /// Spends the work of one [`PasswordHasher::verify`] against a hash of the configured
+    /// cost, matching nothing: what a login with an unknown email does, so that neither its
+    /// answer nor its timing tells the email is unknown.
+    async fn verify_dummy(&self, password: &Password) -> Result<(), HashingError>;
 }
 
 /// Signs access tokens.

@@ -414,17 +414,15 @@ mod tests {
 
     #[tokio::test]
     async fn the_fixed_hash_is_the_password_under_the_servers_default_cost() {
-        let hasher = Argon2Hasher::new(19_456, 2, 1).unwrap();
-        assert!(
-            hasher
-                .verify(&Password::for_login(PASSWORD), PASSWORD_HASH)
-                .await
-        );
-        assert!(
-            !hasher
-                .verify(&Password::for_login("other"), PASSWORD_HASH)
-                .await
-        );
+        let hasher = Argon2Hasher::new(19_456, 2, 1, 1, Duration::from_secs(30)).unwrap();
+        assert!(hasher
+            .verify(&Password::for_login(PASSWORD), PASSWORD_HASH)
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify(&Password::for_login("other"), PASSWORD_HASH)
+            .await
+            .unwrap());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::api;
 use crate::api::body::BodyLimit;
 use crate::api::client_ip::ForwardedFor;
-use crate::auth::{LoginRateLimiter, TokenVerifier};
+use crate::auth::{LoginRateLimiter, RegistrationRateLimiter, TokenVerifier};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::origin::AllowedOrigins;
@@ -62,6 +62,8 @@ pub struct AppState {
     pub messages: MessageService,
     /// Login throttling, shared by every worker.
     pub login_limiter: LoginRateLimiter,
+    /// Registration throttling per client IP, shared by every worker.
+    pub registration_limiter: RegistrationRateLimiter,
     /// Storage readiness.
     pub health: Arc<dyn StoreHealth>,
     /// The node's real-time layer: fan-out, group commit, receipts, presence, typing.
@@ -134,6 +136,10 @@ impl AppState {
             ),
             messages,
             login_limiter: LoginRateLimiter::new(per_minute, burst),
+            registration_limiter: RegistrationRateLimiter::new(
+                NonZeroU32::new(settings.auth.registrations_per_minute).unwrap_or(NonZeroU32::MIN),
+                NonZeroU32::new(settings.auth.registration_burst).unwrap_or(NonZeroU32::MIN),
+            ),
             health: ports.health,
             realtime,
         }

@@ -344,6 +344,30 @@ pub struct AuthSettings {
     pub login_attempts_per_minute: u32,
     /// Login attempts allowed at once before the per-minute rate applies.
     pub login_burst: u32,
+    /// How far in the future an access token's `iat` may lie (clock skew between nodes),
+    /// in seconds; beyond it the token is refused. `nbf` gets no leeway.
+    pub iat_leeway_secs: u64,
+    /// Sustained registrations allowed per minute per client IP (an IPv6 client counts by
+    /// its /64, which one host usually holds whole).
+    pub registrations_per_minute: u32,
+    /// Registrations one client IP may make at once before the per-minute rate applies.
+    pub registration_burst: u32,
+    /// Password hashes (register, login) computed at once; 0 = one per CPU. Each holds
+    /// `argon2_memory_kib` of memory, so this times that is the hashing memory's bound.
+    pub hash_concurrency: usize,
+    /// How long a register or login waits for a hashing slot before it is answered 503
+    /// `unavailable` with `Retry-After`, in milliseconds. 0: never wait.
+    pub hash_wait_timeout_ms: u64,
+}
+
+impl AuthSettings {
+    /// `hash_concurrency`, with 0 resolved to the number of CPUs.
+    pub fn hash_slots(&self) -> usize {
+        match self.hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        }
+    }
 }
 
 impl Default for AuthSettings {
@@ -360,6 +384,11 @@ impl Default for AuthSettings {
             argon2_parallelism: 1,
             login_attempts_per_minute: 10,
             login_burst: 10,
+            iat_leeway_secs: 30,
+            registrations_per_minute: 5,
+            registration_burst: 10,
+            hash_concurrency: 0,
+            hash_wait_timeout_ms: 5_000,
         }
     }
 }
@@ -488,6 +517,8 @@ impl Settings {
         settings.auth.argon2_iterations = 1;
         settings.auth.login_attempts_per_minute = 10_000;
         settings.auth.login_burst = 10_000;
+        settings.auth.registrations_per_minute = 10_000;
+        settings.auth.registration_burst = 10_000;
         settings.realtime.messages_per_second = 10_000;
         settings.realtime.message_burst = 10_000;
         settings.realtime.upgrades_per_second = 10_000;
@@ -542,6 +573,12 @@ impl Settings {
         }
         if self.auth.login_burst == 0 {
             return invalid("auth.login_burst", "must be at least 1");
+        }
+        if self.auth.registrations_per_minute == 0 {
+            return invalid("auth.registrations_per_minute", "must be at least 1");
+        }
+        if self.auth.registration_burst == 0 {
+            return invalid("auth.registration_burst", "must be at least 1");
         }
         if self.auth.access_ttl_secs == 0 {
             return invalid("auth.access_ttl_secs", "must be at least 1");
@@ -636,6 +673,11 @@ mod tests {
             assert_eq!(s.auth.refresh_ttl_secs, 2_592_000);
             assert_eq!(s.auth.argon2_memory_kib, 19_456);
             assert_eq!(s.auth.login_attempts_per_minute, 10);
+            assert_eq!(s.auth.iat_leeway_secs, 30);
+            assert_eq!(s.auth.registrations_per_minute, 5);
+            assert_eq!(s.auth.registration_burst, 10);
+            assert_eq!(s.auth.hash_concurrency, 0);
+            assert_eq!(s.auth.hash_wait_timeout_ms, 5_000);
             assert_eq!(s.limits.max_content_chars, 4_000);
             assert_eq!(s.redis.key_prefix, "chat:");
             assert_eq!(s.realtime.heartbeat_interval_ms, 30_000);

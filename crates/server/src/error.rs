@@ -93,6 +93,13 @@ pub enum ApiError {
     /// A backing service failed (503). The cause is logged, never shown.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] StorageError),
+    /// The node is saturated with password hashing (503 `unavailable`, with `Retry-After`):
+    /// load shed on purpose, so not logged as a failure.
+    #[error("server busy, retry in {retry_after_secs} s")]
+    Busy {
+        /// Seconds to wait before retrying (`Retry-After`).
+        retry_after_secs: u64,
+    },
 }
 
 impl ApiError {
@@ -127,7 +134,7 @@ impl ApiError {
             Self::NotAGroup => "not_a_group",
             Self::GroupFull(_) => "group_full",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Unavailable(_) => "unavailable",
+            Self::Unavailable(_) | Self::Busy { .. } => "unavailable",
         }
     }
 
@@ -149,7 +156,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -174,7 +181,7 @@ impl ResponseError for ApiError {
             tracing::error!(cause = %cause_chain(cause), "backing service failed");
         }
         let mut response = HttpResponse::build(self.status());
-        if let Self::RateLimited { retry_after_secs } = self {
+        if let Self::RateLimited { retry_after_secs } | Self::Busy { retry_after_secs } = self {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
         }
         response.json(self.body())
@@ -234,6 +241,9 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidRefreshToken => Self::InvalidRefreshToken,
             // A valid token for an account that is gone: the token is worth nothing.
             AuthError::UnknownUser => Self::Unauthorized,
+            AuthError::HashingSaturated { retry_after } => Self::Busy {
+                retry_after_secs: crate::auth::RetryAfter(retry_after).as_secs_ceil(),
+            },
             AuthError::Storage(e) => Self::Unavailable(e),
         }
     }
@@ -286,6 +296,13 @@ mod tests {
             (AuthError::InvalidRefreshToken, 401, "invalid_refresh_token"),
             (AuthError::UnknownUser, 401, "unauthorized"),
             (AuthError::Storage(storage_error()), 503, "unavailable"),
+            (
+                AuthError::HashingSaturated {
+                    retry_after: std::time::Duration::from_millis(1500),
+                },
+                503,
+                "unavailable",
+            ),
         ];
         for (domain_error, status, code) in cases {
             let label = format!("{domain_error:?}");
@@ -380,6 +397,16 @@ mod tests {
         .error_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "7");
+    }
+
+    #[actix_web::test]
+    async fn saturated_hashing_answers_503_with_retry_after_in_whole_seconds() {
+        let response = ApiError::from(AuthError::HashingSaturated {
+            retry_after: std::time::Duration::from_millis(1500),
+        })
+        .error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "2");
     }
 
     #[test]

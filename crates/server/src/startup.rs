@@ -175,10 +175,13 @@ impl Application {
             auth.argon2_memory_kib,
             auth.argon2_iterations,
             auth.argon2_parallelism,
+            auth.hash_slots(),
+            Duration::from_millis(auth.hash_wait_timeout_ms),
         )?;
         let key = secret.expose().as_bytes();
         let issuer = JwtIssuer::new(key, &auth.issuer, &auth.audience, auth.access_ttl_secs);
-        let verifier = TokenVerifier::new(key, &auth.issuer, &auth.audience);
+        let verifier = TokenVerifier::new(key, &auth.issuer, &auth.audience)
+            .with_iat_leeway(auth.iat_leeway_secs);
         let state = AppState::with_realtime(
             Ports::from_storage(storage),
             Arc::new(hasher),
@@ -249,12 +252,14 @@ impl Application {
             realtime.lifecycle.stopped(),
         );
         let limiter = self.context.state.login_limiter.clone();
+        let registrations = self.context.state.registration_limiter.clone();
         let throttles = realtime.throttles.clone();
         let cleanup = tokio::spawn(async move {
             let mut every = tokio::time::interval(LIMITER_CLEANUP_EVERY);
             loop {
                 every.tick().await;
                 limiter.forget_idle();
+                registrations.forget_idle();
                 throttles.forget_idle();
             }
         });

@@ -77,6 +77,8 @@ export async function startServer({ env: extraEnv = {}, own = false } = {}) {
     CHAT_CONFIG_DIR: join(dataDir, 'no-config'),
     CHAT_AUTH__LOGIN_ATTEMPTS_PER_MINUTE: '10000',
     CHAT_AUTH__LOGIN_BURST: '10000',
+    CHAT_AUTH__REGISTRATIONS_PER_MINUTE: '10000',
+    CHAT_AUTH__REGISTRATION_BURST: '10000',
     CHAT_AUTH__ARGON2_MEMORY_KIB: '1024',
     CHAT_AUTH__ARGON2_ITERATIONS: '1',
     CHAT_LOG__LEVEL: process.env.CHAT_LOG__LEVEL || 'warn',

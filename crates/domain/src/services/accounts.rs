@@ -90,14 +90,14 @@ impl AccountService {
             Err(_) => None,
         };
         let Some(credentials) = found else {
-            // Burn the same work as a real check against a hash that never matches.
-            let _ = self.hasher.verify(&password, DUMMY_HASH).await;
+            // Burn the same work as a real check, at the configured cost.
+            self.hasher.verify_dummy(&password).await?;
             return Err(AuthError::InvalidCredentials);
         };
         if !self
             .hasher
             .verify(&password, &credentials.password_hash)
-            .await
+            .await?
         {
             return Err(AuthError::InvalidCredentials);
         }
@@ -222,16 +222,13 @@ impl AccountService {
     }
 }
 
-/// A well-formed argon2id hash of a random password, used to spend equal time on unknown emails.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$wWKIMhR9lyDFvRz9YTZweHuXnLsTfePLhU4X5/6uMBs";
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::AccessToken;
     use crate::ports::{
-        MockAccessTokenIssuer, MockClock, MockPasswordHasher, MockRefreshTokenStore, MockUserStore,
+        HashingError, MockAccessTokenIssuer, MockClock, MockPasswordHasher, MockRefreshTokenStore,
+        MockUserStore,
     };
     use crate::user::UserCredentials;
     use chrono::{TimeZone, Utc};
@@ -368,17 +365,98 @@ mod tests {
                     }),
                 )
             });
-        // One verify per attempt, whether or not the email exists.
+        // One verify per attempt: the real hash when the email exists, the dummy (at the
+        // configured cost) when it does not.
         ports
             .hasher
             .expect_verify()
-            .times(2)
-            .returning(|_, _| false);
+            .withf(|_, hash| hash == "real")
+            .times(1)
+            .returning(|_, _| Ok(false));
+        ports
+            .hasher
+            .expect_verify_dummy()
+            .times(1)
+            .returning(|_| Ok(()));
         let service = ports.service();
         let unknown = service.login("nobody@example.com", "whatever1").await;
         let wrong = service.login("alice@example.com", "whatever1").await;
         assert!(matches!(unknown, Err(AuthError::InvalidCredentials)));
         assert!(matches!(wrong, Err(AuthError::InvalidCredentials)));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_email_at_login_costs_the_dummy_verify_too() {
+        let mut ports = Ports::new();
+        ports.users.expect_credentials_by_email().never();
+        ports
+            .hasher
+            .expect_verify_dummy()
+            .times(1)
+            .returning(|_| Ok(()));
+        let err = ports
+            .service()
+            .login("not an email", "whatever1")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::InvalidCredentials));
+    }
+
+    fn saturated() -> HashingError {
+        HashingError::Saturated {
+            retry_after: std::time::Duration::from_secs(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn saturated_hashing_refuses_a_registration_and_stores_nothing() {
+        let mut ports = Ports::new();
+        ports.hasher.expect_hash().returning(|_| Err(saturated()));
+        ports.users.expect_insert_user().never();
+        ports.tokens.expect_insert_refresh_token().never();
+        let err = ports
+            .service()
+            .register("a@example.com", "long enough", "A")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AuthError::HashingSaturated { retry_after } if retry_after.as_secs() == 2),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn saturated_hashing_refuses_a_login_alike_for_known_and_unknown_emails() {
+        let mut ports = Ports::new();
+        let user = alice();
+        ports
+            .users
+            .expect_credentials_by_email()
+            .returning(move |email| {
+                Ok(
+                    (email.as_str() == "alice@example.com").then(|| UserCredentials {
+                        user: user.clone(),
+                        password_hash: "real".into(),
+                    }),
+                )
+            });
+        ports
+            .hasher
+            .expect_verify()
+            .returning(|_, _| Err(saturated()));
+        ports
+            .hasher
+            .expect_verify_dummy()
+            .returning(|_| Err(saturated()));
+        ports.tokens.expect_insert_refresh_token().never();
+        let service = ports.service();
+        for email in ["alice@example.com", "nobody@example.com"] {
+            let err = service.login(email, "whatever1").await.unwrap_err();
+            assert!(
+                matches!(err, AuthError::HashingSaturated { .. }),
+                "{email}: {err:?}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -500,9 +578,9 @@ mod tests {
         ports.users.expect_credentials_by_email().never();
         ports
             .hasher
-            .expect_verify()
+            .expect_verify_dummy()
             .times(1)
-            .returning(|_, _| false);
+            .returning(|_| Ok(()));
         let err = ports
             .service()
             .login("alice\u{0}@example.com", "correct horse battery")

@@ -2,6 +2,7 @@
 //! WebSocket `error` code, in one place.
 
 use crate::error::StorageError;
+use crate::ports::HashingError;
 use crate::user::InvalidField;
 
 /// Why an account operation failed.
@@ -22,9 +23,25 @@ pub enum AuthError {
     /// The account behind a valid token no longer exists (401).
     #[error("unknown user")]
     UnknownUser,
+    /// Password hashing is saturated: nothing was done; retry after this long (503 with
+    /// `Retry-After`).
+    #[error("password hashing is saturated")]
+    HashingSaturated {
+        /// A sensible wait before trying again.
+        retry_after: std::time::Duration,
+    },
     /// A backing service failed (503).
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+impl From<HashingError> for AuthError {
+    fn from(e: HashingError) -> Self {
+        match e {
+            HashingError::Saturated { retry_after } => Self::HashingSaturated { retry_after },
+            HashingError::Failed(e) => Self::Storage(e),
+        }
+    }
 }
 
 /// Why a conversation or message operation failed.

@@ -8,7 +8,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
 use actix_web::{web, HttpResponse};
 
-/// Makes an account and logs it in.
+/// Makes an account and logs it in. Throttled per client IP.
 #[utoipa::path(
     post, path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterRequest,
@@ -16,13 +16,23 @@ use actix_web::{web, HttpResponse};
         (status = 201, description = "Account made and logged in", body = AuthResponse),
         (status = 409, description = "`email_taken`", body = ErrorBody),
         (status = 422, description = "`validation_failed`: bad email, short password, blank name", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "`unavailable`; with `Retry-After` when password hashing is saturated", body = ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn register(
+    ClientIp(ip): ClientIp,
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    // Before any validation or hashing: a refused attempt costs the server nothing.
+    state
+        .registration_limiter
+        .check(ip)
+        .map_err(|wait| ApiError::RateLimited {
+            retry_after_secs: wait.as_secs_ceil(),
+        })?;
     let session = state
         .accounts
         .register(&body.email, &body.password, &body.display_name)
@@ -39,6 +49,7 @@ pub async fn register(
         (status = 200, description = "Logged in", body = AuthResponse),
         (status = 401, description = "`invalid_credentials`, whatever the cause", body = ErrorBody),
         (status = 429, description = "`rate_limited`, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "`unavailable`; with `Retry-After` when password hashing is saturated", body = ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -291,7 +291,8 @@ async fn unknown_email_and_wrong_password_answer_one_identical_401() {
                     password_hash: "$argon2id$real".into(),
                 }))
             });
-        mocks.hasher.expect_verify().returning(|_, _| false);
+        mocks.hasher.expect_verify().returning(|_, _| Ok(false));
+        mocks.hasher.expect_verify_dummy().returning(|_| Ok(()));
         let req = test::TestRequest::post()
             .uri("/api/v1/auth/login")
             .set_json(serde_json::json!({"email": email, "password": "wrong password"}));
@@ -314,7 +315,7 @@ async fn too_many_logins_from_one_ip_are_a_429_with_retry_after() {
         .users
         .expect_credentials_by_email()
         .returning(|_| Ok(None));
-    mocks.hasher.expect_verify().returning(|_, _| false);
+    mocks.hasher.expect_verify_dummy().returning(|_| Ok(()));
     let context = mocks.context(&settings);
     let app = test::init_service(App::new().configure(|cfg| context.configure(cfg))).await;
     let attempt = |email: &str| {
@@ -338,6 +339,77 @@ async fn too_many_logins_from_one_ip_are_a_429_with_retry_after() {
         .unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(error_of(second).await.1, "rate_limited");
+}
+
+#[actix_web::test]
+async fn registrations_beyond_the_burst_from_one_ip_are_a_429_before_any_hashing() {
+    let mut settings = settings();
+    settings.auth.registrations_per_minute = 1;
+    settings.auth.registration_burst = 2;
+    let mut mocks = Mocks::default();
+    // Two registrations hash; the refused third never reaches the hasher.
+    mocks
+        .hasher
+        .expect_hash()
+        .times(2)
+        .returning(|_| Ok("h".into()));
+    mocks
+        .users
+        .expect_insert_user()
+        .returning(|new| Ok(user(new.id, new.email.as_str())));
+    mocks
+        .tokens
+        .expect_insert_refresh_token()
+        .returning(|_| Ok(()));
+    let context = mocks.context(&settings);
+    let app = test::init_service(App::new().configure(|cfg| context.configure(cfg))).await;
+    let attempt = |n: u32, peer: &str| {
+        test::TestRequest::post()
+            .uri("/api/v1/auth/register")
+            .peer_addr(peer.parse().unwrap())
+            .set_json(serde_json::json!({
+                "email": format!("u{n}@example.com"),
+                "password": "long enough",
+                "display_name": "U",
+            }))
+            .to_request()
+    };
+    for n in 0..2 {
+        let ok = test::call_service(&app, attempt(n, "10.9.9.9:1234")).await;
+        assert_eq!(ok.status(), StatusCode::CREATED);
+    }
+    let refused = test::call_service(&app, attempt(2, "10.9.9.9:1235")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused
+        .headers()
+        .get(header::RETRY_AFTER)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(error_of(refused).await.1, "rate_limited");
+}
+
+#[actix_web::test]
+async fn saturated_hashing_is_a_503_unavailable_with_retry_after() {
+    let mut mocks = Mocks::default();
+    mocks.hasher.expect_hash().returning(|_| {
+        Err(domain::ports::HashingError::Saturated {
+            retry_after: std::time::Duration::from_secs(3),
+        })
+    });
+    mocks.users.expect_insert_user().never();
+    let req = test::TestRequest::post().uri("/api/v1/auth/register").set_json(
+        serde_json::json!({"email":"a@example.com","password":"long enough","display_name":"A"}),
+    );
+    let response = call(mocks, &settings(), req).await;
+    assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "3");
+    assert_eq!(
+        error_of(response).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable".into())
+    );
 }
 
 #[actix_web::test]

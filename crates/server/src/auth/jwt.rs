@@ -97,39 +97,69 @@ impl AccessTokenIssuer for JwtIssuer {
     }
 }
 
+/// How far in the future a token's `iat` may lie before it is refused, unless configured
+/// (`auth.iat_leeway_secs`): room for the clocks of the nodes to disagree a little.
+pub const DEFAULT_IAT_LEEWAY_SECS: u64 = 30;
+
 /// Checks access tokens: HS256 only (a token naming another algorithm, `none` included,
-/// is refused), signature, `exp` with no leeway, `iss` and `aud`.
+/// is refused), signature, `exp` with no leeway, `nbf` (when present) with no leeway, `iat`
+/// not later than now plus a small leeway, `iss` and `aud`.
+///
+/// A token that is not valid yet is refused like any other invalid one: it was minted by
+/// someone holding the key for later use, or by a node whose clock is far off; neither
+/// should open a session now.
 #[derive(Clone)]
 pub struct TokenVerifier {
     key: Arc<DecodingKey>,
     validation: Arc<Validation>,
+    iat_leeway_secs: i64,
 }
 
 impl TokenVerifier {
-    /// A verifier for tokens signed with `secret` by `issuer` for `audience`.
+    /// A verifier for tokens signed with `secret` by `issuer` for `audience`, allowing
+    /// [`DEFAULT_IAT_LEEWAY_SECS`] of clock skew on `iat`.
     pub fn new(secret: &[u8], issuer: &str, audience: &str) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
+        // One leeway for `exp` and `nbf` in jsonwebtoken: none, so a token is refused from
+        // the second its `exp` passes and until the second its `nbf` comes.
         validation.leeway = 0;
+        validation.validate_nbf = true;
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         Self {
             key: Arc::new(DecodingKey::from_secret(secret)),
             validation: Arc::new(validation),
+            iat_leeway_secs: DEFAULT_IAT_LEEWAY_SECS as i64,
         }
+    }
+
+    /// The same verifier allowing `secs` of clock skew on `iat` (`auth.iat_leeway_secs`).
+    pub fn with_iat_leeway(mut self, secs: u64) -> Self {
+        self.iat_leeway_secs = i64::try_from(secs).unwrap_or(i64::MAX);
+        self
     }
 
     /// The claims of a valid token.
     pub fn verify(&self, token: &str) -> Result<Claims, InvalidToken> {
-        decode::<Claims>(token, &self.key, &self.validation)
+        let claims = decode::<Claims>(token, &self.key, &self.validation)
             .map(|data| data.claims)
-            .map_err(|_| InvalidToken)
+            .map_err(|_| InvalidToken)?;
+        // jsonwebtoken does not look at `iat`; a token issued in the future is as suspect
+        // as one not valid yet.
+        let latest_iat = Utc::now().timestamp().saturating_add(self.iat_leeway_secs);
+        if claims.iat > latest_iat {
+            return Err(InvalidToken);
+        }
+        Ok(claims)
     }
 }
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier").finish_non_exhaustive()
+        f.debug_struct("TokenVerifier")
+            .field("iat_leeway_secs", &self.iat_leeway_secs)
+            .finish_non_exhaustive()
     }
 }
 
@@ -246,6 +276,69 @@ mod tests {
             base64_url(serde_json::to_string(&c).unwrap().as_bytes())
         );
         assert_eq!(verifier().verify(&token), Err(InvalidToken));
+    }
+
+    /// A token of our issuer and audience with `extra` claims on top (or replacing them).
+    fn sign_with(extra: serde_json::Value) -> String {
+        let mut claims = serde_json::to_value(claims(UserId::new(), in_an_hour())).unwrap();
+        for (key, value) in extra.as_object().unwrap() {
+            claims[key] = value.clone();
+        }
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_token_not_valid_before_a_future_time_is_refused() {
+        let now = Utc::now().timestamp();
+        for nbf in [now + 3600, now + 5] {
+            let token = sign_with(serde_json::json!({ "nbf": nbf }));
+            assert_eq!(
+                verifier().verify(&token),
+                Err(InvalidToken),
+                "nbf now+{}",
+                nbf - now
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_whose_nbf_has_passed_is_accepted() {
+        let token = sign_with(serde_json::json!({ "nbf": Utc::now().timestamp() - 60 }));
+        assert!(verifier().verify(&token).is_ok());
+    }
+
+    #[test]
+    fn a_malformed_nbf_is_refused() {
+        let token = sign_with(serde_json::json!({ "nbf": "tomorrow" }));
+        assert_eq!(verifier().verify(&token), Err(InvalidToken));
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_beyond_the_leeway_is_refused() {
+        let now = Utc::now().timestamp();
+        let token = sign_with(serde_json::json!({ "iat": now + 3600 }));
+        assert_eq!(verifier().verify(&token), Err(InvalidToken));
+        let token = sign_with(serde_json::json!({ "iat": now + 15 }));
+        assert_eq!(
+            verifier().with_iat_leeway(5).verify(&token),
+            Err(InvalidToken),
+            "15 s ahead with a 5 s leeway"
+        );
+    }
+
+    #[test]
+    fn a_token_issued_slightly_in_the_future_is_accepted_within_the_leeway() {
+        let token = sign_with(serde_json::json!({ "iat": Utc::now().timestamp() + 10 }));
+        assert!(
+            verifier().verify(&token).is_ok(),
+            "10 s of skew, default 30 s"
+        );
+        assert!(verifier().with_iat_leeway(60).verify(&token).is_ok());
     }
 
     #[test]

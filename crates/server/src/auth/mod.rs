@@ -1,4 +1,5 @@
-//! Authentication: password hashing, access tokens, the request extractor, login throttling.
+//! Authentication: password hashing, access tokens, the request extractor, login and
+//! registration throttling.
 
 pub mod extractor;
 pub mod jwt;
@@ -9,4 +10,4 @@ pub mod signing_key;
 pub use extractor::AuthUser;
 pub use jwt::{Claims, InvalidToken, JwtIssuer, TokenVerifier};
 pub use password::Argon2Hasher;
-pub use rate_limit::{LoginRateLimiter, RetryAfter};
+pub use rate_limit::{LoginRateLimiter, RegistrationRateLimiter, RetryAfter};
