@@ -142,14 +142,17 @@ impl ConversationStore for PostgresStorage {
         id: ConversationId,
         user: UserId,
     ) -> Result<Option<Participant>, StorageError> {
-        let mut conn = self.conn().await?;
-        let row = participants::table
-            .find((id.as_uuid(), user.as_uuid()))
-            .select(ParticipantRow::as_select())
-            .first(&mut conn)
-            .await
-            .optional()
-            .map_err(db)?;
+        let row = self
+            .timed(async |conn| {
+                participants::table
+                    .find((id.as_uuid(), user.as_uuid()))
+                    .select(ParticipantRow::as_select())
+                    .first(&mut **conn)
+                    .await
+                    .optional()
+                    .map_err(db)
+            })
+            .await?;
         row.map(Participant::try_from).transpose()
     }
 
@@ -279,13 +282,16 @@ impl ConversationStore for PostgresStorage {
         &self,
         user: UserId,
     ) -> Result<Vec<(ConversationId, i64)>, StorageError> {
-        let mut conn = self.conn().await?;
-        let rows: Vec<(Uuid, i64)> = prepared::UnreadCounts {
-            user: &user.as_uuid(),
-        }
-        .load(&mut conn)
-        .await
-        .map_err(db)?;
+        let rows: Vec<(Uuid, i64)> = self
+            .timed(async |conn| {
+                prepared::UnreadCounts {
+                    user: &user.as_uuid(),
+                }
+                .load(&mut **conn)
+                .await
+                .map_err(db)
+            })
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(id, unread)| (ConversationId::from_uuid(id), unread.max(0)))
@@ -307,13 +313,16 @@ impl ConversationStore for PostgresStorage {
         &self,
         user: UserId,
     ) -> Result<Option<SessionSnapshot>, StorageError> {
-        let mut conn = self.conn().await?;
-        let rows: Vec<SnapshotRow> = prepared::SessionSnapshot {
-            user: &user.as_uuid(),
-        }
-        .load(&mut conn)
-        .await
-        .map_err(db)?;
+        let rows: Vec<SnapshotRow> = self
+            .timed(async |conn| {
+                prepared::SessionSnapshot {
+                    user: &user.as_uuid(),
+                }
+                .load(&mut **conn)
+                .await
+                .map_err(db)
+            })
+            .await?;
         let mut account = None;
         let mut conversations = Vec::with_capacity(rows.len());
         for row in rows {

@@ -28,6 +28,7 @@ use domain::ports::StoreHealth;
 use domain::StorageError;
 use stats::{CountingInstrumentation, StatementStats};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Every connection plans each prepared statement once, for any parameters, and its plans
 /// never scan a table sequentially where an index can answer.
@@ -69,6 +70,49 @@ use std::sync::Arc;
 const SESSION_SETUP: &str = "SET plan_cache_mode = force_generic_plan; \
     SET enable_seqscan = off; SET synchronous_commit = on";
 
+/// How big the pool is and how long anything may wait on the database, so that a database
+/// that stops answering turns into errors (`unavailable` to clients) within seconds rather
+/// than sends that hang. The defaults are a few seconds: far above any healthy operation's
+/// time (milliseconds), short enough that a client's retry lands on a recovered database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Connections at most.
+    pub size: usize,
+    /// Opening a connection (TCP, authentication, session setup) may take this long.
+    pub connect_timeout: Duration,
+    /// Getting a connection from the pool (waiting for a free one, or opening one) may
+    /// take this long.
+    pub acquire_timeout: Duration,
+    /// A statement may run this long on the server (`statement_timeout`, which cancels it
+    /// and keeps the connection), and an operation on the send, receipt and sync paths may
+    /// take this long in all before the caller gets an error; its connection is then
+    /// closed, not reused (it may be stuck mid-transaction on a database that hung).
+    pub query_timeout: Duration,
+}
+
+impl PoolOptions {
+    /// `size` connections and the default timeouts (5 s each).
+    pub fn with_size(size: usize) -> Self {
+        Self {
+            size,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why an operation failed without an answer from the database.
+#[derive(Debug, thiserror::Error)]
+enum Timeout {
+    #[error("no connection to PostgreSQL within {0:?}")]
+    Connect(Duration),
+    #[error("no pooled PostgreSQL connection free or opened within {0:?}")]
+    Acquire(Duration),
+    #[error("PostgreSQL did not answer within {0:?}")]
+    Query(Duration),
+}
+
 /// A pooled connection.
 pub type Conn = Object<AsyncPgConnection>;
 
@@ -77,6 +121,8 @@ pub type Conn = Object<AsyncPgConnection>;
 pub struct PostgresStorage {
     pool: Pool<AsyncPgConnection>,
     stats: Arc<StatementStats>,
+    acquire_timeout: Duration,
+    query_timeout: Duration,
 }
 
 impl std::fmt::Debug for PostgresStorage {
@@ -89,25 +135,49 @@ impl std::fmt::Debug for PostgresStorage {
 }
 
 impl PostgresStorage {
-    /// A pool of at most `pool_size` connections to `url`. Does NOT migrate.
+    /// A pool of at most `pool_size` connections to `url` with the default timeouts. Does
+    /// NOT migrate.
     ///
     /// Opens one connection at once, so a wrong URL or a database that is down fails here
     /// rather than on the first request.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StorageError> {
+        Self::connect_with(url, PoolOptions::with_size(pool_size)).await
+    }
+
+    /// A pool as `options` say to `url`. Does NOT migrate. Opens one connection at once.
+    pub async fn connect_with(url: &str, options: PoolOptions) -> Result<Self, StorageError> {
         let mut config = ManagerConfig::default();
         // A closed connection is already detected on checkout (`is_broken`); a test query
         // on every checkout would add a round trip to every operation.
         config.recycling_method = RecyclingMethod::Fast;
         let stats = Arc::new(StatementStats::default());
         let counted = Arc::clone(&stats);
+        let connect_timeout = options.connect_timeout;
+        let setup = format!(
+            "{SESSION_SETUP}; SET statement_timeout = {}",
+            options.query_timeout.as_millis().max(1)
+        );
         config.custom_setup = Box::new(move |url| {
             let counted = Arc::clone(&counted);
             let url = url.to_owned();
+            let setup = setup.clone();
             Box::pin(async move {
-                let mut conn = AsyncPgConnection::establish(&url).await?;
-                conn.batch_execute(SESSION_SETUP)
+                let opening = async {
+                    let mut conn = AsyncPgConnection::establish(&url).await?;
+                    conn.batch_execute(&setup)
+                        .await
+                        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                    ConnectionResult::Ok(conn)
+                };
+                // A server that accepts and never answers would otherwise hold the
+                // caller (and the pool slot) for as long as TCP lets it.
+                let mut conn = tokio::time::timeout(connect_timeout, opening)
                     .await
-                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                    .map_err(|_| {
+                        ConnectionError::BadConnection(
+                            Timeout::Connect(connect_timeout).to_string(),
+                        )
+                    })??;
                 // Counted from here: the setup is not any operation's cost.
                 conn.set_instrumentation(CountingInstrumentation(counted));
                 ConnectionResult::Ok(conn)
@@ -115,10 +185,15 @@ impl PostgresStorage {
         });
         let manager = AsyncDieselConnectionManager::new_with_config(url, config);
         let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
+            .max_size(options.size.max(1))
             .build()
             .map_err(StorageError::new)?;
-        let storage = Self { pool, stats };
+        let storage = Self {
+            pool,
+            stats,
+            acquire_timeout: options.acquire_timeout,
+            query_timeout: options.query_timeout,
+        };
         drop(storage.conn().await?);
         Ok(storage)
     }
@@ -154,9 +229,32 @@ impl PostgresStorage {
         Ok(all)
     }
 
-    /// A connection from the pool.
+    /// A connection from the pool, within the acquire timeout (waiting for a free one or
+    /// opening one: a database that hangs must not queue every caller behind it).
     async fn conn(&self) -> Result<Conn, StorageError> {
-        self.pool.get().await.map_err(StorageError::new)
+        match tokio::time::timeout(self.acquire_timeout, self.pool.get()).await {
+            Ok(conn) => conn.map_err(StorageError::new),
+            Err(_) => Err(StorageError::new(Timeout::Acquire(self.acquire_timeout))),
+        }
+    }
+
+    /// Runs `op` on a pooled connection within the query timeout. The server's
+    /// `statement_timeout` ends a slow statement and keeps the connection; this is for a
+    /// database that does not answer at all (hung, stopped, network gone), where nothing
+    /// would ever come back. The connection is then closed rather than returned: it may be
+    /// mid-transaction, and a reply may still arrive on it.
+    async fn timed<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut Conn) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut conn = self.conn().await?;
+        match tokio::time::timeout(self.query_timeout, op(&mut conn)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                drop(Object::take(conn));
+                Err(StorageError::new(Timeout::Query(self.query_timeout)))
+            }
+        }
     }
 }
 
@@ -180,12 +278,14 @@ fn bigint(n: u32) -> i64 {
 #[async_trait]
 impl StoreHealth for PostgresStorage {
     async fn ping(&self) -> Result<(), StorageError> {
-        let mut conn = self.conn().await?;
-        diesel::sql_query("SELECT 1")
-            .execute(&mut conn)
-            .await
-            .map_err(db)?;
-        Ok(())
+        self.timed(async |conn| {
+            diesel::sql_query("SELECT 1")
+                .execute(&mut **conn)
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
     }
 }
 

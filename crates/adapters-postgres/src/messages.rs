@@ -33,23 +33,25 @@ impl MessageStore for PostgresStorage {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
-        let mut attempt = 1;
-        loop {
-            match conn
-                .transaction(async |conn| append(conn, batch).await)
-                .await
-            {
-                Err(err) if attempt < MAX_ATTEMPTS && violates(&err, KEY_CONSTRAINT) => {
-                    tracing::debug!(
-                        attempt,
-                        "idempotency key raced in from another conversation; retrying the batch"
-                    );
-                    attempt += 1;
+        self.timed(async |conn| {
+            let mut attempt = 1;
+            loop {
+                match conn
+                    .transaction(async |conn| append(conn, batch).await)
+                    .await
+                {
+                    Err(err) if attempt < MAX_ATTEMPTS && violates(&err, KEY_CONSTRAINT) => {
+                        tracing::debug!(
+                            attempt,
+                            "idempotency key raced in from another conversation; retrying the batch"
+                        );
+                        attempt += 1;
+                    }
+                    outcome => return outcome.map_err(db),
                 }
-                outcome => return outcome.map_err(db),
             }
-        }
+        })
+        .await
     }
 
     async fn messages_before(
@@ -81,16 +83,19 @@ impl MessageStore for PostgresStorage {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StorageError> {
-        let mut conn = self.conn().await?;
-        let rows = messages::table
-            .filter(messages::conversation_id.eq(id.as_uuid()))
-            .filter(messages::seq.gt(after_seq))
-            .order(messages::seq.asc())
-            .limit(bigint(limit))
-            .select(MessageRow::as_select())
-            .load(&mut conn)
-            .await
-            .map_err(db)?;
+        let rows = self
+            .timed(async |conn| {
+                messages::table
+                    .filter(messages::conversation_id.eq(id.as_uuid()))
+                    .filter(messages::seq.gt(after_seq))
+                    .order(messages::seq.asc())
+                    .limit(bigint(limit))
+                    .select(MessageRow::as_select())
+                    .load(&mut **conn)
+                    .await
+                    .map_err(db)
+            })
+            .await?;
         rows.into_iter().map(Message::try_from).collect()
     }
 

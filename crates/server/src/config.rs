@@ -177,6 +177,14 @@ pub struct DatabaseSettings {
     pub url: Option<Secret>,
     /// Connections in the pool (Postgres) or reader connections (SQLite).
     pub pool_size: u32,
+    /// PostgreSQL: opening a connection may take this long, so a database that accepts and
+    /// never answers becomes `unavailable` errors rather than waits.
+    pub connect_timeout_ms: u64,
+    /// PostgreSQL: waiting for a pooled connection (free or newly opened) may take this long.
+    pub acquire_timeout_ms: u64,
+    /// PostgreSQL: a statement may run this long (`statement_timeout`), and a send, receipt
+    /// or sync operation this long in all before it fails as `unavailable`.
+    pub query_timeout_ms: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -184,6 +192,9 @@ impl Default for DatabaseSettings {
         Self {
             url: None,
             pool_size: 8,
+            connect_timeout_ms: 5000,
+            acquire_timeout_ms: 5000,
+            query_timeout_ms: 5000,
         }
     }
 }
@@ -492,6 +503,21 @@ impl Settings {
         };
         if self.database.pool_size == 0 {
             return invalid("database.pool_size", "must be at least 1");
+        }
+        for (key, value) in [
+            (
+                "database.connect_timeout_ms",
+                self.database.connect_timeout_ms,
+            ),
+            (
+                "database.acquire_timeout_ms",
+                self.database.acquire_timeout_ms,
+            ),
+            ("database.query_timeout_ms", self.database.query_timeout_ms),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1");
+            }
         }
         if self.auth.login_attempts_per_minute == 0 {
             return invalid("auth.login_attempts_per_minute", "must be at least 1");
