@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod activity;
 mod conversations;
 mod messages;
 mod migrate;
@@ -14,6 +15,7 @@ mod users;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use activity::{table_activity, TableActivity, HOT_TABLES};
 pub use migrate::{revert_all_migrations, run_migrations};
 
 use async_trait::async_trait;
