@@ -323,6 +323,9 @@ mod tests {
             show(&mut conn, "plan_cache_mode").await,
             "force_generic_plan"
         );
+        assert_eq!(show(&mut conn, "enable_seqscan").await, "off");
+        // The default query timeout, enforced by the server too.
+        assert_eq!(show(&mut conn, "statement_timeout").await, "5s");
     }
 
     #[tokio::test]
