@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Timestamptz};
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::conversation::{
     direct_key, Conversation, ConversationDetails, ConversationKind, ConversationState,
@@ -142,14 +142,17 @@ impl ConversationStore for PostgresStorage {
         id: ConversationId,
         user: UserId,
     ) -> Result<Option<Participant>, StorageError> {
-        let mut conn = self.conn().await?;
-        let row = participants::table
-            .find((id.as_uuid(), user.as_uuid()))
-            .select(ParticipantRow::as_select())
-            .first(&mut conn)
-            .await
-            .optional()
-            .map_err(db)?;
+        let row = self
+            .timed(async |conn| {
+                participants::table
+                    .find((id.as_uuid(), user.as_uuid()))
+                    .select(ParticipantRow::as_select())
+                    .first(&mut **conn)
+                    .await
+                    .optional()
+                    .map_err(db)
+            })
+            .await?;
         row.map(Participant::try_from).transpose()
     }
 
@@ -279,17 +282,16 @@ impl ConversationStore for PostgresStorage {
         &self,
         user: UserId,
     ) -> Result<Vec<(ConversationId, i64)>, StorageError> {
-        let mut conn = self.conn().await?;
-        let rows: Vec<(Uuid, i64)> = participants::table
-            .inner_join(conversations::table)
-            .filter(participants::user_id.eq(user.as_uuid()))
-            .select((
-                participants::conversation_id,
-                conversations::last_seq - participants::read_seq,
-            ))
-            .load(&mut conn)
-            .await
-            .map_err(db)?;
+        let rows: Vec<(Uuid, i64)> = self
+            .timed(async |conn| {
+                prepared::UnreadCounts {
+                    user: &user.as_uuid(),
+                }
+                .load(&mut **conn)
+                .await
+                .map_err(db)
+            })
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(id, unread)| (ConversationId::from_uuid(id), unread.max(0)))
@@ -311,13 +313,16 @@ impl ConversationStore for PostgresStorage {
         &self,
         user: UserId,
     ) -> Result<Option<SessionSnapshot>, StorageError> {
-        let mut conn = self.conn().await?;
-        let rows: Vec<SnapshotRow> = prepared::SessionSnapshot {
-            user: &user.as_uuid(),
-        }
-        .load(&mut conn)
-        .await
-        .map_err(db)?;
+        let rows: Vec<SnapshotRow> = self
+            .timed(async |conn| {
+                prepared::SessionSnapshot {
+                    user: &user.as_uuid(),
+                }
+                .load(&mut **conn)
+                .await
+                .map_err(db)
+            })
+            .await?;
         let mut account = None;
         let mut conversations = Vec::with_capacity(rows.len());
         for row in rows {
@@ -385,32 +390,93 @@ async fn insert_members(
     Ok(())
 }
 
+/// A row of [`ConversationDetails`](crate::prepared::ConversationDetails): the
+/// conversation, and one member with its profile (all NULL when it has none).
+#[derive(QueryableByName)]
+pub(crate) struct DetailsRow {
+    #[diesel(embed)]
+    conversation: ConversationRow,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    user_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    role: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    joined_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    delivered_seq: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    read_seq: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    display_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    email: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    avatar_url: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    last_seen_at: Option<DateTime<Utc>>,
+}
+
+impl DetailsRow {
+    /// The member of this row, if any; an error when the row has a member half missing.
+    fn member(&self) -> Result<Option<ParticipantProfile>, StorageError> {
+        let Some(user_id) = self.user_id else {
+            return Ok(None);
+        };
+        let (Some(role), Some(joined_at), Some(delivered_seq), Some(read_seq)) = (
+            self.role.clone(),
+            self.joined_at,
+            self.delivered_seq,
+            self.read_seq,
+        ) else {
+            return Err(StorageError::msg(format!(
+                "member {user_id} of {} with its row incomplete",
+                self.conversation.id
+            )));
+        };
+        let (Some(display_name), Some(email)) = (self.display_name.clone(), self.email.clone())
+        else {
+            return Err(StorageError::msg(format!(
+                "member {user_id} of {} without its account",
+                self.conversation.id
+            )));
+        };
+        let participant = ParticipantRow {
+            conversation_id: self.conversation.id,
+            user_id,
+            role,
+            joined_at,
+            delivered_seq,
+            read_seq,
+        };
+        Ok(Some(ParticipantProfile {
+            participant: participant.try_into()?,
+            display_name,
+            email,
+            avatar_url: self.avatar_url.clone(),
+            last_seen_at: self.last_seen_at,
+        }))
+    }
+}
+
 /// The conversation `id` with its members, oldest first, in one query.
 async fn details(
     conn: &mut AsyncPgConnection,
     id: Uuid,
 ) -> Result<Option<ConversationDetails>, StorageError> {
-    let rows: Vec<(ConversationRow, Option<(ParticipantRow, UserRow)>)> = conversations::table
-        .left_join(participants::table.inner_join(users::table))
-        .filter(conversations::id.eq(id))
-        .order((participants::joined_at, participants::user_id))
-        .select((
-            ConversationRow::as_select(),
-            Option::<(ParticipantRow, UserRow)>::as_select(),
-        ))
+    let rows: Vec<DetailsRow> = prepared::ConversationDetails { id: &id }
         .load(conn)
         .await
         .map_err(db)?;
-    let mut rows = rows.into_iter();
-    let Some((conversation, first)) = rows.next() else {
+    let Some(first) = <[DetailsRow]>::first(&rows) else {
         return Ok(None);
     };
-    let participants = first
-        .into_iter()
-        .chain(rows.filter_map(|(_, member)| member))
-        .map(profile)
-        .collect::<Result<_, _>>()?;
-    let conversation = Conversation::try_from(conversation)?;
+    let conversation = Conversation::try_from(first.conversation.clone())?;
+    let mut participants = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(member) = row.member()? {
+            participants.push(member);
+        }
+    }
     Ok(Some(ConversationDetails {
         conversation,
         participants,

@@ -33,27 +33,32 @@ impl MessageStore for PostgresStorage {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
-        let mut attempt = 1;
-        let failure = loop {
-            match conn
-                .transaction(async |conn| append(conn, batch).await)
-                .await
-            {
-                Err(err) if attempt < MAX_ATTEMPTS && violates(&err, KEY_CONSTRAINT) => {
-                    tracing::debug!(
-                        attempt,
-                        "idempotency key raced in from another conversation; retrying the batch"
-                    );
-                    attempt += 1;
+        // Bounded by the query timeout; a database error comes out unjudged, to be judged
+        // (refused or unavailable) once the connection is back in the pool.
+        let outcome = self
+            .timed(async |conn| {
+                let mut attempt = 1;
+                loop {
+                    match conn
+                        .transaction(async |conn| append(conn, batch).await)
+                        .await
+                    {
+                        Err(err) if attempt < MAX_ATTEMPTS && violates(&err, KEY_CONSTRAINT) => {
+                            tracing::debug!(
+                                attempt,
+                                "idempotency key raced in from another conversation; retrying the batch"
+                            );
+                            attempt += 1;
+                        }
+                        outcome => return Ok(outcome),
+                    }
                 }
-                Ok(results) => return Ok(results),
-                Err(err) => break err,
-            }
-        };
-        // The connection goes back first: the check below takes one (the pool may hold one).
-        drop(conn);
-        Err(self.judge(failure).await)
+            })
+            .await?;
+        match outcome {
+            Ok(results) => Ok(results),
+            Err(failure) => Err(self.judge(failure).await),
+        }
     }
 
     async fn messages_before(
@@ -85,16 +90,19 @@ impl MessageStore for PostgresStorage {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StorageError> {
-        let mut conn = self.conn().await?;
-        let rows = messages::table
-            .filter(messages::conversation_id.eq(id.as_uuid()))
-            .filter(messages::seq.gt(after_seq))
-            .order(messages::seq.asc())
-            .limit(bigint(limit))
-            .select(MessageRow::as_select())
-            .load(&mut conn)
-            .await
-            .map_err(db)?;
+        let rows = self
+            .timed(async |conn| {
+                messages::table
+                    .filter(messages::conversation_id.eq(id.as_uuid()))
+                    .filter(messages::seq.gt(after_seq))
+                    .order(messages::seq.asc())
+                    .limit(bigint(limit))
+                    .select(MessageRow::as_select())
+                    .load(&mut **conn)
+                    .await
+                    .map_err(db)
+            })
+            .await?;
         rows.into_iter().map(Message::try_from).collect()
     }
 

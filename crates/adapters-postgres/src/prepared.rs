@@ -11,6 +11,16 @@
 //!
 //! [`statement!`] declares one: its fields are its binds, in the order of the `?` marks in
 //! its SQL (diesel writes `$1`, `$2`... there).
+//!
+//! Each connection plans each of them once (a generic plan, see `SESSION_SETUP` in
+//! `lib.rs`), usually while the tables are still empty, and keeps that plan as they grow.
+//! So their shapes leave the planner no choice that is only good on small tables: every
+//! table is read by an index condition, either `= ANY` of a parameter array on a single
+//! table, or in a subquery parameterized by the rows before it (`CROSS JOIN LATERAL`)
+//! that the planner cannot pull up into a join it could reorder into a hash join or a walk
+//! of a whole index (a `LIMIT`, `OFFSET 0` or `FOR NO KEY UPDATE` keeps it a subquery).
+//! Sequential scans are disabled on the pooled connections, which leaves an index probe
+//! as the only plan for each such read. `tests/plans.rs` checks every plan after growth.
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -70,12 +80,23 @@ macro_rules! statement {
 }
 
 statement! {
-    /// Locks the batch's conversation rows in id order (concurrent batches touching the same
-    /// conversations queue instead of deadlocking) and answers each one's `last_seq`.
-    /// `FOR NO KEY UPDATE` serialises appends without blocking foreign-key checks.
+    /// Locks the batch's conversation rows in the order of `ids` (the caller sorts them, so
+    /// concurrent batches touching the same conversations queue instead of deadlocking) and
+    /// answers each one's `last_seq`. `FOR NO KEY UPDATE` serialises appends without
+    /// blocking foreign-key checks.
+    ///
+    /// One primary-key probe per id, by construction (see the module's doc): the locking
+    /// subquery is never pulled up into a join, and a nested loop over `unnest` visits the
+    /// ids, and so takes the locks, in array order. An `id = ANY(?) ORDER BY id` form let
+    /// a generic plan made on a small table sort a sequential scan, or walk the whole
+    /// primary key for its order.
     LockConversations<'a> { ids: &'a [Uuid] => Array<SqlUuid> }
     -> (SqlUuid, BigInt) = "\
-SELECT id, last_seq FROM conversations WHERE id = ANY(?) ORDER BY id FOR NO KEY UPDATE";
+SELECT c.id, c.last_seq
+FROM unnest(?::uuid[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT id, last_seq FROM conversations WHERE id = k.id FOR NO KEY UPDATE
+) c";
 }
 
 statement! {
@@ -83,7 +104,10 @@ statement! {
     /// the key's unique index per pair. The `LIMIT 1` keeps the subquery from being pulled
     /// up into a join the planner may turn into a hash join over a sequential scan: an
     /// `IN (SELECT unnest ...)` form kept such a plan, made while `messages` was small, as
-    /// the connection's generic plan, and read 90 pages per send at 10,000 messages.
+    /// the connection's generic plan, and read 90 pages per send at 10,000 messages. What
+    /// is left, a scan of `messages` by both key columns, is an index probe because
+    /// sequential scans are disabled on the pooled connections: a plan made while
+    /// `messages` was analyzed empty chose one otherwise, and read the whole table per key.
     ExistingKeys<'a> {
         senders: &'a [Uuid] => Array<SqlUuid>,
         keys: &'a [&'a str] => Array<Text>,
@@ -121,7 +145,14 @@ SELECT * FROM unnest(
 }
 
 statement! {
-    /// Each touched conversation's newest seq and time.
+    /// Each touched conversation's newest seq and time: `seqs[i]` and `times[i]` belong to
+    /// `ids[i]`. No join (`v` is one row of parameters, which the planner folds into the
+    /// statement), so nothing for a generic plan to get wrong: one scan of
+    /// `conversations` by primary key (`id = ANY`), each row finding its values by its
+    /// position in `ids` (a batch touches few conversations, so the linear
+    /// `array_position` costs nothing). The `UPDATE ... FROM unnest(...)` form it replaces
+    /// was planned, on a small table, as a hash join over a sequential scan of every
+    /// conversation.
     UpdateConversations<'a> {
         ids: &'a [Uuid] => Array<SqlUuid>,
         seqs: &'a [i64] => Array<BigInt>,
@@ -129,17 +160,25 @@ statement! {
     }
     -> Untyped = "\
 UPDATE conversations c
-SET last_seq = v.last_seq, last_message_at = v.last_message_at
-FROM unnest(?::uuid[], ?::int8[], ?::timestamptz[]) AS v(id, last_seq, last_message_at)
-WHERE c.id = v.id";
+SET last_seq = v.seqs[array_position(v.ids, c.id)],
+    last_message_at = v.times[array_position(v.ids, c.id)]
+FROM (SELECT ?::uuid[] AS ids, ?::int8[] AS seqs, ?::timestamptz[] AS times) v
+WHERE c.id = ANY(v.ids)";
 }
 
 statement! {
     /// Moves every listed member's watermarks forward in one statement (`Advanced` rows).
-    /// The member rows are locked in (conversation, user) order first: appends take the same
-    /// order, so two transactions touching overlapping members can never wait on each other
-    /// in a cycle. Locking returns each row's newest version, which nobody can change until
-    /// we commit: the watermarks as they were just before this update (`before_*`).
+    /// The member rows are locked in the order of the arrays first (the caller passes them
+    /// sorted by (conversation, user), and appends take the same order), so two
+    /// transactions touching overlapping members can never wait on each other in a cycle.
+    /// Locking returns each row's newest version, which nobody can change until we commit:
+    /// the watermarks as they were just before this update (`before_*`).
+    ///
+    /// Index access by construction: each member is one probe of the primary key (a
+    /// locking subquery is never pulled up into a join, so the nested loop over `unnest`
+    /// is the only plan), and the update then visits exactly the locked row versions by
+    /// `ctid` (a TID scan). The `IN (SELECT ...)` form it replaces was planned, on a small
+    /// table, as a hash join over a sequential scan of every member row.
     AdvanceWatermarks<'a> {
         conversations: &'a [Uuid] => Array<SqlUuid>,
         users: &'a [Uuid] => Array<SqlUuid>,
@@ -147,22 +186,23 @@ statement! {
         read: &'a [Option<i64>] => Array<Nullable<BigInt>>,
     }
     -> Untyped = "\
-WITH v AS (
-    SELECT * FROM unnest(?::uuid[], ?::uuid[], ?::int8[], ?::int8[])
+WITH locked AS MATERIALIZED (
+    SELECT l.row, l.delivered_seq, l.read_seq,
+        v.delivered_seq AS want_delivered, v.read_seq AS want_read
+    FROM unnest(?::uuid[], ?::uuid[], ?::int8[], ?::int8[])
         AS v(conversation_id, user_id, delivered_seq, read_seq)
-), locked AS MATERIALIZED (
-    SELECT p.conversation_id, p.user_id, p.delivered_seq, p.read_seq
-    FROM participants p
-    WHERE (p.conversation_id, p.user_id) IN (SELECT conversation_id, user_id FROM v)
-    ORDER BY p.conversation_id, p.user_id
-    FOR NO KEY UPDATE OF p
+    CROSS JOIN LATERAL (
+        SELECT p.ctid AS row, p.delivered_seq, p.read_seq
+        FROM participants p
+        WHERE p.conversation_id = v.conversation_id AND p.user_id = v.user_id
+        FOR NO KEY UPDATE
+    ) l
 )
 UPDATE participants p
-SET delivered_seq = GREATEST(p.delivered_seq, v.delivered_seq, v.read_seq),
-    read_seq = GREATEST(p.read_seq, v.read_seq)
+SET delivered_seq = GREATEST(p.delivered_seq, l.want_delivered, l.want_read),
+    read_seq = GREATEST(p.read_seq, l.want_read)
 FROM locked l
-JOIN v ON v.conversation_id = l.conversation_id AND v.user_id = l.user_id
-WHERE p.conversation_id = l.conversation_id AND p.user_id = l.user_id
+WHERE p.ctid = l.row
 RETURNING p.conversation_id, p.user_id, p.role, p.joined_at, p.delivered_seq, p.read_seq,
     l.delivered_seq AS before_delivered_seq, l.read_seq AS before_read_seq";
 }
@@ -172,6 +212,12 @@ statement! {
     /// its `last_seq`, the user's watermarks (delivered at least read) and the lowest of the
     /// other members' (0 when alone). A user in no conversation gets one row whose
     /// membership columns are NULL; an unknown user, none.
+    ///
+    /// Each table is read in a subquery of its own (`OFFSET 0` keeps the planner from
+    /// pulling it up into a join it may reorder), parameterized by the row before it: the
+    /// account by primary key, its memberships by `user_id`, each conversation and its
+    /// peers by key. A plain join form was planned, on small tables, as a nested loop
+    /// walking the whole primary key of `conversations` per membership.
     SessionSnapshot<'a> { user: &'a Uuid => SqlUuid }
     -> (
         SqlUuid,
@@ -191,8 +237,13 @@ SELECT u.id, u.email, u.display_name, u.avatar_url, u.created_at, u.last_seen_at
     me.conversation_id, c.last_seq, GREATEST(me.delivered_seq, me.read_seq), me.read_seq,
     COALESCE(peers.delivered_seq, 0), COALESCE(peers.read_seq, 0)
 FROM users u
-LEFT JOIN participants me ON me.user_id = u.id
-LEFT JOIN conversations c ON c.id = me.conversation_id
+LEFT JOIN LATERAL (
+    SELECT p.conversation_id, p.user_id, p.delivered_seq, p.read_seq
+    FROM participants p WHERE p.user_id = u.id OFFSET 0
+) me ON true
+LEFT JOIN LATERAL (
+    SELECT last_seq FROM conversations WHERE id = me.conversation_id OFFSET 0
+) c ON true
 LEFT JOIN LATERAL (
     SELECT MIN(GREATEST(o.delivered_seq, o.read_seq)) AS delivered_seq,
         MIN(o.read_seq) AS read_seq
@@ -200,6 +251,49 @@ LEFT JOIN LATERAL (
     WHERE o.conversation_id = me.conversation_id AND o.user_id <> me.user_id
 ) peers ON true
 WHERE u.id = ?";
+}
+
+statement! {
+    /// A conversation's row with each member's row and profile, oldest member first
+    /// ([`DetailsRow`](crate::conversations::DetailsRow)s); one row with NULL member columns
+    /// for a conversation without members, none for an unknown one. Every table in a
+    /// parameterized subquery of its own, probed by key (see [`SessionSnapshot`]): a
+    /// join of `participants` and `users` was planned, on small tables, as a nested loop
+    /// walking the whole primary key of `users` per member.
+    ConversationDetails<'a> { id: &'a Uuid => SqlUuid }
+    -> Untyped = "\
+SELECT c.id, c.kind, c.title, c.created_by, c.created_at, c.last_seq, c.last_message_at,
+    m.user_id, m.role, m.joined_at, m.delivered_seq, m.read_seq,
+    m.display_name, m.email, m.avatar_url, m.last_seen_at
+FROM conversations c
+LEFT JOIN LATERAL (
+    SELECT p.user_id, p.role, p.joined_at, p.delivered_seq, p.read_seq,
+        u.display_name, u.email, u.avatar_url, u.last_seen_at
+    FROM participants p
+    CROSS JOIN LATERAL (
+        SELECT display_name, email, avatar_url, last_seen_at
+        FROM users WHERE id = p.user_id OFFSET 0
+    ) u
+    WHERE p.conversation_id = c.id
+    OFFSET 0
+) m ON true
+WHERE c.id = ?
+ORDER BY m.joined_at, m.user_id";
+}
+
+statement! {
+    /// Each conversation of a user with its unread count (`last_seq - read_seq`, may be
+    /// negative only if the data is), read after every read receipt. The memberships by
+    /// `user_id`, each conversation by primary key in a parameterized subquery of its own
+    /// (see [`SessionSnapshot`]).
+    UnreadCounts<'a> { user: &'a Uuid => SqlUuid }
+    -> (SqlUuid, BigInt) = "\
+SELECT p.conversation_id, c.last_seq - p.read_seq
+FROM participants p
+CROSS JOIN LATERAL (
+    SELECT last_seq FROM conversations WHERE id = p.conversation_id OFFSET 0
+) c
+WHERE p.user_id = ?";
 }
 
 statement! {
@@ -282,6 +376,8 @@ mod tests {
                 read: &[None],
             }),
             sql_of(&SessionSnapshot { user: &id }),
+            sql_of(&ConversationDetails { id: &id }),
+            sql_of(&UnreadCounts { user: &id }),
         ] {
             assert!(cached, "{sql}");
             assert!(sql.contains("$1"), "{sql}");

@@ -75,9 +75,10 @@ impl ReceiptStore for PostgresStorage {
         updates: &[WatermarkUpdate],
     ) -> Result<Vec<Option<Participant>>, StorageError> {
         let targets = targets(updates);
-        let conn = self.conn().await?;
         // One statement: atomic on its own, no explicit transaction needed.
-        let rows = advance(&conn, &targets).await.map_err(db)?;
+        let rows = self
+            .timed(async |conn| advance(conn, &targets).await.map_err(db))
+            .await?;
         let mut members = HashMap::new();
         for row in rows {
             let key = (row.after.conversation_id, row.after.user_id);

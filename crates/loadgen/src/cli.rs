@@ -152,6 +152,16 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// PostgreSQL: the run must start on a brand-new database (every hot table empty and
+    /// never analyzed, so whatever plans the server's connections hold were made on empty
+    /// tables, as on a new deployment) and the generator adds nothing before the measured
+    /// traffic (no warm-up, no ANALYZE). Refused when the database is not fresh. The report
+    /// then gives how the hot tables were read (`pg_stat_user_tables`): sequential and
+    /// index scans, rows read and inserted, whether autovacuum analyzed them meanwhile.
+    /// `crates/loadgen/scripts/fresh-direct.sh` makes such a database per run.
+    #[arg(long)]
+    pub fresh_database: bool,
+
     /// Idle: wait this long after the last connection before reading the server's RSS.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub settle: Duration,
@@ -269,6 +279,18 @@ impl Args {
         }
         if let Some(url) = &self.database_url {
             ensure_local_database_url(url)?;
+        }
+        if self.fresh_database {
+            let postgres = self
+                .database_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+            if !postgres || !self.scenario.has_traffic() || !self.scenario.needs_server() {
+                return usage(
+                    "--fresh-database needs a server scenario with traffic (direct, group, \
+                     storm) and --database-url postgres://...",
+                );
+            }
         }
         Ok(())
     }
@@ -398,6 +420,48 @@ mod tests {
         assert_eq!(a.duration, Duration::from_secs(10));
         assert_eq!(a.source_addrs(), vec![Ipv4Addr::LOCALHOST]);
         a.validate().unwrap();
+    }
+
+    #[test]
+    fn a_fresh_database_run_needs_postgres_and_traffic_through_a_server() {
+        let pg = "postgres://postgres@127.0.0.1:5432/fresh";
+        let ok = parse(&[
+            "--scenario",
+            "direct",
+            "--fresh-database",
+            "--database-url",
+            pg,
+        ]);
+        assert!(ok.fresh_database);
+        ok.validate().unwrap();
+        assert!(!parse(&["--scenario", "direct"]).fresh_database);
+        for refused in [
+            parse(&["--scenario", "direct", "--fresh-database"]),
+            parse(&[
+                "--scenario",
+                "direct",
+                "--fresh-database",
+                "--database-url",
+                "sqlite:/tmp/x.db",
+            ]),
+            parse(&[
+                "--scenario",
+                "idle",
+                "--fresh-database",
+                "--database-url",
+                pg,
+            ]),
+            parse(&[
+                "--scenario",
+                "persist",
+                "--fresh-database",
+                "--database-url",
+                pg,
+            ]),
+        ] {
+            let err = refused.validate().unwrap_err().to_string();
+            assert!(err.contains("--fresh-database"), "{err}");
+        }
     }
 
     #[test]

@@ -594,6 +594,7 @@ pub async fn run(args: Args) -> Result<Report, LoadError> {
             ..Resources::default()
         },
         metrics: MetricsScrape::default(),
+        fresh_database: None,
     })
 }
 

@@ -74,7 +74,11 @@ pub async fn open_store(
     target: &DatabaseTarget,
     pool_size: u32,
 ) -> Result<Arc<dyn Storage>, ProvisionError> {
-    server::storage::open(target, pool_size.max(1))
+    let settings = server::config::DatabaseSettings {
+        pool_size: pool_size.max(1),
+        ..server::config::DatabaseSettings::default()
+    };
+    server::storage::open(target, &settings)
         .await
         .map_err(|e| ProvisionError::Storage(e.to_string()))
 }

@@ -243,6 +243,28 @@ pub struct Report {
     pub resources: Resources,
     /// The server's own metrics.
     pub metrics: MetricsScrape,
+    /// The hot tables of a `--fresh-database` run, as PostgreSQL's statistics saw them.
+    pub fresh_database: Option<Vec<TableReads>>,
+}
+
+/// How one hot table was read over a `--fresh-database` run (it started empty and never
+/// analyzed): from `pg_stat_user_tables` at the start and at the end.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TableReads {
+    /// The table.
+    pub table: String,
+    /// Rows at the end.
+    pub rows: i64,
+    /// Sequential scans over the run (plans gone bad read whole tables this way).
+    pub seq_scans: i64,
+    /// Rows those sequential scans read.
+    pub seq_rows_read: i64,
+    /// Index scans over the run.
+    pub index_scans: i64,
+    /// Rows inserted over the run.
+    pub inserted: i64,
+    /// Whether the planner had statistics of it by the end (autovacuum analyzed it).
+    pub analyzed_by_end: bool,
 }
 
 impl Report {
@@ -426,6 +448,26 @@ impl Report {
                 ),
             );
         }
+        if let Some(tables) = &self.fresh_database {
+            for t in tables {
+                row(
+                    &format!("fresh db: {}", t.table),
+                    format!(
+                        "{} rows, {} inserted; {} seq scans ({} rows read), {} index scans; {}",
+                        t.rows,
+                        t.inserted,
+                        t.seq_scans,
+                        t.seq_rows_read,
+                        t.index_scans,
+                        if t.analyzed_by_end {
+                            "analyzed by the end"
+                        } else {
+                            "never analyzed"
+                        }
+                    ),
+                );
+            }
+        }
         let a = &self.correctness;
         row(
             "duplicates / gaps / acked-but-lost",
@@ -563,6 +605,7 @@ mod tests {
             errors: BTreeMap::from([("frame:rate_limited".to_owned(), 3)]),
             resources: Resources::default(),
             metrics: MetricsScrape::default(),
+            fresh_database: None,
         }
     }
 

@@ -6,9 +6,11 @@ use crate::metrics;
 use crate::procstat::{self, Machine};
 use crate::provision::{self, ProvisionError, Rest};
 use crate::report::{
-    Connections, MetricsScrape, Percentiles, Report, Resources, RunSetup, Storm, Traffic,
+    Connections, MetricsScrape, Percentiles, Report, Resources, RunSetup, Storm, TableReads,
+    Traffic,
 };
 use crate::track::{audit, MemberView};
+use adapters_postgres::{table_activity, TableActivity};
 use server::config::DatabaseTarget;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
@@ -88,6 +90,10 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
     // Provisioning.
     let target = provision::database_target(&args)?;
     let secret = provision::jwt_secret(&args, &target)?;
+    let fresh_start = match (&target, args.fresh_database) {
+        (DatabaseTarget::Postgres(url), true) => Some(fresh_tables(url.expose()).await?),
+        _ => None,
+    };
     let started = Instant::now();
     let store = provision::open_store(
         &target,
@@ -262,6 +268,12 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
     // A client that did not finish left no outcome: its checks are missing, not passed.
     let missing = (args.clients as u64).saturating_sub(outcomes.len() as u64);
     let metrics_after = scrape(&rest).await;
+    let fresh_database = match (&target, fresh_start) {
+        (DatabaseTarget::Postgres(url), Some(start)) => {
+            Some(table_reads(url.expose(), &start).await?)
+        }
+        _ => None,
+    };
 
     // Accounting.
     let mut acked: HashMap<Uuid, BTreeSet<u64>> = HashMap::new();
@@ -367,6 +379,7 @@ async fn run_unbounded(args: Args) -> Result<Report, LoadError> {
         ack_latency: Percentiles::of(shared.ack_latency.merged().as_ref()),
         storm,
         persist: None,
+        fresh_database,
         correctness,
         unverified_clients: unverified,
         errors,
@@ -447,6 +460,48 @@ async fn scrape(rest: &Rest) -> Option<metrics::Samples> {
         Ok(Some(text)) => Some(metrics::parse(&text)),
         _ => None,
     }
+}
+
+/// `--fresh-database`: the hot tables' statistics at the start, refusing a database that is
+/// not brand-new (a table with rows, or one the planner already has statistics of: plans
+/// the server made then were not made on empty tables).
+async fn fresh_tables(url: &str) -> Result<Vec<TableActivity>, LoadError> {
+    let tables = table_activity(url)
+        .await
+        .map_err(|e| LoadError::Setup(format!("--fresh-database: {e}")))?;
+    if let Some(stale) = tables.iter().find(|t| t.rows > 0 || t.analyzed) {
+        return Err(LoadError::Setup(format!(
+            "--fresh-database: table {} is not fresh ({} rows{}): start the server on a \
+             newly created database (crates/loadgen/scripts/fresh-direct.sh does)",
+            stale.table,
+            stale.rows,
+            if stale.analyzed { ", analyzed" } else { "" }
+        )));
+    }
+    Ok(tables)
+}
+
+/// How each hot table was read since [`fresh_tables`].
+async fn table_reads(url: &str, start: &[TableActivity]) -> Result<Vec<TableReads>, LoadError> {
+    let end = table_activity(url)
+        .await
+        .map_err(|e| LoadError::Setup(format!("--fresh-database: {e}")))?;
+    Ok(end
+        .into_iter()
+        .map(|e| {
+            let s = start.iter().find(|s| s.table == e.table);
+            let before = |f: fn(&TableActivity) -> i64| s.map_or(0, f);
+            TableReads {
+                rows: e.rows,
+                seq_scans: e.seq_scan - before(|t| t.seq_scan),
+                seq_rows_read: e.seq_tup_read - before(|t| t.seq_tup_read),
+                index_scans: e.idx_scan - before(|t| t.idx_scan),
+                inserted: e.inserted - before(|t| t.inserted),
+                analyzed_by_end: e.analyzed,
+                table: e.table,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

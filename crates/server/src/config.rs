@@ -197,6 +197,14 @@ pub struct DatabaseSettings {
     pub url: Option<Secret>,
     /// Connections in the pool (Postgres) or reader connections (SQLite).
     pub pool_size: u32,
+    /// PostgreSQL: opening a connection may take this long, so a database that accepts and
+    /// never answers becomes `unavailable` errors rather than waits.
+    pub connect_timeout_ms: u64,
+    /// PostgreSQL: waiting for a pooled connection (free or newly opened) may take this long.
+    pub acquire_timeout_ms: u64,
+    /// PostgreSQL: a statement may run this long (`statement_timeout`), and a send, receipt
+    /// or sync operation this long in all before it fails as `unavailable`.
+    pub query_timeout_ms: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -204,6 +212,9 @@ impl Default for DatabaseSettings {
         Self {
             url: None,
             pool_size: 8,
+            connect_timeout_ms: 5000,
+            acquire_timeout_ms: 5000,
+            query_timeout_ms: 5000,
         }
     }
 }
@@ -567,6 +578,21 @@ impl Settings {
         }
         if let Err(e) = crate::origin::check_listed(&self.http.allowed_origins) {
             return invalid("http.allowed_origins", &e.to_string());
+        }
+        for (key, value) in [
+            (
+                "database.connect_timeout_ms",
+                self.database.connect_timeout_ms,
+            ),
+            (
+                "database.acquire_timeout_ms",
+                self.database.acquire_timeout_ms,
+            ),
+            ("database.query_timeout_ms", self.database.query_timeout_ms),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1");
+            }
         }
         if self.auth.login_attempts_per_minute == 0 {
             return invalid("auth.login_attempts_per_minute", "must be at least 1");

@@ -129,7 +129,7 @@ impl Application {
             settings = ?settings,
             "starting chat-server"
         );
-        let storage = storage::open(&target, settings.database.pool_size)
+        let storage = storage::open(&target, &settings.database)
             .await
             .map_err(StartupError::Storage)?;
         let parts = match &settings.redis.url {

@@ -1,19 +1,21 @@
 //! Choosing and opening the store the settings name: embedded SQLite or PostgreSQL.
 
-use crate::config::DatabaseTarget;
-use adapters_postgres::PostgresStorage;
+use crate::config::{DatabaseSettings, DatabaseTarget};
+use adapters_postgres::{PoolOptions, PostgresStorage};
 use adapters_sqlite::{SqliteOptions, SqliteStorage};
 use domain::ports::Storage;
 use domain::StorageError;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Opens the store, migrated: SQLite migrates as it opens; on Postgres the migrations run
 /// first (under an advisory lock, so several nodes may start at once), then the pool connects.
 pub async fn open(
     target: &DatabaseTarget,
-    pool_size: u32,
+    settings: &DatabaseSettings,
 ) -> Result<Arc<dyn Storage>, StorageError> {
+    let pool_size = settings.pool_size;
     match target {
         DatabaseTarget::Sqlite(path) => {
             ensure_parent_dir(path)?;
@@ -26,9 +28,14 @@ pub async fn open(
         DatabaseTarget::Postgres(url) => {
             let applied = adapters_postgres::run_migrations(url.expose()).await?;
             log_applied(applied);
-            let pool_size = usize::try_from(pool_size).unwrap_or(usize::MAX);
+            let options = PoolOptions {
+                size: usize::try_from(pool_size).unwrap_or(usize::MAX),
+                connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
+                acquire_timeout: Duration::from_millis(settings.acquire_timeout_ms),
+                query_timeout: Duration::from_millis(settings.query_timeout_ms),
+            };
             Ok(Arc::new(
-                PostgresStorage::connect(url.expose(), pool_size).await?,
+                PostgresStorage::connect_with(url.expose(), options).await?,
             ))
         }
     }

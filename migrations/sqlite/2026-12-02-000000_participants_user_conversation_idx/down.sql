@@ -1,0 +1,2 @@
+CREATE INDEX participants_user_id ON participants (user_id);
+DROP INDEX participants_user_id_conversation_id;
