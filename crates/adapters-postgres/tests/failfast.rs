@@ -9,14 +9,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 use adapters_postgres::testing::fresh_database;
 use adapters_postgres::{PoolOptions, PostgresStorage};
 use chrono::{SubsecRound, Utc};
+use common::{message, user};
 use domain::conversation::NewDirectConversation;
-use domain::message::{AppendOutcome, ClientMsgId, ContentType, MessageContent, NewMessage};
-use domain::ports::{ConversationStore, MessageStore, StoreHealth, UserStore};
-use domain::user::{DisplayName, EmailAddress, NewUser};
-use domain::{ConversationId, MessageId, UserId};
+use domain::message::AppendOutcome;
+use domain::ports::{ConversationStore, MessageStore, StoreHealth};
+use domain::ConversationId;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,34 +111,6 @@ fn target_of(url: &str) -> String {
         .rsplit_once('@')
         .map_or(authority, |(_, hp)| hp)
         .to_owned()
-}
-
-async fn user(store: &PostgresStorage) -> UserId {
-    let id = UserId::new();
-    store
-        .insert_user(&NewUser {
-            id,
-            email: EmailAddress::parse(&format!("user-{id}@example.com")).unwrap(),
-            display_name: DisplayName::parse("someone").unwrap(),
-            password_hash: "$argon2id$fake".into(),
-            created_at: Utc::now().trunc_subsecs(6),
-        })
-        .await
-        .unwrap();
-    id
-}
-
-fn message(conversation: ConversationId, sender: UserId, key: &str) -> NewMessage {
-    NewMessage {
-        id: MessageId::new(),
-        conversation_id: conversation,
-        sender_id: sender,
-        client_msg_id: Some(ClientMsgId::parse(key).unwrap()),
-        content: MessageContent::parse("hello", 4000).unwrap(),
-        content_type: ContentType::Text,
-        reply_to: None,
-        created_at: Utc::now().trunc_subsecs(6),
-    }
 }
 
 /// Runs `call`, which must fail, and answers how long it took; a call still running

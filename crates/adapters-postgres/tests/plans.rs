@@ -12,17 +12,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 use adapters_postgres::testing::fresh_database;
 use adapters_postgres::{Conn, PostgresStorage};
 use chrono::{SubsecRound, Utc};
+use common::{message, user};
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use domain::conversation::{GroupTitle, NewDirectConversation, NewGroupConversation};
-use domain::message::{ClientMsgId, ContentType, MessageContent, NewMessage};
 use domain::ports::{ConversationStore, MessageStore, ReceiptStore, UserStore, WatermarkUpdate};
-use domain::user::{DisplayName, EmailAddress, NewUser};
-use domain::{ConversationId, MessageId, UserId};
+use domain::{ConversationId, UserId};
 
 /// The tables the hot statements read.
 const TABLES: [&str; 4] = ["messages", "conversations", "participants", "users"];
@@ -193,34 +193,6 @@ impl Traffic {
             .unwrap();
         store.participant(self.group, self.c).await.unwrap();
         store.touch_last_seen(self.c, Utc::now()).await.unwrap();
-    }
-}
-
-async fn user(store: &PostgresStorage) -> UserId {
-    let id = UserId::new();
-    store
-        .insert_user(&NewUser {
-            id,
-            email: EmailAddress::parse(&format!("user-{id}@example.com")).unwrap(),
-            display_name: DisplayName::parse("someone").unwrap(),
-            password_hash: "$argon2id$fake".into(),
-            created_at: Utc::now().trunc_subsecs(6),
-        })
-        .await
-        .unwrap();
-    id
-}
-
-fn message(conversation: ConversationId, sender: UserId, key: &str) -> NewMessage {
-    NewMessage {
-        id: MessageId::new(),
-        conversation_id: conversation,
-        sender_id: sender,
-        client_msg_id: Some(ClientMsgId::parse(key).unwrap()),
-        content: MessageContent::parse("hello", 4000).unwrap(),
-        content_type: ContentType::Text,
-        reply_to: None,
-        created_at: Utc::now().trunc_subsecs(6),
     }
 }
 
