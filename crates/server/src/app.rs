@@ -166,19 +166,17 @@ pub struct AppContext {
 impl AppContext {
     /// The context of a server with `settings`.
     pub fn new(state: AppState, verifier: TokenVerifier, settings: &Settings) -> Self {
+        let forwarded_for = ForwardedFor {
+            trusted: settings.http.trust_forwarded_for,
+            proxies: settings.http.trusted_proxy_ranges(),
+        };
         Self {
             presence: web::Data::new(state.realtime.presence.clone()),
             state: web::Data::new(state),
             verifier: web::Data::new(verifier),
             body_limit: web::Data::new(BodyLimit(settings.http.max_body_bytes)),
-            forwarded_for: web::Data::new(ForwardedFor {
-                trusted: settings.http.trust_forwarded_for,
-                proxies: settings.http.trusted_proxy_ranges(),
-            }),
-            origins: AllowedOrigins::new(
-                &settings.http.allowed_origins,
-                settings.http.trust_forwarded_for,
-            ),
+            origins: AllowedOrigins::new(&settings.http.allowed_origins, forwarded_for.clone()),
+            forwarded_for: web::Data::new(forwarded_for),
         }
     }
 
@@ -209,9 +207,9 @@ impl AppContext {
         let origins = self.origins.clone();
         Cors::default()
             .allowed_origin_fn(move |origin, head| {
-                origin
-                    .to_str()
-                    .is_ok_and(|origin| origins.allows(origin, head.headers()))
+                origin.to_str().is_ok_and(|origin| {
+                    origins.allows(origin, head.headers(), head.peer_addr.map(|a| a.ip()))
+                })
             })
             .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])

@@ -9,11 +9,14 @@
 //! The server's own origin is the one the request was sent to: the `Host` header, with the
 //! scheme the client used. The server itself speaks plain HTTP, so that scheme is `http`,
 //! unless a TLS-terminating proxy in front says otherwise in `X-Forwarded-Proto`, which is
-//! believed only with `http.trust_forwarded_for` (the proxies the server trusts): a client
-//! talking to the server directly must not be able to pick it.
+//! believed only from the proxies the server trusts (`http.trust_forwarded_for` and
+//! `http.trusted_proxies`, the same peers whose `X-Forwarded-For` counts): a client talking
+//! to the server directly must not be able to pick it.
 
+use crate::api::client_ip::ForwardedFor;
 use actix_web::http::header::{HeaderMap, HOST};
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 /// An origin: scheme, host and port, normalised (lower case, default port filled in).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -112,17 +115,17 @@ pub fn check_listed<S: AsRef<str>>(origins: &[S]) -> Result<(), NotAnOrigin> {
 pub struct AllowedOrigins {
     any: bool,
     listed: HashSet<Origin>,
-    /// `http.trust_forwarded_for`: believe the proxy's `X-Forwarded-Proto`.
-    trust_proxy: bool,
+    /// Whose `X-Forwarded-Proto` to believe: the peers whose `X-Forwarded-For` counts.
+    proxies: ForwardedFor,
 }
 
 impl AllowedOrigins {
     /// From the configured list (`*` allows every origin; entries that are not origins,
-    /// which [`check_listed`] refuses at start-up, allow nothing); `trust_proxy`: the
-    /// server is behind a proxy whose `X-Forwarded-Proto` tells the scheme clients use.
-    pub fn new<S: AsRef<str>>(origins: &[S], trust_proxy: bool) -> Self {
+    /// which [`check_listed`] refuses at start-up, allow nothing); `proxies`: the peers
+    /// whose `X-Forwarded-Proto` tells the scheme clients use.
+    pub fn new<S: AsRef<str>>(origins: &[S], proxies: ForwardedFor) -> Self {
         let mut allowed = Self {
-            trust_proxy,
+            proxies,
             ..Self::default()
         };
         for origin in origins {
@@ -137,21 +140,23 @@ impl AllowedOrigins {
     }
 
     /// Whether a request with this `Origin` may proceed: same-origin (scheme, host and port
-    /// those the request was sent to, see the module's doc) or listed.
-    pub fn allows(&self, origin: &str, request: &HeaderMap) -> bool {
+    /// those the request was sent to, see the module's doc) or listed. `peer`: the TCP peer
+    /// the request came from (a trusted proxy's `X-Forwarded-Proto` counts, no one else's).
+    pub fn allows(&self, origin: &str, request: &HeaderMap, peer: Option<IpAddr>) -> bool {
         if self.any {
             return true;
         }
         let Some(origin) = Origin::parse(origin) else {
             return false;
         };
-        self.listed.contains(&origin) || self.own(request).as_ref() == Some(&origin)
+        self.listed.contains(&origin) || self.own(request, peer).as_ref() == Some(&origin)
     }
 
     /// The origin a request was sent to, as the client saw it.
-    fn own(&self, request: &HeaderMap) -> Option<Origin> {
+    fn own(&self, request: &HeaderMap, peer: Option<IpAddr>) -> Option<Origin> {
         let host = request.get(HOST)?.to_str().ok()?;
-        let forwarded = self.trust_proxy.then(|| forwarded_proto(request)).flatten();
+        let believed = peer.is_some_and(|ip| self.proxies.believes_peer(ip));
+        let forwarded = believed.then(|| forwarded_proto(request)).flatten();
         Origin::at(forwarded.unwrap_or("http"), host.trim())
     }
 }
@@ -191,76 +196,110 @@ mod tests {
         headers
     }
 
+    /// The TCP peer of the tests' requests.
+    const PEER: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 5)));
+
+    fn direct() -> ForwardedFor {
+        ForwardedFor::default()
+    }
+
+    fn behind_proxy(proxies: &[&str]) -> ForwardedFor {
+        ForwardedFor {
+            trusted: true,
+            proxies: proxies
+                .iter()
+                .map(|p| crate::api::client_ip::IpRange::parse(p).unwrap())
+                .collect(),
+        }
+    }
+
     fn to(host: &str) -> HeaderMap {
         request(Some(host), None)
     }
 
     #[test]
     fn same_origin_requests_are_allowed_without_configuration() {
-        let allowed = AllowedOrigins::new::<&str>(&[], false);
-        assert!(allowed.allows("http://localhost:8080", &to("localhost:8080")));
-        assert!(allowed.allows("http://Chat.Example.com/", &to("chat.example.com")));
-        assert!(allowed.allows("http://[::1]:8080", &to("[::1]:8080")));
-        assert!(!allowed.allows("https://evil.example", &to("chat.example.com")));
-        assert!(!allowed.allows("http://localhost:8081", &to("localhost:8080")));
-        assert!(!allowed.allows("null", &to("localhost:8080")));
-        assert!(!allowed.allows("http://localhost:8080", &request(None, None)));
+        let allowed = AllowedOrigins::new::<&str>(&[], direct());
+        assert!(allowed.allows("http://localhost:8080", &to("localhost:8080"), PEER));
+        assert!(allowed.allows("http://Chat.Example.com/", &to("chat.example.com"), PEER));
+        assert!(allowed.allows("http://[::1]:8080", &to("[::1]:8080"), PEER));
+        assert!(!allowed.allows("https://evil.example", &to("chat.example.com"), PEER));
+        assert!(!allowed.allows("http://localhost:8081", &to("localhost:8080"), PEER));
+        assert!(!allowed.allows("null", &to("localhost:8080"), PEER));
+        assert!(!allowed.allows("http://localhost:8080", &request(None, None), PEER));
     }
 
     #[test]
     fn the_scheme_counts_a_plain_http_server_is_not_its_https_namesake() {
-        let allowed = AllowedOrigins::new::<&str>(&[], false);
-        assert!(!allowed.allows("https://127.0.0.1:8080", &to("127.0.0.1:8080")));
-        assert!(!allowed.allows("https://chat.example.com", &to("chat.example.com")));
-        assert!(!allowed.allows("ws://127.0.0.1:8080", &to("127.0.0.1:8080")));
+        let allowed = AllowedOrigins::new::<&str>(&[], direct());
+        assert!(!allowed.allows("https://127.0.0.1:8080", &to("127.0.0.1:8080"), PEER));
+        assert!(!allowed.allows("https://chat.example.com", &to("chat.example.com"), PEER));
+        assert!(!allowed.allows("ws://127.0.0.1:8080", &to("127.0.0.1:8080"), PEER));
     }
 
     #[test]
     fn default_ports_are_implicit_on_both_sides() {
-        let allowed = AllowedOrigins::new::<&str>(&[], false);
-        assert!(allowed.allows("http://chat.example.com", &to("chat.example.com:80")));
-        assert!(allowed.allows("http://chat.example.com:80", &to("chat.example.com")));
-        assert!(!allowed.allows("http://chat.example.com:8080", &to("chat.example.com")));
+        let allowed = AllowedOrigins::new::<&str>(&[], direct());
+        assert!(allowed.allows("http://chat.example.com", &to("chat.example.com:80"), PEER));
+        assert!(allowed.allows("http://chat.example.com:80", &to("chat.example.com"), PEER));
+        assert!(!allowed.allows(
+            "http://chat.example.com:8080",
+            &to("chat.example.com"),
+            PEER
+        ));
     }
 
     #[test]
     fn behind_a_trusted_tls_proxy_the_forwarded_scheme_is_the_servers() {
-        let behind = AllowedOrigins::new::<&str>(&[], true);
+        let behind = AllowedOrigins::new::<&str>(&[], behind_proxy(&[]));
         let via_tls = request(Some("chat.example.com"), Some("https"));
-        assert!(behind.allows("https://chat.example.com", &via_tls));
-        assert!(behind.allows("https://chat.example.com:443", &via_tls));
-        assert!(!behind.allows("http://chat.example.com", &via_tls));
+        assert!(behind.allows("https://chat.example.com", &via_tls, PEER));
+        assert!(behind.allows("https://chat.example.com:443", &via_tls, PEER));
+        assert!(!behind.allows("http://chat.example.com", &via_tls, PEER));
         // The last entry is the nearest proxy's.
         let chain = request(Some("chat.example.com"), Some("http, https"));
-        assert!(behind.allows("https://chat.example.com", &chain));
+        assert!(behind.allows("https://chat.example.com", &chain, PEER));
         // No header: plain http, as the server itself speaks.
-        assert!(behind.allows("http://chat.example.com", &to("chat.example.com")));
+        assert!(behind.allows("http://chat.example.com", &to("chat.example.com"), PEER));
         // Untrusted: a client cannot pick the scheme.
-        let direct = AllowedOrigins::new::<&str>(&[], false);
-        assert!(!direct.allows("https://chat.example.com", &via_tls));
-        assert!(direct.allows("http://chat.example.com", &via_tls));
+        let direct = AllowedOrigins::new::<&str>(&[], direct());
+        assert!(!direct.allows("https://chat.example.com", &via_tls, PEER));
+        assert!(direct.allows("http://chat.example.com", &via_tls, PEER));
+    }
+
+    #[test]
+    fn only_the_listed_proxies_say_which_scheme_the_client_used() {
+        let behind = AllowedOrigins::new::<&str>(&[], behind_proxy(&["10.0.0.0/24"]));
+        let via_tls = request(Some("chat.example.com"), Some("https"));
+        assert!(behind.allows("https://chat.example.com", &via_tls, PEER));
+        // A peer that is not a listed proxy (a client reaching the node directly) cannot
+        // pick the scheme, nor can a request whose peer is unknown.
+        let stranger = Some(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)));
+        assert!(!behind.allows("https://chat.example.com", &via_tls, stranger));
+        assert!(behind.allows("http://chat.example.com", &via_tls, stranger));
+        assert!(!behind.allows("https://chat.example.com", &via_tls, None));
     }
 
     #[test]
     fn listed_origins_match_by_scheme_host_and_port_however_they_are_spelled() {
         let allowed = AllowedOrigins::new(
             &["https://App.example.com/", " http://localhost:3000 "],
-            false,
+            direct(),
         );
         let elsewhere = to("api.example.com");
-        assert!(allowed.allows("https://app.example.com", &elsewhere));
-        assert!(allowed.allows("https://app.example.com:443", &elsewhere));
-        assert!(allowed.allows("http://localhost:3000", &request(None, None)));
-        assert!(!allowed.allows("http://app.example.com", &elsewhere));
-        assert!(!allowed.allows("https://app.example.com:8443", &elsewhere));
-        assert!(!allowed.allows("https://localhost:3000", &elsewhere));
-        assert!(!allowed.allows("https://app.example.com.evil", &elsewhere));
+        assert!(allowed.allows("https://app.example.com", &elsewhere, PEER));
+        assert!(allowed.allows("https://app.example.com:443", &elsewhere, PEER));
+        assert!(allowed.allows("http://localhost:3000", &request(None, None), PEER));
+        assert!(!allowed.allows("http://app.example.com", &elsewhere, PEER));
+        assert!(!allowed.allows("https://app.example.com:8443", &elsewhere, PEER));
+        assert!(!allowed.allows("https://localhost:3000", &elsewhere, PEER));
+        assert!(!allowed.allows("https://app.example.com.evil", &elsewhere, PEER));
     }
 
     #[test]
     fn a_star_allows_every_origin() {
-        let any = AllowedOrigins::new(&["*"], false);
-        assert!(any.allows("https://anything.example", &request(None, None)));
+        let any = AllowedOrigins::new(&["*"], direct());
+        assert!(any.allows("https://anything.example", &request(None, None), PEER));
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub struct ForwardedFor {
 
 impl ForwardedFor {
     /// Whether the TCP peer `ip` is a proxy whose header is believed.
-    fn believes_peer(&self, ip: IpAddr) -> bool {
+    pub(crate) fn believes_peer(&self, ip: IpAddr) -> bool {
         self.trusted && (self.proxies.is_empty() || self.is_listed(ip))
     }
 

@@ -101,9 +101,10 @@ impl Gate {
                 .into());
         }
         if let Some(origin) = head.headers().get(header::ORIGIN) {
-            let allowed = origin
-                .to_str()
-                .is_ok_and(|origin| self.origins.allows(origin, head.headers()));
+            let allowed = origin.to_str().is_ok_and(|origin| {
+                self.origins
+                    .allows(origin, head.headers(), peer.map(|a| a.ip()))
+            });
             if !allowed {
                 // Any page can make a browser try: the client's doing, sampled like one.
                 if realtime.client_errors.admit() {
