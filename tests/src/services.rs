@@ -8,7 +8,7 @@
 //! the PID killed is the server's own), on a data directory owned by it.
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -16,6 +16,46 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a (re)started server may take to accept work.
 const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Up to `times` tries of `attempt`, `pause` apart; whether one succeeded.
+async fn attempts(times: usize, pause: Duration, mut attempt: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..times {
+        if attempt().await {
+            return true;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    false
+}
+
+/// Waits for a server just spawned into `child`: `true` once `ready` says it answers,
+/// `false` if it exited first (its port was taken, say; `child` is then `None`). Panics,
+/// with its log, if it does neither within [`READY_WITHIN`].
+async fn until_ready(
+    child: &mut Option<Child>,
+    poll: Duration,
+    what: &str,
+    log: &Path,
+    ready: impl AsyncFn() -> bool,
+) -> bool {
+    let deadline = Instant::now() + READY_WITHIN;
+    while Instant::now() < deadline {
+        if let Some(running) = child.as_mut() {
+            if let Ok(Some(_)) = running.try_wait() {
+                *child = None;
+                return false;
+            }
+        }
+        if ready().await {
+            return true;
+        }
+        tokio::time::sleep(poll).await;
+    }
+    panic!(
+        "{what} was not ready within {READY_WITHIN:?}: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
 
 /// The uid and gid to run PostgreSQL as: `None` when not root (run as ourselves).
 fn postgres_identity() -> Option<(u32, u32)> {
@@ -117,6 +157,33 @@ fn is_gone(pid: u32) -> bool {
     }
 }
 
+/// A PostgreSQL and a Redis of one test, the fault tests' deployment.
+pub struct PrivateServices {
+    /// The test's PostgreSQL.
+    pub pg: PrivatePostgres,
+    /// The test's Redis.
+    pub redis: PrivateRedis,
+}
+
+impl PrivateServices {
+    /// Both servers, ready.
+    pub async fn start() -> Self {
+        Self {
+            pg: PrivatePostgres::start().await,
+            redis: PrivateRedis::start().await,
+        }
+    }
+
+    /// A store on the private PostgreSQL, with a data directory of its own.
+    pub fn store(&self) -> crate::TestStore {
+        crate::TestStore {
+            backend: crate::Backend::Postgres,
+            data_dir: tempfile::tempdir().expect("temp dir"),
+            database_url: Some(self.pg.url()),
+        }
+    }
+}
+
 /// A PostgreSQL server of one test: its own data directory and port.
 pub struct PrivatePostgres {
     /// Its port on 127.0.0.1.
@@ -163,18 +230,18 @@ impl PrivatePostgres {
             String::from_utf8_lossy(&out.stderr)
         );
         // A port found free can be taken before the server binds it: then try another.
-        for _ in 0..5 {
+        let up = attempts(5, Duration::ZERO, async || {
             pg.port = crate::free_port();
-            if pg.spawn_and_wait().await {
-                eprintln!(
-                    "[services] private PostgreSQL on port {} ready in {:?}",
-                    pg.port,
-                    started.elapsed()
-                );
-                return pg;
-            }
-        }
-        panic!("the private PostgreSQL did not start: {}", pg.log());
+            pg.spawn_and_wait().await
+        })
+        .await;
+        assert!(up, "the private PostgreSQL did not start: {}", pg.log());
+        eprintln!(
+            "[services] private PostgreSQL on port {} ready in {:?}",
+            pg.port,
+            started.elapsed()
+        );
+        pg
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres`: the server's own maintenance
@@ -207,13 +274,11 @@ impl PrivatePostgres {
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "restart after kill9");
         // Right after a kill the old shared memory may still look in use for a moment.
-        for _ in 0..20 {
-            if self.spawn_and_wait().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        panic!("the private PostgreSQL did not restart: {}", self.log());
+        let up = attempts(20, Duration::from_millis(250), async || {
+            self.spawn_and_wait().await
+        })
+        .await;
+        assert!(up, "the private PostgreSQL did not restart: {}", self.log());
     }
 
     /// The server's log so far.
@@ -266,32 +331,25 @@ impl PrivatePostgres {
             .spawn()
             .expect("postgres starts");
         self.child = Some(child);
-        let deadline = Instant::now() + READY_WITHIN;
-        while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    self.child = None;
-                    return false;
-                }
-            }
-            if self.accepts_queries().await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "the private PostgreSQL on port {} was not ready within {READY_WITHIN:?}: {}",
-            self.port,
-            self.log()
-        );
+        let url = self.url();
+        let what = format!("the private PostgreSQL on port {}", self.port);
+        let log = self.dir.path().join("postgres.log");
+        until_ready(
+            &mut self.child,
+            Duration::from_millis(50),
+            &what,
+            &log,
+            async || accepts_queries(&url).await,
+        )
+        .await
     }
+}
 
-    async fn accepts_queries(&self) -> bool {
-        use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-        match AsyncPgConnection::establish(&self.url()).await {
-            Ok(mut conn) => conn.batch_execute("SELECT 1").await.is_ok(),
-            Err(_) => false,
-        }
+async fn accepts_queries(url: &str) -> bool {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    match AsyncPgConnection::establish(url).await {
+        Ok(mut conn) => conn.batch_execute("SELECT 1").await.is_ok(),
+        Err(_) => false,
     }
 }
 
@@ -328,13 +386,13 @@ impl PrivateRedis {
             dir,
             child: None,
         };
-        for _ in 0..5 {
+        let up = attempts(5, Duration::ZERO, async || {
             redis.port = crate::free_port();
-            if redis.spawn_and_wait().await {
-                return redis;
-            }
-        }
-        panic!("the private Redis did not start: {}", redis.log());
+            redis.spawn_and_wait().await
+        })
+        .await;
+        assert!(up, "the private Redis did not start: {}", redis.log());
+        redis
     }
 
     /// `redis://127.0.0.1:PORT`
@@ -372,13 +430,11 @@ impl PrivateRedis {
     /// Starts Redis again on the same port, empty; returns once it answers.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "restart after kill9");
-        for _ in 0..20 {
-            if self.spawn_and_wait().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the private Redis did not restart: {}", self.log());
+        let up = attempts(20, Duration::from_millis(100), async || {
+            self.spawn_and_wait().await
+        })
+        .await;
+        assert!(up, "the private Redis did not restart: {}", self.log());
     }
 
     /// The server's log so far.
@@ -401,23 +457,16 @@ impl PrivateRedis {
             .spawn()
             .unwrap_or_else(|e| panic!("redis-server does not start ({e}); install redis-server"));
         self.child = Some(child);
-        let deadline = Instant::now() + READY_WITHIN;
-        while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    self.child = None;
-                    return false;
-                }
-            }
-            if pong(self.port).await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "the private Redis was not ready within {READY_WITHIN:?}: {}",
-            self.log()
-        );
+        let port = self.port;
+        let what = format!("the private Redis on port {port}");
+        until_ready(
+            &mut self.child,
+            Duration::from_millis(20),
+            &what,
+            &log,
+            async || pong(port).await,
+        )
+        .await
     }
 }
 

@@ -352,3 +352,66 @@ impl Reader {
         self.task.await.expect("the reader task")
     }
 }
+
+/// Seqs of `conversation` among `frames`, in arrival order.
+pub fn seqs_in(frames: &[Value], conversation: &str) -> Vec<i64> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "message" && f["message"]["conversation_id"] == conversation)
+        .map(|f| f["message"]["seq"].as_i64().expect("a seq"))
+        .collect()
+}
+
+/// The highest seq held with everything below it held too.
+pub fn contiguous(seqs: &[i64]) -> i64 {
+    let held: HashSet<i64> = seqs.iter().copied().collect();
+    let mut top = 0;
+    while held.contains(&(top + 1)) {
+        top += 1;
+    }
+    top
+}
+
+pub fn assert_stored(what: &str, stored: &Stored, sent: usize) {
+    assert!(
+        stored.lost.is_empty(),
+        "{what}: acknowledged, then lost: {:?}",
+        stored.lost
+    );
+    assert_eq!(stored.duplicates, 0, "{what}: a temp_id stored twice");
+    assert_eq!(stored.gaps, 0, "{what}: a hole in the seqs");
+    assert_eq!(stored.stored, sent, "{what}: every message stored once");
+}
+
+/// Every seq of `1..=top` held, live or synced.
+pub fn assert_holds_all(what: &str, parts: &[&[i64]], top: i64) {
+    let mut all: Vec<i64> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all,
+        (1..=top).collect::<Vec<_>>(),
+        "{what} holds every message"
+    );
+}
+
+/// Reads what a receiver on the surviving node got live (`frames` read in the background,
+/// then its socket), and syncs what it lacks from the highest seq it holds without a hole
+/// (counting `held`, what it had before).
+pub async fn live_then_sync(
+    ws: &mut WsClient,
+    frames: &[Value],
+    conv: &str,
+    top: i64,
+    held: &[i64],
+) -> (Vec<i64>, Vec<i64>) {
+    let mut live = seqs_in(frames, conv);
+    live.extend(live_seqs(ws, conv, top, Duration::from_secs(3)).await);
+    let all: Vec<i64> = held.iter().chain(&live).copied().collect();
+    let synced = if contiguous(&all) < top {
+        crate::ws::seqs(&ws.sync_all(conv, contiguous(&all)).await)
+    } else {
+        Vec::new()
+    };
+    (live, synced)
+}

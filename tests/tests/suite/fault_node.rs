@@ -7,13 +7,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use e2e::cluster::{self, keys, quick, Deployment};
-use e2e::services::{PrivatePostgres, PrivateRedis};
+use e2e::services::PrivateServices;
 use e2e::traffic::{
-    check_stored, in_order_once, live_seqs, presence_of, wait_presence, Ledger, Reader, Stored,
+    assert_holds_all, assert_stored, check_stored, contiguous, in_order_once, live_then_sync,
+    presence_of, seqs_in, wait_presence, Ledger, Reader,
 };
-use e2e::ws::{WsClient, WsConnect, WAIT};
-use e2e::{Backend, TestStore};
-use serde_json::Value;
+use e2e::ws::{WsConnect, WAIT};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -28,82 +27,13 @@ const IN_FLIGHT: usize = 100;
 /// Of those, acknowledged before the kill.
 const ACKED_BEFORE_KILL: usize = 20;
 
-/// Seqs of `conversation` among `frames`, in arrival order.
-fn seqs_in(frames: &[Value], conversation: &str) -> Vec<i64> {
-    frames
-        .iter()
-        .filter(|f| f["type"] == "message" && f["message"]["conversation_id"] == conversation)
-        .map(|f| f["message"]["seq"].as_i64().unwrap())
-        .collect()
-}
-
-/// The highest seq held with everything below it held too.
-fn contiguous(seqs: &[i64]) -> i64 {
-    let held: HashSet<i64> = seqs.iter().copied().collect();
-    let mut top = 0;
-    while held.contains(&(top + 1)) {
-        top += 1;
-    }
-    top
-}
-
-fn assert_stored(what: &str, stored: &Stored, sent: usize) {
-    assert!(
-        stored.lost.is_empty(),
-        "{what}: acknowledged, then lost: {:?}",
-        stored.lost
-    );
-    assert_eq!(stored.duplicates, 0, "{what}: a temp_id stored twice");
-    assert_eq!(stored.gaps, 0, "{what}: a hole in the seqs");
-    assert_eq!(stored.stored, sent, "{what}: every message stored once");
-}
-
-/// Every seq of `1..=top` held, live or synced.
-fn assert_holds_all(what: &str, parts: &[&[i64]], top: i64) {
-    let mut all: Vec<i64> = parts.iter().flat_map(|p| p.iter().copied()).collect();
-    all.sort_unstable();
-    all.dedup();
-    assert_eq!(
-        all,
-        (1..=top).collect::<Vec<_>>(),
-        "{what} holds every message"
-    );
-}
-
-/// Reads what a receiver on the surviving node got live (`frames` read in the background,
-/// then its socket), and syncs what it lacks from the highest seq it holds without a hole
-/// (counting `held`, what it had before).
-async fn live_then_sync(
-    ws: &mut WsClient,
-    frames: &[Value],
-    conv: &str,
-    top: i64,
-    held: &[i64],
-) -> (Vec<i64>, Vec<i64>) {
-    let mut live = seqs_in(frames, conv);
-    live.extend(live_seqs(ws, conv, top, Duration::from_secs(3)).await);
-    let all: Vec<i64> = held.iter().chain(&live).copied().collect();
-    let synced = if contiguous(&all) < top {
-        e2e::ws::seqs(&ws.sync_all(conv, contiguous(&all)).await)
-    } else {
-        Vec::new()
-    };
-    (live, synced)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_node_mid_traffic_clients_resend_elsewhere_and_nothing_is_lost() {
-    let pg = PrivatePostgres::start().await;
-    let redis = PrivateRedis::start().await;
-    let store = TestStore {
-        backend: Backend::Postgres,
-        data_dir: tempfile::tempdir().unwrap(),
-        database_url: Some(pg.url()),
-    };
+    let services = PrivateServices::start().await;
     let (ttl, grace) = (LEASE_TTL_MS.to_string(), GRACE_MS.to_string());
     let mut d = Deployment::scale_out_on(
-        store,
-        &redis.url(),
+        services.store(),
+        &services.redis.url(),
         &quick(&[
             (keys::NODE_LEASE_TTL_MS, &ttl),
             (keys::PRESENCE_GRACE_MS, &grace),
@@ -350,6 +280,5 @@ async fn kill_9_of_a_node_mid_traffic_clients_resend_elsewhere_and_nothing_is_lo
         "F stays offline"
     );
     drop(d);
-    drop(redis);
-    drop(pg);
+    drop(services);
 }

@@ -8,11 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use e2e::cluster::{self, keys, quick, Deployment};
-use e2e::services::{PrivatePostgres, PrivateRedis};
-use e2e::traffic::{check_stored, in_order_once, live_seqs, wait_presence, Ledger, Reader};
+use e2e::services::PrivateServices;
+use e2e::traffic::{
+    assert_holds_all, assert_stored, check_stored, in_order_once, live_then_sync, wait_presence,
+    Ledger, Reader,
+};
 use e2e::ws::{WsConnect, WAIT};
-use e2e::{Backend, TestStore};
-use std::collections::HashSet;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -27,17 +28,11 @@ const BURSTS_AFTER: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_redis_mid_traffic_loses_nothing_and_presence_is_right_again() {
-    let pg = PrivatePostgres::start().await;
-    let mut redis = PrivateRedis::start().await;
-    let store = TestStore {
-        backend: Backend::Postgres,
-        data_dir: tempfile::tempdir().unwrap(),
-        database_url: Some(pg.url()),
-    };
+    let mut services = PrivateServices::start().await;
     let ttl = LEASE_TTL_MS.to_string();
     let d = Deployment::scale_out_on(
-        store,
-        &redis.url(),
+        services.store(),
+        &services.redis.url(),
         &quick(&[(keys::NODE_LEASE_TTL_MS, &ttl)]),
         2,
     )
@@ -77,7 +72,7 @@ async fn kill_9_of_redis_mid_traffic_loses_nothing_and_presence_is_right_again()
     }
     let acked_before = ledger.acked.len();
 
-    redis.kill9().await;
+    services.redis.kill9().await;
     let killed = Instant::now();
     // Sends while Redis is down: committed to PostgreSQL but not published, so answered
     // `unavailable` (the retry is a replay); what matters is that each is answered, fast.
@@ -88,7 +83,7 @@ async fn kill_9_of_redis_mid_traffic_loses_nothing_and_presence_is_right_again()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let answered_during = ledger.slowest_answer;
-    redis.restart().await;
+    services.redis.restart().await;
     let restarted = Instant::now();
 
     // Presence: both nodes find their registration gone (Redis came back empty) and
@@ -129,27 +124,13 @@ async fn kill_9_of_redis_mid_traffic_loses_nothing_and_presence_is_right_again()
         "C's socket closed: {:?}",
         ws_c.closed()
     );
-    let mut live: Vec<i64> = read_b
-        .iter()
-        .filter(|f| f["type"] == "message" && f["message"]["conversation_id"] == conv)
-        .map(|f| f["message"]["seq"].as_i64().unwrap())
-        .collect();
-    live.extend(live_seqs(&mut ws_b, &conv, top, Duration::from_secs(3)).await);
+    let (live, from_sync) = live_then_sync(&mut ws_b, &read_b, &conv, top, &[]).await;
     // Presence events C got after the restart (the restore announces them again; C's
     // node may still have been resubscribing, so they are reported, not required).
     let online_events = read_c
         .iter()
         .filter(|f| f["type"] == "presence" && f["status"] == "online")
         .count();
-    let live_set: HashSet<i64> = live.iter().copied().collect();
-    let missing_live: Vec<i64> = (1..=top).filter(|s| !live_set.contains(s)).collect();
-    // What the receiver did not get live, its own sync fetches.
-    let from_sync = if missing_live.is_empty() {
-        Vec::new()
-    } else {
-        let after = missing_live[0] - 1;
-        e2e::ws::seqs(&ws_b.sync_all(&conv, after).await)
-    };
     let after_restart_live = live
         .iter()
         .filter(|s| **s > (acked_before + during) as i64)
@@ -175,17 +156,7 @@ async fn kill_9_of_redis_mid_traffic_loses_nothing_and_presence_is_right_again()
         presence_back,
     );
 
-    assert!(
-        stored.lost.is_empty(),
-        "acknowledged, then lost: {:?}",
-        stored.lost
-    );
-    assert_eq!(stored.duplicates, 0, "a temp_id stored twice");
-    assert_eq!(stored.gaps, 0, "a hole in the seqs");
-    assert_eq!(
-        stored.stored, sent,
-        "every message stored once after the resends"
-    );
+    assert_stored("the conversation", &stored, sent);
     assert!(
         answered_during < Duration::from_secs(5),
         "sends during the outage waited {answered_during:?} for an answer"
@@ -200,16 +171,9 @@ async fn kill_9_of_redis_mid_traffic_loses_nothing_and_presence_is_right_again()
         "the receiver's node resubscribed: messages after the restart arrive live \
          ({after_restart_live})"
     );
-    let mut all: Vec<i64> = live.iter().chain(&from_sync).copied().collect();
-    all.sort_unstable();
-    all.dedup();
-    assert_eq!(
-        all,
-        (1..=top).collect::<Vec<_>>(),
-        "the receiver holds every message"
-    );
+    assert_holds_all("the receiver", &[&live, &from_sync], top);
     drop(d);
-    drop(pg);
+    drop(services);
 }
 
 /// Redis stops answering (SIGSTOP) for longer than the presence lease while connections stay
@@ -218,17 +182,11 @@ async fn kill_9_of_redis_mid_traffic_loses_nothing_and_presence_is_right_again()
 /// nothing acked is lost, and presence is right again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_stops_answering_fails_sends_fast_and_presence_recovers() {
-    let pg = PrivatePostgres::start().await;
-    let redis = PrivateRedis::start().await;
-    let store = TestStore {
-        backend: Backend::Postgres,
-        data_dir: tempfile::tempdir().unwrap(),
-        database_url: Some(pg.url()),
-    };
+    let services = PrivateServices::start().await;
     let ttl = LEASE_TTL_MS.to_string();
     let d = Deployment::scale_out_on(
-        store,
-        &redis.url(),
+        services.store(),
+        &services.redis.url(),
         &quick(&[(keys::NODE_LEASE_TTL_MS, &ttl)]),
         2,
     )
@@ -265,7 +223,7 @@ async fn a_redis_that_stops_answering_fails_sends_fast_and_presence_recovers() {
         ledger.burst(&mut ws_a, &conv, "k", BURST, WAIT).await;
     }
 
-    redis.pause();
+    services.redis.pause();
     let paused = Instant::now();
     ledger.slowest_answer = Duration::ZERO;
     let mut during = 0;
@@ -280,7 +238,7 @@ async fn a_redis_that_stops_answering_fails_sends_fast_and_presence_recovers() {
     let slowest_during = ledger.slowest_answer;
     let unanswered = ledger.unanswered;
     let refused = ledger.refused.clone();
-    redis.resume();
+    services.redis.resume();
     let resumed = Instant::now();
     let presence_back = wait_presence(
         &api,
@@ -320,19 +278,8 @@ async fn a_redis_that_stops_answering_fails_sends_fast_and_presence_recovers() {
         presence_back.is_some(),
         "the connected users are not online again after Redis answered again"
     );
-    assert!(
-        stored.lost.is_empty(),
-        "acknowledged, then lost: {:?}",
-        stored.lost
-    );
-    assert_eq!(stored.duplicates, 0, "a temp_id stored twice");
-    assert_eq!(stored.gaps, 0, "a hole in the seqs");
-    assert_eq!(
-        stored.stored,
-        ledger.sent.len(),
-        "every message stored once"
-    );
+    assert_stored("the conversation", &stored, ledger.sent.len());
     assert!(ws_b.closed().is_none() && ws_c.closed().is_none());
     drop(d);
-    drop(pg);
+    drop(services);
 }

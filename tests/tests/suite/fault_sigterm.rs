@@ -133,15 +133,9 @@ async fn assert_acked_are_stored_once(
     stored.len()
 }
 
+/// A `message` frame whose content is its temp_id.
 fn message_frame(conversation: &str, temp_id: &str) -> String {
-    serde_json::json!({
-        "type": "message",
-        "conversation_id": conversation,
-        "content": temp_id,
-        "content_type": "text",
-        "temp_id": temp_id,
-    })
-    .to_string()
+    e2e::traffic::message_frame(conversation, temp_id, temp_id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
