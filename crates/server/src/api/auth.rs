@@ -10,7 +10,7 @@ use actix_web::{web, HttpResponse};
 
 /// Makes an account and logs it in. Throttled per client IP.
 #[utoipa::path(
-    post, path = "/api/v1/auth/register", tag = "auth",
+    post, operation_id = "register", path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Account made and logged in", body = AuthResponse),
@@ -43,7 +43,7 @@ pub async fn register(
 
 /// Checks a password and logs in. Throttled per client IP and per account.
 #[utoipa::path(
-    post, path = "/api/v1/auth/login", tag = "auth",
+    post, operation_id = "login", path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = AuthResponse),
@@ -72,7 +72,7 @@ pub async fn login(
 /// Exchanges a refresh token for a new pair. Each refresh token works once; presenting a
 /// used one revokes every token of its login.
 #[utoipa::path(
-    post, path = "/api/v1/auth/refresh", tag = "auth",
+    post, operation_id = "refreshToken", path = "/api/v1/auth/refresh", tag = "auth",
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "New tokens", body = AuthResponse),
@@ -91,7 +91,7 @@ pub async fn refresh(
 /// Ends the login the refresh token belongs to. Access tokens already issued stay valid
 /// until they expire.
 #[utoipa::path(
-    post, path = "/api/v1/auth/logout", tag = "auth",
+    post, operation_id = "logout", path = "/api/v1/auth/logout", tag = "auth",
     request_body = RefreshRequest,
     security(("bearer" = [])),
     responses(

@@ -19,7 +19,7 @@ use utoipa::IntoParams;
 /// Creates a conversation. A direct conversation with someone the caller already has one
 /// with answers that one (200) instead of a new one (201).
 #[utoipa::path(
-    post, path = "/api/v1/conversations", tag = "conversations",
+    post, operation_id = "createConversation", path = "/api/v1/conversations", tag = "conversations",
     request_body = CreateConversationRequest,
     security(("bearer" = [])),
     responses(
@@ -76,7 +76,7 @@ pub struct ListQuery {
 /// The caller's conversations, newest activity first, 50 a page, each with its newest
 /// message and the caller's unread count.
 #[utoipa::path(
-    get, path = "/api/v1/conversations", tag = "conversations",
+    get, operation_id = "listConversations", path = "/api/v1/conversations", tag = "conversations",
     params(ListQuery),
     security(("bearer" = [])),
     responses(
@@ -105,7 +105,7 @@ pub async fn list(
 
 /// One conversation of the caller's, with its participants.
 #[utoipa::path(
-    get, path = "/api/v1/conversations/{id}", tag = "conversations",
+    get, operation_id = "getConversation", path = "/api/v1/conversations/{id}", tag = "conversations",
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     security(("bearer" = [])),
     responses(
@@ -126,7 +126,7 @@ pub async fn get(
 
 /// Renames a group (owner and admins).
 #[utoipa::path(
-    patch, path = "/api/v1/conversations/{id}", tag = "conversations",
+    patch, operation_id = "renameConversation", path = "/api/v1/conversations/{id}", tag = "conversations",
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     request_body = RenameConversationRequest,
     security(("bearer" = [])),
@@ -155,7 +155,7 @@ pub async fn rename(
 
 /// Adds a member to a group (owner and admins).
 #[utoipa::path(
-    post, path = "/api/v1/conversations/{id}/members", tag = "conversations",
+    post, operation_id = "addMember", path = "/api/v1/conversations/{id}/members", tag = "conversations",
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     request_body = AddMemberRequest,
     security(("bearer" = [])),
@@ -188,7 +188,7 @@ pub async fn add_member(
 /// Removes a member from a group: the owner removes anyone, an admin members only.
 /// Removing oneself is leaving.
 #[utoipa::path(
-    delete, path = "/api/v1/conversations/{id}/members/{user_id}", tag = "conversations",
+    delete, operation_id = "removeMember", path = "/api/v1/conversations/{id}/members/{user_id}", tag = "conversations",
     params(
         ("id" = uuid::Uuid, Path, description = "Conversation id"),
         ("user_id" = uuid::Uuid, Path, description = "Member to remove"),
@@ -219,7 +219,7 @@ pub async fn remove_member(
 
 /// Leaves a group. An owner who leaves hands ownership on.
 #[utoipa::path(
-    post, path = "/api/v1/conversations/{id}/leave", tag = "conversations",
+    post, operation_id = "leaveConversation", path = "/api/v1/conversations/{id}/leave", tag = "conversations",
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     security(("bearer" = [])),
     responses(
@@ -256,7 +256,7 @@ async fn announce_removal(state: &AppState, id: ConversationId, member: UserId) 
 
 /// The caller's unread counts, per conversation and in total.
 #[utoipa::path(
-    get, path = "/api/v1/unread", tag = "conversations",
+    get, operation_id = "getUnread", path = "/api/v1/unread", tag = "conversations",
     security(("bearer" = [])),
     responses((status = 200, body = UnreadDto))
 )]

@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 
 /// Liveness: 200 whenever the process can answer at all.
 #[utoipa::path(
-    get, path = "/healthz", tag = "health",
+    get, operation_id = "healthz", path = "/healthz", tag = "health",
     responses((status = 200, body = HealthDto))
 )]
 pub async fn healthz() -> HttpResponse {
@@ -20,7 +20,7 @@ pub async fn healthz() -> HttpResponse {
 /// 503, so a load balancer stops sending traffic to a node that cannot serve it. A node that
 /// is shutting down answers 503 at once.
 #[utoipa::path(
-    get, path = "/readyz", tag = "health",
+    get, operation_id = "readyz", path = "/readyz", tag = "health",
     responses(
         (status = 200, body = HealthDto),
         (status = 503, description = "Storage does not answer", body = HealthDto),

@@ -25,7 +25,7 @@ const DEFAULT_HISTORY_LIMIT: u32 = 50;
 /// Sends a message. A retry with the same `temp_id` and content answers the original
 /// message (200) and writes nothing.
 #[utoipa::path(
-    post, path = "/api/v1/conversations/{id}/messages", tag = "messages",
+    post, operation_id = "sendMessage", path = "/api/v1/conversations/{id}/messages", tag = "messages",
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     request_body = SendMessageRequest,
     security(("bearer" = [])),
@@ -116,7 +116,7 @@ pub struct HistoryQuery {
 /// `?after_seq=N` oldest first. Each message carries its aggregate status; fetching
 /// counts as delivery to the caller.
 #[utoipa::path(
-    get, path = "/api/v1/conversations/{id}/messages", tag = "messages",
+    get, operation_id = "listMessages", path = "/api/v1/conversations/{id}/messages", tag = "messages",
     params(("id" = uuid::Uuid, Path, description = "Conversation id"), HistoryQuery),
     security(("bearer" = [])),
     responses(
@@ -196,7 +196,7 @@ async fn announce_delivered(
 
 /// Marks everything up to and including a message read. The watermark never moves back.
 #[utoipa::path(
-    post, path = "/api/v1/conversations/{id}/read", tag = "messages",
+    post, operation_id = "markRead", path = "/api/v1/conversations/{id}/read", tag = "messages",
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     request_body = MarkReadRequest,
     security(("bearer" = [])),

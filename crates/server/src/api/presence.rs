@@ -44,7 +44,7 @@ impl From<&ParticipantPresence> for ParticipantPresenceDto {
 
 /// The presence of every member of a conversation the caller belongs to.
 #[utoipa::path(
-    get, path = "/api/v1/conversations/{id}/presence", tag = "conversations",
+    get, operation_id = "getConversationPresence", path = "/api/v1/conversations/{id}/presence", tag = "conversations",
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     security(("bearer" = [])),
     responses(

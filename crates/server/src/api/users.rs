@@ -15,7 +15,7 @@ const DEFAULT_SEARCH_LIMIT: u32 = 10;
 
 /// The caller's account.
 #[utoipa::path(
-    get, path = "/api/v1/users/me", tag = "users",
+    get, operation_id = "getMe", path = "/api/v1/users/me", tag = "users",
     security(("bearer" = [])),
     responses(
         (status = 200, body = UserDto),
@@ -41,7 +41,7 @@ pub struct SearchQuery {
 
 /// Users to start a conversation with; never the caller; a blank query finds nobody.
 #[utoipa::path(
-    get, path = "/api/v1/users/search", tag = "users",
+    get, operation_id = "searchUsers", path = "/api/v1/users/search", tag = "users",
     params(SearchQuery),
     security(("bearer" = [])),
     responses(
@@ -67,7 +67,7 @@ pub async fn search(
 
 /// Another user.
 #[utoipa::path(
-    get, path = "/api/v1/users/{id}", tag = "users",
+    get, operation_id = "getUser", path = "/api/v1/users/{id}", tag = "users",
     params(("id" = uuid::Uuid, Path, description = "User id")),
     security(("bearer" = [])),
     responses(
