@@ -334,13 +334,7 @@ impl Drop for Deployment {
 
 /// Deletes every Redis key under `prefix`; errors are ignored (cleanup only).
 async fn delete_keys(url: &str, prefix: &str) {
-    use deadpool_redis::redis;
-    let Ok(pool) =
-        deadpool_redis::Config::from_url(url).create_pool(Some(deadpool_redis::Runtime::Tokio1))
-    else {
-        return;
-    };
-    let Ok(mut conn) = pool.get().await else {
+    let Ok(mut conn) = redis_connection(url).await else {
         return;
     };
     let mut cursor: u64 = 0;
@@ -443,14 +437,18 @@ pub async fn history(api: &Api, user: &TestUser, conversation: &str) -> Vec<Valu
     }
 }
 
+/// One connection to the Redis at `url`.
+async fn redis_connection(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await
+}
+
 /// Runs a Redis command against the test Redis.
-pub async fn redis_command<T: deadpool_redis::redis::FromRedisValue>(
-    cmd: &mut deadpool_redis::redis::Cmd,
-) -> T {
-    let pool = deadpool_redis::Config::from_url(redis_url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .expect("redis pool");
-    let mut conn = pool.get().await.expect("redis connection");
+pub async fn redis_command<T: redis::FromRedisValue>(cmd: &mut redis::Cmd) -> T {
+    let mut conn = redis_connection(&redis_url())
+        .await
+        .expect("redis connection");
     cmd.query_async(&mut conn).await.expect("redis command")
 }
 

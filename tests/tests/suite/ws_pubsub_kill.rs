@@ -3,7 +3,6 @@
 //! In its own test binary: the kill cuts every subscriber on the Redis server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use deadpool_redis::redis;
 use e2e::cluster::{self, quick, redis_command, Deployment};
 use e2e::ws::{seqs, WsClient, WsConnect, WAIT};
 use std::time::Duration;
