@@ -8,7 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// The settings the real-time tests tune, as dotted config keys (`section.key`; the
-/// environment variable of a node is `CHAT_SECTION__KEY`). One place to rename them.
+/// environment variable of a node is `CHAT_SECTION__KEY`). One place to rename them. The
+/// timings use the `*_ms`/`*_secs` keys of earlier versions, which take bare numbers and
+/// are still read (so the suite keeps them working end to end).
 pub mod keys {
     /// Server ping interval; a session silent for two intervals is closed.
     pub const HEARTBEAT_MS: &str = "realtime.heartbeat_interval_ms";

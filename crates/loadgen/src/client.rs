@@ -317,7 +317,7 @@ pub async fn run_client(
     c.ready = true;
     Stats::add(&shared.stats.ready, 1);
     // Nothing to sync on a first connection: speak at once, so the server does not hold
-    // live messages for a `sync` that will not come (`realtime.sync_hold_ms`).
+    // live messages for a `sync` that will not come (`realtime.sync_hold`).
     if c.speak(&mut ws).await.is_err() {
         c.drop_socket(ws);
         match c.recover(Instant::now(), false).await {

@@ -75,7 +75,7 @@ pub async fn open_store(
     pool_size: u32,
 ) -> Result<Arc<dyn Storage>, ProvisionError> {
     let settings = server::config::DatabaseSettings {
-        pool_size: pool_size.max(1),
+        pool_size: server::config::nonzero::u32(pool_size),
         ..server::config::DatabaseSettings::default()
     };
     server::storage::open(target, &settings)

@@ -17,7 +17,6 @@ use domain::ports::{
     RefreshTokenStore, Storage, StoreHealth, UserStore,
 };
 use domain::services::{AccountService, AccountSettings, ConversationService, MessageService};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 /// The storage ports, one `Arc` each (usually clones of one adapter).
@@ -94,12 +93,11 @@ impl AppState {
     ) -> Self {
         let limits = domain::Limits::from(&settings.limits);
         let refresh_ttl = chrono::Duration::seconds(
-            i64::try_from(settings.auth.refresh_ttl_secs).unwrap_or(i64::MAX / 1_000),
+            i64::try_from(settings.auth.refresh_ttl.as_secs()).unwrap_or(i64::MAX / 1_000),
         );
         // Settings::load refuses zero; a hand-built zero falls back to one attempt.
-        let per_minute =
-            NonZeroU32::new(settings.auth.login_attempts_per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(settings.auth.login_burst).unwrap_or(NonZeroU32::MIN);
+        let per_minute = settings.auth.login_attempts_per_minute;
+        let burst = settings.auth.login_burst;
         let messages = MessageService::new(
             ports.messages,
             ports.conversations.clone(),
@@ -137,8 +135,8 @@ impl AppState {
             messages,
             login_limiter: LoginRateLimiter::new(per_minute, burst),
             registration_limiter: RegistrationRateLimiter::new(
-                NonZeroU32::new(settings.auth.registrations_per_minute).unwrap_or(NonZeroU32::MIN),
-                NonZeroU32::new(settings.auth.registration_burst).unwrap_or(NonZeroU32::MIN),
+                settings.auth.registrations_per_minute,
+                settings.auth.registration_burst,
             ),
             health: ports.health,
             realtime,

@@ -176,12 +176,12 @@ impl Application {
             auth.argon2_iterations,
             auth.argon2_parallelism,
             auth.hash_slots(),
-            Duration::from_millis(auth.hash_wait_timeout_ms),
+            auth.hash_wait_timeout,
         )?;
         let key = secret.expose().as_bytes();
-        let issuer = JwtIssuer::new(key, &auth.issuer, &auth.audience, auth.access_ttl_secs);
+        let issuer = JwtIssuer::new(key, &auth.issuer, &auth.audience, auth.access_ttl.as_secs());
         let verifier = TokenVerifier::new(key, &auth.issuer, &auth.audience)
-            .with_iat_leeway(auth.iat_leeway_secs);
+            .with_iat_leeway(auth.iat_leeway.as_secs());
         let state = AppState::with_realtime(
             Ports::from_storage(storage),
             Arc::new(hasher),
@@ -245,7 +245,7 @@ impl Application {
                 .await
                 .map_err(|e| io::Error::other(format!("presence backend unavailable: {e}")))?;
         let _ = realtime.grace.set(presence.grace().clone());
-        let typing_ttl = Duration::from_millis(realtime.settings.typing_ttl_ms);
+        let typing_ttl = realtime.settings.typing_ttl;
         let sweeper = spawn_typing_sweeper(
             realtime.typing.clone(),
             sweep_interval(typing_ttl),
@@ -320,7 +320,7 @@ async fn graceful_shutdown(
 ) {
     realtime.lifecycle.begin_draining();
     realtime.hub.close_all(crate::ws::session::CLOSE_GOING_AWAY);
-    let grace = Duration::from_millis(realtime.settings.close_grace_ms);
+    let grace = realtime.settings.close_grace;
     let deadline = tokio::time::Instant::now() + grace * 2 + Duration::from_secs(1);
     while realtime.hub.session_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -328,7 +328,7 @@ async fn graceful_shutdown(
     realtime.batcher.drain().await;
     realtime.receipts.drain(grace).await;
     realtime.lifecycle.stop_tasks();
-    let presence_grace = Duration::from_millis(realtime.settings.presence_grace_ms);
+    let presence_grace = realtime.settings.presence_grace;
     if tokio::time::timeout(presence_grace + grace, presence.stopped())
         .await
         .is_err()

@@ -7,7 +7,6 @@ use domain::ports::Storage;
 use domain::StorageError;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Opens the store, migrated: SQLite migrates as it opens; on Postgres the migrations run
 /// first (under an advisory lock, so several nodes may start at once), then the pool connects.
@@ -15,7 +14,7 @@ pub async fn open(
     target: &DatabaseTarget,
     settings: &DatabaseSettings,
 ) -> Result<Arc<dyn Storage>, StorageError> {
-    let pool_size = settings.pool_size;
+    let pool_size = settings.pool_size.get();
     match target {
         DatabaseTarget::Sqlite(path) => {
             ensure_parent_dir(path)?;
@@ -30,9 +29,9 @@ pub async fn open(
             log_applied(applied);
             let options = PoolOptions {
                 size: usize::try_from(pool_size).unwrap_or(usize::MAX),
-                connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
-                acquire_timeout: Duration::from_millis(settings.acquire_timeout_ms),
-                query_timeout: Duration::from_millis(settings.query_timeout_ms),
+                connect_timeout: settings.connect_timeout,
+                acquire_timeout: settings.acquire_timeout,
+                query_timeout: settings.query_timeout,
             };
             Ok(Arc::new(
                 PostgresStorage::connect_with(url.expose(), options).await?,

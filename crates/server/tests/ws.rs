@@ -23,7 +23,7 @@ struct Running {
 async fn spawn_app(configure: impl FnOnce(&mut Settings)) -> Running {
     let data = tempfile::tempdir().unwrap();
     let mut settings = Settings::for_tests(data.path());
-    settings.realtime.heartbeat_interval_ms = 1_000;
+    settings.realtime.heartbeat_interval = std::time::Duration::from_secs(1);
     configure(&mut settings);
     let app = Application::build(settings)
         .await
@@ -245,7 +245,8 @@ async fn a_bad_frame_is_answered_with_an_error_and_the_session_stays_usable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_over_the_limit_closes_the_session_with_1009() {
-    let app = spawn_app(|s| s.realtime.max_frame_bytes = 1024).await;
+    let app =
+        spawn_app(|s| s.realtime.max_frame_bytes = server::config::nonzero::usize(1024)).await;
     let (_, alice) = app.user("Alice").await;
     let mut a = app.connect(&alice).await;
     frame_of(&mut a, "hello").await;
@@ -258,7 +259,7 @@ async fn a_frame_over_the_limit_closes_the_session_with_1009() {
 async fn a_graceful_shutdown_turns_readiness_off_and_closes_sockets_with_1001() {
     let data = tempfile::tempdir().unwrap();
     let mut settings = Settings::for_tests(data.path());
-    settings.realtime.presence_grace_ms = 50;
+    settings.realtime.presence_grace = std::time::Duration::from_millis(50);
     let app = Application::build(settings).await.unwrap();
     let port = app.port();
     let shutdown = app.shutdown_handle();

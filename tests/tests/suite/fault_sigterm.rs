@@ -12,9 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// `realtime.close_grace_ms` of the nodes here (the default).
+/// `realtime.close_grace` of the nodes here (the default).
 const CLOSE_GRACE: Duration = Duration::from_millis(2000);
-/// `realtime.presence_grace_ms` of the nodes here.
+/// `realtime.presence_grace` of the nodes here.
 const PRESENCE_GRACE: Duration = Duration::from_millis(300);
 
 /// How long a graceful shutdown may take at most (docs/architecture.md, "Shutdown"): the

@@ -159,8 +159,8 @@ async fn logout_revokes_the_refresh_token_but_not_issued_access_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_attempts_are_rate_limited_with_retry_after() {
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
-        s.auth.login_attempts_per_minute = 3;
-        s.auth.login_burst = 3;
+        s.auth.login_attempts_per_minute = server::config::nonzero::u32(3);
+        s.auth.login_burst = server::config::nonzero::u32(3);
     })
     .await;
     let api = app.api();
@@ -266,7 +266,10 @@ async fn a_token_not_valid_yet_is_refused_like_any_invalid_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_iat_leeway_is_configurable() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.auth.iat_leeway_secs = 300).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.auth.iat_leeway = std::time::Duration::from_secs(300)
+    })
+    .await;
     let api = app.api();
     let alice = api.register("Alice").await;
     let ahead = forge(&alice.id, json!({ "iat": tokens::now() + 120 }));
@@ -313,13 +316,13 @@ async fn a_flood_of_registrations_from_one_address_is_refused_after_the_burst() 
     // The default limits; a trusted proxy in front, so the test can be two clients.
     let defaults = server::config::AuthSettings::default();
     let (per_minute, burst) = (
-        defaults.registrations_per_minute,
-        defaults.registration_burst,
+        defaults.registrations_per_minute.get(),
+        defaults.registration_burst.get(),
     );
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
         s.http.trust_forwarded_for = true;
-        s.auth.registrations_per_minute = per_minute;
-        s.auth.registration_burst = burst;
+        s.auth.registrations_per_minute = server::config::nonzero::u32(per_minute);
+        s.auth.registration_burst = server::config::nonzero::u32(burst);
     })
     .await;
     let api = app.api();
@@ -369,7 +372,7 @@ async fn saturated_password_hashing_answers_503_with_retry_after() {
         s.auth.argon2_memory_kib = 8 * 1024;
         s.auth.argon2_iterations = 2;
         s.auth.hash_concurrency = 1;
-        s.auth.hash_wait_timeout_ms = 1;
+        s.auth.hash_wait_timeout = std::time::Duration::from_millis(1);
     })
     .await;
     let api = app.api();

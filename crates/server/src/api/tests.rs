@@ -308,8 +308,8 @@ async fn unknown_email_and_wrong_password_answer_one_identical_401() {
 #[actix_web::test]
 async fn too_many_logins_from_one_ip_are_a_429_with_retry_after() {
     let mut settings = settings();
-    settings.auth.login_attempts_per_minute = 1;
-    settings.auth.login_burst = 1;
+    settings.auth.login_attempts_per_minute = crate::config::nonzero::u32(1);
+    settings.auth.login_burst = crate::config::nonzero::u32(1);
     let mut mocks = Mocks::default();
     mocks
         .users
@@ -344,8 +344,8 @@ async fn too_many_logins_from_one_ip_are_a_429_with_retry_after() {
 #[actix_web::test]
 async fn registrations_beyond_the_burst_from_one_ip_are_a_429_before_any_hashing() {
     let mut settings = settings();
-    settings.auth.registrations_per_minute = 1;
-    settings.auth.registration_burst = 2;
+    settings.auth.registrations_per_minute = crate::config::nonzero::u32(1);
+    settings.auth.registration_burst = crate::config::nonzero::u32(2);
     let mut mocks = Mocks::default();
     // Two registrations hash; the refused third never reaches the hasher.
     mocks

@@ -98,7 +98,7 @@ impl AccessTokenIssuer for JwtIssuer {
 }
 
 /// How far in the future a token's `iat` may lie before it is refused, unless configured
-/// (`auth.iat_leeway_secs`): room for the clocks of the nodes to disagree a little.
+/// (`auth.iat_leeway`): room for the clocks of the nodes to disagree a little.
 pub const DEFAULT_IAT_LEEWAY_SECS: u64 = 30;
 
 /// Checks access tokens: HS256 only (a token naming another algorithm, `none` included,
@@ -134,7 +134,7 @@ impl TokenVerifier {
         }
     }
 
-    /// The same verifier allowing `secs` of clock skew on `iat` (`auth.iat_leeway_secs`).
+    /// The same verifier allowing `secs` of clock skew on `iat` (`auth.iat_leeway`).
     pub fn with_iat_leeway(mut self, secs: u64) -> Self {
         self.iat_leeway_secs = i64::try_from(secs).unwrap_or(i64::MAX);
         self

@@ -8,7 +8,7 @@
 //! once can put hundreds of frames in a queue before the session's task is even scheduled,
 //! and a client that reads is not slow for that. A session is closed when its queue has held
 //! more than its limit (`realtime.outbound_queue_frames`) for the grace
-//! (`realtime.slow_consumer_grace_ms`) while events kept coming, or at once when it is full:
+//! (`realtime.slow_consumer_grace`) while events kept coming, or at once when it is full:
 //! the channel holds [`QUEUE_HEADROOM`] times the limit, which bounds the memory a session
 //! that does not read can hold.
 //!

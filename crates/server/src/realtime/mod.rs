@@ -39,7 +39,6 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// The adapters of the real-time ports a node runs on.
@@ -87,7 +86,7 @@ impl Parts {
     pub async fn redis(url: &str, settings: &RedisSettings) -> Result<Self, RealtimeError> {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(metrics.clone()));
-        let pool_size = usize::try_from(settings.pool_size).unwrap_or(16);
+        let pool_size = usize::try_from(settings.pool_size.get()).unwrap_or(16);
         let pool = adapters_redis::pool(url, pool_size).await?;
         let prefix = &settings.key_prefix;
         let pubsub =
@@ -170,10 +169,8 @@ pub struct Throttles {
 
 impl Throttles {
     fn new(settings: &RealtimeSettings) -> Self {
-        let quota = |rate: u32, burst: u32| {
-            Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
-        };
+        let quota =
+            |rate: NonZeroU32, burst: NonZeroU32| Quota::per_second(rate).allow_burst(burst);
         let clock = DefaultClock::default();
         Self {
             messages: DefaultKeyedRateLimiter::keyed(quota(
@@ -261,7 +258,7 @@ impl Realtime {
         let batcher = CommitBatcher::start_with_faults(
             messages,
             events.clone(),
-            settings.commit_max_batch,
+            settings.commit_max_batch.get(),
             metrics.clone(),
             Faults {
                 stall_after_commit: testing.stall_after_commit,
@@ -276,8 +273,8 @@ impl Realtime {
                 conversations: ports.conversations.clone(),
                 publisher: events.clone(),
             },
-            settings.receipt_max_batch,
-            Duration::from_millis(settings.receipt_linger_ms),
+            settings.receipt_max_batch.get(),
+            settings.receipt_linger,
             metrics.clone(),
         );
         let presence = PresenceService::new(
@@ -288,9 +285,9 @@ impl Realtime {
             clock.clone(),
             PresenceSettings {
                 node: node.clone(),
-                max_sessions_per_user: settings.max_sessions_per_user,
-                offline_grace: Duration::from_millis(settings.presence_grace_ms),
-                lease_ttl: Duration::from_millis(settings.presence_lease_ttl_ms),
+                max_sessions_per_user: settings.max_sessions_per_user.get(),
+                offline_grace: settings.presence_grace,
+                lease_ttl: settings.presence_lease_ttl,
             },
         );
         let typing = TypingService::new(
@@ -298,8 +295,8 @@ impl Realtime {
             events.clone(),
             clock,
             TypingSettings {
-                lease_ttl: Duration::from_millis(settings.typing_ttl_ms),
-                forward_throttle: Duration::from_millis(settings.typing_forward_throttle_ms),
+                lease_ttl: settings.typing_ttl,
+                forward_throttle: settings.typing_forward_throttle,
             },
         );
         Self {

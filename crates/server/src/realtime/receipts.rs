@@ -3,7 +3,7 @@
 //! Every `message` frame written to a recipient's session marks it delivered; `read` and
 //! `delivered` frames mark explicitly. Marks are merged per (conversation, user) to the highest
 //! seq, and one task writes whatever accumulated with ONE `advance_watermarks` call, then
-//! repeats. Each flush first lingers (`realtime.receipt_linger_ms`) so marks from more
+//! repeats. Each flush first lingers (`realtime.receipt_linger`) so marks from more
 //! messages join it: at 500 sends a second a flush used to start as soon as the previous
 //! one ended and carried 1-2 marks, so PostgreSQL committed ~800 watermark writes a second.
 //! So the database sees one write per batch, never one per recipient per message.

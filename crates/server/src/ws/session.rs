@@ -41,7 +41,6 @@ use domain::{ConversationId, MessageId, UserId};
 use governor::{DefaultDirectRateLimiter, Quota};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -232,7 +231,7 @@ pub fn run(opening: Opening, ws: Writer, stream: Reader) -> impl Future<Output =
             Ok(()) => session.serve(&mut stream).await,
             Err(end) => end,
         };
-        let grace = Duration::from_millis(session.realtime.settings.close_grace_ms);
+        let grace = session.realtime.settings.close_grace;
         Box::pin(session.finish(end, &mut stream)).await;
         Box::pin(socket::drain(stream, grace)).await;
     }
@@ -247,7 +246,7 @@ async fn admit(
     ws: Writer,
     stream: Reader,
 ) -> Option<(ChatSession, Reader, Vec<ConversationId>)> {
-    let grace = Duration::from_millis(opening.state.realtime.settings.close_grace_ms);
+    let grace = opening.state.realtime.settings.close_grace;
     let Some(claims) = opening.claims else {
         close(
             ws,
@@ -307,8 +306,7 @@ async fn admit(
     });
     realtime.metrics.session_opened();
     let typing_quota =
-        Quota::per_second(NonZeroU32::new(settings.typing_per_second).unwrap_or(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::new(settings.typing_burst).unwrap_or(NonZeroU32::MIN));
+        Quota::per_second(settings.typing_per_second).allow_burst(settings.typing_burst);
     let typing_limiter = realtime.throttles.direct(typing_quota);
     let session = ChatSession {
         id,
@@ -338,11 +336,11 @@ async fn admit(
 }
 
 /// How far behind a session may fall (`realtime.outbound_queue_frames`,
-/// `realtime.slow_consumer_grace_ms`): what the hub judges it by, and what it drains to.
+/// `realtime.slow_consumer_grace`): what the hub judges it by, and what it drains to.
 fn backlog(settings: &RealtimeSettings) -> Backlog {
     Backlog {
-        limit: settings.outbound_queue_frames.max(1),
-        grace: Duration::from_millis(settings.slow_consumer_grace_ms),
+        limit: settings.outbound_queue_frames.get(),
+        grace: settings.slow_consumer_grace,
     }
 }
 
@@ -435,7 +433,7 @@ impl ChatSession {
         for c in ids.iter().filter(|c| !now.contains(c)) {
             self.unsubscribe(Topic::Conversation(*c)).await;
         }
-        let max_pending = self.realtime.settings.outbound_queue_frames.max(64);
+        let max_pending = self.realtime.settings.outbound_queue_frames.get().max(64);
         let mut conversations = Vec::with_capacity(snapshot.len());
         for state in &snapshot {
             let last_seq = state.last_seq;
@@ -469,11 +467,14 @@ impl ChatSession {
             user: &user,
             session_id: self.id.0,
             server_time: Utc::now(),
-            heartbeat_interval_ms: self.realtime.settings.heartbeat_interval_ms,
+            heartbeat_interval_ms: u64::try_from(
+                self.realtime.settings.heartbeat_interval.as_millis(),
+            )
+            .unwrap_or(u64::MAX),
             conversations: &conversations,
         };
         self.write(hello.to_json(), false).await?;
-        if self.realtime.settings.sync_hold_ms > 0 {
+        if !self.realtime.settings.sync_hold.is_zero() {
             self.held = Some(Vec::new());
         }
         tracing::debug!(session = %self.id, conversations = conversations.len(), "session open");
@@ -559,11 +560,15 @@ impl ChatSession {
     // ------------------------------------------------------------------ serve
 
     async fn serve(&mut self, stream: &mut Reader) -> End {
-        let interval = Duration::from_millis(self.realtime.settings.heartbeat_interval_ms.max(1));
+        let interval = self
+            .realtime
+            .settings
+            .heartbeat_interval
+            .max(Duration::from_millis(1));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + interval, interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
-        let hold = tokio::time::sleep(Duration::from_millis(self.realtime.settings.sync_hold_ms));
+        let hold = tokio::time::sleep(self.realtime.settings.sync_hold);
         tokio::pin!(hold);
         loop {
             let step = tokio::select! {
@@ -967,7 +972,7 @@ impl ChatSession {
         if let Some(state) = self.current_answer(c, cursor) {
             return Ok(Some(state));
         }
-        let page_size = self.realtime.settings.sync_page_size.max(1);
+        let page_size = self.realtime.settings.sync_page_size.get();
         let Some(feed) = self.feeds.get_mut(&c) else {
             return Ok(None);
         };
@@ -1130,7 +1135,7 @@ impl ChatSession {
         match delivery.header.kind {
             Kind::Message => {
                 if let Some(held) = &mut self.held {
-                    if held.len() < self.realtime.settings.outbound_queue_frames.max(64) {
+                    if held.len() < self.realtime.settings.outbound_queue_frames.get().max(64) {
                         held.push(delivery);
                     } else if let Some(c) = delivery.header.conversation {
                         // Dropped: fetched from storage when the hold ends.
@@ -1235,7 +1240,7 @@ impl ChatSession {
 
     /// Fetches the holes of `c`'s feed from storage (unless the client is paging a `sync`).
     async fn fill_gaps(&mut self, c: ConversationId) -> Result<(), End> {
-        let page_size = i64::from(self.realtime.settings.sync_page_size.max(1));
+        let page_size = i64::from(self.realtime.settings.sync_page_size.get());
         let mut fetched = false;
         loop {
             let Some(feed) = self.feeds.get(&c) else {
@@ -1270,7 +1275,7 @@ impl ChatSession {
     /// Fetches what may have been missed after the feed's position (pub/sub reconnected, or
     /// the session just joined), page by page.
     async fn catch_up(&mut self, c: ConversationId) -> Result<(), End> {
-        let page_size = self.realtime.settings.sync_page_size.max(1);
+        let page_size = self.realtime.settings.sync_page_size.get();
         loop {
             let Some(feed) = self.feeds.get(&c) else {
                 return Ok(());
@@ -1358,7 +1363,7 @@ impl ChatSession {
             let base = header.seq.unwrap_or(0);
             // A member who was in it before may have sent messages up to `base`.
             self.realtime.hub.receipt_floor(self.id, c, base);
-            let max_pending = self.realtime.settings.outbound_queue_frames.max(64);
+            let max_pending = self.realtime.settings.outbound_queue_frames.get().max(64);
             self.feeds.insert(
                 c,
                 Feed {
@@ -1387,7 +1392,7 @@ impl ChatSession {
     // ------------------------------------------------------------------ close
 
     async fn finish(mut self, end: End, stream: &mut Reader) {
-        let grace = Duration::from_millis(self.realtime.settings.close_grace_ms);
+        let grace = self.realtime.settings.close_grace;
         if let End::Close(code, reason) = end {
             if code == CLOSE_GOING_AWAY && self.signal.code() == Some(CLOSE_GOING_AWAY) {
                 Box::pin(self.answer_what_was_read(stream, grace)).await;

@@ -106,7 +106,7 @@ async fn serve(
     let early = BytesMut::from(&parts.read_buf[..]);
     drop(parts.read_buf);
     drop(parts.write_buf);
-    let max = gate.state.realtime.settings.max_frame_bytes;
+    let max = gate.state.realtime.settings.max_frame_bytes.get();
     let (reader, writer) = socket::split(parts.io, early, max);
     let opening = Opening {
         claims,
