@@ -3,9 +3,10 @@
 //! PostgreSQL database and one Redis, under a key prefix of the test's own), plus the
 //! settings keys the tests tune and a few REST shortcuts.
 
-use crate::{Api, Backend, NodeProcess, TestApp, TestStore, TestUser};
+use crate::{body, uuid, Api, Backend, NodeProcess, TestApp, TestStore, TestUser};
+use protocol::rest::{CreateConversationRequest, SendMessageRequest};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The settings the real-time tests tune, as dotted config keys (`section.key`; the
 /// environment variable of a node is `CHAT_SECTION__KEY`). One place to rename them. The
@@ -368,7 +369,11 @@ pub async fn direct(api: &Api, a: &TestUser, b: &TestUser) -> String {
         .post(
             "/api/v1/conversations",
             a.t(),
-            json!({"type": "direct", "participant_ids": [b.id]}),
+            body(&CreateConversationRequest {
+                kind: "direct".into(),
+                participant_ids: vec![uuid(&b.id)],
+                title: None,
+            }),
         )
         .await;
     assert!(
@@ -381,12 +386,16 @@ pub async fn direct(api: &Api, a: &TestUser, b: &TestUser) -> String {
 
 /// A group owned by `owner` with `members`; its id.
 pub async fn group(api: &Api, owner: &TestUser, members: &[&TestUser]) -> String {
-    let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+    let ids = members.iter().map(|m| uuid(&m.id)).collect();
     let reply = api
         .post(
             "/api/v1/conversations",
             owner.t(),
-            json!({"type": "group", "participant_ids": ids, "title": "Team"}),
+            body(&CreateConversationRequest {
+                kind: "group".into(),
+                participant_ids: ids,
+                title: Some("Team".into()),
+            }),
         )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "group: {:?}", reply.body);
@@ -405,7 +414,12 @@ pub async fn send_rest(
         .post(
             &format!("/api/v1/conversations/{conversation}/messages"),
             user.t(),
-            json!({"content": content, "content_type": "text", "temp_id": temp_id}),
+            body(&SendMessageRequest {
+                content: content.into(),
+                content_type: Some("text".into()),
+                temp_id: Some(temp_id.into()),
+                reply_to: None,
+            }),
         )
         .await;
     assert!(

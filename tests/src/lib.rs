@@ -14,8 +14,9 @@ pub mod tokens;
 pub mod traffic;
 pub mod ws;
 
+use protocol::rest::{LoginRequest, RegisterRequest};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 use server::config::{Secret, Settings};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -224,6 +225,17 @@ pub struct Api {
     pub client: reqwest::Client,
 }
 
+/// A request body of the protocol as the JSON value [`Api::post`] sends.
+pub fn body(request: &impl serde::Serialize) -> Value {
+    serde_json::to_value(request).expect("a request body serialises")
+}
+
+/// An id the helpers were given (as the server wrote it), as the protocol's types carry it.
+pub fn uuid(id: &str) -> uuid::Uuid {
+    id.parse()
+        .unwrap_or_else(|e| panic!("{id:?} is not a UUID: {e}"))
+}
+
 /// A response: status and JSON body (`Value::Null` for an empty or non-JSON body).
 #[derive(Debug)]
 pub struct Reply {
@@ -370,7 +382,11 @@ impl Api {
             .post(
                 "/api/v1/auth/register",
                 None,
-                json!({"email": email, "password": password, "display_name": name}),
+                body(&RegisterRequest {
+                    email,
+                    password: password.to_owned(),
+                    display_name: name.to_owned(),
+                }),
             )
             .await;
         assert_eq!(
@@ -388,7 +404,10 @@ impl Api {
             .post(
                 "/api/v1/auth/login",
                 None,
-                json!({"email": email, "password": password}),
+                body(&LoginRequest {
+                    email: email.to_owned(),
+                    password: password.to_owned(),
+                }),
             )
             .await;
         assert_eq!(reply.status, StatusCode::OK, "login: {:?}", reply.body);

@@ -178,14 +178,7 @@ impl Ledger {
 
 /// A `message` frame as text.
 pub fn message_frame(conversation: &str, content: &str, temp_id: &str) -> String {
-    serde_json::json!({
-        "type": "message",
-        "conversation_id": conversation,
-        "content": content,
-        "content_type": "text",
-        "temp_id": temp_id,
-    })
-    .to_string()
+    protocol::ClientFrame::message(crate::uuid(conversation), content, temp_id).to_json()
 }
 
 /// What is stored in a conversation, checked against what was acknowledged.

@@ -6,8 +6,10 @@
 //! ([`WsClient::recv_frame`]); [`WsClient::next_frame`] and [`WsClient::collect_for`] see
 //! them first.
 
+use crate::uuid;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use protocol::ClientFrame;
+use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
@@ -222,6 +224,11 @@ impl WsClient {
         self.send_text(frame.to_string()).await;
     }
 
+    /// Sends a client frame of the protocol.
+    pub async fn send_frame(&mut self, frame: &ClientFrame) {
+        self.send_text(frame.to_json()).await;
+    }
+
     /// Sends a raw text frame (for malformed frames).
     pub async fn send_text(&mut self, text: String) {
         let label = self.label.clone();
@@ -254,14 +261,8 @@ impl WsClient {
 
     /// Sends a `message` frame.
     pub async fn send_message(&mut self, conversation: &str, content: &str, temp_id: &str) {
-        self.send_json(&json!({
-            "type": "message",
-            "conversation_id": conversation,
-            "content": content,
-            "content_type": "text",
-            "temp_id": temp_id,
-        }))
-        .await;
+        let frame = ClientFrame::message(uuid(conversation), content, temp_id);
+        self.send_frame(&frame).await;
     }
 
     /// Sends a `message` and waits for its `message_sent` (matched by `temp_id`); panics on
@@ -291,12 +292,8 @@ impl WsClient {
     /// Sends `sync` for `cursors` (conversation id -> last seq held) and collects the
     /// replayed `message` frames up to `sync_done`. Other frames are kept.
     pub async fn sync(&mut self, cursors: &[(&str, i64)]) -> SyncPage {
-        let cursors: serde_json::Map<String, Value> = cursors
-            .iter()
-            .map(|(c, s)| ((*c).to_owned(), json!(s)))
-            .collect();
-        self.send_json(&json!({"type": "sync", "cursors": cursors}))
-            .await;
+        let frame = ClientFrame::sync(cursors.iter().map(|(c, s)| (uuid(c), *s)));
+        self.send_frame(&frame).await;
         let mut messages = Vec::new();
         let deadline = Instant::now() + WAIT * 2;
         loop {
@@ -362,18 +359,14 @@ impl WsClient {
 
     /// Sends `{"type":"typing",...}`.
     pub async fn typing(&mut self, conversation: &str, is_typing: bool) {
-        self.send_json(
-            &json!({"type": "typing", "conversation_id": conversation, "is_typing": is_typing}),
-        )
-        .await;
+        self.send_frame(&ClientFrame::typing(uuid(conversation), is_typing))
+            .await;
     }
 
     /// Sends `{"type":"read",...}`.
     pub async fn read(&mut self, conversation: &str, message_id: &str) {
-        self.send_json(
-            &json!({"type": "read", "conversation_id": conversation, "message_id": message_id}),
-        )
-        .await;
+        self.send_frame(&ClientFrame::read(uuid(conversation), uuid(message_id)))
+            .await;
     }
 
     /// The next item from the socket before `deadline`, or `None` on timeout.
@@ -640,6 +633,7 @@ pub fn seqs_by_conversation(messages: &[Value]) -> BTreeMap<String, Vec<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 

@@ -5,6 +5,8 @@
 use crate::track::{Arrival, ConvLog, MemberView, SeqSet};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use protocol::server::{types, ConversationSnapshot, SyncState, MESSAGE_FRAME_PREFIX};
+use protocol::{ClientFrame, ServerFrame};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -240,7 +242,8 @@ struct Pending {
     order: u64,
 }
 
-/// A `message` frame, parsed on the fast path.
+/// A `message` frame, parsed on the fast path: only the fields this client reads (the
+/// protocol's `ServerFrame::Message` carries the whole message).
 #[derive(Deserialize)]
 struct MessageFrame {
     message: IncomingMessage,
@@ -254,19 +257,42 @@ struct IncomingMessage {
     content: String,
 }
 
-/// Any server frame: the fields this client reads.
+impl From<protocol::rest::MessageDto> for IncomingMessage {
+    fn from(m: protocol::rest::MessageDto) -> Self {
+        Self {
+            conversation_id: m.conversation_id,
+            seq: seq_of(m.seq),
+            sender_id: m.sender_id,
+            content: m.content,
+        }
+    }
+}
+
+/// The `type` of a server frame, read without parsing the rest.
 #[derive(Deserialize)]
-struct Incoming {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    message: Option<serde_json::Value>,
-    temp_id: Option<String>,
-    seq: Option<u64>,
-    conversations: Option<serde_json::Value>,
-    code: Option<String>,
-    #[serde(rename = "ref")]
-    reference: Option<String>,
+struct Kind<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+}
+
+/// The frames this client acts on; the others (receipts, typing, presence...) are skipped
+/// once their `type` is read.
+const READ_FRAMES: [&str; 5] = [
+    types::HELLO,
+    types::MESSAGE,
+    types::MESSAGE_SENT,
+    types::SYNC_DONE,
+    types::ERROR,
+];
+
+/// A seq as this client counts it (seqs are never negative).
+fn seq_of(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}
+
+/// A cursor as the protocol carries it.
+fn cursor_of(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
 /// The send time carried by a content this generator wrote.
@@ -521,11 +547,10 @@ impl<'a> Client<'a> {
                 .map_err(|_| "hello_timeout".to_owned())?;
             match frame {
                 Some(Ok(Message::Text(text))) => {
-                    let Ok(frame) = serde_json::from_str::<Incoming>(text.as_str()) else {
-                        continue;
-                    };
-                    if frame.kind == "hello" {
-                        self.on_hello(frame.conversations.as_ref());
+                    if let Ok(ServerFrame::Hello { conversations, .. }) =
+                        serde_json::from_str::<ServerFrame>(text.as_str())
+                    {
+                        self.on_hello(&conversations);
                         return Ok(());
                     }
                 }
@@ -540,20 +565,10 @@ impl<'a> Client<'a> {
         }
     }
 
-    fn on_hello(&mut self, conversations: Option<&serde_json::Value>) {
-        let Some(list) = conversations.and_then(|v| v.as_array()) else {
-            return;
-        };
-        for entry in list {
-            let id = entry
-                .get("conversation_id")
-                .and_then(|v| v.as_str())
-                .and_then(|s| s.parse::<Uuid>().ok());
-            let last = entry.get("last_seq").and_then(serde_json::Value::as_u64);
-            if let (Some(id), Some(last)) = (id, last) {
-                if let Some(log) = self.convs.get_mut(&id) {
-                    log.saw_last_seq(last);
-                }
+    fn on_hello(&mut self, conversations: &[ConversationSnapshot]) {
+        for entry in conversations {
+            if let Some(log) = self.convs.get_mut(&entry.conversation_id) {
+                log.saw_last_seq(seq_of(entry.last_seq));
             }
         }
     }
@@ -593,8 +608,7 @@ impl<'a> Client<'a> {
 
     /// A `ping`: the client's first frame when it has nothing to `sync`.
     async fn speak(&self, ws: &mut Ws) -> Result<(), Lost> {
-        self.send_json(ws, serde_json::json!({"type": "ping"}))
-            .await
+        self.send_frame(ws, &ClientFrame::Ping).await
     }
 
     /// Sends `sync` for `conversations` from what this client holds; `false` if none.
@@ -604,18 +618,17 @@ impl<'a> Client<'a> {
         purpose: SyncPurpose,
         conversations: Vec<Uuid>,
     ) -> Result<bool, Lost> {
-        let mut cursors = serde_json::Map::new();
+        let mut cursors = Vec::new();
         for id in conversations {
             if let Some(log) = self.convs.get_mut(&id) {
-                cursors.insert(id.to_string(), log.begin_sync().into());
+                cursors.push((id, cursor_of(log.begin_sync())));
             }
         }
         if cursors.is_empty() {
             return Ok(false);
         }
         self.sync = Some(purpose);
-        self.send_json(ws, serde_json::json!({"type": "sync", "cursors": cursors}))
-            .await?;
+        self.send_frame(ws, &ClientFrame::sync(cursors)).await?;
         Ok(true)
     }
 
@@ -657,33 +670,45 @@ impl<'a> Client<'a> {
 
     async fn on_text(&mut self, ws: &mut Ws, text: &str) -> Result<(), Lost> {
         // Fast path for the frame that dominates: a message.
-        if text.starts_with(r#"{"type":"message","#) {
+        if text.starts_with(MESSAGE_FRAME_PREFIX) {
             if let Ok(frame) = serde_json::from_str::<MessageFrame>(text) {
                 self.on_message(frame.message);
                 return Ok(());
             }
         }
-        let Ok(frame) = serde_json::from_str::<Incoming>(text) else {
+        let Ok(Kind { kind }) = serde_json::from_str::<Kind>(text) else {
             self.shared.error("frame:unparsable");
             return Ok(());
         };
-        match frame.kind.as_str() {
-            "message" => {
-                match frame.message.map(serde_json::from_value::<IncomingMessage>) {
-                    Some(Ok(message)) => self.on_message(message),
-                    _ => self.shared.error("frame:bad_message"),
-                }
+        if !READ_FRAMES.contains(&kind) {
+            return Ok(());
+        }
+        let frame = match serde_json::from_str::<ServerFrame>(text) {
+            Ok(frame) => frame,
+            Err(_) => {
+                self.shared.error(match kind {
+                    types::MESSAGE => "frame:bad_message",
+                    types::MESSAGE_SENT => "frame:bad_message_sent",
+                    _ => "frame:unparsable",
+                });
+                return Ok(());
+            }
+        };
+        match frame {
+            ServerFrame::Message { message } => {
+                self.on_message(message.into());
                 Ok(())
             }
-            "message_sent" => {
-                self.on_ack(frame.temp_id.as_deref(), frame.seq);
+            ServerFrame::MessageSent { temp_id, seq, .. } => {
+                self.on_ack(temp_id.as_deref(), u64::try_from(seq).ok());
                 Ok(())
             }
-            "sync_done" => self.on_sync_done(ws, frame.conversations.as_ref()).await,
-            "error" => {
-                let code = frame.code.as_deref().unwrap_or("unknown");
+            ServerFrame::SyncDone { conversations } => self.on_sync_done(ws, &conversations).await,
+            ServerFrame::Error {
+                code, reference, ..
+            } => {
                 self.shared.error(format!("frame:{code}"));
-                if let Some(reference) = frame.reference {
+                if let Some(reference) = reference {
                     if self.pending.remove(&reference).is_some() {
                         Stats::add(&self.shared.stats.send_failed, 1);
                     }
@@ -768,45 +793,29 @@ impl<'a> Client<'a> {
     async fn on_sync_done(
         &mut self,
         ws: &mut Ws,
-        conversations: Option<&serde_json::Value>,
+        conversations: &BTreeMap<Uuid, SyncState>,
     ) -> Result<(), Lost> {
         let Some(purpose) = self.sync else {
             self.shared.error("frame:unexpected_sync_done");
             return Ok(());
         };
-        let mut more = serde_json::Map::new();
-        if let Some(map) = conversations.and_then(|v| v.as_object()) {
-            for (id, entry) in map {
-                let Some(log) = id
-                    .parse::<Uuid>()
-                    .ok()
-                    .and_then(|id| self.convs.get_mut(&id))
-                else {
-                    continue;
-                };
-                let last = entry
-                    .get("last_seq")
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or(0);
-                log.saw_last_seq(last);
-                let has_more = entry
-                    .get("has_more")
-                    .and_then(serde_json::Value::as_bool)
-                    .unwrap_or(false);
-                if has_more {
-                    // The next page starts after what this client holds (as the SDK does).
-                    let cursor = log.seen.contiguous();
-                    log.continue_sync(cursor);
-                    more.insert(id.clone(), cursor.into());
-                } else {
-                    log.end_sync();
-                }
+        let mut more = Vec::new();
+        for (id, entry) in conversations {
+            let Some(log) = self.convs.get_mut(id) else {
+                continue;
+            };
+            log.saw_last_seq(seq_of(entry.last_seq));
+            if entry.has_more {
+                // The next page starts after what this client holds (as the SDK does).
+                let cursor = log.seen.contiguous();
+                log.continue_sync(cursor);
+                more.push((*id, cursor_of(cursor)));
+            } else {
+                log.end_sync();
             }
         }
         if !more.is_empty() {
-            return self
-                .send_json(ws, serde_json::json!({"type": "sync", "cursors": more}))
-                .await;
+            return self.send_frame(ws, &ClientFrame::sync(more)).await;
         }
         // A conversation the server did not answer for stays open; nothing more will come
         // for it, so end it too (what it lacks shows up as a gap).
@@ -853,16 +862,12 @@ impl<'a> Client<'a> {
         temp_id: &str,
         content: &str,
     ) -> Result<(), Lost> {
-        self.send_json(
-            ws,
-            serde_json::json!({"type": "message", "conversation_id": conversation,
-                               "content": content, "content_type": "text", "temp_id": temp_id}),
-        )
-        .await
+        self.send_frame(ws, &ClientFrame::message(conversation, content, temp_id))
+            .await
     }
 
-    async fn send_json(&self, ws: &mut Ws, frame: serde_json::Value) -> Result<(), Lost> {
-        match ws.send(Message::text(frame.to_string())).await {
+    async fn send_frame(&self, ws: &mut Ws, frame: &ClientFrame) -> Result<(), Lost> {
+        match ws.send(Message::text(frame.to_json())).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.shared.error(format!("send:{}", ws_error_kind(&e)));
@@ -977,26 +982,42 @@ mod tests {
         let msg = r#"{"type":"message","message":{"id":"0193a5b3-0000-7000-8000-000000000042","conversation_id":"0193a5b2-7c1e-7000-8000-00000000c001","seq":42,"sender_id":"0193a5b1-0000-7000-8000-0000000000b2","content":"lg:5:xx","content_type":"text","reply_to":null,"temp_id":"t","created_at":"2026-11-21T12:00:01.250000Z","edited_at":null,"deleted_at":null,"status":"sent"}}"#;
         let fast: MessageFrame = serde_json::from_str(msg).unwrap();
         assert_eq!(fast.message.seq, 42);
-        let slow: Incoming = serde_json::from_str(msg).unwrap();
-        let body: IncomingMessage = serde_json::from_value(slow.message.unwrap()).unwrap();
+        assert!(msg.starts_with(MESSAGE_FRAME_PREFIX));
+        let ServerFrame::Message { message } = serde_json::from_str(msg).unwrap() else {
+            panic!("not a message");
+        };
+        let body = IncomingMessage::from(message);
         assert_eq!(sent_at_us(&body.content), Some(5));
 
         let err = r#"{"type":"error","code":"rate_limited","message":"too many","ref":"lg-1-2"}"#;
-        let err: Incoming = serde_json::from_str(err).unwrap();
-        assert_eq!(err.code.as_deref(), Some("rate_limited"));
-        assert_eq!(err.reference.as_deref(), Some("lg-1-2"));
-        assert!(err.message.unwrap().is_string());
+        assert_eq!(
+            serde_json::from_str::<Kind>(err).unwrap().kind,
+            types::ERROR
+        );
+        let ServerFrame::Error {
+            code,
+            message,
+            reference,
+        } = serde_json::from_str(err).unwrap()
+        else {
+            panic!("not an error");
+        };
+        assert_eq!(code, "rate_limited");
+        assert_eq!(reference.as_deref(), Some("lg-1-2"));
+        assert_eq!(message, "too many");
 
         let ack = r#"{"type":"message_sent","conversation_id":"0193a5b2-7c1e-7000-8000-00000000c001","message_id":"0193a5b3-0000-7000-8000-000000000042","temp_id":"lg-1-2","seq":42,"created_at":"2026-11-21T12:00:01.250000Z"}"#;
-        let ack: Incoming = serde_json::from_str(ack).unwrap();
-        assert_eq!(
-            (ack.temp_id.as_deref(), ack.seq),
-            (Some("lg-1-2"), Some(42))
-        );
+        let ServerFrame::MessageSent { temp_id, seq, .. } = serde_json::from_str(ack).unwrap()
+        else {
+            panic!("not an ack");
+        };
+        assert_eq!((temp_id.as_deref(), seq), (Some("lg-1-2"), 42));
 
-        let done = r#"{"type":"sync_done","conversations":{"0193a5b2-7c1e-7000-8000-00000000c001":{"last_seq":42,"has_more":false}}}"#;
-        let done: Incoming = serde_json::from_str(done).unwrap();
-        assert!(done.conversations.unwrap().is_object());
+        let done = r#"{"type":"sync_done","conversations":{"0193a5b2-7c1e-7000-8000-00000000c001":{"last_seq":42,"has_more":false,"delivered_seq":42,"read_seq":41,"peer_delivered_seq":42,"peer_read_seq":40}}}"#;
+        let ServerFrame::SyncDone { conversations } = serde_json::from_str(done).unwrap() else {
+            panic!("not a sync_done");
+        };
+        assert_eq!(conversations.len(), 1);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use domain::ports::{AccessTokenIssuer, InsertUserError, Storage};
 use domain::user::{DisplayName, EmailAddress, NewUser};
 use domain::{ConversationId, UserId};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use serde::Deserialize;
+use protocol::rest::{ConversationDto, CreateConversationRequest};
 use server::auth::JwtIssuer;
 use server::config::{DatabaseTarget, Secret, Settings};
 use std::path::Path;
@@ -256,11 +256,6 @@ pub struct Rest {
     base: String,
 }
 
-#[derive(Deserialize)]
-struct Created {
-    id: Uuid,
-}
-
 impl Rest {
     /// A client of `http://{target}`, never through a proxy.
     pub fn new(target: std::net::SocketAddr) -> Result<Self, ProvisionError> {
@@ -334,11 +329,10 @@ impl Rest {
                     .iter()
                     .filter_map(|&i| users.get(i).map(|u| u.id))
                     .collect();
-                let body = if group {
-                    serde_json::json!({"type": "group", "title": format!("Load group {n}"),
-                                       "participant_ids": participant_ids})
-                } else {
-                    serde_json::json!({"type": "direct", "participant_ids": participant_ids})
+                let body = CreateConversationRequest {
+                    kind: if group { "group" } else { "direct" }.to_owned(),
+                    participant_ids,
+                    title: group.then(|| format!("Load group {n}")),
                 };
                 Ok((n, self.post_conversation(&creator.token, &body).await?))
             })
@@ -352,7 +346,7 @@ impl Rest {
     async fn post_conversation(
         &self,
         token: &str,
-        body: &serde_json::Value,
+        body: &CreateConversationRequest,
     ) -> Result<Uuid, ProvisionError> {
         let what = "POST /api/v1/conversations";
         let err = |e: reqwest::Error| ProvisionError::Rest {
@@ -381,7 +375,11 @@ impl Rest {
             };
             let status = resp.status();
             if status.is_success() {
-                return resp.json::<Created>().await.map(|c| c.id).map_err(err);
+                return resp
+                    .json::<ConversationDto>()
+                    .await
+                    .map(|c| c.id)
+                    .map_err(err);
             }
             let text = resp.text().await.unwrap_or_default();
             if (status.is_server_error() || status.as_u16() == 429) && attempt < 5 {

@@ -1,6 +1,7 @@
 //! The one place where failures become HTTP answers: a status and
-//! `{"error":{"code","message"}}`. The WebSocket layer reuses [`ApiError::code`] for its
-//! `error` frames, so both surfaces speak the same codes.
+//! `{"error":{"code","message"}}` (`protocol::ErrorBody`). The WebSocket layer reuses
+//! [`ApiError::code`] for its `error` frames, so both surfaces speak the same codes
+//! (`protocol::ErrorCode`).
 //!
 //! Ids in a path or query that are not UUIDs are answered exactly as ids of nothing would
 //! be (see `api::ids`): a malformed conversation id is 403 `not_participant`, like an
@@ -12,9 +13,8 @@ use actix_web::{HttpResponse, ResponseError};
 use domain::services::{AuthError, ChatError};
 use domain::user::InvalidField;
 use domain::StorageError;
-use serde::Serialize;
+use protocol::{ErrorBody, ErrorCode, ErrorDetail};
 use std::error::Error as StdError;
-use utoipa::ToSchema;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -112,29 +112,29 @@ impl ApiError {
     }
 
     /// The machine-readable code clients switch on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::MalformedJson(_) => "malformed_json",
-            Self::InvalidBody => "invalid_body",
-            Self::Unauthorized => "unauthorized",
-            Self::InvalidCredentials => "invalid_credentials",
-            Self::InvalidRefreshToken => "invalid_refresh_token",
-            Self::NotParticipant => "not_participant",
-            Self::Forbidden(_) => "forbidden",
-            Self::UserNotFound => "user_not_found",
-            Self::MessageNotFound => "message_not_found",
-            Self::NotAMember => "not_a_member",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::EmailTaken => "email_taken",
-            Self::TempIdConflict => "temp_id_conflict",
-            Self::AlreadyMember => "already_member",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::Validation { .. } => "validation_failed",
-            Self::NotAGroup => "not_a_group",
-            Self::GroupFull(_) => "group_full",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Unavailable(_) | Self::Busy { .. } => "unavailable",
+            Self::MalformedJson(_) => ErrorCode::MalformedJson,
+            Self::InvalidBody => ErrorCode::InvalidBody,
+            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::InvalidCredentials => ErrorCode::InvalidCredentials,
+            Self::InvalidRefreshToken => ErrorCode::InvalidRefreshToken,
+            Self::NotParticipant => ErrorCode::NotParticipant,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::UserNotFound => ErrorCode::UserNotFound,
+            Self::MessageNotFound => ErrorCode::MessageNotFound,
+            Self::NotAMember => ErrorCode::NotAMember,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::EmailTaken => ErrorCode::EmailTaken,
+            Self::TempIdConflict => ErrorCode::TempIdConflict,
+            Self::AlreadyMember => ErrorCode::AlreadyMember,
+            Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Self::Validation { .. } => ErrorCode::ValidationFailed,
+            Self::NotAGroup => ErrorCode::NotAGroup,
+            Self::GroupFull(_) => ErrorCode::GroupFull,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Unavailable(_) | Self::Busy { .. } => ErrorCode::Unavailable,
         }
     }
 
@@ -164,7 +164,7 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
-                code: self.code().to_owned(),
+                code: self.code(),
                 message: self.to_string(),
             },
         }
@@ -186,22 +186,6 @@ impl ResponseError for ApiError {
         }
         response.json(self.body())
     }
-}
-
-/// `{"error":{"code","message"}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong.
-    pub error: ErrorDetail,
-}
-
-/// The code to switch on and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable: `not_participant`, `validation_failed`...
-    pub code: String,
-    /// Plain words; may change.
-    pub message: String,
 }
 
 /// `error: cause: cause...`, for the log.

@@ -8,6 +8,7 @@
 //! - [`cli`]: `chat-server [serve]` and `chat-server migrate`.
 //! - [`ws`]: the WebSocket endpoints and sessions; [`realtime`]: fan-out, group commit,
 //!   receipts, presence and typing of a node.
+//! - `wire`: domain values into the `protocol` crate's wire types (REST bodies, frames).
 
 #![warn(missing_docs)]
 
@@ -23,4 +24,5 @@ pub mod startup;
 pub mod storage;
 pub mod telemetry;
 pub mod web;
+mod wire;
 pub mod ws;

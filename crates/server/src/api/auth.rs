@@ -2,11 +2,13 @@
 
 use super::body::JsonBody;
 use super::client_ip::ClientIp;
-use super::dto::{AuthResponse, LoginRequest, RefreshRequest, RegisterRequest};
 use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::wire;
 use actix_web::{web, HttpResponse};
+use protocol::rest::{AuthResponse, LoginRequest, RefreshRequest, RegisterRequest};
+use protocol::ErrorBody;
 
 /// Makes an account and logs it in. Throttled per client IP.
 #[utoipa::path(
@@ -38,7 +40,7 @@ pub async fn register(
         .register(&body.email, &body.password, &body.display_name)
         .await?;
     tracing::info!(user_id = %session.user.id, "account registered");
-    Ok(HttpResponse::Created().json(AuthResponse::from(&session)))
+    Ok(HttpResponse::Created().json(wire::auth(&session)))
 }
 
 /// Checks a password and logs in. Throttled per client IP and per account.
@@ -66,7 +68,7 @@ pub async fn login(
         })?;
     let session = state.accounts.login(&body.email, &body.password).await?;
     tracing::info!(user_id = %session.user.id, "logged in");
-    Ok(HttpResponse::Ok().json(AuthResponse::from(&session)))
+    Ok(HttpResponse::Ok().json(wire::auth(&session)))
 }
 
 /// Exchanges a refresh token for a new pair. Each refresh token works once; presenting a
@@ -85,7 +87,7 @@ pub async fn refresh(
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let session = state.accounts.refresh(&body.refresh_token).await?;
-    Ok(HttpResponse::Ok().json(AuthResponse::from(&session)))
+    Ok(HttpResponse::Ok().json(wire::auth(&session)))
 }
 
 /// Ends the login the refresh token belongs to. Access tokens already issued stay valid

@@ -1,18 +1,20 @@
 //! `/conversations`: create, list, show, rename, members, leave; and `/unread`.
 
 use super::body::JsonBody;
-use super::dto::{
-    AddMemberRequest, ConversationDto, ConversationUnreadDto, CreateConversationRequest,
-    RenameConversationRequest, UnreadDto,
-};
 use super::ids::parse_or_nil;
 use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::wire;
 use actix_web::{web, HttpResponse};
 use domain::conversation::ConversationKind;
 use domain::realtime::ConversationChange;
 use domain::{ConversationId, UserId};
+use protocol::rest::{
+    AddMemberRequest, ConversationDto, ConversationUnreadDto, CreateConversationRequest,
+    RenameConversationRequest, UnreadDto,
+};
+use protocol::ErrorBody;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -46,7 +48,7 @@ pub async fn create(
         .conversations
         .create(user.0, kind, &participants, body.title.as_deref())
         .await?;
-    let dto = ConversationDto::new(&details, user.0);
+    let dto = wire::conversation(&details, user.0);
     Ok(if created {
         tracing::info!(conversation_id = %dto.id, kind = %kind, "conversation created");
         // Every member's sessions start following it (and hear of it) at once.
@@ -98,7 +100,7 @@ pub async fn list(
     let summaries = state.conversations.list(user.0, kind, page).await?;
     let dtos: Vec<ConversationDto> = summaries
         .iter()
-        .map(|s| ConversationDto::summary(s, user.0))
+        .map(|s| wire::conversation_entry(s, user.0))
         .collect();
     Ok(HttpResponse::Ok().json(dtos))
 }
@@ -121,7 +123,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = parse_or_nil(&id);
     let details = state.conversations.get(user.0, id).await?;
-    Ok(HttpResponse::Ok().json(ConversationDto::new(&details, user.0)))
+    Ok(HttpResponse::Ok().json(wire::conversation(&details, user.0)))
 }
 
 /// Renames a group (owner and admins).
@@ -145,7 +147,7 @@ pub async fn rename(
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = parse_or_nil(&id);
     let details = state.conversations.rename(user.0, id, &body.title).await?;
-    let dto = ConversationDto::new(&details, user.0);
+    let dto = wire::conversation(&details, user.0);
     state
         .realtime
         .announce_conversation(ConversationChange::Renamed, details, None)
@@ -177,7 +179,7 @@ pub async fn add_member(
     let id: ConversationId = parse_or_nil(&id);
     let added = UserId::from_uuid(body.user_id);
     let details = state.conversations.add_member(user.0, id, added).await?;
-    let dto = ConversationDto::new(&details, user.0);
+    let dto = wire::conversation(&details, user.0);
     state
         .realtime
         .announce_conversation(ConversationChange::MemberAdded, details, Some(added))

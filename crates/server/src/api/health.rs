@@ -1,9 +1,9 @@
 //! `/healthz` (the process answers), `/readyz` (it can serve: storage and Redis answer, and
 //! it is not shutting down) and `/metrics` (Prometheus).
 
-use super::dto::HealthDto;
 use crate::app::AppState;
 use actix_web::{web, HttpResponse};
+use protocol::rest::HealthDto;
 
 /// Liveness: 200 whenever the process can answer at all.
 #[utoipa::path(

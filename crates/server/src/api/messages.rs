@@ -4,17 +4,19 @@
 //! reads and fetches announce the receipts they move.
 
 use super::body::JsonBody;
-use super::dto::{MarkReadRequest, MessageDto, SendMessageRequest, UnreadCountDto};
 use super::ids::parse_or_nil;
 use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::realtime::metrics::Transport;
+use crate::wire;
 use actix_web::{web, HttpResponse};
 use domain::message::AppendOutcome;
 use domain::realtime::{Event, Topic};
 use domain::services::{HistoryPage, MessageService, SendCommand};
 use domain::{ConversationId, MessageId, UserId};
+use protocol::rest::{MarkReadRequest, MessageDto, SendMessageRequest, UnreadCountDto};
+use protocol::ErrorBody;
 use serde::Deserialize;
 use std::time::Instant;
 use utoipa::IntoParams;
@@ -83,7 +85,7 @@ pub async fn send(
         {
             tracing::warn!(error = %e, "typing stop after a REST send failed");
         }
-        let response = HttpResponse::Created().json(MessageDto::sent(&outcome));
+        let response = HttpResponse::Created().json(wire::appended(&outcome));
         metrics.send_acked(Transport::Rest, received.elapsed());
         return Ok(response);
     }
@@ -91,7 +93,7 @@ pub async fn send(
     let details = state.conversations.get(user.0, conversation_id).await?;
     let dto = MessageService::views(&details, vec![outcome.message().clone()])
         .first()
-        .map_or_else(|| MessageDto::sent(&outcome), MessageDto::from);
+        .map_or_else(|| wire::appended(&outcome), wire::message);
     let response = HttpResponse::Ok().json(dto);
     metrics.send_acked(Transport::Rest, received.elapsed());
     Ok(response)
@@ -164,7 +166,7 @@ pub async fn history(
         }
     };
     announce_delivered(&state, user.0, conversation_id, &page).await;
-    let dtos: Vec<MessageDto> = page.messages.iter().map(MessageDto::from).collect();
+    let dtos: Vec<MessageDto> = page.messages.iter().map(wire::message).collect();
     Ok(HttpResponse::Ok().json(dtos))
 }
 

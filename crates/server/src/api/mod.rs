@@ -5,7 +5,6 @@ pub mod auth;
 pub mod body;
 pub mod client_ip;
 pub mod conversations;
-pub mod dto;
 pub mod health;
 pub mod ids;
 pub mod messages;

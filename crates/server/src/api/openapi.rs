@@ -1,9 +1,10 @@
 //! The OpenAPI document, served at `GET /api/v1/openapi.json`. Every route is listed
 //! here; a test checks the document against the router's paths.
 
-use super::{auth, conversations, dto, health, messages, presence, users};
-use crate::error::{ErrorBody, ErrorDetail};
+use super::{auth, conversations, health, messages, presence, users};
 use actix_web::HttpResponse;
+use protocol::error::{ErrorBody, ErrorCode, ErrorDetail};
+use protocol::rest as dto;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -27,13 +28,13 @@ use utoipa::{Modify, OpenApi};
         health::healthz, health::readyz,
     ),
     components(schemas(
-        ErrorBody, ErrorDetail,
+        ErrorBody, ErrorDetail, ErrorCode,
         dto::RegisterRequest, dto::LoginRequest, dto::RefreshRequest, dto::AuthResponse,
         dto::UserDto, dto::CreateConversationRequest, dto::RenameConversationRequest,
         dto::AddMemberRequest, dto::ConversationDto, dto::ParticipantDto,
         dto::SendMessageRequest, dto::MessageDto, dto::MarkReadRequest, dto::UnreadCountDto,
         dto::UnreadDto, dto::ConversationUnreadDto, dto::HealthDto,
-        presence::ConversationPresenceDto, presence::ParticipantPresenceDto,
+        dto::ConversationPresenceDto, dto::ParticipantPresenceDto,
     )),
     modifiers(&BearerAuth),
     tags(

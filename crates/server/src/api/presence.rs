@@ -2,45 +2,13 @@
 
 use super::ids::parse_or_nil;
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::wire;
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
-use domain::services::{ParticipantPresence, PresenceService};
+use domain::services::PresenceService;
 use domain::ConversationId;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-use uuid::Uuid;
-
-/// The presence of a conversation's members.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ConversationPresenceDto {
-    /// The conversation.
-    pub conversation_id: Uuid,
-    /// Every member, oldest member first (the caller included).
-    pub participants: Vec<ParticipantPresenceDto>,
-}
-
-/// One member's presence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ParticipantPresenceDto {
-    /// The member.
-    pub user_id: Uuid,
-    /// `online`, `away` (every live session is away) or `offline`.
-    #[schema(example = "online")]
-    pub status: String,
-    /// When the member was last announced offline; null if never.
-    pub last_seen: Option<DateTime<Utc>>,
-}
-
-impl From<&ParticipantPresence> for ParticipantPresenceDto {
-    fn from(p: &ParticipantPresence) -> Self {
-        Self {
-            user_id: p.user_id.as_uuid(),
-            status: p.status.as_str().to_owned(),
-            last_seen: p.last_seen,
-        }
-    }
-}
+use protocol::rest::ConversationPresenceDto;
+use protocol::ErrorBody;
 
 /// The presence of every member of a conversation the caller belongs to.
 #[utoipa::path(
@@ -64,7 +32,7 @@ pub async fn conversation_presence(
         conversation_id: id.as_uuid(),
         participants: participants
             .iter()
-            .map(ParticipantPresenceDto::from)
+            .map(wire::participant_presence)
             .collect(),
     }))
 }
@@ -75,10 +43,9 @@ mod tests {
 
     use super::*;
     use crate::auth::{JwtIssuer, TokenVerifier};
-    use crate::error::ErrorBody;
     use actix_web::http::{header, StatusCode};
     use actix_web::{test, App};
-    use chrono::TimeZone;
+    use chrono::{DateTime, TimeZone, Utc};
     use domain::conversation::{
         Conversation, ConversationDetails, ConversationKind, Participant, ParticipantProfile, Role,
     };

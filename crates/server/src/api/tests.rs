@@ -6,7 +6,7 @@
 use crate::app::{AppContext, AppState, Ports};
 use crate::auth::{JwtIssuer, TokenVerifier};
 use crate::config::Settings;
-use crate::error::ErrorBody;
+use protocol::ErrorBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{test, App};
@@ -77,7 +77,7 @@ async fn call(mocks: Mocks, settings: &Settings, req: test::TestRequest) -> Serv
 async fn error_of(response: ServiceResponse) -> (StatusCode, String) {
     let status = response.status();
     let body: ErrorBody = test::read_body_json(response).await;
-    (status, body.error.code)
+    (status, body.error.code.to_string())
 }
 
 fn bearer(user: UserId) -> (header::HeaderName, String) {

@@ -1,12 +1,14 @@
 //! `/users`: the caller, search, and other users by id.
 
-use super::dto::UserDto;
 use super::ids::parse_or_nil;
 use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::wire;
 use actix_web::{web, HttpResponse};
 use domain::UserId;
+use protocol::rest::UserDto;
+use protocol::ErrorBody;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -25,7 +27,7 @@ const DEFAULT_SEARCH_LIMIT: u32 = 10;
 #[tracing::instrument(skip_all, fields(user_id = %user.0))]
 pub async fn me(user: AuthUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let me = state.accounts.me(user.0).await?;
-    Ok(HttpResponse::Ok().json(UserDto::from(&me)))
+    Ok(HttpResponse::Ok().json(wire::user(&me)))
 }
 
 /// `GET /users/search` query.
@@ -62,7 +64,7 @@ pub async fn search(
         .accounts
         .search(user.0, query.q.as_deref().unwrap_or_default(), limit)
         .await?;
-    Ok(HttpResponse::Ok().json(found.iter().map(UserDto::from).collect::<Vec<_>>()))
+    Ok(HttpResponse::Ok().json(found.iter().map(wire::user).collect::<Vec<_>>()))
 }
 
 /// Another user.
@@ -88,5 +90,5 @@ pub async fn get(
         .user(id)
         .await?
         .ok_or(ApiError::UserNotFound)?;
-    Ok(HttpResponse::Ok().json(UserDto::from(&found)))
+    Ok(HttpResponse::Ok().json(wire::user(&found)))
 }

@@ -4,14 +4,14 @@
 
 use super::envelope::{self, Header, Kind};
 use super::metrics::Metrics;
-use crate::api::dto::{ConversationDto, MessageDto};
-use crate::ws::frames::ServerFrame;
+use crate::wire;
 use async_trait::async_trait;
 use domain::message::MessageStatus;
 use domain::realtime::{
     ConversationChange, Event, EventPublisher, Payload, PubSub, RealtimeError, Topic,
 };
 use domain::services::MessageView;
+use protocol::ServerFrame;
 use std::sync::Arc;
 
 /// Publishes events on the node's [`PubSub`]; counts its failures in the node's metrics.
@@ -69,11 +69,11 @@ pub fn render(topic: Topic, event: &Event) -> (Header, String) {
             header.sent_at = Some(message.created_at.timestamp_micros());
             header.committed_at = Some(super::metrics::unix_micros_now());
             // Nobody else has it yet: live messages go out as `sent`.
-            let dto = MessageDto::from(&MessageView {
+            let message = wire::message(&MessageView {
                 message: message.clone(),
                 status: MessageStatus::Sent,
             });
-            (header, ServerFrame::Message { message: &dto }.to_json())
+            (header, wire::encode(&ServerFrame::Message { message }))
         }
         Event::Delivered {
             conversation_id,
@@ -92,7 +92,7 @@ pub fn render(topic: Topic, event: &Event) -> (Header, String) {
                 seq: *seq,
                 user_id: user_id.as_uuid(),
             };
-            (header, frame.to_json())
+            (header, wire::encode(&frame))
         }
         Event::Read {
             conversation_id,
@@ -113,7 +113,7 @@ pub fn render(topic: Topic, event: &Event) -> (Header, String) {
                 read_by: read_by.as_uuid(),
                 read_at: *read_at,
             };
-            (header, frame.to_json())
+            (header, wire::encode(&frame))
         }
         Event::Typing {
             conversation_id,
@@ -127,7 +127,7 @@ pub fn render(topic: Topic, event: &Event) -> (Header, String) {
                 user_id: user_id.as_uuid(),
                 is_typing: *is_typing,
             };
-            (header, frame.to_json())
+            (header, wire::encode(&frame))
         }
         Event::Presence {
             user_id,
@@ -142,10 +142,10 @@ pub fn render(topic: Topic, event: &Event) -> (Header, String) {
             header.user = Some(*user_id);
             let frame = ServerFrame::Presence {
                 user_id: user_id.as_uuid(),
-                status: status.as_str(),
+                status: wire::presence_status(*status),
                 last_seen: *last_seen,
             };
-            (header, frame.to_json())
+            (header, wire::encode(&frame))
         }
         Event::Conversation {
             change,
@@ -174,13 +174,12 @@ pub fn render(topic: Topic, event: &Event) -> (Header, String) {
                 .joined
                 .or(header.left)
                 .unwrap_or(conversation.conversation.created_by);
-            let dto = ConversationDto::new(conversation, viewer);
             let frame = ServerFrame::Conversation {
-                event: change.as_str(),
+                event: wire::conversation_event(*change),
                 user_id: user_id.map(|u| u.as_uuid()),
-                conversation: &dto,
+                conversation: wire::conversation(conversation, viewer),
             };
-            (header, frame.to_json())
+            (header, wire::encode(&frame))
         }
         Event::Unread {
             conversation_id,
@@ -193,7 +192,7 @@ pub fn render(topic: Topic, event: &Event) -> (Header, String) {
                 unread_count: *unread_count,
                 total: *total,
             };
-            (header, frame.to_json())
+            (header, wire::encode(&frame))
         }
     }
 }

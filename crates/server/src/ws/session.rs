@@ -13,12 +13,8 @@
 //! Every error a frame causes is answered with an `error` frame; only the conditions of
 //! `docs/protocol.md` close the session.
 
-use super::frames::{
-    ClientFrame, ConversationSnapshot, FrameError, OwnStatus, SendFrame, ServerFrame, SyncFrame,
-    SyncState, Watermarks,
-};
+use super::frames::{self, FrameError};
 use super::socket::{self, CloseCode, CloseReason, Incoming, ReadError, Reader, Writer};
-use crate::api::dto::{MessageDto, UserDto};
 use crate::app::AppState;
 use crate::auth::{Claims, TokenVerifier};
 use crate::config::RealtimeSettings;
@@ -28,6 +24,7 @@ use crate::realtime::hub::{
 };
 use crate::realtime::metrics::{unix_micros_now, Transport};
 use crate::realtime::Realtime;
+use crate::wire;
 use actix_web::web;
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
@@ -39,6 +36,9 @@ use domain::services::{ChatError, HistoryPage, MessageView, SendCommand};
 use domain::user::User;
 use domain::{ConversationId, MessageId, UserId};
 use governor::{DefaultDirectRateLimiter, Quota};
+use protocol::client::{ClientFrame, OwnStatus, SendFrame, SyncFrame};
+use protocol::server::{SyncState, Watermarks};
+use protocol::{ErrorCode, ServerFrame};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -437,7 +437,7 @@ impl ChatSession {
         let mut conversations = Vec::with_capacity(snapshot.len());
         for state in &snapshot {
             let last_seq = state.last_seq;
-            let entry = ConversationSnapshot::from(state);
+            let entry = wire::snapshot(state);
             self.feeds.insert(
                 state.conversation_id,
                 Feed {
@@ -462,22 +462,22 @@ impl ChatSession {
                 .receipt_floor(self.id, state.conversation_id, floor);
             conversations.push(entry);
         }
-        let user = UserDto::from(&account);
+        let opened = conversations.len();
         let hello = ServerFrame::Hello {
-            user: &user,
+            user: wire::user(&account),
             session_id: self.id.0,
             server_time: Utc::now(),
             heartbeat_interval_ms: u64::try_from(
                 self.realtime.settings.heartbeat_interval.as_millis(),
             )
             .unwrap_or(u64::MAX),
-            conversations: &conversations,
+            conversations,
         };
-        self.write(hello.to_json(), false).await?;
+        self.write(wire::encode(&hello), false).await?;
         if !self.realtime.settings.sync_hold.is_zero() {
             self.held = Some(Vec::new());
         }
-        tracing::debug!(session = %self.id, conversations = conversations.len(), "session open");
+        tracing::debug!(session = %self.id, conversations = opened, "session open");
         Ok(())
     }
 
@@ -639,7 +639,7 @@ impl ChatSession {
             None => Err(End::Gone),
             Some(Err(e)) => Err(self.protocol_end(&e)),
             Some(Ok(Incoming::Text(text))) => {
-                let result = match ClientFrame::parse(&text) {
+                let result = match frames::parse(&text) {
                     Ok(frame) => self.on_frame(frame).await,
                     Err(e) => Err(Fault::Frame(e)),
                 };
@@ -776,17 +776,17 @@ impl ChatSession {
                     .filter(|c| c.user_id() == self.user)
                     .ok_or_else(|| {
                         FrameError::new(
-                            "unauthorized",
+                            ErrorCode::Unauthorized,
                             "invalid or expired token; the session keeps its expiry",
                         )
                     })?;
                 let expires_at = claims.expires_at();
                 self.expiry.as_mut().reset(deadline(expires_at));
-                self.write(ServerFrame::AuthOk { expires_at }.to_json(), false)
+                self.write(wire::encode(&ServerFrame::AuthOk { expires_at }), false)
                     .await?;
                 Ok(())
             }
-            ClientFrame::Ping => Ok(self.write(ServerFrame::Pong.to_json(), false).await?),
+            ClientFrame::Ping => Ok(self.write(wire::encode(&ServerFrame::Pong), false).await?),
         }
     }
 
@@ -897,12 +897,12 @@ impl ChatSession {
                 let frame = ServerFrame::MessageSent {
                     conversation_id: conversation.as_uuid(),
                     message_id: message.id.as_uuid(),
-                    temp_id: temp_id.as_deref(),
+                    temp_id,
                     seq: message.seq,
                     created_at: message.created_at,
                 };
                 let seq = message.seq;
-                self.write(frame.to_json(), false).await?;
+                self.write(wire::encode(&frame), false).await?;
                 self.realtime
                     .metrics
                     .send_acked(Transport::Ws, received.elapsed());
@@ -952,10 +952,9 @@ impl ChatSession {
             }
         }
         self.write(
-            ServerFrame::SyncDone {
-                conversations: &done,
-            }
-            .to_json(),
+            wire::encode(&ServerFrame::SyncDone {
+                conversations: done,
+            }),
             false,
         )
         .await?;
@@ -1001,7 +1000,7 @@ impl ChatSession {
             return Ok(Some(SyncState {
                 last_seq: if more { last } else { position },
                 has_more: more,
-                watermarks: Watermarks::from(&page.state),
+                watermarks: wire::watermarks(&page.state),
             }));
         }
         // What this connection wrote past the base is the client's (in flight, if not yet
@@ -1020,7 +1019,7 @@ impl ChatSession {
         let has_more = page.messages.len() as u32 >= page_size;
         // As read with the page, after the subscription: later moves come live (see
         // `current_answer`), so no second read for them.
-        let watermarks = Watermarks::from(&page.state);
+        let watermarks = wire::watermarks(&page.state);
         self.announce_fetched(c, &page);
         let items = fetched_items(&page.messages);
         let Some(feed) = self.feeds.get_mut(&c) else {
@@ -1495,7 +1494,7 @@ impl ChatSession {
                 Err(_) => Ok(()),
             };
         };
-        let frame = match ClientFrame::parse(&text) {
+        let frame = match frames::parse(&text) {
             Ok(frame) => frame,
             Err(e) => return self.write_error(e).await,
         };
@@ -1533,7 +1532,7 @@ fn close_reason(code: u16) -> &'static str {
 /// which answers the original if it was.
 fn not_confirmed() -> FrameError {
     FrameError::new(
-        "unavailable",
+        ErrorCode::Unavailable,
         "the server is shutting down before this send was confirmed; resend it with the same temp_id",
     )
 }
@@ -1545,10 +1544,9 @@ fn unavailable(error: &dyn std::fmt::Display) -> Fault {
 
 /// The `message` frame of a stored message, with its status as storage knows it.
 fn message_frame(view: &MessageView) -> String {
-    ServerFrame::Message {
-        message: &MessageDto::from(view),
-    }
-    .to_json()
+    wire::encode(&ServerFrame::Message {
+        message: wire::message(view),
+    })
 }
 
 fn fetched_items(views: &[MessageView]) -> Vec<(i64, Item)> {

@@ -1,0 +1,197 @@
+//! The WebSocket frames a client sends (`docs/protocol.md`, "Client -> server").
+//!
+//! [`ClientFrame`] serialises to the frame's JSON (`type` first, then the fields in the order
+//! below; optional fields left out when `None`). It also deserialises, for clients and tests;
+//! the server parses frames itself (`server::ws::frames::parse`), field by field into the
+//! structs of this module, so that a bad frame gets its error code.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use uuid::Uuid;
+
+/// The `type` of each client frame, as on the wire.
+pub mod types {
+    /// [`super::ClientFrame::Message`]
+    pub const MESSAGE: &str = "message";
+    /// [`super::ClientFrame::Typing`]
+    pub const TYPING: &str = "typing";
+    /// [`super::ClientFrame::Read`]
+    pub const READ: &str = "read";
+    /// [`super::ClientFrame::Delivered`]
+    pub const DELIVERED: &str = "delivered";
+    /// [`super::ClientFrame::Sync`]
+    pub const SYNC: &str = "sync";
+    /// [`super::ClientFrame::Presence`]
+    pub const PRESENCE: &str = "presence";
+    /// [`super::ClientFrame::Auth`]
+    pub const AUTH: &str = "auth";
+    /// [`super::ClientFrame::Ping`]
+    pub const PING: &str = "ping";
+}
+
+/// `online` or `away`, as a client sets its own presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnStatus {
+    /// Active.
+    Online,
+    /// Idle (tab hidden, screen locked...).
+    Away,
+}
+
+/// `message`: a send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendFrame {
+    /// Target conversation (optional on `/ws/chat/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<Uuid>,
+    /// Text.
+    pub content: String,
+    /// `text` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temp_id: Option<String>,
+    /// Message answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Uuid>,
+}
+
+/// `typing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypingFrame {
+    /// Conversation (optional on `/ws/chat/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<Uuid>,
+    /// Start or refresh (`true`), or stop.
+    pub is_typing: bool,
+}
+
+/// `read` and `delivered`: a watermark up to and including a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkFrame {
+    /// Conversation (optional on `/ws/chat/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<Uuid>,
+    /// The newest message read or received.
+    pub message_id: Uuid,
+}
+
+/// `sync`: the client holds everything up to each cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncFrame {
+    /// Conversation id -> last seq the client holds.
+    pub cursors: BTreeMap<Uuid, i64>,
+}
+
+/// `presence`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceFrame {
+    /// The client's own status.
+    pub status: OwnStatus,
+}
+
+/// `auth`: a fresh access token. Not `Debug`-printed with its token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthFrame {
+    /// The access token.
+    pub token: String,
+}
+
+impl fmt::Debug for AuthFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthFrame").finish_non_exhaustive()
+    }
+}
+
+/// Every frame a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Send a message.
+    Message(SendFrame),
+    /// Typing lease start, refresh or stop.
+    Typing(TypingFrame),
+    /// Read up to a message.
+    Read(WatermarkFrame),
+    /// Received up to a message.
+    Delivered(WatermarkFrame),
+    /// Recover after cursors.
+    Sync(SyncFrame),
+    /// Own presence.
+    Presence(PresenceFrame),
+    /// Renew the token.
+    Auth(AuthFrame),
+    /// Heartbeat.
+    Ping,
+}
+
+impl ClientFrame {
+    /// The frame's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Message(_) => types::MESSAGE,
+            Self::Typing(_) => types::TYPING,
+            Self::Read(_) => types::READ,
+            Self::Delivered(_) => types::DELIVERED,
+            Self::Sync(_) => types::SYNC,
+            Self::Presence(_) => types::PRESENCE,
+            Self::Auth(_) => types::AUTH,
+            Self::Ping => types::PING,
+        }
+    }
+
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        // Uuid keys, strings, integers and booleans: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// A text `message` to `conversation`, `text` content type, with its idempotency key.
+    pub fn message(
+        conversation: Uuid,
+        content: impl Into<String>,
+        temp_id: impl Into<String>,
+    ) -> Self {
+        Self::Message(SendFrame {
+            conversation_id: Some(conversation),
+            content: content.into(),
+            content_type: Some("text".to_owned()),
+            temp_id: Some(temp_id.into()),
+            reply_to: None,
+        })
+    }
+
+    /// `typing` in `conversation`.
+    pub fn typing(conversation: Uuid, is_typing: bool) -> Self {
+        Self::Typing(TypingFrame {
+            conversation_id: Some(conversation),
+            is_typing,
+        })
+    }
+
+    /// `read` up to `message` of `conversation`.
+    pub fn read(conversation: Uuid, message: Uuid) -> Self {
+        Self::Read(WatermarkFrame {
+            conversation_id: Some(conversation),
+            message_id: message,
+        })
+    }
+
+    /// `delivered` up to `message` of `conversation`.
+    pub fn delivered(conversation: Uuid, message: Uuid) -> Self {
+        Self::Delivered(WatermarkFrame {
+            conversation_id: Some(conversation),
+            message_id: message,
+        })
+    }
+
+    /// `sync` after each conversation's cursor.
+    pub fn sync(cursors: impl IntoIterator<Item = (Uuid, i64)>) -> Self {
+        Self::Sync(SyncFrame {
+            cursors: cursors.into_iter().collect(),
+        })
+    }
+}

@@ -1,0 +1,195 @@
+//! Domain values into the wire types of the `protocol` crate, and server frames into JSON
+//! text. The REST handlers, the WebSocket sessions and the publisher all come here, so a
+//! value has one wire shape whichever surface carries it. (Free functions: the orphan rule
+//! forbids `From` between two foreign crates' types.)
+
+use domain::auth::AuthSession;
+use domain::conversation::{
+    ConversationDetails, ConversationState, ConversationSummary, ParticipantProfile,
+};
+use domain::message::{AppendOutcome, MessageStatus};
+use domain::realtime::{self, ConversationChange};
+use domain::services::{MessageService, MessageView, ParticipantPresence};
+use domain::user::User;
+use domain::UserId;
+use protocol::rest::{
+    AuthResponse, ConversationDto, MessageDto, ParticipantDto, ParticipantPresenceDto, UserDto,
+};
+use protocol::server::{ConversationEvent, ConversationSnapshot, PresenceStatus, Watermarks};
+use protocol::ServerFrame;
+
+/// A server frame as JSON text.
+pub(crate) fn encode(frame: &ServerFrame) -> String {
+    // Every field serialises (string keys, no non-finite floats): failure is impossible,
+    // but a frame is never worth a panic.
+    serde_json::to_string(frame).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a server frame did not serialise");
+        r#"{"type":"error","code":"unavailable","message":"internal error","ref":null}"#.to_owned()
+    })
+}
+
+/// A user as others see them.
+pub(crate) fn user(user: &User) -> UserDto {
+    UserDto {
+        id: user.id.as_uuid(),
+        email: user.email.as_str().to_owned(),
+        display_name: user.display_name.as_str().to_owned(),
+        avatar_url: user.avatar_url.clone(),
+    }
+}
+
+/// What register, login and refresh answer.
+pub(crate) fn auth(session: &AuthSession) -> AuthResponse {
+    AuthResponse {
+        access_token: session.access.token.clone(),
+        refresh_token: session.refresh.expose().to_owned(),
+        token_type: "bearer".to_owned(),
+        expires_in: session.access.expires_in,
+        user: user(&session.user),
+    }
+}
+
+/// A message with its status as the sender sees it.
+pub(crate) fn message(view: &MessageView) -> MessageDto {
+    let m = &view.message;
+    MessageDto {
+        id: m.id.as_uuid(),
+        conversation_id: m.conversation_id.as_uuid(),
+        seq: m.seq,
+        sender_id: m.sender_id.as_uuid(),
+        content: m.content.clone(),
+        content_type: m.content_type.as_str().to_owned(),
+        reply_to: m.reply_to.map(|id| id.as_uuid()),
+        temp_id: m.client_msg_id.clone(),
+        created_at: m.created_at,
+        edited_at: m.edited_at,
+        deleted_at: m.deleted_at,
+        status: view.status.as_str().to_owned(),
+    }
+}
+
+/// A message just appended: a new one is `sent` (nobody else has it yet).
+pub(crate) fn appended(outcome: &AppendOutcome) -> MessageDto {
+    message(&MessageView {
+        message: outcome.message().clone(),
+        status: MessageStatus::Sent,
+    })
+}
+
+/// A member of a conversation.
+pub(crate) fn participant(p: &ParticipantProfile) -> ParticipantDto {
+    ParticipantDto {
+        user_id: p.participant.user_id.as_uuid(),
+        display_name: p.display_name.clone(),
+        email: p.email.clone(),
+        avatar_url: p.avatar_url.clone(),
+        role: p.participant.role.as_str().to_owned(),
+        joined_at: p.participant.joined_at,
+        delivered_seq: p.participant.delivered_seq.max(p.participant.read_seq),
+        read_seq: p.participant.read_seq,
+        last_seen: p.last_seen_at,
+    }
+}
+
+/// The conversation as `me` sees it, without its last message.
+pub(crate) fn conversation(details: &ConversationDetails, me: UserId) -> ConversationDto {
+    let c = &details.conversation;
+    ConversationDto {
+        id: c.id.as_uuid(),
+        kind: c.kind.as_str().to_owned(),
+        title: c.title.clone(),
+        created_by: c.created_by.as_uuid(),
+        created_at: c.created_at,
+        last_seq: c.last_seq,
+        last_message_at: c.last_message_at,
+        unread_count: details.unread_count(me),
+        last_message: None,
+        participants: details.participants.iter().map(participant).collect(),
+    }
+}
+
+/// A list entry: the conversation with its newest message and that message's status.
+pub(crate) fn conversation_entry(summary: &ConversationSummary, me: UserId) -> ConversationDto {
+    let last = summary.last_message.clone().map(|m| {
+        MessageService::views(&summary.details, vec![m])
+            .first()
+            .map(message)
+    });
+    ConversationDto {
+        last_message: Some(last.flatten()),
+        ..conversation(&summary.details, me)
+    }
+}
+
+/// One member's presence (REST).
+pub(crate) fn participant_presence(p: &ParticipantPresence) -> ParticipantPresenceDto {
+    ParticipantPresenceDto {
+        user_id: p.user_id.as_uuid(),
+        status: p.status.as_str().to_owned(),
+        last_seen: p.last_seen,
+    }
+}
+
+/// A member's receipt watermarks and the others' lowest.
+pub(crate) fn watermarks(state: &ConversationState) -> Watermarks {
+    Watermarks {
+        delivered_seq: state.delivered_seq,
+        read_seq: state.read_seq,
+        peer_delivered_seq: state.peer_delivered_seq,
+        peer_read_seq: state.peer_read_seq,
+    }
+}
+
+/// A conversation of the `hello` snapshot.
+pub(crate) fn snapshot(state: &ConversationState) -> ConversationSnapshot {
+    ConversationSnapshot {
+        conversation_id: state.conversation_id.as_uuid(),
+        last_seq: state.last_seq,
+        unread_count: state.unread_count(),
+        watermarks: watermarks(state),
+    }
+}
+
+/// Someone's presence in a `presence` frame.
+pub(crate) fn presence_status(status: realtime::PresenceStatus) -> PresenceStatus {
+    match status {
+        realtime::PresenceStatus::Online => PresenceStatus::Online,
+        realtime::PresenceStatus::Away => PresenceStatus::Away,
+        realtime::PresenceStatus::Offline => PresenceStatus::Offline,
+    }
+}
+
+/// The `event` of a `conversation` frame.
+pub(crate) fn conversation_event(change: ConversationChange) -> ConversationEvent {
+    match change {
+        ConversationChange::Created => ConversationEvent::Created,
+        ConversationChange::Renamed => ConversationEvent::Renamed,
+        ConversationChange::MemberAdded => ConversationEvent::MemberAdded,
+        ConversationChange::MemberRemoved => ConversationEvent::MemberRemoved,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use domain::realtime::PresenceStatus as Domain;
+
+    #[test]
+    fn presence_and_conversation_events_keep_the_domains_wire_names() {
+        for status in [Domain::Online, Domain::Away, Domain::Offline] {
+            let json = serde_json::to_string(&presence_status(status)).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+        for change in [
+            ConversationChange::Created,
+            ConversationChange::Renamed,
+            ConversationChange::MemberAdded,
+            ConversationChange::MemberRemoved,
+        ] {
+            let json = serde_json::to_string(&conversation_event(change)).unwrap();
+            assert_eq!(json, format!("\"{}\"", change.as_str()));
+        }
+    }
+}
