@@ -3,26 +3,29 @@
 //!
 //! - [`config::Settings`]: layered settings (defaults < `config/*.toml` < `CHAT_*` env).
 //! - [`startup::Application`]: builds and runs the server; binds first, so port 0 works.
-//! - [`api`]: the REST routes; [`error::ApiError`]: the one error mapping.
+//! - `api`: the REST routes; `error::ApiError`: the one error mapping.
 //! - [`auth`]: argon2id, JWT issue and verification, the `AuthUser` extractor, login limits.
 //! - [`cli`]: `chat-server [serve]` and `chat-server migrate`.
-//! - [`ws`]: the WebSocket endpoints and sessions; [`realtime`]: fan-out, group commit,
+//! - `ws`: the WebSocket endpoints and sessions; `realtime`: fan-out, group commit,
 //!   receipts, presence and typing of a node.
 //! - `wire`: domain values into the `protocol` crate's wire types (REST bodies, frames).
+//!
+//! `api`, `error`, `realtime`, `ws` and `wire` are internal (`pub(crate)`); other crates use
+//! `startup`, `config`, `cli`, `storage` and `auth`, and the wire types from `protocol`.
 
 #![warn(missing_docs)]
 
-pub mod api;
+pub(crate) mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod error;
+pub(crate) mod error;
 pub mod origin;
-pub mod realtime;
+pub(crate) mod realtime;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
 pub mod web;
 mod wire;
-pub mod ws;
+pub(crate) mod ws;

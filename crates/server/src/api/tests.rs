@@ -6,7 +6,6 @@
 use crate::app::{AppContext, AppState, Ports};
 use crate::auth::{JwtIssuer, TokenVerifier};
 use crate::config::Settings;
-use protocol::ErrorBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{test, App};
@@ -21,6 +20,7 @@ use domain::ports::{
 };
 use domain::user::{DisplayName, EmailAddress, User};
 use domain::{ConversationId, MessageId, StorageError, UserId};
+use protocol::ErrorBody;
 use std::sync::Arc;
 use uuid::Uuid;
 

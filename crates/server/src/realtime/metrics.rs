@@ -44,6 +44,7 @@ impl Histogram {
     }
 
     /// Observations so far.
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.buckets
             .iter()

@@ -15,14 +15,14 @@ use protocol::ServerFrame;
 use std::sync::Arc;
 
 /// Publishes events on the node's [`PubSub`]; counts its failures in the node's metrics.
-pub struct PubSubPublisher {
+pub(crate) struct PubSubPublisher {
     pubsub: Arc<dyn PubSub>,
     metrics: Arc<Metrics>,
 }
 
 impl PubSubPublisher {
     /// A publisher on `pubsub`.
-    pub fn new(pubsub: Arc<dyn PubSub>, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(pubsub: Arc<dyn PubSub>, metrics: Arc<Metrics>) -> Self {
         Self { pubsub, metrics }
     }
 }
@@ -51,13 +51,13 @@ impl EventPublisher for PubSubPublisher {
 }
 
 /// The envelope of `event` as published on `topic`.
-pub fn envelope_of(topic: Topic, event: &Event) -> Payload {
+pub(crate) fn envelope_of(topic: Topic, event: &Event) -> Payload {
     let (header, frame) = render(topic, event);
     envelope::encode(&header, &frame)
 }
 
 /// The routing header and the client frame of an event.
-pub fn render(topic: Topic, event: &Event) -> (Header, String) {
+pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
     match event {
         Event::Message { message, origin } => {
             let mut header = Header::new(Kind::Message, Some(message.conversation_id));

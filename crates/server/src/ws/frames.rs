@@ -12,18 +12,18 @@ use std::fmt;
 
 /// Why a client frame was refused: the `error` frame the client gets. The session stays open.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrameError {
+pub(crate) struct FrameError {
     /// Machine-readable code (`docs/protocol.md`, "error").
-    pub code: ErrorCode,
+    pub(crate) code: ErrorCode,
     /// Plain words for people.
-    pub message: String,
+    pub(crate) message: String,
     /// The offending frame's `temp_id`, if it had one.
-    pub reference: Option<String>,
+    pub(crate) reference: Option<String>,
 }
 
 impl FrameError {
     /// An error with `code` and `message`, no reference.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -32,17 +32,17 @@ impl FrameError {
     }
 
     /// The frame is not a JSON object.
-    pub fn invalid_json(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_json(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidJson, message)
     }
 
     /// A missing or malformed field.
-    pub fn validation(field: &str, reason: impl fmt::Display) -> Self {
+    pub(crate) fn validation(field: &str, reason: impl fmt::Display) -> Self {
         Self::new(ErrorCode::ValidationFailed, format!("{field}: {reason}"))
     }
 
     /// The conversation is unknown or the user is not a member.
-    pub fn not_participant() -> Self {
+    pub(crate) fn not_participant() -> Self {
         Self::new(
             ErrorCode::NotParticipant,
             "not a participant of this conversation",
@@ -50,7 +50,7 @@ impl FrameError {
     }
 
     /// Too many messages or typing events.
-    pub fn rate_limited(what: &str) -> Self {
+    pub(crate) fn rate_limited(what: &str) -> Self {
         Self::new(
             ErrorCode::RateLimited,
             format!("too many {what}, slow down"),
@@ -58,7 +58,7 @@ impl FrameError {
     }
 
     /// Storage or Redis is down: nothing was done.
-    pub fn unavailable() -> Self {
+    pub(crate) fn unavailable() -> Self {
         Self::new(
             ErrorCode::Unavailable,
             "service temporarily unavailable; nothing was done, retry",
@@ -66,13 +66,13 @@ impl FrameError {
     }
 
     /// Attaches the offending `temp_id`.
-    pub fn with_reference(mut self, reference: Option<String>) -> Self {
+    pub(crate) fn with_reference(mut self, reference: Option<String>) -> Self {
         self.reference = reference;
         self
     }
 
     /// The `error` frame.
-    pub fn to_frame(&self) -> String {
+    pub(crate) fn to_frame(&self) -> String {
         crate::wire::encode(&ServerFrame::Error {
             code: self.code,
             message: self.message.clone(),

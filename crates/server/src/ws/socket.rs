@@ -290,6 +290,7 @@ pub struct Writer {
 
 impl Writer {
     /// Writes a text frame.
+    #[cfg(test)]
     pub async fn text(&mut self, text: impl Into<ByteString>) -> Result<(), Closed> {
         self.queue(Message::Text(text.into()))?;
         self.flush().await
