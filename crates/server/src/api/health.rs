@@ -48,10 +48,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     })
 }
 
-/// The node's figures in the Prometheus text format: sessions, messages in and out, commits
-/// and batch sizes, latency histograms, storage and pub/sub errors, queue depths.
+/// The node's figures in the Prometheus text format, from its registry: sessions, messages in
+/// and out, commits and batch sizes, latency histograms, storage and pub/sub errors, queue
+/// depths.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(crate::realtime::metrics::CONTENT_TYPE)
         .body(state.realtime.render_metrics())
 }

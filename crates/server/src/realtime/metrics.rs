@@ -1,14 +1,25 @@
-//! Counters of the real-time layer, exposed on `GET /metrics` in the Prometheus text format.
-//! Hand-written: a handful of atomics per node (no global recorder), so several servers in
-//! one test process each report their own figures. Recording is a few relaxed atomic adds:
-//! no lock, no allocation.
+//! Figures of the real-time layer, exposed on `GET /metrics` in the Prometheus text format.
+//! Each node has its own `prometheus-client` [`Registry`] (no global recorder), so several
+//! servers in one test process each report their own figures. Recording is a relaxed atomic
+//! add on a counter or gauge, or one short lock (a mutex) for a histogram observation: no
+//! allocation (docs/benchmarks.md, "What a histogram observation costs").
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Metric, Registry};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// The `Content-Type` of [`Metrics::render`]'s text (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
 /// Upper bounds of the commit batch size histogram.
-const BATCH_BUCKETS: [u64; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+const BATCH_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
 
 /// Upper bounds of the latency histograms, in microseconds (0.5 ms to 10 s; exposed in
 /// seconds).
@@ -17,77 +28,27 @@ pub const LATENCY_BUCKETS_US: [u64; 14] = [
     2_000_000, 5_000_000, 10_000_000,
 ];
 
-/// A latency histogram with the fixed [`LATENCY_BUCKETS_US`]: one counter per bucket (not
-/// cumulative: an observation is one add there, the exposition sums them), one for what is
-/// above the last bound, and the sum in microseconds.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
-    overflow: AtomicU64,
-    sum_us: AtomicU64,
+/// A latency histogram with the [`LATENCY_BUCKETS_US`] bounds, in seconds.
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS_US.map(|us| us as f64 / 1e6))
 }
 
-impl Histogram {
-    /// Records one observation of `us` microseconds.
-    pub fn observe_us(&self, us: u64) {
-        let i = LATENCY_BUCKETS_US.partition_point(|bound| *bound < us);
-        match self.buckets.get(i) {
-            Some(bucket) => bucket.fetch_add(1, Ordering::Relaxed),
-            None => self.overflow.fetch_add(1, Ordering::Relaxed),
-        };
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
-
-    /// Records one observation.
-    pub fn observe(&self, elapsed: Duration) {
-        self.observe_us(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
-    }
-
-    /// Observations so far.
-    #[cfg(test)]
-    pub fn count(&self) -> u64 {
-        self.buckets
-            .iter()
-            .chain(std::iter::once(&self.overflow))
-            .map(|b| b.load(Ordering::Relaxed))
-            .sum()
-    }
-
-    /// The `_bucket`, `_sum` and `_count` lines of the series `name{labels}` (`labels` without
-    /// braces, may be empty). `+Inf` and `_count` are the sum of the buckets read, so they
-    /// agree even while observations land.
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (bucket, bound) in self.buckets.iter().zip(LATENCY_BUCKETS_US) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let le = bound as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-            );
-        }
-        cumulative += self.overflow.load(Ordering::Relaxed);
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}\n{name}_sum{braces} {sum}\n{name}_count{braces} {cumulative}"
-        );
-    }
+/// Records one latency of `us` microseconds (whole microseconds, so a bound is hit exactly).
+fn observe_us(histogram: &Histogram, us: u64) {
+    histogram.observe(us as f64 / 1e6);
 }
 
-/// The `# HELP` and `# TYPE` lines of a histogram, then each of its series.
-fn histogram_family(out: &mut String, name: &str, help: &str, series: &[(&str, &Histogram)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    for (labels, histogram) in series {
-        histogram.render(out, name, labels);
-    }
+/// Records one latency, truncated to whole microseconds like [`observe_us`].
+fn observe(histogram: &Histogram, elapsed: Duration) {
+    observe_us(
+        histogram,
+        u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+    );
 }
+
+/// A family keyed by one label whose values are all known at start: each series is created
+/// up front (so it is exposed at 0) and recorded through its own handle, never looked up.
+type OneLabel<V, M> = Family<[(&'static str, V); 1], M, fn() -> M>;
 
 /// How a send reached the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,37 +63,6 @@ pub enum Transport {
 /// as their clocks agree).
 pub fn unix_micros_now() -> i64 {
     chrono::Utc::now().timestamp_micros()
-}
-
-/// The node's real-time figures.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    commit_transactions: AtomicU64,
-    messages_committed: AtomicU64,
-    messages_replayed: AtomicU64,
-    batch_buckets: [AtomicU64; BATCH_BUCKETS.len()],
-    batch_sum: AtomicU64,
-    batch_max: AtomicU64,
-    commit_failures: AtomicU64,
-    sessions: AtomicI64,
-    sessions_opened: AtomicU64,
-    messages_out: AtomicU64,
-    frames_out: AtomicU64,
-    events_received: AtomicU64,
-    slow_consumers: AtomicU64,
-    gap_fetches: AtomicU64,
-    receipt_flushes: AtomicU64,
-    receipt_updates: AtomicU64,
-    messages_in_ws: AtomicU64,
-    messages_in_rest: AtomicU64,
-    e2e_latency: Histogram,
-    fanout_latency: Histogram,
-    send_ack_ws: Histogram,
-    send_ack_rest: Histogram,
-    storage_errors: AtomicU64,
-    pubsub_errors: AtomicU64,
-    /// Sessions closed for a client's protocol error, by close code (see [`PROTOCOL_CLOSES`]).
-    protocol_errors: [AtomicU64; PROTOCOL_CLOSES.len()],
 }
 
 /// The close codes of clients' protocol errors: a frame breaking RFC 6455, text that is not
@@ -152,28 +82,238 @@ pub struct Gauges {
     pub outbound_queue_depth_max: usize,
 }
 
+/// The node's real-time figures: its registry and a handle on every series in it.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    commit_transactions: Counter,
+    messages_committed: Counter,
+    messages_replayed: Counter,
+    commit_failures: Counter,
+    sessions_opened: Counter,
+    messages_out: Counter,
+    frames_out: Counter,
+    events_received: Counter,
+    slow_consumers: Counter,
+    gap_fetches: Counter,
+    receipt_flushes: Counter,
+    receipt_updates: Counter,
+    storage_errors: Counter,
+    pubsub_errors: Counter,
+    messages_in_ws: Counter,
+    messages_in_rest: Counter,
+    /// Sessions closed for a client's protocol error, by close code (see [`PROTOCOL_CLOSES`]).
+    protocol_errors: [Counter; PROTOCOL_CLOSES.len()],
+    sessions: Gauge,
+    commit_queue_depth: Gauge,
+    receipt_queue_depth: Gauge,
+    outbound_queue_depth: Gauge,
+    outbound_queue_depth_max: Gauge,
+    batch_max: Gauge<u64, AtomicU64>,
+    batch_size: Histogram,
+    e2e_latency: Histogram,
+    fanout_latency: Histogram,
+    send_ack_ws: Histogram,
+    send_ack_rest: Histogram,
+}
+
+/// Registers `metric` as `name` and hands back a handle on it. The registry appends `_total`
+/// to a counter's name and a full stop to the help text, so neither is written here.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+impl Default for Metrics {
+    /// A fresh registry with every series of the node at zero, in the order `/metrics`
+    /// lists them.
+    fn default() -> Self {
+        let r = &mut Registry::default();
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            registered(r, name, help, Counter::default())
+        };
+        let gauge =
+            |r: &mut Registry, name: &str, help: &str| registered(r, name, help, Gauge::default());
+        let commit_transactions = counter(
+            r,
+            "chat_commit_transactions",
+            "Message append transactions committed by the group-commit batcher",
+        );
+        let messages_committed = counter(r, "chat_messages_committed", "New messages committed");
+        let messages_replayed = counter(
+            r,
+            "chat_messages_replayed",
+            "Sends answered with the original message (retried temp_id)",
+        );
+        let commit_failures = counter(
+            r,
+            "chat_commit_failures",
+            "Commits that failed (every send of the batch answered unavailable)",
+        );
+        let sessions_opened = counter(
+            r,
+            "chat_sessions_opened",
+            "WebSocket sessions opened on this node",
+        );
+        let messages_out = counter(
+            r,
+            "chat_messages_out",
+            "message frames written to WebSocket clients",
+        );
+        let frames_out = counter(
+            r,
+            "chat_frames_out",
+            "Frames of any type written to WebSocket clients",
+        );
+        let events_received = counter(
+            r,
+            "chat_pubsub_events_received",
+            "Events received from pub/sub by this node",
+        );
+        let slow_consumers = counter(
+            r,
+            "chat_slow_consumers_closed",
+            "Sessions closed with 4009 because their outbound queue overflowed",
+        );
+        let gap_fetches = counter(
+            r,
+            "chat_gap_fetches",
+            "Gaps in a session's message order fetched from storage",
+        );
+        let receipt_flushes = counter(
+            r,
+            "chat_receipt_flushes",
+            "Receipt watermark flushes (one advance_watermarks call each)",
+        );
+        let receipt_updates = counter(
+            r,
+            "chat_receipt_updates",
+            "Watermark updates written by receipt flushes",
+        );
+        let storage_errors = counter(
+            r,
+            "chat_storage_errors",
+            "Storage operations that failed: commits, receipt flushes, session snapshots and fetches, REST requests answered 503 unavailable",
+        );
+        let pubsub_errors = counter(
+            r,
+            "chat_pubsub_errors",
+            "Publishes, subscribes and unsubscribes on pub/sub (Redis in scale-out mode) that failed",
+        );
+        let messages_in: OneLabel<&'static str, Counter> = registered(
+            r,
+            "chat_messages_in",
+            "Sends received and handed to the send path, by transport",
+            Family::new_with_constructor(Counter::default),
+        );
+        let protocol_errors: OneLabel<u16, Counter> = registered(
+            r,
+            "chat_ws_protocol_errors",
+            "WebSocket sessions closed for the client's protocol error, by close code (1002 protocol, 1007 not UTF-8, 1009 too big)",
+            Family::new_with_constructor(Counter::default),
+        );
+        let sessions = gauge(r, "chat_sessions", "Live WebSocket sessions on this node");
+        let commit_queue_depth = gauge(
+            r,
+            "chat_commit_queue_depth",
+            "Sends waiting for the batcher",
+        );
+        let receipt_queue_depth = gauge(
+            r,
+            "chat_receipt_queue_depth",
+            "Watermark updates waiting for a flush",
+        );
+        let outbound_queue_depth = gauge(
+            r,
+            "chat_outbound_queue_depth",
+            "Frames waiting in the outbound queues of this node's sessions, summed",
+        );
+        let outbound_queue_depth_max = gauge(
+            r,
+            "chat_outbound_queue_depth_max",
+            "Frames waiting in the fullest session's outbound queue",
+        );
+        let batch_max = registered(
+            r,
+            "chat_commit_batch_size_max",
+            "Largest commit batch so far",
+            Gauge::<u64, AtomicU64>::default(),
+        );
+        let batch_size = registered(
+            r,
+            "chat_commit_batch_size",
+            "Messages per commit transaction",
+            Histogram::new(BATCH_BUCKETS),
+        );
+        let e2e_latency = registered(
+            r,
+            "chat_e2e_latency_seconds",
+            "From a send reaching a node (the message's created_at) to its message frame written to a recipient's socket, per live recipient frame (not sync or gap replays). Across nodes it compares their wall clocks",
+            latency_histogram(),
+        );
+        let fanout_latency = registered(
+            r,
+            "chat_fanout_latency_seconds",
+            "From a committed message's publication to its message frame written to a recipient's socket, per live recipient frame. Across nodes it compares their wall clocks",
+            latency_histogram(),
+        );
+        let send_ack: OneLabel<&'static str, Histogram> = registered(
+            r,
+            "chat_send_ack_latency_seconds",
+            "From a send received to its answer: the message_sent frame written (ws) or the REST response ready (rest)",
+            Family::new_with_constructor(latency_histogram),
+        );
+        Self {
+            registry: std::mem::take(r),
+            commit_transactions,
+            messages_committed,
+            messages_replayed,
+            commit_failures,
+            sessions_opened,
+            messages_out,
+            frames_out,
+            events_received,
+            slow_consumers,
+            gap_fetches,
+            receipt_flushes,
+            receipt_updates,
+            storage_errors,
+            pubsub_errors,
+            messages_in_ws: messages_in.get_or_create_owned(&[("transport", "ws")]),
+            messages_in_rest: messages_in.get_or_create_owned(&[("transport", "rest")]),
+            protocol_errors: PROTOCOL_CLOSES
+                .map(|code| protocol_errors.get_or_create_owned(&[("code", code)])),
+            sessions,
+            commit_queue_depth,
+            receipt_queue_depth,
+            outbound_queue_depth,
+            outbound_queue_depth_max,
+            batch_max,
+            batch_size,
+            e2e_latency,
+            fanout_latency,
+            send_ack_ws: send_ack.get_or_create_owned(&[("transport", "ws")]),
+            send_ack_rest: send_ack.get_or_create_owned(&[("transport", "rest")]),
+        }
+    }
+}
+
 impl Metrics {
     /// One transaction committed `batch` messages (`created` new, the rest replays or refusals).
     pub fn record_commit(&self, batch: usize, created: usize, replayed: usize) {
-        self.commit_transactions.fetch_add(1, Ordering::Relaxed);
-        self.messages_committed
-            .fetch_add(created as u64, Ordering::Relaxed);
-        self.messages_replayed
-            .fetch_add(replayed as u64, Ordering::Relaxed);
-        let batch = batch as u64;
-        for (bucket, bound) in self.batch_buckets.iter().zip(BATCH_BUCKETS) {
-            if batch <= bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.batch_sum.fetch_add(batch, Ordering::Relaxed);
-        self.batch_max.fetch_max(batch, Ordering::Relaxed);
+        self.commit_transactions.inc();
+        self.messages_committed.inc_by(created as u64);
+        self.messages_replayed.inc_by(replayed as u64);
+        self.batch_size.observe(batch as f64);
+        self.batch_max
+            .inner()
+            .fetch_max(batch as u64, Ordering::Relaxed);
     }
 
     /// A commit failed (storage down): every send of the batch was refused. Counts as a
     /// storage error too.
     pub fn record_commit_failure(&self) {
-        self.commit_failures.fetch_add(1, Ordering::Relaxed);
+        self.commit_failures.inc();
         self.storage_error();
     }
 
@@ -183,17 +323,17 @@ impl Metrics {
             Transport::Ws => &self.messages_in_ws,
             Transport::Rest => &self.messages_in_rest,
         }
-        .fetch_add(1, Ordering::Relaxed);
+        .inc();
     }
 
     /// A send was answered (`message_sent` written, or the REST response ready) `elapsed`
     /// after it was received.
     pub fn send_acked(&self, transport: Transport, elapsed: Duration) {
-        match transport {
+        let histogram = match transport {
             Transport::Ws => &self.send_ack_ws,
             Transport::Rest => &self.send_ack_rest,
-        }
-        .observe(elapsed);
+        };
+        observe(histogram, elapsed);
     }
 
     /// A live `message` frame was written to a recipient's socket at `now` (Unix µs). `sent`:
@@ -203,248 +343,99 @@ impl Metrics {
     pub fn live_message_written(&self, now: i64, sent: Option<i64>, committed: Option<i64>) {
         let since = |t: i64| u64::try_from(now.saturating_sub(t)).unwrap_or(0);
         if let Some(sent) = sent {
-            self.e2e_latency.observe_us(since(sent));
+            observe_us(&self.e2e_latency, since(sent));
         }
         if let Some(committed) = committed {
-            self.fanout_latency.observe_us(since(committed));
+            observe_us(&self.fanout_latency, since(committed));
         }
     }
 
     /// A storage operation failed (commit, receipt flush, a session's snapshot or fetch, a
     /// REST request answered `unavailable`).
     pub fn storage_error(&self) {
-        self.storage_errors.fetch_add(1, Ordering::Relaxed);
+        self.storage_errors.inc();
     }
 
     /// A publish, subscribe or unsubscribe on the pub/sub port failed.
     pub fn pubsub_error(&self) {
-        self.pubsub_errors.fetch_add(1, Ordering::Relaxed);
+        self.pubsub_errors.inc();
     }
 
     /// A session was closed with `code` (one of [`PROTOCOL_CLOSES`]) for the client's
     /// protocol error.
     pub fn protocol_error(&self, code: u16) {
         if let Some(i) = PROTOCOL_CLOSES.iter().position(|c| *c == code) {
-            self.protocol_errors[i].fetch_add(1, Ordering::Relaxed);
+            self.protocol_errors[i].inc();
         }
     }
 
-    /// A session opened (`+1`) or closed (`-1`).
+    /// A session opened.
     pub fn session_opened(&self) {
-        self.sessions.fetch_add(1, Ordering::Relaxed);
-        self.sessions_opened.fetch_add(1, Ordering::Relaxed);
+        self.sessions.inc();
+        self.sessions_opened.inc();
     }
 
     /// A session closed.
     pub fn session_closed(&self) {
-        self.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.sessions.dec();
     }
 
     /// Live sessions on this node.
     pub fn sessions(&self) -> i64 {
-        self.sessions.load(Ordering::Relaxed)
+        self.sessions.get()
     }
 
     /// A frame was written to a socket; `message` when it was a `message` frame.
     pub fn frame_out(&self, message: bool) {
-        self.frames_out.fetch_add(1, Ordering::Relaxed);
+        self.frames_out.inc();
         if message {
-            self.messages_out.fetch_add(1, Ordering::Relaxed);
+            self.messages_out.inc();
         }
     }
 
     /// An event arrived from pub/sub.
     pub fn event_received(&self) {
-        self.events_received.fetch_add(1, Ordering::Relaxed);
+        self.events_received.inc();
     }
 
     /// A session was closed because its outbound queue overflowed.
     pub fn slow_consumer(&self) {
-        self.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        self.slow_consumers.inc();
     }
 
     /// A session fetched a gap from storage.
     pub fn gap_fetch(&self) {
-        self.gap_fetches.fetch_add(1, Ordering::Relaxed);
+        self.gap_fetches.inc();
     }
 
     /// One receipt flush wrote `updates` watermark updates.
     pub fn receipt_flush(&self, updates: usize) {
-        self.receipt_flushes.fetch_add(1, Ordering::Relaxed);
-        self.receipt_updates
-            .fetch_add(updates as u64, Ordering::Relaxed);
+        self.receipt_flushes.inc();
+        self.receipt_updates.inc_by(updates as u64);
     }
 
     /// Transactions committed so far.
     pub fn commit_transactions(&self) -> u64 {
-        self.commit_transactions.load(Ordering::Relaxed)
+        self.commit_transactions.get()
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition of the node's registry, with `gauges` as the queue
+    /// depths.
     pub fn render(&self, gauges: Gauges) -> String {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut out = String::with_capacity(4096);
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
-        counter(
-            "chat_commit_transactions_total",
-            "Message append transactions committed by the group-commit batcher.",
-            get(&self.commit_transactions),
-        );
-        counter(
-            "chat_messages_committed_total",
-            "New messages committed.",
-            get(&self.messages_committed),
-        );
-        counter(
-            "chat_messages_replayed_total",
-            "Sends answered with the original message (retried temp_id).",
-            get(&self.messages_replayed),
-        );
-        counter(
-            "chat_commit_failures_total",
-            "Commits that failed (every send of the batch answered unavailable).",
-            get(&self.commit_failures),
-        );
-        counter(
-            "chat_sessions_opened_total",
-            "WebSocket sessions opened on this node.",
-            get(&self.sessions_opened),
-        );
-        counter(
-            "chat_messages_out_total",
-            "message frames written to WebSocket clients.",
-            get(&self.messages_out),
-        );
-        counter(
-            "chat_frames_out_total",
-            "Frames of any type written to WebSocket clients.",
-            get(&self.frames_out),
-        );
-        counter(
-            "chat_pubsub_events_received_total",
-            "Events received from pub/sub by this node.",
-            get(&self.events_received),
-        );
-        counter(
-            "chat_slow_consumers_closed_total",
-            "Sessions closed with 4009 because their outbound queue overflowed.",
-            get(&self.slow_consumers),
-        );
-        counter(
-            "chat_gap_fetches_total",
-            "Gaps in a session's message order fetched from storage.",
-            get(&self.gap_fetches),
-        );
-        counter(
-            "chat_receipt_flushes_total",
-            "Receipt watermark flushes (one advance_watermarks call each).",
-            get(&self.receipt_flushes),
-        );
-        counter(
-            "chat_receipt_updates_total",
-            "Watermark updates written by receipt flushes.",
-            get(&self.receipt_updates),
-        );
-        counter(
-            "chat_storage_errors_total",
-            "Storage operations that failed: commits, receipt flushes, session snapshots and fetches, REST requests answered 503 unavailable.",
-            get(&self.storage_errors),
-        );
-        counter(
-            "chat_pubsub_errors_total",
-            "Publishes, subscribes and unsubscribes on pub/sub (Redis in scale-out mode) that failed.",
-            get(&self.pubsub_errors),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP chat_messages_in_total Sends received and handed to the send path, by transport.\n# TYPE chat_messages_in_total counter\nchat_messages_in_total{{transport=\"ws\"}} {}\nchat_messages_in_total{{transport=\"rest\"}} {}",
-            get(&self.messages_in_ws),
-            get(&self.messages_in_rest)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP chat_ws_protocol_errors_total WebSocket sessions closed for the client's protocol error, by close code (1002 protocol, 1007 not UTF-8, 1009 too big).\n# TYPE chat_ws_protocol_errors_total counter"
-        );
-        for (count, code) in self.protocol_errors.iter().zip(PROTOCOL_CLOSES) {
-            let _ = writeln!(
-                out,
-                "chat_ws_protocol_errors_total{{code=\"{code}\"}} {}",
-                get(count)
-            );
+        let depth = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.commit_queue_depth
+            .set(depth(gauges.commit_queue_depth));
+        self.receipt_queue_depth
+            .set(depth(gauges.receipt_queue_depth));
+        self.outbound_queue_depth
+            .set(depth(gauges.outbound_queue_depth));
+        self.outbound_queue_depth_max
+            .set(depth(gauges.outbound_queue_depth_max));
+        let mut out = String::with_capacity(8192);
+        // Writing to a String cannot fail, and the registry holds no collector that could.
+        if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding the metrics failed");
         }
-        let _ = writeln!(
-            out,
-            "# HELP chat_sessions Live WebSocket sessions on this node.\n# TYPE chat_sessions gauge\nchat_sessions {}",
-            self.sessions()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP chat_commit_queue_depth Sends waiting for the batcher.\n# TYPE chat_commit_queue_depth gauge\nchat_commit_queue_depth {}",
-            gauges.commit_queue_depth
-        );
-        let _ = writeln!(
-            out,
-            "# HELP chat_receipt_queue_depth Watermark updates waiting for a flush.\n# TYPE chat_receipt_queue_depth gauge\nchat_receipt_queue_depth {}",
-            gauges.receipt_queue_depth
-        );
-        let _ = writeln!(
-            out,
-            "# HELP chat_outbound_queue_depth Frames waiting in the outbound queues of this node's sessions, summed.\n# TYPE chat_outbound_queue_depth gauge\nchat_outbound_queue_depth {}",
-            gauges.outbound_queue_depth
-        );
-        let _ = writeln!(
-            out,
-            "# HELP chat_outbound_queue_depth_max Frames waiting in the fullest session's outbound queue.\n# TYPE chat_outbound_queue_depth_max gauge\nchat_outbound_queue_depth_max {}",
-            gauges.outbound_queue_depth_max
-        );
-        let _ = writeln!(
-            out,
-            "# HELP chat_commit_batch_size_max Largest commit batch so far.\n# TYPE chat_commit_batch_size_max gauge\nchat_commit_batch_size_max {}",
-            get(&self.batch_max)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP chat_commit_batch_size Messages per commit transaction.\n# TYPE chat_commit_batch_size histogram"
-        );
-        for (bucket, bound) in self.batch_buckets.iter().zip(BATCH_BUCKETS) {
-            let _ = writeln!(
-                out,
-                "chat_commit_batch_size_bucket{{le=\"{bound}\"}} {}",
-                get(bucket)
-            );
-        }
-        let count = get(&self.commit_transactions);
-        let _ = writeln!(
-            out,
-            "chat_commit_batch_size_bucket{{le=\"+Inf\"}} {count}\nchat_commit_batch_size_sum {}\nchat_commit_batch_size_count {count}",
-            get(&self.batch_sum)
-        );
-        histogram_family(
-            &mut out,
-            "chat_e2e_latency_seconds",
-            "From a send reaching a node (the message's created_at) to its message frame written to a recipient's socket, per live recipient frame (not sync or gap replays). Across nodes it compares their wall clocks.",
-            &[("", &self.e2e_latency)],
-        );
-        histogram_family(
-            &mut out,
-            "chat_fanout_latency_seconds",
-            "From a committed message's publication to its message frame written to a recipient's socket, per live recipient frame. Across nodes it compares their wall clocks.",
-            &[("", &self.fanout_latency)],
-        );
-        histogram_family(
-            &mut out,
-            "chat_send_ack_latency_seconds",
-            "From a send received to its answer: the message_sent frame written (ws) or the REST response ready (rest).",
-            &[
-                ("transport=\"ws\"", &self.send_ack_ws),
-                ("transport=\"rest\"", &self.send_ack_rest),
-            ],
-        );
         out
     }
 }
@@ -464,6 +455,15 @@ mod tests {
             .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
             .parse()
             .unwrap()
+    }
+
+    /// The exposition of a registry holding only `metric`, as `name`.
+    fn alone(name: &str, metric: impl Metric) -> String {
+        let mut registry = Registry::default();
+        registry.register(name, "A latency", metric);
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &registry).unwrap();
+        text
     }
 
     #[test]
@@ -508,15 +508,14 @@ mod tests {
 
     #[test]
     fn a_latency_lands_in_the_first_bucket_whose_bound_holds_it() {
-        let h = Histogram::default();
+        let h = latency_histogram();
         // On a bound: that bucket (`le` is inclusive); just above: the next one.
-        h.observe_us(500);
-        h.observe_us(501);
-        h.observe(Duration::from_millis(7));
+        observe_us(&h, 500);
+        observe_us(&h, 501);
+        observe(&h, Duration::from_millis(7));
         // Above the last bound: only +Inf.
-        h.observe(Duration::from_secs(11));
-        let mut text = String::new();
-        h.render(&mut text, "x_seconds", "");
+        observe(&h, Duration::from_secs(11));
+        let text = alone("x_seconds", h.clone());
         assert_eq!(value(&text, "x_seconds_bucket{le=\"0.0005\"}"), 1.0);
         assert_eq!(value(&text, "x_seconds_bucket{le=\"0.001\"}"), 2.0);
         assert_eq!(value(&text, "x_seconds_bucket{le=\"0.005\"}"), 2.0);
@@ -533,12 +532,13 @@ mod tests {
 
     #[test]
     fn the_buckets_are_cumulative_and_every_bound_is_listed_in_seconds() {
-        let h = Histogram::default();
+        let family: OneLabel<&'static str, Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let h = family.get_or_create_owned(&[("transport", "ws")]);
         for us in LATENCY_BUCKETS_US {
-            h.observe_us(us);
+            observe_us(&h, us);
         }
-        let mut text = String::new();
-        h.render(&mut text, "x_seconds", "transport=\"ws\"");
+        let text = alone("x_seconds", family);
         let les: Vec<&str> = text
             .lines()
             .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next())
@@ -656,5 +656,64 @@ mod tests {
         assert_eq!(value(&text, "chat_outbound_queue_depth_max"), 9.0);
         assert!(text.contains("# TYPE chat_storage_errors_total counter"));
         assert!(text.contains("# TYPE chat_outbound_queue_depth gauge"));
+    }
+
+    /// Every series `/metrics` exposed before the registry (name, type, help), in its order.
+    const SERIES: [(&str, &str, &str); 26] = [
+        ("chat_commit_transactions_total", "counter", "Message append transactions committed by the group-commit batcher."),
+        ("chat_messages_committed_total", "counter", "New messages committed."),
+        ("chat_messages_replayed_total", "counter", "Sends answered with the original message (retried temp_id)."),
+        ("chat_commit_failures_total", "counter", "Commits that failed (every send of the batch answered unavailable)."),
+        ("chat_sessions_opened_total", "counter", "WebSocket sessions opened on this node."),
+        ("chat_messages_out_total", "counter", "message frames written to WebSocket clients."),
+        ("chat_frames_out_total", "counter", "Frames of any type written to WebSocket clients."),
+        ("chat_pubsub_events_received_total", "counter", "Events received from pub/sub by this node."),
+        ("chat_slow_consumers_closed_total", "counter", "Sessions closed with 4009 because their outbound queue overflowed."),
+        ("chat_gap_fetches_total", "counter", "Gaps in a session's message order fetched from storage."),
+        ("chat_receipt_flushes_total", "counter", "Receipt watermark flushes (one advance_watermarks call each)."),
+        ("chat_receipt_updates_total", "counter", "Watermark updates written by receipt flushes."),
+        ("chat_storage_errors_total", "counter", "Storage operations that failed: commits, receipt flushes, session snapshots and fetches, REST requests answered 503 unavailable."),
+        ("chat_pubsub_errors_total", "counter", "Publishes, subscribes and unsubscribes on pub/sub (Redis in scale-out mode) that failed."),
+        ("chat_messages_in_total", "counter", "Sends received and handed to the send path, by transport."),
+        ("chat_ws_protocol_errors_total", "counter", "WebSocket sessions closed for the client's protocol error, by close code (1002 protocol, 1007 not UTF-8, 1009 too big)."),
+        ("chat_sessions", "gauge", "Live WebSocket sessions on this node."),
+        ("chat_commit_queue_depth", "gauge", "Sends waiting for the batcher."),
+        ("chat_receipt_queue_depth", "gauge", "Watermark updates waiting for a flush."),
+        ("chat_outbound_queue_depth", "gauge", "Frames waiting in the outbound queues of this node's sessions, summed."),
+        ("chat_outbound_queue_depth_max", "gauge", "Frames waiting in the fullest session's outbound queue."),
+        ("chat_commit_batch_size_max", "gauge", "Largest commit batch so far."),
+        ("chat_commit_batch_size", "histogram", "Messages per commit transaction."),
+        ("chat_e2e_latency_seconds", "histogram", "From a send reaching a node (the message's created_at) to its message frame written to a recipient's socket, per live recipient frame (not sync or gap replays). Across nodes it compares their wall clocks."),
+        ("chat_fanout_latency_seconds", "histogram", "From a committed message's publication to its message frame written to a recipient's socket, per live recipient frame. Across nodes it compares their wall clocks."),
+        ("chat_send_ack_latency_seconds", "histogram", "From a send received to its answer: the message_sent frame written (ws) or the REST response ready (rest)."),
+    ];
+
+    #[test]
+    fn every_series_keeps_its_name_type_and_help() {
+        let text = Metrics::default().render(Gauges::default());
+        let descriptors: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+        let expected: Vec<String> = SERIES
+            .iter()
+            .flat_map(|(name, kind, help)| {
+                [
+                    format!("# HELP {name} {help}"),
+                    format!("# TYPE {name} {kind}"),
+                ]
+            })
+            .collect();
+        assert_eq!(descriptors, expected);
+        for (name, kind, _) in SERIES {
+            let sample = if kind == "histogram" {
+                format!("{name}_count")
+            } else {
+                name.to_owned()
+            };
+            assert!(
+                text.lines()
+                    .any(|l| l.split([' ', '{']).next() == Some(sample.as_str())),
+                "no {sample} sample in\n{text}"
+            );
+        }
+        assert!(!text.contains("_total_total"), "{text}");
     }
 }
