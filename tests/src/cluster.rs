@@ -495,9 +495,19 @@ mod tests {
         let printed = format!("{:?}", store.tuned_settings(&tuning));
         for (key, value) in &tuning {
             let field = key.split_once('.').unwrap().1;
+            // The timing keys are the `*_ms`/`*_secs` keys of earlier versions: they reach
+            // the settings as the Duration of the key without its unit.
+            let n: u64 = value.parse().unwrap();
+            let expected = if let Some(name) = field.strip_suffix("_ms") {
+                format!("{name}: {:?}", std::time::Duration::from_millis(n))
+            } else if let Some(name) = field.strip_suffix("_secs") {
+                format!("{name}: {:?}", std::time::Duration::from_secs(n))
+            } else {
+                format!("{field}: {value}")
+            };
             assert!(
-                printed.contains(&format!("{field}: {value}")),
-                "{key} did not reach the settings: {printed}"
+                printed.contains(&expected),
+                "{key} did not reach the settings as {expected}: {printed}"
             );
         }
         let printed = format!(
