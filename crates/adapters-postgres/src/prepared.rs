@@ -176,9 +176,13 @@ statement! {
     ///
     /// Index access by construction: each member is one probe of the primary key (a
     /// locking subquery is never pulled up into a join, so the nested loop over `unnest`
-    /// is the only plan), and the update then visits exactly the locked row versions by
-    /// `ctid` (a TID scan). The `IN (SELECT ...)` form it replaces was planned, on a small
-    /// table, as a hash join over a sequential scan of every member row.
+    /// is the only plan), and the update finds each locked row again by its key. Not by
+    /// the `ctid` the lock returned: when another transaction had updated the row first,
+    /// the lock waits and returns the newest version, which the statement's own snapshot
+    /// (taken before that commit) cannot see, so a TID scan updated nothing and the member
+    /// read as absent (`not_participant` for a session whose fetch raced another's).
+    /// The `IN (SELECT ...)` form before was planned, on a small table, as a hash join over
+    /// a sequential scan of every member row.
     AdvanceWatermarks<'a> {
         conversations: &'a [Uuid] => Array<SqlUuid>,
         users: &'a [Uuid] => Array<SqlUuid>,
@@ -187,12 +191,12 @@ statement! {
     }
     -> Untyped = "\
 WITH locked AS MATERIALIZED (
-    SELECT l.row, l.delivered_seq, l.read_seq,
+    SELECT v.conversation_id, v.user_id, l.delivered_seq, l.read_seq,
         v.delivered_seq AS want_delivered, v.read_seq AS want_read
     FROM unnest(?::uuid[], ?::uuid[], ?::int8[], ?::int8[])
         AS v(conversation_id, user_id, delivered_seq, read_seq)
     CROSS JOIN LATERAL (
-        SELECT p.ctid AS row, p.delivered_seq, p.read_seq
+        SELECT p.delivered_seq, p.read_seq
         FROM participants p
         WHERE p.conversation_id = v.conversation_id AND p.user_id = v.user_id
         FOR NO KEY UPDATE
@@ -202,7 +206,7 @@ UPDATE participants p
 SET delivered_seq = GREATEST(p.delivered_seq, l.want_delivered, l.want_read),
     read_seq = GREATEST(p.read_seq, l.want_read)
 FROM locked l
-WHERE p.ctid = l.row
+WHERE p.conversation_id = l.conversation_id AND p.user_id = l.user_id
 RETURNING p.conversation_id, p.user_id, p.role, p.joined_at, p.delivered_seq, p.read_seq,
     l.delivered_seq AS before_delivered_seq, l.read_seq AS before_read_seq";
 }
