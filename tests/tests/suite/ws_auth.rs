@@ -117,8 +117,10 @@ async fn a_token_not_valid_yet_closes_the_upgrade_with_4001() {
 async fn an_auth_frame_with_a_token_not_valid_yet_is_refused_and_changes_nothing() {
     let ttl = TTL_SECS.to_string();
     let d = Deployment::start(Mode::Embedded, &quick(&[(keys::ACCESS_TTL_SECS, &ttl)])).await;
-    let a = d.api(0).register("Alice").await;
+    // Before the registration: the token's `iat` is the issuing second, rounded down, so
+    // its expiry may come up to a second (plus the answer's delay) before `now + TTL`.
     let issued = Instant::now();
+    let a = d.api(0).register("Alice").await;
     let (mut ws, _) = WsConnect::all(&d.base(0), &a.token).open_ready("A").await;
     for (what, token) in not_yet_valid(&a.id) {
         ws.send_json(&json!({"type": "auth", "token": token})).await;
