@@ -13,7 +13,8 @@ use e2e::traffic::{
     assert_holds_all, assert_stored, check_stored, in_order_once, live_then_sync, wait_presence,
     Ledger, Reader,
 };
-use e2e::ws::{WsConnect, WAIT};
+use e2e::ws::{WsClient, WsConnect, WAIT};
+use e2e::{Api, TestUser};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -26,45 +27,94 @@ const BURST: usize = 10;
 const BURSTS_BEFORE: usize = 6;
 const BURSTS_AFTER: usize = 6;
 
+/// Two nodes on the test's own services: A (node 0) writes to B in `conv`; B and C (node 1)
+/// keep reading (so their heartbeats are answered); all three are in `team`, where C
+/// watches presence. Everyone is online when [`Scene::start`] returns.
+struct Scene {
+    d: Deployment,
+    api: Api,
+    a: TestUser,
+    b: TestUser,
+    c: TestUser,
+    conv: String,
+    team: String,
+    ws_a: WsClient,
+    reader_b: Reader,
+    reader_c: Reader,
+}
+
+impl Scene {
+    async fn start(services: &PrivateServices) -> Self {
+        let ttl = LEASE_TTL_MS.to_string();
+        let d = Deployment::scale_out_on(
+            services.store(),
+            &services.redis.url(),
+            &quick(&[(keys::NODE_LEASE_TTL_MS, &ttl)]),
+            2,
+        )
+        .await;
+        let api = d.api(1);
+        let a = api.register("Alice").await;
+        let b = api.register("Bob").await;
+        let c = api.register("Carol").await;
+        let conv = cluster::direct(&api, &a, &b).await;
+        let team = cluster::group(&api, &a, &[&b, &c]).await;
+        let (ws_a, _) = WsConnect::all(&d.base(0), &a.token)
+            .open_ready("A on node 0")
+            .await;
+        let (ws_b, _) = WsConnect::all(&d.base(1), &b.token)
+            .open_ready("B on node 1")
+            .await;
+        let (ws_c, _) = WsConnect::all(&d.base(1), &c.token)
+            .open_ready("C on node 1")
+            .await;
+        let (reader_b, reader_c) = (Reader::spawn(ws_b), Reader::spawn(ws_c));
+        let everyone_online = [
+            (a.id.as_str(), "online"),
+            (b.id.as_str(), "online"),
+            (c.id.as_str(), "online"),
+        ];
+        assert!(
+            wait_presence(&api, &c, &team, &everyone_online, WAIT)
+                .await
+                .is_some(),
+            "everyone online before the fault"
+        );
+        Self {
+            d,
+            api,
+            a,
+            b,
+            c,
+            conv,
+            team,
+            ws_a,
+            reader_b,
+            reader_c,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_redis_mid_traffic_loses_nothing_and_presence_is_right_again() {
     let mut services = PrivateServices::start().await;
-    let ttl = LEASE_TTL_MS.to_string();
-    let d = Deployment::scale_out_on(
-        services.store(),
-        &services.redis.url(),
-        &quick(&[(keys::NODE_LEASE_TTL_MS, &ttl)]),
-        2,
-    )
-    .await;
-    let api = d.api(1);
-    let a = api.register("Alice").await;
-    let b = api.register("Bob").await;
-    let c = api.register("Carol").await;
-    let conv = cluster::direct(&api, &a, &b).await;
-    let team = cluster::group(&api, &a, &[&b, &c]).await;
-    let (mut ws_a, _) = WsConnect::all(&d.base(0), &a.token)
-        .open_ready("A on node 0")
-        .await;
-    let (ws_b, _) = WsConnect::all(&d.base(1), &b.token)
-        .open_ready("B on node 1")
-        .await;
-    let (ws_c, _) = WsConnect::all(&d.base(1), &c.token)
-        .open_ready("C on node 1")
-        .await;
-    // Both keep reading while A sends (so their heartbeats are answered).
-    let (reader_b, reader_c) = (Reader::spawn(ws_b), Reader::spawn(ws_c));
+    let Scene {
+        d,
+        api,
+        a,
+        b,
+        c,
+        conv,
+        team,
+        mut ws_a,
+        reader_b,
+        reader_c,
+    } = Scene::start(&services).await;
     let everyone_online = [
         (a.id.as_str(), "online"),
         (b.id.as_str(), "online"),
         (c.id.as_str(), "online"),
     ];
-    assert!(
-        wait_presence(&api, &c, &team, &everyone_online, WAIT)
-            .await
-            .is_some(),
-        "everyone online before the fault"
-    );
 
     let mut ledger = Ledger::default();
     for _ in 0..BURSTS_BEFORE {
@@ -183,41 +233,23 @@ async fn kill_9_of_redis_mid_traffic_loses_nothing_and_presence_is_right_again()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_stops_answering_fails_sends_fast_and_presence_recovers() {
     let services = PrivateServices::start().await;
-    let ttl = LEASE_TTL_MS.to_string();
-    let d = Deployment::scale_out_on(
-        services.store(),
-        &services.redis.url(),
-        &quick(&[(keys::NODE_LEASE_TTL_MS, &ttl)]),
-        2,
-    )
-    .await;
-    let api = d.api(1);
-    let a = api.register("Alice").await;
-    let b = api.register("Bob").await;
-    let c = api.register("Carol").await;
-    let conv = cluster::direct(&api, &a, &b).await;
-    let team = cluster::group(&api, &a, &[&b, &c]).await;
-    let (mut ws_a, _) = WsConnect::all(&d.base(0), &a.token)
-        .open_ready("A on node 0")
-        .await;
-    let (ws_b, _) = WsConnect::all(&d.base(1), &b.token)
-        .open_ready("B on node 1")
-        .await;
-    let (ws_c, _) = WsConnect::all(&d.base(1), &c.token)
-        .open_ready("C on node 1")
-        .await;
-    let (reader_b, reader_c) = (Reader::spawn(ws_b), Reader::spawn(ws_c));
+    let Scene {
+        d,
+        api,
+        a,
+        b,
+        c,
+        conv,
+        team,
+        mut ws_a,
+        reader_b,
+        reader_c,
+    } = Scene::start(&services).await;
     let everyone_online = [
         (a.id.as_str(), "online"),
         (b.id.as_str(), "online"),
         (c.id.as_str(), "online"),
     ];
-    assert!(
-        wait_presence(&api, &c, &team, &everyone_online, WAIT)
-            .await
-            .is_some(),
-        "everyone online before the fault"
-    );
     let mut ledger = Ledger::default();
     for _ in 0..3 {
         ledger.burst(&mut ws_a, &conv, "k", BURST, WAIT).await;
