@@ -28,3 +28,14 @@ async fn sends_through_two_stores_share_one_gap_free_sequence() {
     )
     .await;
 }
+
+/// Two nodes moving the same members' watermarks at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_watermark_updates_of_one_row_lose_none() {
+    let url = fresh_database().await;
+    let (node_a, node_b) = (connect(&url).await, connect(&url).await);
+    storage_contract::concurrency::concurrent_watermark_updates_of_one_row_lose_none(
+        node_a, node_b,
+    )
+    .await;
+}

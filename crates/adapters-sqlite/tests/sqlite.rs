@@ -161,6 +161,18 @@ async fn two_stores_on_one_file_share_one_gap_free_sequence() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_lose_no_concurrent_watermark_update() {
+    let dir = temp_dir();
+    let path = dir.path().join("chat.db");
+    let (first, second) = (open(&path).await, open(&path).await);
+    storage_contract::concurrency::concurrent_watermark_updates_of_one_row_lose_none(
+        store(&first),
+        store(&second),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_batch_that_fails_commits_none_of_its_messages() {
     let dir = temp_dir();

@@ -115,3 +115,59 @@ pub async fn sends_through_two_stores_share_one_gap_free_sequence(a_store: Store
     assert_gap_free(&a_store, id, 50).await;
     assert_gap_free(&b_store, id, 50).await;
 }
+
+/// Two stores (two nodes' pools) advance the same members' watermarks at once, in batches
+/// naming the two rows in either order: every update finds its member (none is reported as a
+/// non-member because another transaction held or moved the row), none deadlocks, and each
+/// watermark ends at the highest value sent (or where it was), whatever order the updates
+/// landed in.
+/// Not in the macro: call it with two stores on one database.
+pub async fn concurrent_watermark_updates_of_one_row_lose_none(a_store: Store, b_store: Store) {
+    use domain::ports::WatermarkUpdate;
+    let (a, b) = (user(&a_store, "A").await, user(&a_store, "B").await);
+    let id = direct(&a_store, &a, &b).await.conversation.id;
+    for i in 0..60 {
+        crate::fixtures::send(&a_store, id, a.id, &format!("m{i}")).await;
+    }
+    let update = |user_id, seq: i64| WatermarkUpdate {
+        conversation_id: id,
+        user_id,
+        delivered_seq: Some(seq),
+        read_seq: Some(seq / 2),
+    };
+    let tasks: Vec<_> = (1..=60_i64)
+        .map(|seq| {
+            let store = if seq % 2 == 0 {
+                a_store.clone()
+            } else {
+                b_store.clone()
+            };
+            // Alternate the order of the two rows within a batch.
+            let batch = if seq % 3 == 0 {
+                vec![update(a.id, seq), update(b.id, seq)]
+            } else {
+                vec![update(b.id, seq), update(a.id, seq)]
+            };
+            tokio::spawn(async move { store.advance_watermarks(&batch).await })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let answers = task
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("update {} failed: {e}", i + 1));
+        assert_eq!(answers.len(), 2);
+        assert!(
+            answers.iter().all(Option::is_some),
+            "update {} reported a member as not one: {answers:?}",
+            i + 1
+        );
+    }
+    // The sender's own watermarks were at 60 already (appending moves them).
+    for (user_id, expected) in [(a.id, (60, 60)), (b.id, (60, 30))] {
+        for store in [&a_store, &b_store] {
+            let p = store.participant(id, user_id).await.unwrap().unwrap();
+            assert_eq!((p.delivered_seq, p.read_seq), expected);
+        }
+    }
+}
