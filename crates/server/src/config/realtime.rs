@@ -26,6 +26,12 @@ pub struct RealtimeSettings {
     /// `sync`), so a replay and the live stream reach the client in seq order. 0: no wait.
     #[serde(deserialize_with = "super::duration::deserialize")]
     pub sync_hold: Duration,
+    /// A hole in a session's live feed that its own unacknowledged sends cannot explain is
+    /// fetched from storage only if it is still open after this long: with Redis, another
+    /// sender's message committed in the same batch as ours may reach the session over
+    /// pub/sub just after our ack. 0: fetched at once.
+    #[serde(deserialize_with = "super::duration::deserialize")]
+    pub gap_grace: Duration,
     /// Largest client frame, in bytes; a larger one closes the session with 1009.
     pub max_frame_bytes: NonZeroUsize,
     /// Lines a node logs per minute about clients' protocol errors (1002, 1007, 1009,
@@ -80,6 +86,7 @@ impl Default for RealtimeSettings {
             slow_consumer_grace: Duration::from_secs(1),
             sync_page_size: nonzero::u32(100),
             sync_hold: Duration::from_millis(500),
+            gap_grace: Duration::from_millis(100),
             max_frame_bytes: nonzero::usize(64 * 1024),
             protocol_error_logs_per_minute: 10,
             messages_per_second: nonzero::u32(10),

@@ -331,6 +331,8 @@ async fn admit(
         held: None,
         overflowed: HashSet::new(),
         presence_seen: HashMap::new(),
+        gaps: Vec::new(),
+        gaps_due: None,
     };
     Some((session, stream, conversations))
 }
@@ -402,6 +404,10 @@ struct ChatSession {
     overflowed: HashSet<ConversationId>,
     /// The last presence frame written per user, so copies from other topics are skipped.
     presence_seen: HashMap<UserId, ByteString>,
+    /// Conversations with a hole seen live that our own sends do not explain, fetched at
+    /// `gaps_due` if still open (`realtime.gap_grace`).
+    gaps: Vec<ConversationId>,
+    gaps_due: Option<Instant>,
 }
 
 impl ChatSession {
@@ -571,6 +577,7 @@ impl ChatSession {
         let hold = tokio::time::sleep(self.realtime.settings.sync_hold);
         tokio::pin!(hold);
         loop {
+            let gaps_due = self.gaps_due;
             let step = tokio::select! {
                 biased;
                 code = self.signal.wait() => Err(End::Close(code, close_reason(code))),
@@ -599,6 +606,7 @@ impl ChatSession {
                 }
                 () = &mut self.expiry => Err(End::Close(CLOSE_UNAUTHORIZED, "token expired")),
                 () = &mut hold, if self.held.is_some() => self.release_hold().await,
+                () = until(gaps_due), if gaps_due.is_some() => Box::pin(self.fetch_due_gaps()).await,
             };
             if let Err(end) = step {
                 return end;
@@ -880,8 +888,10 @@ impl ChatSession {
             }
         }
         self.answer_send(ack).await?;
-        // A hole that waited for this ack and is still there was someone else's: fetch it.
-        self.fill_gaps(conversation).await
+        // A hole that waited for this ack and is still there was someone else's: fetch it,
+        // unless it fills meanwhile (another sender's message of the same commit may reach
+        // us over pub/sub just after our ack).
+        self.gap_seen(conversation).await
     }
 
     async fn answer_send(&mut self, ack: Ack) -> Result<(), End> {
@@ -1201,7 +1211,7 @@ impl ChatSession {
             },
         );
         self.write_items(c, ready).await?;
-        self.fill_gaps(c).await
+        self.gap_seen(c).await
     }
 
     /// Writes what a feed let through; records delivery of the newest message of others.
@@ -1233,6 +1243,38 @@ impl ChatSession {
         }
         if let Some((seq, id)) = delivered {
             self.realtime.receipts.delivered(c, self.user, seq, id);
+        }
+        Ok(())
+    }
+
+    /// A live event may have left a hole in `c`'s feed: one our own unacknowledged sends do
+    /// not explain is fetched once `realtime.gap_grace` passed, if it is still open then
+    /// (at once with no grace).
+    async fn gap_seen(&mut self, c: ConversationId) -> Result<(), End> {
+        let grace = self.realtime.settings.gap_grace;
+        if grace.is_zero() {
+            return self.fill_gaps(c).await;
+        }
+        let Some(feed) = self.feeds.get(&c) else {
+            return Ok(());
+        };
+        let Some((after, up_to)) = feed.order.missing() else {
+            return Ok(());
+        };
+        let own = i64::from(self.sending.get(&c).copied().unwrap_or(0));
+        if feed.syncing || up_to - after <= own || self.gaps.contains(&c) {
+            return Ok(());
+        }
+        self.gaps.push(c);
+        self.gaps_due.get_or_insert_with(|| Instant::now() + grace);
+        Ok(())
+    }
+
+    /// The holes whose grace has passed: fetched if still open.
+    async fn fetch_due_gaps(&mut self) -> Result<(), End> {
+        self.gaps_due = None;
+        for c in std::mem::take(&mut self.gaps) {
+            self.fill_gaps(c).await?;
         }
         Ok(())
     }
@@ -1518,6 +1560,14 @@ impl ChatSession {
 }
 
 /// The reason sent with a close code asked for from outside the session.
+/// Resolves at `due` (never without one).
+async fn until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn close_reason(code: u16) -> &'static str {
     match code {
         CLOSE_SLOW_CONSUMER => "outbound queue overflow: reconnect and sync",
