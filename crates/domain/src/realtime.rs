@@ -393,8 +393,8 @@ pub enum Event {
     },
 }
 
-/// Publishes domain events to every node (serialising each once). Implemented by the server
-/// on top of [`PubSub`].
+/// Publishes domain events to every node (serialising each once). Implemented by the
+/// real-time engine (the `realtime` crate) on top of [`PubSub`].
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait EventPublisher: Send + Sync + 'static {

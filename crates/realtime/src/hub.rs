@@ -34,7 +34,7 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4009;
 
 /// A session's channel holds this many times its frame limit: room for bursts the session
 /// drains within the grace; full, it closes the session at once.
-pub const QUEUE_HEADROOM: usize = 4;
+pub(crate) const QUEUE_HEADROOM: usize = 4;
 
 /// How far behind a session may fall: more than `limit` frames waiting for longer than
 /// `grace` closes it.
@@ -86,7 +86,7 @@ pub struct CloseSignal {
 
 impl CloseSignal {
     /// Asks the session to close with `code`; `false` when it was already asked.
-    pub fn close(&self, code: u16) -> bool {
+    pub(crate) fn close(&self, code: u16) -> bool {
         let first = self
             .code
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
@@ -426,7 +426,8 @@ impl Hub {
     }
 
     /// Whether `topic` is routed to `session`.
-    pub fn is_routed(&self, session: SessionId, topic: Topic) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_routed(&self, session: SessionId, topic: Topic) -> bool {
         self.read()
             .sessions
             .get(&session)
@@ -450,7 +451,7 @@ impl Hub {
 
     /// Frames waiting in the sessions' outbound queues: the sum over the node's sessions, and
     /// the fullest session's.
-    pub fn outbound_queue_depth(&self) -> (usize, usize) {
+    pub(crate) fn outbound_queue_depth(&self) -> (usize, usize) {
         self.read()
             .sessions
             .values()
@@ -588,7 +589,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::realtime::publisher::envelope_of;
+    use crate::publisher::envelope_of;
     use chrono::Utc;
     use domain::conversation::{Conversation, ConversationDetails, ConversationKind};
     use domain::message::{ContentType, Message};
