@@ -29,8 +29,8 @@ use client_errors::ClientErrorLog;
 use domain::conversation::{ConversationDetails, Participant};
 use domain::ports::{Clock, ConversationStore, ReceiptStore, UserStore, WatermarkUpdate};
 use domain::realtime::{
-    ConversationChange, Event, EventPublisher, NodeId, PresenceStore, PubSub, RealtimeError, Topic,
-    TypingStore,
+    conversation_change_topics, ConversationChange, Event, EventPublisher, NodeId, PresenceStore,
+    PubSub, RealtimeError, Topic, TypingStore,
 };
 use domain::services::{
     MessageService, PresenceService, PresenceSettings, TypingService, TypingSettings,
@@ -306,29 +306,17 @@ impl Realtime {
         }
     }
 
-    /// Announces a conversation change: `created` on every member's own channel, a member
-    /// added or removed on the conversation and on that member's channel, a rename on the
-    /// conversation.
+    /// Announces a conversation change on the topics
+    /// [`domain::realtime::conversation_change_topics`] selects: `created` on every member's
+    /// own channel, a member added or removed on the conversation and on that member's
+    /// channel, a rename on the conversation.
     pub async fn announce_conversation(
         &self,
         change: ConversationChange,
         details: ConversationDetails,
         user: Option<UserId>,
     ) {
-        let id = details.conversation.id;
-        let topics: Vec<Topic> = match change {
-            ConversationChange::Created => details
-                .participants
-                .iter()
-                .map(|p| Topic::User(p.participant.user_id))
-                .collect(),
-            ConversationChange::Renamed => vec![Topic::Conversation(id)],
-            ConversationChange::MemberAdded | ConversationChange::MemberRemoved => {
-                let mut topics = vec![Topic::Conversation(id)];
-                topics.extend(user.map(Topic::User));
-                topics
-            }
-        };
+        let topics = conversation_change_topics(change, &details, user);
         let event = Event::Conversation {
             change,
             conversation: details,
