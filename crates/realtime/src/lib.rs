@@ -1,8 +1,9 @@
-//! The real-time engine of a node: fan-out ([`hub::Hub`]), group commit
-//! ([`batcher::CommitBatcher`]), receipt coalescing ([`receipts::ReceiptBatcher`]), the event
-//! envelope ([`envelope`]), presence and typing timers, and the node's [`Realtime`] bundle
-//! that the server's WebSocket sessions and REST handlers share. Domain values become wire
-//! frames in [`wire`]; the `[realtime]` settings are [`settings::RealtimeSettings`].
+//! The real-time engine of a node: fan-out ([`hub::Hub`]) and who of a topic's sessions gets
+//! which event (`routing`), group commit ([`batcher::CommitBatcher`]), receipt coalescing
+//! ([`receipts::ReceiptBatcher`]), the event envelope ([`envelope`]), presence and typing
+//! timers, and the node's [`Realtime`] bundle that the server's WebSocket sessions and REST
+//! handlers share. Domain values become wire frames in [`wire`]; the `[realtime]` settings
+//! are [`settings::RealtimeSettings`].
 //!
 //! The engine runs on the domain's ports only: the server builds the adapters (in process
 //! with `adapters-memory`, or Redis with `adapters-redis`) and hands them over as a
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod presence_tasks;
 mod publisher;
 pub mod receipts;
+mod routing;
 pub mod settings;
 pub mod typing_tasks;
 pub mod wire;
