@@ -313,6 +313,32 @@ impl ConversationChange {
     }
 }
 
+/// The topics a conversation change is announced on: `created` on every member's own
+/// channel (nobody follows the new conversation yet); a member added or removed on the
+/// conversation (the other members) and on that member's own channel (`user`: their
+/// sessions, wherever they are routed); a rename on the conversation. `details` is the
+/// conversation after the change, so a removed member is no longer among its participants.
+pub fn conversation_change_topics(
+    change: ConversationChange,
+    details: &crate::conversation::ConversationDetails,
+    user: Option<UserId>,
+) -> Vec<Topic> {
+    let id = details.conversation.id;
+    match change {
+        ConversationChange::Created => details
+            .participants
+            .iter()
+            .map(|p| Topic::User(p.participant.user_id))
+            .collect(),
+        ConversationChange::Renamed => vec![Topic::Conversation(id)],
+        ConversationChange::MemberAdded | ConversationChange::MemberRemoved => {
+            let mut topics = vec![Topic::Conversation(id)];
+            topics.extend(user.map(Topic::User));
+            topics
+        }
+    }
+}
+
 /// Something every interested session must hear about. The server turns each into one
 /// serialised frame (see `docs/protocol.md`) and publishes it once per topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,8 +419,8 @@ pub enum Event {
     },
 }
 
-/// Publishes domain events to every node (serialising each once). Implemented by the server
-/// on top of [`PubSub`].
+/// Publishes domain events to every node (serialising each once). Implemented by the
+/// real-time engine (the `realtime` crate) on top of [`PubSub`].
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait EventPublisher: Send + Sync + 'static {
@@ -408,5 +434,104 @@ pub trait EventPublisher: Send + Sync + 'static {
             self.publish(topic, event).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::{
+        Conversation, ConversationDetails, ConversationKind, Participant, ParticipantProfile, Role,
+    };
+
+    fn group(members: &[UserId]) -> ConversationDetails {
+        let id = ConversationId::new();
+        let now = Utc::now();
+        ConversationDetails {
+            conversation: Conversation {
+                id,
+                kind: ConversationKind::Group,
+                title: Some("Team".to_owned()),
+                created_by: members[0],
+                created_at: now,
+                last_seq: 0,
+                last_message_at: None,
+            },
+            participants: members
+                .iter()
+                .map(|user_id| ParticipantProfile {
+                    participant: Participant {
+                        conversation_id: id,
+                        user_id: *user_id,
+                        role: Role::Member,
+                        joined_at: now,
+                        delivered_seq: 0,
+                        read_seq: 0,
+                    },
+                    display_name: "Member".to_owned(),
+                    email: "member@example.com".to_owned(),
+                    avatar_url: None,
+                    last_seen_at: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_new_conversation_is_announced_on_every_members_own_channel_only() {
+        let (a, b, c) = (UserId::new(), UserId::new(), UserId::new());
+        let details = group(&[a, b, c]);
+        assert_eq!(
+            conversation_change_topics(ConversationChange::Created, &details, None),
+            [Topic::User(a), Topic::User(b), Topic::User(c)]
+        );
+    }
+
+    #[test]
+    fn a_rename_is_announced_on_the_conversation_only() {
+        let (a, b) = (UserId::new(), UserId::new());
+        let details = group(&[a, b]);
+        let id = details.conversation.id;
+        assert_eq!(
+            conversation_change_topics(ConversationChange::Renamed, &details, None),
+            [Topic::Conversation(id)]
+        );
+    }
+
+    #[test]
+    fn an_added_member_hears_on_their_own_channel_and_the_others_on_the_conversation() {
+        let (a, b, joiner) = (UserId::new(), UserId::new(), UserId::new());
+        let details = group(&[a, b, joiner]);
+        let id = details.conversation.id;
+        assert_eq!(
+            conversation_change_topics(ConversationChange::MemberAdded, &details, Some(joiner)),
+            [Topic::Conversation(id), Topic::User(joiner)]
+        );
+    }
+
+    #[test]
+    fn a_removed_member_hears_on_their_own_channel_though_no_longer_a_participant() {
+        let (a, b, leaver) = (UserId::new(), UserId::new(), UserId::new());
+        let details = group(&[a, b]);
+        let id = details.conversation.id;
+        assert_eq!(
+            conversation_change_topics(ConversationChange::MemberRemoved, &details, Some(leaver)),
+            [Topic::Conversation(id), Topic::User(leaver)]
+        );
+    }
+
+    #[test]
+    fn a_membership_change_without_its_member_goes_to_the_conversation_alone() {
+        let details = group(&[UserId::new()]);
+        let id = details.conversation.id;
+        for change in [
+            ConversationChange::MemberAdded,
+            ConversationChange::MemberRemoved,
+        ] {
+            assert_eq!(
+                conversation_change_topics(change, &details, None),
+                [Topic::Conversation(id)]
+            );
+        }
     }
 }

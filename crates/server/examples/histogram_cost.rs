@@ -6,7 +6,7 @@
 //! `cargo run --release -p server --example histogram_cost`
 
 use prometheus_client::metrics::histogram::Histogram;
-/// The server's latency bounds in microseconds (`realtime::metrics`, crate-private there).
+/// The node's latency bounds in microseconds (`realtime::metrics`, private to that crate).
 const LATENCY_BUCKETS_US: [u64; 14] = [
     500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000,
     2_000_000, 5_000_000, 10_000_000,

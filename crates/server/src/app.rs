@@ -8,7 +8,6 @@ use crate::auth::{LoginRateLimiter, RegistrationRateLimiter, TokenVerifier};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::origin::AllowedOrigins;
-use crate::realtime::{Parts, Realtime, RealtimePorts};
 use actix_cors::Cors;
 use actix_web::http::{header, Method};
 use actix_web::web;
@@ -17,6 +16,8 @@ use domain::ports::{
     RefreshTokenStore, Storage, StoreHealth, UserStore,
 };
 use domain::services::{AccountService, AccountSettings, ConversationService, MessageService};
+use realtime::batcher::Faults;
+use realtime::{Parts, Realtime, RealtimePorts};
 use std::sync::Arc;
 
 /// The storage ports, one `Arc` each (usually clones of one adapter).
@@ -79,7 +80,8 @@ impl AppState {
         clock: Arc<dyn Clock>,
         settings: &Settings,
     ) -> Self {
-        Self::with_realtime(ports, hasher, issuer, clock, settings, Parts::in_process())
+        let parts = crate::backend::in_process();
+        Self::with_realtime(ports, hasher, issuer, clock, settings, parts)
     }
 
     /// [`AppState::new`] on the real-time adapters of `parts` (Redis in scale-out mode).
@@ -115,7 +117,9 @@ impl AppState {
             },
             clock.clone(),
             &settings.realtime,
-            &settings.testing,
+            Faults {
+                stall_after_commit: settings.testing.stall_after_commit,
+            },
         ));
         Self {
             accounts: AccountService::new(

@@ -6,11 +6,11 @@
 //! - `api`: the REST routes; `error::ApiError`: the one error mapping.
 //! - [`auth`]: argon2id, JWT issue and verification, the `AuthUser` extractor, login limits.
 //! - [`cli`]: `chat-server [serve]` and `chat-server migrate`.
-//! - `ws`: the WebSocket endpoints and sessions; `realtime`: fan-out, group commit,
-//!   receipts, presence and typing of a node.
-//! - `wire`: domain values into the `protocol` crate's wire types (REST bodies, frames).
+//! - `ws`: the WebSocket endpoints and sessions, on the `realtime` crate's engine (fan-out,
+//!   group commit, receipts, presence and typing of a node), whose adapters `backend` builds.
+//! - Domain values become the `protocol` crate's wire types in `realtime::wire`.
 //!
-//! `api`, `error`, `realtime`, `ws` and `wire` are internal (`pub(crate)`); other crates use
+//! `api`, `backend`, `error` and `ws` are internal (`pub(crate)`); other crates use
 //! `startup`, `config`, `cli`, `storage` and `auth`, and the wire types from `protocol`.
 
 #![warn(missing_docs)]
@@ -18,14 +18,13 @@
 pub(crate) mod api;
 pub mod app;
 pub mod auth;
+pub(crate) mod backend;
 pub mod cli;
 pub mod config;
 pub(crate) mod error;
 pub mod origin;
-pub(crate) mod realtime;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
 pub mod web;
-mod wire;
 pub(crate) mod ws;

@@ -13,10 +13,8 @@ use crate::app::{AppContext, AppState, Ports};
 use crate::auth::jwt::MIN_SECRET_BYTES;
 use crate::auth::password::InvalidArgon2Params;
 use crate::auth::{signing_key, Argon2Hasher, JwtIssuer, TokenVerifier};
+use crate::backend;
 use crate::config::{ConfigError, DatabaseTarget, Secret, Settings};
-use crate::realtime::presence_tasks::spawn_presence_tasks;
-use crate::realtime::typing_tasks::{spawn_typing_sweeper, sweep_interval};
-use crate::realtime::{Parts, Realtime};
 use crate::storage;
 use crate::telemetry;
 use crate::ws::{upgrade, Gate};
@@ -28,6 +26,9 @@ use actix_web::App;
 use domain::ports::{Storage, SystemClock};
 use domain::realtime::RealtimeError;
 use domain::StorageError;
+use realtime::presence_tasks::{spawn_presence_tasks, PresenceTasks};
+use realtime::typing_tasks::{spawn_typing_sweeper, sweep_interval};
+use realtime::{Parts, Realtime};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -133,10 +134,10 @@ impl Application {
             .await
             .map_err(StartupError::Storage)?;
         let parts = match &settings.redis.url {
-            Some(url) => Parts::redis(url.expose(), &settings.redis)
+            Some(url) => backend::redis(url.expose(), &settings.redis)
                 .await
                 .map_err(StartupError::Redis)?,
-            None => Parts::in_process(),
+            None => backend::in_process(),
         };
         Self::assemble(settings, storage, secret, parts)
     }
@@ -158,7 +159,7 @@ impl Application {
                 "build_with_storage runs in process only; use Application::build with redis.url",
             )));
         }
-        Self::assemble(settings, storage, secret, Parts::in_process())
+        Self::assemble(settings, storage, secret, backend::in_process())
     }
 
     fn assemble(
@@ -314,10 +315,7 @@ async fn termination_signal() {
 /// The graceful shutdown of a node, before its HTTP server stops: readiness 503 at once,
 /// every session closed with 1001 once its in-flight sends are answered, the commit batcher
 /// and the receipt flusher drained, the node's presence removed.
-async fn graceful_shutdown(
-    realtime: &Realtime,
-    presence: crate::realtime::presence_tasks::PresenceTasks,
-) {
+async fn graceful_shutdown(realtime: &Realtime, presence: PresenceTasks) {
     realtime.lifecycle.begin_draining();
     realtime.hub.close_all(crate::ws::session::CLOSE_GOING_AWAY);
     let grace = realtime.settings.close_grace;

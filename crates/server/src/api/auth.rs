@@ -5,10 +5,10 @@ use super::client_ip::ClientIp;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::wire;
 use actix_web::{web, HttpResponse};
 use protocol::rest::{AuthResponse, LoginRequest, RefreshRequest, RegisterRequest};
 use protocol::ErrorBody;
+use realtime::wire;
 
 /// Makes an account and logs it in. Throttled per client IP.
 #[utoipa::path(

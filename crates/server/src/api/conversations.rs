@@ -5,7 +5,6 @@ use super::ids::parse_or_nil;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::wire;
 use actix_web::{web, HttpResponse};
 use domain::conversation::ConversationKind;
 use domain::realtime::ConversationChange;
@@ -15,6 +14,7 @@ use protocol::rest::{
     RenameConversationRequest, UnreadDto,
 };
 use protocol::ErrorBody;
+use realtime::wire;
 use serde::Deserialize;
 use utoipa::IntoParams;
 

@@ -53,6 +53,6 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// depths.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type(crate::realtime::metrics::CONTENT_TYPE)
+        .content_type(realtime::metrics::CONTENT_TYPE)
         .body(state.realtime.render_metrics())
 }

@@ -3,12 +3,12 @@
 use super::ids::parse_or_nil;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::wire;
 use actix_web::{web, HttpResponse};
 use domain::services::PresenceService;
 use domain::ConversationId;
 use protocol::rest::ConversationPresenceDto;
 use protocol::ErrorBody;
+use realtime::wire;
 
 /// The presence of every member of a conversation the caller belongs to.
 #[utoipa::path(

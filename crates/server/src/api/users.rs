@@ -4,11 +4,11 @@ use super::ids::parse_or_nil;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::wire;
 use actix_web::{web, HttpResponse};
 use domain::UserId;
 use protocol::rest::UserDto;
 use protocol::ErrorBody;
+use realtime::wire;
 use serde::Deserialize;
 use utoipa::IntoParams;
 

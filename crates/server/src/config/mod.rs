@@ -4,17 +4,16 @@
 //! Every key has a default, so the embedded mode runs with no file and no variable at all.
 //! Secrets are [`Secret`]s: they print as `<redacted>`, so logging the settings is safe.
 //! Timings are [`Duration`](std::time::Duration)s written with a unit (`"30s"`, `"500ms"`;
-//! `duration.rs`), the `*_ms`/`*_secs` keys of earlier versions still read (`legacy.rs`);
-//! counts that must not be zero are non-zero types, so a 0 is refused where it is read.
-//! One module per section.
+//! `realtime::settings::duration`), the `*_ms`/`*_secs` keys of earlier versions still read
+//! (`legacy.rs`); counts that must not be zero are non-zero types, so a 0 is refused where it
+//! is read. One module per section; `[realtime]` is the real-time engine's own
+//! [`RealtimeSettings`], re-exported here.
 
 mod auth;
-mod duration;
 mod http;
 mod legacy;
 mod limits;
 mod log;
-mod realtime;
 mod secret;
 mod storage;
 mod testing;
@@ -23,7 +22,7 @@ pub use auth::AuthSettings;
 pub use http::HttpSettings;
 pub use limits::LimitSettings;
 pub use log::{LogFormat, LogSettings};
-pub use realtime::RealtimeSettings;
+pub use realtime::settings::{nonzero, RealtimeSettings};
 pub use secret::Secret;
 pub use storage::{DataSettings, DatabaseSettings, RedisSettings};
 pub use testing::TestingSettings;
@@ -31,6 +30,7 @@ pub use testing::TestingSettings;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use legacy::Legacy;
+use realtime::settings::duration;
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,22 +55,6 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-}
-
-/// Non-zero counts from literals: a zero becomes 1 (so no panic; the call sites pass
-/// constants).
-pub mod nonzero {
-    use std::num::{NonZeroU32, NonZeroUsize};
-
-    /// `n` as a [`NonZeroU32`], 0 read as 1.
-    pub const fn u32(n: u32) -> NonZeroU32 {
-        NonZeroU32::MIN.saturating_add(n.saturating_sub(1))
-    }
-
-    /// `n` as a [`NonZeroUsize`], 0 read as 1.
-    pub const fn usize(n: usize) -> NonZeroUsize {
-        NonZeroUsize::MIN.saturating_add(n.saturating_sub(1))
-    }
 }
 
 /// All settings, one struct per section of `config/default.toml`.

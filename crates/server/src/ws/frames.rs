@@ -73,7 +73,7 @@ impl FrameError {
 
     /// The `error` frame.
     pub(crate) fn to_frame(&self) -> String {
-        crate::wire::encode(&ServerFrame::Error {
+        realtime::wire::encode(&ServerFrame::Error {
             code: self.code,
             message: self.message.clone(),
             reference: self.reference.clone(),

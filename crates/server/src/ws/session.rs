@@ -17,14 +17,6 @@ use super::frames::{self, FrameError};
 use super::socket::{self, CloseCode, CloseReason, Incoming, ReadError, Reader, Writer};
 use crate::app::AppState;
 use crate::auth::{Claims, TokenVerifier};
-use crate::config::RealtimeSettings;
-use crate::realtime::envelope::Kind;
-use crate::realtime::hub::{
-    Backlog, CloseSignal, Delivery, Inbound, Registration, CLOSE_SLOW_CONSUMER,
-};
-use crate::realtime::metrics::{unix_micros_now, Transport};
-use crate::realtime::Realtime;
-use crate::wire;
 use actix_web::web;
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
@@ -39,6 +31,12 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use protocol::client::{ClientFrame, OwnStatus, SendFrame, SyncFrame};
 use protocol::server::{SyncState, Watermarks};
 use protocol::{ErrorCode, ServerFrame};
+use realtime::envelope::Kind;
+use realtime::hub::{Backlog, CloseSignal, Delivery, Inbound, Registration, CLOSE_SLOW_CONSUMER};
+use realtime::metrics::{unix_micros_now, Transport};
+use realtime::settings::RealtimeSettings;
+use realtime::wire;
+use realtime::Realtime;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -163,7 +161,7 @@ struct Feed {
 struct Fresh {
     /// The snapshot's watermarks (what `hello` said).
     watermarks: Watermarks,
-    /// [`crate::realtime::hub::Hub::resubscriptions`] just before the snapshot was read.
+    /// [`realtime::hub::Hub::resubscriptions`] just before the snapshot was read.
     resubscriptions: u64,
 }
 

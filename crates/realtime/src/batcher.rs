@@ -68,8 +68,9 @@ pub struct CommitBatcher {
 }
 
 impl CommitBatcher {
-    /// Starts the commit and publish tasks on the current runtime.
-    pub fn start(
+    /// [`Self::start_with_faults`] with no fault (the unit tests' batcher).
+    #[cfg(test)]
+    pub(crate) fn start(
         service: MessageService,
         publisher: Arc<dyn EventPublisher>,
         max_batch: usize,
@@ -78,8 +79,9 @@ impl CommitBatcher {
         Self::start_with_faults(service, publisher, max_batch, metrics, Faults::default())
     }
 
-    /// As [`Self::start`], with `faults` injected (tests only).
-    pub fn start_with_faults(
+    /// Starts the commit and publish tasks on the current runtime, with `faults` injected
+    /// (`[testing]`, for the end-to-end suite; none in production).
+    pub(crate) fn start_with_faults(
         service: MessageService,
         publisher: Arc<dyn EventPublisher>,
         max_batch: usize,
@@ -133,7 +135,7 @@ impl CommitBatcher {
     }
 
     /// Sends waiting in the queue now.
-    pub fn queue_depth(&self) -> usize {
+    pub(crate) fn queue_depth(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
     }
 }

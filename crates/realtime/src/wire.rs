@@ -1,7 +1,7 @@
 //! Domain values into the wire types of the `protocol` crate, and server frames into JSON
-//! text. The REST handlers, the WebSocket sessions and the publisher all come here, so a
-//! value has one wire shape whichever surface carries it. (Free functions: the orphan rule
-//! forbids `From` between two foreign crates' types.)
+//! text. The server's REST handlers and WebSocket sessions and this crate's publisher all
+//! come here, so a value has one wire shape whichever surface carries it. (Free functions:
+//! the orphan rule forbids `From` between two foreign crates' types.)
 
 use domain::auth::AuthSession;
 use domain::conversation::{
@@ -19,7 +19,7 @@ use protocol::server::{ConversationEvent, ConversationSnapshot, PresenceStatus, 
 use protocol::ServerFrame;
 
 /// A server frame as JSON text.
-pub(crate) fn encode(frame: &ServerFrame) -> String {
+pub fn encode(frame: &ServerFrame) -> String {
     // Every field serialises (string keys, no non-finite floats): failure is impossible,
     // but a frame is never worth a panic.
     serde_json::to_string(frame).unwrap_or_else(|e| {
@@ -29,7 +29,7 @@ pub(crate) fn encode(frame: &ServerFrame) -> String {
 }
 
 /// A user as others see them.
-pub(crate) fn user(user: &User) -> UserDto {
+pub fn user(user: &User) -> UserDto {
     UserDto {
         id: user.id.as_uuid(),
         email: user.email.as_str().to_owned(),
@@ -39,7 +39,7 @@ pub(crate) fn user(user: &User) -> UserDto {
 }
 
 /// What register, login and refresh answer.
-pub(crate) fn auth(session: &AuthSession) -> AuthResponse {
+pub fn auth(session: &AuthSession) -> AuthResponse {
     AuthResponse {
         access_token: session.access.token.clone(),
         refresh_token: session.refresh.expose().to_owned(),
@@ -50,7 +50,7 @@ pub(crate) fn auth(session: &AuthSession) -> AuthResponse {
 }
 
 /// A message with its status as the sender sees it.
-pub(crate) fn message(view: &MessageView) -> MessageDto {
+pub fn message(view: &MessageView) -> MessageDto {
     let m = &view.message;
     MessageDto {
         id: m.id.as_uuid(),
@@ -69,7 +69,7 @@ pub(crate) fn message(view: &MessageView) -> MessageDto {
 }
 
 /// A message just appended: a new one is `sent` (nobody else has it yet).
-pub(crate) fn appended(outcome: &AppendOutcome) -> MessageDto {
+pub fn appended(outcome: &AppendOutcome) -> MessageDto {
     message(&MessageView {
         message: outcome.message().clone(),
         status: MessageStatus::Sent,
@@ -92,7 +92,7 @@ pub(crate) fn participant(p: &ParticipantProfile) -> ParticipantDto {
 }
 
 /// The conversation as `me` sees it, without its last message.
-pub(crate) fn conversation(details: &ConversationDetails, me: UserId) -> ConversationDto {
+pub fn conversation(details: &ConversationDetails, me: UserId) -> ConversationDto {
     let c = &details.conversation;
     ConversationDto {
         id: c.id.as_uuid(),
@@ -109,7 +109,7 @@ pub(crate) fn conversation(details: &ConversationDetails, me: UserId) -> Convers
 }
 
 /// A list entry: the conversation with its newest message and that message's status.
-pub(crate) fn conversation_entry(summary: &ConversationSummary, me: UserId) -> ConversationDto {
+pub fn conversation_entry(summary: &ConversationSummary, me: UserId) -> ConversationDto {
     let last = summary.last_message.clone().map(|m| {
         MessageService::views(&summary.details, vec![m])
             .first()
@@ -122,7 +122,7 @@ pub(crate) fn conversation_entry(summary: &ConversationSummary, me: UserId) -> C
 }
 
 /// One member's presence (REST).
-pub(crate) fn participant_presence(p: &ParticipantPresence) -> ParticipantPresenceDto {
+pub fn participant_presence(p: &ParticipantPresence) -> ParticipantPresenceDto {
     ParticipantPresenceDto {
         user_id: p.user_id.as_uuid(),
         status: p.status.as_str().to_owned(),
@@ -131,7 +131,7 @@ pub(crate) fn participant_presence(p: &ParticipantPresence) -> ParticipantPresen
 }
 
 /// A member's receipt watermarks and the others' lowest.
-pub(crate) fn watermarks(state: &ConversationState) -> Watermarks {
+pub fn watermarks(state: &ConversationState) -> Watermarks {
     Watermarks {
         delivered_seq: state.delivered_seq,
         read_seq: state.read_seq,
@@ -141,7 +141,7 @@ pub(crate) fn watermarks(state: &ConversationState) -> Watermarks {
 }
 
 /// A conversation of the `hello` snapshot.
-pub(crate) fn snapshot(state: &ConversationState) -> ConversationSnapshot {
+pub fn snapshot(state: &ConversationState) -> ConversationSnapshot {
     ConversationSnapshot {
         conversation_id: state.conversation_id.as_uuid(),
         last_seq: state.last_seq,

@@ -1,14 +1,15 @@
 //! Durations in the configuration: a number with a unit (`"30s"`, `"500ms"`, `"2m"`,
 //! `"1h 30m"`, `"30d"`), read with `humantime`. A bare number is refused, since nothing
 //! would say its unit; the old `*_ms` and `*_secs` keys, which took bare numbers, are
-//! still read (`legacy.rs`).
+//! still read (the server's `config/legacy.rs`). Every section of the configuration reads
+//! its durations with [`deserialize`], the server's as well as `[realtime]`.
 
 use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 use std::time::Duration;
 
 /// `#[serde(deserialize_with = "duration::deserialize")]`
-pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     struct DurationVisitor;
     impl Visitor<'_> for DurationVisitor {
         type Value = Duration;

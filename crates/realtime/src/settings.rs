@@ -1,6 +1,10 @@
-//! `[realtime]`: WebSocket sessions, fan-out, presence and typing.
+//! `[realtime]`: WebSocket sessions, fan-out, presence and typing ([`RealtimeSettings`],
+//! read by the server's configuration as its `realtime` section), and what every section of
+//! that configuration reads with: [`duration`] (durations written with a unit) and
+//! [`nonzero`] (non-zero counts from literals).
 
-use super::nonzero;
+pub mod duration;
+
 use serde::Deserialize;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
@@ -11,20 +15,20 @@ use std::time::Duration;
 #[serde(default)]
 pub struct RealtimeSettings {
     /// The server pings every session this often; a session silent for two intervals is closed.
-    #[serde(deserialize_with = "super::duration::deserialize")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub heartbeat_interval: Duration,
     /// Frames a session may have waiting for its client. More than this for longer than
     /// `slow_consumer_grace` (or four times this at any moment) closes it with 4009.
     pub outbound_queue_frames: NonZeroUsize,
     /// How long a session may have more than `outbound_queue_frames` waiting (a burst it is
     /// draining) before it is closed as a slow consumer. 0: at once.
-    #[serde(deserialize_with = "super::duration::deserialize")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub slow_consumer_grace: Duration,
     /// Messages per `sync` page (and per gap fetch).
     pub sync_page_size: NonZeroU32,
     /// After `hello`, live messages wait up to this long for the client's first frame (its
     /// `sync`), so a replay and the live stream reach the client in seq order. 0: no wait.
-    #[serde(deserialize_with = "super::duration::deserialize")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub sync_hold: Duration,
     /// A hole in a session's live feed that its own unacknowledged sends cannot explain is
     /// fetched from storage only if it is still open after this long: with Redis, another
@@ -57,22 +61,22 @@ pub struct RealtimeSettings {
     /// How long the receipt writer gathers marks before each flush (fewer, larger writes
     /// and publishes; receipts reach senders this much later). 0: as soon as the previous
     /// flush ends.
-    #[serde(deserialize_with = "super::duration::deserialize")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub receipt_linger: Duration,
     /// How long a closing session waits for its close frame to reach a slow client.
-    #[serde(deserialize_with = "super::duration::deserialize")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub close_grace: Duration,
     /// How long a user with no live session still shows online (reconnects do not flicker).
-    #[serde(deserialize_with = "super::duration::deserialize")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub presence_grace: Duration,
     /// TTL of this node's presence lease: a node that stops renewing it is dead after this.
-    #[serde(deserialize_with = "super::duration::deserialize")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub presence_lease_ttl: Duration,
     /// A typing start without a refresh ends after this.
-    #[serde(deserialize_with = "super::duration::deserialize")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub typing_ttl: Duration,
     /// At most one forwarded typing refresh per user and conversation this often.
-    #[serde(deserialize_with = "super::duration::deserialize")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub typing_forward_throttle: Duration,
     /// Live sessions of one user across all nodes; the next one is closed with 1008.
     pub max_sessions_per_user: NonZeroU32,
@@ -105,5 +109,21 @@ impl Default for RealtimeSettings {
             typing_forward_throttle: Duration::from_secs(1),
             max_sessions_per_user: nonzero::u32(10),
         }
+    }
+}
+
+/// Non-zero counts from literals: a zero becomes 1 (so no panic; the call sites pass
+/// constants).
+pub mod nonzero {
+    use std::num::{NonZeroU32, NonZeroUsize};
+
+    /// `n` as a [`NonZeroU32`], 0 read as 1.
+    pub const fn u32(n: u32) -> NonZeroU32 {
+        NonZeroU32::MIN.saturating_add(n.saturating_sub(1))
+    }
+
+    /// `n` as a [`NonZeroUsize`], 0 read as 1.
+    pub const fn usize(n: usize) -> NonZeroUsize {
+        NonZeroUsize::MIN.saturating_add(n.saturating_sub(1))
     }
 }

@@ -23,7 +23,7 @@ const BATCH_BUCKETS: [f64; 11] = [
 
 /// Upper bounds of the latency histograms, in microseconds (0.5 ms to 10 s; exposed in
 /// seconds).
-pub const LATENCY_BUCKETS_US: [u64; 14] = [
+pub(crate) const LATENCY_BUCKETS_US: [u64; 14] = [
     500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000,
     2_000_000, 5_000_000, 10_000_000,
 ];
@@ -67,19 +67,19 @@ pub fn unix_micros_now() -> i64 {
 
 /// The close codes of clients' protocol errors: a frame breaking RFC 6455, text that is not
 /// UTF-8, a frame over the size limit.
-pub const PROTOCOL_CLOSES: [u16; 3] = [1002, 1007, 1009];
+pub(crate) const PROTOCOL_CLOSES: [u16; 3] = [1002, 1007, 1009];
 
 /// Instantaneous figures read when `/metrics` is served.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gauges {
     /// Sends waiting for the group-commit batcher.
-    pub commit_queue_depth: usize,
+    pub(crate) commit_queue_depth: usize,
     /// Watermark updates waiting for the next receipt flush.
-    pub receipt_queue_depth: usize,
+    pub(crate) receipt_queue_depth: usize,
     /// Frames waiting in the outbound queues of the node's sessions, summed.
-    pub outbound_queue_depth: usize,
+    pub(crate) outbound_queue_depth: usize,
     /// Frames waiting in the fullest session's outbound queue.
-    pub outbound_queue_depth_max: usize,
+    pub(crate) outbound_queue_depth_max: usize,
 }
 
 /// The node's real-time figures: its registry and a handle on every series in it.
@@ -300,7 +300,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// One transaction committed `batch` messages (`created` new, the rest replays or refusals).
-    pub fn record_commit(&self, batch: usize, created: usize, replayed: usize) {
+    pub(crate) fn record_commit(&self, batch: usize, created: usize, replayed: usize) {
         self.commit_transactions.inc();
         self.messages_committed.inc_by(created as u64);
         self.messages_replayed.inc_by(replayed as u64);
@@ -312,7 +312,7 @@ impl Metrics {
 
     /// A commit failed (storage down): every send of the batch was refused. Counts as a
     /// storage error too.
-    pub fn record_commit_failure(&self) {
+    pub(crate) fn record_commit_failure(&self) {
         self.commit_failures.inc();
         self.storage_error();
     }
@@ -380,11 +380,6 @@ impl Metrics {
         self.sessions.dec();
     }
 
-    /// Live sessions on this node.
-    pub fn sessions(&self) -> i64 {
-        self.sessions.get()
-    }
-
     /// A frame was written to a socket; `message` when it was a `message` frame.
     pub fn frame_out(&self, message: bool) {
         self.frames_out.inc();
@@ -394,12 +389,12 @@ impl Metrics {
     }
 
     /// An event arrived from pub/sub.
-    pub fn event_received(&self) {
+    pub(crate) fn event_received(&self) {
         self.events_received.inc();
     }
 
     /// A session was closed because its outbound queue overflowed.
-    pub fn slow_consumer(&self) {
+    pub(crate) fn slow_consumer(&self) {
         self.slow_consumers.inc();
     }
 
@@ -409,13 +404,14 @@ impl Metrics {
     }
 
     /// One receipt flush wrote `updates` watermark updates.
-    pub fn receipt_flush(&self, updates: usize) {
+    pub(crate) fn receipt_flush(&self, updates: usize) {
         self.receipt_flushes.inc();
         self.receipt_updates.inc_by(updates as u64);
     }
 
     /// Transactions committed so far.
-    pub fn commit_transactions(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn commit_transactions(&self) -> u64 {
         self.commit_transactions.get()
     }
 

@@ -13,12 +13,14 @@
 //! that does not read can hold.
 //!
 //! Routing is local (topic -> sessions on this node); whether the node receives a topic at all
-//! is the pub/sub adapter's reference count, held by the sessions. Membership events change
+//! is the pub/sub adapter's reference count, held by the sessions. Which of a topic's
+//! sessions get an event is decided by the pure rules of `routing.rs`. Membership events change
 //! routing here, synchronously, before any later event on the topic is routed: a removed
 //! member's sessions stop receiving the conversation at once.
 
 use super::envelope::{self, Header, Kind};
 use super::metrics::Metrics;
+use super::routing::{self, OwnSeqs, Recipient, Verdict};
 use bytestring::ByteString;
 use domain::realtime::{Payload, PubSubSink, SessionId, Topic};
 use domain::{ConversationId, UserId};
@@ -34,7 +36,7 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4009;
 
 /// A session's channel holds this many times its frame limit: room for bursts the session
 /// drains within the grace; full, it closes the session at once.
-pub const QUEUE_HEADROOM: usize = 4;
+pub(crate) const QUEUE_HEADROOM: usize = 4;
 
 /// How far behind a session may fall: more than `limit` frames waiting for longer than
 /// `grace` closes it.
@@ -86,7 +88,7 @@ pub struct CloseSignal {
 
 impl CloseSignal {
     /// Asks the session to close with `code`; `false` when it was already asked.
-    pub fn close(&self, code: u16) -> bool {
+    pub(crate) fn close(&self, code: u16) -> bool {
         let first = self
             .code
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
@@ -180,58 +182,11 @@ impl Entry {
     }
 }
 
-/// A session routed to a topic, and what receipts on it the session needs.
-///
-/// Receipts (`delivered`, `read_receipt`) matter to the senders of the messages a watermark
-/// move covers, `(since, seq]`; sending every member's receipts to every member would multiply
-/// a group's frames by its size. So each route remembers the seqs its user sent lately in the
-/// conversation ([`OwnSeqs`]), and a receipt goes through when one of them is in the range.
+/// A session routed to a topic, and the seqs its user sent there (which receipts on the
+/// topic concern the session: [`OwnSeqs`]).
 struct Route {
     session: SessionId,
     own: Mutex<OwnSeqs>,
-}
-
-/// The seqs a route's user sent in its conversation, as far as this route knows.
-#[derive(Debug, Default)]
-struct OwnSeqs {
-    /// Until the session has told its floor (after its `hello` snapshot) it gets every receipt.
-    known: bool,
-    /// Seqs at or below this may be the user's (told by the session, or forgotten from
-    /// `recent`): a receipt whose range starts below it goes through.
-    floor: i64,
-    /// The latest seqs the user sent here (0 = empty slot).
-    recent: [i64; OWN_SEQS_KEPT],
-}
-
-/// Own seqs a route keeps exactly; older ones only raise its floor.
-const OWN_SEQS_KEPT: usize = 4;
-
-impl OwnSeqs {
-    fn record(&mut self, seq: i64) {
-        if self.recent.contains(&seq) {
-            return;
-        }
-        let (slot, oldest) = self
-            .recent
-            .iter()
-            .copied()
-            .enumerate()
-            .min_by_key(|(_, s)| *s)
-            .unwrap_or((0, 0));
-        if oldest == 0 {
-            self.recent[slot] = seq;
-        } else if seq > oldest {
-            self.floor = self.floor.max(oldest);
-            self.recent[slot] = seq;
-        } else {
-            self.floor = self.floor.max(seq);
-        }
-    }
-
-    /// Whether a watermark move over `(since, seq]` may cover one of the user's messages.
-    fn covers(&self, since: i64, seq: i64) -> bool {
-        !self.known || self.floor > since || self.recent.iter().any(|s| *s > since && *s <= seq)
-    }
 }
 
 impl Route {
@@ -246,12 +201,6 @@ impl Route {
         self.own
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Whether a receipt about the move `(since, seq]` concerns this route's user.
-    fn needs_receipt(&self, since: Option<i64>, seq: Option<i64>) -> bool {
-        let Some(since) = since else { return true };
-        self.own().covers(since, seq.unwrap_or(i64::MAX))
     }
 }
 
@@ -419,14 +368,13 @@ impl Hub {
             .get(&Topic::Conversation(conversation))
             .and_then(|routes| routes.iter().find(|r| r.session == session))
         {
-            let mut own = route.own();
-            own.floor = own.floor.max(floor);
-            own.known = true;
+            route.own().tell_floor(floor);
         }
     }
 
     /// Whether `topic` is routed to `session`.
-    pub fn is_routed(&self, session: SessionId, topic: Topic) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_routed(&self, session: SessionId, topic: Topic) -> bool {
         self.read()
             .sessions
             .get(&session)
@@ -450,7 +398,7 @@ impl Hub {
 
     /// Frames waiting in the sessions' outbound queues: the sum over the node's sessions, and
     /// the fullest session's.
-    pub fn outbound_queue_depth(&self) -> (usize, usize) {
+    pub(crate) fn outbound_queue_depth(&self) -> (usize, usize) {
         self.read()
             .sessions
             .values()
@@ -475,7 +423,7 @@ impl Hub {
                 let in_scope = state
                     .sessions
                     .get(&session)
-                    .is_some_and(|e| e.scope.is_none_or(|s| s == conversation));
+                    .is_some_and(|e| routing::follows_on_join(e.scope, conversation));
                 if in_scope {
                     state.route(session, topic);
                 }
@@ -491,29 +439,18 @@ impl Hub {
 }
 
 /// Whether the session `id` (`entry`), routed to `topic` (`route`), gets an event with
-/// `header`.
+/// `header`: the rules of [`routing::verdict`], a receipt checked against the seqs the
+/// route's user sent.
 fn wants(id: SessionId, entry: &Entry, route: &Route, topic: Topic, header: &Header) -> bool {
-    if let (Some(scope), Topic::User(_)) = (entry.scope, topic) {
-        // A session of one conversation hears of the user's channel only about that one.
-        if header.kind != Kind::Presence && header.conversation != Some(scope) {
-            return false;
-        }
-    }
-    match header.kind {
-        Kind::Message => header.origin != Some(id.0),
-        Kind::Typing | Kind::Presence => header.user != Some(entry.user),
-        // The joining or leaving member hears of it on their own topic, once.
-        Kind::Conversation => {
-            !matches!(topic, Topic::Conversation(_))
-                || (header.joined != Some(entry.user) && header.left != Some(entry.user))
-        }
-        // Receipts go to the senders they concern; a reader's own sessions also hear of
-        // their read watermark (read state across devices).
-        Kind::Delivered => route.needs_receipt(header.since, header.seq),
-        Kind::Read => {
-            header.user == Some(entry.user) || route.needs_receipt(header.since, header.seq)
-        }
-        Kind::Unread => true,
+    let recipient = Recipient {
+        session: id,
+        user: entry.user,
+        scope: entry.scope,
+    };
+    match routing::verdict(&recipient, topic, header) {
+        Verdict::Deliver => true,
+        Verdict::Skip => false,
+        Verdict::IfOwnIn { since, seq } => route.own().covers(since, seq),
     }
 }
 
@@ -588,7 +525,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::realtime::publisher::envelope_of;
+    use crate::publisher::envelope_of;
     use chrono::Utc;
     use domain::conversation::{Conversation, ConversationDetails, ConversationKind};
     use domain::message::{ContentType, Message};
@@ -1071,30 +1008,5 @@ mod tests {
             phone.frames().is_empty(),
             "own delivered watermark: not needed"
         );
-    }
-
-    #[test]
-    fn a_route_keeps_its_latest_own_seqs_exactly_and_the_older_ones_as_a_floor() {
-        let mut own = OwnSeqs {
-            known: true,
-            ..OwnSeqs::default()
-        };
-        for seq in 1..=6 {
-            own.record(seq);
-        }
-        own.record(5);
-        assert!(own.covers(4, 5), "5 is kept");
-        assert!(!own.covers(6, 10), "nothing sent after 6");
-        assert!(!own.covers(2, 2), "an empty range");
-        assert!(
-            own.covers(1, 1),
-            "1 and 2 were forgotten: at or below the floor, kept safe"
-        );
-        own.record(1);
-        assert_eq!(
-            own.floor, 2,
-            "an old seq arriving late only raises nothing above it"
-        );
-        assert!(OwnSeqs::default().covers(100, 101), "unknown: everything");
     }
 }

@@ -1,28 +1,38 @@
-//! The real-time layer of a node: fan-out ([`hub::Hub`]), group commit
-//! ([`batcher::CommitBatcher`]), receipt coalescing ([`receipts::ReceiptBatcher`]), the event
-//! envelope ([`envelope`]), presence and typing timers, and the node's [`Realtime`] bundle that
-//! WebSocket sessions and REST handlers share. The sessions themselves are in [`crate::ws`].
+//! The real-time engine of a node: fan-out ([`hub::Hub`]) and who of a topic's sessions gets
+//! which event (`routing`), group commit ([`batcher::CommitBatcher`]), receipt coalescing
+//! ([`receipts::ReceiptBatcher`]), the event envelope ([`envelope`]), presence and typing
+//! timers, and the node's [`Realtime`] bundle that the server's WebSocket sessions and REST
+//! handlers share. Domain values become wire frames in [`wire`]; the `[realtime]` settings
+//! are [`settings::RealtimeSettings`].
 //!
-//! Two backends from the same code: in process (`adapters-memory`, the embedded mode) or Redis
-//! (`adapters-redis`, any number of nodes).
+//! The engine runs on the domain's ports only: the server builds the adapters (in process
+//! with `adapters-memory`, or Redis with `adapters-redis`) and hands them over as a
+//! [`Backend`], with a [`Readiness`] check when the backend has one. It depends on no web
+//! framework and no adapter crate.
+
+#![warn(missing_docs)]
 
 pub mod batcher;
+pub mod client_errors;
 pub mod envelope;
 pub mod hub;
 pub mod metrics;
 pub mod presence_tasks;
-pub mod publisher;
+mod publisher;
 pub mod receipts;
+mod routing;
+pub mod settings;
 pub mod typing_tasks;
+pub mod wire;
 
-use crate::config::{RealtimeSettings, RedisSettings, TestingSettings};
-use adapters_memory::{MemoryPresence, MemoryPubSub, MemoryTyping};
+use async_trait::async_trait;
 use batcher::{CommitBatcher, Faults};
+use client_errors::ClientErrorLog;
 use domain::conversation::{ConversationDetails, Participant};
 use domain::ports::{Clock, ConversationStore, ReceiptStore, UserStore, WatermarkUpdate};
 use domain::realtime::{
-    ConversationChange, Event, EventPublisher, NodeId, PresenceStore, PubSub, RealtimeError, Topic,
-    TypingStore,
+    conversation_change_topics, ConversationChange, Event, EventPublisher, NodeId, PresenceStore,
+    PubSub, RealtimeError, Topic, TypingStore,
 };
 use domain::services::{
     MessageService, PresenceService, PresenceSettings, TypingService, TypingSettings,
@@ -35,11 +45,23 @@ use metrics::{Gauges, Metrics};
 use presence_tasks::OfflineGrace;
 use publisher::PubSubPublisher;
 use receipts::{ReceiptBatcher, ReceiptPorts};
+use settings::RealtimeSettings;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
+
+/// Whether the real-time backend can serve now, for `/readyz`. A backend with nothing to
+/// check (the in-process adapters) has none; the server implements it for Redis (a `PING`
+/// on its pool). A trait of the engine rather than a method of the domain's ports: only
+/// readiness asks it, and one check covers the three ports of a backend that share a
+/// connection pool.
+#[async_trait]
+pub trait Readiness: Send + Sync + 'static {
+    /// `Ok` when the backend answers.
+    async fn check(&self) -> Result<(), RealtimeError>;
+}
 
 /// The adapters of the real-time ports a node runs on.
 pub struct Backend {
@@ -49,11 +71,13 @@ pub struct Backend {
     pub presence: Arc<dyn PresenceStore>,
     /// Typing leases.
     pub typing: Arc<dyn TypingStore>,
-    /// The Redis pool, for readiness checks (scale-out mode).
-    pub redis: Option<adapters_redis::Pool>,
+    /// What `/readyz` asks besides storage (Redis in scale-out mode); `None`: always ready.
+    pub readiness: Option<Arc<dyn Readiness>>,
 }
 
-/// What a node's real-time layer is built from: its figures, its hub, its adapters.
+/// What a node's real-time layer is built from: its figures, its hub, its adapters. The
+/// server makes the metrics and the hub first, then the adapters on the hub (the pub/sub
+/// adapter delivers into it).
 pub struct Parts {
     /// The node's counters.
     pub metrics: Arc<Metrics>,
@@ -61,48 +85,6 @@ pub struct Parts {
     pub hub: Arc<Hub>,
     /// The adapters.
     pub backend: Backend,
-}
-
-impl Parts {
-    /// In-process adapters: the embedded single-node mode.
-    pub fn in_process() -> Self {
-        let metrics = Arc::new(Metrics::default());
-        let hub = Arc::new(Hub::new(metrics.clone()));
-        let backend = Backend {
-            pubsub: Arc::new(MemoryPubSub::new(hub.clone())),
-            presence: Arc::new(MemoryPresence::new()),
-            typing: Arc::new(MemoryTyping::new()),
-            redis: None,
-        };
-        Self {
-            metrics,
-            hub,
-            backend,
-        }
-    }
-
-    /// Redis adapters: one dedicated subscription connection for this node, a pool for the
-    /// rest, every key under `redis.key_prefix`. Fails when Redis cannot be reached now.
-    pub async fn redis(url: &str, settings: &RedisSettings) -> Result<Self, RealtimeError> {
-        let metrics = Arc::new(Metrics::default());
-        let hub = Arc::new(Hub::new(metrics.clone()));
-        let pool_size = usize::try_from(settings.pool_size.get()).unwrap_or(16);
-        let pool = adapters_redis::pool(url, pool_size).await?;
-        let prefix = &settings.key_prefix;
-        let pubsub =
-            adapters_redis::RedisPubSub::connect(url, pool.clone(), prefix, hub.clone()).await?;
-        let backend = Backend {
-            pubsub: Arc::new(pubsub),
-            presence: Arc::new(adapters_redis::RedisPresence::new(pool.clone(), prefix)),
-            typing: Arc::new(adapters_redis::RedisTyping::new(pool.clone(), prefix)),
-            redis: Some(pool),
-        };
-        Ok(Self {
-            metrics,
-            hub,
-            backend,
-        })
-    }
 }
 
 /// The storage a node's real-time layer reads and writes besides the services.
@@ -211,7 +193,7 @@ pub struct Realtime {
     /// Cross-node pub/sub (sessions hold its subscriptions).
     pub pubsub: Arc<dyn PubSub>,
     /// Publishes domain events.
-    pub events: Arc<dyn EventPublisher>,
+    pub(crate) events: Arc<dyn EventPublisher>,
     /// Group commit of every send.
     pub batcher: CommitBatcher,
     /// Coalesced receipt watermarks.
@@ -227,23 +209,24 @@ pub struct Realtime {
     /// Rate limits.
     pub throttles: Arc<Throttles>,
     /// The sampled log of clients' protocol errors.
-    pub client_errors: Arc<crate::telemetry::ClientErrorLog>,
+    pub client_errors: Arc<ClientErrorLog>,
     /// Shutdown state.
     pub lifecycle: Arc<Lifecycle>,
     /// Storage the layer reads besides the services.
     pub ports: RealtimePorts,
-    redis: Option<adapters_redis::Pool>,
+    readiness: Option<Arc<dyn Readiness>>,
 }
 
 impl Realtime {
-    /// Starts the node's real-time layer (its batcher and receipt tasks) on `parts`.
+    /// Starts the node's real-time layer (its batcher and receipt tasks) on `parts`, with
+    /// `faults` injected into the batcher (`[testing]`; none in production).
     pub fn start(
         parts: Parts,
         messages: MessageService,
         ports: RealtimePorts,
         clock: Arc<dyn Clock>,
         settings: &RealtimeSettings,
-        testing: &TestingSettings,
+        faults: Faults,
     ) -> Self {
         let node = NodeId(uuid::Uuid::new_v4().to_string());
         let Parts {
@@ -260,9 +243,7 @@ impl Realtime {
             events.clone(),
             settings.commit_max_batch.get(),
             metrics.clone(),
-            Faults {
-                stall_after_commit: testing.stall_after_commit,
-            },
+            faults,
         );
         let receipts = ReceiptBatcher::start(
             ReceiptPorts {
@@ -312,12 +293,10 @@ impl Realtime {
             grace: Arc::new(OnceLock::new()),
             metrics,
             throttles: Arc::new(Throttles::new(settings)),
-            client_errors: Arc::new(crate::telemetry::ClientErrorLog::new(
-                settings.protocol_error_logs_per_minute,
-            )),
+            client_errors: Arc::new(ClientErrorLog::new(settings.protocol_error_logs_per_minute)),
             lifecycle: Arc::new(Lifecycle::new()),
             ports,
-            redis: backend.redis,
+            readiness: backend.readiness,
         }
     }
 
@@ -329,29 +308,17 @@ impl Realtime {
         }
     }
 
-    /// Announces a conversation change: `created` on every member's own channel, a member
-    /// added or removed on the conversation and on that member's channel, a rename on the
-    /// conversation.
+    /// Announces a conversation change on the topics
+    /// [`domain::realtime::conversation_change_topics`] selects: `created` on every member's
+    /// own channel, a member added or removed on the conversation and on that member's
+    /// channel, a rename on the conversation.
     pub async fn announce_conversation(
         &self,
         change: ConversationChange,
         details: ConversationDetails,
         user: Option<UserId>,
     ) {
-        let id = details.conversation.id;
-        let topics: Vec<Topic> = match change {
-            ConversationChange::Created => details
-                .participants
-                .iter()
-                .map(|p| Topic::User(p.participant.user_id))
-                .collect(),
-            ConversationChange::Renamed => vec![Topic::Conversation(id)],
-            ConversationChange::MemberAdded | ConversationChange::MemberRemoved => {
-                let mut topics = vec![Topic::Conversation(id)];
-                topics.extend(user.map(Topic::User));
-                topics
-            }
-        };
+        let topics = conversation_change_topics(change, &details, user);
         let event = Event::Conversation {
             change,
             conversation: details,
@@ -374,16 +341,12 @@ impl Realtime {
         }
     }
 
-    /// Whether the real-time backend answers (Redis `PING`; always in process).
+    /// Whether the real-time backend answers (its [`Readiness`] check; always in process).
     pub async fn ready(&self) -> Result<(), RealtimeError> {
-        let Some(pool) = &self.redis else {
-            return Ok(());
-        };
-        let mut connection = pool.connection();
-        adapters_redis::redis::cmd("PING")
-            .exec_async(&mut connection)
-            .await
-            .map_err(RealtimeError::new)
+        match &self.readiness {
+            Some(readiness) => readiness.check().await,
+            None => Ok(()),
+        }
     }
 
     /// The Prometheus exposition of the node's figures.
@@ -405,7 +368,7 @@ struct CountedReceipts {
     metrics: Arc<Metrics>,
 }
 
-#[async_trait::async_trait]
+#[async_trait]
 impl ReceiptStore for CountedReceipts {
     async fn advance_watermarks(
         &self,

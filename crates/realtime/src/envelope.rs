@@ -51,7 +51,7 @@ pub struct Header {
     pub user: Option<UserId>,
     /// The session a message was sent from (it gets `message_sent` instead).
     #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
-    pub origin: Option<Uuid>,
+    pub(crate) origin: Option<Uuid>,
     /// A user who joined the conversation (or for whom it was created).
     #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
     pub joined: Option<UserId>,
@@ -61,7 +61,7 @@ pub struct Header {
     /// A receipt: a lower bound of where the watermark was before it moved to `seq`. Only
     /// sessions of a user who sent a message after it need the receipt.
     #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<i64>,
+    pub(crate) since: Option<i64>,
     /// A message: when its send reached the server (its `created_at`), Unix microseconds.
     /// For the end-to-end latency metric.
     #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
@@ -74,7 +74,7 @@ pub struct Header {
 
 impl Header {
     /// A header of `kind` about `conversation`, every other field empty.
-    pub fn new(kind: Kind, conversation: Option<ConversationId>) -> Self {
+    pub(crate) fn new(kind: Kind, conversation: Option<ConversationId>) -> Self {
         Self {
             kind,
             conversation,
@@ -94,10 +94,10 @@ impl Header {
 /// The payload is not an envelope (another version of the server, or garbage).
 #[derive(Debug, thiserror::Error)]
 #[error("malformed event envelope: {0}")]
-pub struct MalformedEnvelope(String);
+pub(crate) struct MalformedEnvelope(String);
 
 /// Header and frame in one payload.
-pub fn encode(header: &Header, frame: &str) -> Payload {
+pub(crate) fn encode(header: &Header, frame: &str) -> Payload {
     let header = serde_json::to_string(header).unwrap_or_else(|_| String::from("{}"));
     let mut text = String::with_capacity(header.len() + 1 + frame.len());
     text.push_str(&header);
@@ -107,7 +107,7 @@ pub fn encode(header: &Header, frame: &str) -> Payload {
 }
 
 /// The header and the frame text of a payload.
-pub fn decode(payload: &str) -> Result<(Header, &str), MalformedEnvelope> {
+pub(crate) fn decode(payload: &str) -> Result<(Header, &str), MalformedEnvelope> {
     let (header, frame) = payload
         .split_once('\n')
         .ok_or_else(|| MalformedEnvelope("no header line".to_owned()))?;

@@ -1,4 +1,4 @@
-//! [`PubSubPublisher`]: the server's [`EventPublisher`]. Each domain [`Event`] becomes one
+//! [`PubSubPublisher`]: the engine's [`EventPublisher`]. Each domain [`Event`] becomes one
 //! envelope (routing header + the frame of `docs/protocol.md`), serialised once and
 //! published once per topic.
 

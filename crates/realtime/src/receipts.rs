@@ -77,7 +77,7 @@ pub struct ReceiptBatcher {
 }
 
 /// What a flush needs.
-pub struct ReceiptPorts {
+pub(crate) struct ReceiptPorts {
     /// Where watermarks are written.
     pub receipts: Arc<dyn ReceiptStore>,
     /// Unread counts after a read.
@@ -89,7 +89,7 @@ pub struct ReceiptPorts {
 impl ReceiptBatcher {
     /// Starts the flush task on the current runtime: at most `max_batch` marks per flush,
     /// each flush gathering marks for `linger` first.
-    pub fn start(
+    pub(crate) fn start(
         ports: ReceiptPorts,
         max_batch: usize,
         linger: Duration,
@@ -143,7 +143,7 @@ impl ReceiptBatcher {
     }
 
     /// (conversation, user) pairs waiting for the next flush.
-    pub fn queue_depth(&self) -> usize {
+    pub(crate) fn queue_depth(&self) -> usize {
         self.shared.pending().len()
     }
 

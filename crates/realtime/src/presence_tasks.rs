@@ -59,7 +59,7 @@ struct GraceState {
 impl OfflineGrace {
     /// A schedule for `service`, with its configured grace period, whose timers run on the
     /// current Tokio runtime. Panics outside a runtime (as `tokio::spawn` would).
-    pub fn new(service: PresenceService) -> Self {
+    pub(crate) fn new(service: PresenceService) -> Self {
         let grace = service.settings().offline_grace;
         Self {
             inner: Arc::new(GraceState {
@@ -89,12 +89,13 @@ impl OfflineGrace {
     }
 
     /// Users with a check pending.
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
         lock(&self.inner.pending).len()
     }
 
     /// Waits until every pending check (and any scheduled meanwhile) has run.
-    pub async fn drain(&self) {
+    pub(crate) async fn drain(&self) {
         let mut in_flight = self.inner.in_flight.subscribe();
         // Only fails when the sender is gone, which `self` prevents.
         let _ = in_flight.wait_for(|n| *n == 0).await;
