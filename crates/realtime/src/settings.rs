@@ -34,7 +34,7 @@ pub struct RealtimeSettings {
     /// fetched from storage only if it is still open after this long: with Redis, another
     /// sender's message committed in the same batch as ours may reach the session over
     /// pub/sub just after our ack. 0: fetched at once.
-    #[serde(deserialize_with = "super::duration::deserialize")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub gap_grace: Duration,
     /// Largest client frame, in bytes; a larger one closes the session with 1009.
     pub max_frame_bytes: NonZeroUsize,
