@@ -1,152 +1,17 @@
-//! What every request handler shares ([`AppState`]: the domain services) and how an actix
-//! `App` is assembled from it ([`AppContext`]), for the real server and for tests alike.
+//! How an actix `App` is assembled ([`AppContext`]) from the shared [`AppState`], for the
+//! real server and for tests alike: the composition of `api`, `ws` and the web client.
 
 use crate::api;
 use crate::api::body::BodyLimit;
 use crate::api::client_ip::ForwardedFor;
-use crate::auth::{LoginRateLimiter, RegistrationRateLimiter, TokenVerifier};
+use crate::auth::TokenVerifier;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::origin::AllowedOrigins;
+pub use crate::state::{AppState, Ports};
 use actix_cors::Cors;
 use actix_web::http::{header, Method};
 use actix_web::web;
-use domain::ports::{
-    AccessTokenIssuer, Clock, ConversationStore, MessageStore, PasswordHasher, ReceiptStore,
-    RefreshTokenStore, Storage, StoreHealth, UserStore,
-};
-use domain::services::{AccountService, AccountSettings, ConversationService, MessageService};
-use realtime::batcher::Faults;
-use realtime::{Parts, Realtime, RealtimePorts};
-use std::sync::Arc;
-
-/// The storage ports, one `Arc` each (usually clones of one adapter).
-#[derive(Clone)]
-pub struct Ports {
-    /// Accounts.
-    pub users: Arc<dyn UserStore>,
-    /// Refresh tokens.
-    pub tokens: Arc<dyn RefreshTokenStore>,
-    /// Conversations and membership.
-    pub conversations: Arc<dyn ConversationStore>,
-    /// Messages.
-    pub messages: Arc<dyn MessageStore>,
-    /// Receipt watermarks.
-    pub receipts: Arc<dyn ReceiptStore>,
-    /// Readiness.
-    pub health: Arc<dyn StoreHealth>,
-}
-
-impl Ports {
-    /// Every port served by one storage adapter.
-    pub fn from_storage(storage: Arc<dyn Storage>) -> Self {
-        Self {
-            users: storage.clone(),
-            tokens: storage.clone(),
-            conversations: storage.clone(),
-            messages: storage.clone(),
-            receipts: storage.clone(),
-            health: storage,
-        }
-    }
-}
-
-/// The domain services and shared guards every handler may use.
-#[derive(Clone)]
-pub struct AppState {
-    /// Register, login, tokens, users.
-    pub accounts: AccountService,
-    /// Conversations and membership.
-    pub conversations: ConversationService,
-    /// Messages and receipts.
-    pub messages: MessageService,
-    /// Login throttling, shared by every worker.
-    pub login_limiter: LoginRateLimiter,
-    /// Registration throttling per client IP, shared by every worker.
-    pub registration_limiter: RegistrationRateLimiter,
-    /// Storage readiness.
-    pub health: Arc<dyn StoreHealth>,
-    /// The node's real-time layer: fan-out, group commit, receipts, presence, typing.
-    pub realtime: Arc<Realtime>,
-}
-
-impl AppState {
-    /// Wires the services to `ports` with the limits and lifetimes of `settings`, on the
-    /// in-process real-time adapters. Starts the real-time tasks on the current runtime.
-    pub fn new(
-        ports: Ports,
-        hasher: Arc<dyn PasswordHasher>,
-        issuer: Arc<dyn AccessTokenIssuer>,
-        clock: Arc<dyn Clock>,
-        settings: &Settings,
-    ) -> Self {
-        let parts = crate::backend::in_process();
-        Self::with_realtime(ports, hasher, issuer, clock, settings, parts)
-    }
-
-    /// [`AppState::new`] on the real-time adapters of `parts` (Redis in scale-out mode).
-    pub fn with_realtime(
-        ports: Ports,
-        hasher: Arc<dyn PasswordHasher>,
-        issuer: Arc<dyn AccessTokenIssuer>,
-        clock: Arc<dyn Clock>,
-        settings: &Settings,
-        parts: Parts,
-    ) -> Self {
-        let limits = domain::Limits::from(&settings.limits);
-        let refresh_ttl = chrono::Duration::seconds(
-            i64::try_from(settings.auth.refresh_ttl.as_secs()).unwrap_or(i64::MAX / 1_000),
-        );
-        // Settings::load refuses zero; a hand-built zero falls back to one attempt.
-        let per_minute = settings.auth.login_attempts_per_minute;
-        let burst = settings.auth.login_burst;
-        let messages = MessageService::new(
-            ports.messages,
-            ports.conversations.clone(),
-            ports.receipts.clone(),
-            clock.clone(),
-            limits,
-        );
-        let realtime = Arc::new(Realtime::start(
-            parts,
-            messages.clone(),
-            RealtimePorts {
-                conversations: ports.conversations.clone(),
-                receipts: ports.receipts,
-                users: ports.users.clone(),
-            },
-            clock.clone(),
-            &settings.realtime,
-            Faults {
-                stall_after_commit: settings.testing.stall_after_commit,
-            },
-        ));
-        Self {
-            accounts: AccountService::new(
-                ports.users.clone(),
-                ports.tokens,
-                hasher,
-                issuer,
-                clock.clone(),
-                AccountSettings { refresh_ttl },
-            ),
-            conversations: ConversationService::new(
-                ports.conversations.clone(),
-                ports.users,
-                clock.clone(),
-                limits,
-            ),
-            messages,
-            login_limiter: LoginRateLimiter::new(per_minute, burst),
-            registration_limiter: RegistrationRateLimiter::new(
-                settings.auth.registrations_per_minute,
-                settings.auth.registration_burst,
-            ),
-            health: ports.health,
-            realtime,
-        }
-    }
-}
 
 /// Everything an `App` needs, built once and cloned into each worker.
 #[derive(Clone)]
@@ -191,7 +56,7 @@ impl AppContext {
             .app_data(self.forwarded_for.clone())
             .app_data(self.presence.clone())
             .app_data(web::Data::new(self.origins.clone()))
-            .app_data(web::Data::new(crate::ws::Gate::new(self)))
+            .app_data(web::Data::new(self.gate()))
             .app_data(
                 web::QueryConfig::default()
                     .error_handler(|err, _| ApiError::validation("query", err.to_string()).into()),
@@ -201,6 +66,16 @@ impl AppContext {
             .configure(crate::ws::routes)
             .configure(crate::web::configure)
             .default_service(web::to(api::not_found));
+    }
+
+    /// What the WebSocket upgrade checks need of this context.
+    pub(crate) fn gate(&self) -> crate::ws::Gate {
+        crate::ws::Gate {
+            state: self.state.clone(),
+            verifier: self.verifier.clone(),
+            origins: self.origins.clone(),
+            forwarded_for: self.forwarded_for.get_ref().clone(),
+        }
     }
 
     /// CORS for the allowed origins. Same-origin requests need none; other origins get no

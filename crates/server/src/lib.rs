@@ -24,6 +24,7 @@ pub mod config;
 pub(crate) mod error;
 pub mod origin;
 pub mod startup;
+pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod web;

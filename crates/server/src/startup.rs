@@ -17,7 +17,7 @@ use crate::backend;
 use crate::config::{ConfigError, DatabaseTarget, Secret, Settings};
 use crate::storage;
 use crate::telemetry;
-use crate::ws::{upgrade, Gate};
+use crate::ws::upgrade;
 use actix_http::HttpService;
 use actix_service::map_config;
 use actix_web::dev::{AppConfig, Server, ServerHandle};
@@ -393,7 +393,7 @@ fn serve(
                 // client's delayed ACK (40 ms), which was the p95 of send -> ack.
                 .tcp_nodelay(true)
                 .local_addr(local_addr)
-                .upgrade(upgrade::service(Gate::new(&context)))
+                .upgrade(upgrade::service(context.gate()))
                 // The app's config names the host for URL generation, which nothing uses.
                 .finish(map_config(app, |()| AppConfig::default()))
                 .tcp()

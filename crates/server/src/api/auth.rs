@@ -2,9 +2,9 @@
 
 use super::body::JsonBody;
 use super::client_ip::ClientIp;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use protocol::rest::{AuthResponse, LoginRequest, RefreshRequest, RegisterRequest};
 use protocol::ErrorBody;

@@ -2,9 +2,9 @@
 
 use super::body::JsonBody;
 use super::ids::parse_or_nil;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use domain::conversation::ConversationKind;
 use domain::realtime::ConversationChange;

@@ -1,7 +1,7 @@
 //! `/healthz` (the process answers), `/readyz` (it can serve: storage and Redis answer, and
 //! it is not shutting down) and `/metrics` (Prometheus).
 
-use crate::app::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use protocol::rest::HealthDto;
 

@@ -5,9 +5,9 @@
 
 use super::body::JsonBody;
 use super::ids::parse_or_nil;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use domain::message::AppendOutcome;
 use domain::realtime::{Event, Topic};

@@ -1,9 +1,9 @@
 //! `/users`: the caller, search, and other users by id.
 
 use super::ids::parse_or_nil;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use domain::UserId;
 use protocol::rest::UserDto;

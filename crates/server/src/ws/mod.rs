@@ -15,10 +15,10 @@ pub mod upgrade;
 
 use crate::api::client_ip::{ClientIp, ForwardedFor};
 use crate::api::ids::parse_or_nil;
-use crate::app::{AppContext, AppState};
 use crate::auth::{Claims, TokenVerifier};
 use crate::error::ApiError;
 use crate::origin::AllowedOrigins;
+use crate::state::AppState;
 use actix_http::body::BoxBody;
 use actix_http::{RequestHead, Response};
 use actix_web::http::header;
@@ -75,16 +75,6 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// The gate of a server's context.
-    pub fn new(context: &AppContext) -> Self {
-        Self {
-            state: context.state.clone(),
-            verifier: context.verifier.clone(),
-            origins: context.origins.clone(),
-            forwarded_for: context.forwarded_for.get_ref().clone(),
-        }
-    }
-
     /// The checks before a socket is accepted, in order: draining (503), `Origin` against the
     /// allow-list (403), upgrades per client IP (429). Then the token's claims: `None` for a
     /// missing or bad token, which the session closes with 4001 once accepted.

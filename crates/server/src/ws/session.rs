@@ -15,8 +15,8 @@
 
 use super::frames::{self, FrameError};
 use super::socket::{self, CloseCode, CloseReason, Incoming, ReadError, Reader, Writer};
-use crate::app::AppState;
 use crate::auth::{Claims, TokenVerifier};
+use crate::state::AppState;
 use actix_web::web;
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
