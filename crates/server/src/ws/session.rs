@@ -1259,13 +1259,19 @@ impl ChatSession {
         let Some((after, up_to)) = feed.order.missing() else {
             return Ok(());
         };
-        let own = i64::from(self.sending.get(&c).copied().unwrap_or(0));
-        if feed.syncing || up_to - after <= own || self.gaps.contains(&c) {
+        if feed.syncing || self.own_sends_explain(c, after, up_to) || self.gaps.contains(&c) {
             return Ok(());
         }
         self.gaps.push(c);
         self.gaps_due.get_or_insert_with(|| Instant::now() + grace);
         Ok(())
+    }
+
+    /// Whether the hole `(after, up_to]` of `c` is (most likely) this session's own sends
+    /// awaiting their ack: it is no larger than they are, and their acks fill it. A larger
+    /// one holds someone else's message.
+    fn own_sends_explain(&self, c: ConversationId, after: i64, up_to: i64) -> bool {
+        up_to - after <= i64::from(self.sending.get(&c).copied().unwrap_or(0))
     }
 
     /// The holes whose grace has passed: fetched if still open.
@@ -1296,10 +1302,7 @@ impl ChatSession {
                 }
                 return Ok(());
             };
-            // A hole no larger than our own sends awaiting their ack is (most likely) those
-            // sends: their acks fill it. A larger one holds someone else's message: fetch.
-            let own = i64::from(self.sending.get(&c).copied().unwrap_or(0));
-            if up_to - after <= own {
+            if self.own_sends_explain(c, after, up_to) {
                 return Ok(());
             }
             let limit = u32::try_from((up_to - after).clamp(1, page_size)).unwrap_or(1);
