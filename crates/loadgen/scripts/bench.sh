@@ -11,6 +11,8 @@
 # Reports (table on stdout, JSON in target/bench/) come from the generator; the script
 # fails when a run finds duplicates, gaps, acked-but-lost messages or failed clients.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 cd "$(dirname "$0")/../../.."
 SCALE=${BENCH_SCALE:-1}
@@ -48,10 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for _ in $(seq 1 100); do
-  if curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then break; fi
-  sleep 0.1
-done
+wait_healthy "$PORT" "$SERVER" || { echo "the server did not come up" >&2; exit 1; }
 
 run() {
   local name=$1

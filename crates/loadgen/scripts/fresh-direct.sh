@@ -21,6 +21,8 @@
 # The exit code is 0 when every run was correct (all sends acked, nothing duplicated,
 # missing or lost), 2 otherwise.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 if [[ $# -lt 3 ]]; then
   sed -n '2,21p' "$0" >&2
@@ -57,15 +59,7 @@ psql_admin() {
 }
 
 stop_node() {
-  if [[ -n "$SERVER" ]] && kill -0 "$SERVER" 2>/dev/null; then
-    kill -TERM "$SERVER" 2>/dev/null || true
-    for _ in $(seq 1 300); do
-      kill -0 "$SERVER" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
-  fi
+  stop_pid "$SERVER"
   SERVER=""
 }
 
@@ -109,13 +103,7 @@ for run in $(seq 1 "$RUNS"); do
     CHAT_REALTIME__MESSAGES_PER_SECOND=1000 CHAT_REALTIME__MESSAGE_BURST=1000 \
     "$SERVER_BIN" >"$OUT/server-$RATE-run$run.log" 2>&1 &
   SERVER=$!
-  up=0
-  for _ in $(seq 1 300); do
-    if curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then up=1; break; fi
-    kill -0 "$SERVER" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [[ $up -ne 1 ]]; then
+  if ! wait_healthy "$PORT" "$SERVER"; then
     echo "run $run: the node did not come up; see $OUT/server-$RATE-run$run.log" >&2
     tail -5 "$OUT/server-$RATE-run$run.log" >&2 || true
     exit 1

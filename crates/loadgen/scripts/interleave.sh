@@ -13,6 +13,8 @@
 #   INTERLEAVE_OUT        JSON reports    (a new /tmp/interleave.* directory)
 # Exit code 2 when a run was not correct (the generator's own verdict).
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 if [[ $# -lt 2 ]]; then
   sed -n '2,15p' "$0" >&2
@@ -35,15 +37,7 @@ mkdir -p "$OUT"
 SERVER=""
 DATA=""
 stop_node() {
-  if [[ -n "$SERVER" ]] && kill -0 "$SERVER" 2>/dev/null; then
-    kill -TERM "$SERVER" 2>/dev/null || true
-    for _ in $(seq 1 300); do
-      kill -0 "$SERVER" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
-  fi
+  stop_pid "$SERVER"
   SERVER=""
   [[ -z "$DATA" ]] || rm -rf "$DATA"
   DATA=""
@@ -89,10 +83,10 @@ for round in $(seq 1 "$ROUNDS"); do
         CHAT_REALTIME__MESSAGES_PER_SECOND=1000 CHAT_REALTIME__MESSAGE_BURST=1000 \
         "$dir/chat-server" >"$OUT/server-$n.log" 2>&1 &
       SERVER=$!
-      for _ in $(seq 1 300); do
-        curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-        sleep 0.1
-      done
+      if ! wait_healthy "$PORT" "$SERVER"; then
+        echo "run $n: the node did not come up; see $OUT/server-$n.log" >&2
+        exit 1
+      fi
       json="$OUT/$scenario-$which-round$round.json"
       rc=0
       # shellcheck disable=SC2046
