@@ -8,7 +8,7 @@
 
 use crate::uuid;
 use futures_util::{SinkExt, StreamExt};
-use protocol::ClientFrame;
+use protocol::{ClientFrame, ServerFrame};
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -389,6 +389,7 @@ impl WsClient {
                         "{}: a server frame without a type: {frame}",
                         self.label
                     );
+                    check_protocol(&self.label, &frame);
                     return Some(Received::Frame(frame));
                 }
                 Some(Ok(Message::Binary(bytes))) => {
@@ -628,6 +629,22 @@ pub fn seqs_by_conversation(messages: &[Value]) -> BTreeMap<String, Vec<i64>> {
             .push(m["message"]["seq"].as_i64().unwrap_or(-1));
     }
     by
+}
+
+/// Every frame the server sends is one of the protocol crate's [`ServerFrame`]s, exactly:
+/// it parses as one, and writing that back gives the same JSON (no field the type does not
+/// know, none missing, no other spelling). The tests read frames as JSON values, so they see
+/// what a client in any language sees; this keeps the protocol crate the wire's one
+/// definition.
+fn check_protocol(label: &str, frame: &Value) {
+    let typed: ServerFrame = serde_json::from_value(frame.clone())
+        .unwrap_or_else(|e| panic!("{label}: not a protocol::ServerFrame ({e}): {frame}"));
+    let again = serde_json::to_value(&typed)
+        .unwrap_or_else(|e| panic!("{label}: a ServerFrame does not serialize ({e})"));
+    assert_eq!(
+        &again, frame,
+        "{label}: the frame is not what protocol::ServerFrame writes"
+    );
 }
 
 #[cfg(test)]
