@@ -21,6 +21,8 @@ pub mod presence_tasks;
 mod publisher;
 pub mod receipts;
 mod routing;
+pub mod send;
+pub mod session;
 pub mod settings;
 pub mod typing_tasks;
 pub mod wire;
@@ -167,6 +169,26 @@ impl Throttles {
         }
     }
 
+    /// Charges one message to `user`'s send limit; `Err`: how long until the next is allowed.
+    pub fn check_message(&self, user: UserId) -> Result<(), send::RetryAfter> {
+        Self::check(&self.messages, &user)
+    }
+
+    /// Charges one WebSocket upgrade to `ip`'s limit; `Err`: how long until the next.
+    pub fn check_upgrade(&self, ip: IpAddr) -> Result<(), send::RetryAfter> {
+        Self::check(&self.upgrades, &ip)
+    }
+
+    fn check<K: Clone + Eq + std::hash::Hash>(
+        limiter: &DefaultKeyedRateLimiter<K>,
+        key: &K,
+    ) -> Result<(), send::RetryAfter> {
+        use governor::clock::Clock;
+        limiter
+            .check_key(key)
+            .map_err(|not_until| send::RetryAfter(not_until.wait_time_from(limiter.clock().now())))
+    }
+
     /// A limiter of its own (one session's typing events) on the shared clock.
     pub fn direct(&self, quota: Quota) -> DefaultDirectRateLimiter {
         RateLimiter::direct_with_clock(quota, self.clock.clone())
@@ -214,6 +236,7 @@ pub struct Realtime {
     pub lifecycle: Arc<Lifecycle>,
     /// Storage the layer reads besides the services.
     pub ports: RealtimePorts,
+    messages: MessageService,
     readiness: Option<Arc<dyn Readiness>>,
 }
 
@@ -239,7 +262,7 @@ impl Realtime {
             metrics.clone(),
         ));
         let batcher = CommitBatcher::start_with_faults(
-            messages,
+            messages.clone(),
             events.clone(),
             settings.commit_max_batch.get(),
             metrics.clone(),
@@ -296,6 +319,7 @@ impl Realtime {
             client_errors: Arc::new(ClientErrorLog::new(settings.protocol_error_logs_per_minute)),
             lifecycle: Arc::new(Lifecycle::new()),
             ports,
+            messages,
             readiness: backend.readiness,
         }
     }

@@ -14,6 +14,7 @@ use domain::services::{AuthError, ChatError};
 use domain::user::InvalidField;
 use domain::StorageError;
 use protocol::{ErrorBody, ErrorCode, ErrorDetail};
+use realtime::send::RetryAfter;
 use std::error::Error as StdError;
 
 /// Everything a request can fail with.
@@ -103,6 +104,13 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 429 `rate_limited` with `Retry-After`.
+    pub fn rate_limited(wait: RetryAfter) -> Self {
+        Self::RateLimited {
+            retry_after_secs: wait.as_secs_ceil(),
+        }
+    }
+
     /// A validation failure of `field`.
     pub fn validation(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Validation {
@@ -226,7 +234,7 @@ impl From<AuthError> for ApiError {
             // A valid token for an account that is gone: the token is worth nothing.
             AuthError::UnknownUser => Self::Unauthorized,
             AuthError::HashingSaturated { retry_after } => Self::Busy {
-                retry_after_secs: crate::auth::RetryAfter(retry_after).as_secs_ceil(),
+                retry_after_secs: RetryAfter(retry_after).as_secs_ceil(),
             },
             AuthError::Storage(e) => Self::Unavailable(e),
         }

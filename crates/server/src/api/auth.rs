@@ -32,9 +32,7 @@ pub async fn register(
     state
         .registration_limiter
         .check(ip)
-        .map_err(|wait| ApiError::RateLimited {
-            retry_after_secs: wait.as_secs_ceil(),
-        })?;
+        .map_err(ApiError::rate_limited)?;
     let session = state
         .accounts
         .register(&body.email, &body.password, &body.display_name)
@@ -63,9 +61,7 @@ pub async fn login(
     state
         .login_limiter
         .check(ip, &body.email)
-        .map_err(|wait| ApiError::RateLimited {
-            retry_after_secs: wait.as_secs_ceil(),
-        })?;
+        .map_err(ApiError::rate_limited)?;
     let session = state.accounts.login(&body.email, &body.password).await?;
     tracing::info!(user_id = %session.user.id, "logged in");
     Ok(HttpResponse::Ok().json(wire::auth(&session)))

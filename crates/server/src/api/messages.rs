@@ -15,10 +15,9 @@ use domain::services::{HistoryPage, MessageService, SendCommand};
 use domain::{ConversationId, MessageId, UserId};
 use protocol::rest::{MarkReadRequest, MessageDto, SendMessageRequest, UnreadCountDto};
 use protocol::ErrorBody;
-use realtime::metrics::Transport;
+use realtime::send::{SendRefused, Via};
 use realtime::wire;
 use serde::Deserialize;
-use std::time::Instant;
 use utoipa::IntoParams;
 
 /// History page size when `limit` is not given (seed 000).
@@ -50,44 +49,32 @@ pub async fn send(
     id: web::Path<String>,
     JsonBody(body): JsonBody<SendMessageRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let received = Instant::now();
-    let metrics = &state.realtime.metrics;
-    metrics.message_in(Transport::Rest);
     let conversation_id: ConversationId = parse_or_nil(&id);
-    let throttle = &state.realtime.throttles.messages;
-    if let Err(not_until) = throttle.check_key(&user.0) {
-        use governor::clock::Clock;
-        let wait = not_until.wait_time_from(throttle.clock().now());
-        return Err(ApiError::RateLimited {
-            retry_after_secs: crate::auth::RetryAfter(wait).as_secs_ceil(),
-        });
+    let realtime = &state.realtime;
+    let cmd = SendCommand {
+        sender: user.0,
+        conversation_id,
+        content: body.content,
+        content_type: body.content_type,
+        temp_id: body.temp_id,
+        reply_to: body.reply_to.map(MessageId::from_uuid),
+    };
+    let mut queued =
+        realtime
+            .queue_send(cmd, Via::Rest)
+            .await
+            .map_err(|refused| match refused {
+                SendRefused::RateLimited(wait) => ApiError::rate_limited(wait),
+                SendRefused::Chat(e) => e.into(),
+            })?;
+    let outcome = queued.outcome().await?;
+    // The sender's typing lease ends before the answer, whichever session typed.
+    if let Some(typing) = realtime.sent(&queued, &outcome, Via::Rest) {
+        typing.run().await;
     }
-    let prepared = state
-        .messages
-        .prepare_send(SendCommand {
-            sender: user.0,
-            conversation_id,
-            content: body.content,
-            content_type: body.content_type,
-            temp_id: body.temp_id,
-            reply_to: body.reply_to.map(MessageId::from_uuid),
-        })
-        .await?;
-    let outcome = state.realtime.batcher.send(prepared, None).await?;
     if let AppendOutcome::Created(message) = &outcome {
         tracing::info!(conversation_id = %conversation_id, seq = message.seq, "message sent");
-        // A sent message ends the sender's typing lease, whatever the transport.
-        if let Err(e) = state
-            .realtime
-            .typing
-            .message_sent(conversation_id, user.0)
-            .await
-        {
-            tracing::warn!(error = %e, "typing stop after a REST send failed");
-        }
-        let response = HttpResponse::Created().json(wire::appended(&outcome));
-        metrics.send_acked(Transport::Rest, received.elapsed());
-        return Ok(response);
+        return Ok(HttpResponse::Created().json(wire::appended(&outcome)));
     }
     // A replay: the original may have been delivered or read since, so show its status now.
     let details = state.conversations.get(user.0, conversation_id).await?;
@@ -95,7 +82,6 @@ pub async fn send(
         .first()
         .map_or_else(|| wire::appended(&outcome), wire::message);
     let response = HttpResponse::Ok().json(dto);
-    metrics.send_acked(Transport::Rest, received.elapsed());
     Ok(response)
 }
 

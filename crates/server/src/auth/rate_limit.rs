@@ -10,17 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The attempt must wait: retry after this long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryAfter(pub Duration);
-
-impl RetryAfter {
-    /// Whole seconds for a `Retry-After` header, at least 1 (0 would invite a busy loop).
-    pub fn as_secs_ceil(self) -> u64 {
-        let secs = self.0.as_secs() + u64::from(self.0.subsec_nanos() > 0);
-        secs.max(1)
-    }
-}
+pub use realtime::send::RetryAfter;
 
 /// Two token buckets per attempt: one keyed by client IP, one by account (the normalised
 /// email). Shared by every worker; cheap to clone.
@@ -291,12 +281,5 @@ mod tests {
             1,
             "one registration a second comes back"
         );
-    }
-
-    #[test]
-    fn retry_after_rounds_up_to_whole_seconds_and_is_never_zero() {
-        assert_eq!(RetryAfter(Duration::from_millis(1)).as_secs_ceil(), 1);
-        assert_eq!(RetryAfter(Duration::from_millis(2001)).as_secs_ceil(), 3);
-        assert_eq!(RetryAfter(Duration::ZERO).as_secs_ceil(), 1);
     }
 }

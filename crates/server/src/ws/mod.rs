@@ -109,14 +109,8 @@ impl Gate {
             }
         }
         if let Some(ip) = ClientIp::resolve(head.headers(), peer, &self.forwarded_for).0 {
-            let limiter = &realtime.throttles.upgrades;
-            if let Err(not_until) = limiter.check_key(&ip) {
-                use governor::clock::Clock;
-                let wait = not_until.wait_time_from(limiter.clock().now());
-                let retry_after_secs = crate::auth::RetryAfter(wait).as_secs_ceil();
-                return Err(ApiError::RateLimited { retry_after_secs }
-                    .error_response()
-                    .into());
+            if let Err(wait) = realtime.throttles.check_upgrade(ip) {
+                return Err(ApiError::rate_limited(wait).error_response().into());
             }
         }
         Ok(token(head).and_then(|t| self.verifier.verify(&t).ok()))

@@ -5,10 +5,11 @@
 //! sent, so anything committed meanwhile is either in the snapshot or arrives live.
 //!
 //! Then one task serves the socket: client frames, events the hub queued for it, send
-//! acknowledgements (in send order), heartbeats and the token's expiry. Each conversation has
-//! an [`OrderedFeed`]: live messages come out in seq order exactly once; a hole is fetched
-//! from storage; a `sync` below the feed's position replays through the feed, page by page,
-//! while live messages wait behind the replay.
+//! acknowledgements (in send order), heartbeats and the token's expiry. What the session
+//! decides is [`SessionState`]'s (no I/O, unit-tested in `realtime`): each conversation has
+//! a feed where live messages come out in seq order exactly once; a hole is fetched from
+//! storage; a `sync` below the feed's position replays through the feed, page by page, while
+//! live messages wait behind the replay. This shell does the I/O the state asks for, in order.
 //!
 //! Every error a frame causes is answered with an `error` frame; only the conditions of
 //! `docs/protocol.md` close the session.
@@ -21,28 +22,29 @@ use actix_web::web;
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use domain::conversation::ConversationState;
-use domain::delivery::OrderedFeed;
 use domain::message::AppendOutcome;
 use domain::realtime::{Event, OpenSessionError, SessionId, Topic};
-use domain::services::{ChatError, HistoryPage, MessageView, SendCommand};
+use domain::services::{ChatError, HistoryPage, SendCommand};
 use domain::user::User;
 use domain::{ConversationId, MessageId, UserId};
 use governor::{DefaultDirectRateLimiter, Quota};
 use protocol::client::{ClientFrame, OwnStatus, SendFrame, SyncFrame};
-use protocol::server::{SyncState, Watermarks};
+use protocol::server::SyncState;
 use protocol::{ErrorCode, ServerFrame};
 use realtime::envelope::Kind;
 use realtime::hub::{Backlog, CloseSignal, Delivery, Inbound, Registration, CLOSE_SLOW_CONSUMER};
 use realtime::metrics::{unix_micros_now, Transport};
+use realtime::send::{QueuedSend, SendRefused, Via};
+use realtime::session::{message_frame, Gap, Limits, Release, SessionState, SyncPlan};
 use realtime::settings::RealtimeSettings;
 use realtime::wire;
 use realtime::Realtime;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 /// Close: normal.
@@ -126,77 +128,25 @@ impl From<ChatError> for Fault {
     }
 }
 
-/// A seq of a conversation's feed: a message frame to write, or the session's own message,
-/// acknowledged with `message_sent` instead.
-enum Item {
-    Message {
-        frame: ByteString,
-        seq: i64,
-        id: MessageId,
-        sender: UserId,
-        /// Fetched from storage: fetching already counted as delivery.
-        fetched: bool,
-        /// A live message: when its send reached the server and when it was published after
-        /// its commit (Unix µs, from the envelope header), for the latency metrics.
-        sent_at: Option<i64>,
-        committed_at: Option<i64>,
-    },
-    Acked,
-}
-
-/// One conversation as this session follows it.
-struct Feed {
-    order: OrderedFeed<Item>,
-    /// The feed started here without writing anything up to it (the `hello` snapshot or
-    /// the join): a `sync` below it may rewind while nothing was written since.
-    base: i64,
-    /// The client is paging through a `sync`: its hole is the client's to fill.
-    syncing: bool,
-    /// Set while the feed is still exactly as the `hello` snapshot started it (until its
-    /// first `sync` that is not answered from it): see [`ChatSession::current_answer`].
-    fresh: Option<Fresh>,
-}
-
-/// What a feed started from the `hello` snapshot knows without asking storage.
-struct Fresh {
-    /// The snapshot's watermarks (what `hello` said).
-    watermarks: Watermarks,
-    /// [`realtime::hub::Hub::resubscriptions`] just before the snapshot was read.
-    resubscriptions: u64,
-}
-
 /// The answer to a send, in the order the session sent them.
 struct Ack {
-    conversation: ConversationId,
     temp_id: Option<String>,
     result: Result<AppendOutcome, ChatError>,
-    /// When the `message` frame was received, for the send -> ack latency metric.
-    received: std::time::Instant,
+    queued: QueuedSend,
 }
 
 /// A send queued for its commit, waiting for the answer.
 struct InFlight {
-    conversation: ConversationId,
     temp_id: Option<String>,
-    received: std::time::Instant,
-    answer: oneshot::Receiver<Result<AppendOutcome, ChatError>>,
+    queued: QueuedSend,
 }
 
 impl InFlight {
-    /// The answer, once it came; a batcher that dropped the send is a storage failure.
-    fn ack(
-        self,
-        result: Result<Result<AppendOutcome, ChatError>, oneshot::error::RecvError>,
-    ) -> Ack {
+    fn ack(self, result: Result<AppendOutcome, ChatError>) -> Ack {
         Ack {
-            conversation: self.conversation,
             temp_id: self.temp_id,
-            result: result.unwrap_or_else(|_| {
-                Err(ChatError::Storage(domain::StorageError::msg(
-                    "the commit batcher stopped",
-                )))
-            }),
-            received: self.received,
+            result,
+            queued: self.queued,
         }
     }
 }
@@ -204,7 +154,7 @@ impl InFlight {
 /// The answer of the oldest send in flight, when it comes (`None`: none in flight). Sends
 /// are answered in the order they were sent. Cancel-safe: an answer not taken stays.
 async fn next_ack(in_flight: &mut VecDeque<InFlight>) -> Option<Ack> {
-    let result = (&mut in_flight.front_mut()?.answer).await;
+    let result = in_flight.front_mut()?.queued.outcome().await;
     Some(in_flight.pop_front()?.ack(result))
 }
 
@@ -306,6 +256,15 @@ async fn admit(
     let typing_quota =
         Quota::per_second(settings.typing_per_second).allow_burst(settings.typing_burst);
     let typing_limiter = realtime.throttles.direct(typing_quota);
+    let core = SessionState::new(
+        user,
+        opening.scope,
+        Limits {
+            max_pending: settings.outbound_queue_frames.get().max(64),
+            gap_grace: settings.gap_grace,
+            hold: !settings.sync_hold.is_zero(),
+        },
+    );
     let session = ChatSession {
         id,
         user,
@@ -317,20 +276,11 @@ async fn admit(
         ws,
         signal,
         inbound,
-        feeds: HashMap::new(),
         subscribed: HashSet::new(),
-        away: false,
         in_flight: VecDeque::new(),
         closing: None,
-        sending: HashMap::new(),
-        unacked: HashSet::new(),
         typing_limiter,
-        typing_in: Vec::new(),
-        held: None,
-        overflowed: HashSet::new(),
-        presence_seen: HashMap::new(),
-        gaps: Vec::new(),
-        gaps_due: None,
+        core,
     };
     Some((session, stream, conversations))
 }
@@ -374,38 +324,17 @@ struct ChatSession {
     ws: Writer,
     signal: Arc<CloseSignal>,
     inbound: mpsc::Receiver<Inbound>,
-    feeds: HashMap<ConversationId, Feed>,
     /// Topics this session holds a pub/sub reference to.
     subscribed: HashSet<Topic>,
-    away: bool,
-    /// Sends queued for their commit, oldest first.
+    /// Sends queued for their commit, oldest first (their state is in `core`).
     in_flight: VecDeque<InFlight>,
     /// Set at shutdown, while the session answers what it read before its close: writes
     /// are no longer cut short by the close signal, only bounded by this deadline.
     closing: Option<Instant>,
-    /// Sends of this session awaiting their commit, per conversation. A hole no larger than
-    /// that is most likely this session's own messages (the peer's next one can overtake our
-    /// ack): its fetch waits for the acks, which fill it without a storage read and without
-    /// echoing our own messages back to us.
-    sending: HashMap<ConversationId, u32>,
-    /// The `temp_id`s of those sends: a gap fetch that finds one of them committed (its ack
-    /// not yet here) passes it silently, as its ack will, instead of echoing it back.
-    unacked: HashSet<(ConversationId, String)>,
     typing_limiter: DefaultDirectRateLimiter,
-    /// Conversations where this session started a typing lease that it has not ended yet:
-    /// its send there, or its close, ends the lease. A session that never typed costs the
-    /// typing store nothing when it sends or closes.
-    typing_in: Vec<ConversationId>,
-    /// Live messages held after `hello` until the client's first frame (or the hold time).
-    held: Option<Vec<Delivery>>,
-    /// Conversations whose held messages did not all fit: fetched when the hold ends.
-    overflowed: HashSet<ConversationId>,
-    /// The last presence frame written per user, so copies from other topics are skipped.
-    presence_seen: HashMap<UserId, ByteString>,
-    /// Conversations with a hole seen live that our own sends do not explain, fetched at
-    /// `gaps_due` if still open (`realtime.gap_grace`).
-    gaps: Vec<ConversationId>,
-    gaps_due: Option<Instant>,
+    /// Everything the session decides: feeds, held messages, pending acks, typing leases,
+    /// presence, holes.
+    core: SessionState,
 }
 
 impl ChatSession {
@@ -437,30 +366,9 @@ impl ChatSession {
         for c in ids.iter().filter(|c| !now.contains(c)) {
             self.unsubscribe(Topic::Conversation(*c)).await;
         }
-        let max_pending = self.realtime.settings.outbound_queue_frames.get().max(64);
         let mut conversations = Vec::with_capacity(snapshot.len());
         for state in &snapshot {
-            let last_seq = state.last_seq;
-            let entry = wire::snapshot(state);
-            self.feeds.insert(
-                state.conversation_id,
-                Feed {
-                    order: OrderedFeed::new(last_seq, max_pending),
-                    base: last_seq,
-                    syncing: false,
-                    fresh: Some(Fresh {
-                        watermarks: entry.watermarks,
-                        resubscriptions,
-                    }),
-                },
-            );
-            // Messages of this user not yet read by everyone are at most `last_seq`: the
-            // receipts that can concern them come through, the others' do not.
-            let floor = if state.peer_read_seq < last_seq {
-                last_seq
-            } else {
-                0
-            };
+            let (entry, floor) = self.core.follow_snapshot(state, resubscriptions);
             self.realtime
                 .hub
                 .receipt_floor(self.id, state.conversation_id, floor);
@@ -478,9 +386,7 @@ impl ChatSession {
             conversations,
         };
         self.write(wire::encode(&hello), false).await?;
-        if !self.realtime.settings.sync_hold.is_zero() {
-            self.held = Some(Vec::new());
-        }
+        self.core.hello_sent();
         tracing::debug!(session = %self.id, conversations = opened, "session open");
         Ok(())
     }
@@ -575,7 +481,7 @@ impl ChatSession {
         let hold = tokio::time::sleep(self.realtime.settings.sync_hold);
         tokio::pin!(hold);
         loop {
-            let gaps_due = self.gaps_due;
+            let gaps_due = self.core.gaps_due();
             let step = tokio::select! {
                 biased;
                 code = self.signal.wait() => Err(End::Close(code, close_reason(code))),
@@ -603,7 +509,7 @@ impl ChatSession {
                     }
                 }
                 () = &mut self.expiry => Err(End::Close(CLOSE_UNAUTHORIZED, "token expired")),
-                () = &mut hold, if self.held.is_some() => self.release_hold().await,
+                () = &mut hold, if self.core.holding() => self.release_hold().await,
                 () = until(gaps_due), if gaps_due.is_some() => Box::pin(self.fetch_due_gaps()).await,
             };
             if let Err(end) = step {
@@ -727,10 +633,7 @@ impl ChatSession {
                     .typing(c, self.user, typing.is_typing)
                     .await
                     .map_err(|e| unavailable(&e))?;
-                self.typing_in.retain(|t| *t != c);
-                if typing.is_typing {
-                    self.typing_in.push(c);
-                }
+                self.core.typed(c, typing.is_typing);
                 Ok(())
             }
             ClientFrame::Read(read) => {
@@ -764,13 +667,13 @@ impl ChatSession {
             ClientFrame::Sync(sync) => self.on_sync(sync).await,
             ClientFrame::Presence(presence) => {
                 let away = presence.status == OwnStatus::Away;
-                if away != self.away {
+                if away != self.core.away() {
                     self.realtime
                         .presence
                         .set_away(self.user, away)
                         .await
                         .map_err(|e| unavailable(&e))?;
-                    self.away = away;
+                    self.core.set_away(away);
                 }
                 Ok(())
             }
@@ -812,7 +715,7 @@ impl ChatSession {
     /// [`Self::conversation_of`], and the session must follow it (be a member).
     fn followed(&self, named: Option<uuid::Uuid>) -> Result<ConversationId, FrameError> {
         let c = self.conversation_of(named)?;
-        if self.feeds.contains_key(&c) {
+        if self.core.follows(c) {
             Ok(c)
         } else {
             Err(FrameError::not_participant())
@@ -820,22 +723,16 @@ impl ChatSession {
     }
 
     async fn on_send(&mut self, send: SendFrame) -> Result<(), Fault> {
-        let received = std::time::Instant::now();
-        self.realtime.metrics.message_in(Transport::Ws);
         let temp_id = send.temp_id.clone();
         let with_ref = |e: Fault| e.with_reference(temp_id.clone());
-        let c = self
-            .conversation_of(send.conversation_id)
-            .map_err(|e| with_ref(Fault::Frame(e)))?;
-        if self
-            .realtime
-            .throttles
-            .messages
-            .check_key(&self.user)
-            .is_err()
-        {
-            return Err(with_ref(Fault::Frame(FrameError::rate_limited("messages"))));
-        }
+        let c = match self.conversation_of(send.conversation_id) {
+            Ok(c) => c,
+            Err(e) => {
+                // Counted as a message in, like every send frame, before it is refused.
+                self.realtime.metrics.message_in(Transport::Ws);
+                return Err(with_ref(Fault::Frame(e)));
+            }
+        };
         let cmd = SendCommand {
             sender: self.user,
             conversation_id: c,
@@ -844,47 +741,38 @@ impl ChatSession {
             temp_id: send.temp_id,
             reply_to: send.reply_to.map(MessageId::from_uuid),
         };
-        // A conversation this session follows is one its user is a member of (a removal
-        // reaches the session on the conversation's topic and ends the following): no
-        // membership read per send.
-        let messages = &self.state.messages;
-        let prepared = if self.feeds.contains_key(&c) {
-            messages.prepare_member_send(cmd).await
-        } else {
-            messages.prepare_send(cmd).await
-        }
-        .map_err(|e| with_ref(Fault::from(e)))?;
         // Queued now, in frame order (commit order); answered when committed.
-        let answer: oneshot::Receiver<_> = self
+        let queued = self
             .realtime
-            .batcher
-            .enqueue(prepared, Some(self.id))
+            .queue_send(cmd, self.via(c))
             .await
-            .map_err(|e| with_ref(Fault::from(e)))?;
-        *self.sending.entry(c).or_default() += 1;
-        if let Some(t) = &temp_id {
-            self.unacked.insert((c, t.clone()));
-        }
-        self.in_flight.push_back(InFlight {
-            conversation: c,
-            temp_id,
-            received,
-            answer,
-        });
+            .map_err(|refused| {
+                with_ref(match refused {
+                    SendRefused::RateLimited(_) => {
+                        Fault::Frame(FrameError::rate_limited("messages"))
+                    }
+                    SendRefused::Chat(e) => Fault::from(e),
+                })
+            })?;
+        self.core.send_queued(c, temp_id.as_deref());
+        self.in_flight.push_back(InFlight { temp_id, queued });
         Ok(())
     }
 
+    /// How a send of this session to `c` reaches the batcher: a conversation it follows is
+    /// one its user is a member of (a removal reaches the session on the conversation's
+    /// topic and ends the following), so no membership read per send.
+    fn via(&self, c: ConversationId) -> Via {
+        Via::Ws {
+            session: self.id,
+            member: self.core.follows(c),
+        }
+    }
+
     async fn on_ack(&mut self, ack: Ack) -> Result<(), End> {
-        let conversation = ack.conversation;
-        if let Some(t) = &ack.temp_id {
-            self.unacked.remove(&(conversation, t.clone()));
-        }
-        if let Some(pending) = self.sending.get_mut(&conversation) {
-            *pending = pending.saturating_sub(1);
-            if *pending == 0 {
-                self.sending.remove(&conversation);
-            }
-        }
+        let conversation = ack.queued.conversation;
+        self.core
+            .send_answered(conversation, ack.temp_id.as_deref());
         self.answer_send(ack).await?;
         // A hole that waited for this ack and is still there was someone else's: fetch it,
         // unless it fills meanwhile (another sender's message of the same commit may reach
@@ -894,11 +782,11 @@ impl ChatSession {
 
     async fn answer_send(&mut self, ack: Ack) -> Result<(), End> {
         let Ack {
-            conversation,
             temp_id,
             result,
-            received,
+            queued,
         } = ack;
+        let conversation = queued.conversation;
         match result {
             Ok(outcome) => {
                 let message = outcome.message();
@@ -911,24 +799,18 @@ impl ChatSession {
                 };
                 let seq = message.seq;
                 self.write(wire::encode(&frame), false).await?;
-                self.realtime
-                    .metrics
-                    .send_acked(Transport::Ws, received.elapsed());
+                let typing_end = self
+                    .realtime
+                    .sent(&queued, &outcome, self.via(conversation));
                 // This session has its own message: its feed moves past it silently.
-                if let Some(feed) = self.feeds.get_mut(&conversation) {
-                    let ready = feed.order.offer(seq, Item::Acked);
-                    self.write_items(conversation, ready).await?;
-                }
-                let typed = self.typing_in.iter().position(|t| *t == conversation);
-                if let (AppendOutcome::Created(_), Some(i)) = (&outcome, typed) {
-                    self.typing_in.swap_remove(i);
-                    let typing = self.realtime.typing.clone();
-                    let user = self.user;
-                    tokio::spawn(async move {
-                        if let Err(e) = typing.message_sent(conversation, user).await {
-                            tracing::warn!(error = %e, "typing stop after a send failed");
-                        }
-                    });
+                let release = self.core.own_committed(conversation, seq);
+                self.write_release(conversation, release).await?;
+                // Only where this session holds a lease: one that never typed costs the
+                // typing store nothing. Not awaited: the session goes on meanwhile.
+                if let Some(typing_end) = typing_end {
+                    if self.core.typing_ended_by_send(conversation) {
+                        tokio::spawn(typing_end.run());
+                    }
                 }
                 Ok(())
             }
@@ -948,7 +830,7 @@ impl ChatSession {
                 return Err(FrameError::validation("cursors", "must not be negative").into());
             }
             let c = ConversationId::from_uuid(*id);
-            if !self.feeds.contains_key(&c) || self.scope.is_some_and(|s| s != c) {
+            if !self.core.follows(c) || self.scope.is_some_and(|s| s != c) {
                 return Err(FrameError::not_participant().into());
             }
             wanted.push((c, *cursor));
@@ -969,73 +851,59 @@ impl ChatSession {
         Ok(())
     }
 
-    /// Replays one page of `c` after `cursor`; `None` when the conversation is no longer
-    /// followed (the session just left it).
+    /// Replays one page of `c` after `cursor` (as [`SessionState::plan_sync`] plans it);
+    /// `None` when the conversation is no longer followed (the session just left it).
     async fn sync_one(
         &mut self,
         c: ConversationId,
         cursor: i64,
     ) -> Result<Option<SyncState>, Fault> {
-        if let Some(state) = self.current_answer(c, cursor) {
-            return Ok(Some(state));
-        }
         let page_size = self.realtime.settings.sync_page_size.get();
-        let Some(feed) = self.feeds.get_mut(&c) else {
-            return Ok(None);
-        };
-        // This sync reads storage and moves the feed: the snapshot answers no more.
-        feed.fresh = None;
-        // A page after another one of the same replay (`has_more` before).
-        let continued = feed.syncing;
-        let position = feed.order.delivered_up_to();
-        if cursor < feed.base && position != feed.base {
-            // The client lacks messages from before this connection's live stream began, and
-            // live ones were already written: replay the missing range outside the feed, so
-            // nothing comes twice (after the live ones, which the client orders by seq).
-            let upper = feed.base;
-            let limit = u32::try_from(upper - cursor)
-                .unwrap_or(u32::MAX)
-                .min(page_size);
-            let page = self.fetch(c, cursor, limit).await?;
-            let full = page.messages.len() as u32 >= limit;
-            let mut last = cursor;
-            for view in page.messages.iter().filter(|v| v.message.seq <= upper) {
-                last = view.message.seq;
-                self.write(message_frame(view), true).await?;
+        let resubscriptions = self.realtime.hub.resubscriptions();
+        let (cursor, continued) = match self.core.plan_sync(c, cursor, resubscriptions) {
+            SyncPlan::Current(state) => return Ok(Some(state)),
+            SyncPlan::NotFollowed => return Ok(None),
+            SyncPlan::Before {
+                after,
+                upper,
+                limit,
+                position,
+            } => {
+                let limit = limit.min(page_size);
+                let page = self.fetch(c, after, limit).await?;
+                let full = page.messages.len() as u32 >= limit;
+                let mut last = after;
+                for view in page.messages.iter().filter(|v| v.message.seq <= upper) {
+                    last = view.message.seq;
+                    self.write(message_frame(view), true).await?;
+                }
+                self.announce_fetched(c, &page);
+                let more = full && last < upper;
+                return Ok(Some(SyncState {
+                    last_seq: if more { last } else { position },
+                    has_more: more,
+                    watermarks: wire::watermarks(&page.state),
+                }));
             }
-            self.announce_fetched(c, &page);
-            let more = full && last < upper;
-            return Ok(Some(SyncState {
-                last_seq: if more { last } else { position },
-                has_more: more,
-                watermarks: wire::watermarks(&page.state),
-            }));
-        }
-        // What this connection wrote past the base is the client's (in flight, if not yet
-        // read): a cursor among it continues from the feed's position.
-        let cursor = if cursor >= feed.base && cursor < position {
-            position
-        } else {
-            cursor
+            SyncPlan::Through {
+                cursor,
+                release,
+                continued,
+            } => {
+                self.write_release(c, release).await?;
+                (cursor, continued)
+            }
         };
-        // Nothing written past the cursor: move the feed there (back, or forward past what
-        // the client holds) and replay through it, so live messages wait behind the replay.
-        let ready = feed.order.reposition(cursor);
-        feed.base = cursor;
-        self.write_items(c, ready).await?;
         let page = self.fetch(c, cursor, page_size).await?;
         let has_more = page.messages.len() as u32 >= page_size;
         // As read with the page, after the subscription: later moves come live (see
-        // `current_answer`), so no second read for them.
+        // `SessionState::plan_sync`), so no second read for them.
         let watermarks = wire::watermarks(&page.state);
         self.announce_fetched(c, &page);
-        let items = fetched_items(&page.messages);
-        let Some(feed) = self.feeds.get_mut(&c) else {
+        let Some(release) = self.core.sync_page(c, &page.messages, has_more) else {
             return Ok(None);
         };
-        feed.syncing = has_more;
-        let ready = feed.order.fill(items);
-        self.write_items(c, ready).await?;
+        self.write_release(c, release).await?;
         if !has_more {
             self.fill_gaps(c).await?;
             // Between the pages of a longer replay, live messages queued behind it (and may
@@ -1048,52 +916,12 @@ impl ChatSession {
                 self.catch_up(c).await?;
             }
         }
-        let last_seq = self
-            .feeds
-            .get(&c)
-            .map_or(cursor, |f| f.order.delivered_up_to());
+        let last_seq = self.core.position(c).unwrap_or(cursor);
         Ok(Some(SyncState {
             last_seq,
             has_more,
             watermarks,
         }))
-    }
-
-    /// The answer to a `sync` of `c` from `cursor` when the cursor is already current,
-    /// without reading storage: `None` when it is not (known to be) current.
-    ///
-    /// Current means: the cursor is where the `hello` snapshot started the feed (`base`,
-    /// the snapshot's `last_seq`), nothing was written past it (the position is still the
-    /// base), nothing waits in the feed for a hole, no `sync` paged it since, no held live
-    /// message of it was dropped, and pub/sub has not lost events since the snapshot. Then
-    /// storage has nothing after the cursor that this session will not also get live: the
-    /// session subscribed to the conversation before it read the snapshot, so every later
-    /// commit is published to it (and comes through the feed in seq order, after this
-    /// `sync_done`, exactly as if a fetch had found it first). A fetch would find nothing
-    /// or only those.
-    ///
-    /// The watermarks are the snapshot's (what `hello` said), not re-read. That is as good
-    /// as reading them again: the snapshot was read after the subscription, so every
-    /// receipt committed since is published after its commit and reaches this session live
-    /// (before or after this `sync_done`) whenever it concerns this user (the hub's receipt
-    /// routing: a move covering a message of the user, or the user's own read); the moves
-    /// it does not forward are those the client does not need, whichever `sync_done` came
-    /// first. A live receipt may thus be newer than these values; watermarks only move
-    /// forward and clients keep the highest they were told (`docs/protocol.md`).
-    fn current_answer(&self, c: ConversationId, cursor: i64) -> Option<SyncState> {
-        let feed = self.feeds.get(&c)?;
-        let fresh = feed.fresh.as_ref()?;
-        let current = cursor == feed.base
-            && feed.order.delivered_up_to() == feed.base
-            && !feed.order.has_pending()
-            && !feed.syncing
-            && !self.overflowed.contains(&c)
-            && self.realtime.hub.resubscriptions() == fresh.resubscriptions;
-        current.then_some(SyncState {
-            last_seq: cursor,
-            has_more: false,
-            watermarks: fresh.watermarks,
-        })
     }
 
     async fn fetch(
@@ -1131,8 +959,7 @@ impl ChatSession {
     async fn on_inbound(&mut self, inbound: Inbound) -> Result<(), End> {
         let delivery = match inbound {
             Inbound::Resync => {
-                let conversations: Vec<ConversationId> = self.feeds.keys().copied().collect();
-                for c in conversations {
+                for c in self.core.followed() {
                     self.catch_up(c).await?;
                 }
                 return Ok(());
@@ -1140,27 +967,18 @@ impl ChatSession {
             Inbound::Event(delivery) => delivery,
         };
         match delivery.header.kind {
-            Kind::Message => {
-                if let Some(held) = &mut self.held {
-                    if held.len() < self.realtime.settings.outbound_queue_frames.get().max(64) {
-                        held.push(delivery);
-                    } else if let Some(c) = delivery.header.conversation {
-                        // Dropped: fetched from storage when the hold ends.
-                        self.overflowed.insert(c);
-                    }
-                    return Ok(());
-                }
-                self.offer_live(delivery).await
-            }
+            Kind::Message => match self.core.hold(delivery) {
+                Some(delivery) => self.offer_live(delivery).await,
+                None => Ok(()),
+            },
             Kind::Conversation => self.on_conversation(delivery).await,
             Kind::Presence => {
                 // A user's presence is published on each conversation they are in: a session
                 // sharing several with them hears it once.
                 if let Some(user) = delivery.header.user {
-                    if self.presence_seen.get(&user) == Some(&delivery.frame) {
+                    if !self.core.presence_is_new(user, &delivery.frame) {
                         return Ok(());
                     }
-                    self.presence_seen.insert(user, delivery.frame.clone());
                 }
                 self.write(delivery.frame.clone(), false).await
             }
@@ -1170,114 +988,58 @@ impl ChatSession {
 
     /// Lets the live messages held since `hello` through, into their feeds.
     async fn release_hold(&mut self) -> Result<(), End> {
-        let Some(held) = self.held.take() else {
+        let Some((held, overflowed)) = self.core.release_hold() else {
             return Ok(());
         };
         for delivery in held {
             self.offer_live(delivery).await?;
         }
-        for c in std::mem::take(&mut self.overflowed) {
+        for c in overflowed {
             self.catch_up(c).await?;
         }
         Ok(())
     }
 
     async fn offer_live(&mut self, delivery: Delivery) -> Result<(), End> {
-        let header = &delivery.header;
-        let (Some(c), Some(seq), Some(id), Some(sender)) = (
-            header.conversation,
-            header.seq,
-            header.message_id,
-            header.user,
-        ) else {
+        let Some((c, release)) = self.core.offer_live(&delivery) else {
+            // Not a message of a conversation followed here.
             return Ok(());
         };
-        let Some(feed) = self.feeds.get_mut(&c) else {
-            // Not (or no longer) followed here.
-            return Ok(());
-        };
-        let ready = feed.order.offer(
-            seq,
-            Item::Message {
-                frame: delivery.frame.clone(),
-                seq,
-                id,
-                sender,
-                fetched: false,
-                sent_at: header.sent_at,
-                committed_at: header.committed_at,
-            },
-        );
-        self.write_items(c, ready).await?;
+        self.write_release(c, release).await?;
         self.gap_seen(c).await
     }
 
     /// Writes what a feed let through; records delivery of the newest message of others.
-    async fn write_items(&mut self, c: ConversationId, items: Vec<Item>) -> Result<(), End> {
-        let mut delivered = None;
-        for item in items {
-            if let Item::Message {
-                frame,
-                seq,
-                id,
-                sender,
-                fetched,
-                sent_at,
-                committed_at,
-            } = item
-            {
-                self.write(frame, true).await?;
-                if !fetched && (sent_at.is_some() || committed_at.is_some()) {
-                    self.realtime.metrics.live_message_written(
-                        unix_micros_now(),
-                        sent_at,
-                        committed_at,
-                    );
-                }
-                if sender != self.user && !fetched {
-                    delivered = Some((seq, id));
-                }
+    async fn write_release(&mut self, c: ConversationId, release: Release) -> Result<(), End> {
+        for message in release.messages {
+            let measured = message.measured();
+            self.write(message.frame, true).await?;
+            if measured {
+                self.realtime.metrics.live_message_written(
+                    unix_micros_now(),
+                    message.sent_at,
+                    message.committed_at,
+                );
             }
         }
-        if let Some((seq, id)) = delivered {
+        if let Some((seq, id)) = release.delivered {
             self.realtime.receipts.delivered(c, self.user, seq, id);
         }
         Ok(())
     }
 
-    /// A live event may have left a hole in `c`'s feed: one our own unacknowledged sends do
-    /// not explain is fetched once `realtime.gap_grace` passed, if it is still open then
-    /// (at once with no grace).
+    /// A live event may have left a hole in `c`'s feed: fetched now, later, or not (see
+    /// [`SessionState::gap_seen`]).
     async fn gap_seen(&mut self, c: ConversationId) -> Result<(), End> {
-        let grace = self.realtime.settings.gap_grace;
-        if grace.is_zero() {
-            return self.fill_gaps(c).await;
+        match self.core.gap_seen(c, Instant::now()) {
+            Gap::FetchNow => self.fill_gaps(c).await,
+            Gap::Later | Gap::Nothing => Ok(()),
         }
-        let Some(feed) = self.feeds.get(&c) else {
-            return Ok(());
-        };
-        let Some((after, up_to)) = feed.order.missing() else {
-            return Ok(());
-        };
-        if feed.syncing || self.own_sends_explain(c, after, up_to) || self.gaps.contains(&c) {
-            return Ok(());
-        }
-        self.gaps.push(c);
-        self.gaps_due.get_or_insert_with(|| Instant::now() + grace);
-        Ok(())
-    }
-
-    /// Whether the hole `(after, up_to]` of `c` is (most likely) this session's own sends
-    /// awaiting their ack: it is no larger than they are, and their acks fill it. A larger
-    /// one holds someone else's message.
-    fn own_sends_explain(&self, c: ConversationId, after: i64, up_to: i64) -> bool {
-        up_to - after <= i64::from(self.sending.get(&c).copied().unwrap_or(0))
     }
 
     /// The holes whose grace has passed: fetched if still open.
     async fn fetch_due_gaps(&mut self) -> Result<(), End> {
-        self.gaps_due = None;
-        for c in std::mem::take(&mut self.gaps) {
+        for c in self.core.take_due_gaps() {
             self.fill_gaps(c).await?;
         }
         Ok(())
@@ -1285,27 +1047,17 @@ impl ChatSession {
 
     /// Fetches the holes of `c`'s feed from storage (unless the client is paging a `sync`).
     async fn fill_gaps(&mut self, c: ConversationId) -> Result<(), End> {
-        let page_size = i64::from(self.realtime.settings.sync_page_size.get());
+        let page_size = self.realtime.settings.sync_page_size.get();
         let mut fetched = false;
         loop {
-            let Some(feed) = self.feeds.get(&c) else {
-                return Ok(());
-            };
-            if feed.syncing {
-                return Ok(());
-            }
-            let Some((after, up_to)) = feed.order.missing() else {
-                if fetched {
+            let Some((after, limit)) = self.core.hole_to_fetch(c, page_size) else {
+                if fetched && self.core.hole_filled(c) {
                     // Messages beyond the hole may have been dropped from a full feed (or
                     // never arrived): whatever storage has after the position comes too.
                     return self.catch_up(c).await;
                 }
                 return Ok(());
             };
-            if self.own_sends_explain(c, after, up_to) {
-                return Ok(());
-            }
-            let limit = u32::try_from((up_to - after).clamp(1, page_size)).unwrap_or(1);
             self.realtime.metrics.gap_fetch();
             if !self.fetch_into_feed(c, after, limit).await? {
                 return Ok(());
@@ -1319,21 +1071,13 @@ impl ChatSession {
     async fn catch_up(&mut self, c: ConversationId) -> Result<(), End> {
         let page_size = self.realtime.settings.sync_page_size.get();
         loop {
-            let Some(feed) = self.feeds.get(&c) else {
+            let Some(before) = self.core.catch_up_from(c) else {
                 return Ok(());
             };
-            if feed.syncing {
+            if !self.fetch_into_feed(c, before, page_size).await? {
                 return Ok(());
             }
-            let after = feed.order.delivered_up_to();
-            let before = after;
-            if !self.fetch_into_feed(c, after, page_size).await? {
-                return Ok(());
-            }
-            let now = self
-                .feeds
-                .get(&c)
-                .map_or(before, |f| f.order.delivered_up_to());
+            let now = self.core.position(c).unwrap_or(before);
             if now - before < i64::from(page_size) {
                 return Ok(());
             }
@@ -1364,26 +1108,11 @@ impl ChatSession {
             return Ok(false);
         }
         self.announce_fetched(c, &page);
-        let user = self.user;
-        let unacked = &self.unacked;
-        let items = fetched_items(&page.messages)
-            .into_iter()
-            .zip(&page.messages)
-            .map(|((seq, item), view)| {
-                let m = &view.message;
-                let ours = m.sender_id == user
-                    && m.client_msg_id
-                        .as_ref()
-                        .is_some_and(|t| unacked.contains(&(c, t.clone())));
-                (seq, if ours { Item::Acked } else { item })
-            })
-            .collect::<Vec<_>>();
-        let Some(feed) = self.feeds.get_mut(&c) else {
+        let Some(release) = self.core.fetched(c, &page.messages) else {
             return Ok(false);
         };
-        let ready = feed.order.fill(items);
-        let moved = !ready.is_empty();
-        self.write_items(c, ready).await?;
+        let moved = !release.is_empty();
+        self.write_release(c, release).await?;
         Ok(moved)
     }
 
@@ -1393,10 +1122,7 @@ impl ChatSession {
         let Some(c) = header.conversation else {
             return Ok(());
         };
-        if header.joined == Some(self.user)
-            && !self.feeds.contains_key(&c)
-            && self.scope.is_none_or(|s| s == c)
-        {
+        if header.joined == Some(self.user) && self.core.joins(c) {
             // The hub already routes it here; take a pub/sub reference and follow it from
             // the join on, then fetch whatever was committed before the subscription held.
             if let Err(e) = self.subscribe(&[Topic::Conversation(c)]).await {
@@ -1405,16 +1131,7 @@ impl ChatSession {
             let base = header.seq.unwrap_or(0);
             // A member who was in it before may have sent messages up to `base`.
             self.realtime.hub.receipt_floor(self.id, c, base);
-            let max_pending = self.realtime.settings.outbound_queue_frames.get().max(64);
-            self.feeds.insert(
-                c,
-                Feed {
-                    order: OrderedFeed::new(base, max_pending),
-                    base,
-                    syncing: false,
-                    fresh: None,
-                },
-            );
+            self.core.follow_joined(c, base);
             self.catch_up(c).await?;
         } else if header.left == Some(self.user) {
             self.leave(c).await;
@@ -1427,7 +1144,7 @@ impl ChatSession {
 
     /// Stops following `c`.
     async fn leave(&mut self, c: ConversationId) {
-        self.feeds.remove(&c);
+        self.core.leave(c);
         self.unsubscribe(Topic::Conversation(c)).await;
     }
 
@@ -1458,16 +1175,17 @@ impl ChatSession {
                 tracing::warn!(error = %e, %topic, "unsubscribe failed at close");
             }
         }
-        if !self.typing_in.is_empty() {
-            if let Err(e) = realtime
-                .typing
-                .session_closed(self.user, &self.typing_in)
-                .await
-            {
+        let leases = self.core.typing_leases();
+        if !leases.is_empty() {
+            if let Err(e) = realtime.typing.session_closed(self.user, leases).await {
                 tracing::warn!(error = %e, "ending typing leases at close failed");
             }
         }
-        match realtime.presence.session_closed(self.user, self.away).await {
+        match realtime
+            .presence
+            .session_closed(self.user, self.core.away())
+            .await
+        {
             Ok(true) => {
                 if let Some(grace) = realtime.grace.get() {
                     grace.schedule(self.user);
@@ -1510,9 +1228,9 @@ impl ChatSession {
         }
         // Out of time: the commits not confirmed yet are answered all the same.
         for mut pending in std::mem::take(&mut self.in_flight) {
-            let answered = match pending.answer.try_recv() {
-                Ok(result) => self.answer_send(pending.ack(Ok(result))).await,
-                Err(_) => {
+            let answered = match pending.queued.try_outcome() {
+                Some(result) => self.answer_send(pending.ack(result)).await,
+                None => {
                     let error = not_confirmed().with_reference(pending.temp_id);
                     self.write_error(error).await
                 }
@@ -1591,32 +1309,4 @@ fn not_confirmed() -> FrameError {
 fn unavailable(error: &dyn std::fmt::Display) -> Fault {
     tracing::warn!(error = %error, "real-time backend failed during a frame");
     Fault::Frame(FrameError::unavailable())
-}
-
-/// The `message` frame of a stored message, with its status as storage knows it.
-fn message_frame(view: &MessageView) -> String {
-    wire::encode(&ServerFrame::Message {
-        message: wire::message(view),
-    })
-}
-
-fn fetched_items(views: &[MessageView]) -> Vec<(i64, Item)> {
-    views
-        .iter()
-        .map(|view| {
-            let m = &view.message;
-            (
-                m.seq,
-                Item::Message {
-                    frame: ByteString::from(message_frame(view)),
-                    seq: m.seq,
-                    id: m.id,
-                    sender: m.sender_id,
-                    fetched: true,
-                    sent_at: None,
-                    committed_at: None,
-                },
-            )
-        })
-        .collect()
 }
