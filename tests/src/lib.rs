@@ -14,7 +14,8 @@ pub mod tokens;
 pub mod traffic;
 pub mod ws;
 
-use protocol::rest::{LoginRequest, RegisterRequest};
+use protocol::rest::{AuthResponse, LoginRequest, RegisterRequest};
+use protocol::ErrorBody;
 use reqwest::StatusCode;
 use serde_json::Value;
 use server::config::{Secret, Settings};
@@ -247,6 +248,15 @@ pub struct Reply {
     pub body: Value,
 }
 
+/// An error answer's body is the protocol crate's [`ErrorBody`], exactly (its code one of
+/// [`protocol::ErrorCode`]'s): it parses as one and writes back to the same JSON.
+fn check_error_body(body: &Value) {
+    let typed: ErrorBody = serde_json::from_value(body.clone())
+        .unwrap_or_else(|e| panic!("an error body that is not a protocol::ErrorBody ({e}): {body}"));
+    let again = serde_json::to_value(&typed).expect("an ErrorBody serializes");
+    assert_eq!(&again, body, "the error body is not what protocol::ErrorBody writes");
+}
+
 impl Reply {
     /// `error.code` of an error body.
     pub fn error_code(&self) -> &str {
@@ -285,6 +295,9 @@ impl Api {
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("body read");
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.as_u16() >= 400 && body.get("error").is_some() {
+            check_error_body(&body);
+        }
         Reply {
             status,
             headers,
@@ -434,14 +447,15 @@ pub struct TestUser {
 
 impl TestUser {
     fn from_auth(body: &Value, password: &str) -> Self {
-        let s = |v: &Value| v.as_str().expect("string field").to_owned();
+        let auth: AuthResponse = serde_json::from_value(body.clone())
+            .unwrap_or_else(|e| panic!("not a protocol::rest::AuthResponse ({e}): {body}"));
         Self {
-            id: s(&body["user"]["id"]),
-            email: s(&body["user"]["email"]),
+            id: auth.user.id.to_string(),
+            email: auth.user.email,
             password: password.to_owned(),
-            display_name: s(&body["user"]["display_name"]),
-            token: s(&body["access_token"]),
-            refresh_token: s(&body["refresh_token"]),
+            display_name: auth.user.display_name,
+            token: auth.access_token,
+            refresh_token: auth.refresh_token,
         }
     }
 
