@@ -118,6 +118,42 @@ pub enum SyncPlan {
     NotFollowed,
 }
 
+/// Why a frame's conversation is not one the session may act in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a member, or outside the session's `/ws/chat/{id}` scope (`not_participant`).
+    NotParticipant,
+    /// `conversation_id` is required on `/ws` (`validation_failed`).
+    ConversationRequired,
+    /// A `sync` cursor below zero (`validation_failed`).
+    NegativeCursor,
+}
+
+/// What a conversation event (created, member added or removed) does to this session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// Nothing beyond writing the frame.
+    Unchanged,
+    /// The user joined `conversation` at `base` and the session follows it now: take a
+    /// pub/sub reference, set the receipt floor at `base` (a member who was in it before
+    /// may have sent messages up to there), then catch up from storage whatever was
+    /// committed before the subscription held.
+    Joined {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Its last seq at the join.
+        base: i64,
+    },
+    /// The user left `conversation` (or was removed): no longer followed; drop the
+    /// pub/sub reference, and close with 4003 when it was the session's scope.
+    Left {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The session was of `/ws/chat/{conversation}`.
+        close: bool,
+    },
+}
+
 /// One conversation as this session follows it.
 #[derive(Debug)]
 struct Feed {
@@ -298,6 +334,74 @@ impl SessionState {
     /// Stops following `c`.
     pub fn leave(&mut self, c: ConversationId) {
         self.feeds.remove(&c);
+    }
+
+    /// A conversation event (its frame goes to the client as it is): whether it starts or
+    /// ends the following of a conversation.
+    pub fn conversation_event(&mut self, header: &crate::envelope::Header) -> Membership {
+        let Some(c) = header.conversation else {
+            return Membership::Unchanged;
+        };
+        if header.joined == Some(self.user) && self.joins(c) {
+            let base = header.seq.unwrap_or(0);
+            self.follow_joined(c, base);
+            Membership::Joined {
+                conversation: c,
+                base,
+            }
+        } else if header.left == Some(self.user) {
+            self.leave(c);
+            Membership::Left {
+                conversation: c,
+                close: self.scope == Some(c),
+            }
+        } else {
+            Membership::Unchanged
+        }
+    }
+
+    /// The conversation a frame names: the session's own on `/ws/chat/{id}` (where it may be
+    /// omitted, and no other may be named); on `/ws` it must be named.
+    pub fn conversation_of(
+        &self,
+        named: Option<ConversationId>,
+    ) -> Result<ConversationId, Refusal> {
+        match (self.scope, named) {
+            (Some(scope), None) => Ok(scope),
+            (Some(scope), Some(c)) if c == scope => Ok(c),
+            (Some(_), Some(_)) => Err(Refusal::NotParticipant),
+            (None, Some(c)) => Ok(c),
+            (None, None) => Err(Refusal::ConversationRequired),
+        }
+    }
+
+    /// [`Self::conversation_of`], and the session must follow it (its user a member).
+    pub fn followed_of(&self, named: Option<ConversationId>) -> Result<ConversationId, Refusal> {
+        let c = self.conversation_of(named)?;
+        if self.follows(c) {
+            Ok(c)
+        } else {
+            Err(Refusal::NotParticipant)
+        }
+    }
+
+    /// The conversations and cursors of a `sync` frame, checked all first: none negative,
+    /// each followed here and within the scope. One bad entry refuses the whole frame.
+    pub fn sync_targets(
+        &self,
+        cursors: impl IntoIterator<Item = (ConversationId, i64)>,
+    ) -> Result<Vec<(ConversationId, i64)>, Refusal> {
+        let mut wanted = Vec::new();
+        for (c, cursor) in cursors {
+            if cursor < 0 {
+                return Err(Refusal::NegativeCursor);
+            }
+            if !self.follows(c) || self.scope.is_some_and(|s| s != c) {
+                return Err(Refusal::NotParticipant);
+            }
+            wanted.push((c, cursor));
+        }
+        Ok(wanted)
     }
 
     // ------------------------------------------------------------------ live events
@@ -1009,6 +1113,96 @@ mod tests {
         assert_eq!(s.position(j), Some(3));
         let scoped = SessionState::new(me, Some(c), limits(0, false));
         assert!(!scoped.joins(j), "outside the session's scope");
+    }
+
+    #[test]
+    fn a_frame_names_a_followed_conversation_within_the_scope() {
+        let (me, c, other) = (UserId::new(), ConversationId::new(), ConversationId::new());
+        let all = session(me, c, 0, limits(0, false));
+        assert_eq!(all.followed_of(Some(c)), Ok(c));
+        assert_eq!(all.followed_of(Some(other)), Err(Refusal::NotParticipant));
+        assert_eq!(
+            all.conversation_of(Some(other)),
+            Ok(other),
+            "a send checks membership itself"
+        );
+        assert_eq!(
+            all.conversation_of(None),
+            Err(Refusal::ConversationRequired)
+        );
+        let mut scoped = SessionState::new(me, Some(c), limits(0, false));
+        scoped.follow_snapshot(&state(0, c), 0);
+        assert_eq!(
+            scoped.followed_of(None),
+            Ok(c),
+            "may be omitted on /ws/chat/{{id}}"
+        );
+        assert_eq!(
+            scoped.conversation_of(Some(other)),
+            Err(Refusal::NotParticipant)
+        );
+    }
+
+    #[test]
+    fn one_bad_sync_entry_refuses_the_whole_frame() {
+        let (me, c) = (UserId::new(), ConversationId::new());
+        let s = session(me, c, 5, limits(0, false));
+        assert_eq!(s.sync_targets([(c, 2)]), Ok(vec![(c, 2)]));
+        assert_eq!(
+            s.sync_targets([(c, 2), (c, -1)]),
+            Err(Refusal::NegativeCursor)
+        );
+        assert_eq!(
+            s.sync_targets([(c, 2), (ConversationId::new(), 0)]),
+            Err(Refusal::NotParticipant)
+        );
+    }
+
+    #[test]
+    fn joining_starts_a_feed_and_leaving_ends_it_closing_a_scoped_session() {
+        let (me, peer, c) = (UserId::new(), UserId::new(), ConversationId::new());
+        let mut s = SessionState::new(me, None, limits(0, false));
+        let event = |joined: Option<UserId>, left: Option<UserId>| {
+            let mut h = Header::new(Kind::Conversation, Some(c));
+            h.seq = Some(4);
+            h.joined = joined;
+            h.left = left;
+            h
+        };
+        assert_eq!(
+            s.conversation_event(&event(Some(peer), None)),
+            Membership::Unchanged
+        );
+        assert_eq!(
+            s.conversation_event(&event(Some(me), None)),
+            Membership::Joined {
+                conversation: c,
+                base: 4
+            }
+        );
+        assert_eq!(s.position(c), Some(4));
+        assert_eq!(
+            s.conversation_event(&event(Some(me), None)),
+            Membership::Unchanged,
+            "already followed"
+        );
+        assert_eq!(
+            s.conversation_event(&event(None, Some(me))),
+            Membership::Left {
+                conversation: c,
+                close: false
+            }
+        );
+        assert!(!s.follows(c));
+        let mut scoped = SessionState::new(me, Some(c), limits(0, false));
+        scoped.follow_snapshot(&state(0, c), 0);
+        assert_eq!(
+            scoped.conversation_event(&event(None, Some(me))),
+            Membership::Left {
+                conversation: c,
+                close: true
+            }
+        );
     }
 
     #[test]

@@ -35,7 +35,9 @@ use realtime::envelope::Kind;
 use realtime::hub::{Backlog, CloseSignal, Delivery, Inbound, Registration, CLOSE_SLOW_CONSUMER};
 use realtime::metrics::{unix_micros_now, Transport};
 use realtime::send::{QueuedSend, SendRefused, Via};
-use realtime::session::{message_frame, Gap, Limits, Release, SessionState, SyncPlan};
+use realtime::session::{
+    message_frame, Gap, Limits, Membership, Refusal, Release, SessionState, SyncPlan,
+};
 use realtime::settings::RealtimeSettings;
 use realtime::wire;
 use realtime::Realtime;
@@ -699,27 +701,18 @@ impl ChatSession {
         }
     }
 
-    /// The conversation a frame names: the session's own on `/ws/chat/{id}` (where it may be
-    /// omitted), and one the session follows.
+    /// The conversation a frame names (see [`SessionState::conversation_of`]).
     fn conversation_of(&self, named: Option<uuid::Uuid>) -> Result<ConversationId, FrameError> {
-        let named = named.map(ConversationId::from_uuid);
-        match (self.scope, named) {
-            (Some(scope), None) => Ok(scope),
-            (Some(scope), Some(c)) if c == scope => Ok(c),
-            (Some(_), Some(_)) => Err(FrameError::not_participant()),
-            (None, Some(c)) => Ok(c),
-            (None, None) => Err(FrameError::validation("conversation_id", "is required")),
-        }
+        self.core
+            .conversation_of(named.map(ConversationId::from_uuid))
+            .map_err(refused)
     }
 
-    /// [`Self::conversation_of`], and the session must follow it (be a member).
+    /// ... and the session must follow it (see [`SessionState::followed_of`]).
     fn followed(&self, named: Option<uuid::Uuid>) -> Result<ConversationId, FrameError> {
-        let c = self.conversation_of(named)?;
-        if self.core.follows(c) {
-            Ok(c)
-        } else {
-            Err(FrameError::not_participant())
-        }
+        self.core
+            .followed_of(named.map(ConversationId::from_uuid))
+            .map_err(refused)
     }
 
     async fn on_send(&mut self, send: SendFrame) -> Result<(), Fault> {
@@ -824,17 +817,11 @@ impl ChatSession {
     // ------------------------------------------------------------------ sync
 
     async fn on_sync(&mut self, sync: SyncFrame) -> Result<(), Fault> {
-        let mut wanted = Vec::with_capacity(sync.cursors.len());
-        for (id, cursor) in &sync.cursors {
-            if *cursor < 0 {
-                return Err(FrameError::validation("cursors", "must not be negative").into());
-            }
-            let c = ConversationId::from_uuid(*id);
-            if !self.core.follows(c) || self.scope.is_some_and(|s| s != c) {
-                return Err(FrameError::not_participant().into());
-            }
-            wanted.push((c, *cursor));
-        }
+        let cursors = sync
+            .cursors
+            .iter()
+            .map(|(id, cursor)| (ConversationId::from_uuid(*id), *cursor));
+        let wanted = self.core.sync_targets(cursors).map_err(refused)?;
         let mut done = BTreeMap::new();
         for (c, cursor) in wanted {
             if let Some(state) = self.sync_one(c, cursor).await? {
@@ -1119,27 +1106,30 @@ impl ChatSession {
     async fn on_conversation(&mut self, delivery: Delivery) -> Result<(), End> {
         let header = delivery.header.clone();
         self.write(delivery.frame.clone(), false).await?;
-        let Some(c) = header.conversation else {
-            return Ok(());
-        };
-        if header.joined == Some(self.user) && self.core.joins(c) {
-            // The hub already routes it here; take a pub/sub reference and follow it from
-            // the join on, then fetch whatever was committed before the subscription held.
-            if let Err(e) = self.subscribe(&[Topic::Conversation(c)]).await {
-                tracing::warn!(error = %e, "subscribing a joined conversation failed");
+        match self.core.conversation_event(&header) {
+            Membership::Unchanged => Ok(()),
+            Membership::Joined {
+                conversation: c,
+                base,
+            } => {
+                // The hub already routes it here.
+                if let Err(e) = self.subscribe(&[Topic::Conversation(c)]).await {
+                    tracing::warn!(error = %e, "subscribing a joined conversation failed");
+                }
+                self.realtime.hub.receipt_floor(self.id, c, base);
+                self.catch_up(c).await
             }
-            let base = header.seq.unwrap_or(0);
-            // A member who was in it before may have sent messages up to `base`.
-            self.realtime.hub.receipt_floor(self.id, c, base);
-            self.core.follow_joined(c, base);
-            self.catch_up(c).await?;
-        } else if header.left == Some(self.user) {
-            self.leave(c).await;
-            if self.scope == Some(c) {
-                return Err(End::Close(CLOSE_NOT_PARTICIPANT, "no longer a participant"));
+            Membership::Left {
+                conversation: c,
+                close,
+            } => {
+                self.unsubscribe(Topic::Conversation(c)).await;
+                if close {
+                    return Err(End::Close(CLOSE_NOT_PARTICIPANT, "no longer a participant"));
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Stops following `c`.
@@ -1304,6 +1294,15 @@ fn not_confirmed() -> FrameError {
         ErrorCode::Unavailable,
         "the server is shutting down before this send was confirmed; resend it with the same temp_id",
     )
+}
+
+/// The `error` frame of a conversation the session may not act in.
+fn refused(refusal: Refusal) -> FrameError {
+    match refusal {
+        Refusal::NotParticipant => FrameError::not_participant(),
+        Refusal::ConversationRequired => FrameError::validation("conversation_id", "is required"),
+        Refusal::NegativeCursor => FrameError::validation("cursors", "must not be negative"),
+    }
 }
 
 fn unavailable(error: &dyn std::fmt::Display) -> Fault {
