@@ -251,10 +251,14 @@ pub struct Reply {
 /// An error answer's body is the protocol crate's [`ErrorBody`], exactly (its code one of
 /// [`protocol::ErrorCode`]'s): it parses as one and writes back to the same JSON.
 fn check_error_body(body: &Value) {
-    let typed: ErrorBody = serde_json::from_value(body.clone())
-        .unwrap_or_else(|e| panic!("an error body that is not a protocol::ErrorBody ({e}): {body}"));
+    let typed: ErrorBody = serde_json::from_value(body.clone()).unwrap_or_else(|e| {
+        panic!("an error body that is not a protocol::ErrorBody ({e}): {body}")
+    });
     let again = serde_json::to_value(&typed).expect("an ErrorBody serializes");
-    assert_eq!(&again, body, "the error body is not what protocol::ErrorBody writes");
+    assert_eq!(
+        &again, body,
+        "the error body is not what protocol::ErrorBody writes"
+    );
 }
 
 impl Reply {
