@@ -3,8 +3,8 @@
 //! actix-http hands every request with `Upgrade: websocket` to this service together with
 //! its connection, instead of routing it through the app. The service answers it (a refusal
 //! is a plain HTTP response, after which the connection closes), writes the `101`, and serves
-//! the session on the bare socket, through actix-ws ([`super::socket`]). The dispatcher's
-//! buffers go with the HTTP part: a session holds no HTTP state.
+//! the session on the bare socket ([`super::socket`]). The dispatcher's buffers go with the
+//! HTTP part: a session holds no HTTP state.
 
 use super::session::{self, Opening};
 use super::{endpoint, socket, Gate};
@@ -99,17 +99,15 @@ async fn serve(
         .map_err(UpgradeError)?;
     log_served(&span, StatusCode::SWITCHING_PROTOCOLS, started);
     // The HTTP state ends here: the request and the dispatcher's 8 KiB buffers are dropped,
-    // not kept for the session's life (the request once actix-ws has its headers). Whatever
-    // the client sent after its request is in the read buffer: a copy of it goes on.
+    // not kept for the session's life. Whatever the client sent after its request is in the
+    // read buffer: a copy of it goes on.
+    drop(req);
     let parts = framed.into_parts();
     let early = BytesMut::from(&parts.read_buf[..]);
     drop(parts.read_buf);
     drop(parts.write_buf);
     let max = gate.state.realtime.settings.max_frame_bytes.get();
-    let (reader, writer, pump) =
-        socket::split(parts.io, early, max, req.head()).map_err(UpgradeError)?;
-    drop(req);
-    let grace = gate.state.realtime.settings.close_grace;
+    let (reader, writer) = socket::split(parts.io, early, max);
     let opening = Opening {
         claims,
         scope,
@@ -117,8 +115,7 @@ async fn serve(
         verifier: gate.verifier.get_ref().clone(),
     };
     // Boxed: the connection's task (sized for the HTTP dispatcher) does not grow by it.
-    let session = Box::pin(session::run(opening, writer, reader));
-    socket::serve(session, pump, grace).await;
+    Box::pin(session::run(opening, writer, reader)).await;
     Ok(())
 }
 
