@@ -16,16 +16,16 @@
 #![warn(missing_docs)]
 
 pub(crate) mod api;
-pub mod app;
+pub(crate) mod app;
 pub mod auth;
 pub(crate) mod backend;
 pub mod cli;
 pub mod config;
 pub(crate) mod error;
-pub mod origin;
+pub(crate) mod origin;
 pub mod startup;
-pub mod state;
+pub(crate) mod state;
 pub mod storage;
-pub mod telemetry;
-pub mod web;
+pub(crate) mod telemetry;
+pub(crate) mod web;
 pub(crate) mod ws;

@@ -66,6 +66,8 @@ pub struct AppState {
 impl AppState {
     /// Wires the services to `ports` with the limits and lifetimes of `settings`, on the
     /// in-process real-time adapters. Starts the real-time tasks on the current runtime.
+    /// The handlers' unit tests build their state so; a node uses [`Self::with_realtime`].
+    #[cfg(test)]
     pub fn new(
         ports: Ports,
         hasher: Arc<dyn PasswordHasher>,
@@ -77,7 +79,7 @@ impl AppState {
         Self::with_realtime(ports, hasher, issuer, clock, settings, parts)
     }
 
-    /// [`AppState::new`] on the real-time adapters of `parts` (Redis in scale-out mode).
+    /// The state on the real-time adapters of `parts` (Redis in scale-out mode).
     pub fn with_realtime(
         ports: Ports,
         hasher: Arc<dyn PasswordHasher>,
