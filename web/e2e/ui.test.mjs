@@ -271,6 +271,8 @@ test('new group through search, then rename, add and remove members, and leave',
 
   await s.page.getByRole('button', { name: 'Conversation details' }).click();
   const info = s.page.getByRole('dialog');
+  // We are connected: our own line of the members list says so (it said "Offline").
+  await info.locator('.members .user-item', { hasText: '(you)' }).locator('.user-email', { hasText: 'Online' }).waitFor({ timeout: 5_000 });
   await info.getByLabel('Group name').fill('Book club (fiction)');
   await info.getByRole('button', { name: 'Save' }).click();
   await s.page.locator('.chat-title', { hasText: 'Book club (fiction)' }).waitFor();

@@ -374,8 +374,18 @@ export class ChatClient extends Emitter {
     return this._roster?.users(id) ?? [];
   }
 
-  /** @param {string} userId @returns {{status: string, last_seen: string|null}} */
+  /**
+   * A user's presence as the app shows it. Ourselves: what this client tells the server
+   * ("online", or "away" while the tab is hidden) while connected, "offline" otherwise: our
+   * own status is what we say, not what presence frames about others carry (a group's member
+   * list showed us "Offline").
+   * @param {string} userId @returns {{status: string, last_seen: string|null}}
+   */
   presence(userId) {
+    if (userId && userId === this.user?.id) {
+      if (this.state !== 'connected') return { status: 'offline', last_seen: null };
+      return { status: this._awaySent ? 'away' : 'online', last_seen: null };
+    }
     return this._presence.get(userId) ?? { status: 'offline', last_seen: null };
   }
 

@@ -442,6 +442,19 @@ test('presence frames update what the app shows', async () => {
   assert.deepEqual(ctx.client.presence('u-b'), { status: 'offline', last_seen: '2026-01-01T11:59:00Z' });
 });
 
+test('our own presence is what this client says: online, away while hidden, offline when not connected', async () => {
+  const ctx = await setup();
+  assert.equal(ctx.client.presence('u-me').status, 'offline', 'not connected yet');
+  const ws = await connect(ctx);
+  assert.deepEqual(ctx.client.presence('u-me'), { status: 'online', last_seen: null });
+  ctx.document.setVisible(false);
+  assert.equal(ctx.client.presence('u-me').status, 'away');
+  ctx.document.setVisible(true);
+  assert.equal(ctx.client.presence('u-me').status, 'online');
+  ws.receive({ type: 'presence', user_id: 'u-b', status: 'online', last_seen: null });
+  assert.equal(ctx.client.presence('u-b').status, 'online', 'others still come from presence frames');
+});
+
 test('stop() leaves no timer, socket or listener behind', async () => {
   const ctx = await setup();
   const ws = await connect(ctx);
