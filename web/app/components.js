@@ -72,11 +72,17 @@ export function connectionBanner(client, extraClass = '') {
 export function toast(message, kind = 'info') {
   let host = document.querySelector('.toasts');
   if (!host) {
-    host = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
+    host = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite', popover: 'manual' });
     document.body.append(host);
   }
   const el = h('div', { class: `toast toast-${kind}` }, message);
   host.append(el);
+  // In the top layer, shown again so it comes above a dialog opened since: a toast about what
+  // a dialog did is not dimmed behind it.
+  if (typeof host.showPopover === 'function') {
+    if (host.matches(':popover-open')) host.hidePopover();
+    host.showPopover();
+  }
   setTimeout(() => {
     el.classList.add('is-leaving');
     setTimeout(() => el.remove(), 300);

@@ -276,6 +276,13 @@ test('new group through search, then rename, add and remove members, and leave',
   await info.getByLabel('Group name').fill('Book club (fiction)');
   await info.getByRole('button', { name: 'Save' }).click();
   await s.page.locator('.chat-title', { hasText: 'Book club (fiction)' }).waitFor();
+  const toastBox = await s.page.locator('.toast', { hasText: 'Group renamed.' }).boundingBox();
+  const composerBox = await s.page.locator('.composer').boundingBox();
+  assert.ok(toastBox && composerBox, 'the toast and the composer are shown');
+  assert.ok(toastBox.y + toastBox.height <= composerBox.y, `the toast (${JSON.stringify(toastBox)}) covers the composer (${JSON.stringify(composerBox)})`);
+  // Above the open dialog (the top layer), not dimmed behind its backdrop.
+  assert.ok(await s.page.locator('.toasts').evaluate((el) => el.matches(':popover-open')), 'the toasts are in the top layer');
+  await screenshot(s.page, 'group-renamed-toast');
   await info.getByPlaceholder('Add people').fill('Cat');
   await info.locator('.user-item', { hasText: 'Cat Nguyen' }).click();
   await info.locator('.members .user-item', { hasText: 'Cat Nguyen' }).waitFor();
