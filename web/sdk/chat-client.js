@@ -750,6 +750,9 @@ export class ChatClient extends Emitter {
     }
     if (Object.keys(cursors).length) this._connection?.send({ type: 'sync', cursors });
     this._outbox?.flush();
+    // A new server session starts online, whatever the last one was told: a tab shown again
+    // while the socket was gone could not say so then.
+    this._awaySent = false;
     if (this._document?.visibilityState === 'hidden') this._sendPresence(false);
     if (reconnect) this.refreshConversations().catch(() => {});
     // Presence of the list's most recent contacts (changes then arrive live).

@@ -455,6 +455,25 @@ test('our own presence is what this client says: online, away while hidden, offl
   assert.equal(ctx.client.presence('u-b').status, 'online', 'others still come from presence frames');
 });
 
+test('a tab shown again while disconnected is online on the next connection, not away', async () => {
+  const ctx = await setup();
+  const ws = await connect(ctx);
+  ctx.document.setVisible(false);
+  assert.equal(ctx.client.presence('u-me').status, 'away');
+  ws.serverClose(1006);
+  ctx.document.setVisible(true); // nobody to tell: the socket is gone
+  await ctx.clock.advance(1000);
+  const ws2 = ctx.WS.last();
+  ws2.autoPong = true;
+  ws2.hello({ conversations: [] });
+  await settle();
+  assert.equal(ctx.client.presence('u-me').status, 'online', 'a new session starts online on the server');
+  assert.deepEqual(ws2.framesOfType('presence'), [], 'nothing to correct');
+  ctx.document.setVisible(false);
+  ctx.document.setVisible(true);
+  assert.deepEqual(ws2.framesOfType('presence'), [{ type: 'presence', status: 'away' }, { type: 'presence', status: 'online' }]);
+});
+
 test('stop() leaves no timer, socket or listener behind', async () => {
   const ctx = await setup();
   const ws = await connect(ctx);
