@@ -10,7 +10,9 @@
 //! more than its limit (`realtime.outbound_queue_frames`) for the grace
 //! (`realtime.slow_consumer_grace`) while events kept coming, or at once when it is full:
 //! the channel holds [`QUEUE_HEADROOM`] times the limit, which bounds the memory a session
-//! that does not read can hold.
+//! that does not read can hold. When events stop coming, the session judges itself: a write
+//! that waited a whole grace for its client with more than the limit queued behind it
+//! closes it too ([`Hub::stalled`]).
 //!
 //! Routing is local (topic -> sessions on this node); whether the node receives a topic at all
 //! is the pub/sub adapter's reference count, held by the sessions. Which of a topic's
@@ -391,6 +393,25 @@ impl Hub {
         }
     }
 
+    /// The session's write has waited a whole grace for its client: closes it with 4009
+    /// when more than its limit is queued behind that write. Events may have stopped
+    /// coming (a burst that ended), so [`Entry::offer`] would never judge it; a client
+    /// that reads drains the queue instead and is never closed. `true` when it was closed.
+    pub fn stalled(&self, session: SessionId) -> bool {
+        let state = self.read();
+        let Some(entry) = state.sessions.get(&session) else {
+            return false;
+        };
+        let depth = entry.queue.max_capacity() - entry.queue.capacity();
+        if depth <= entry.backlog.limit {
+            return false;
+        }
+        if entry.close.close(CLOSE_SLOW_CONSUMER) {
+            self.metrics.slow_consumer();
+        }
+        true
+    }
+
     /// Sessions on this node.
     pub fn session_count(&self) -> usize {
         self.read().sessions.len()
@@ -760,6 +781,30 @@ mod tests {
         assert_eq!(client.close.code(), None, "nothing more came yet");
         send(&hub);
         assert_eq!(client.close.code(), Some(CLOSE_SLOW_CONSUMER));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_write_with_more_than_the_limit_queued_closes_once_events_stopped() {
+        let (hub, mut client, send) = backlogged(2, Duration::from_secs(1));
+        send(&hub);
+        send(&hub);
+        assert!(
+            !hub.stalled(client.id),
+            "within the limit: a slow write alone is not slow"
+        );
+        assert_eq!(client.close.code(), None);
+        send(&hub);
+        assert!(
+            hub.stalled(client.id),
+            "over the limit behind a stalled write"
+        );
+        assert_eq!(client.close.code(), Some(CLOSE_SLOW_CONSUMER));
+        assert_eq!(client.frames().len(), 3, "what was queued is still written");
+        assert!(hub
+            .metrics
+            .render(Default::default())
+            .contains("chat_slow_consumers_closed_total 1"));
+        assert!(!hub.stalled(SessionId::new()), "an unknown session");
     }
 
     #[tokio::test(start_paused = true)]

@@ -384,6 +384,78 @@ async fn a_slow_consumer_is_closed_with_4009_while_the_others_on_another_node_re
     a_slow_consumer_is_closed_with_4009_while_the_others_receive_everything(Mode::ScaleOut).await;
 }
 
+/// A burst that ends leaves a reader that stopped reading over its limit, with no more events
+/// for the hub to judge it by: its write, stalled for the grace, closes it with 4009 all the
+/// same (the test reads nothing until the server counted the close), and `sync` brings the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_left_over_its_limit_when_a_burst_ends_is_closed_with_4009() {
+    // 150 frames of 60,000 characters: the kernel's buffers hold at most ~4 MB of them, so
+    // more than 40 wait in the queue, which holds 160: it never fills, only time judges.
+    const N: usize = 150;
+    const SIZE: usize = 60_000;
+    let size = SIZE.to_string();
+    let d = Deployment::start(
+        Mode::Embedded,
+        &quick(&[
+            (keys::OUTBOUND_QUEUE, "40"),
+            (keys::SLOW_CONSUMER_GRACE_MS, "1500"),
+            (keys::CLOSE_GRACE_MS, "60000"),
+            (keys::HEARTBEAT_MS, "60000"),
+            (keys::MAX_CONTENT_CHARS, &size),
+        ]),
+    )
+    .await;
+    let api = d.api(0);
+    let x = api.register("Sender").await;
+    let s = api.register("Slow").await;
+    let conv = cluster::direct(&api, &x, &s).await;
+    let (mut slow, _) = WsConnect::all(&d.base(0), &s.token)
+        .small_receive_buffer()
+        .open_ready("slow reader")
+        .await;
+    const METRIC: &str = "chat_slow_consumers_closed_total";
+    let closed_before = api.metric(METRIC).await.unwrap_or(0.0);
+    let filler = "z".repeat(SIZE - 10);
+    futures_util::future::join_all((0..8).map(|lane| {
+        let (api, x, conv, filler) = (api.clone(), x.clone(), conv.clone(), filler.clone());
+        async move {
+            for i in (lane..N).step_by(8) {
+                cluster::send_rest(&api, &x, &conv, &format!("{i} {filler}"), &format!("t-{i}"))
+                    .await;
+            }
+        }
+    }))
+    .await;
+    // Nothing more comes. The server closes the reader while it still reads nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while api.metric(METRIC).await.unwrap_or(0.0) < closed_before + 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reader left over its limit was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    slow.expect_close(4009, WAIT * 2).await;
+    let got = seqs(
+        &slow
+            .kept()
+            .filter(|f| f["type"] == "message")
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert!(got.len() < N, "the reader got all {N} messages before 4009");
+    assert!(
+        got.windows(2).all(|w| w[1] == w[0] + 1),
+        "what the reader got before 4009 has gaps: {got:?}"
+    );
+    let have = got.last().copied().unwrap_or(0);
+    let (mut again, _) = WsConnect::all(&d.base(0), &s.token)
+        .open_ready("slow reader again")
+        .await;
+    let rest = seqs(&again.sync_all(&conv, have).await);
+    assert_eq!(rest, ((have + 1)..=N as i64).collect::<Vec<_>>());
+}
+
 /// A burst larger than the outbound queue (one group-commit batch lands at once, before the
 /// reader's session even runs) does not close a client that reads: it is drained within the
 /// grace. The hard bound, four times the limit, still holds.

@@ -535,10 +535,28 @@ impl ChatSession {
                 Err(_) => Ok(()),
             };
         }
-        tokio::select! {
-            biased;
-            code = self.signal.wait() => Err(End::Close(code, close_reason(code))),
-            written = self.ws.flush() => written.map_err(|_| End::Gone),
+        // A write that waits a whole grace with more than the limit queued behind it is a
+        // slow consumer even when no more events come to be judged by (the hub's rule).
+        let grace = self
+            .realtime
+            .settings
+            .slow_consumer_grace
+            .max(Duration::from_millis(1));
+        // Polled after the flush, so a write that completes never arms the timer.
+        let stall = tokio::time::sleep(grace);
+        tokio::pin!(stall);
+        let flush = self.ws.flush();
+        tokio::pin!(flush);
+        loop {
+            tokio::select! {
+                biased;
+                code = self.signal.wait() => return Err(End::Close(code, close_reason(code))),
+                written = &mut flush => return written.map_err(|_| End::Gone),
+                () = &mut stall => {
+                    self.realtime.hub.stalled(self.id);
+                    stall.as_mut().reset(Instant::now() + grace);
+                }
+            }
         }
     }
 
