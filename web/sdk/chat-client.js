@@ -50,6 +50,7 @@ import { Poller } from './poller.js';
  *
  * @typedef {object} ChatClientEvents
  * @property {{state: ConnectionState, previous: ConnectionState, attempt: number, nextRetryAt: number|null, everConnected: boolean}} state
+ * @property {boolean} offline            no network (browser offline, or the link went silent), or back
  * @property {void} conversations          the list (or anything shown in it) changed
  * @property {{conversationId: string}} messages   a conversation's messages changed (new, status, ticks)
  * @property {{conversationId: string, message: HeldMessage, live: boolean}} message  a message we did not hold arrived
@@ -150,6 +151,14 @@ export class ChatClient extends Emitter {
     return this._connection?.attempt ?? 0;
   }
 
+  /**
+   * No network: the browser is offline, or the link went silent (a ping or a connect got no
+   * answer in time); until the next `hello` or the browser's `online`. Sends wait as pending.
+   */
+  get offline() {
+    return this._connection?.offline ?? false;
+  }
+
   /** True once the WebSocket connected at least once since `start()`. */
   get everConnected() {
     return this._connection?.everConnected ?? false;
@@ -223,8 +232,9 @@ export class ChatClient extends Emitter {
       timings: this._t,
       randomUUID: this._uuid,
       transport: {
-        mode: () => (this.state === 'connected' ? 'ws' : this.state === 'failed' ? 'rest' : 'offline'),
+        mode: () => (this.offline ? 'offline' : this.state === 'connected' ? 'ws' : this.state === 'failed' ? 'rest' : 'offline'),
         sendFrame: (frame) => this._connection?.send(frame) ?? false,
+        probe: () => this._connection?.probe(),
         post: (conversationId, body) => this.rest.sendMessage(conversationId, body),
       },
       onChange: (entry, change, serverMessage) => this._onOutboxChange(entry, change, serverMessage),
@@ -271,6 +281,11 @@ export class ChatClient extends Emitter {
     connection.on('frame', (frame) => this._onFrame(frame));
     connection.on('session_expired', () => this._expire());
     connection.on('visibility', (visible) => this._onVisibility(visible));
+    connection.on('offline', (offline) => {
+      this.emit('offline', offline);
+      // Back online: whatever waited (even over REST while polling) goes out now.
+      if (!offline && this.state === 'failed') this._outbox?.flush();
+    });
 
     this._listReady = this.refreshConversations().then(
       () => undefined,
@@ -378,15 +393,18 @@ export class ChatClient extends Emitter {
    * A user's presence as the app shows it. Ourselves: what this client tells the server
    * ("online", or "away" while the tab is hidden) while connected, "offline" otherwise: our
    * own status is what we say, not what presence frames about others carry (a group's member
-   * list showed us "Offline").
-   * @param {string} userId @returns {{status: string, last_seen: string|null}}
+   * list showed us "Offline"). Others, while we are not connected: `unknown`, with what we
+   * last knew (`last_known`); the next connection fetches them again.
+   * @param {string} userId @returns {{status: string, last_seen: string|null, last_known?: string|null}}
    */
   presence(userId) {
     if (userId && userId === this.user?.id) {
       if (this.state !== 'connected') return { status: 'offline', last_seen: null };
       return { status: this._awaySent ? 'away' : 'online', last_seen: null };
     }
-    return this._presence.get(userId) ?? { status: 'offline', last_seen: null };
+    const known = this._presence.get(userId) ?? null;
+    if (this.state !== 'connected') return { status: 'unknown', last_seen: known?.last_seen ?? null, last_known: known?.status ?? null };
+    return known ?? { status: 'offline', last_seen: null };
   }
 
   /** A user we know of (participants, search results, ourselves). @param {string} userId @returns {User|null} */

@@ -27,7 +27,7 @@ import { resolveTimings } from './timings.js';
 const OPEN = 1;
 
 /**
- * @extends {Emitter<{state: StateChange, frame: any, disconnected: {code: number, reason: string, wasConnected: boolean}, session_expired: void, visibility: boolean}>}
+ * @extends {Emitter<{state: StateChange, frame: any, disconnected: {code: number, reason: string, wasConnected: boolean}, session_expired: void, visibility: boolean, offline: boolean}>}
  */
 export class Connection extends Emitter {
   /**
@@ -38,7 +38,7 @@ export class Connection extends Emitter {
    * @param {import('./clock.js').Clock} [opts.clock]
    * @param {Partial<import('./timings.js').Timings>} [opts.timings]
    * @param {Document|any} [opts.document]  for `visibilitychange`
-   * @param {Window|any} [opts.window]      for `online`
+   * @param {Window|any} [opts.window]      for `online`/`offline` (and `navigator.onLine`)
    * @param {Pick<Console,'warn'|'debug'>} [opts.logger]
    */
   constructor({ url, auth, WebSocket, clock = systemClock, timings, document, window, logger = console }) {
@@ -65,6 +65,10 @@ export class Connection extends Emitter {
     this._stopped = true;
     this._probing = false;
     this._authFailures = 0;
+    /** The browser says it has no network (`offline` event, `navigator.onLine`). */
+    this._browserOffline = false;
+    /** The link went silent: a ping or a connect got no answer in time. */
+    this._silent = false;
 
     this._retryTimer = new Timer(clock);
     this._connectTimer = new Timer(clock);
@@ -81,8 +85,42 @@ export class Connection extends Emitter {
       else this.reconnectNow();
     };
     this._onOnline = () => {
+      this._browserOffline = false;
+      this._silent = false;
+      this._emitOffline();
       if (!this._stopped && this.state !== 'connected') this.reconnectNow();
     };
+    this._onOffline = () => {
+      this._browserOffline = true;
+      this._emitOffline();
+      // The socket may stay silently open for a long time: give it up now, so what waits
+      // for an ack goes back to the queue instead of timing out.
+      if (!this._stopped && this._ws) this._drop(this._ws, 'browser offline');
+    };
+    this._lastOffline = false;
+  }
+
+  /**
+   * No network: the browser says so, or the link went silent (a ping or a connect got no
+   * answer in time). Until a `hello` (or the browser's `online`) says otherwise.
+   */
+  get offline() {
+    return this._browserOffline || this._silent;
+  }
+
+  _emitOffline() {
+    const now = this.offline;
+    if (now === this._lastOffline) return;
+    this._lastOffline = now;
+    this.emit('offline', now);
+  }
+
+  /**
+   * Check the link now: a ping that gets no answer within `pongTimeoutMs` drops the socket
+   * (the outbox asks when an ack is late). No-op unless connected.
+   */
+  probe() {
+    if (this.state === 'connected') this._ping();
   }
 
   /** Open the connection (and keep it open until `stop()`). */
@@ -91,6 +129,9 @@ export class Connection extends Emitter {
     this._stopped = false;
     this._document?.addEventListener?.('visibilitychange', this._onVisibility);
     this._window?.addEventListener?.('online', this._onOnline);
+    this._window?.addEventListener?.('offline', this._onOffline);
+    this._browserOffline = this._window?.navigator?.onLine === false;
+    this._emitOffline();
     this.attempt = 0;
     this._open();
   }
@@ -103,6 +144,7 @@ export class Connection extends Emitter {
     for (const t of [this._retryTimer, this._connectTimer, this._pingTimer, this._pongTimer, this._renewTimer, this._probeTimer]) t.cancel();
     this._document?.removeEventListener?.('visibilitychange', this._onVisibility);
     this._window?.removeEventListener?.('online', this._onOnline);
+    this._window?.removeEventListener?.('offline', this._onOffline);
     const ws = this._ws;
     this._ws = null;
     if (ws) {
@@ -205,6 +247,9 @@ export class Connection extends Emitter {
     this._probing = false;
     this._probeTimer.cancel();
     this.everConnected = true;
+    this._silent = false;
+    this._browserOffline = false;
+    this._emitOffline();
     this._setState('connected');
     this._pingTimer.start(this._t.pingIntervalMs, () => this._heartbeat());
     this._scheduleRenewal();
@@ -250,6 +295,10 @@ export class Connection extends Emitter {
   _drop(ws, reason) {
     if (ws !== this._ws) return;
     this._log.debug?.(`chat sdk: dropping the socket (${reason})`);
+    if (reason === 'heartbeat timeout' || reason === 'connect timeout') {
+      this._silent = true;
+      this._emitOffline();
+    }
     this._detach(ws);
     try {
       ws.close(4000, reason);
@@ -286,6 +335,15 @@ export class Connection extends Emitter {
       return;
     }
     const delays = this._t.backoffMs;
+    if (this._browserOffline) {
+      // No network: `online` reconnects at once. Meanwhile a slow retry (in case the browser
+      // is wrong), which spends no attempt: being offline never turns into `failed`.
+      const delay = delays[delays.length - 1] ?? 16000;
+      this.nextRetryAt = this._clock.now() + delay;
+      this._setState('disconnected');
+      this._retryTimer.start(delay, () => this._open());
+      return;
+    }
     if (this.attempt >= delays.length) {
       this._enterFailed();
       return;

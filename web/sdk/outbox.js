@@ -4,9 +4,11 @@
 // and so survives a reload.
 //
 // Schedule of one message: sent; no ack after 1 s: sent again; then after 2 s, then after 4 s;
-// no ack `sendFinalAckMs` after the last resend: `failed` (tap to retry). While the connection is
-// down the message waits as `queued` and goes out once when it is back; while the WebSocket has
-// given up (`failed` state, polling) it goes out over REST with the same temp_id.
+// no ack `sendFinalAckMs` after the last resend: `failed` (tap to retry). Each resend also probes
+// the link (a ping): a link that went silent is dropped within `pongTimeoutMs`, long before that,
+// and the message goes back to `queued`, pending, not failed. While the connection is down or the
+// browser is offline the message waits as `queued` and goes out once when it is back; while the
+// WebSocket has given up (`failed` state, polling) it goes out over REST with the same temp_id.
 
 import { Timer, systemClock } from './clock.js';
 import { resolveTimings } from './timings.js';
@@ -27,6 +29,7 @@ import { resolveTimings } from './timings.js';
  * @typedef {object} OutboxTransport
  * @property {() => 'ws'|'rest'|'offline'} mode
  * @property {(frame: object) => boolean} sendFrame
+ * @property {() => void} [probe]  check the link now (a ping); a dead one is dropped, so what waits goes back to `queued`
  * @property {(conversationId: string, body: {content: string, content_type: string, temp_id: string}) => Promise<import('./rest.js').Message>} post
  */
 
@@ -217,6 +220,8 @@ export class Outbox {
       }
       entry.attempt++;
       this._setStatus(entry, 'sending');
+      // A resend: the ack is late. Is the link still there?
+      if (entry.attempt > 1) this._transport.probe?.();
       const delays = this._t.sendRetryMs;
       if (entry.attempt <= delays.length) timer.start(delays[entry.attempt - 1], () => this._dispatch(entry));
       else timer.start(this._t.sendFinalAckMs, () => this._fail(entry, 'The server did not confirm this message.'));
@@ -234,6 +239,11 @@ export class Outbox {
       (err) => {
         this._inflight.delete(entry.temp_id);
         if (!this.entries.has(entry.temp_id) || entry.status === 'failed') return;
+        if (!err?.sessionExpired && this._transport.mode() === 'offline') {
+          // The network went away under the request: wait for it, pending.
+          this._setStatus(entry, 'queued');
+          return;
+        }
         if (err?.sessionExpired || !err?.transient) {
           this._fail(entry, err?.message || 'The message was refused.');
           return;

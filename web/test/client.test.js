@@ -498,3 +498,68 @@ test('logout revokes the session, forgets the queue and the model', async () => 
   assert.equal(ctx.storage.getItem('chat.outbox.v1.u-me'), null);
   assert.equal(ctx.storage.getItem('chat.session.v1'), null);
 });
+
+test('a link gone silent: the late ack probes it, the socket is dropped and the message waits pending, never failed', async () => {
+  const ctx = await setup();
+  const ws = await connect(ctx);
+  ws.autoPong = false; // the network is cut: the socket stays open but nothing comes back
+  const offline = [];
+  ctx.client.on('offline', (v) => offline.push(v));
+  const local = ctx.client.send('c1', 'into the void');
+  await ctx.clock.advance(1_000);
+  assert.equal(ws.framesOfType('ping').length, 1, 'the resend after 1 s pinged the link');
+  await ctx.clock.advance(5_000);
+  assert.ok(ws.closedWith, 'no pong: the silent socket was given up');
+  assert.equal(ctx.client.offline, true);
+  assert.deepEqual(offline, [true]);
+  await ctx.clock.advance(60_000);
+  assert.equal(ctx.client.receipt(ctx.client.messages('c1')[0]).status, 'sending', 'still pending a minute later');
+  // The network is back: it reconnects at once and the message goes out once, same temp_id.
+  /** @type {any} */ (ctx.client)._window.dispatch('online');
+  await settle();
+  const next = ctx.WS.last();
+  assert.notEqual(next, ws);
+  next.autoPong = true;
+  next.hello({ conversations: [{ conversation_id: 'c1', last_seq: 0, unread_count: 0, delivered_seq: 0, read_seq: 0, peer_delivered_seq: 0, peer_read_seq: 0 }] });
+  await settle();
+  assert.equal(ctx.client.offline, false);
+  assert.deepEqual(next.framesOfType('message').map((f) => f.temp_id), [local.temp_id]);
+});
+
+test('the browser offline: sends wait pending, even in polling mode, and go out when it is back', async () => {
+  const ctx = await setup({ timings: { backoffMs: [10] } });
+  const win = /** @type {any} */ (ctx.client)._window;
+  ctx.client.start();
+  await settle();
+  ctx.WS.last().serverClose(1006);
+  await ctx.clock.advance(10);
+  ctx.WS.last().serverClose(1006);
+  await settle();
+  assert.equal(ctx.client.state, 'failed', 'the WebSocket gave up: polling over REST');
+  win.dispatch('offline');
+  ctx.backend.down = true;
+  ctx.client.send('c1', 'while offline');
+  await ctx.clock.advance(60_000);
+  await settle();
+  assert.equal(ctx.client.receipt(ctx.client.messages('c1')[0]).status, 'sending', 'pending, not failed');
+  ctx.backend.down = false;
+  win.dispatch('online');
+  await settle();
+  ctx.WS.last().hello({ conversations: [{ conversation_id: 'c1', last_seq: 1, unread_count: 0, delivered_seq: 1, read_seq: 1, peer_delivered_seq: 0, peer_read_seq: 0 }] });
+  await settle();
+  const stored = ctx.backend.convs.get('c1').messages.filter((m) => m.content === 'while offline');
+  assert.equal(stored.length, 1, 'sent once when back');
+  assert.equal(ctx.WS.last().framesOfType('message').length, 0, 'not a second time over the socket');
+  assert.equal(ctx.client.receipt(ctx.client.messages('c1')[0]).status, 'sent');
+});
+
+test('others\' presence is unknown while disconnected, with what was last known', async () => {
+  const ctx = await setup();
+  const ws = await connect(ctx);
+  ws.receive({ type: 'presence', user_id: 'u-b', status: 'online', last_seen: null });
+  assert.equal(ctx.client.presence('u-b').status, 'online');
+  ws.serverClose(1006);
+  await settle();
+  assert.deepEqual(ctx.client.presence('u-b'), { status: 'unknown', last_seen: null, last_known: 'online' });
+  assert.deepEqual(ctx.client.presence('u-x'), { status: 'unknown', last_seen: null, last_known: null });
+});

@@ -365,3 +365,69 @@ test('send() only works while connected', async () => {
   assert.equal(conn.send({ type: 'typing', conversation_id: 'c', is_typing: true }), true);
   assert.deepEqual(WS.last().sent, [{ type: 'typing', conversation_id: 'c', is_typing: true }]);
 });
+
+test('the browser going offline drops a silent socket at once, and offline never turns into failed', async () => {
+  const { conn, WS, window, clock } = setup();
+  const seen = [];
+  conn.on('offline', (v) => seen.push(v));
+  conn.start();
+  await settle();
+  const ws = WS.last();
+  ws.hello();
+  assert.equal(conn.offline, false);
+  window.dispatch('offline');
+  await settle();
+  assert.ok(ws.closedWith, 'the socket was given up without waiting for a heartbeat');
+  assert.equal(conn.state, 'disconnected');
+  assert.equal(conn.offline, true);
+  assert.deepEqual(seen, [true]);
+  // Far longer than the whole backoff: slow retries, never `failed` (which would poll REST).
+  for (let i = 0; i < 10; i++) {
+    await clock.advance(16_000);
+    WS.last().serverClose(1006);
+    await settle();
+  }
+  assert.notEqual(conn.state, 'failed');
+  assert.equal(conn.attempt, 0, 'no attempt of the backoff was spent while offline');
+  const before = WS.instances.length;
+  window.dispatch('online');
+  await settle();
+  assert.equal(WS.instances.length, before + 1, 'online reconnects at once');
+  assert.equal(conn.offline, false);
+  WS.last().hello();
+  assert.equal(conn.state, 'connected');
+  assert.deepEqual(seen, [true, false]);
+});
+
+test('a ping with no answer marks the link offline until the next hello', async () => {
+  const { conn, WS, clock } = setup();
+  conn.start();
+  await settle();
+  WS.last().hello();
+  conn.probe();
+  assert.equal(WS.last().framesOfType('ping').length, 1, 'probe() pings at once');
+  await clock.advance(5_000);
+  assert.equal(conn.state, 'disconnected');
+  assert.equal(conn.offline, true, 'the link went silent');
+  await clock.advance(1_000);
+  WS.last().hello();
+  assert.equal(conn.offline, false);
+});
+
+test('a refused connection (server down) is not offline', async () => {
+  const { conn, WS } = setup();
+  conn.start();
+  await settle();
+  WS.last().serverClose(1006);
+  await settle();
+  assert.equal(conn.state, 'disconnected');
+  assert.equal(conn.offline, false);
+});
+
+test('a page that starts with the browser offline is offline at once', async () => {
+  const { conn, window } = setup();
+  window.navigator = { onLine: false };
+  conn.start();
+  await settle();
+  assert.equal(conn.offline, true);
+});
