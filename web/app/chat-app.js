@@ -60,6 +60,7 @@ export class ChatApp {
     this.cleanups.push(
       c.on('conversations', schedule),
       c.on('presence', schedule),
+      c.on('state', schedule),
       c.on('typing', schedule),
       c.on('unread', () => this.renderTitle()),
       c.on('removed', ({ conversationId }) => {

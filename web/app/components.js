@@ -24,12 +24,13 @@ export function presenceDot(status) {
 
 /** @param {string} status */
 export function presenceLabel(status) {
-  return status === 'online' ? 'Online' : status === 'away' ? 'Away' : 'Offline';
+  return status === 'online' ? 'Online' : status === 'away' ? 'Away' : status === 'unknown' ? 'Status unknown while offline' : 'Offline';
 }
 
 /**
  * The connection banner of seed 001 (AC-29..31): nothing while connected, "Reconnecting..." while
- * the connection is being re-established, the polling notice once it gave up.
+ * the connection is being re-established, the polling notice once it gave up; and the offline
+ * notice while there is no network (the browser says so, or the link went silent).
  * @param {import('../sdk/chat-client.js').ChatClient} client
  * @param {string} [extraClass]
  * @returns {{el: HTMLElement, destroy: () => void}}
@@ -41,6 +42,14 @@ export function connectionBanner(client, extraClass = '') {
   const el = h('div', { class: `banner ${extraClass}`, role: 'status', hidden: true }, spinner, wifi, text);
   const render = () => {
     const state = client.state;
+    if (client.offline && state !== 'connected') {
+      el.hidden = false;
+      el.dataset.state = 'offline';
+      text.textContent = 'You are offline. Messages will be sent when you are back.';
+      spinner.hidden = true;
+      wifi.style.display = '';
+      return;
+    }
     if (state === 'connected') {
       el.hidden = true;
       el.dataset.state = 'connected';
@@ -63,9 +72,9 @@ export function connectionBanner(client, extraClass = '') {
     spinner.hidden = false;
     wifi.style.display = 'none';
   };
-  const off = client.on('state', render);
+  const offs = [client.on('state', render), client.on('offline', render)];
   render();
-  return { el, destroy: off };
+  return { el, destroy: () => offs.forEach((off) => off()) };
 }
 
 /** A short notice at the bottom of the screen. @param {string} message @param {'info'|'error'} [kind] */

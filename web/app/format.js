@@ -75,6 +75,12 @@ export function dayKey(iso) {
  * @param {{status: string, last_seen: string|null}} p @param {number} [now]
  */
 export function presenceText(p, now = Date.now()) {
+  if (p.status === 'unknown') {
+    // Disconnected: what we last knew, said as such.
+    if (p.last_known === 'online') return 'Last known: online';
+    if (p.last_known === 'away') return 'Last known: away';
+    return p.last_seen ? presenceText({ status: 'offline', last_seen: p.last_seen }, now) : '';
+  }
   if (p.status === 'online') return 'Online';
   if (p.status === 'away') return 'Away';
   if (!p.last_seen) return 'Offline';
