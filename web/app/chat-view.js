@@ -13,6 +13,10 @@ const NEAR_TOP_PX = 200;
 /** Consecutive messages of one sender within this time are grouped. */
 const GROUP_MS = 5 * 60_000;
 const MAX_LENGTH = 4000;
+/** At most this many of the newest messages are in the page while following the bottom... */
+const WINDOW = 300;
+/** ...and scrolling up puts this many more back (then pages older history from the server). */
+const REVEAL = 200;
 
 export class ChatView {
   /**
@@ -29,6 +33,14 @@ export class ChatView {
     this.newCount = 0;
     this.lastKey = '';
     this.firstKey = '';
+    /** Follow new messages: the reader is at the bottom (set by their scrolling, not by ours). */
+    this.stick = true;
+    /** A smooth scroll of ours is under way: the positions it passes through are not the reader's. */
+    this.autoScrolling = false;
+    /** Key of the oldest message in the page (a long history is not all in the page). */
+    this.windowKey = '';
+    /** Older messages to put back in the page on the next render. */
+    this.reveal = 0;
 
     this.headerAvatar = h('span', { class: 'chat-avatar' });
     this.title = h('h2', { class: 'chat-title', id: `chat-title-${conversationId}` });
@@ -42,7 +54,7 @@ export class ChatView {
     this.messages = h('div', { class: 'messages-inner' });
     this.scroller = h(
       'div',
-      { class: 'messages', role: 'log', 'aria-label': 'Messages', 'aria-live': 'polite', 'aria-relevant': 'additions', tabindex: '0', 'on:scroll': () => this.onScroll() },
+      { class: 'messages', role: 'log', 'aria-label': 'Messages', 'aria-live': 'polite', 'aria-relevant': 'additions', tabindex: '0', 'on:scroll': () => this.onScroll(), 'on:scrollend': () => this.onScrollEnd() },
       this.historyStatus,
       this.messages,
     );
@@ -91,6 +103,8 @@ export class ChatView {
       c.on('typing', ({ conversationId }) => conversationId === id && this.renderTyping()),
       c.on('presence', () => this.renderHeader()),
       c.on('conversations', () => this.renderHeader()),
+      // Presence is only known while connected.
+      c.on('state', () => this.renderHeader()),
     );
     const tick = setInterval(() => this.renderHeader(), 30_000);
     this.cleanups.push(() => clearInterval(tick));
@@ -178,10 +192,9 @@ export class ChatView {
     const id = this.conversationId;
     const view = c.conversation(id);
     const me = c.user?.id;
-    const list = c.messages(id);
+    const all = c.messages(id);
     const scroller = this.scroller;
-    const distanceFromBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight;
-    const wasNearBottom = distanceFromBottom < NEAR_BOTTOM_PX;
+    const wasNearBottom = this.stick;
     const prevHeight = scroller.scrollHeight;
     const prevTop = scroller.scrollTop;
 
@@ -192,6 +205,18 @@ export class ChatView {
     let prevDay = '';
     const isGroup = view?.type === 'group';
     let lastMineAcked = null;
+    // Only a window of a long history is in the page: the newest WINDOW while following the
+    // bottom, from the oldest one shown (plus what scrolling up revealed) while reading back.
+    let start = Math.max(0, all.length - WINDOW);
+    if (!this.stick && this.windowKey) {
+      const at = all.findIndex((m) => m.key === this.windowKey);
+      if (at >= 0) start = Math.min(start, at);
+    }
+    start = Math.max(0, start - this.reveal);
+    this.reveal = 0;
+    this.windowKey = all[start]?.key ?? '';
+    this.hiddenAbove = start;
+    const list = start ? all.slice(start) : all;
     for (const m of list) {
       const day = dayKey(m.created_at);
       if (day !== prevDay) {
@@ -220,7 +245,8 @@ export class ChatView {
 
     // History status at the top.
     if (c.isLoaded(id)) {
-      if (this.loadingOlder) this.historyStatus.replaceChildren(h('div', { class: 'loading' }, h('span', { class: 'spinner' }), 'Loading earlier messages...'));
+      if (this.hiddenAbove > 0) this.historyStatus.replaceChildren();
+      else if (this.loadingOlder) this.historyStatus.replaceChildren(h('div', { class: 'loading' }, h('span', { class: 'spinner' }), 'Loading earlier messages...'));
       else if (!c.hasOlder(id))
         this.historyStatus.replaceChildren(
           list.length
@@ -247,7 +273,8 @@ export class ChatView {
         this.newCount += idx >= 0 ? msgRows.length - 1 - idx : 1;
         this.showNewButton();
       }
-    } else if (wasNearBottom && !this.firstKey) {
+    } else if (wasNearBottom && (!this.firstKey || scroller.scrollHeight !== prevHeight)) {
+      // At the bottom and a row grew (a failed send's retry line, a read line): stay there.
       this.scrollToBottom(false);
     }
     this.firstKey = firstKey;
@@ -308,15 +335,40 @@ export class ChatView {
               : 'Read';
     const title = isGroup && r.of > 0 && r.status !== 'sending' && r.status !== 'failed' ? `${label}. Read by ${r.readBy} of ${r.of}` : label;
     const name = r.status === 'sending' ? 'clock' : r.status === 'failed' ? 'alert' : r.status === 'sent' ? 'check' : 'checks';
-    return h('span', { class: `ticks is-${r.status}`, title }, icon(name, { size: 15, label: title }));
+    return h('span', { class: `ticks is-${r.status}`, title }, icon(name, { size: 16, label: title }));
   }
 
   // ------------------------------------------------------------- scrolling
 
+  nearBottom() {
+    const s = this.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+  }
+
   onScroll() {
     const s = this.scroller;
-    if (s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX) this.hideNewButton();
-    if (s.scrollTop < NEAR_TOP_PX) this.loadOlder();
+    const near = this.nearBottom();
+    // Our own smooth scroll passes through positions the reader did not choose.
+    if (!this.autoScrolling) this.stick = near;
+    if (near) this.hideNewButton();
+    if (s.scrollTop < NEAR_TOP_PX && !this.autoScrolling) this.showOlder();
+  }
+
+  onScrollEnd() {
+    this.autoScrolling = false;
+    this.stick = this.nearBottom();
+    if (this.stick) this.hideNewButton();
+  }
+
+  /** Scrolled to the top: put back older messages held in memory, else page them in. */
+  showOlder() {
+    if (this.hiddenAbove > 0) {
+      this.stick = false;
+      this.reveal = REVEAL;
+      this.render();
+      return;
+    }
+    this.loadOlder();
   }
 
   async loadOlder() {
@@ -324,8 +376,11 @@ export class ChatView {
     if (this.loadingOlder || !c.isLoaded(this.conversationId) || !c.hasOlder(this.conversationId)) return;
     this.loadingOlder = true;
     this.render();
+    const before = c.messages(this.conversationId).length;
     try {
       await c.loadOlder(this.conversationId);
+      // What came in goes into the page too (the window starts at the oldest one shown).
+      this.reveal = Math.max(0, c.messages(this.conversationId).length - before);
     } catch {
       /* try again on the next scroll */
     } finally {
@@ -340,14 +395,21 @@ export class ChatView {
   /** Too little history to scroll? Load more until the view is full or history ends. */
   fillViewport() {
     const s = this.scroller;
-    if (s.scrollHeight <= s.clientHeight + NEAR_TOP_PX && this.client.hasOlder(this.conversationId)) this.loadOlder();
+    if (s.scrollHeight <= s.clientHeight + NEAR_TOP_PX && (this.hiddenAbove > 0 || this.client.hasOlder(this.conversationId))) this.showOlder();
   }
 
-  /** @param {boolean} smooth */
+  /**
+   * Follow the bottom. Smooth when asked, unless a smooth scroll of ours is still under way
+   * (a burst): then straight there, so no arrival rate can outrun the view.
+   * @param {boolean} smooth
+   */
   scrollToBottom(smooth) {
     const s = this.scroller;
     const reduced = window.matchMedia('(prefers-reduced-motion: reduce)').matches;
-    s.scrollTo({ top: s.scrollHeight, behavior: smooth && !reduced ? 'smooth' : 'auto' });
+    const animate = smooth && !reduced && !this.autoScrolling && s.scrollHeight - s.scrollTop - s.clientHeight > 1;
+    this.stick = true;
+    this.autoScrolling = animate;
+    s.scrollTo({ top: s.scrollHeight, behavior: animate ? 'smooth' : 'auto' });
     this.hideNewButton();
   }
 
