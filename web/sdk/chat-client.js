@@ -19,6 +19,7 @@ import { MessageThread } from './thread.js';
 import { Outbox } from './outbox.js';
 import { TypingSender, TypingRoster } from './typing.js';
 import { Poller } from './poller.js';
+import { ChatCache, DEFAULT_CACHE_LIMIT } from './cache.js';
 
 /**
  * @typedef {import('./rest.js').Conversation} Conversation
@@ -92,6 +93,8 @@ export class ChatClient extends Emitter {
    * @param {typeof fetch} [opts.fetch]
    * @param {any} [opts.WebSocket]    constructor; null to force HTTP polling
    * @param {Storage|null} [opts.storage]  session and offline queue; default localStorage
+   * @param {IDBFactory|null} [opts.indexedDB]  the local cache of conversations and recent messages; default globalThis.indexedDB, null: no cache
+   * @param {number} [opts.cacheLimit]  messages kept in the cache per conversation (default 200)
    * @param {import('./clock.js').Clock} [opts.clock]
    * @param {Document|any} [opts.document]   for visibility (reconnect, read marks, away)
    * @param {Window|any} [opts.window]       for the `online` event
@@ -106,6 +109,8 @@ export class ChatClient extends Emitter {
     this._clock = opts.clock ?? systemClock;
     this._t = resolveTimings(opts.timings);
     this._storage = opts.storage !== undefined ? opts.storage : defaultStorage();
+    this._idb = opts.indexedDB !== undefined ? opts.indexedDB : defaultIndexedDB();
+    this._cacheLimit = opts.cacheLimit ?? DEFAULT_CACHE_LIMIT;
     this._fetch = opts.fetch ?? (g.fetch ? g.fetch.bind(g) : undefined);
     this._WebSocket = opts.WebSocket !== undefined ? opts.WebSocket : g.WebSocket;
     this._document = opts.document !== undefined ? opts.document : g.document;
@@ -127,6 +132,9 @@ export class ChatClient extends Emitter {
       if (!user && this._started) this._expire();
     });
     this._started = false;
+    /** @type {ChatCache|null} */
+    this._cache = null;
+    this._onPageHide = () => this._cache?.flush();
     this._resetModel();
   }
 
@@ -179,16 +187,22 @@ export class ChatClient extends Emitter {
   /** Sign out: revoke the refresh token, close everything, forget the local state and queue. */
   async logout() {
     const outbox = this._outbox;
+    const userId = this.user?.id ?? null;
     try {
       await this.rest.logout();
     } catch {
       /* signed out locally anyway */
     }
+    // The cache goes with the session: taken away before stop(), which would write it once more.
+    const cache = this._cache;
+    this._cache = null;
     this.stop();
     outbox?.clear();
     this._outbox = null;
     this.session.clear();
     this._resetModel();
+    if (cache) await cache.destroy();
+    else if (userId && this._idb) await ChatCache.remove({ indexedDB: this._idb, storage: this._storage, userId });
     this.emit('session', null);
   }
 
@@ -198,6 +212,10 @@ export class ChatClient extends Emitter {
     this.session.set(answer);
     this._resetModel();
     this._me = answer.user ?? null;
+    // Someone else used this browser before: their cache goes (ours, if any, stays).
+    if (this._me?.id && this._idb) {
+      ChatCache.removeOthers({ indexedDB: this._idb, storage: this._storage, keep: this._me.id }).catch(() => {});
+    }
     this.emit('session', this.user);
     return /** @type {User} */ (this.user);
   }
@@ -240,6 +258,23 @@ export class ChatClient extends Emitter {
       onChange: (entry, change, serverMessage) => this._onOutboxChange(entry, change, serverMessage),
     });
     for (const entry of this._outbox.load()) this._onOutboxChange(entry, 'added');
+
+    this._cache = this._idb
+      ? new ChatCache({
+          indexedDB: this._idb,
+          userId: me.id,
+          storage: this._storage,
+          limit: this._cacheLimit,
+          writeDelayMs: this._t.cacheWriteMs,
+          openTimeoutMs: this._t.cacheOpenTimeoutMs,
+          clock: this._clock,
+          logger: this._log,
+          source: {
+            conversations: () => [...this._convs.values()].map((st) => conversationRecord(st)),
+            thread: (id) => this._threadRecord(id),
+          },
+        })
+      : null;
 
     this._typingSender = new TypingSender({
       clock: this._clock,
@@ -287,12 +322,16 @@ export class ChatClient extends Emitter {
       if (!offline && this.state === 'failed') this._outbox?.flush();
     });
 
-    this._listReady = this.refreshConversations().then(
+    // The cached list shows at once; the server's answer, whenever it comes, is merged into it.
+    this._hydrated = this._hydrate();
+    const listed = this.refreshConversations().then(
       () => undefined,
       (err) => {
         this._log.warn?.('chat sdk: could not load conversations', err);
       },
     );
+    this._listReady = Promise.all([this._hydrated, listed]).then(() => undefined);
+    this._window?.addEventListener?.('pagehide', this._onPageHide);
     connection.start();
     return this._listReady;
   }
@@ -309,6 +348,9 @@ export class ChatClient extends Emitter {
     this._typingSender?.reset();
     this._roster?.reset();
     this._readTimer?.cancel();
+    this._window?.removeEventListener?.('pagehide', this._onPageHide);
+    this._cache?.close();
+    this._cache = null;
   }
 
   /** Reconnect now (e.g. a "retry" button), with a fresh backoff. */
@@ -349,6 +391,11 @@ export class ChatClient extends Emitter {
     /** @type {Map<string, Promise<User|null>>} */
     this._userFetches = new Map();
     this._listReady = Promise.resolve();
+    this._hydrated = Promise.resolve();
+    /** @type {Map<string, Promise<void>>} conversation -> its cached messages being read */
+    this._threadLoads = new Map();
+    /** The server's list was loaded at least once since start (it then wins over the cache). */
+    this._listFromServer = false;
     this._awaySent = false;
     this._helloGen = 0;
     this._helloSeen = false;
@@ -492,6 +539,7 @@ export class ChatClient extends Emitter {
         if (!seen.has(id) && this._clock.now() - Date.parse(st.data.created_at) > 30000) this._removeConversation(id);
       }
     }
+    this._listFromServer = true;
     this._markDirty({ conversations: true, unread: true });
   }
 
@@ -564,8 +612,11 @@ export class ChatClient extends Emitter {
     this._activeId = id;
     if (!id) return;
     const thread = this._thread(id);
+    // What the cache holds first: shown at once, then only what is newer is fetched.
+    await this._hydrated;
     if (!this._convs.has(id)) await this._fetchConversation(id).catch(() => {});
     this._fetchPresence(id);
+    await this._hydrateThread(id);
     if (!thread.loaded) await this._loadLatest(id);
     else await this._catchUp(id);
     if (this._activeId === id) this._maybeMarkRead(id);
@@ -772,7 +823,8 @@ export class ChatClient extends Emitter {
     // while the socket was gone could not say so then.
     this._awaySent = false;
     if (this._document?.visibilityState === 'hidden') this._sendPresence(false);
-    if (reconnect) this.refreshConversations().catch(() => {});
+    // After a reconnect, or when the list so far is only the cache's (the server was down).
+    if (reconnect || !this._listFromServer) this.refreshConversations().catch(() => {});
     // Presence of the list's most recent contacts (changes then arrive live).
     this._prefetchPresence();
     if (this._activeId) this._maybeMarkRead(this._activeId);
@@ -1026,6 +1078,98 @@ export class ChatClient extends Emitter {
     this._userFetches.set(userId, run);
   }
 
+  // -------------------------------------------------------------------- cache
+
+  /** The cached list, shown while (or instead of, when the server is down) the server answers. */
+  async _hydrate() {
+    const cache = this._cache;
+    if (!cache) return;
+    const records = await cache.loadConversations();
+    // The server's list came first: it is newer, and what it no longer lists is gone.
+    if (cache !== this._cache || !this._started || this._listFromServer) return;
+    for (const rec of records) {
+      try {
+        this._restoreConversation(rec);
+      } catch (err) {
+        this._log.debug?.('chat sdk: skipped a cached conversation', err);
+      }
+    }
+  }
+
+  /** @param {import('./cache.js').ConversationRecord} rec */
+  _restoreConversation(rec) {
+    if (this._convs.has(rec.id) || rec.data.id !== rec.id || typeof rec.data.created_at !== 'string') return;
+    const participants = Array.isArray(rec.data.participants) ? rec.data.participants.filter((p) => p && typeof p.user_id === 'string') : [];
+    const st = this._upsert({ ...rec.data, participants });
+    const n = (/** @type {any} */ v) => (typeof v === 'number' && v > 0 ? v : 0);
+    st.lastSeq = Math.max(st.lastSeq, n(rec.lastSeq));
+    st.readSeq = Math.max(st.readSeq, n(rec.readSeq));
+    st.peerDelivered = Math.max(st.peerDelivered, n(rec.peerDelivered));
+    st.peerRead = Math.max(st.peerRead, n(rec.peerRead));
+    for (const [userId, m] of Array.isArray(rec.marks) ? rec.marks : []) {
+      const cur = st.marks.get(userId) ?? { delivered: 0, read: 0 };
+      st.marks.set(userId, { delivered: Math.max(cur.delivered, n(m?.delivered)), read: Math.max(cur.read, n(m?.read)) });
+    }
+    this._thread(rec.id).noteLastSeq(st.lastSeq);
+  }
+
+  /**
+   * Put a conversation's cached messages in its thread, once, unless the server's got there
+   * first. Everything up to the cached cursor is then known; only what is newer is fetched.
+   * @param {string} id
+   */
+  _hydrateThread(id) {
+    const cache = this._cache;
+    if (!cache) return Promise.resolve();
+    let run = this._threadLoads.get(id);
+    if (run) return run;
+    run = cache.loadThread(id).then((rec) => {
+      if (!rec || cache !== this._cache) return;
+      const thread = this._thread(id);
+      if (thread.loaded || thread.bySeq.size) return;
+      const cursor = typeof rec.cursor === 'number' && rec.cursor > 0 ? rec.cursor : 0;
+      // Far behind: the newest page is worth more than catching up from here.
+      const st = this._convs.get(id);
+      if (st && st.lastSeq - cursor > cache.limit) return;
+      thread.cursor = cursor;
+      const messages = rec.messages.filter((m) => m && typeof m.id === 'string' && typeof m.seq === 'number' && m.seq <= cursor).sort((a, b) => a.seq - b.seq);
+      for (const m of messages) {
+        thread.ingest({ ...m, conversation_id: id });
+        // The server had it: an outbox entry still waiting for its ack is done.
+        if (m.temp_id && m.sender_id === this._me?.id) this._outbox?.ack(m.temp_id);
+      }
+      if (rec.reachedStart) thread.reachedStart = true;
+      thread.loaded = true;
+      this._markDirty({ conversations: true, messages: id });
+    }).catch((err) => this._log.debug?.('chat sdk: skipped the cached messages', err));
+    this._threadLoads.set(id, run);
+    return run;
+  }
+
+  /**
+   * What the cache keeps of a conversation's messages: the newest contiguous ones up to the
+   * cursor, at most `cacheLimit`. Undefined (keep what is cached) while the thread holds
+   * nothing loaded; null (drop it) when nothing can be kept.
+   * @param {string} id
+   * @returns {import('./cache.js').ThreadRecord|null|undefined}
+   */
+  _threadRecord(id) {
+    const thread = this._threads.get(id);
+    if (!thread || !thread.loaded || !this._convs.has(id)) return undefined;
+    const held = [...thread.bySeq.values()].filter((m) => m.seq <= thread.cursor).sort((a, b) => a.seq - b.seq);
+    if (!held.length) return thread.cursor === 0 ? { id, cursor: 0, reachedStart: thread.reachedStart, messages: [] } : null;
+    const floor = Math.max(0, held.length - this._cacheLimit);
+    let start = held.length - 1;
+    while (start > floor && held[start - 1].seq === held[start].seq - 1) start--;
+    const window = held.slice(start);
+    return {
+      id,
+      cursor: window[window.length - 1].seq,
+      reachedStart: (thread.reachedStart && start === 0) || window[0].seq === 1,
+      messages: window.map(storedMessage),
+    };
+  }
+
   // -------------------------------------------------------------------- model
 
   /** @param {string} id */
@@ -1093,6 +1237,7 @@ export class ChatClient extends Emitter {
   _removeConversation(id) {
     if (!this._convs.delete(id)) return;
     this._threads.delete(id);
+    this._cache?.forget(id);
     if (this._activeId === id) this._activeId = null;
     this.emit('removed', { conversationId: id });
     this._markDirty({ conversations: true, unread: true });
@@ -1217,6 +1362,8 @@ export class ChatClient extends Emitter {
 
   /** @param {boolean} visible */
   _onVisibility(visible) {
+    // A hidden page may be closed without notice: what the cache has pending is written now.
+    if (!visible) this._cache?.flush();
     this._sendPresence(visible);
     if (visible && this._activeId) this._maybeMarkRead(this._activeId);
   }
@@ -1247,6 +1394,10 @@ export class ChatClient extends Emitter {
       this._flushQueued = false;
       const d = this._dirty;
       this._dirty = { conversations: false, unread: false, messages: new Set() };
+      if (this._cache) {
+        if (d.conversations || d.unread) this._cache.touchConversations();
+        for (const id of d.messages) this._cache.touchThread(id);
+      }
       if (d.conversations) this.emit('conversations');
       for (const id of d.messages) this.emit('messages', { conversationId: id });
       if (d.unread) this.emit('unread', { total: this.unreadTotal() });
@@ -1257,6 +1408,42 @@ export class ChatClient extends Emitter {
 /** @param {string|null|undefined} a @param {string|null|undefined} b */
 function compareTime(a, b) {
   return (a ? Date.parse(a) : 0) - (b ? Date.parse(b) : 0);
+}
+
+/**
+ * What the cache keeps of a conversation: the server's data (without presence, which is only
+ * true at the moment it was said) and the watermarks learned since.
+ * @param {ConversationState} st
+ * @returns {import('./cache.js').ConversationRecord}
+ */
+function conversationRecord(st) {
+  const participants = (st.data.participants ?? []).map((p) => {
+    const { status, presence, ...rest } = /** @type {any} */ (p);
+    return rest;
+  });
+  return {
+    id: st.data.id,
+    data: { ...st.data, participants },
+    lastSeq: st.lastSeq,
+    readSeq: st.readSeq,
+    marks: [...st.marks].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)),
+    peerDelivered: st.peerDelivered,
+    peerRead: st.peerRead,
+  };
+}
+
+/** @param {HeldMessage} m @returns {Message} */
+function storedMessage(m) {
+  const { key, local, error, queued, ...rest } = /** @type {any} */ (m);
+  return rest;
+}
+
+function defaultIndexedDB() {
+  try {
+    return /** @type {any} */ (globalThis).indexedDB ?? null;
+  } catch {
+    return null; // some sandboxed frames throw on access
+  }
 }
 
 function defaultStorage() {

@@ -5,6 +5,7 @@ export { Session, SessionExpiredError } from './session.js';
 export { RestClient, ApiError } from './rest.js';
 export { MessageThread } from './thread.js';
 export { Outbox } from './outbox.js';
+export { ChatCache, CACHE_SCHEMA_VERSION, DEFAULT_CACHE_LIMIT, cacheDatabaseName } from './cache.js';
 export { TypingSender, TypingRoster, describeTyping } from './typing.js';
 export { Poller } from './poller.js';
 export { Emitter } from './events.js';

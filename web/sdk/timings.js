@@ -21,6 +21,8 @@
  * @property {number} tokenMinValidityMs refresh before connecting/calling when the token has less left than this
  * @property {number} requestTimeoutMs   abort a REST call after this long
  * @property {number} readCoalesceMs     gather read marks for this long before sending one
+ * @property {number} cacheWriteMs       gather changes for the local cache this long, then write them in one transaction
+ * @property {number} cacheOpenTimeoutMs an IndexedDB that has not opened in this time is given up (no cache)
  */
 
 /** @type {Timings} */
@@ -43,6 +45,8 @@ export const defaultTimings = Object.freeze({
   tokenMinValidityMs: 10000,
   requestTimeoutMs: 15000,
   readCoalesceMs: 150,
+  cacheWriteMs: 250,
+  cacheOpenTimeoutMs: 3000,
 });
 
 /**

@@ -1,0 +1,112 @@
+// A scripted server for browser tests that need no chat server: the REST API is answered by the
+// unit tests' in-memory backend (web/test/fakes.js) and the WebSocket is played here. Like the
+// harness of ui.test.mjs, plus what outage tests need: the whole server can be taken down
+// (every API call refused at the network level, every socket closed and refused) and brought
+// back, and the socket answers `sync` from the backend's history as the server does.
+
+import { FakeBackend } from '../../test/fakes.js';
+
+/**
+ * @param {import('playwright-core').Browser} browser
+ * @param {string} baseUrl   where the web client is served (the dev server)
+ * @param {{viewport?: {width: number, height: number}, ack?: boolean}} [opts]
+ */
+export async function scriptedServer(browser, baseUrl, { viewport = { width: 1280, height: 800 }, ack = true } = {}) {
+  const backend = new FakeBackend({ now: () => Date.now() });
+  const ctx = await browser.newContext({ viewport });
+  /** Frames the page sent, in order. @type {any[]} */
+  const sent = [];
+  /** Open sockets. @type {Set<import('playwright-core').WebSocketRoute>} */
+  const sockets = new Set();
+  /** `down`: the server is unreachable. `ack`: messages are acknowledged. Counters of what was refused. */
+  const state = { ack, down: false, refusedRequests: 0, refusedSockets: 0 };
+
+  await ctx.route('**/api/v1/**', async (route) => {
+    if (state.down) {
+      state.refusedRequests++;
+      await route.abort('connectionrefused');
+      return;
+    }
+    const req = route.request();
+    const res = await backend.fetch(req.url(), { method: req.method(), headers: req.headers(), body: req.postData() ?? undefined });
+    await route.fulfill({ status: res.status, headers: { 'content-type': 'application/json' }, body: await res.text() });
+  });
+
+  await ctx.routeWebSocket(/\/ws(\?|$)/, (ws) => {
+    if (state.down) {
+      state.refusedSockets++;
+      ws.close({ code: 3000, reason: 'server down (test)' }).catch(() => {});
+      return;
+    }
+    sockets.add(ws);
+    ws.onClose(() => sockets.delete(ws));
+    const send = (/** @type {any} */ frame) => ws.send(JSON.stringify(frame));
+    ws.onMessage((data) => {
+      const f = JSON.parse(String(data));
+      sent.push(f);
+      if (f.type === 'ping') send({ type: 'pong' });
+      if (f.type === 'message' && state.ack) {
+        // Stored once per temp_id, as the server does.
+        const c = backend.convs.get(f.conversation_id);
+        const m = c.messages.find((/** @type {any} */ x) => x.temp_id === f.temp_id) ?? backend.addMessage(f.conversation_id, backend.me.id, f.content, f.temp_id);
+        send({ type: 'message_sent', conversation_id: m.conversation_id, message_id: m.id, temp_id: f.temp_id, seq: m.seq, created_at: m.created_at });
+      }
+      if (f.type === 'sync') {
+        /** @type {Record<string, any>} */
+        const done = {};
+        for (const [id, cursor] of Object.entries(f.cursors ?? {})) {
+          const c = backend.convs.get(id);
+          if (!c) continue;
+          for (const m of c.messages) if (m.seq > Number(cursor)) send({ type: 'message', message: m });
+          done[id] = { last_seq: c.conv.last_seq, has_more: false, delivered_seq: c.conv.last_seq, read_seq: c.conv.last_seq, peer_delivered_seq: 0, peer_read_seq: 0 };
+        }
+        send({ type: 'sync_done', conversations: done });
+      }
+    });
+    send({
+      type: 'hello',
+      user: backend.me,
+      session_id: 's',
+      server_time: new Date().toISOString(),
+      heartbeat_interval_ms: 30000,
+      conversations: [...backend.convs.values()].map((c) => ({ conversation_id: c.conv.id, last_seq: c.conv.last_seq, unread_count: 0, delivered_seq: c.conv.last_seq, read_seq: c.conv.last_seq, peer_delivered_seq: 0, peer_read_seq: 0 })),
+    });
+  });
+
+  const page = await ctx.newPage();
+  /** @type {string[]} */
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+
+  return {
+    backend,
+    ctx,
+    page,
+    sent,
+    state,
+    errors,
+    /** A frame to the page on its newest socket. @param {any} frame */
+    push(frame) {
+      const ws = [...sockets].at(-1);
+      if (!ws) throw new Error('no socket is open');
+      ws.send(JSON.stringify(frame));
+    },
+    /** The server goes away: requests are refused and every socket is closed. */
+    async goDown() {
+      state.down = true;
+      for (const ws of [...sockets]) await ws.close({ code: 3001, reason: 'network lost (test)' }).catch(() => {});
+      sockets.clear();
+    },
+    /** The server is back (the page reconnects on its own schedule, or when told to). */
+    comeBack() {
+      state.down = false;
+    },
+    async signIn() {
+      await page.goto(`${baseUrl}/`);
+      await page.getByLabel('Email').fill('me@example.com');
+      await page.getByLabel('Password').fill('secret-password');
+      await page.locator('form.auth-form button[type=submit]').click();
+      await page.waitForFunction(() => /** @type {any} */ (window).chatClient?.state === 'connected');
+    },
+  };
+}
