@@ -358,6 +358,9 @@ export class ChatView {
     this.autoScrolling = false;
     this.stick = this.nearBottom();
     if (this.stick) this.hideNewButton();
+    // The reader may have taken over from our scroll and be at the top by now: no further
+    // scroll event would come to say so.
+    if (this.scroller.scrollTop < NEAR_TOP_PX) this.showOlder();
   }
 
   /** Scrolled to the top: put back older messages held in memory, else page them in. */

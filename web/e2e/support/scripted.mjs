@@ -19,7 +19,7 @@ export async function scriptedServer(browser, baseUrl, { viewport = { width: 128
   /** Open sockets. @type {Set<import('playwright-core').WebSocketRoute>} */
   const sockets = new Set();
   /** `down`: the server is unreachable. `ack`: messages are acknowledged. Counters of what was refused. */
-  const state = { ack, down: false, refusedRequests: 0, refusedSockets: 0 };
+  const state = { ack, pong: true, down: false, refusedRequests: 0, refusedSockets: 0 };
 
   await ctx.route('**/api/v1/**', async (route) => {
     if (state.down) {
@@ -44,7 +44,7 @@ export async function scriptedServer(browser, baseUrl, { viewport = { width: 128
     ws.onMessage((data) => {
       const f = JSON.parse(String(data));
       sent.push(f);
-      if (f.type === 'ping') send({ type: 'pong' });
+      if (f.type === 'ping' && state.pong) send({ type: 'pong' });
       if (f.type === 'message' && state.ack) {
         // Stored once per temp_id, as the server does.
         const c = backend.convs.get(f.conversation_id);
