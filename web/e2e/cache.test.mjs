@@ -2,26 +2,12 @@
 // taken down: a reload while the server is unreachable shows the list, the open conversation
 // (its URL kept), its messages and the queued ones as pending; when the server is back the
 // queue goes out exactly once and the page reconciles without duplicates or flicker.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, screenshot, sendViaUi, bubbles } from './support/harness.mjs';
-import { startDevServer } from './support/dev-server.mjs';
-import { scriptedServer } from './support/scripted.mjs';
+import { screenshot, sendViaUi, bubbles } from './support/harness.mjs';
+import { scriptedSuite } from './support/scripted.mjs';
 
-/** @type {import('playwright-core').Browser} */
-let browser;
-/** @type {{url: string, close: () => Promise<void>}} */
-let web;
-
-before(async () => {
-  web = await startDevServer({ upstream: 'http://127.0.0.1:9' });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await web?.close();
-});
+const scripted = scriptedSuite();
 
 /**
  * One conversation's cached window as the page's IndexedDB holds it (null when none). Never
@@ -53,7 +39,7 @@ function cachedThread(page, userId, id) {
 }
 
 test('reload while the server is down: list, open conversation and 3 queued messages from the cache; then each sent once', { timeout: 90_000 }, async () => {
-  const s = await scriptedServer(browser, web.url);
+  const s = await scripted();
   const { backend, page } = s;
   backend.addUser('u-bob', 'Bob Marley');
   backend.addUser('u-cat', 'Cat Stevens');

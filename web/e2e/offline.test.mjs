@@ -1,26 +1,12 @@
 // Offline as a state, bursts and long histories, in a real browser against a scripted server
 // (no chat server): the browser's own offline switch, a link that goes silent, 60 messages in
 // 0.2 s, 10,000 messages in one conversation, and the small defects found by hand.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, screenshot, sendViaUi } from './support/harness.mjs';
-import { startDevServer } from './support/dev-server.mjs';
-import { scriptedServer } from './support/scripted.mjs';
+import { screenshot, sendViaUi } from './support/harness.mjs';
+import { scriptedSuite } from './support/scripted.mjs';
 
-/** @type {import('playwright-core').Browser} */
-let browser;
-/** @type {{url: string, close: () => Promise<void>}} */
-let web;
-
-before(async () => {
-  web = await startDevServer({ upstream: 'http://127.0.0.1:9' });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await web?.close();
-});
+const scripted = scriptedSuite();
 
 /** Short send and heartbeat timings: a whole retry schedule is 2.9 s, a silent link shows in 1.1 s. */
 const TIMINGS = { sendRetryMs: [300, 600, 1200], sendFinalAckMs: 800, pongTimeoutMs: 800 };
@@ -31,7 +17,7 @@ const TIMINGS = { sendRetryMs: [300, 600, 1200], sendFinalAckMs: 800, pongTimeou
  * @param {{history?: number, viewport?: {width: number, height: number}}} [opts]
  */
 async function withBob({ history = 0, viewport } = {}) {
-  const s = await scriptedServer(browser, web.url, { viewport });
+  const s = await scripted({ viewport });
   await s.ctx.addInitScript((timings) => {
     /** @type {any} */ (window).CHAT_CONFIG = { timings };
   }, TIMINGS);

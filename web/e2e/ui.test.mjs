@@ -1,82 +1,12 @@
 // The web client's rendering rules in a real browser, against a scripted server: the REST API
 // answered by the in-memory backend of the unit tests and a WebSocket the test plays. No chat
 // server needed; every frame is chosen by the test, so the checks are exact.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, screenshot, sendViaUi, bubbles } from './support/harness.mjs';
-import { startDevServer } from './support/dev-server.mjs';
-import { FakeBackend } from '../test/fakes.js';
+import { screenshot, sendViaUi, bubbles } from './support/harness.mjs';
+import { scriptedSuite } from './support/scripted.mjs';
 
-/** @type {import('playwright-core').Browser} */
-let browser;
-/** @type {{url: string, close: () => Promise<void>}} */
-let web;
-
-before(async () => {
-  // Static files only: every API call and the socket are intercepted below.
-  web = await startDevServer({ upstream: 'http://127.0.0.1:9' });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await web?.close();
-});
-
-/**
- * A browser context whose server is scripted: returns the backend, the frames the page sent
- * and a `push(frame)` to send frames to the page.
- * @param {{viewport?: {width: number, height: number}, ack?: boolean}} [opts]
- */
-async function scripted({ viewport = { width: 1280, height: 800 }, ack = true } = {}) {
-  const backend = new FakeBackend({ now: () => Date.now() });
-  const ctx = await browser.newContext({ viewport });
-  /** @type {any[]} */
-  const sent = [];
-  /** @type {any[]} */
-  const sockets = [];
-  const state = { ack };
-  await ctx.route('**/api/v1/**', async (route) => {
-    const req = route.request();
-    const res = await backend.fetch(req.url(), { method: req.method(), headers: req.headers(), body: req.postData() ?? undefined });
-    await route.fulfill({ status: res.status, headers: { 'content-type': 'application/json' }, body: await res.text() });
-  });
-  await ctx.routeWebSocket(/\/ws(\?|$)/, (ws) => {
-    sockets.push(ws);
-    ws.onMessage((data) => {
-      const f = JSON.parse(String(data));
-      sent.push(f);
-      if (f.type === 'ping') ws.send(JSON.stringify({ type: 'pong' }));
-      if (f.type === 'message' && state.ack) {
-        const m = backend.addMessage(f.conversation_id, 'u-me', f.content, f.temp_id);
-        ws.send(JSON.stringify({ type: 'message_sent', conversation_id: m.conversation_id, message_id: m.id, temp_id: f.temp_id, seq: m.seq, created_at: m.created_at }));
-      }
-    });
-    ws.send(
-      JSON.stringify({
-        type: 'hello',
-        user: backend.me,
-        session_id: 's',
-        server_time: new Date().toISOString(),
-        heartbeat_interval_ms: 30000,
-        conversations: [...backend.convs.values()].map((c) => ({ conversation_id: c.conv.id, last_seq: c.conv.last_seq, unread_count: 0, delivered_seq: c.conv.last_seq, read_seq: c.conv.last_seq, peer_delivered_seq: 0, peer_read_seq: 0 })),
-      }),
-    );
-  });
-  const page = await ctx.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  const push = (/** @type {any} */ frame) => sockets.at(-1).send(JSON.stringify(frame));
-  const close = (/** @type {number} */ code, reason = '') => sockets.at(-1).close({ code, reason });
-  const signIn = async () => {
-    await page.goto(`${web.url}/`);
-    await page.getByLabel('Email').fill('me@example.com');
-    await page.getByLabel('Password').fill('secret-password');
-    await page.locator('form.auth-form button[type=submit]').click();
-    await page.waitForFunction(() => /** @type {any} */ (window).chatClient?.state === 'connected');
-  };
-  return { backend, ctx, page, sent, push, close, signIn, errors, state };
-}
+const scripted = scriptedSuite();
 
 test('typing line wording for one, two and three people, and auto-hide after 4 s', { timeout: 60_000 }, async () => {
   const s = await scripted();

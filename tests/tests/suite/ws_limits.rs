@@ -5,6 +5,7 @@
 
 use e2e::cluster::{self, keys, quick, Deployment, Mode};
 use e2e::ws::{seqs, WsClient, WsConnect, WAIT};
+use e2e::{Api, TestUser};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -326,20 +327,7 @@ async fn a_slow_consumer_is_closed_with_4009_while_the_others_receive_everything
     });
     ready_rx.await.unwrap();
 
-    let filler = "z".repeat(SIZE - 10);
-    let sends = futures_util::future::join_all((0..8).map(|lane| {
-        let api = api.clone();
-        let x = x.clone();
-        let conv = conv.clone();
-        let filler = filler.clone();
-        async move {
-            for i in (lane..N).step_by(8) {
-                cluster::send_rest(&api, &x, &conv, &format!("{i} {filler}"), &format!("t-{i}"))
-                    .await;
-            }
-        }
-    }));
-    sends.await;
+    burst(&api, &x, &conv, N, SIZE).await;
 
     let (fast_seqs, fast_closed) = fast.await.unwrap();
     assert_eq!(fast_closed, None, "the fast reader was closed");
@@ -350,28 +338,8 @@ async fn a_slow_consumer_is_closed_with_4009_while_the_others_receive_everything
     );
     // Now the slow one reads: what was written before the close, then 4009.
     slow.expect_close(4009, WAIT * 2).await;
-    let before_close = seqs(
-        &slow
-            .kept()
-            .filter(|f| f["type"] == "message")
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
-    assert!(
-        before_close.len() < N,
-        "the slow reader got all {N} messages: it was never slow"
-    );
-    assert!(
-        before_close.windows(2).all(|w| w[1] == w[0] + 1),
-        "what the slow reader got before 4009 has gaps: {before_close:?}"
-    );
     // It reconnects and syncs from what it has: the rest, once.
-    let have = before_close.last().copied().unwrap_or(0);
-    let (mut again, _) = WsConnect::all(&d.base(0), &s.token)
-        .open_ready("slow reader again")
-        .await;
-    let rest = seqs(&again.sync_all(&conv, have).await);
-    assert_eq!(rest, ((have + 1)..=N as i64).collect::<Vec<_>>());
+    gets_the_rest_after_4009(&slow, &d.base(0), &s.token, &conv, N).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,17 +383,7 @@ async fn a_reader_left_over_its_limit_when_a_burst_ends_is_closed_with_4009() {
         .await;
     const METRIC: &str = "chat_slow_consumers_closed_total";
     let closed_before = api.metric(METRIC).await.unwrap_or(0.0);
-    let filler = "z".repeat(SIZE - 10);
-    futures_util::future::join_all((0..8).map(|lane| {
-        let (api, x, conv, filler) = (api.clone(), x.clone(), conv.clone(), filler.clone());
-        async move {
-            for i in (lane..N).step_by(8) {
-                cluster::send_rest(&api, &x, &conv, &format!("{i} {filler}"), &format!("t-{i}"))
-                    .await;
-            }
-        }
-    }))
-    .await;
+    burst(&api, &x, &conv, N, SIZE).await;
     // Nothing more comes. The server closes the reader while it still reads nothing.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while api.metric(METRIC).await.unwrap_or(0.0) < closed_before + 1.0 {
@@ -436,6 +394,33 @@ async fn a_reader_left_over_its_limit_when_a_burst_ends_is_closed_with_4009() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     slow.expect_close(4009, WAIT * 2).await;
+    gets_the_rest_after_4009(&slow, &d.base(0), &s.token, &conv, N).await;
+}
+
+/// `n` messages of `size` characters from `sender`, over REST on eight lanes at once.
+async fn burst(api: &Api, sender: &TestUser, conv: &str, n: usize, size: usize) {
+    let filler = "z".repeat(size - 10);
+    futures_util::future::join_all((0..8).map(|lane| {
+        let filler = &filler;
+        async move {
+            for i in (lane..n).step_by(8) {
+                cluster::send_rest(
+                    api,
+                    sender,
+                    conv,
+                    &format!("{i} {filler}"),
+                    &format!("t-{i}"),
+                )
+                .await;
+            }
+        }
+    }))
+    .await;
+}
+
+/// What a client closed with 4009 got is a gapless prefix of the `n` messages (not all of
+/// them: it was slow), and a new socket's `sync` from there brings the rest, once.
+async fn gets_the_rest_after_4009(slow: &WsClient, base: &str, token: &str, conv: &str, n: usize) {
     let got = seqs(
         &slow
             .kept()
@@ -443,17 +428,20 @@ async fn a_reader_left_over_its_limit_when_a_burst_ends_is_closed_with_4009() {
             .cloned()
             .collect::<Vec<_>>(),
     );
-    assert!(got.len() < N, "the reader got all {N} messages before 4009");
+    assert!(
+        got.len() < n,
+        "the slow reader got all {n} messages: it was never slow"
+    );
     assert!(
         got.windows(2).all(|w| w[1] == w[0] + 1),
-        "what the reader got before 4009 has gaps: {got:?}"
+        "what the slow reader got before 4009 has gaps: {got:?}"
     );
     let have = got.last().copied().unwrap_or(0);
-    let (mut again, _) = WsConnect::all(&d.base(0), &s.token)
+    let (mut again, _) = WsConnect::all(base, token)
         .open_ready("slow reader again")
         .await;
-    let rest = seqs(&again.sync_all(&conv, have).await);
-    assert_eq!(rest, ((have + 1)..=N as i64).collect::<Vec<_>>());
+    let rest = seqs(&again.sync_all(conv, have).await);
+    assert_eq!(rest, ((have + 1)..=n as i64).collect::<Vec<_>>());
 }
 
 /// A burst larger than the outbound queue (one group-commit batch lands at once, before the

@@ -1,10 +1,39 @@
 // A scripted server for browser tests that need no chat server: the REST API is answered by the
-// unit tests' in-memory backend (web/test/fakes.js) and the WebSocket is played here. Like the
-// harness of ui.test.mjs, plus what outage tests need: the whole server can be taken down
+// unit tests' in-memory backend (web/test/fakes.js) and the WebSocket is played here, so every
+// frame is chosen by the test. What outage tests need too: the whole server can be taken down
 // (every API call refused at the network level, every socket closed and refused) and brought
-// back, and the socket answers `sync` from the backend's history as the server does.
+// back, pings can go unanswered, and the socket answers `sync` from the backend's history as
+// the server does.
 
+import { before, after } from 'node:test';
 import { FakeBackend } from '../../test/fakes.js';
+import { launchBrowser } from './harness.mjs';
+import { startDevServer } from './dev-server.mjs';
+
+/**
+ * For a test file: a dev server for the client's static files and a browser, started before
+ * its tests and closed after them. Returns `scripted(opts)`, which opens a scripted context.
+ * @returns {(opts?: {viewport?: {width: number, height: number}, ack?: boolean}) => ReturnType<typeof scriptedServer>}
+ */
+export function scriptedSuite() {
+  /** @type {import('playwright-core').Browser|null} */
+  let browser = null;
+  /** @type {{url: string, close: () => Promise<void>}|null} */
+  let web = null;
+  before(async () => {
+    // Static files only: every API call and the socket are intercepted.
+    web = await startDevServer({ upstream: 'http://127.0.0.1:9' });
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await web?.close();
+  });
+  return (opts) => {
+    if (!browser || !web) throw new Error('scriptedSuite: used outside a test');
+    return scriptedServer(browser, web.url, opts);
+  };
+}
 
 /**
  * @param {import('playwright-core').Browser} browser
@@ -90,6 +119,12 @@ export async function scriptedServer(browser, baseUrl, { viewport = { width: 128
       const ws = [...sockets].at(-1);
       if (!ws) throw new Error('no socket is open');
       ws.send(JSON.stringify(frame));
+    },
+    /** The server closes the newest socket with `code`. @param {number} code @param {string} [reason] */
+    async close(code, reason = '') {
+      const ws = [...sockets].at(-1);
+      if (!ws) throw new Error('no socket is open');
+      await ws.close({ code, reason });
     },
     /** The server goes away: requests are refused and every socket is closed. */
     async goDown() {
