@@ -146,6 +146,11 @@ pub struct Conversation {
     pub last_seq: i64,
     /// When the newest message was sent.
     pub last_message_at: Option<DateTime<Utc>>,
+    /// The conversation's change counter: each edit, deletion or reaction of one of its
+    /// messages takes the next number and stamps it on the message (`change_seq`). A client
+    /// that has seen changes up to `n` recovers the rest with the messages whose
+    /// `change_seq > n`, as it recovers messages with `seq`. 0 when nothing changed.
+    pub last_change: i64,
 }
 
 impl Conversation {
@@ -232,6 +237,7 @@ impl ConversationDetails {
                 .min()
                 .unwrap_or(0),
             peer_read_seq: others.map(|p| p.read_seq).min().unwrap_or(0),
+            last_change: self.conversation.last_change,
         })
     }
 }
@@ -256,6 +262,8 @@ pub struct ConversationState {
     pub peer_delivered_seq: i64,
     /// The lowest read watermark among the other members; 0 when nobody else is left.
     pub peer_read_seq: i64,
+    /// The conversation's change counter ([`Conversation::last_change`]).
+    pub last_change: i64,
 }
 
 impl ConversationState {

@@ -130,6 +130,12 @@ pub struct Message {
     pub edited_at: Option<DateTime<Utc>>,
     /// When it was deleted (a tombstone stays).
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Who deleted it (the sender, or a group's owner or admin); `None` unless deleted.
+    pub deleted_by: Option<UserId>,
+    /// The conversation's change number of the latest edit, deletion or reaction of this
+    /// message (see [`crate::conversation::Conversation::last_change`]); 0 when it never
+    /// changed.
+    pub change_seq: i64,
 }
 
 /// A message to persist. Storage assigns `seq`.
@@ -176,6 +182,8 @@ impl NewMessage {
             created_at: self.created_at,
             edited_at: None,
             deleted_at: None,
+            deleted_by: None,
+            change_seq: 0,
         }
     }
 }
@@ -328,5 +336,149 @@ mod tests {
             MessageStatus::aggregate(1, sender, &[member(sender, 1, 1)]),
             MessageStatus::Sent
         );
+    }
+}
+
+/// A reaction: one emoji, validated, never free text. Up to [`Emoji::MAX_CHARS`] characters,
+/// all of them emoji code points or the joiners and modifiers that build one (ZWJ sequences,
+/// skin tones, flags, keycaps), at least one of them a pictograph.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Emoji(String);
+
+impl Emoji {
+    /// Longest accepted sequence, in characters (a family ZWJ sequence is 7 to 11).
+    pub const MAX_CHARS: usize = 16;
+
+    /// Validates `raw` as one emoji.
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        let invalid = || InvalidField::new("emoji", "must be one emoji");
+        let chars: Vec<char> = raw.chars().collect();
+        if chars.is_empty() || chars.len() > Self::MAX_CHARS {
+            return Err(invalid());
+        }
+        let mut pictographs = 0;
+        for (i, &c) in chars.iter().enumerate() {
+            if is_pictograph(c) {
+                pictographs += 1;
+            } else if is_emoji_modifier(c) {
+                // Joiners and modifiers only after something they modify.
+                if i == 0 {
+                    return Err(invalid());
+                }
+            } else if matches!(c, '0'..='9' | '#' | '*') {
+                // A keycap base: only as the start of "<base> FE0F? 20E3".
+                let rest = &chars[i + 1..];
+                let keycap = matches!(rest, ['\u{20E3}', ..] | ['\u{FE0F}', '\u{20E3}', ..]);
+                if i != 0 || !keycap {
+                    return Err(invalid());
+                }
+                pictographs += 1;
+            } else {
+                return Err(invalid());
+            }
+        }
+        if pictographs == 0 {
+            return Err(invalid());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The emoji.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Code points that are emoji by themselves (pictographs, symbols, regional indicators).
+fn is_pictograph(c: char) -> bool {
+    matches!(u32::from(c),
+        0x1F000..=0x1FAFF
+        | 0x2600..=0x27BF
+        | 0x2300..=0x23FF
+        | 0x2B00..=0x2BFF
+        | 0x2190..=0x21FF
+        | 0x25A0..=0x25FF
+        | 0x2934 | 0x2935 | 0x3030 | 0x303D | 0x3297 | 0x3299
+        | 0x00A9 | 0x00AE | 0x203C | 0x2049 | 0x2122 | 0x2139 | 0x24C2)
+}
+
+/// Code points that only join or modify an emoji: ZWJ, variation selectors, keycap, tags.
+fn is_emoji_modifier(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x200D | 0xFE0E | 0xFE0F | 0x20E3 | 0xE0020..=0xE007F
+    )
+}
+
+/// One emoji's reactions on a message, as a viewer sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactionCount {
+    /// The emoji.
+    pub emoji: String,
+    /// How many members reacted with it.
+    pub count: u32,
+    /// Who, earliest first, at most the bound the reader asked for.
+    pub user_ids: Vec<UserId>,
+    /// Whether the viewer is one of them.
+    pub me: bool,
+}
+
+/// What a deletion did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Deleted now: the tombstone, with its change number.
+    Deleted(Message),
+    /// It was deleted before: the tombstone as it is; nothing changed.
+    AlreadyDeleted(Message),
+}
+
+/// What adding or removing a reaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactionOutcome {
+    /// The message, with its change number (a new one when `changed`).
+    pub message: Message,
+    /// Whether anything changed (adding a reaction that was there, or removing one that was
+    /// not, changes nothing).
+    pub changed: bool,
+}
+
+#[cfg(test)]
+mod emoji_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::Emoji;
+
+    #[test]
+    fn one_emoji_of_any_construction_is_accepted() {
+        for ok in [
+            "\u{1F44D}",                                                       // thumbs up
+            "\u{2764}\u{FE0F}",                                                // red heart
+            "\u{1F602}",                                                       // tears of joy
+            "\u{1F44D}\u{1F3FD}",                                              // with a skin tone
+            "\u{1F469}\u{200D}\u{1F469}\u{200D}\u{1F467}",                     // family (ZWJ)
+            "\u{1F1EB}\u{1F1F7}",                                              // a flag
+            "1\u{FE0F}\u{20E3}",                                               // keycap one
+            "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}", // tag flag
+        ] {
+            assert_eq!(Emoji::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn text_blanks_and_lone_modifiers_are_refused() {
+        for bad in [
+            "",
+            " ",
+            "a",
+            "lol",
+            "1",
+            "\u{1F44D} ",
+            "<b>",
+            "\u{200D}",
+            "\u{FE0F}\u{1F44D}",
+            "\u{1F44D}x",
+            &"\u{1F44D}".repeat(17),
+        ] {
+            assert!(Emoji::parse(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

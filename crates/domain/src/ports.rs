@@ -11,7 +11,10 @@ use crate::conversation::{
 };
 use crate::error::StorageError;
 use crate::ids::{ConversationId, MessageId, TokenFamilyId, UserId};
-use crate::message::{AppendOutcome, AppendRejection, Message, NewMessage};
+use crate::message::{
+    AppendOutcome, AppendRejection, DeleteOutcome, Emoji, Message, MessageContent, NewMessage,
+    ReactionCount, ReactionOutcome,
+};
 use crate::user::{EmailAddress, NewUser, Password, User, UserCredentials};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -217,6 +220,68 @@ pub trait MessageStore: Send + Sync + 'static {
         id: ConversationId,
         message: MessageId,
     ) -> Result<Option<Message>, StorageError>;
+
+    /// Sets the content of `message` in `conversation` unless it is deleted, stamps
+    /// `edited_at = at`, and gives it the conversation's next change number
+    /// (`conversations.last_change + 1`, stored on both rows), in one transaction. `None`
+    /// when there is no such message in that conversation or it is deleted: nothing changes.
+    /// Who may edit, and within which window, is the domain's to decide before calling.
+    async fn edit_message(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+        content: &MessageContent,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Message>, StorageError>;
+
+    /// Erases the content of `message` (to `""`) and every reaction to it, keeping the row
+    /// as a tombstone with `deleted_at = at`, `deleted_by = by` and the conversation's next
+    /// change number, in one transaction. A message deleted before is returned as it is
+    /// ([`DeleteOutcome::AlreadyDeleted`]) and nothing changes. `None` when there is no such
+    /// message in that conversation.
+    async fn delete_message(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+        by: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<DeleteOutcome>, StorageError>;
+
+    /// Adds (`on`) or removes `user`'s reaction `emoji` to `message` (one per emoji per user
+    /// per message). When that changed anything, the message takes the conversation's next
+    /// change number, in the same transaction. `None` when there is no such message in that
+    /// conversation or it is deleted: nothing changes.
+    async fn set_reaction(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+        user: UserId,
+        emoji: &Emoji,
+        on: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ReactionOutcome>, StorageError>;
+
+    /// The reactions to `messages` (of `conversation`), as `viewer` sees them: for each
+    /// message that has any, its emoji in the order they were first used, each with its
+    /// count, up to `user_bound` user ids (earliest first) and whether `viewer` is one of
+    /// them. One statement, whatever the number of messages.
+    async fn reactions_of(
+        &self,
+        conversation: ConversationId,
+        messages: &[MessageId],
+        viewer: UserId,
+        user_bound: u32,
+    ) -> Result<Vec<(MessageId, Vec<ReactionCount>)>, StorageError>;
+
+    /// The messages of `conversation` whose latest change is after `after_change`, in
+    /// change order, at most `limit`: each once, as it is now (an edit followed by a
+    /// deletion is one tombstone). What recovery replays after the messages themselves.
+    async fn changes_after(
+        &self,
+        conversation: ConversationId,
+        after_change: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StorageError>;
 }
 
 /// Moves one member's receipt watermarks forward.
