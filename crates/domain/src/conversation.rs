@@ -367,6 +367,7 @@ mod tests {
                 created_at: DateTime::<Utc>::UNIX_EPOCH,
                 last_seq,
                 last_message_at: None,
+                last_change: 0,
             },
             participants: members,
         }
@@ -391,6 +392,7 @@ mod tests {
                 read_seq: 6,
                 peer_delivered_seq: 7,
                 peer_read_seq: 7,
+                last_change: 0,
             }
         );
         assert_eq!(state.unread_count(), group.unread_count(me));

@@ -9,6 +9,8 @@ pub struct Limits {
     pub max_page_size: u32,
     /// Maximum number of members in a group, owner included.
     pub max_group_members: usize,
+    /// How long after sending a message its sender may edit it, in seconds; 0 = always.
+    pub edit_window_secs: u64,
 }
 
 impl Default for Limits {
@@ -17,6 +19,7 @@ impl Default for Limits {
             max_content_chars: 4_000,
             max_page_size: 100,
             max_group_members: 1_000,
+            edit_window_secs: 48 * 3600,
         }
     }
 }

@@ -456,6 +456,7 @@ mod tests {
                 created_at: now,
                 last_seq: 0,
                 last_message_at: None,
+                last_change: 0,
             },
             participants: members
                 .iter()

@@ -298,6 +298,7 @@ mod tests {
                 created_at: t0(),
                 last_seq: 0,
                 last_message_at: None,
+                last_change: 0,
             },
             participants: members
                 .iter()
@@ -591,6 +592,7 @@ mod tests {
             read_seq: 3,
             peer_delivered_seq: 4,
             peer_read_seq: 2,
+            last_change: 0,
         };
         let mut store = MockConversationStore::new();
         store

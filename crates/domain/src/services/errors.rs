@@ -69,6 +69,16 @@ pub enum ChatError {
     /// The user to add is a member already (409).
     #[error("user is already a member of this conversation")]
     AlreadyMember,
+    /// Only the sender may do this to a message (403 `not_sender`); a group's owners and
+    /// admins may also delete anyone's.
+    #[error("only the sender may do this")]
+    NotSender,
+    /// The message is deleted: it can be neither edited nor reacted to (409).
+    #[error("the message is deleted")]
+    MessageDeleted,
+    /// The message is older than the edit window (`limits.edit_window_secs`) (409).
+    #[error("the message is too old to edit")]
+    EditWindowClosed,
     /// The `temp_id` was used for different content or another conversation (409).
     #[error("temp_id was already used for a different message")]
     TempIdReused,

@@ -518,6 +518,7 @@ mod tests {
                 created_at: t0(),
                 last_seq,
                 last_message_at: None,
+                last_change: 0,
             },
             participants: members
                 .into_iter()
@@ -545,6 +546,8 @@ mod tests {
             created_at: t0(),
             edited_at: None,
             deleted_at: None,
+            deleted_by: None,
+            change_seq: 0,
         }
     }
 
@@ -583,6 +586,7 @@ mod tests {
                     max_content_chars: 10,
                     max_page_size: 100,
                     max_group_members: 10,
+                    ..Limits::default()
                 },
             )
         }
@@ -774,6 +778,7 @@ mod tests {
                 read_seq: 1,
                 peer_delivered_seq: 3,
                 peer_read_seq: 2,
+                last_change: 0,
             }
         );
     }

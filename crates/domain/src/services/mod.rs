@@ -3,6 +3,7 @@
 mod accounts;
 mod conversations;
 mod errors;
+mod lifecycle;
 mod messages;
 mod presence;
 mod typing;
@@ -10,6 +11,7 @@ mod typing;
 pub use accounts::{AccountService, AccountSettings};
 pub use conversations::{ConversationService, CONVERSATION_PAGE_SIZE};
 pub use errors::{AuthError, ChatError};
+pub use lifecycle::{EditOutcome, LifecycleService, ReactionChange, REACTION_USERS_SHOWN};
 pub use messages::{HistoryPage, MessageService, MessageView, ReadOutcome, SendCommand};
 pub use presence::{
     LeaseRenewal, ParticipantPresence, PresenceService, PresenceSettings,

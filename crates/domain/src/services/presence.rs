@@ -1126,6 +1126,7 @@ mod tests {
                 created_at: t0(),
                 last_seq: 0,
                 last_message_at: None,
+                last_change: 0,
             },
             participants: members
                 .iter()

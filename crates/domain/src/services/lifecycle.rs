@@ -1,0 +1,613 @@
+//! A message's life after it was sent: edits, deletions and reactions (issue 12), and the
+//! change counter that recovery replays them by.
+//!
+//! The rules are here; the stores only write what the rules allowed, each change in one
+//! transaction that takes the conversation's next change number (see
+//! [`crate::conversation::Conversation::last_change`]).
+
+use super::errors::ChatError;
+use crate::conversation::{Participant, Role};
+use crate::ids::{ConversationId, MessageId, UserId};
+use crate::limits::Limits;
+use crate::message::{DeleteOutcome, Emoji, Message, MessageContent, ReactionCount};
+use crate::ports::{Clock, ConversationStore, MessageStore};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// How many user ids a message's reaction carries per emoji (the count is always exact).
+pub const REACTION_USERS_SHOWN: u32 = 10;
+
+/// What an edit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditOutcome {
+    /// The content changed: the message as stored, with its new change number. Announce it.
+    Edited(Message),
+    /// The same content again: nothing was written and nothing is to be announced.
+    Unchanged(Message),
+}
+
+impl EditOutcome {
+    /// The message, edited or as it was.
+    pub fn message(&self) -> &Message {
+        match self {
+            Self::Edited(m) | Self::Unchanged(m) => m,
+        }
+    }
+}
+
+/// What toggling a reaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactionChange {
+    /// The message, with its change number (a new one when `changed`).
+    pub message: Message,
+    /// The message's reactions afterwards, as the reacting user sees them.
+    pub reactions: Vec<ReactionCount>,
+    /// Whether anything changed; when not, nothing is to be announced.
+    pub changed: bool,
+}
+
+/// Edit, delete, react; read reactions and changes for history and recovery.
+#[derive(Clone)]
+pub struct LifecycleService {
+    messages: Arc<dyn MessageStore>,
+    conversations: Arc<dyn ConversationStore>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+}
+
+impl LifecycleService {
+    /// Wires the service to its ports.
+    pub fn new(
+        messages: Arc<dyn MessageStore>,
+        conversations: Arc<dyn ConversationStore>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            messages,
+            conversations,
+            clock,
+            limits,
+        }
+    }
+
+    /// `editor` sets the content of their own text message `message`. Refused: not a member
+    /// (`NotParticipant`), no such message here (`MessageNotFound`), someone else's
+    /// (`NotSender`), deleted (`MessageDeleted`), older than `limits.edit_window_secs`
+    /// (`EditWindowClosed`), blank or too long (`Invalid`). The same content again changes
+    /// nothing ([`EditOutcome::Unchanged`]). Nothing is written on any refusal.
+    pub async fn edit(
+        &self,
+        editor: UserId,
+        conversation: ConversationId,
+        message: MessageId,
+        content: &str,
+    ) -> Result<EditOutcome, ChatError> {
+        self.require_member(conversation, editor).await?;
+        let content = MessageContent::parse(content, self.limits.max_content_chars)?;
+        let current = self.existing(conversation, message).await?;
+        if current.sender_id != editor {
+            return Err(ChatError::NotSender);
+        }
+        if current.deleted_at.is_some() {
+            return Err(ChatError::MessageDeleted);
+        }
+        let now = self.clock.now();
+        if self.limits.edit_window_secs > 0 {
+            let window = i64::try_from(self.limits.edit_window_secs).unwrap_or(i64::MAX);
+            if (now - current.created_at).num_seconds() >= window {
+                return Err(ChatError::EditWindowClosed);
+            }
+        }
+        if current.content == content.as_str() {
+            return Ok(EditOutcome::Unchanged(current));
+        }
+        match self
+            .messages
+            .edit_message(conversation, message, &content, now)
+            .await?
+        {
+            Some(edited) => Ok(EditOutcome::Edited(edited)),
+            // Deleted between the read and the write.
+            None => Err(ChatError::MessageDeleted),
+        }
+    }
+
+    /// `by` deletes `message`: their own, or anyone's in a group where they are an owner or
+    /// admin. Its content and reactions are erased; the tombstone stays. Deleting it again
+    /// changes nothing ([`DeleteOutcome::AlreadyDeleted`]). Refused: not a member, no such
+    /// message here, someone else's without the role (`NotSender`).
+    pub async fn delete(
+        &self,
+        by: UserId,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> Result<DeleteOutcome, ChatError> {
+        let member = self.require_member(conversation, by).await?;
+        let current = self.existing(conversation, message).await?;
+        if current.deleted_at.is_some() {
+            return Ok(DeleteOutcome::AlreadyDeleted(current));
+        }
+        if current.sender_id != by && !moderates(&member) {
+            return Err(ChatError::NotSender);
+        }
+        self.messages
+            .delete_message(conversation, message, by, self.clock.now())
+            .await?
+            .ok_or(ChatError::MessageNotFound)
+    }
+
+    /// `user` adds (`on`) or removes their reaction `emoji` on `message`. Refused: not a
+    /// member, no such message here, deleted (`MessageDeleted`), not one emoji (`Invalid`).
+    /// Adding what is there or removing what is not changes nothing (`changed: false`).
+    pub async fn react(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        message: MessageId,
+        emoji: &str,
+        on: bool,
+    ) -> Result<ReactionChange, ChatError> {
+        self.require_member(conversation, user).await?;
+        let emoji = Emoji::parse(emoji)?;
+        let current = self.existing(conversation, message).await?;
+        if current.deleted_at.is_some() {
+            return Err(ChatError::MessageDeleted);
+        }
+        let outcome = self
+            .messages
+            .set_reaction(conversation, message, user, &emoji, on, self.clock.now())
+            .await?
+            .ok_or(ChatError::MessageDeleted)?;
+        let reactions = self
+            .reactions(conversation, &[message], user)
+            .await?
+            .remove(&message)
+            .unwrap_or_default();
+        Ok(ReactionChange {
+            message: outcome.message,
+            reactions,
+            changed: outcome.changed,
+        })
+    }
+
+    /// The reactions to `messages` as `viewer` sees them, by message (messages without any
+    /// are absent). One store call for the whole page.
+    pub async fn reactions(
+        &self,
+        conversation: ConversationId,
+        messages: &[MessageId],
+        viewer: UserId,
+    ) -> Result<HashMap<MessageId, Vec<ReactionCount>>, ChatError> {
+        if messages.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .messages
+            .reactions_of(conversation, messages, viewer, REACTION_USERS_SHOWN)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// For member `me`: the messages of `conversation` changed after change `after`, in
+    /// change order, at most `limit` (recovery's second cursor).
+    pub async fn changes_after(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, ChatError> {
+        self.require_member(conversation, me).await?;
+        let limit = limit.clamp(1, self.limits.max_page_size);
+        Ok(self
+            .messages
+            .changes_after(conversation, after.max(0), limit)
+            .await?)
+    }
+
+    async fn require_member(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Result<Participant, ChatError> {
+        self.conversations
+            .participant(conversation, user)
+            .await?
+            .ok_or(ChatError::NotParticipant)
+    }
+
+    async fn existing(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> Result<Message, ChatError> {
+        self.messages
+            .message(conversation, message)
+            .await?
+            .ok_or(ChatError::MessageNotFound)
+    }
+}
+
+/// Owners and admins delete anyone's message in a group (a direct conversation has two
+/// plain members, so there only one's own).
+fn moderates(member: &Participant) -> bool {
+    matches!(member.role, Role::Owner | Role::Admin)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::message::{ContentType, ReactionOutcome};
+    use crate::ports::{MockClock, MockConversationStore, MockMessageStore};
+    use chrono::{DateTime, Duration, TimeZone, Utc};
+    use mockall::predicate::{always, eq};
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 3, 0, 0, 0).unwrap()
+    }
+
+    const WINDOW: u64 = 3600;
+
+    fn message(conversation: ConversationId, sender: UserId, age: Duration) -> Message {
+        Message {
+            id: MessageId::new(),
+            conversation_id: conversation,
+            seq: 1,
+            sender_id: sender,
+            client_msg_id: None,
+            content: "hello".into(),
+            content_type: ContentType::Text,
+            reply_to: None,
+            created_at: t0() - age,
+            edited_at: None,
+            deleted_at: None,
+            deleted_by: None,
+            change_seq: 0,
+        }
+    }
+
+    struct World {
+        messages: MockMessageStore,
+        conversations: MockConversationStore,
+        conversation: ConversationId,
+    }
+
+    impl World {
+        fn new() -> Self {
+            Self {
+                messages: MockMessageStore::new(),
+                conversations: MockConversationStore::new(),
+                conversation: ConversationId::new(),
+            }
+        }
+
+        fn member(mut self, user: UserId, role: Role) -> Self {
+            self.conversations
+                .expect_participant()
+                .with(eq(self.conversation), eq(user))
+                .returning(move |conversation_id, user_id| {
+                    Ok(Some(Participant {
+                        conversation_id,
+                        user_id,
+                        role,
+                        joined_at: t0(),
+                        delivered_seq: 0,
+                        read_seq: 0,
+                    }))
+                });
+            self
+        }
+
+        fn outsider(mut self, user: UserId) -> Self {
+            self.conversations
+                .expect_participant()
+                .with(eq(self.conversation), eq(user))
+                .returning(|_, _| Ok(None));
+            self
+        }
+
+        fn holding(mut self, m: &Message) -> Self {
+            let m = m.clone();
+            self.messages
+                .expect_message()
+                .with(eq(self.conversation), eq(m.id))
+                .returning(move |_, _| Ok(Some(m.clone())));
+            self
+        }
+
+        fn without(mut self, id: MessageId) -> Self {
+            self.messages
+                .expect_message()
+                .with(eq(self.conversation), eq(id))
+                .returning(|_, _| Ok(None));
+            self
+        }
+
+        fn service(self) -> (LifecycleService, ConversationId) {
+            self.service_with(WINDOW)
+        }
+
+        fn service_with(self, edit_window_secs: u64) -> (LifecycleService, ConversationId) {
+            let mut clock = MockClock::new();
+            clock.expect_now().returning(t0);
+            (
+                LifecycleService::new(
+                    Arc::new(self.messages),
+                    Arc::new(self.conversations),
+                    Arc::new(clock),
+                    Limits {
+                        max_content_chars: 20,
+                        edit_window_secs,
+                        ..Limits::default()
+                    },
+                ),
+                self.conversation,
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sender_edits_within_the_window_and_the_store_writes_it_once() {
+        let me = UserId::new();
+        let mut w = World::new().member(me, Role::Member);
+        let m = message(w.conversation, me, Duration::seconds(60));
+        w = w.holding(&m);
+        let id = m.id;
+        w.messages
+            .expect_edit_message()
+            .withf(move |_, mid, content, at| {
+                *mid == id && content.as_str() == "fixed" && *at == t0()
+            })
+            .times(1)
+            .returning(move |_, _, content, at| {
+                let mut edited = m.clone();
+                edited.content = content.as_str().to_owned();
+                edited.edited_at = Some(at);
+                edited.change_seq = 1;
+                Ok(Some(edited))
+            });
+        let (svc, c) = w.service();
+        let EditOutcome::Edited(edited) = svc.edit(me, c, id, "fixed").await.unwrap() else {
+            panic!("not edited");
+        };
+        assert_eq!((edited.content.as_str(), edited.change_seq), ("fixed", 1));
+    }
+
+    #[tokio::test]
+    async fn the_same_content_again_writes_nothing() {
+        let me = UserId::new();
+        let mut w = World::new().member(me, Role::Member);
+        let m = message(w.conversation, me, Duration::seconds(1));
+        w = w.holding(&m);
+        w.messages.expect_edit_message().never();
+        let (svc, c) = w.service();
+        assert_eq!(
+            svc.edit(me, c, m.id, "hello").await.unwrap(),
+            EditOutcome::Unchanged(m)
+        );
+    }
+
+    #[tokio::test]
+    async fn edits_that_the_rules_refuse_write_nothing() {
+        let (me, other, outsider) = (UserId::new(), UserId::new(), UserId::new());
+        let conversation = ConversationId::new();
+        let theirs = message(conversation, other, Duration::seconds(1));
+        let old = message(conversation, me, Duration::seconds(WINDOW as i64));
+        let mut deleted = message(conversation, me, Duration::seconds(1));
+        deleted.deleted_at = Some(t0());
+        let mine = message(conversation, me, Duration::seconds(1));
+        let missing = MessageId::new();
+        let mut w = World::new();
+        w.conversation = conversation;
+        let mut w = w
+            .member(me, Role::Owner)
+            .outsider(outsider)
+            .holding(&theirs)
+            .holding(&old)
+            .holding(&deleted)
+            .holding(&mine)
+            .without(missing);
+        w.messages.expect_edit_message().never();
+        let (svc, c) = w.service();
+        assert!(matches!(
+            svc.edit(me, c, theirs.id, "x").await,
+            Err(ChatError::NotSender)
+        ));
+        assert!(matches!(
+            svc.edit(me, c, old.id, "x").await,
+            Err(ChatError::EditWindowClosed)
+        ));
+        assert!(matches!(
+            svc.edit(me, c, deleted.id, "x").await,
+            Err(ChatError::MessageDeleted)
+        ));
+        assert!(matches!(
+            svc.edit(me, c, missing, "x").await,
+            Err(ChatError::MessageNotFound)
+        ));
+        assert!(matches!(
+            svc.edit(me, c, mine.id, "  ").await,
+            Err(ChatError::Invalid(_))
+        ));
+        assert!(matches!(
+            svc.edit(me, c, mine.id, &"x".repeat(21)).await,
+            Err(ChatError::Invalid(_))
+        ));
+        assert!(matches!(
+            svc.edit(outsider, c, mine.id, "x").await,
+            Err(ChatError::NotParticipant)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_window_of_zero_never_closes() {
+        let me = UserId::new();
+        let mut w = World::new().member(me, Role::Member);
+        let m = message(w.conversation, me, Duration::days(400));
+        w = w.holding(&m);
+        let edited = m.clone();
+        w.messages
+            .expect_edit_message()
+            .times(1)
+            .returning(move |_, _, _, _| Ok(Some(edited.clone())));
+        let (svc, c) = w.service_with(0);
+        assert!(matches!(
+            svc.edit(me, c, m.id, "new").await,
+            Ok(EditOutcome::Edited(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_deletion_between_the_read_and_the_write_is_a_conflict() {
+        let me = UserId::new();
+        let mut w = World::new().member(me, Role::Member);
+        let m = message(w.conversation, me, Duration::seconds(1));
+        w = w.holding(&m);
+        w.messages
+            .expect_edit_message()
+            .returning(|_, _, _, _| Ok(None));
+        let (svc, c) = w.service();
+        assert!(matches!(
+            svc.edit(me, c, m.id, "x").await,
+            Err(ChatError::MessageDeleted)
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_sender_deletes_their_own_and_a_group_admin_anyones_but_a_member_not() {
+        let (me, admin, member) = (UserId::new(), UserId::new(), UserId::new());
+        let mut w = World::new()
+            .member(me, Role::Member)
+            .member(admin, Role::Admin)
+            .member(member, Role::Member);
+        let mine = message(w.conversation, me, Duration::seconds(1));
+        w = w.holding(&mine);
+        let id = mine.id;
+        let tomb = |by: UserId, m: &Message| {
+            let mut t = m.clone();
+            t.content.clear();
+            t.deleted_at = Some(t0());
+            t.deleted_by = Some(by);
+            t.change_seq = 1;
+            t
+        };
+        let (by_me, by_admin) = (tomb(me, &mine), tomb(admin, &mine));
+        w.messages
+            .expect_delete_message()
+            .with(always(), eq(id), eq(me), eq(t0()))
+            .times(1)
+            .returning(move |_, _, _, _| Ok(Some(DeleteOutcome::Deleted(by_me.clone()))));
+        w.messages
+            .expect_delete_message()
+            .with(always(), eq(id), eq(admin), eq(t0()))
+            .times(1)
+            .returning(move |_, _, _, _| Ok(Some(DeleteOutcome::Deleted(by_admin.clone()))));
+        w.messages
+            .expect_delete_message()
+            .with(always(), always(), eq(member), always())
+            .never();
+        let (svc, c) = w.service();
+        assert!(matches!(
+            svc.delete(member, c, id).await,
+            Err(ChatError::NotSender)
+        ));
+        assert!(
+            matches!(svc.delete(me, c, id).await.unwrap(), DeleteOutcome::Deleted(t) if t.deleted_by == Some(me))
+        );
+        assert!(
+            matches!(svc.delete(admin, c, id).await.unwrap(), DeleteOutcome::Deleted(t) if t.deleted_by == Some(admin))
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_a_deleted_message_again_changes_nothing() {
+        let me = UserId::new();
+        let mut w = World::new().member(me, Role::Member);
+        let mut m = message(w.conversation, me, Duration::seconds(1));
+        m.deleted_at = Some(t0());
+        w = w.holding(&m);
+        w.messages.expect_delete_message().never();
+        let (svc, c) = w.service();
+        assert_eq!(
+            svc.delete(me, c, m.id).await.unwrap(),
+            DeleteOutcome::AlreadyDeleted(m)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reaction_is_one_validated_emoji_on_a_live_message() {
+        let me = UserId::new();
+        let mut w = World::new().member(me, Role::Member);
+        let live = message(w.conversation, me, Duration::seconds(1));
+        let mut gone = message(w.conversation, me, Duration::seconds(1));
+        gone.deleted_at = Some(t0());
+        w = w.holding(&live).holding(&gone);
+        let id = live.id;
+        let after = live.clone();
+        w.messages
+            .expect_set_reaction()
+            .withf(move |_, mid, user, emoji, on, _| {
+                *mid == id && *user == me && emoji.as_str() == "\u{1F44D}" && *on
+            })
+            .times(1)
+            .returning(move |_, _, _, _, _, _| {
+                Ok(Some(ReactionOutcome {
+                    message: after.clone(),
+                    changed: true,
+                }))
+            });
+        w.messages
+            .expect_reactions_of()
+            .withf(move |_, ids, viewer, bound| {
+                ids == [id] && *viewer == me && *bound == REACTION_USERS_SHOWN
+            })
+            .times(1)
+            .returning(move |_, _, _, _| {
+                Ok(vec![(
+                    id,
+                    vec![ReactionCount {
+                        emoji: "\u{1F44D}".into(),
+                        count: 1,
+                        user_ids: vec![me],
+                        me: true,
+                    }],
+                )])
+            });
+        let (svc, c) = w.service();
+        let change = svc.react(me, c, id, "\u{1F44D}", true).await.unwrap();
+        assert!(change.changed);
+        assert_eq!(change.reactions[0].count, 1);
+        assert!(matches!(
+            svc.react(me, c, id, "lol", true).await,
+            Err(ChatError::Invalid(_))
+        ));
+        assert!(matches!(
+            svc.react(me, c, gone.id, "\u{1F44D}", true).await,
+            Err(ChatError::MessageDeleted)
+        ));
+    }
+
+    #[tokio::test]
+    async fn changes_are_read_for_members_only_with_a_bounded_page() {
+        let (me, outsider) = (UserId::new(), UserId::new());
+        let mut w = World::new().member(me, Role::Member).outsider(outsider);
+        w.messages
+            .expect_changes_after()
+            .with(always(), eq(4), eq(100))
+            .times(1)
+            .returning(|_, _, _| Ok(vec![]));
+        let (svc, c) = w.service();
+        assert!(svc
+            .changes_after(me, c, 4, 10_000)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(matches!(
+            svc.changes_after(outsider, c, 0, 10).await,
+            Err(ChatError::NotParticipant)
+        ));
+    }
+}
