@@ -27,6 +27,9 @@ pub enum ErrorCode {
     NotParticipant,
     /// The caller's role does not allow this (403), or an `Origin` refused at the upgrade.
     Forbidden,
+    /// Only the message's sender may do this (403): edit it, or delete it outside a group
+    /// where the caller is an owner or admin.
+    NotSender,
     /// A named user does not exist (404).
     UserNotFound,
     /// A named message is not in the conversation (REST 404).
@@ -43,6 +46,10 @@ pub enum ErrorCode {
     TempIdConflict,
     /// The user is a member already (409).
     AlreadyMember,
+    /// The message is deleted: it cannot be edited or reacted to (409).
+    MessageDeleted,
+    /// The message is older than the edit window (409).
+    EditWindowClosed,
     /// The body is larger than the limit (413).
     PayloadTooLarge,
     /// A missing or malformed field, or a value the rules refuse (REST 422).
@@ -59,7 +66,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 26] = [
         Self::MalformedJson,
         Self::InvalidBody,
         Self::InvalidJson,
@@ -69,6 +76,7 @@ impl ErrorCode {
         Self::InvalidRefreshToken,
         Self::NotParticipant,
         Self::Forbidden,
+        Self::NotSender,
         Self::UserNotFound,
         Self::MessageNotFound,
         Self::NotAMember,
@@ -77,6 +85,8 @@ impl ErrorCode {
         Self::EmailTaken,
         Self::TempIdConflict,
         Self::AlreadyMember,
+        Self::MessageDeleted,
+        Self::EditWindowClosed,
         Self::PayloadTooLarge,
         Self::ValidationFailed,
         Self::NotAGroup,
@@ -97,6 +107,7 @@ impl ErrorCode {
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::NotParticipant => "not_participant",
             Self::Forbidden => "forbidden",
+            Self::NotSender => "not_sender",
             Self::UserNotFound => "user_not_found",
             Self::MessageNotFound => "message_not_found",
             Self::NotAMember => "not_a_member",
@@ -105,6 +116,8 @@ impl ErrorCode {
             Self::EmailTaken => "email_taken",
             Self::TempIdConflict => "temp_id_conflict",
             Self::AlreadyMember => "already_member",
+            Self::MessageDeleted => "message_deleted",
+            Self::EditWindowClosed => "edit_window_closed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::ValidationFailed => "validation_failed",
             Self::NotAGroup => "not_a_group",

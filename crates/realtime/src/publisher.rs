@@ -223,6 +223,8 @@ mod tests {
             created_at: Utc::now(),
             edited_at: None,
             deleted_at: None,
+            change_seq: 0,
+            deleted_by: None,
         }
     }
 
@@ -236,6 +238,7 @@ mod tests {
                 created_at: Utc::now(),
                 last_seq: 0,
                 last_message_at: None,
+                last_change: 0,
             },
             participants: vec![],
         }

@@ -780,6 +780,7 @@ mod tests {
             read_seq: last_seq,
             peer_delivered_seq: last_seq,
             peer_read_seq: last_seq,
+            last_change: 0,
         }
     }
 
@@ -817,6 +818,8 @@ mod tests {
                 created_at: chrono::Utc::now(),
                 edited_at: None,
                 deleted_at: None,
+                change_seq: 0,
+                deleted_by: None,
             },
             status: MessageStatus::Sent,
         }

@@ -41,6 +41,15 @@ pub enum ApiError {
     /// The caller's role does not allow this (403).
     #[error("{0}")]
     Forbidden(&'static str),
+    /// Only the message's sender may do this (403).
+    #[error("only the sender may do this to a message")]
+    NotSender,
+    /// The message is deleted (409).
+    #[error("the message is deleted")]
+    MessageDeleted,
+    /// The message is older than the edit window (409).
+    #[error("the message is too old to edit")]
+    EditWindowClosed,
     /// A named user does not exist (404).
     #[error("user not found")]
     UserNotFound,
@@ -129,6 +138,9 @@ impl ApiError {
             Self::InvalidRefreshToken => ErrorCode::InvalidRefreshToken,
             Self::NotParticipant => ErrorCode::NotParticipant,
             Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotSender => ErrorCode::NotSender,
+            Self::MessageDeleted => ErrorCode::MessageDeleted,
+            Self::EditWindowClosed => ErrorCode::EditWindowClosed,
             Self::UserNotFound => ErrorCode::UserNotFound,
             Self::MessageNotFound => ErrorCode::MessageNotFound,
             Self::NotAMember => ErrorCode::NotAMember,
@@ -153,12 +165,16 @@ impl ApiError {
             Self::Unauthorized | Self::InvalidCredentials | Self::InvalidRefreshToken => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::NotParticipant | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotParticipant | Self::Forbidden(_) | Self::NotSender => StatusCode::FORBIDDEN,
             Self::UserNotFound | Self::MessageNotFound | Self::NotAMember | Self::NotFound => {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::EmailTaken | Self::TempIdConflict | Self::AlreadyMember => StatusCode::CONFLICT,
+            Self::EmailTaken
+            | Self::TempIdConflict
+            | Self::AlreadyMember
+            | Self::MessageDeleted
+            | Self::EditWindowClosed => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation { .. } | Self::NotAGroup | Self::GroupFull(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -247,6 +263,9 @@ impl From<ChatError> for ApiError {
             ChatError::Invalid(field) => field.into(),
             ChatError::NotParticipant => Self::NotParticipant,
             ChatError::Forbidden(why) => Self::Forbidden(why),
+            ChatError::NotSender => Self::NotSender,
+            ChatError::MessageDeleted => Self::MessageDeleted,
+            ChatError::EditWindowClosed => Self::EditWindowClosed,
             ChatError::UserNotFound => Self::UserNotFound,
             ChatError::MessageNotFound => Self::MessageNotFound,
             ChatError::NotAMember => Self::NotAMember,
@@ -314,6 +333,9 @@ mod tests {
             ),
             (ChatError::NotParticipant, 403, "not_participant"),
             (ChatError::Forbidden("no"), 403, "forbidden"),
+            (ChatError::NotSender, 403, "not_sender"),
+            (ChatError::MessageDeleted, 409, "message_deleted"),
+            (ChatError::EditWindowClosed, 409, "edit_window_closed"),
             (ChatError::UserNotFound, 404, "user_not_found"),
             (ChatError::MessageNotFound, 404, "message_not_found"),
             (ChatError::NotAMember, 404, "not_a_member"),

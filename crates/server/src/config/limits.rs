@@ -14,6 +14,8 @@ pub struct LimitSettings {
     pub max_page_size: NonZeroU32,
     /// Most members of a group, owner included.
     pub max_group_members: usize,
+    /// How long after sending a message its sender may edit it, in seconds; 0 = always.
+    pub edit_window_secs: u64,
 }
 
 impl Default for LimitSettings {
@@ -23,6 +25,7 @@ impl Default for LimitSettings {
             max_content_chars: limits.max_content_chars,
             max_page_size: nonzero::u32(limits.max_page_size),
             max_group_members: limits.max_group_members,
+            edit_window_secs: limits.edit_window_secs,
         }
     }
 }
@@ -33,6 +36,7 @@ impl From<&LimitSettings> for domain::Limits {
             max_content_chars: s.max_content_chars,
             max_page_size: s.max_page_size.get(),
             max_group_members: s.max_group_members,
+            edit_window_secs: s.edit_window_secs,
         }
     }
 }
