@@ -77,7 +77,7 @@ async fn data_survives_closing_and_reopening_the_file() {
 async fn migrations_run_once_and_opening_twice_is_harmless() {
     let dir = temp_dir();
     let path = dir.path().join("chat.db");
-    assert_eq!(run_migrations(&path).await.unwrap(), 2);
+    assert_eq!(run_migrations(&path).await.unwrap(), 3);
     assert_eq!(run_migrations(&path).await.unwrap(), 0);
     let first = open(&path).await;
     let a = user(&store(&first), "A").await;
