@@ -173,6 +173,18 @@ async fn two_stores_on_one_file_lose_no_concurrent_watermark_update() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_take_distinct_consecutive_change_numbers() {
+    let dir = temp_dir();
+    let path = dir.path().join("chat.db");
+    let (first, second) = (open(&path).await, open(&path).await);
+    storage_contract::lifecycle::concurrent_changes_through_two_stores_get_distinct_consecutive_numbers(
+        store(&first),
+        store(&second),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_batch_that_fails_commits_none_of_its_messages() {
     let dir = temp_dir();
