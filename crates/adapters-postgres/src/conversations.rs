@@ -47,6 +47,7 @@ type SnapshotRow = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<i64>,
     i64,
     i64,
 );
@@ -339,7 +340,8 @@ impl ConversationStore for PostgresStorage {
             let Some(conversation) = row.6 else {
                 continue; // a user in no conversation
             };
-            let (Some(last_seq), Some(delivered_seq), Some(read_seq)) = (row.7, row.8, row.9)
+            let (Some(last_seq), Some(last_change), Some(delivered_seq), Some(read_seq)) =
+                (row.7, row.8, row.9, row.10)
             else {
                 return Err(StorageError::msg(format!(
                     "membership of {conversation} without its conversation"
@@ -350,8 +352,9 @@ impl ConversationStore for PostgresStorage {
                 last_seq,
                 delivered_seq,
                 read_seq,
-                peer_delivered_seq: row.10,
-                peer_read_seq: row.11,
+                peer_delivered_seq: row.11,
+                peer_read_seq: row.12,
+                last_change,
             });
         }
         Ok(account.map(|user| SessionSnapshot {

@@ -2,6 +2,7 @@
 
 mod activity;
 mod conversations;
+mod lifecycle;
 mod messages;
 mod migrate;
 mod prepared;

@@ -1,4 +1,5 @@
-//! Messages: gap-free, idempotent batch appends and history.
+//! Messages: gap-free, idempotent batch appends and history; the lifecycle (edits,
+//! deletions, reactions) is in `lifecycle.rs`.
 
 use crate::prepared::{ExistingKeys, InsertMessages, LockConversations, UpdateConversations};
 use crate::receipts::{self, Targets};
@@ -10,9 +11,12 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use domain::message::{AppendOutcome, AppendRejection, Message, NewMessage};
+use domain::message::{
+    AppendOutcome, AppendRejection, DeleteOutcome, Emoji, Message, MessageContent, NewMessage,
+    ReactionCount, ReactionOutcome,
+};
 use domain::ports::MessageStore;
-use domain::{ConversationId, MessageId, StorageError};
+use domain::{ConversationId, MessageId, StorageError, UserId};
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
@@ -121,6 +125,58 @@ impl MessageStore for PostgresStorage {
             .optional()
             .map_err(db)?;
         row.map(Message::try_from).transpose()
+    }
+
+    async fn edit_message(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+        content: &MessageContent,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Message>, StorageError> {
+        self.edit(conversation, message, content.as_str(), at).await
+    }
+
+    async fn delete_message(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+        by: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<DeleteOutcome>, StorageError> {
+        self.delete(conversation, message, by, at).await
+    }
+
+    async fn set_reaction(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+        user: UserId,
+        emoji: &Emoji,
+        on: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ReactionOutcome>, StorageError> {
+        self.react(conversation, message, user, emoji, on, at).await
+    }
+
+    async fn reactions_of(
+        &self,
+        conversation: ConversationId,
+        messages: &[MessageId],
+        viewer: UserId,
+        user_bound: u32,
+    ) -> Result<Vec<(MessageId, Vec<ReactionCount>)>, StorageError> {
+        self.reactions(conversation, messages, viewer, user_bound)
+            .await
+    }
+
+    async fn changes_after(
+        &self,
+        conversation: ConversationId,
+        after_change: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StorageError> {
+        self.changes(conversation, after_change, limit).await
     }
 }
 

@@ -25,7 +25,7 @@
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::{Error, QueryResult};
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Untyped};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Untyped};
 use uuid::Uuid;
 
 type SqlUuid = diesel::sql_types::Uuid;
@@ -213,7 +213,7 @@ RETURNING p.conversation_id, p.user_id, p.role, p.joined_at, p.delivered_seq, p.
 
 statement! {
     /// A session's snapshot: the account, then one row per conversation of the user with
-    /// its `last_seq`, the user's watermarks (delivered at least read) and the lowest of the
+    /// its `last_seq` and `last_change`, the user's watermarks (delivered at least read) and the lowest of the
     /// other members' (0 when alone). A user in no conversation gets one row whose
     /// membership columns are NULL; an unknown user, none.
     ///
@@ -234,11 +234,13 @@ statement! {
         Nullable<BigInt>,
         Nullable<BigInt>,
         Nullable<BigInt>,
+        Nullable<BigInt>,
         BigInt,
         BigInt,
     ) = "\
 SELECT u.id, u.email, u.display_name, u.avatar_url, u.created_at, u.last_seen_at,
-    me.conversation_id, c.last_seq, GREATEST(me.delivered_seq, me.read_seq), me.read_seq,
+    me.conversation_id, c.last_seq, c.last_change,
+    GREATEST(me.delivered_seq, me.read_seq), me.read_seq,
     COALESCE(peers.delivered_seq, 0), COALESCE(peers.read_seq, 0)
 FROM users u
 LEFT JOIN LATERAL (
@@ -246,7 +248,7 @@ LEFT JOIN LATERAL (
     FROM participants p WHERE p.user_id = u.id OFFSET 0
 ) me ON true
 LEFT JOIN LATERAL (
-    SELECT last_seq FROM conversations WHERE id = me.conversation_id OFFSET 0
+    SELECT last_seq, last_change FROM conversations WHERE id = me.conversation_id OFFSET 0
 ) c ON true
 LEFT JOIN LATERAL (
     SELECT MIN(GREATEST(o.delivered_seq, o.read_seq)) AS delivered_seq,
@@ -267,7 +269,7 @@ statement! {
     ConversationDetails<'a> { id: &'a Uuid => SqlUuid }
     -> Untyped = "\
 SELECT c.id, c.kind, c.title, c.created_by, c.created_at, c.last_seq, c.last_message_at,
-    m.user_id, m.role, m.joined_at, m.delivered_seq, m.read_seq,
+    c.last_change, m.user_id, m.role, m.joined_at, m.delivered_seq, m.read_seq,
     m.display_name, m.email, m.avatar_url, m.last_seen_at
 FROM conversations c
 LEFT JOIN LATERAL (
@@ -311,6 +313,145 @@ statement! {
     -> Untyped = "\
 UPDATE users SET last_seen_at = ?
 WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)";
+}
+
+statement! {
+    /// Takes a conversation's next change number (`last_change + 1`) for an edit, deletion
+    /// or reaction. The row stays locked (`FOR NO KEY UPDATE`, like an append's lock) until
+    /// the transaction ends, so no other change of the conversation, on any node, takes a
+    /// number in between; a transaction that then changes nothing rolls back and gives the
+    /// number back. No row for an unknown conversation.
+    TakeChange<'a> { id: &'a Uuid => SqlUuid }
+    -> BigInt = "\
+UPDATE conversations SET last_change = last_change + 1 WHERE id = ? RETURNING last_change";
+}
+
+statement! {
+    /// Edits a message of the conversation unless it is deleted: the `MessageRow` after,
+    /// or none.
+    EditMessage<'a> {
+        content: &'a str => Text,
+        at: &'a chrono::DateTime<chrono::Utc> => Timestamptz,
+        change: &'a i64 => BigInt,
+        id: &'a Uuid => SqlUuid,
+        conversation: &'a Uuid => SqlUuid,
+    }
+    -> Untyped = "\
+UPDATE messages SET content = ?, edited_at = ?, change_seq = ?
+WHERE id = ? AND conversation_id = ? AND deleted_at IS NULL
+RETURNING *";
+}
+
+statement! {
+    /// Deletes a message of the conversation unless it is deleted already: its content
+    /// erased, its reactions removed, the tombstone (`MessageRow`) returned; none when
+    /// there is no live message to delete. The reactions are found by the primary key's
+    /// prefix, with the erased row's id as a one-time parameter (a scalar subquery, never
+    /// a join a generic plan could get wrong).
+    EraseMessage<'a> {
+        at: &'a chrono::DateTime<chrono::Utc> => Timestamptz,
+        by: &'a Uuid => SqlUuid,
+        change: &'a i64 => BigInt,
+        id: &'a Uuid => SqlUuid,
+        conversation: &'a Uuid => SqlUuid,
+    }
+    -> Untyped = "\
+WITH erased AS (
+    UPDATE messages SET content = '', deleted_at = ?, deleted_by = ?, change_seq = ?
+    WHERE id = ? AND conversation_id = ? AND deleted_at IS NULL
+    RETURNING *
+), unreacted AS (
+    DELETE FROM reactions WHERE message_id = (SELECT id FROM erased)
+)
+SELECT * FROM erased";
+}
+
+statement! {
+    /// Adds a reaction to a live message of the conversation, stamping the change number on
+    /// both: the message (`MessageRow`) after, or none when nothing was added (the reaction
+    /// was there, or there is no live message).
+    ReactOn<'a> {
+        user: &'a Uuid => SqlUuid,
+        emoji: &'a str => Text,
+        change: &'a i64 => BigInt,
+        at: &'a chrono::DateTime<chrono::Utc> => Timestamptz,
+        id: &'a Uuid => SqlUuid,
+        conversation: &'a Uuid => SqlUuid,
+    }
+    -> Untyped = "\
+WITH added AS (
+    INSERT INTO reactions (conversation_id, message_id, user_id, emoji, change_seq, created_at)
+    SELECT m.conversation_id, m.id, ?, ?, ?, ?
+    FROM messages m
+    WHERE m.id = ? AND m.conversation_id = ? AND m.deleted_at IS NULL
+    ON CONFLICT (message_id, user_id, emoji) DO NOTHING
+    RETURNING message_id, change_seq
+)
+UPDATE messages SET change_seq = (SELECT change_seq FROM added)
+WHERE id = (SELECT message_id FROM added)
+RETURNING *";
+}
+
+statement! {
+    /// Removes a reaction from a message of the conversation, stamping the change number on
+    /// the message: the message (`MessageRow`) after, or none when there was no such
+    /// reaction (a deleted message has none).
+    ReactOff<'a> {
+        id: &'a Uuid => SqlUuid,
+        user: &'a Uuid => SqlUuid,
+        emoji: &'a str => Text,
+        conversation: &'a Uuid => SqlUuid,
+        change: &'a i64 => BigInt,
+    }
+    -> Untyped = "\
+WITH removed AS (
+    DELETE FROM reactions
+    WHERE message_id = ? AND user_id = ? AND emoji = ? AND conversation_id = ?
+    RETURNING message_id
+)
+UPDATE messages SET change_seq = ?
+WHERE id = (SELECT message_id FROM removed) AND deleted_at IS NULL
+RETURNING *";
+}
+
+statement! {
+    /// The reactions to some messages of a conversation, one row per (message, emoji)
+    /// ([`ReactionRow`](crate::lifecycle::ReactionRow)s), a message's rows in the order its
+    /// emoji were first used: how many, the first `bound` users (by the change number that
+    /// added each), whether `viewer` is among ALL of them. One probe of the primary key's
+    /// prefix per message (`= ANY` of the array), whatever their number.
+    ReactionsOf<'a> {
+        bound: &'a i32 => Integer,
+        viewer: &'a Uuid => SqlUuid,
+        messages: &'a [Uuid] => Array<SqlUuid>,
+        conversation: &'a Uuid => SqlUuid,
+    }
+    -> Untyped = "\
+SELECT message_id, emoji, count(*) AS reactors,
+    (array_agg(user_id ORDER BY change_seq))[1:?::int4] AS user_ids,
+    bool_or(user_id = ?) AS me,
+    min(change_seq) AS first_use
+FROM reactions
+WHERE message_id = ANY(?::uuid[]) AND conversation_id = ?
+GROUP BY message_id, emoji
+ORDER BY message_id, first_use";
+}
+
+statement! {
+    /// The messages of a conversation changed after a change number, in change order
+    /// (`MessageRow`s). The literal `change_seq > 0` is what lets a generic plan use the
+    /// partial index `messages_conversation_id_change_seq_idx`: a parameter never proves
+    /// the index's condition.
+    ChangesAfter<'a> {
+        conversation: &'a Uuid => SqlUuid,
+        after: &'a i64 => BigInt,
+        limit: &'a i64 => BigInt,
+    }
+    -> Untyped = "\
+SELECT * FROM messages
+WHERE conversation_id = ? AND change_seq > 0 AND change_seq > ?
+ORDER BY change_seq
+LIMIT ?";
 }
 
 #[cfg(test)]
@@ -382,6 +523,47 @@ mod tests {
             sql_of(&SessionSnapshot { user: &id }),
             sql_of(&ConversationDetails { id: &id }),
             sql_of(&UnreadCounts { user: &id }),
+            sql_of(&TakeChange { id: &id }),
+            sql_of(&EditMessage {
+                content: "x",
+                at: &at,
+                change: &1,
+                id: &id,
+                conversation: &id,
+            }),
+            sql_of(&EraseMessage {
+                at: &at,
+                by: &id,
+                change: &1,
+                id: &id,
+                conversation: &id,
+            }),
+            sql_of(&ReactOn {
+                user: &id,
+                emoji: "x",
+                change: &1,
+                at: &at,
+                id: &id,
+                conversation: &id,
+            }),
+            sql_of(&ReactOff {
+                id: &id,
+                user: &id,
+                emoji: "x",
+                conversation: &id,
+                change: &1,
+            }),
+            sql_of(&ReactionsOf {
+                bound: &3,
+                viewer: &id,
+                messages: &ids,
+                conversation: &id,
+            }),
+            sql_of(&ChangesAfter {
+                conversation: &id,
+                after: &0,
+                limit: &10,
+            }),
         ] {
             assert!(cached, "{sql}");
             assert!(sql.contains("$1"), "{sql}");

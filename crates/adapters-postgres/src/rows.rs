@@ -69,6 +69,7 @@ pub(crate) struct ConversationRow {
     pub created_at: DateTime<Utc>,
     pub last_seq: i64,
     pub last_message_at: Option<DateTime<Utc>>,
+    pub last_change: i64,
 }
 
 impl TryFrom<ConversationRow> for Conversation {
@@ -82,6 +83,7 @@ impl TryFrom<ConversationRow> for Conversation {
             created_at: row.created_at,
             last_seq: row.last_seq,
             last_message_at: row.last_message_at,
+            last_change: row.last_change,
         })
     }
 }
@@ -140,6 +142,8 @@ pub(crate) struct MessageRow {
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
+    pub change_seq: i64,
+    pub deleted_by: Option<Uuid>,
 }
 
 impl TryFrom<MessageRow> for Message {
@@ -160,6 +164,8 @@ impl TryFrom<MessageRow> for Message {
             created_at: row.created_at,
             edited_at: row.edited_at,
             deleted_at: row.deleted_at,
+            deleted_by: row.deleted_by.map(UserId::from_uuid),
+            change_seq: row.change_seq,
         })
     }
 }

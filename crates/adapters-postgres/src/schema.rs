@@ -34,6 +34,7 @@ diesel::table! {
         last_seq -> Int8,
         last_message_at -> Nullable<Timestamptz>,
         direct_key -> Nullable<Text>,
+        last_change -> Int8,
     }
 }
 
@@ -61,6 +62,19 @@ diesel::table! {
         created_at -> Timestamptz,
         edited_at -> Nullable<Timestamptz>,
         deleted_at -> Nullable<Timestamptz>,
+        change_seq -> Int8,
+        deleted_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    reactions (message_id, user_id, emoji) {
+        conversation_id -> Uuid,
+        message_id -> Uuid,
+        user_id -> Uuid,
+        emoji -> Text,
+        change_seq -> Int8,
+        created_at -> Timestamptz,
     }
 }
 
@@ -68,11 +82,13 @@ diesel::joinable!(participants -> conversations (conversation_id));
 diesel::joinable!(participants -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(reactions -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     refresh_tokens,
     conversations,
     participants,
-    messages
+    messages,
+    reactions
 );

@@ -39,3 +39,14 @@ async fn concurrent_watermark_updates_of_one_row_lose_none() {
     )
     .await;
 }
+
+/// Two nodes changing messages of one conversation at once: one counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_through_two_stores_get_distinct_consecutive_numbers() {
+    let url = fresh_database().await;
+    let (node_a, node_b) = (connect(&url).await, connect(&url).await);
+    storage_contract::lifecycle::concurrent_changes_through_two_stores_get_distinct_consecutive_numbers(
+        node_a, node_b,
+    )
+    .await;
+}

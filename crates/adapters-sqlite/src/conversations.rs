@@ -290,8 +290,16 @@ impl ConversationStore for SqliteStorage {
                 hot::SessionSnapshot { user: &user }.load(conn)?;
             let mut account = None;
             let mut conversations = Vec::with_capacity(rows.len());
-            for (user_row, conversation, last_seq, delivered, read, peer_delivered, peer_read) in
-                rows
+            for (
+                user_row,
+                conversation,
+                last_seq,
+                last_change,
+                delivered,
+                read,
+                peer_delivered,
+                peer_read,
+            ) in rows
             {
                 if account.is_none() {
                     account = Some(user_row.into_user()?);
@@ -299,8 +307,8 @@ impl ConversationStore for SqliteStorage {
                 let Some(conversation) = conversation else {
                     continue; // a user in no conversation
                 };
-                let (Some(last_seq), Some(delivered_seq), Some(read_seq)) =
-                    (last_seq, delivered, read)
+                let (Some(last_seq), Some(last_change), Some(delivered_seq), Some(read_seq)) =
+                    (last_seq, last_change, delivered, read)
                 else {
                     return Err(corrupt(format!(
                         "membership of {conversation} without its conversation"
@@ -313,6 +321,7 @@ impl ConversationStore for SqliteStorage {
                     read_seq,
                     peer_delivered_seq: peer_delivered,
                     peer_read_seq: peer_read,
+                    last_change,
                 });
             }
             Ok(account.map(|user| SessionSnapshot {

@@ -82,7 +82,7 @@ impl QueryFragment<Sqlite> for RaiseWatermarks<'_> {
 }
 
 /// A session's snapshot (`ConversationStore::session_snapshot`): the account, then one row
-/// per conversation of the user with its `last_seq`, the user's watermarks (delivered at
+/// per conversation of the user with its `last_seq` and `last_change`, the user's watermarks (delivered at
 /// least read) and the lowest of the other members' (0 when alone). A user in no
 /// conversation gets one row whose membership columns are NULL; an unknown user, none.
 pub(crate) struct SessionSnapshot<'a> {
@@ -96,6 +96,7 @@ pub(crate) type SessionSnapshotRow = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<i64>,
     i64,
     i64,
 );
@@ -106,11 +107,13 @@ impl QueryId for SessionSnapshot<'_> {
 }
 
 impl Query for SessionSnapshot<'_> {
-    /// The columns of `UserRow` in its field order, then the conversation's id and
-    /// `last_seq`, the user's delivered and read watermarks and the other members' lowest.
+    /// The columns of `UserRow` in its field order, then the conversation's id, `last_seq`
+    /// and `last_change`, the user's delivered and read watermarks and the other members'
+    /// lowest.
     type SqlType = (
         (Text, Text, Text, Nullable<Text>, BigInt, Nullable<BigInt>),
         Nullable<Text>,
+        Nullable<BigInt>,
         Nullable<BigInt>,
         Nullable<BigInt>,
         Nullable<BigInt>,
@@ -126,7 +129,7 @@ impl QueryFragment<Sqlite> for SessionSnapshot<'_> {
         // Two-argument max() is SQLite's scalar maximum; one-argument min() the aggregate.
         out.push_sql(
             "SELECT u.id, u.email, u.display_name, u.avatar_url, u.created_at, u.last_seen_at, \
-             me.conversation_id, c.last_seq, max(me.delivered_seq, me.read_seq), me.read_seq, \
+             me.conversation_id, c.last_seq, c.last_change, max(me.delivered_seq, me.read_seq), me.read_seq, \
              coalesce(min(max(o.delivered_seq, o.read_seq)), 0), coalesce(min(o.read_seq), 0) \
              FROM users u \
              LEFT JOIN participants me ON me.user_id = u.id \
@@ -224,7 +227,7 @@ mod tests {
         conn.batch_execute(
             "INSERT INTO users VALUES ('v', 'v@x', 'V', 'h', NULL, 0, NULL);
              INSERT INTO users VALUES ('w', 'w@x', 'W', 'h', NULL, 0, NULL);
-             UPDATE conversations SET last_seq = 9 WHERE id = 'c';
+             UPDATE conversations SET last_seq = 9, last_change = 4 WHERE id = 'c';
              UPDATE participants SET delivered_seq = 9, read_seq = 8 WHERE user_id = 'u';
              INSERT INTO participants VALUES ('c', 'v', 'member', 0, 5, 6);",
         )
@@ -236,10 +239,12 @@ mod tests {
         };
         let rows = snapshot(&mut conn, "u");
         assert_eq!(rows.len(), 1);
-        let (user, conversation, last_seq, delivered, read, peer_delivered, peer_read) = &rows[0];
+        let (user, conversation, last_seq, last_change, delivered, read, peer_delivered, peer_read) =
+            &rows[0];
         assert_eq!(user.id, "u");
         assert_eq!(conversation.as_deref(), Some("c"));
-        assert_eq!((*last_seq, *delivered, *read), (Some(9), Some(9), Some(8)));
+        assert_eq!((*last_seq, *last_change), (Some(9), Some(4)));
+        assert_eq!((*delivered, *read), (Some(9), Some(8)));
         // v read past its delivered watermark: read implies delivered.
         assert_eq!((*peer_delivered, *peer_read), (6, 6));
         let rows = snapshot(&mut conn, "w");

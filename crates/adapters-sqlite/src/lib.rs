@@ -3,6 +3,7 @@
 mod connection;
 mod conversations;
 mod hot;
+mod lifecycle;
 mod messages;
 mod receipts;
 mod rows;

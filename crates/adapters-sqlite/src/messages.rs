@@ -1,16 +1,22 @@
-//! `MessageStore`: appending with gap-free seqs and idempotency keys, and history.
+//! `MessageStore`: appending with gap-free seqs and idempotency keys, history, and the
+//! lifecycle (edits, deletions, reactions; see `lifecycle.rs`).
 
 use crate::hot::{RaiseWatermarks, TakeSeq};
-use crate::rows::{convert, MessageRow};
+use crate::lifecycle::{self, Reaction};
+use crate::rows::{convert, micros, MessageRow};
 use crate::schema::messages;
 use crate::SqliteStorage;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::QueryResult;
 use diesel::sqlite::SqliteConnection;
-use domain::message::{AppendOutcome, AppendRejection, Message, NewMessage};
+use domain::message::{
+    AppendOutcome, AppendRejection, DeleteOutcome, Emoji, Message, MessageContent, NewMessage,
+    ReactionCount, ReactionOutcome,
+};
 use domain::ports::MessageStore;
-use domain::{ConversationId, MessageId, StorageError};
+use domain::{ConversationId, MessageId, StorageError, UserId};
 
 #[async_trait]
 impl MessageStore for SqliteStorage {
@@ -80,6 +86,84 @@ impl MessageStore for SqliteStorage {
                 .optional()?
                 .map(MessageRow::into_message)
                 .transpose()
+        })
+        .await
+    }
+
+    async fn edit_message(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+        content: &MessageContent,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Message>, StorageError> {
+        let (conversation, message) = (conversation.to_string(), message.to_string());
+        let (content, at) = (content.as_str().to_owned(), micros(at));
+        self.write(move |conn| lifecycle::edit(conn, &conversation, &message, &content, at))
+            .await
+    }
+
+    async fn delete_message(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+        by: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<DeleteOutcome>, StorageError> {
+        let (conversation, message) = (conversation.to_string(), message.to_string());
+        let (by, at) = (by.to_string(), micros(at));
+        self.write(move |conn| lifecycle::delete(conn, &conversation, &message, &by, at))
+            .await
+    }
+
+    async fn set_reaction(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+        user: UserId,
+        emoji: &Emoji,
+        on: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ReactionOutcome>, StorageError> {
+        let reaction = Reaction {
+            conversation: conversation.to_string(),
+            message: message.to_string(),
+            user: user.to_string(),
+            emoji: emoji.as_str().to_owned(),
+            on,
+            at: micros(at),
+        };
+        self.write(move |conn| lifecycle::react(conn, &reaction))
+            .await
+    }
+
+    async fn reactions_of(
+        &self,
+        conversation: ConversationId,
+        messages: &[MessageId],
+        viewer: UserId,
+        user_bound: u32,
+    ) -> Result<Vec<(MessageId, Vec<ReactionCount>)>, StorageError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let messages = messages.to_vec();
+        let (conversation, viewer) = (conversation.to_string(), viewer.to_string());
+        self.read(move |conn| {
+            lifecycle::reactions_of(conn, &conversation, &messages, &viewer, user_bound)
+        })
+        .await
+    }
+
+    async fn changes_after(
+        &self,
+        conversation: ConversationId,
+        after_change: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StorageError> {
+        let conversation = conversation.to_string();
+        self.read(move |conn| {
+            lifecycle::changes_after(conn, &conversation, after_change, i64::from(limit))
         })
         .await
     }

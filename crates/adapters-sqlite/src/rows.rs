@@ -114,6 +114,7 @@ pub(crate) struct ConversationRow {
     pub(crate) created_at: i64,
     pub(crate) last_seq: i64,
     pub(crate) last_message_at: Option<i64>,
+    pub(crate) last_change: i64,
 }
 
 impl ConversationRow {
@@ -126,6 +127,7 @@ impl ConversationRow {
             created_at: time(self.created_at)?,
             last_seq: self.last_seq,
             last_message_at: optional_time(self.last_message_at)?,
+            last_change: self.last_change,
         })
     }
 }
@@ -190,6 +192,8 @@ pub(crate) struct MessageRow {
     pub(crate) created_at: i64,
     pub(crate) edited_at: Option<i64>,
     pub(crate) deleted_at: Option<i64>,
+    pub(crate) change_seq: i64,
+    pub(crate) deleted_by: Option<String>,
 }
 
 impl MessageRow {
@@ -207,6 +211,8 @@ impl MessageRow {
             created_at: micros(new.created_at),
             edited_at: None,
             deleted_at: None,
+            change_seq: 0,
+            deleted_by: None,
         }
     }
 
@@ -223,6 +229,8 @@ impl MessageRow {
             created_at: time(self.created_at)?,
             edited_at: optional_time(self.edited_at)?,
             deleted_at: optional_time(self.deleted_at)?,
+            deleted_by: self.deleted_by.as_deref().map(id).transpose()?,
+            change_seq: self.change_seq,
         })
     }
 }

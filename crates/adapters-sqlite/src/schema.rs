@@ -34,6 +34,7 @@ diesel::table! {
         last_seq -> BigInt,
         last_message_at -> Nullable<BigInt>,
         direct_key -> Nullable<Text>,
+        last_change -> BigInt,
     }
 }
 
@@ -64,17 +65,32 @@ diesel::table! {
         created_at -> BigInt,
         edited_at -> Nullable<BigInt>,
         deleted_at -> Nullable<BigInt>,
+        change_seq -> BigInt,
+        deleted_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    reactions (message_id, user_id, emoji) {
+        conversation_id -> Text,
+        message_id -> Text,
+        user_id -> Text,
+        emoji -> Text,
+        change_seq -> BigInt,
+        created_at -> BigInt,
     }
 }
 
 diesel::joinable!(participants -> conversations (conversation_id));
 diesel::joinable!(participants -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(reactions -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     refresh_tokens,
     conversations,
     participants,
-    messages
+    messages,
+    reactions
 );

@@ -77,7 +77,7 @@ async fn data_survives_closing_and_reopening_the_file() {
 async fn migrations_run_once_and_opening_twice_is_harmless() {
     let dir = temp_dir();
     let path = dir.path().join("chat.db");
-    assert_eq!(run_migrations(&path).await.unwrap(), 2);
+    assert_eq!(run_migrations(&path).await.unwrap(), 3);
     assert_eq!(run_migrations(&path).await.unwrap(), 0);
     let first = open(&path).await;
     let a = user(&store(&first), "A").await;
@@ -167,6 +167,18 @@ async fn two_stores_on_one_file_lose_no_concurrent_watermark_update() {
     let path = dir.path().join("chat.db");
     let (first, second) = (open(&path).await, open(&path).await);
     storage_contract::concurrency::concurrent_watermark_updates_of_one_row_lose_none(
+        store(&first),
+        store(&second),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_take_distinct_consecutive_change_numbers() {
+    let dir = temp_dir();
+    let path = dir.path().join("chat.db");
+    let (first, second) = (open(&path).await, open(&path).await);
+    storage_contract::lifecycle::concurrent_changes_through_two_stores_get_distinct_consecutive_numbers(
         store(&first),
         store(&second),
     )

@@ -371,6 +371,7 @@ pub async fn the_session_snapshot_is_the_users_state_in_each_of_its_conversation
         read_seq: own.1,
         peer_delivered_seq: peers.0,
         peer_read_seq: peers.1,
+        last_change: 0,
     };
     let mut want = vec![
         state(ab, 4, (4, 4), (4, 3)),

@@ -15,6 +15,7 @@
 pub mod concurrency;
 pub mod conversations;
 pub mod fixtures;
+pub mod lifecycle;
 pub mod messages;
 pub mod receipts;
 pub mod tokens;
@@ -64,6 +65,15 @@ macro_rules! storage_contract_tests {
             messages::history_before_pages_newest_first,
             messages::history_after_pages_oldest_first,
             messages::a_message_is_only_found_in_its_own_conversation,
+            lifecycle::an_edit_sets_content_and_edited_at_and_takes_the_next_change_number,
+            lifecycle::editing_a_deleted_foreign_or_unknown_message_is_none_and_changes_nothing,
+            lifecycle::a_deletion_erases_content_and_reactions_and_leaves_a_tombstone,
+            lifecycle::deleting_twice_is_already_deleted_and_unknown_is_none,
+            lifecycle::reactions_go_on_and_off_and_only_a_change_takes_a_number,
+            lifecycle::reactions_of_orders_counts_and_bounds_but_me_sees_every_reactor,
+            lifecycle::changes_after_gives_each_changed_message_once_in_change_order,
+            lifecycle::concurrent_changes_of_one_conversation_get_distinct_consecutive_numbers,
+            lifecycle::history_lists_and_snapshots_show_edits_deletions_and_change_numbers,
             concurrency::fifty_concurrent_sends_get_seqs_one_to_fifty,
             concurrency::concurrent_retries_of_one_key_give_one_message_and_burn_no_seq,
             receipts::watermarks_only_move_forward,

@@ -70,6 +70,8 @@ pub async fn timestamps_and_fields_read_back_exactly(store: Store) {
         created_at: new.created_at,
         edited_at: None,
         deleted_at: None,
+        deleted_by: None,
+        change_seq: 0,
     };
     assert_eq!(m, want);
     assert_eq!(store.message(id, new.id).await.unwrap(), Some(want));

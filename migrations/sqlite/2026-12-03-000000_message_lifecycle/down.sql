@@ -1,0 +1,5 @@
+DROP TABLE reactions;
+DROP INDEX messages_conversation_id_change_seq;
+ALTER TABLE messages DROP COLUMN deleted_by;
+ALTER TABLE messages DROP COLUMN change_seq;
+ALTER TABLE conversations DROP COLUMN last_change;
