@@ -381,6 +381,53 @@ mod tests {
         ) -> Result<Option<Message>, StorageError> {
             Ok(None)
         }
+        // The batcher never changes a message: these are not called.
+        async fn edit_message(
+            &self,
+            _: ConversationId,
+            _: MessageId,
+            _: &MessageContent,
+            _: chrono::DateTime<Utc>,
+        ) -> Result<Option<Message>, StorageError> {
+            Ok(None)
+        }
+        async fn delete_message(
+            &self,
+            _: ConversationId,
+            _: MessageId,
+            _: UserId,
+            _: chrono::DateTime<Utc>,
+        ) -> Result<Option<domain::message::DeleteOutcome>, StorageError> {
+            Ok(None)
+        }
+        async fn set_reaction(
+            &self,
+            _: ConversationId,
+            _: MessageId,
+            _: UserId,
+            _: &domain::message::Emoji,
+            _: bool,
+            _: chrono::DateTime<Utc>,
+        ) -> Result<Option<domain::message::ReactionOutcome>, StorageError> {
+            Ok(None)
+        }
+        async fn reactions_of(
+            &self,
+            _: ConversationId,
+            _: &[MessageId],
+            _: UserId,
+            _: u32,
+        ) -> Result<Vec<(MessageId, Vec<domain::message::ReactionCount>)>, StorageError> {
+            Ok(vec![])
+        }
+        async fn changes_after(
+            &self,
+            _: ConversationId,
+            _: i64,
+            _: u32,
+        ) -> Result<Vec<Message>, StorageError> {
+            Ok(vec![])
+        }
     }
 
     fn service(messages: Arc<FakeMessages>) -> MessageService {

@@ -90,6 +90,7 @@ mod tests {
                 created_at: at(0),
                 last_seq: 0,
                 last_message_at: None,
+                last_change: 0,
             },
             participants: vec![member(a, None), member(b, Some(b_seen))],
         }

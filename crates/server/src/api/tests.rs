@@ -124,6 +124,7 @@ fn direct_between(id: ConversationId, a: UserId, b: UserId, last_seq: i64) -> Co
             created_at: at,
             last_seq,
             last_message_at: None,
+            last_change: 0,
         },
         participants: vec![member(a, last_seq), member(b, last_seq)],
     }
@@ -142,6 +143,8 @@ fn message(conversation_id: ConversationId, sender_id: UserId, seq: i64) -> Mess
         created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 1).unwrap(),
         edited_at: None,
         deleted_at: None,
+        change_seq: 0,
+        deleted_by: None,
     }
 }
 
