@@ -11,10 +11,10 @@
 //! nothing rolls back, giving its number back, so numbers stay consecutive.
 
 use crate::prepared::{
-    ChangesAfter, EditMessage, EraseMessage, ReactOff, ReactOn, ReactionsOf, TakeChange,
+    ChangesAfter, EditMessage, EraseMessage, MessageById, ReactOff, ReactOn, ReactionsOf,
+    TakeChange,
 };
 use crate::rows::MessageRow;
-use crate::schema::messages;
 use crate::{bigint, db, PostgresStorage};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -69,20 +69,20 @@ async fn take_change(
 }
 
 /// The message `message` of `conversation` as it is now, deleted or not.
-async fn stored(
+pub(crate) async fn stored(
     conn: &mut AsyncPgConnection,
     conversation: &Uuid,
     message: &Uuid,
 ) -> Result<Option<Message>, DieselError> {
-    messages::table
-        .filter(messages::id.eq(message))
-        .filter(messages::conversation_id.eq(conversation))
-        .select(MessageRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .map(message_of)
-        .transpose()
+    MessageById {
+        id: message,
+        conversation,
+    }
+    .get_result::<MessageRow>(conn)
+    .await
+    .optional()?
+    .map(message_of)
+    .transpose()
 }
 
 /// A row of [`ReactionsOf`].

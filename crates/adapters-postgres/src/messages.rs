@@ -115,16 +115,11 @@ impl MessageStore for PostgresStorage {
         id: ConversationId,
         message: MessageId,
     ) -> Result<Option<Message>, StorageError> {
+        // By primary key, then checked to be in the conversation (see `MessageById`).
         let mut conn = self.conn().await?;
-        let row = messages::table
-            .filter(messages::id.eq(message.as_uuid()))
-            .filter(messages::conversation_id.eq(id.as_uuid()))
-            .select(MessageRow::as_select())
-            .first(&mut conn)
+        crate::lifecycle::stored(&mut conn, &id.as_uuid(), &message.as_uuid())
             .await
-            .optional()
-            .map_err(db)?;
-        row.map(Message::try_from).transpose()
+            .map_err(db)
     }
 
     async fn edit_message(

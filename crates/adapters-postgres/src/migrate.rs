@@ -41,6 +41,30 @@ pub async fn revert_all_migrations(url: &str) -> Result<usize, StorageError> {
     .await
 }
 
+/// Applies pending migrations one at a time until `version` (a migration's folder-name
+/// prefix, `2026-12-02-000000`; dashes optional) is applied, and none after it; returns how
+/// many ran. How a database the release of that migration left behind looks, for upgrade
+/// tests.
+#[cfg(feature = "testing")]
+pub(crate) async fn run_migrations_to(url: &str, version: &str) -> Result<usize, StorageError> {
+    let wanted = version.replace('-', "");
+    under_migration_lock(url, move |harness| {
+        let mut ran = 0;
+        loop {
+            let applied = harness.applied_migrations()?;
+            if applied.iter().any(|v| v.to_string() == wanted) {
+                return Ok(ran);
+            }
+            if !harness.has_pending_migration(MIGRATIONS)? {
+                return Err(format!("no migration {wanted} to stop at").into());
+            }
+            harness.run_next_migration(MIGRATIONS)?;
+            ran += 1;
+        }
+    })
+    .await
+}
+
 /// Runs `work` on a fresh connection while holding the migration lock.
 async fn under_migration_lock<F>(url: &str, work: F) -> Result<usize, StorageError>
 where

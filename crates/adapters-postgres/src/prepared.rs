@@ -329,6 +329,12 @@ UPDATE conversations SET last_change = last_change + 1 WHERE id = ? RETURNING la
 statement! {
     /// Edits a message of the conversation unless it is deleted: the `MessageRow` after,
     /// or none.
+    ///
+    /// The message is found by its id alone, in a subquery of its own (`OFFSET 0`), and
+    /// only then checked to be in the conversation: with `id = ? AND conversation_id = ?`
+    /// side by side, a generic plan made on small tables took the `(conversation_id, seq)`
+    /// index with `id` as a filter, reading the whole conversation to find one message. The
+    /// same shape finds a message in every statement below; see [`MessageById`].
     EditMessage<'a> {
         content: &'a str => Text,
         at: &'a chrono::DateTime<chrono::Utc> => Timestamptz,
@@ -338,8 +344,22 @@ statement! {
     }
     -> Untyped = "\
 UPDATE messages SET content = ?, edited_at = ?, change_seq = ?
-WHERE id = ? AND conversation_id = ? AND deleted_at IS NULL
+WHERE id = (
+    SELECT id FROM (SELECT id, conversation_id FROM messages WHERE id = ? OFFSET 0) m
+    WHERE conversation_id = ?
+) AND deleted_at IS NULL
 RETURNING *";
+}
+
+statement! {
+    /// The message with this id if it is in this conversation (a `MessageRow`), deleted or
+    /// not. Found by primary key alone, then checked (see [`EditMessage`]).
+    MessageById<'a> {
+        id: &'a Uuid => SqlUuid,
+        conversation: &'a Uuid => SqlUuid,
+    }
+    -> Untyped = "\
+SELECT * FROM (SELECT * FROM messages WHERE id = ? OFFSET 0) m WHERE conversation_id = ?";
 }
 
 statement! {
@@ -358,7 +378,10 @@ statement! {
     -> Untyped = "\
 WITH erased AS (
     UPDATE messages SET content = '', deleted_at = ?, deleted_by = ?, change_seq = ?
-    WHERE id = ? AND conversation_id = ? AND deleted_at IS NULL
+    WHERE id = (
+        SELECT id FROM (SELECT id, conversation_id FROM messages WHERE id = ? OFFSET 0) m
+        WHERE conversation_id = ?
+    ) AND deleted_at IS NULL
     RETURNING *
 ), unreacted AS (
     DELETE FROM reactions WHERE message_id = (SELECT id FROM erased)
@@ -382,8 +405,8 @@ statement! {
 WITH added AS (
     INSERT INTO reactions (conversation_id, message_id, user_id, emoji, change_seq, created_at)
     SELECT m.conversation_id, m.id, ?, ?, ?, ?
-    FROM messages m
-    WHERE m.id = ? AND m.conversation_id = ? AND m.deleted_at IS NULL
+    FROM (SELECT id, conversation_id, deleted_at FROM messages WHERE id = ? OFFSET 0) m
+    WHERE m.conversation_id = ? AND m.deleted_at IS NULL
     ON CONFLICT (message_id, user_id, emoji) DO NOTHING
     RETURNING message_id, change_seq
 )
@@ -552,6 +575,10 @@ mod tests {
                 emoji: "x",
                 conversation: &id,
                 change: &1,
+            }),
+            sql_of(&MessageById {
+                id: &id,
+                conversation: &id,
             }),
             sql_of(&ReactionsOf {
                 bound: &3,

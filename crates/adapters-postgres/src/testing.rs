@@ -46,6 +46,29 @@ pub async fn fresh_database() -> String {
     with_database(&server, &name)
 }
 
+/// A brand-new database (`chat_test_<uuid>`, like [`fresh_database`]'s) migrated only up
+/// to `version`, a migration's folder-name prefix (`2026-12-02-000000`): the schema an
+/// older release left behind, for tests of what a newer migration does to its data. Made
+/// from scratch, not from the template.
+///
+/// # Panics
+///
+/// When the server is not reachable, or there is no such migration.
+pub async fn database_migrated_to(version: &str) -> String {
+    let server = server_url();
+    let name = format!("chat_test_{}", Uuid::now_v7().simple());
+    let mut admin = admin(&server).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap_or_else(|err| panic!("could not create test database {name}: {err}"));
+    let url = with_database(&server, &name);
+    crate::migrate::run_migrations_to(&url, version)
+        .await
+        .unwrap_or_else(|err| panic!("could not migrate {name} to {version}: {err}"));
+    url
+}
+
 /// `CHAT_TEST_POSTGRES_URL`, or the default server.
 fn server_url() -> String {
     std::env::var("CHAT_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_SERVER.to_owned())

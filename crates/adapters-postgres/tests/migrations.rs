@@ -46,3 +46,169 @@ async fn migrating_an_unreachable_server_is_a_storage_error() {
         .await
         .is_err());
 }
+
+/// The migration before the message lifecycle's: what the previous release left behind.
+const BEFORE_LIFECYCLE: &str = "2026-12-02-000000";
+
+/// Rows as the release before the message lifecycle stored them: two accounts, their direct
+/// conversation with three messages (one keyed, one a reply) and its watermarks.
+const PREVIOUS_RELEASE_ROWS: &str = "
+INSERT INTO users (id, email, display_name, password_hash, created_at) VALUES
+    ('018f0000-0000-7000-8000-00000000000a', 'ada@example.com', 'Ada', 'x',
+        '2026-11-30 09:00:00.000001+00'),
+    ('018f0000-0000-7000-8000-00000000000b', 'bob@example.com', 'Bob', 'x',
+        '2026-11-30 09:00:00.000002+00');
+INSERT INTO conversations
+    (id, kind, created_by, created_at, last_seq, last_message_at, direct_key) VALUES
+    ('018f0000-0000-7000-8000-0000000000c0', 'direct', '018f0000-0000-7000-8000-00000000000a',
+        '2026-11-30 09:01:00+00', 3, '2026-11-30 09:04:00.000003+00',
+        '018f0000-0000-7000-8000-00000000000a:018f0000-0000-7000-8000-00000000000b');
+INSERT INTO participants
+    (conversation_id, user_id, role, joined_at, delivered_seq, read_seq) VALUES
+    ('018f0000-0000-7000-8000-0000000000c0', '018f0000-0000-7000-8000-00000000000a', 'member',
+        '2026-11-30 09:01:00+00', 3, 3),
+    ('018f0000-0000-7000-8000-0000000000c0', '018f0000-0000-7000-8000-00000000000b', 'member',
+        '2026-11-30 09:01:00+00', 2, 1);
+INSERT INTO messages
+    (id, conversation_id, seq, sender_id, client_msg_id, content, content_type, reply_to,
+     created_at) VALUES
+    ('018f0000-0000-7000-8000-000000000001', '018f0000-0000-7000-8000-0000000000c0', 1,
+        '018f0000-0000-7000-8000-00000000000a', 'key-1', 'hello', 'text', NULL,
+        '2026-11-30 09:02:00.000001+00'),
+    ('018f0000-0000-7000-8000-000000000002', '018f0000-0000-7000-8000-0000000000c0', 2,
+        '018f0000-0000-7000-8000-00000000000b', NULL, 'hi Ada', 'text',
+        '018f0000-0000-7000-8000-000000000001', '2026-11-30 09:03:00.000002+00'),
+    ('018f0000-0000-7000-8000-000000000003', '018f0000-0000-7000-8000-0000000000c0', 3,
+        '018f0000-0000-7000-8000-00000000000a', NULL, '  multi\nline ünïcødé 🎉 ', 'text', NULL,
+        '2026-11-30 09:04:00.000003+00');";
+
+#[derive(diesel::QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+#[tokio::test]
+async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_it() {
+    use chrono::{DateTime, Utc};
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+    use domain::conversation::ConversationState;
+    use domain::message::{ContentType, Message, MessageContent};
+    use domain::ports::{ConversationStore, MessageStore};
+    use domain::{ConversationId, MessageId, UserId};
+
+    let url = adapters_postgres::testing::database_migrated_to(BEFORE_LIFECYCLE).await;
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    let before: Exists = diesel::sql_query("SELECT to_regclass('reactions') IS NOT NULL AS exists")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert!(!before.exists, "the lifecycle migration has not run yet");
+    conn.batch_execute(PREVIOUS_RELEASE_ROWS).await.unwrap();
+    drop(conn);
+
+    assert_eq!(run_migrations(&url).await.unwrap(), 1, "only the new one");
+    let store = PostgresStorage::connect(&url, 2).await.unwrap();
+
+    let uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap();
+    let time = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+    let (ada, bob) = (
+        UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000a")),
+        UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000b")),
+    );
+    let id = ConversationId::from_uuid(uuid("018f0000-0000-7000-8000-0000000000c0"));
+    let message =
+        |n: u8, seq, sender, key: Option<&str>, content: &str, reply_to, at: &str| Message {
+            id: MessageId::from_uuid(uuid(&format!("018f0000-0000-7000-8000-00000000000{n}"))),
+            conversation_id: id,
+            seq,
+            sender_id: sender,
+            client_msg_id: key.map(str::to_owned),
+            content: content.to_owned(),
+            content_type: ContentType::Text,
+            reply_to,
+            created_at: time(at),
+            edited_at: None,
+            deleted_at: None,
+            deleted_by: None,
+            change_seq: 0,
+        };
+    let m1 = message(
+        1,
+        1,
+        ada,
+        Some("key-1"),
+        "hello",
+        None,
+        "2026-11-30T09:02:00.000001Z",
+    );
+    let m2 = message(
+        2,
+        2,
+        bob,
+        None,
+        "hi Ada",
+        Some(m1.id),
+        "2026-11-30T09:03:00.000002Z",
+    );
+    let m3 = message(
+        3,
+        3,
+        ada,
+        None,
+        "  multi\nline ünïcødé 🎉 ",
+        None,
+        "2026-11-30T09:04:00.000003Z",
+    );
+
+    assert_eq!(
+        store.messages_before(id, None, 10).await.unwrap(),
+        vec![m3.clone(), m2.clone(), m1.clone()]
+    );
+    assert_eq!(
+        store.messages_after(id, 0, 10).await.unwrap(),
+        vec![m1.clone(), m2.clone(), m3.clone()]
+    );
+    assert_eq!(store.message(id, m2.id).await.unwrap(), Some(m2.clone()));
+    assert!(store.changes_after(id, 0, 10).await.unwrap().is_empty());
+
+    let list = store.list_conversations(bob, None, 0, 10).await.unwrap();
+    assert_eq!(list.len(), 1);
+    let conversation = &list[0].details.conversation;
+    assert_eq!(
+        (
+            conversation.id,
+            conversation.last_seq,
+            conversation.last_change
+        ),
+        (id, 3, 0)
+    );
+    assert_eq!(conversation.last_message_at, Some(m3.created_at));
+    assert_eq!(list[0].last_message.as_ref(), Some(&m3));
+    assert_eq!(list[0].details.participants.len(), 2);
+
+    let snapshot = store.session_snapshot(bob).await.unwrap().unwrap();
+    assert_eq!(snapshot.user.display_name.as_str(), "Bob");
+    assert_eq!(
+        snapshot.conversations,
+        vec![ConversationState {
+            conversation_id: id,
+            last_seq: 3,
+            delivered_seq: 2,
+            read_seq: 1,
+            peer_delivered_seq: 3,
+            peer_read_seq: 3,
+            last_change: 0,
+        }]
+    );
+
+    // And the old messages take part in the lifecycle from the first change number.
+    let text = MessageContent::parse("hello, edited", 100).unwrap();
+    let edited = store
+        .edit_message(id, m1.id, &text, time("2026-12-03T10:00:00Z"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((edited.change_seq, edited.seq), (1, 1));
+    assert_eq!(store.changes_after(id, 0, 10).await.unwrap(), vec![edited]);
+}

@@ -661,3 +661,102 @@ async fn the_statements_of_sends_receipts_and_session_opens_are_prepared_once_pe
     assert_eq!(round(1).await, 7, "prepared on first use");
     assert_eq!(round(2).await, 0, "all reused");
 }
+
+/// What each lifecycle operation costs, in statements and commits: a change is one
+/// transaction of the change number, one statement and the commit; one that changes
+/// nothing reads the message and rolls back (committing nothing); a page's reactions are
+/// one statement however many messages it has.
+#[tokio::test]
+async fn each_change_is_one_transaction_and_a_page_of_reactions_one_statement() {
+    use domain::message::{DeleteOutcome, Emoji};
+    let (store, _) = store().await;
+    let alice = user(&store, "alice").await;
+    let ben = user(&store, "ben").await;
+    let conversation = group(&store, alice, &[ben]).await;
+    let mut page = Vec::new();
+    for i in 0..50 {
+        let sent = append_one(&store, message(conversation, alice, None, &format!("m{i}")))
+            .await
+            .unwrap();
+        page.push(sent.message().id);
+    }
+    let now = Utc::now().trunc_subsecs(6);
+    let thumbs = Emoji::parse("\u{1F44D}").unwrap();
+    let text = MessageContent::parse("edited", 100).unwrap();
+    let cost = |before: (u64, u64)| {
+        (
+            store.statements_executed() - before.0,
+            store.transactions_committed() - before.1,
+        )
+    };
+    let counters = || (store.statements_executed(), store.transactions_committed());
+
+    let before = counters();
+    assert!(store
+        .edit_message(conversation, page[0], &text, now)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(cost(before), (4, 1), "BEGIN, change number, edit, COMMIT");
+
+    for (i, m) in page.iter().enumerate() {
+        let by = if i % 2 == 0 { alice } else { ben };
+        let before = counters();
+        let outcome = store
+            .set_reaction(conversation, *m, by, &thumbs, true, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(outcome.changed);
+        assert_eq!(
+            cost(before),
+            (4, 1),
+            "BEGIN, change number, reaction, COMMIT"
+        );
+    }
+    let before = counters();
+    let again = store
+        .set_reaction(conversation, page[0], alice, &thumbs, true, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!again.changed);
+    assert_eq!(cost(before), (5, 0), "... the message read back, ROLLBACK");
+
+    let before = counters();
+    let reactions = store
+        .reactions_of(conversation, &page, ben, 3)
+        .await
+        .unwrap();
+    assert_eq!(reactions.len(), 50);
+    assert_eq!(cost(before), (1, 0), "one statement for 50 messages");
+
+    let before = counters();
+    let deleted = store
+        .delete_message(conversation, page[1], alice, now)
+        .await
+        .unwrap();
+    assert!(matches!(deleted, Some(DeleteOutcome::Deleted(_))));
+    assert_eq!(cost(before), (4, 1), "BEGIN, change number, erase, COMMIT");
+    let before = counters();
+    let twice = store
+        .delete_message(conversation, page[1], alice, now)
+        .await
+        .unwrap();
+    assert!(matches!(twice, Some(DeleteOutcome::AlreadyDeleted(_))));
+    assert_eq!(cost(before), (5, 0));
+
+    let before = counters();
+    assert_eq!(
+        store
+            .changes_after(conversation, 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        50
+    );
+    assert_eq!(cost(before), (1, 0));
+    // The rolled-back changes gave their numbers back.
+    let details = store.conversation(conversation).await.unwrap().unwrap();
+    assert_eq!(details.conversation.last_change, 52);
+}

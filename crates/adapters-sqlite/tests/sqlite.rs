@@ -315,3 +315,163 @@ async fn search_orders_by_display_name_ignoring_case_and_stops_at_the_limit() {
     assert_eq!(names, ["alice Tag", "Bob Tag", "Carol Tag"]);
     assert_eq!(store.search_users("tag", 2, me.id).await.unwrap().len(), 2);
 }
+
+/// Rows as the release before the message lifecycle stored them (times in microseconds):
+/// two accounts, their direct conversation with three messages (one keyed, one a reply)
+/// and its watermarks.
+const PREVIOUS_RELEASE_ROWS: &str = "
+INSERT INTO users (id, email, display_name, password_hash, created_at) VALUES
+    ('018f0000-0000-7000-8000-00000000000a', 'ada@example.com', 'Ada', 'x', 1796029200000001),
+    ('018f0000-0000-7000-8000-00000000000b', 'bob@example.com', 'Bob', 'x', 1796029200000002);
+INSERT INTO conversations
+    (id, kind, created_by, created_at, last_seq, last_message_at, direct_key) VALUES
+    ('018f0000-0000-7000-8000-0000000000c0', 'direct', '018f0000-0000-7000-8000-00000000000a',
+        1796029260000000, 3, 1796029440000003,
+        '018f0000-0000-7000-8000-00000000000a:018f0000-0000-7000-8000-00000000000b');
+INSERT INTO participants
+    (conversation_id, user_id, role, joined_at, delivered_seq, read_seq) VALUES
+    ('018f0000-0000-7000-8000-0000000000c0', '018f0000-0000-7000-8000-00000000000a', 'member',
+        1796029260000000, 3, 3),
+    ('018f0000-0000-7000-8000-0000000000c0', '018f0000-0000-7000-8000-00000000000b', 'member',
+        1796029260000000, 2, 1);
+INSERT INTO messages
+    (id, conversation_id, seq, sender_id, client_msg_id, content, content_type, reply_to,
+     created_at) VALUES
+    ('018f0000-0000-7000-8000-000000000001', '018f0000-0000-7000-8000-0000000000c0', 1,
+        '018f0000-0000-7000-8000-00000000000a', 'key-1', 'hello', 'text', NULL,
+        1796029320000001),
+    ('018f0000-0000-7000-8000-000000000002', '018f0000-0000-7000-8000-0000000000c0', 2,
+        '018f0000-0000-7000-8000-00000000000b', NULL, 'hi Ada', 'text',
+        '018f0000-0000-7000-8000-000000000001', 1796029380000002),
+    ('018f0000-0000-7000-8000-000000000003', '018f0000-0000-7000-8000-0000000000c0', 3,
+        '018f0000-0000-7000-8000-00000000000a', NULL, '  multi
+line ünïcødé 🎉 ', 'text', NULL, 1796029440000003);";
+
+#[tokio::test]
+async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_it() {
+    use chrono::DateTime;
+    use diesel::connection::{Connection, SimpleConnection};
+    use diesel::sqlite::SqliteConnection;
+    use domain::conversation::ConversationState;
+    use domain::message::{ContentType, Message, MessageContent};
+    use domain::{ConversationId, MessageId};
+
+    let dir = temp_dir();
+    let path = dir.path().join("chat.db");
+    // The release before: its two migrations, then its rows, by plain SQL.
+    assert_eq!(
+        adapters_sqlite::testing::migrate_to(&path, "2026-12-02-000000").unwrap(),
+        2
+    );
+    {
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        let missing = conn.batch_execute("SELECT 1 FROM reactions");
+        assert!(missing.is_err(), "the lifecycle migration has not run yet");
+        conn.batch_execute(PREVIOUS_RELEASE_ROWS).unwrap();
+    }
+    // Opening applies the new migration.
+    let storage = open(&path).await;
+    assert_eq!(run_migrations(&path).await.unwrap(), 0, "applied on open");
+    let store = store(&storage);
+
+    let uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap();
+    let time = |micros| DateTime::from_timestamp_micros(micros).unwrap();
+    let (ada, bob) = (
+        UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000a")),
+        UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000b")),
+    );
+    let id = ConversationId::from_uuid(uuid("018f0000-0000-7000-8000-0000000000c0"));
+    let message = |n: u8, seq, sender, key: Option<&str>, content: &str, reply_to, at| Message {
+        id: MessageId::from_uuid(uuid(&format!("018f0000-0000-7000-8000-00000000000{n}"))),
+        conversation_id: id,
+        seq,
+        sender_id: sender,
+        client_msg_id: key.map(str::to_owned),
+        content: content.to_owned(),
+        content_type: ContentType::Text,
+        reply_to,
+        created_at: time(at),
+        edited_at: None,
+        deleted_at: None,
+        deleted_by: None,
+        change_seq: 0,
+    };
+    let m1 = message(
+        1,
+        1,
+        ada,
+        Some("key-1"),
+        "hello",
+        None,
+        1_796_029_320_000_001,
+    );
+    let m2 = message(
+        2,
+        2,
+        bob,
+        None,
+        "hi Ada",
+        Some(m1.id),
+        1_796_029_380_000_002,
+    );
+    let m3 = message(
+        3,
+        3,
+        ada,
+        None,
+        "  multi\nline ünïcødé 🎉 ",
+        None,
+        1_796_029_440_000_003,
+    );
+
+    assert_eq!(
+        store.messages_before(id, None, 10).await.unwrap(),
+        vec![m3.clone(), m2.clone(), m1.clone()]
+    );
+    assert_eq!(
+        store.messages_after(id, 0, 10).await.unwrap(),
+        vec![m1.clone(), m2.clone(), m3.clone()]
+    );
+    assert_eq!(store.message(id, m2.id).await.unwrap(), Some(m2.clone()));
+    assert!(store.changes_after(id, 0, 10).await.unwrap().is_empty());
+
+    let list = store.list_conversations(bob, None, 0, 10).await.unwrap();
+    assert_eq!(list.len(), 1);
+    let conversation = &list[0].details.conversation;
+    assert_eq!(
+        (
+            conversation.id,
+            conversation.last_seq,
+            conversation.last_change
+        ),
+        (id, 3, 0)
+    );
+    assert_eq!(conversation.last_message_at, Some(m3.created_at));
+    assert_eq!(list[0].last_message.as_ref(), Some(&m3));
+    assert_eq!(list[0].details.participants.len(), 2);
+
+    let snapshot = store.session_snapshot(bob).await.unwrap().unwrap();
+    assert_eq!(snapshot.user.display_name.as_str(), "Bob");
+    assert_eq!(
+        snapshot.conversations,
+        vec![ConversationState {
+            conversation_id: id,
+            last_seq: 3,
+            delivered_seq: 2,
+            read_seq: 1,
+            peer_delivered_seq: 3,
+            peer_read_seq: 3,
+            last_change: 0,
+        }]
+    );
+
+    // And the old messages take part in the lifecycle from the first change number.
+    let text = MessageContent::parse("hello, edited", 100).unwrap();
+    let edited = store
+        .edit_message(id, m1.id, &text, time(1_796_112_000_000_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((edited.change_seq, edited.seq), (1, 1));
+    assert_eq!(store.changes_after(id, 0, 10).await.unwrap(), vec![edited]);
+}
