@@ -247,3 +247,55 @@ mod tests {
         assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
     }
 }
+
+/// The migration before the message lifecycle's: what the previous release left behind.
+pub const BEFORE_LIFECYCLE: &str = "2026-12-02-000000";
+
+/// Rows as the release before the message lifecycle stored them: two accounts, their direct
+/// conversation with three messages (one keyed, one a reply) and its watermarks.
+pub const PREVIOUS_RELEASE_ROWS: &str = "
+INSERT INTO users (id, email, display_name, password_hash, created_at) VALUES
+    ('018f0000-0000-7000-8000-00000000000a', 'ada@example.com', 'Ada', 'x',
+        '2026-11-30 09:00:00.000001+00'),
+    ('018f0000-0000-7000-8000-00000000000b', 'bob@example.com', 'Bob', 'x',
+        '2026-11-30 09:00:00.000002+00');
+INSERT INTO conversations
+    (id, kind, created_by, created_at, last_seq, last_message_at, direct_key) VALUES
+    ('018f0000-0000-7000-8000-0000000000c0', 'direct', '018f0000-0000-7000-8000-00000000000a',
+        '2026-11-30 09:01:00+00', 3, '2026-11-30 09:04:00.000003+00',
+        '018f0000-0000-7000-8000-00000000000a:018f0000-0000-7000-8000-00000000000b');
+INSERT INTO participants
+    (conversation_id, user_id, role, joined_at, delivered_seq, read_seq) VALUES
+    ('018f0000-0000-7000-8000-0000000000c0', '018f0000-0000-7000-8000-00000000000a', 'member',
+        '2026-11-30 09:01:00+00', 3, 3),
+    ('018f0000-0000-7000-8000-0000000000c0', '018f0000-0000-7000-8000-00000000000b', 'member',
+        '2026-11-30 09:01:00+00', 2, 1);
+INSERT INTO messages
+    (id, conversation_id, seq, sender_id, client_msg_id, content, content_type, reply_to,
+     created_at) VALUES
+    ('018f0000-0000-7000-8000-000000000001', '018f0000-0000-7000-8000-0000000000c0', 1,
+        '018f0000-0000-7000-8000-00000000000a', 'key-1', 'hello', 'text', NULL,
+        '2026-11-30 09:02:00.000001+00'),
+    ('018f0000-0000-7000-8000-000000000002', '018f0000-0000-7000-8000-0000000000c0', 2,
+        '018f0000-0000-7000-8000-00000000000b', NULL, 'hi Ada', 'text',
+        '018f0000-0000-7000-8000-000000000001', '2026-11-30 09:03:00.000002+00'),
+    ('018f0000-0000-7000-8000-000000000003', '018f0000-0000-7000-8000-0000000000c0', 3,
+        '018f0000-0000-7000-8000-00000000000a', NULL, '  multi\nline ünïcødé 🎉 ', 'text', NULL,
+        '2026-11-30 09:04:00.000003+00');";
+
+/// A brand-new database as the release before the message lifecycle left it: migrated to
+/// [`BEFORE_LIFECYCLE`], holding [`PREVIOUS_RELEASE_ROWS`]. Its URL.
+///
+/// # Panics
+///
+/// When the server is not reachable or the rows do not insert.
+pub async fn previous_release_database() -> String {
+    let url = database_migrated_to(BEFORE_LIFECYCLE).await;
+    let mut conn = AsyncPgConnection::establish(&url)
+        .await
+        .unwrap_or_else(|err| panic!("could not connect to {url}: {err}"));
+    conn.batch_execute(PREVIOUS_RELEASE_ROWS)
+        .await
+        .unwrap_or_else(|err| panic!("the previous release's rows did not insert: {err}"));
+    url
+}

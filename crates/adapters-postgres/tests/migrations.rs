@@ -47,41 +47,6 @@ async fn migrating_an_unreachable_server_is_a_storage_error() {
         .is_err());
 }
 
-/// The migration before the message lifecycle's: what the previous release left behind.
-const BEFORE_LIFECYCLE: &str = "2026-12-02-000000";
-
-/// Rows as the release before the message lifecycle stored them: two accounts, their direct
-/// conversation with three messages (one keyed, one a reply) and its watermarks.
-const PREVIOUS_RELEASE_ROWS: &str = "
-INSERT INTO users (id, email, display_name, password_hash, created_at) VALUES
-    ('018f0000-0000-7000-8000-00000000000a', 'ada@example.com', 'Ada', 'x',
-        '2026-11-30 09:00:00.000001+00'),
-    ('018f0000-0000-7000-8000-00000000000b', 'bob@example.com', 'Bob', 'x',
-        '2026-11-30 09:00:00.000002+00');
-INSERT INTO conversations
-    (id, kind, created_by, created_at, last_seq, last_message_at, direct_key) VALUES
-    ('018f0000-0000-7000-8000-0000000000c0', 'direct', '018f0000-0000-7000-8000-00000000000a',
-        '2026-11-30 09:01:00+00', 3, '2026-11-30 09:04:00.000003+00',
-        '018f0000-0000-7000-8000-00000000000a:018f0000-0000-7000-8000-00000000000b');
-INSERT INTO participants
-    (conversation_id, user_id, role, joined_at, delivered_seq, read_seq) VALUES
-    ('018f0000-0000-7000-8000-0000000000c0', '018f0000-0000-7000-8000-00000000000a', 'member',
-        '2026-11-30 09:01:00+00', 3, 3),
-    ('018f0000-0000-7000-8000-0000000000c0', '018f0000-0000-7000-8000-00000000000b', 'member',
-        '2026-11-30 09:01:00+00', 2, 1);
-INSERT INTO messages
-    (id, conversation_id, seq, sender_id, client_msg_id, content, content_type, reply_to,
-     created_at) VALUES
-    ('018f0000-0000-7000-8000-000000000001', '018f0000-0000-7000-8000-0000000000c0', 1,
-        '018f0000-0000-7000-8000-00000000000a', 'key-1', 'hello', 'text', NULL,
-        '2026-11-30 09:02:00.000001+00'),
-    ('018f0000-0000-7000-8000-000000000002', '018f0000-0000-7000-8000-0000000000c0', 2,
-        '018f0000-0000-7000-8000-00000000000b', NULL, 'hi Ada', 'text',
-        '018f0000-0000-7000-8000-000000000001', '2026-11-30 09:03:00.000002+00'),
-    ('018f0000-0000-7000-8000-000000000003', '018f0000-0000-7000-8000-0000000000c0', 3,
-        '018f0000-0000-7000-8000-00000000000a', NULL, '  multi\nline ünïcødé 🎉 ', 'text', NULL,
-        '2026-11-30 09:04:00.000003+00');";
-
 #[derive(diesel::QueryableByName)]
 struct Exists {
     #[diesel(sql_type = diesel::sql_types::Bool)]
@@ -97,14 +62,19 @@ async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_i
     use domain::ports::{ConversationStore, MessageStore};
     use domain::{ConversationId, MessageId, UserId};
 
-    let url = adapters_postgres::testing::database_migrated_to(BEFORE_LIFECYCLE).await;
+    let url = adapters_postgres::testing::database_migrated_to(
+        adapters_postgres::testing::BEFORE_LIFECYCLE,
+    )
+    .await;
     let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
     let before: Exists = diesel::sql_query("SELECT to_regclass('reactions') IS NOT NULL AS exists")
         .get_result(&mut conn)
         .await
         .unwrap();
     assert!(!before.exists, "the lifecycle migration has not run yet");
-    conn.batch_execute(PREVIOUS_RELEASE_ROWS).await.unwrap();
+    conn.batch_execute(adapters_postgres::testing::PREVIOUS_RELEASE_ROWS)
+        .await
+        .unwrap();
     drop(conn);
 
     assert_eq!(run_migrations(&url).await.unwrap(), 1, "only the new one");

@@ -44,3 +44,48 @@ pub fn migrate_to(path: &Path, version: &str) -> Result<usize, StorageError> {
         ran += 1;
     }
 }
+
+/// The migration before the message lifecycle's: what the previous release left behind.
+pub const BEFORE_LIFECYCLE: &str = "2026-12-02-000000";
+
+/// Rows as the release before the message lifecycle stored them (times in microseconds):
+/// two accounts, their direct conversation with three messages (one keyed, one a reply)
+/// and its watermarks.
+pub const PREVIOUS_RELEASE_ROWS: &str = "
+INSERT INTO users (id, email, display_name, password_hash, created_at) VALUES
+    ('018f0000-0000-7000-8000-00000000000a', 'ada@example.com', 'Ada', 'x', 1796029200000001),
+    ('018f0000-0000-7000-8000-00000000000b', 'bob@example.com', 'Bob', 'x', 1796029200000002);
+INSERT INTO conversations
+    (id, kind, created_by, created_at, last_seq, last_message_at, direct_key) VALUES
+    ('018f0000-0000-7000-8000-0000000000c0', 'direct', '018f0000-0000-7000-8000-00000000000a',
+        1796029260000000, 3, 1796029440000003,
+        '018f0000-0000-7000-8000-00000000000a:018f0000-0000-7000-8000-00000000000b');
+INSERT INTO participants
+    (conversation_id, user_id, role, joined_at, delivered_seq, read_seq) VALUES
+    ('018f0000-0000-7000-8000-0000000000c0', '018f0000-0000-7000-8000-00000000000a', 'member',
+        1796029260000000, 3, 3),
+    ('018f0000-0000-7000-8000-0000000000c0', '018f0000-0000-7000-8000-00000000000b', 'member',
+        1796029260000000, 2, 1);
+INSERT INTO messages
+    (id, conversation_id, seq, sender_id, client_msg_id, content, content_type, reply_to,
+     created_at) VALUES
+    ('018f0000-0000-7000-8000-000000000001', '018f0000-0000-7000-8000-0000000000c0', 1,
+        '018f0000-0000-7000-8000-00000000000a', 'key-1', 'hello', 'text', NULL,
+        1796029320000001),
+    ('018f0000-0000-7000-8000-000000000002', '018f0000-0000-7000-8000-0000000000c0', 2,
+        '018f0000-0000-7000-8000-00000000000b', NULL, 'hi Ada', 'text',
+        '018f0000-0000-7000-8000-000000000001', 1796029380000002),
+    ('018f0000-0000-7000-8000-000000000003', '018f0000-0000-7000-8000-0000000000c0', 3,
+        '018f0000-0000-7000-8000-00000000000a', NULL, '  multi
+line ünïcødé 🎉 ', 'text', NULL, 1796029440000003);";
+
+/// Makes `path` the database the release before the message lifecycle left behind: migrated
+/// to [`BEFORE_LIFECYCLE`], holding [`PREVIOUS_RELEASE_ROWS`].
+pub fn previous_release_database(path: &Path) -> Result<(), StorageError> {
+    use diesel::connection::SimpleConnection;
+    migrate_to(path, BEFORE_LIFECYCLE)?;
+    let url = crate::connection::database_url(path)?;
+    let mut conn = SqliteConnection::establish(&url).map_err(StorageError::new)?;
+    conn.batch_execute(PREVIOUS_RELEASE_ROWS)
+        .map_err(StorageError::new)
+}

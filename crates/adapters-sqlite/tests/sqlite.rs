@@ -316,37 +316,6 @@ async fn search_orders_by_display_name_ignoring_case_and_stops_at_the_limit() {
     assert_eq!(store.search_users("tag", 2, me.id).await.unwrap().len(), 2);
 }
 
-/// Rows as the release before the message lifecycle stored them (times in microseconds):
-/// two accounts, their direct conversation with three messages (one keyed, one a reply)
-/// and its watermarks.
-const PREVIOUS_RELEASE_ROWS: &str = "
-INSERT INTO users (id, email, display_name, password_hash, created_at) VALUES
-    ('018f0000-0000-7000-8000-00000000000a', 'ada@example.com', 'Ada', 'x', 1796029200000001),
-    ('018f0000-0000-7000-8000-00000000000b', 'bob@example.com', 'Bob', 'x', 1796029200000002);
-INSERT INTO conversations
-    (id, kind, created_by, created_at, last_seq, last_message_at, direct_key) VALUES
-    ('018f0000-0000-7000-8000-0000000000c0', 'direct', '018f0000-0000-7000-8000-00000000000a',
-        1796029260000000, 3, 1796029440000003,
-        '018f0000-0000-7000-8000-00000000000a:018f0000-0000-7000-8000-00000000000b');
-INSERT INTO participants
-    (conversation_id, user_id, role, joined_at, delivered_seq, read_seq) VALUES
-    ('018f0000-0000-7000-8000-0000000000c0', '018f0000-0000-7000-8000-00000000000a', 'member',
-        1796029260000000, 3, 3),
-    ('018f0000-0000-7000-8000-0000000000c0', '018f0000-0000-7000-8000-00000000000b', 'member',
-        1796029260000000, 2, 1);
-INSERT INTO messages
-    (id, conversation_id, seq, sender_id, client_msg_id, content, content_type, reply_to,
-     created_at) VALUES
-    ('018f0000-0000-7000-8000-000000000001', '018f0000-0000-7000-8000-0000000000c0', 1,
-        '018f0000-0000-7000-8000-00000000000a', 'key-1', 'hello', 'text', NULL,
-        1796029320000001),
-    ('018f0000-0000-7000-8000-000000000002', '018f0000-0000-7000-8000-0000000000c0', 2,
-        '018f0000-0000-7000-8000-00000000000b', NULL, 'hi Ada', 'text',
-        '018f0000-0000-7000-8000-000000000001', 1796029380000002),
-    ('018f0000-0000-7000-8000-000000000003', '018f0000-0000-7000-8000-0000000000c0', 3,
-        '018f0000-0000-7000-8000-00000000000a', NULL, '  multi
-line ünïcødé 🎉 ', 'text', NULL, 1796029440000003);";
-
 #[tokio::test]
 async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_it() {
     use chrono::DateTime;
@@ -360,14 +329,16 @@ async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_i
     let path = dir.path().join("chat.db");
     // The release before: its two migrations, then its rows, by plain SQL.
     assert_eq!(
-        adapters_sqlite::testing::migrate_to(&path, "2026-12-02-000000").unwrap(),
+        adapters_sqlite::testing::migrate_to(&path, adapters_sqlite::testing::BEFORE_LIFECYCLE)
+            .unwrap(),
         2
     );
     {
         let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
         let missing = conn.batch_execute("SELECT 1 FROM reactions");
         assert!(missing.is_err(), "the lifecycle migration has not run yet");
-        conn.batch_execute(PREVIOUS_RELEASE_ROWS).unwrap();
+        conn.batch_execute(adapters_sqlite::testing::PREVIOUS_RELEASE_ROWS)
+            .unwrap();
     }
     // Opening applies the new migration.
     let storage = open(&path).await;

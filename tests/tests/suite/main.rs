@@ -18,6 +18,7 @@ mod rest_direct;
 mod rest_groups;
 mod restart;
 mod unstorable_input;
+mod upgrade;
 mod web_client;
 mod ws_auth;
 mod ws_cluster;
