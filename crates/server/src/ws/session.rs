@@ -542,19 +542,28 @@ impl ChatSession {
             .settings
             .slow_consumer_grace
             .max(Duration::from_millis(1));
-        // Polled after the flush, so a write that completes never arms the timer.
-        let stall = tokio::time::sleep(grace);
-        tokio::pin!(stall);
         let flush = self.ws.flush();
         tokio::pin!(flush);
+        // Most writes complete at once: they neither arm a timer nor make the session's
+        // future (one per connection, idle ones too) larger by one; the timer is boxed.
+        let mut stall: Option<std::pin::Pin<Box<Sleep>>> = None;
         loop {
             tokio::select! {
                 biased;
                 code = self.signal.wait() => return Err(End::Close(code, close_reason(code))),
                 written = &mut flush => return written.map_err(|_| End::Gone),
-                () = &mut stall => {
+                () = async {
+                    match stall.as_mut() {
+                        Some(timer) => timer.as_mut().await,
+                        None => std::future::pending().await,
+                    }
+                }, if stall.is_some() => {
                     self.realtime.hub.stalled(self.id);
-                    stall.as_mut().reset(Instant::now() + grace);
+                    stall = Some(Box::pin(tokio::time::sleep(grace)));
+                }
+                // The flush is pending: from now on the grace counts.
+                () = std::future::ready(()), if stall.is_none() => {
+                    stall = Some(Box::pin(tokio::time::sleep(grace)));
                 }
             }
         }
