@@ -6,6 +6,7 @@
 //! [`crate::conversation::Conversation::last_change`]).
 
 use super::errors::ChatError;
+use super::lookups::{require_member, require_message};
 use crate::conversation::{Participant, Role};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::limits::Limits;
@@ -83,9 +84,9 @@ impl LifecycleService {
         message: MessageId,
         content: &str,
     ) -> Result<EditOutcome, ChatError> {
-        self.require_member(conversation, editor).await?;
+        require_member(&*self.conversations, conversation, editor).await?;
         let content = MessageContent::parse(content, self.limits.max_content_chars)?;
-        let current = self.existing(conversation, message).await?;
+        let current = require_message(&*self.messages, conversation, message).await?;
         if current.sender_id != editor {
             return Err(ChatError::NotSender);
         }
@@ -123,8 +124,8 @@ impl LifecycleService {
         conversation: ConversationId,
         message: MessageId,
     ) -> Result<DeleteOutcome, ChatError> {
-        let member = self.require_member(conversation, by).await?;
-        let current = self.existing(conversation, message).await?;
+        let member = require_member(&*self.conversations, conversation, by).await?;
+        let current = require_message(&*self.messages, conversation, message).await?;
         if current.deleted_at.is_some() {
             return Ok(DeleteOutcome::AlreadyDeleted(current));
         }
@@ -148,9 +149,9 @@ impl LifecycleService {
         emoji: &str,
         on: bool,
     ) -> Result<ReactionChange, ChatError> {
-        self.require_member(conversation, user).await?;
+        require_member(&*self.conversations, conversation, user).await?;
         let emoji = Emoji::parse(emoji)?;
-        let current = self.existing(conversation, message).await?;
+        let current = require_message(&*self.messages, conversation, message).await?;
         if current.deleted_at.is_some() {
             return Err(ChatError::MessageDeleted);
         }
@@ -199,34 +200,12 @@ impl LifecycleService {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Message>, ChatError> {
-        self.require_member(conversation, me).await?;
+        require_member(&*self.conversations, conversation, me).await?;
         let limit = limit.clamp(1, self.limits.max_page_size);
         Ok(self
             .messages
             .changes_after(conversation, after.max(0), limit)
             .await?)
-    }
-
-    async fn require_member(
-        &self,
-        conversation: ConversationId,
-        user: UserId,
-    ) -> Result<Participant, ChatError> {
-        self.conversations
-            .participant(conversation, user)
-            .await?
-            .ok_or(ChatError::NotParticipant)
-    }
-
-    async fn existing(
-        &self,
-        conversation: ConversationId,
-        message: MessageId,
-    ) -> Result<Message, ChatError> {
-        self.messages
-            .message(conversation, message)
-            .await?
-            .ok_or(ChatError::MessageNotFound)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Messages: idempotent sends, history, and the delivered/read watermarks.
 
 use super::errors::ChatError;
+use super::lookups::{require_member, require_message};
 use crate::conversation::{ConversationDetails, ConversationState, Participant};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::limits::Limits;
@@ -118,7 +119,7 @@ impl MessageService {
         };
         let client_msg_id = cmd.temp_id.as_deref().map(ClientMsgId::parse).transpose()?;
         if check_member {
-            self.require_member(cmd.conversation_id, cmd.sender).await?;
+            require_member(&*self.conversations, cmd.conversation_id, cmd.sender).await?;
         }
         if let Some(reply_to) = cmd.reply_to {
             if self
@@ -274,10 +275,8 @@ impl MessageService {
         let before_seq = match before {
             None => None,
             Some(id) => Some(
-                self.messages
-                    .message(conversation, id)
+                require_message(&*self.messages, conversation, id)
                     .await?
-                    .ok_or(ChatError::MessageNotFound)?
                     .seq,
             ),
         };
@@ -318,11 +317,7 @@ impl MessageService {
         message: MessageId,
     ) -> Result<ReadOutcome, ChatError> {
         let details = self.member_details(conversation, me).await?;
-        let message = self
-            .messages
-            .message(conversation, message)
-            .await?
-            .ok_or(ChatError::MessageNotFound)?;
+        let message = require_message(&*self.messages, conversation, message).await?;
         let watermarks = self
             .advance(WatermarkUpdate {
                 conversation_id: conversation,
@@ -346,12 +341,8 @@ impl MessageService {
         conversation: ConversationId,
         message: MessageId,
     ) -> Result<(Participant, Message), ChatError> {
-        self.require_member(conversation, me).await?;
-        let message = self
-            .messages
-            .message(conversation, message)
-            .await?
-            .ok_or(ChatError::MessageNotFound)?;
+        require_member(&*self.conversations, conversation, me).await?;
+        let message = require_message(&*self.messages, conversation, message).await?;
         let watermarks = self
             .advance(WatermarkUpdate {
                 conversation_id: conversation,
@@ -371,11 +362,8 @@ impl MessageService {
         conversation: ConversationId,
         message: MessageId,
     ) -> Result<Message, ChatError> {
-        self.require_member(conversation, me).await?;
-        self.messages
-            .message(conversation, message)
-            .await?
-            .ok_or(ChatError::MessageNotFound)
+        require_member(&*self.conversations, conversation, me).await?;
+        require_message(&*self.messages, conversation, message).await
     }
 
     /// The status each message of `messages` has for its sender, given the members' watermarks.
@@ -446,17 +434,6 @@ impl MessageService {
             .into());
         }
         Ok(limit)
-    }
-
-    async fn require_member(
-        &self,
-        conversation: ConversationId,
-        user: UserId,
-    ) -> Result<Participant, ChatError> {
-        self.conversations
-            .participant(conversation, user)
-            .await?
-            .ok_or(ChatError::NotParticipant)
     }
 
     async fn member_details(

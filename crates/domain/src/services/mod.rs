@@ -4,6 +4,7 @@ mod accounts;
 mod conversations;
 mod errors;
 mod lifecycle;
+mod lookups;
 mod messages;
 mod presence;
 mod typing;
