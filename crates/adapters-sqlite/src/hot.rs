@@ -145,7 +145,7 @@ impl QueryFragment<Sqlite> for SessionSnapshot<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
@@ -156,7 +156,7 @@ mod tests {
 
     /// A migrated in-memory database with one conversation of one member, recording the
     /// SQL of every statement diesel puts in its cache.
-    fn connection() -> (SqliteConnection, Arc<Mutex<Vec<String>>>) {
+    pub(crate) fn connection() -> (SqliteConnection, Arc<Mutex<Vec<String>>>) {
         let mut conn = SqliteConnection::establish(":memory:").unwrap();
         conn.run_pending_migrations(crate::MIGRATIONS).unwrap();
         conn.batch_execute(

@@ -270,9 +270,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use diesel::connection::{Connection, InstrumentationEvent, SimpleConnection};
-    use diesel_migrations::MigrationHarness;
-    use std::sync::{Arc, Mutex};
 
     #[derive(QueryableByName)]
     struct PlanLine {
@@ -280,11 +277,7 @@ mod tests {
         detail: String,
     }
 
-    fn connection() -> SqliteConnection {
-        let mut conn = SqliteConnection::establish(":memory:").unwrap();
-        conn.run_pending_migrations(crate::MIGRATIONS).unwrap();
-        conn
-    }
+    use crate::hot::tests::connection;
 
     /// SQLite's plan of `sql` (its marks left unbound, which SQLite reads as NULL).
     fn plan(conn: &mut SqliteConnection, sql: &str) -> Vec<String> {
@@ -298,7 +291,7 @@ mod tests {
 
     #[test]
     fn changes_are_read_through_the_partial_index_in_change_order() {
-        let mut conn = connection();
+        let (mut conn, _) = connection();
         let query = messages::table
             .filter(messages::conversation_id.eq("c"))
             .filter(sql::<Bool>("messages.change_seq > 0"))
@@ -319,7 +312,7 @@ mod tests {
 
     #[test]
     fn reactions_of_probes_the_primary_key_and_is_compiled_once() {
-        let mut conn = connection();
+        let (mut conn, cached) = connection();
         let query = ReactionsOf {
             bound: 3,
             viewer: "u",
@@ -335,19 +328,6 @@ mod tests {
             "{plan:?}"
         );
 
-        conn.batch_execute(
-            "INSERT INTO users VALUES ('u', 'u@x', 'U', 'h', NULL, 0, NULL);
-             INSERT INTO conversations (id, kind, created_by, created_at, direct_key)
-                 VALUES ('c', 'direct', 'u', 0, 'k');",
-        )
-        .unwrap();
-        let cached = Arc::new(Mutex::new(Vec::new()));
-        let log = cached.clone();
-        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-            if let InstrumentationEvent::CacheQuery { sql, .. } = event {
-                log.lock().unwrap().push(sql.to_owned());
-            }
-        });
         for _ in 0..2 {
             let ids = [MessageId::new(), MessageId::new()];
             assert!(reactions_of(&mut conn, "c", &ids, "u", 3)
