@@ -546,24 +546,18 @@ impl ChatSession {
         tokio::pin!(flush);
         // Most writes complete at once: they neither arm a timer nor make the session's
         // future (one per connection, idle ones too) larger by one; the timer is boxed.
-        let mut stall: Option<std::pin::Pin<Box<Sleep>>> = None;
+        if let std::task::Poll::Ready(written) = futures_util::poll!(&mut flush) {
+            return written.map_err(|_| End::Gone);
+        }
+        let mut stall = Box::pin(tokio::time::sleep(grace));
         loop {
             tokio::select! {
                 biased;
                 code = self.signal.wait() => return Err(End::Close(code, close_reason(code))),
                 written = &mut flush => return written.map_err(|_| End::Gone),
-                () = async {
-                    match stall.as_mut() {
-                        Some(timer) => timer.as_mut().await,
-                        None => std::future::pending().await,
-                    }
-                }, if stall.is_some() => {
+                () = &mut stall => {
                     self.realtime.hub.stalled(self.id);
-                    stall = Some(Box::pin(tokio::time::sleep(grace)));
-                }
-                // The flush is pending: from now on the grace counts.
-                () = std::future::ready(()), if stall.is_none() => {
-                    stall = Some(Box::pin(tokio::time::sleep(grace)));
+                    stall.as_mut().reset(Instant::now() + grace);
                 }
             }
         }
