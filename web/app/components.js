@@ -40,37 +40,22 @@ export function connectionBanner(client, extraClass = '') {
   const spinner = h('span', { class: 'spinner', 'aria-hidden': 'true' });
   const wifi = icon('wifiOff', { size: 16 });
   const el = h('div', { class: `banner ${extraClass}`, role: 'status', hidden: true }, spinner, wifi, text);
+  /** @param {string} name @param {string} message @param {{visible?: boolean, busy?: boolean}} [opts] */
+  const show = (name, message, { visible = true, busy = false } = {}) => {
+    el.hidden = !visible;
+    el.dataset.state = name;
+    text.textContent = message;
+    spinner.hidden = !busy;
+    wifi.style.display = busy ? 'none' : '';
+  };
   const render = () => {
     const state = client.state;
-    if (client.offline && state !== 'connected') {
-      el.hidden = false;
-      el.dataset.state = 'offline';
-      text.textContent = 'You are offline. Messages will be sent when you are back.';
-      spinner.hidden = true;
-      wifi.style.display = '';
-      return;
-    }
-    if (state === 'connected') {
-      el.hidden = true;
-      el.dataset.state = 'connected';
-      text.textContent = '';
-      return;
-    }
-    if (state === 'failed') {
-      el.hidden = false;
-      el.dataset.state = 'failed';
-      text.textContent = 'Real-time updates unavailable. Messages may be delayed.';
-      spinner.hidden = true;
-      wifi.style.display = '';
-      return;
-    }
+    if (client.offline && state !== 'connected') return show('offline', 'You are offline. Messages will be sent when you are back.');
+    if (state === 'connected') return show('connected', '', { visible: false });
+    if (state === 'failed') return show('failed', 'Real-time updates unavailable. Messages may be delayed.');
     // connecting | disconnected: the very first connect of a page load is not a "reconnect".
     const reconnecting = state === 'disconnected' || client.everConnected || client.reconnectAttempt > 0;
-    el.hidden = !reconnecting;
-    el.dataset.state = reconnecting ? 'reconnecting' : 'connecting';
-    text.textContent = reconnecting ? 'Reconnecting...' : '';
-    spinner.hidden = false;
-    wifi.style.display = 'none';
+    show(reconnecting ? 'reconnecting' : 'connecting', reconnecting ? 'Reconnecting...' : '', { visible: reconnecting, busy: true });
   };
   const offs = [client.on('state', render), client.on('offline', render)];
   render();
