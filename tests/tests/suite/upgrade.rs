@@ -36,7 +36,7 @@ async fn the_previous_releases_messages_read_back_through_the_api(backend: Backe
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let messages = page.body.as_array().cloned().unwrap_or_default();
-    let seen: Vec<(i64, &str, &str)> = messages
+    let mut seen: Vec<(i64, &str, &str)> = messages
         .iter()
         .map(|m| {
             (
@@ -46,7 +46,6 @@ async fn the_previous_releases_messages_read_back_through_the_api(backend: Backe
             )
         })
         .collect();
-    let mut seen = seen;
     seen.sort();
     assert_eq!(
         seen,
