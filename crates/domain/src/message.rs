@@ -423,6 +423,39 @@ pub struct ReactionCount {
     pub me: bool,
 }
 
+/// The message a reply answers, as a reader sees it now: enough to render the quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyPreview {
+    /// The original.
+    pub message_id: MessageId,
+    /// Its sender.
+    pub sender_id: UserId,
+    /// Its first [`ReplyPreview::EXCERPT_CHARS`] characters; empty when deleted.
+    pub excerpt: String,
+    /// Whether it was deleted.
+    pub deleted: bool,
+}
+
+impl ReplyPreview {
+    /// Characters of the original a preview carries.
+    pub const EXCERPT_CHARS: usize = 100;
+
+    /// The preview of `original` as it is now.
+    pub fn of(original: &Message) -> Self {
+        let deleted = original.deleted_at.is_some();
+        Self {
+            message_id: original.id,
+            sender_id: original.sender_id,
+            excerpt: if deleted {
+                String::new()
+            } else {
+                original.content.chars().take(Self::EXCERPT_CHARS).collect()
+            },
+            deleted,
+        }
+    }
+}
+
 /// What a deletion did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeleteOutcome {

@@ -408,6 +408,29 @@ pub enum Event {
         /// The member added or removed, for those changes.
         user_id: Option<UserId>,
     },
+    /// A message was edited: as it is now (its reactions without a viewer's `me`).
+    MessageUpdated {
+        /// The message with its status, reactions and reply preview.
+        view: crate::services::MessageView,
+    },
+    /// A message was deleted: its tombstone (with `deleted_at`, `deleted_by`, `change_seq`).
+    MessageDeleted {
+        /// The tombstone.
+        message: crate::message::Message,
+    },
+    /// `user_id` added or removed a reaction.
+    Reaction {
+        /// The message, with the change number the reaction took.
+        message: crate::message::Message,
+        /// Who.
+        user_id: UserId,
+        /// Which emoji.
+        emoji: String,
+        /// Added, or removed.
+        added: bool,
+        /// The message's reactions afterwards (`me` is not sent: one frame serves everyone).
+        reactions: Vec<crate::message::ReactionCount>,
+    },
     /// A user's read state changed (sent on the user's own topic, for their other devices).
     Unread {
         /// Conversation.

@@ -28,6 +28,12 @@ pub mod types {
     pub const AUTH: &str = "auth";
     /// [`super::ClientFrame::Ping`]
     pub const PING: &str = "ping";
+    /// [`super::ClientFrame::Edit`]
+    pub const EDIT: &str = "edit";
+    /// [`super::ClientFrame::Delete`]
+    pub const DELETE: &str = "delete";
+    /// [`super::ClientFrame::React`]
+    pub const REACT: &str = "react";
 }
 
 /// `online` or `away`, as a client sets its own presence.
@@ -84,6 +90,61 @@ pub struct WatermarkFrame {
 pub struct SyncFrame {
     /// Conversation id -> last seq the client holds.
     pub cursors: BTreeMap<Uuid, i64>,
+    /// Conversation id -> last change number the client holds (edits, deletions and
+    /// reactions; `last_change` of `hello` and `sync_done`). A conversation left out gets
+    /// no changes replayed (seed 000's clients send none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub changes: BTreeMap<Uuid, i64>,
+}
+
+/// `edit`: new content for one of the user's own messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditFrame {
+    /// Conversation (optional on `/ws/chat/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<Uuid>,
+    /// The message.
+    pub message_id: Uuid,
+    /// The new text.
+    pub content: String,
+    /// The client's name for this request, echoed as `ref` in an `error` frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// `delete`: erase a message (own, or anyone's for a group's owner or admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteFrame {
+    /// Conversation (optional on `/ws/chat/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<Uuid>,
+    /// The message.
+    pub message_id: Uuid,
+    /// The client's name for this request, echoed as `ref` in an `error` frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// `react`: add (or with `add: false` remove) the user's reaction `emoji` to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactFrame {
+    /// Conversation (optional on `/ws/chat/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<Uuid>,
+    /// The message.
+    pub message_id: Uuid,
+    /// One emoji.
+    pub emoji: String,
+    /// `true` (the default) adds, `false` removes.
+    #[serde(default = "yes")]
+    pub add: bool,
+    /// The client's name for this request, echoed as `ref` in an `error` frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `presence`.
@@ -126,6 +187,12 @@ pub enum ClientFrame {
     Auth(AuthFrame),
     /// Heartbeat.
     Ping,
+    /// Edit an own message.
+    Edit(EditFrame),
+    /// Delete a message.
+    Delete(DeleteFrame),
+    /// Add or remove a reaction.
+    React(ReactFrame),
 }
 
 impl ClientFrame {
@@ -140,6 +207,9 @@ impl ClientFrame {
             Self::Presence(_) => types::PRESENCE,
             Self::Auth(_) => types::AUTH,
             Self::Ping => types::PING,
+            Self::Edit(_) => types::EDIT,
+            Self::Delete(_) => types::DELETE,
+            Self::React(_) => types::REACT,
         }
     }
 
@@ -192,6 +262,50 @@ impl ClientFrame {
     pub fn sync(cursors: impl IntoIterator<Item = (Uuid, i64)>) -> Self {
         Self::Sync(SyncFrame {
             cursors: cursors.into_iter().collect(),
+            changes: BTreeMap::new(),
+        })
+    }
+
+    /// `sync` after each conversation's `(seq, change)` cursors.
+    pub fn sync_with_changes(cursors: impl IntoIterator<Item = (Uuid, i64, i64)>) -> Self {
+        let mut frame = SyncFrame {
+            cursors: BTreeMap::new(),
+            changes: BTreeMap::new(),
+        };
+        for (c, seq, change) in cursors {
+            frame.cursors.insert(c, seq);
+            frame.changes.insert(c, change);
+        }
+        Self::Sync(frame)
+    }
+
+    /// `edit` of `message` in `conversation`.
+    pub fn edit(conversation: Uuid, message: Uuid, content: impl Into<String>) -> Self {
+        Self::Edit(EditFrame {
+            conversation_id: Some(conversation),
+            message_id: message,
+            content: content.into(),
+            request_id: None,
+        })
+    }
+
+    /// `delete` of `message` in `conversation`.
+    pub fn delete(conversation: Uuid, message: Uuid) -> Self {
+        Self::Delete(DeleteFrame {
+            conversation_id: Some(conversation),
+            message_id: message,
+            request_id: None,
+        })
+    }
+
+    /// `react` to `message` in `conversation`: add (`add`) or remove `emoji`.
+    pub fn react(conversation: Uuid, message: Uuid, emoji: impl Into<String>, add: bool) -> Self {
+        Self::React(ReactFrame {
+            conversation_id: Some(conversation),
+            message_id: message,
+            emoji: emoji.into(),
+            add,
+            request_id: None,
         })
     }
 }

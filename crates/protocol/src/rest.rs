@@ -92,6 +92,14 @@ pub struct SendMessageRequest {
     pub reply_to: Option<Uuid>,
 }
 
+/// `PATCH /conversations/{id}/messages/{message_id}`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EditMessageRequest {
+    /// The new text, not blank, at most `limits.max_content_chars` characters.
+    pub content: String,
+}
+
 /// `POST /conversations/{id}/read`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -157,11 +165,56 @@ pub struct MessageDto {
     pub created_at: DateTime<Utc>,
     /// When it was last edited.
     pub edited_at: Option<DateTime<Utc>>,
-    /// When it was deleted.
+    /// When it was deleted (then `content` is `""`: a tombstone).
     pub deleted_at: Option<DateTime<Utc>>,
     /// `sent`, `delivered` (every other member has it) or `read` (every other member read it).
     #[cfg_attr(feature = "openapi", schema(example = "sent"))]
     pub status: String,
+    /// Who deleted it (the sender, or a group's owner or admin).
+    #[serde(default)]
+    pub deleted_by: Option<Uuid>,
+    /// The conversation's change number of its latest edit, deletion or reaction; 0 when it
+    /// never changed. Of two copies of a message, the higher one is the newer.
+    #[serde(default)]
+    pub change_seq: i64,
+    /// Its reactions, each emoji once, in the order they were first used.
+    #[serde(default)]
+    pub reactions: Vec<ReactionDto>,
+    /// A preview of the message answered (`reply_to`), as it is now.
+    #[serde(default)]
+    pub reply_preview: Option<ReplyPreviewDto>,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReactionDto {
+    /// The emoji.
+    #[cfg_attr(feature = "openapi", schema(example = "👍"))]
+    pub emoji: String,
+    /// How many members reacted with it.
+    pub count: u32,
+    /// Who, earliest first, at most 10.
+    pub user_ids: Vec<Uuid>,
+    /// Whether the reader is one of them. Left out of live frames (one frame serves every
+    /// member): a client keeps its own, and takes it from `reaction` frames whose
+    /// `user_id` is its user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub me: Option<bool>,
+}
+
+/// The message a reply answers, enough to render the quote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReplyPreviewDto {
+    /// The original's id.
+    pub id: Uuid,
+    /// Its sender.
+    pub sender_id: Uuid,
+    /// Its first 100 characters (`""` when deleted).
+    pub content: String,
+    /// Whether it was deleted.
+    pub deleted: bool,
 }
 
 /// A member of a conversation.

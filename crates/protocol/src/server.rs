@@ -2,7 +2,7 @@
 //! serialises them, clients deserialise them.
 
 use crate::error::ErrorCode;
-use crate::rest::{ConversationDto, MessageDto, UserDto};
+use crate::rest::{ConversationDto, MessageDto, ReactionDto, UserDto};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -36,6 +36,12 @@ pub mod types {
     pub const PONG: &str = "pong";
     /// [`super::ServerFrame::Error`]
     pub const ERROR: &str = "error";
+    /// [`super::ServerFrame::MessageUpdated`]
+    pub const MESSAGE_UPDATED: &str = "message_updated";
+    /// [`super::ServerFrame::MessageDeleted`]
+    pub const MESSAGE_DELETED: &str = "message_deleted";
+    /// [`super::ServerFrame::Reaction`]
+    pub const REACTION: &str = "reaction";
 }
 
 /// How every `message` frame starts: clients that read the hot path by hand match it.
@@ -63,6 +69,9 @@ pub struct ConversationSnapshot {
     pub last_seq: i64,
     /// The user's unread count there.
     pub unread_count: i64,
+    /// Its latest change number (edits, deletions, reactions): the change cursor.
+    #[serde(default)]
+    pub last_change: i64,
     /// Receipt watermarks.
     #[serde(flatten)]
     pub watermarks: Watermarks,
@@ -73,8 +82,12 @@ pub struct ConversationSnapshot {
 pub struct SyncState {
     /// The seq replayed up to: the cursor of the next `sync` when `has_more`.
     pub last_seq: i64,
-    /// Whether another page remains.
+    /// Whether another page remains (of messages, or of changes).
     pub has_more: bool,
+    /// The change number replayed up to: the change cursor of the next `sync`. Left out
+    /// when the `sync` asked for no changes of this conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<i64>,
     /// Receipt watermarks now.
     #[serde(flatten)]
     pub watermarks: Watermarks,
@@ -211,6 +224,47 @@ pub enum ServerFrame {
         /// The new expiry.
         expires_at: DateTime<Utc>,
     },
+    /// A message was edited, or (replayed by a `sync`) changed otherwise: as it is now.
+    MessageUpdated {
+        /// Conversation.
+        conversation_id: Uuid,
+        /// The message, with its new content and `edited_at`.
+        message: MessageDto,
+        /// The change number.
+        change_seq: i64,
+    },
+    /// A message was deleted: its tombstone.
+    MessageDeleted {
+        /// Conversation.
+        conversation_id: Uuid,
+        /// The message.
+        message_id: Uuid,
+        /// Its seq.
+        seq: i64,
+        /// When.
+        deleted_at: DateTime<Utc>,
+        /// By whom.
+        deleted_by: Uuid,
+        /// The change number.
+        change_seq: i64,
+    },
+    /// A member added or removed a reaction.
+    Reaction {
+        /// Conversation.
+        conversation_id: Uuid,
+        /// The message.
+        message_id: Uuid,
+        /// Who.
+        user_id: Uuid,
+        /// Which emoji.
+        emoji: String,
+        /// Added (`true`) or removed.
+        added: bool,
+        /// The message's reactions after it (without `me`).
+        reactions: Vec<ReactionDto>,
+        /// The change number.
+        change_seq: i64,
+    },
     /// Heartbeat answer.
     Pong,
     /// A refused frame.
@@ -240,6 +294,9 @@ impl ServerFrame {
             Self::Conversation { .. } => types::CONVERSATION,
             Self::Unread { .. } => types::UNREAD,
             Self::AuthOk { .. } => types::AUTH_OK,
+            Self::MessageUpdated { .. } => types::MESSAGE_UPDATED,
+            Self::MessageDeleted { .. } => types::MESSAGE_DELETED,
+            Self::Reaction { .. } => types::REACTION,
             Self::Pong => types::PONG,
             Self::Error { .. } => types::ERROR,
         }

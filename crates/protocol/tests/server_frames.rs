@@ -104,6 +104,7 @@ fn sync_done_flattens_the_watermarks_into_each_conversation() {
         SyncState {
             last_seq: 42,
             has_more: true,
+            last_change: None,
             watermarks: Watermarks {
                 delivered_seq: 42,
                 read_seq: 41,

@@ -29,6 +29,8 @@ pub enum Kind {
     Conversation,
     /// Unread counts of the user changed.
     Unread,
+    /// A message was edited, deleted or reacted to: for every session; orders by `change`.
+    Change,
 }
 
 /// The routing header. Short field names: it travels with every event.
@@ -62,6 +64,11 @@ pub struct Header {
     /// sessions of a user who sent a message after it need the receipt.
     #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
     pub(crate) since: Option<i64>,
+    /// A change: its change number (the conversation's `last_change` after it). A conversation
+    /// event a member joins by: the conversation's `last_change` then, where the joining
+    /// member's change feed starts.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<i64>,
     /// A message: when its send reached the server (its `created_at`), Unix microseconds.
     /// For the end-to-end latency metric.
     #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +92,7 @@ impl Header {
             joined: None,
             left: None,
             since: None,
+            change: None,
             sent_at: None,
             committed_at: None,
         }

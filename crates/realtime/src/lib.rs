@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod batcher;
+pub mod changes;
 pub mod client_errors;
 pub mod envelope;
 pub mod hub;
@@ -143,6 +144,8 @@ impl Lifecycle {
 pub struct Throttles {
     /// Sends per user (WebSocket and REST).
     pub messages: DefaultKeyedRateLimiter<UserId>,
+    /// Edits, deletions and reactions per user (WebSocket and REST).
+    pub changes: DefaultKeyedRateLimiter<UserId>,
     /// WebSocket upgrades per client IP.
     pub upgrades: DefaultKeyedRateLimiter<IpAddr>,
     /// The clock sessions' own limiters share. Creating a clock probes the CPU (CPUID),
@@ -161,6 +164,10 @@ impl Throttles {
                 settings.messages_per_second,
                 settings.message_burst,
             )),
+            changes: DefaultKeyedRateLimiter::keyed(quota(
+                settings.changes_per_second,
+                settings.change_burst,
+            )),
             upgrades: DefaultKeyedRateLimiter::keyed(quota(
                 settings.upgrades_per_second,
                 settings.upgrade_burst,
@@ -172,6 +179,11 @@ impl Throttles {
     /// Charges one message to `user`'s send limit; `Err`: how long until the next is allowed.
     pub fn check_message(&self, user: UserId) -> Result<(), send::RetryAfter> {
         Self::check(&self.messages, &user)
+    }
+
+    /// Charges one edit, deletion or reaction to `user`'s limit; `Err`: how long to wait.
+    pub fn check_change(&self, user: UserId) -> Result<(), send::RetryAfter> {
+        Self::check(&self.changes, &user)
     }
 
     /// Charges one WebSocket upgrade to `ip`'s limit; `Err`: how long until the next.
@@ -198,6 +210,8 @@ impl Throttles {
     pub fn forget_idle(&self) {
         self.messages.retain_recent();
         self.messages.shrink_to_fit();
+        self.changes.retain_recent();
+        self.changes.shrink_to_fit();
         self.upgrades.retain_recent();
         self.upgrades.shrink_to_fit();
     }

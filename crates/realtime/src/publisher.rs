@@ -69,10 +69,7 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
             header.sent_at = Some(message.created_at.timestamp_micros());
             header.committed_at = Some(super::metrics::unix_micros_now());
             // Nobody else has it yet: live messages go out as `sent`.
-            let message = wire::message(&MessageView {
-                message: message.clone(),
-                status: MessageStatus::Sent,
-            });
+            let message = wire::message(&MessageView::new(message.clone(), MessageStatus::Sent));
             (header, wire::encode(&ServerFrame::Message { message }))
         }
         Event::Delivered {
@@ -156,6 +153,7 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
             let mut header = Header::new(Kind::Conversation, Some(id));
             // Where a joining member's sessions start following the conversation.
             header.seq = Some(conversation.conversation.last_seq);
+            header.change = Some(conversation.conversation.last_change);
             match change {
                 ConversationChange::MemberAdded => header.joined = *user_id,
                 ConversationChange::MemberRemoved => header.left = *user_id,
@@ -181,6 +179,44 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
             };
             (header, wire::encode(&frame))
         }
+        Event::MessageUpdated { view } => {
+            let m = &view.message;
+            let frame = ServerFrame::MessageUpdated {
+                conversation_id: m.conversation_id.as_uuid(),
+                message: wire::shared_message(view),
+                change_seq: m.change_seq,
+            };
+            (change_header(m), wire::encode(&frame))
+        }
+        Event::MessageDeleted { message: m } => {
+            let frame = ServerFrame::MessageDeleted {
+                conversation_id: m.conversation_id.as_uuid(),
+                message_id: m.id.as_uuid(),
+                seq: m.seq,
+                deleted_at: m.deleted_at.unwrap_or(m.created_at),
+                deleted_by: m.deleted_by.unwrap_or(m.sender_id).as_uuid(),
+                change_seq: m.change_seq,
+            };
+            (change_header(m), wire::encode(&frame))
+        }
+        Event::Reaction {
+            message: m,
+            user_id,
+            emoji,
+            added,
+            reactions,
+        } => {
+            let frame = ServerFrame::Reaction {
+                conversation_id: m.conversation_id.as_uuid(),
+                message_id: m.id.as_uuid(),
+                user_id: user_id.as_uuid(),
+                emoji: emoji.clone(),
+                added: *added,
+                reactions: reactions.iter().map(|r| wire::reaction(r, false)).collect(),
+                change_seq: m.change_seq,
+            };
+            (change_header(m), wire::encode(&frame))
+        }
         Event::Unread {
             conversation_id,
             unread_count,
@@ -195,6 +231,15 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
             (header, wire::encode(&frame))
         }
     }
+}
+
+/// The header of a change to `m` (an edit, a deletion, a reaction): ordered by its change
+/// number, for every session of every member.
+fn change_header(m: &domain::message::Message) -> Header {
+    let mut header = Header::new(Kind::Change, Some(m.conversation_id));
+    header.change = Some(m.change_seq);
+    header.message_id = Some(m.id);
+    header
 }
 
 #[cfg(test)]

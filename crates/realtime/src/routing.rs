@@ -77,6 +77,9 @@ pub(crate) fn verdict(recipient: &Recipient, topic: Topic, header: &Header) -> V
         Kind::Read if header.user == Some(recipient.user) => Verdict::Deliver,
         Kind::Read => receipt(header),
         Kind::Unread => Verdict::Deliver,
+        // Edits, deletions and reactions reach every session of every member, the one that
+        // made the change included (its copy tells it the change number).
+        Kind::Change => Verdict::Deliver,
     }
 }
 

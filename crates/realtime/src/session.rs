@@ -680,6 +680,7 @@ impl SessionState {
                 return SyncPlan::Current(SyncState {
                     last_seq: cursor,
                     has_more: false,
+                    last_change: None,
                     watermarks: fresh.watermarks,
                 });
             }
@@ -822,6 +823,8 @@ mod tests {
                 deleted_by: None,
             },
             status: MessageStatus::Sent,
+            reactions: Vec::new(),
+            reply: None,
         }
     }
 

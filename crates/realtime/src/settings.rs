@@ -46,6 +46,10 @@ pub struct RealtimeSettings {
     pub messages_per_second: NonZeroU32,
     /// Messages a user may send at once before the per-second rate applies.
     pub message_burst: NonZeroU32,
+    /// Sustained edits, deletions and reactions per second per user (WebSocket and REST).
+    pub changes_per_second: NonZeroU32,
+    /// Edits, deletions and reactions a user may make at once before the rate applies.
+    pub change_burst: NonZeroU32,
     /// Sustained `typing` frames per second per session.
     pub typing_per_second: NonZeroU32,
     /// `typing` frames a session may send at once before the per-second rate applies.
@@ -95,6 +99,8 @@ impl Default for RealtimeSettings {
             protocol_error_logs_per_minute: 10,
             messages_per_second: nonzero::u32(10),
             message_burst: nonzero::u32(20),
+            changes_per_second: nonzero::u32(5),
+            change_burst: nonzero::u32(20),
             typing_per_second: nonzero::u32(5),
             typing_burst: nonzero::u32(10),
             upgrades_per_second: nonzero::u32(20),

@@ -7,13 +7,14 @@ use domain::auth::AuthSession;
 use domain::conversation::{
     ConversationDetails, ConversationState, ConversationSummary, ParticipantProfile,
 };
-use domain::message::{AppendOutcome, MessageStatus};
+use domain::message::{AppendOutcome, MessageStatus, ReactionCount, ReplyPreview};
 use domain::realtime::{self, ConversationChange};
 use domain::services::{MessageService, MessageView, ParticipantPresence};
 use domain::user::User;
 use domain::UserId;
 use protocol::rest::{
-    AuthResponse, ConversationDto, MessageDto, ParticipantDto, ParticipantPresenceDto, UserDto,
+    AuthResponse, ConversationDto, MessageDto, ParticipantDto, ParticipantPresenceDto, ReactionDto,
+    ReplyPreviewDto, UserDto,
 };
 use protocol::server::{ConversationEvent, ConversationSnapshot, PresenceStatus, Watermarks};
 use protocol::ServerFrame;
@@ -65,15 +66,48 @@ pub fn message(view: &MessageView) -> MessageDto {
         edited_at: m.edited_at,
         deleted_at: m.deleted_at,
         status: view.status.as_str().to_owned(),
+        deleted_by: m.deleted_by.map(|u| u.as_uuid()),
+        change_seq: m.change_seq,
+        reactions: view.reactions.iter().map(|r| reaction(r, true)).collect(),
+        reply_preview: view.reply.as_ref().map(reply_preview),
     }
 }
 
 /// A message just appended: a new one is `sent` (nobody else has it yet).
 pub fn appended(outcome: &AppendOutcome) -> MessageDto {
-    message(&MessageView {
-        message: outcome.message().clone(),
-        status: MessageStatus::Sent,
-    })
+    message(&MessageView::new(
+        outcome.message().clone(),
+        MessageStatus::Sent,
+    ))
+}
+
+/// One emoji's reactions; `me` only for a frame of one reader (history, `sync`), not for a
+/// live frame every member shares.
+pub fn reaction(r: &ReactionCount, for_reader: bool) -> ReactionDto {
+    ReactionDto {
+        emoji: r.emoji.clone(),
+        count: r.count,
+        user_ids: r.user_ids.iter().map(|u| u.as_uuid()).collect(),
+        me: for_reader.then_some(r.me),
+    }
+}
+
+/// The quote of the message a reply answers.
+pub fn reply_preview(p: &ReplyPreview) -> ReplyPreviewDto {
+    ReplyPreviewDto {
+        id: p.message_id.as_uuid(),
+        sender_id: p.sender_id.as_uuid(),
+        content: p.excerpt.clone(),
+        deleted: p.deleted,
+    }
+}
+
+/// A message as one frame for every member (live `message_updated`): reactions without `me`.
+pub fn shared_message(view: &MessageView) -> MessageDto {
+    MessageDto {
+        reactions: view.reactions.iter().map(|r| reaction(r, false)).collect(),
+        ..message(view)
+    }
 }
 
 /// A member of a conversation.
@@ -146,6 +180,7 @@ pub fn snapshot(state: &ConversationState) -> ConversationSnapshot {
         conversation_id: state.conversation_id.as_uuid(),
         last_seq: state.last_seq,
         unread_count: state.unread_count(),
+        last_change: state.last_change,
         watermarks: watermarks(state),
     }
 }

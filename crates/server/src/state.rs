@@ -8,7 +8,9 @@ use domain::ports::{
     AccessTokenIssuer, Clock, ConversationStore, MessageStore, PasswordHasher, ReceiptStore,
     RefreshTokenStore, Storage, StoreHealth, UserStore,
 };
-use domain::services::{AccountService, AccountSettings, ConversationService, MessageService};
+use domain::services::{
+    AccountService, AccountSettings, ConversationService, LifecycleService, MessageService,
+};
 use realtime::batcher::Faults;
 use realtime::{Parts, Realtime, RealtimePorts};
 use std::sync::Arc;
@@ -53,6 +55,8 @@ pub struct AppState {
     pub conversations: ConversationService,
     /// Messages and receipts.
     pub messages: MessageService,
+    /// Edits, deletions and reactions.
+    pub lifecycle: LifecycleService,
     /// Login throttling, shared by every worker.
     pub login_limiter: LoginRateLimiter,
     /// Registration throttling per client IP, shared by every worker.
@@ -95,6 +99,12 @@ impl AppState {
         // Settings::load refuses zero; a hand-built zero falls back to one attempt.
         let per_minute = settings.auth.login_attempts_per_minute;
         let burst = settings.auth.login_burst;
+        let lifecycle = LifecycleService::new(
+            ports.messages.clone(),
+            ports.conversations.clone(),
+            clock.clone(),
+            limits,
+        );
         let messages = MessageService::new(
             ports.messages,
             ports.conversations.clone(),
@@ -132,6 +142,7 @@ impl AppState {
                 limits,
             ),
             messages,
+            lifecycle,
             login_limiter: LoginRateLimiter::new(per_minute, burst),
             registration_limiter: RegistrationRateLimiter::new(
                 settings.auth.registrations_per_minute,

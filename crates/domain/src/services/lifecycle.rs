@@ -7,10 +7,11 @@
 
 use super::errors::ChatError;
 use super::lookups::{require_member, require_message};
+use super::messages::{MessageService, MessageView};
 use crate::conversation::{Participant, Role};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::limits::Limits;
-use crate::message::{DeleteOutcome, Emoji, Message, MessageContent, ReactionCount};
+use crate::message::{DeleteOutcome, Emoji, Message, MessageContent, ReactionCount, ReplyPreview};
 use crate::ports::{Clock, ConversationStore, MessageStore};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -206,6 +207,41 @@ impl LifecycleService {
             .messages
             .changes_after(conversation, after.max(0), limit)
             .await?)
+    }
+}
+
+impl LifecycleService {
+    /// `message` as `viewer` reads it: its status over the members' watermarks, its
+    /// reactions (`me` the viewer's) and, for a reply, the original's preview as it is now.
+    pub async fn view(&self, viewer: UserId, message: Message) -> Result<MessageView, ChatError> {
+        let c = message.conversation_id;
+        let details = self
+            .conversations
+            .conversation(c)
+            .await?
+            .ok_or(ChatError::NotParticipant)?;
+        let id = message.id;
+        let deleted = message.deleted_at.is_some();
+        let reply_to = message.reply_to;
+        let mut view = MessageService::views(&details, vec![message])
+            .pop()
+            .ok_or(ChatError::MessageNotFound)?;
+        if !deleted {
+            view.reactions = self
+                .reactions(c, &[id], viewer)
+                .await?
+                .remove(&id)
+                .unwrap_or_default();
+        }
+        if let Some(original) = reply_to {
+            view.reply = self
+                .messages
+                .message(c, original)
+                .await?
+                .as_ref()
+                .map(ReplyPreview::of);
+        }
+        Ok(view)
     }
 }
 

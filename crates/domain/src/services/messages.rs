@@ -37,6 +37,23 @@ pub struct MessageView {
     pub message: Message,
     /// Aggregate delivery status over the other participants.
     pub status: MessageStatus,
+    /// Its reactions as the reader sees them (`me` is the reader's); empty when none or
+    /// not read (a live frame of a new message).
+    pub reactions: Vec<crate::message::ReactionCount>,
+    /// The message it answers, as it is now, if it is a reply and the original was read.
+    pub reply: Option<crate::message::ReplyPreview>,
+}
+
+impl MessageView {
+    /// `message` with `status`, no reactions read and no reply preview.
+    pub fn new(message: Message, status: MessageStatus) -> Self {
+        Self {
+            message,
+            status,
+            reactions: Vec::new(),
+            reply: None,
+        }
+    }
 }
 
 /// A page of history and what fetching it did to the reader's delivered watermark.
@@ -378,6 +395,8 @@ impl MessageService {
             .map(|message| MessageView {
                 status: MessageStatus::aggregate(message.seq, message.sender_id, &participants),
                 message,
+                reactions: Vec::new(),
+                reply: None,
             })
             .collect()
     }

@@ -136,6 +136,8 @@ impl Settings {
         settings.auth.registration_burst = plenty;
         settings.realtime.messages_per_second = plenty;
         settings.realtime.message_burst = plenty;
+        settings.realtime.changes_per_second = plenty;
+        settings.realtime.change_burst = plenty;
         settings.realtime.upgrades_per_second = plenty;
         settings.realtime.upgrade_burst = plenty;
         settings.log.level = "warn".to_owned();

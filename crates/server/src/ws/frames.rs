@@ -115,6 +115,7 @@ pub(crate) fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     };
     let reference = map
         .get("temp_id")
+        .or_else(|| map.get("request_id"))
         .and_then(Value::as_str)
         .map(|s| s.chars().take(64).collect::<String>());
     let kind = match map.get("type") {
@@ -140,6 +141,9 @@ pub(crate) fn parse(text: &str) -> Result<ClientFrame, FrameError> {
         types::PRESENCE => fields(value).map(ClientFrame::Presence),
         types::AUTH => fields(value).map(ClientFrame::Auth),
         types::PING => Ok(ClientFrame::Ping),
+        types::EDIT => fields(value).map(ClientFrame::Edit),
+        types::DELETE => fields(value).map(ClientFrame::Delete),
+        types::REACT => fields(value).map(ClientFrame::React),
         other => Err(FrameError::new(
             ErrorCode::UnknownType,
             format!(

@@ -31,6 +31,7 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use protocol::client::{ClientFrame, OwnStatus, SendFrame, SyncFrame};
 use protocol::server::SyncState;
 use protocol::{ErrorCode, ServerFrame};
+use realtime::changes::ChangeRefused;
 use realtime::envelope::Kind;
 use realtime::hub::{Backlog, CloseSignal, Delivery, Inbound, Registration, CLOSE_SLOW_CONSUMER};
 use realtime::metrics::{unix_micros_now, Transport};
@@ -91,6 +92,13 @@ enum End {
 
 /// Why a frame handler stopped: an answer for the client (`Storage`: one caused by a storage
 /// failure, counted in the metrics), or the end of the session.
+/// A change a frame asks for (`edit`, `delete`, `react`).
+enum Change {
+    Edit(MessageId, String),
+    Delete(MessageId),
+    React(MessageId, String, bool),
+}
+
 enum Fault {
     Frame(FrameError),
     Storage(FrameError),
@@ -719,7 +727,55 @@ impl ChatSession {
                 Ok(())
             }
             ClientFrame::Ping => Ok(self.write(wire::encode(&ServerFrame::Pong), false).await?),
+            ClientFrame::Edit(edit) => {
+                let message = MessageId::from_uuid(edit.message_id);
+                let change = Change::Edit(message, edit.content);
+                self.on_change(edit.request_id, edit.conversation_id, change)
+                    .await
+            }
+            ClientFrame::Delete(delete) => {
+                let change = Change::Delete(MessageId::from_uuid(delete.message_id));
+                self.on_change(delete.request_id, delete.conversation_id, change)
+                    .await
+            }
+            ClientFrame::React(react) => {
+                let message = MessageId::from_uuid(react.message_id);
+                let change = Change::React(message, react.emoji, react.add);
+                self.on_change(react.request_id, react.conversation_id, change)
+                    .await
+            }
         }
+    }
+
+    /// An `edit`, `delete` or `react` frame, in a conversation the session follows. Its copy
+    /// comes back through the conversation's topic (with its change number), as it reaches
+    /// every other session; a refusal is an `error` frame whose `ref` is the `request_id`.
+    async fn on_change(
+        &mut self,
+        reference: Option<String>,
+        named: Option<uuid::Uuid>,
+        change: Change,
+    ) -> Result<(), Fault> {
+        let with_ref = |e: Fault| e.with_reference(reference.clone());
+        let c = self
+            .followed(named)
+            .map_err(|e| with_ref(Fault::Frame(e)))?;
+        let (rt, lifecycle, user) = (&self.realtime, &self.state.lifecycle, self.user);
+        let done = match change {
+            Change::Edit(m, content) => rt.edit(lifecycle, user, c, m, &content).await.map(drop),
+            Change::Delete(m) => rt.delete(lifecycle, user, c, m).await.map(drop),
+            Change::React(m, emoji, add) => {
+                rt.react(lifecycle, user, c, m, &emoji, add).await.map(drop)
+            }
+        };
+        done.map_err(|refused| {
+            with_ref(match refused {
+                ChangeRefused::RateLimited(_) => {
+                    Fault::Frame(FrameError::rate_limited("edits, deletions and reactions"))
+                }
+                ChangeRefused::Chat(e) => Fault::from(e),
+            })
+        })
     }
 
     /// The conversation a frame names (see [`SessionState::conversation_of`]).
@@ -890,6 +946,7 @@ impl ChatSession {
                 return Ok(Some(SyncState {
                     last_seq: if more { last } else { position },
                     has_more: more,
+                    last_change: None,
                     watermarks: wire::watermarks(&page.state),
                 }));
             }
@@ -928,6 +985,7 @@ impl ChatSession {
         Ok(Some(SyncState {
             last_seq,
             has_more,
+            last_change: None,
             watermarks,
         }))
     }
