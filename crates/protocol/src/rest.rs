@@ -203,6 +203,19 @@ pub struct ReactionDto {
     pub me: Option<bool>,
 }
 
+/// `PUT` and `DELETE /conversations/{id}/messages/{message_id}/reactions/{emoji}`: the
+/// message's reactions afterwards, as the caller sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReactionsDto {
+    /// The message.
+    pub message_id: Uuid,
+    /// Its change number now (unchanged when the call changed nothing).
+    pub change_seq: i64,
+    /// Its reactions, `me` included.
+    pub reactions: Vec<ReactionDto>,
+}
+
 /// The message a reply answers, enough to render the quote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
