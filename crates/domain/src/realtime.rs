@@ -420,16 +420,15 @@ pub enum Event {
     },
     /// `user_id` added or removed a reaction.
     Reaction {
-        /// The message, with the change number the reaction took.
-        message: crate::message::Message,
+        /// The message as it is after it, with the change number the reaction took, its
+        /// reactions (`me` is not sent: one frame serves everyone) and reply preview.
+        view: crate::services::MessageView,
         /// Who.
         user_id: UserId,
         /// Which emoji.
         emoji: String,
         /// Added, or removed.
         added: bool,
-        /// The message's reactions afterwards (`me` is not sent: one frame serves everyone).
-        reactions: Vec<crate::message::ReactionCount>,
     },
     /// A user's read state changed (sent on the user's own topic, for their other devices).
     Unread {

@@ -262,6 +262,10 @@ pub enum ServerFrame {
         added: bool,
         /// The message's reactions after it (without `me`).
         reactions: Vec<ReactionDto>,
+        /// The whole message as it is now (its `reactions` the same), so that every change
+        /// frame carries the message's whole state: of two copies, the higher `change_seq`
+        /// is the newer.
+        message: MessageDto,
         /// The change number.
         change_seq: i64,
     },

@@ -96,12 +96,14 @@ impl Realtime {
             .react(user, conversation, message, emoji, add)
             .await?;
         if change.changed {
+            let view = lifecycle
+                .view_with(user, change.message.clone(), Some(change.reactions.clone()))
+                .await?;
             let event = Event::Reaction {
-                message: change.message.clone(),
+                view,
                 user_id: user,
                 emoji: emoji.to_owned(),
                 added: add,
-                reactions: change.reactions.clone(),
             };
             self.announce(Topic::Conversation(conversation), event)
                 .await;

@@ -200,19 +200,21 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
             (change_header(m), wire::encode(&frame))
         }
         Event::Reaction {
-            message: m,
+            view,
             user_id,
             emoji,
             added,
-            reactions,
         } => {
+            let m = &view.message;
+            let message = wire::shared_message(view);
             let frame = ServerFrame::Reaction {
                 conversation_id: m.conversation_id.as_uuid(),
                 message_id: m.id.as_uuid(),
                 user_id: user_id.as_uuid(),
                 emoji: emoji.clone(),
                 added: *added,
-                reactions: reactions.iter().map(|r| wire::reaction(r, false)).collect(),
+                reactions: message.reactions.clone(),
+                message,
                 change_seq: m.change_seq,
             };
             (change_header(m), wire::encode(&frame))

@@ -214,6 +214,17 @@ impl LifecycleService {
     /// `message` as `viewer` reads it: its status over the members' watermarks, its
     /// reactions (`me` the viewer's) and, for a reply, the original's preview as it is now.
     pub async fn view(&self, viewer: UserId, message: Message) -> Result<MessageView, ChatError> {
+        self.view_with(viewer, message, None).await
+    }
+
+    /// [`Self::view`] with the message's reactions already read (`Some`), as a reaction
+    /// change reads them.
+    pub async fn view_with(
+        &self,
+        viewer: UserId,
+        message: Message,
+        reactions: Option<Vec<ReactionCount>>,
+    ) -> Result<MessageView, ChatError> {
         let c = message.conversation_id;
         let details = self
             .conversations
@@ -226,7 +237,9 @@ impl LifecycleService {
         let mut view = MessageService::views(&details, vec![message])
             .pop()
             .ok_or(ChatError::MessageNotFound)?;
-        if !deleted {
+        if let Some(reactions) = reactions {
+            view.reactions = reactions;
+        } else if !deleted {
             view.reactions = self
                 .reactions(c, &[id], viewer)
                 .await?
