@@ -44,6 +44,10 @@ pub mod keys {
     pub const MESSAGES_PER_SECOND: &str = "realtime.messages_per_second";
     /// Messages a user may send at once before the per-second rate applies.
     pub const MESSAGE_BURST: &str = "realtime.message_burst";
+    /// Sustained edits, deletions and reactions per second per user.
+    pub const CHANGES_PER_SECOND: &str = "realtime.changes_per_second";
+    /// Edits, deletions and reactions a user may make at once.
+    pub const CHANGE_BURST: &str = "realtime.change_burst";
     /// Sustained WebSocket upgrades per second per client IP.
     pub const UPGRADES_PER_SECOND: &str = "realtime.upgrades_per_second";
     /// Upgrades one IP may make at once.
@@ -119,6 +123,8 @@ pub fn quick(overrides: &[(&str, &str)]) -> Vec<(&'static str, String)> {
         (keys::TYPING_TTL_MS, "1000".into()),
         (keys::MESSAGES_PER_SECOND, "100000".into()),
         (keys::MESSAGE_BURST, "100000".into()),
+        (keys::CHANGES_PER_SECOND, "100000".into()),
+        (keys::CHANGE_BURST, "100000".into()),
         (keys::UPGRADES_PER_SECOND, "100000".into()),
         (keys::UPGRADE_BURST, "100000".into()),
         (keys::TYPING_PER_SECOND, "1000".into()),
@@ -136,7 +142,7 @@ pub fn quick(overrides: &[(&str, &str)]) -> Vec<(&'static str, String)> {
     tuning
 }
 
-const ALL_KEYS: [&str; 24] = [
+const ALL_KEYS: [&str; 26] = [
     keys::HEARTBEAT_MS,
     keys::PRESENCE_GRACE_MS,
     keys::NODE_LEASE_TTL_MS,
@@ -152,6 +158,8 @@ const ALL_KEYS: [&str; 24] = [
     keys::MAX_FRAME_BYTES,
     keys::MESSAGES_PER_SECOND,
     keys::MESSAGE_BURST,
+    keys::CHANGES_PER_SECOND,
+    keys::CHANGE_BURST,
     keys::UPGRADES_PER_SECOND,
     keys::UPGRADE_BURST,
     keys::COMMIT_MAX_BATCH,

@@ -14,6 +14,7 @@
 
 pub mod batcher;
 pub mod changes;
+mod changes_feed;
 pub mod client_errors;
 pub mod envelope;
 pub mod hub;

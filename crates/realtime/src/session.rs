@@ -7,6 +7,8 @@
 //! mark this message delivered, fetch this range. Every decision about ordering, holding,
 //! deduplicating and fetching is made here, and tested here without sockets or storage.
 
+use crate::changes_feed::ChangeFeed;
+pub use crate::changes_feed::{ChangeSync, Replayed};
 use crate::hub::Delivery;
 use crate::wire;
 use bytestring::ByteString;
@@ -196,6 +198,8 @@ pub struct SessionState {
     scope: Option<ConversationId>,
     limits: Limits,
     feeds: HashMap<ConversationId, Feed>,
+    /// The change cursor of each conversation followed (edits, deletions, reactions).
+    changes: HashMap<ConversationId, ChangeFeed>,
     /// Sends of this session awaiting their commit, per conversation. A hole no larger than
     /// that is most likely this session's own messages (the peer's next one can overtake our
     /// ack): its fetch waits for the acks, which fill it without a storage read and without
@@ -230,6 +234,7 @@ impl SessionState {
             scope,
             limits,
             feeds: HashMap::new(),
+            changes: HashMap::new(),
             sending: HashMap::new(),
             unacked: HashSet::new(),
             typing_in: Vec::new(),
@@ -275,6 +280,10 @@ impl SessionState {
     ) -> (ConversationSnapshot, i64) {
         let last_seq = state.last_seq;
         let entry = wire::snapshot(state);
+        self.changes.insert(
+            state.conversation_id,
+            ChangeFeed::new(state.last_change, self.limits.max_pending),
+        );
         self.feeds.insert(
             state.conversation_id,
             Feed {
@@ -318,8 +327,10 @@ impl SessionState {
         !self.feeds.contains_key(&c) && self.scope.is_none_or(|s| s == c)
     }
 
-    /// Follows `c` from the join at `base` on.
-    pub fn follow_joined(&mut self, c: ConversationId, base: i64) {
+    /// Follows `c` from the join at `base` on (`change_base`: its change number then).
+    pub fn follow_joined(&mut self, c: ConversationId, base: i64, change_base: i64) {
+        self.changes
+            .insert(c, ChangeFeed::new(change_base, self.limits.max_pending));
         self.feeds.insert(
             c,
             Feed {
@@ -334,6 +345,7 @@ impl SessionState {
     /// Stops following `c`.
     pub fn leave(&mut self, c: ConversationId) {
         self.feeds.remove(&c);
+        self.changes.remove(&c);
     }
 
     /// A conversation event (its frame goes to the client as it is): whether it starts or
@@ -344,7 +356,7 @@ impl SessionState {
         };
         if header.joined == Some(self.user) && self.joins(c) {
             let base = header.seq.unwrap_or(0);
-            self.follow_joined(c, base);
+            self.follow_joined(c, base, header.change.unwrap_or(0));
             Membership::Joined {
                 conversation: c,
                 base,
@@ -481,6 +493,76 @@ impl SessionState {
             }
         }
         release
+    }
+
+    // ------------------------------------------------------------------ changes
+
+    /// A live change (edit, deletion, reaction): what its conversation's change feed lets
+    /// through, in change order. `None`: not a change of a conversation followed here.
+    pub fn offer_change(
+        &mut self,
+        delivery: &Delivery,
+    ) -> Option<(ConversationId, Vec<ByteString>)> {
+        let header = &delivery.header;
+        let (Some(c), Some(change)) = (header.conversation, header.change) else {
+            return None;
+        };
+        let feed = self.changes.get_mut(&c)?;
+        Some((c, feed.offer(change, delivery.frame.clone())))
+    }
+
+    /// A live change may have left a hole in `c`'s change feed: fetched now (no grace), or
+    /// once the grace passed if it is still open then.
+    pub fn change_gap_seen(&mut self, c: ConversationId, now: Instant) -> Gap {
+        if self.change_hole(c).is_none() {
+            return Gap::Nothing;
+        }
+        let grace = self.limits.gap_grace;
+        if grace.is_zero() {
+            return Gap::FetchNow;
+        }
+        if !self.gaps.contains(&c) {
+            self.gaps.push(c);
+            self.gaps_due.get_or_insert(now + grace);
+        }
+        Gap::Later
+    }
+
+    /// Where a fetch for the hole of `c`'s change feed starts, if live changes wait.
+    pub fn change_hole(&self, c: ConversationId) -> Option<i64> {
+        self.changes.get(&c)?.hole()
+    }
+
+    /// The change number `c`'s client holds everything up to, as far as this session knows.
+    pub fn change_position(&self, c: ConversationId) -> Option<i64> {
+        self.changes.get(&c).map(ChangeFeed::position)
+    }
+
+    /// A page of changes read after the change position of `c` (`(change, frame)` in change
+    /// order): what to write. `None`: `c` is not followed.
+    pub fn changes_fetched(
+        &mut self,
+        c: ConversationId,
+        page: Vec<(i64, ByteString)>,
+    ) -> Option<Vec<ByteString>> {
+        Some(self.changes.get_mut(&c)?.fetched(page))
+    }
+
+    /// How a `sync`'s change cursor for `c` is answered (see [`ChangeFeed::plan_sync`]).
+    pub fn plan_change_sync(&mut self, c: ConversationId, cursor: i64) -> Option<ChangeSync> {
+        Some(self.changes.get_mut(&c)?.plan_sync(cursor))
+    }
+
+    /// The page a [`ChangeSync::Replay`] of `c` read after `after` (see
+    /// [`ChangeFeed::replayed`]).
+    pub fn changes_replayed(
+        &mut self,
+        c: ConversationId,
+        after: i64,
+        page: Vec<(i64, ByteString)>,
+        full: bool,
+    ) -> Option<Replayed> {
+        Some(self.changes.get_mut(&c)?.replayed(after, page, full))
     }
 
     // ------------------------------------------------------------------ own sends
@@ -732,6 +814,28 @@ impl SessionState {
         let ready = feed.order.fill(items);
         Some(self.release(ready))
     }
+}
+
+/// The frame of a changed message read from storage, for its reader: `message_deleted`
+/// for a tombstone, else `message_updated` with the message as it is now.
+pub fn change_frame(view: &MessageView) -> String {
+    let m = &view.message;
+    let frame = match (m.deleted_at, m.deleted_by) {
+        (Some(deleted_at), deleted_by) => ServerFrame::MessageDeleted {
+            conversation_id: m.conversation_id.as_uuid(),
+            message_id: m.id.as_uuid(),
+            seq: m.seq,
+            deleted_at,
+            deleted_by: deleted_by.unwrap_or(m.sender_id).as_uuid(),
+            change_seq: m.change_seq,
+        },
+        (None, _) => ServerFrame::MessageUpdated {
+            conversation_id: m.conversation_id.as_uuid(),
+            message: wire::message(view),
+            change_seq: m.change_seq,
+        },
+    };
+    wire::encode(&frame)
 }
 
 /// The `message` frame of a stored message, with its status as storage knows it.
@@ -1114,7 +1218,7 @@ mod tests {
         let (_, floor) = s.follow_snapshot(&state(9, c), 0);
         assert_eq!(floor, 0, "everything read: no receipt concerns us");
         assert!(s.joins(j));
-        s.follow_joined(j, 3);
+        s.follow_joined(j, 3, 0);
         assert!(!s.joins(j));
         assert_eq!(s.position(j), Some(3));
         let scoped = SessionState::new(me, Some(c), limits(0, false));

@@ -25,6 +25,7 @@ mod ws_cluster;
 mod ws_costs;
 mod ws_flow;
 mod ws_groups;
+mod ws_lifecycle;
 mod ws_limits;
 mod ws_messages;
 mod ws_own_echo;

@@ -211,6 +211,41 @@ impl LifecycleService {
 }
 
 impl LifecycleService {
+    /// For member `me`: the messages of `conversation` changed after change `after`, in
+    /// change order, at most `limit`, as `me` reads them (status, reactions with `me`,
+    /// reply previews): what recovery writes as `message_updated` / `message_deleted`.
+    /// A bounded number of statements whatever the page's size.
+    pub async fn changed_views(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<MessageView>, ChatError> {
+        let details = self
+            .conversations
+            .conversation(conversation)
+            .await?
+            .filter(|d| d.participant(me).is_some())
+            .ok_or(ChatError::NotParticipant)?;
+        let limit = limit.clamp(1, self.limits.max_page_size);
+        let changed = self
+            .messages
+            .changes_after(conversation, after.max(0), limit)
+            .await?;
+        let mut views = MessageService::views(&details, changed);
+        let live: Vec<MessageId> = views
+            .iter()
+            .filter(|v| v.message.deleted_at.is_none())
+            .map(|v| v.message.id)
+            .collect();
+        let mut reactions = self.reactions(conversation, &live, me).await?;
+        for view in &mut views {
+            view.reactions = reactions.remove(&view.message.id).unwrap_or_default();
+        }
+        Ok(views)
+    }
+
     /// `message` as `viewer` reads it: its status over the members' watermarks, its
     /// reactions (`me` the viewer's) and, for a reply, the original's preview as it is now.
     pub async fn view(&self, viewer: UserId, message: Message) -> Result<MessageView, ChatError> {

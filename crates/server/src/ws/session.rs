@@ -37,7 +37,8 @@ use realtime::hub::{Backlog, CloseSignal, Delivery, Inbound, Registration, CLOSE
 use realtime::metrics::{unix_micros_now, Transport};
 use realtime::send::{QueuedSend, SendRefused, Via};
 use realtime::session::{
-    message_frame, Gap, Limits, Membership, Refusal, Release, SessionState, SyncPlan,
+    change_frame, message_frame, ChangeSync, Gap, Limits, Membership, Refusal, Release,
+    SessionState, SyncPlan,
 };
 use realtime::settings::RealtimeSettings;
 use realtime::wire;
@@ -899,11 +900,35 @@ impl ChatSession {
             .iter()
             .map(|(id, cursor)| (ConversationId::from_uuid(*id), *cursor));
         let wanted = self.core.sync_targets(cursors).map_err(refused)?;
+        if let Some((_, bad)) = sync.changes.iter().find(|(_, cursor)| **cursor < 0) {
+            return Err(FrameError::validation(
+                "changes",
+                format!("must not be negative (got {bad})"),
+            )
+            .into());
+        }
+        if sync.changes.keys().any(|c| !sync.cursors.contains_key(c)) {
+            return Err(FrameError::validation(
+                "changes",
+                "every conversation must also be in cursors",
+            )
+            .into());
+        }
         let mut done = BTreeMap::new();
         for (c, cursor) in wanted {
-            if let Some(state) = self.sync_one(c, cursor).await? {
-                done.insert(c.as_uuid(), state);
+            let Some(mut state) = self.sync_one(c, cursor).await? else {
+                continue;
+            };
+            if let Some(&after) = sync.changes.get(&c.as_uuid()) {
+                if state.has_more {
+                    // Messages first: the changes wait for the last page of them.
+                    state.last_change = Some(after);
+                } else if let Some((last_change, more)) = self.sync_changes(c, after).await? {
+                    state.last_change = Some(last_change);
+                    state.has_more = more;
+                }
             }
+            done.insert(c.as_uuid(), state);
         }
         self.write(
             wire::encode(&ServerFrame::SyncDone {
@@ -990,6 +1015,39 @@ impl ChatSession {
         }))
     }
 
+    /// Replays a page of `c`'s changes after the client's change cursor `after`, as
+    /// [`SessionState::plan_change_sync`] plans it: the change cursor to answer and whether
+    /// more remain. `None`: no longer followed.
+    async fn sync_changes(
+        &mut self,
+        c: ConversationId,
+        after: i64,
+    ) -> Result<Option<(i64, bool)>, Fault> {
+        let after = match self.core.plan_change_sync(c, after) {
+            None => return Ok(None),
+            Some(ChangeSync::Current {
+                last_change,
+                release,
+            }) => {
+                for frame in release {
+                    self.write(frame, false).await?;
+                }
+                return Ok(Some((last_change, false)));
+            }
+            Some(ChangeSync::Replay { after }) => after,
+        };
+        let page_size = self.realtime.settings.sync_page_size.get();
+        let page = self.fetch_changes(c, after, page_size).await?;
+        let full = page.len() >= page_size as usize;
+        let Some(replayed) = self.core.changes_replayed(c, after, page, full) else {
+            return Ok(None);
+        };
+        for frame in replayed.frames {
+            self.write(frame, false).await?;
+        }
+        Ok(Some((replayed.last_change, replayed.has_more)))
+    }
+
     async fn fetch(
         &self,
         c: ConversationId,
@@ -1027,14 +1085,15 @@ impl ChatSession {
             Inbound::Resync => {
                 for c in self.core.followed() {
                     self.catch_up(c).await?;
+                    self.catch_up_changes(c).await?;
                 }
                 return Ok(());
             }
             Inbound::Event(delivery) => delivery,
         };
         match delivery.header.kind {
-            Kind::Message => match self.core.hold(delivery) {
-                Some(delivery) => self.offer_live(delivery).await,
+            Kind::Message | Kind::Change => match self.core.hold(delivery) {
+                Some(delivery) => self.offer_held(delivery).await,
                 None => Ok(()),
             },
             Kind::Conversation => self.on_conversation(delivery).await,
@@ -1058,12 +1117,108 @@ impl ChatSession {
             return Ok(());
         };
         for delivery in held {
-            self.offer_live(delivery).await?;
+            self.offer_held(delivery).await?;
         }
         for c in overflowed {
             self.catch_up(c).await?;
+            self.catch_up_changes(c).await?;
         }
         Ok(())
+    }
+
+    /// A live message or change, past the hold, into its feed.
+    async fn offer_held(&mut self, delivery: Delivery) -> Result<(), End> {
+        if delivery.header.kind == Kind::Change {
+            self.offer_change(delivery).await
+        } else {
+            self.offer_live(delivery).await
+        }
+    }
+
+    /// A live edit, deletion or reaction into its conversation's change feed.
+    async fn offer_change(&mut self, delivery: Delivery) -> Result<(), End> {
+        let Some((c, frames)) = self.core.offer_change(&delivery) else {
+            return Ok(());
+        };
+        for frame in frames {
+            self.write(frame, false).await?;
+        }
+        match self.core.change_gap_seen(c, Instant::now()) {
+            Gap::FetchNow => self.fill_change_gaps(c).await,
+            Gap::Later | Gap::Nothing => Ok(()),
+        }
+    }
+
+    /// Fetches the changes of `c` that live ones wait behind.
+    async fn fill_change_gaps(&mut self, c: ConversationId) -> Result<(), End> {
+        while let Some(after) = self.core.change_hole(c) {
+            self.realtime.metrics.gap_fetch();
+            let page_size = self.realtime.settings.sync_page_size.get();
+            if self.fetch_changes_into_feed(c, after, page_size).await? == 0 {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches every change of `c` after its change position (pub/sub reconnected, a held
+    /// change dropped, or the session just joined), page by page.
+    async fn catch_up_changes(&mut self, c: ConversationId) -> Result<(), End> {
+        let page_size = self.realtime.settings.sync_page_size.get();
+        while let Some(after) = self.core.change_position(c) {
+            if self.fetch_changes_into_feed(c, after, page_size).await? < page_size as usize {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// One page of changes after `after` into `c`'s change feed: how many storage had
+    /// (0 also when it failed: the next event tries again).
+    async fn fetch_changes_into_feed(
+        &mut self,
+        c: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> Result<usize, End> {
+        let page = match self.fetch_changes(c, after, limit).await {
+            Ok(page) => page,
+            Err(ChatError::NotParticipant) => {
+                self.leave(c).await;
+                return Ok(0);
+            }
+            Err(e) => {
+                self.realtime.metrics.storage_error();
+                tracing::warn!(error = %e, "fetching changes failed; retrying at the next event");
+                return Ok(0);
+            }
+        };
+        let read = page.len();
+        let Some(frames) = self.core.changes_fetched(c, page) else {
+            return Ok(0);
+        };
+        for frame in frames {
+            self.write(frame, false).await?;
+        }
+        Ok(read)
+    }
+
+    /// The changes of `c` after change `after`, as frames for this session's user.
+    async fn fetch_changes(
+        &self,
+        c: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, ByteString)>, ChatError> {
+        let views = self
+            .state
+            .lifecycle
+            .changed_views(self.user, c, after, limit)
+            .await?;
+        Ok(views
+            .iter()
+            .map(|v| (v.message.change_seq, ByteString::from(change_frame(v))))
+            .collect())
     }
 
     async fn offer_live(&mut self, delivery: Delivery) -> Result<(), End> {
@@ -1107,6 +1262,7 @@ impl ChatSession {
     async fn fetch_due_gaps(&mut self) -> Result<(), End> {
         for c in self.core.take_due_gaps() {
             self.fill_gaps(c).await?;
+            self.fill_change_gaps(c).await?;
         }
         Ok(())
     }
@@ -1196,7 +1352,8 @@ impl ChatSession {
                     tracing::warn!(error = %e, "subscribing a joined conversation failed");
                 }
                 self.realtime.hub.receipt_floor(self.id, c, base);
-                self.catch_up(c).await
+                self.catch_up(c).await?;
+                self.catch_up_changes(c).await
             }
             Membership::Left {
                 conversation: c,
