@@ -23,6 +23,14 @@ pub(crate) struct ChangeFeed {
     /// This session wrote every change frame it wrote with a number above `floor` (and up
     /// to the position): the client holds those. At the start, the feed's base.
     floor: i64,
+    /// A replay is paging (its last page said `has_more`): live changes wait here until it
+    /// ends, so the client sees no change number above the replay's cursor meanwhile and
+    /// may take the highest number it saw as its cursor.
+    parked: Option<Vec<(i64, ByteString)>>,
+    /// More live changes came while parked than a feed may hold: caught up from storage
+    /// when the replay ends.
+    overflowed: bool,
+    max_pending: usize,
 }
 
 /// How a `sync`'s change cursor is answered.
@@ -61,6 +69,9 @@ impl ChangeFeed {
         Self {
             order: OrderedFeed::new(base, max_pending),
             floor: base,
+            parked: None,
+            overflowed: false,
+            max_pending,
         }
     }
 
@@ -71,12 +82,29 @@ impl ChangeFeed {
 
     /// A live change: what may be written now, in order.
     pub(crate) fn offer(&mut self, change: i64, frame: ByteString) -> Vec<ByteString> {
+        if let Some(parked) = &mut self.parked {
+            if parked.len() < self.max_pending {
+                parked.push((change, frame));
+            } else {
+                self.overflowed = true;
+            }
+            return Vec::new();
+        }
         self.order.offer(change, frame)
     }
 
-    /// Where a fetch for a hole starts (the position), when live changes wait behind one.
+    /// Where a fetch for a hole starts (the position), when live changes wait behind one;
+    /// none while a replay pages (it ends by letting them through).
     pub(crate) fn hole(&self) -> Option<i64> {
+        if self.parked.is_some() {
+            return None;
+        }
         self.order.missing().map(|(after, _)| after)
+    }
+
+    /// Whether live changes were dropped while a replay paged (catch up from storage).
+    pub(crate) fn take_overflowed(&mut self) -> bool {
+        std::mem::take(&mut self.overflowed)
     }
 
     /// A page of `changes_after(position)` (change number and frame, in change order): what
@@ -145,14 +173,19 @@ impl ChangeFeed {
         }
         let has_more = full && !beyond;
         if has_more {
+            self.parked.get_or_insert_with(Vec::new);
             return Replayed {
                 frames,
                 last_change: last,
                 has_more,
             };
         }
-        // Everything up to the floor is written now, and above it up to the position.
+        // Everything up to the floor is written now, and above it up to the position; what
+        // came live meanwhile follows.
         self.floor = self.floor.min(after);
+        for (change, frame) in self.parked.take().unwrap_or_default() {
+            frames.extend(self.order.offer(change, frame));
+        }
         Replayed {
             frames,
             last_change: self.position(),
@@ -281,13 +314,33 @@ mod tests {
         let first = feed.replayed(0, page, true);
         assert_eq!(first.last_change, 3);
         assert!(first.has_more);
-        // Live changes flow meanwhile, above the floor.
-        assert_eq!(texts(&feed.offer(101, f(101))), ["c101"]);
+        // Live changes wait while it pages: the client sees nothing above its cursor.
+        assert!(feed.offer(101, f(101)).is_empty());
+        assert_eq!(feed.hole(), None, "no hole fetch while paging");
         assert_eq!(feed.plan_sync(3), ChangeSync::Replay { after: 3 });
         let last = feed.replayed(3, vec![(50, f(50)), (101, f(101))], true);
-        assert_eq!(texts(&last.frames), ["c50"], "101 was written live, whole");
+        assert_eq!(
+            texts(&last.frames),
+            ["c50", "c101"],
+            "101 after the replay, from its live copy"
+        );
         assert!(!last.has_more, "the page went past the floor");
         assert_eq!(last.last_change, 101);
+        assert_eq!(texts(&feed.offer(102, f(102))), ["c102"], "live again");
+    }
+
+    #[test]
+    fn live_changes_beyond_what_a_paging_replay_may_park_are_caught_up_after() {
+        let mut feed = ChangeFeed::new(10, 2);
+        assert!(feed.replayed(0, vec![(1, f(1)), (2, f(2))], true).has_more);
+        for change in 11..=14 {
+            assert!(feed.offer(change, f(change)).is_empty());
+        }
+        let done = feed.replayed(2, vec![(5, f(5))], false);
+        assert_eq!(texts(&done.frames), ["c5", "c11", "c12"]);
+        assert!(feed.take_overflowed());
+        assert!(!feed.take_overflowed());
+        assert_eq!(feed.position(), 12, "13 and 14 come from storage");
     }
 
     #[test]

@@ -553,6 +553,13 @@ impl SessionState {
         Some(self.changes.get_mut(&c)?.plan_sync(cursor))
     }
 
+    /// Whether live changes of `c` were dropped while a replay paged: catch up from storage.
+    pub fn changes_overflowed(&mut self, c: ConversationId) -> bool {
+        self.changes
+            .get_mut(&c)
+            .is_some_and(ChangeFeed::take_overflowed)
+    }
+
     /// The page a [`ChangeSync::Replay`] of `c` read after `after` (see
     /// [`ChangeFeed::replayed`]).
     pub fn changes_replayed(

@@ -1045,6 +1045,9 @@ impl ChatSession {
         for frame in replayed.frames {
             self.write(frame, false).await?;
         }
+        if !replayed.has_more && self.core.changes_overflowed(c) {
+            self.catch_up_changes(c).await?;
+        }
         Ok(Some((replayed.last_change, replayed.has_more)))
     }
 
