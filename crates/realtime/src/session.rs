@@ -1322,6 +1322,52 @@ mod tests {
         );
     }
 
+    fn change(c: ConversationId, number: i64) -> Delivery {
+        let mut header = Header::new(Kind::Change, Some(c));
+        header.change = Some(number);
+        header.message_id = Some(MessageId::new());
+        Delivery {
+            header: Arc::new(header),
+            frame: ByteString::from(format!("change {number}")),
+        }
+    }
+
+    #[test]
+    fn live_changes_start_at_the_snapshots_cursor_and_a_hole_is_fetched_after_the_grace() {
+        let (me, c) = (UserId::new(), ConversationId::new());
+        let mut s = SessionState::new(me, None, limits(100, false));
+        let mut snapshot = state(3, c);
+        snapshot.last_change = 7;
+        s.follow_snapshot(&snapshot, 0);
+        assert_eq!(s.change_position(c), Some(7));
+        let (_, out) = s.offer_change(&change(c, 7)).unwrap();
+        assert!(out.is_empty(), "the snapshot had it");
+        let (_, out) = s.offer_change(&change(c, 8)).unwrap();
+        assert_eq!(out.len(), 1);
+        let now = Instant::now();
+        assert_eq!(s.change_gap_seen(c, now), Gap::Nothing);
+        let (_, out) = s.offer_change(&change(c, 10)).unwrap();
+        assert!(out.is_empty(), "behind the hole at 9");
+        assert_eq!(s.change_gap_seen(c, now), Gap::Later);
+        assert_eq!(s.change_gap_seen(c, now), Gap::Later, "scheduled once");
+        assert_eq!(s.take_due_gaps(), vec![c]);
+        assert_eq!(s.change_hole(c), Some(8));
+        // Storage has the message of 9 changed again at 10.
+        let written = s
+            .changes_fetched(c, vec![(10, ByteString::from("stored 10"))])
+            .unwrap();
+        assert_eq!(written, vec![ByteString::from("stored 10")]);
+        assert_eq!(s.change_hole(c), None);
+        // Not a change of a conversation followed here.
+        assert!(s.offer_change(&change(ConversationId::new(), 1)).is_none());
+        // A join starts the feed at the conversation's change number then.
+        let joined = ConversationId::new();
+        s.follow_joined(joined, 4, 12);
+        assert_eq!(s.change_position(joined), Some(12));
+        s.leave(joined);
+        assert_eq!(s.change_position(joined), None);
+    }
+
     #[test]
     fn away_is_remembered() {
         let mut s = SessionState::new(UserId::new(), None, limits(0, false));
