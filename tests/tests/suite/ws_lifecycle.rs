@@ -495,3 +495,31 @@ async fn a_change_whose_live_event_redis_dropped_is_recovered_from_storage() {
     edit(&mut ws_a, &conv, &ids[6], "change 7", "x-7").await;
     assert_eq!(next_change(&mut ws_b, &conv).await["change_seq"], 7);
 }
+
+/// Edits, deletions and reactions have a rate limit of their own: past the burst, an
+/// `error` frame `rate_limited` naming the request, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_past_the_burst_are_rate_limited_and_change_nothing() {
+    let d = Deployment::start(
+        Mode::Embedded,
+        &quick(&[(keys::CHANGE_BURST, "2"), (keys::CHANGES_PER_SECOND, "1")]),
+    )
+    .await;
+    let api = d.api(0);
+    let (a, b) = (api.register("Alice").await, api.register("Bob").await);
+    let conv = cluster::direct(&api, &a, &b).await;
+    let (mut ws_a, _) = WsConnect::all(&d.base(0), &a.token).open_ready("A").await;
+    let m1 = message_id(&ws_a.send_acked(&conv, "m1", "a-1").await);
+    react(&mut ws_a, &conv, &m1, "👍", true, "r-1").await;
+    react(&mut ws_a, &conv, &m1, "👎", true, "r-2").await;
+    react(&mut ws_a, &conv, &m1, "🎉", true, "r-3").await;
+    assert_eq!(error_of(&mut ws_a, "r-3").await["code"], "rate_limited");
+    let history = cluster::history(&api, &a, &conv).await;
+    let emoji: Vec<&str> = history[0]["reactions"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|x| x["emoji"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(emoji, ["👍", "👎"], "the refused reaction was not stored");
+    // Sending messages is a limit of its own: still allowed.
+    ws_a.send_acked(&conv, "still sending", "a-2").await;
+}
