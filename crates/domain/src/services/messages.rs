@@ -1,6 +1,7 @@
 //! Messages: idempotent sends, history, and the delivered/read watermarks.
 
 use super::errors::ChatError;
+use super::lifecycle::REACTION_USERS_SHOWN;
 use super::lookups::{require_member, require_message};
 use crate::conversation::{ConversationDetails, ConversationState, Participant};
 use crate::ids::{ConversationId, MessageId, UserId};
@@ -9,10 +10,9 @@ use crate::message::{
     AppendOutcome, AppendRejection, ClientMsgId, ContentType, Message, MessageContent,
     MessageStatus, NewMessage, ReplyPreview,
 };
-use super::lifecycle::REACTION_USERS_SHOWN;
-use std::collections::{HashMap, HashSet};
 use crate::ports::{Clock, ConversationStore, MessageStore, ReceiptStore, WatermarkUpdate};
 use crate::user::InvalidField;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// A send as a client asked for it, before validation.
@@ -361,7 +361,11 @@ impl MessageService {
         let room = rest.saturating_sub(count(&newer) + count(&older));
         if room > 0 && count(&newer) == newer_half {
             if let Some(from) = newer.last().map(|m| m.seq) {
-                newer.extend(self.messages.messages_after(conversation, from, room).await?);
+                newer.extend(
+                    self.messages
+                        .messages_after(conversation, from, room)
+                        .await?,
+                );
             }
         }
         let mut messages: Vec<Message> = newer.into_iter().rev().collect();
@@ -483,9 +487,11 @@ impl MessageService {
         })
     }
 
-    /// Fills in a page's reactions (as `me` sees them; a deleted message has none) and its
-    /// replies' previews (the originals as they are now): one `reactions_of` and at most
-    /// one `messages_by_ids` call for the whole page, whatever its size.
+    /// Fills in a page's reactions (as `me` sees them) and its replies' previews (the
+    /// originals as they are now): at most one `reactions_of` and one `messages_by_ids`
+    /// call for the whole page, whatever its size. Only messages that ever changed can have
+    /// reactions (each reaction takes a change number) and a deleted one has none, so a page
+    /// of messages never changed nor replying reads nothing more than before issue 12.
     async fn decorate(
         &self,
         me: UserId,
@@ -494,7 +500,7 @@ impl MessageService {
     ) -> Result<(), ChatError> {
         let live: Vec<MessageId> = views
             .iter()
-            .filter(|v| v.message.deleted_at.is_none())
+            .filter(|v| v.message.deleted_at.is_none() && v.message.change_seq > 0)
             .map(|v| v.message.id)
             .collect();
         if !live.is_empty() {
@@ -852,11 +858,8 @@ mod tests {
             })
             .times(1)
             .returning(move |u| Ok(vec![Some(member(u[0].conversation_id, me, 3, 1))]));
-        ports
-            .messages
-            .expect_reactions_of()
-            .times(1)
-            .returning(|_, _, _, _| Ok(vec![]));
+        // Never changed: no reaction to read.
+        ports.messages.expect_reactions_of().never();
         let page = ports
             .service()
             .history_before(me, id, None, 50)
@@ -907,10 +910,6 @@ mod tests {
             .messages
             .expect_messages_after()
             .returning(move |id, _, _| Ok(vec![stored(id, 2, other)]));
-        ports
-            .messages
-            .expect_reactions_of()
-            .returning(|_, _, _, _| Ok(vec![]));
         ports.receipts.expect_advance_watermarks().never();
         let page = ports.service().history_after(me, id, 1, 10).await.unwrap();
         assert!(page.delivered.is_none());
@@ -938,6 +937,8 @@ mod tests {
         let mut page: Vec<Message> = (3..=52).rev().map(|seq| stored(id, seq, me)).collect();
         let on_page = page[49].clone();
         for (i, m) in page.iter_mut().enumerate() {
+            // Changed once (a reaction may be there), but the last one never.
+            m.change_seq = if i == 48 { 0 } else { m.seq };
             m.reply_to = match i % 15 {
                 0 => Some(old_live.id),
                 5 => Some(old_gone.id),
@@ -947,7 +948,7 @@ mod tests {
         }
         page[3].deleted_at = Some(t0());
         page[3].content.clear();
-        let (liked, deleted) = (page[1].id, page[3].id);
+        let (liked, deleted, never_changed) = (page[1].id, page[3].id, page[48].id);
         let (live_id, gone_id) = (old_live.id, old_gone.id);
         let originals = vec![old_live.clone(), old_gone.clone()];
         let mut ports = Ports::new();
@@ -970,8 +971,9 @@ mod tests {
             .messages
             .expect_reactions_of()
             .withf(move |_, ids, viewer, bound| {
-                ids.len() == 49
+                ids.len() == 48
                     && !ids.contains(&deleted)
+                    && !ids.contains(&never_changed)
                     && *viewer == me
                     && *bound == REACTION_USERS_SHOWN
             })
@@ -1016,11 +1018,19 @@ mod tests {
             .all(|v| v.reactions.is_empty()));
         let reply = |i: usize| page.messages[i].reply.clone().unwrap();
         assert_eq!(
-            (reply(0).message_id, reply(0).excerpt.as_str(), reply(0).deleted),
+            (
+                reply(0).message_id,
+                reply(0).excerpt.as_str(),
+                reply(0).deleted
+            ),
             (live_id, "an old one", false)
         );
         assert_eq!(
-            (reply(5).message_id, reply(5).excerpt.as_str(), reply(5).deleted),
+            (
+                reply(5).message_id,
+                reply(5).excerpt.as_str(),
+                reply(5).deleted
+            ),
             (gone_id, "", true)
         );
         assert_eq!(reply(10).message_id, on_page.id);
@@ -1029,7 +1039,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_page_without_replies_reads_no_originals() {
+    async fn a_page_of_messages_never_changed_nor_replying_reads_nothing_more() {
         let (me, id) = (UserId::new(), ConversationId::new());
         let mut ports = Ports::new();
         ports
@@ -1040,11 +1050,7 @@ mod tests {
             .messages
             .expect_messages_before()
             .returning(move |id, _, _| Ok(vec![stored(id, 2, me), stored(id, 1, me)]));
-        ports
-            .messages
-            .expect_reactions_of()
-            .times(1)
-            .returning(|_, _, _, _| Ok(vec![]));
+        ports.messages.expect_reactions_of().never();
         ports.messages.expect_messages_by_ids().never();
         let page = ports
             .service()
@@ -1089,11 +1095,6 @@ mod tests {
                     .map(|seq| stored(id, seq, me))
                     .collect())
             });
-        ports
-            .messages
-            .expect_reactions_of()
-            .times(1)
-            .returning(|_, _, _, _| Ok(vec![]));
         let page = ports
             .service()
             .history_around(me, id, target_id, limit)
@@ -1157,7 +1158,11 @@ mod tests {
             .unwrap();
         let preview = reply.reply_preview.unwrap();
         assert_eq!(
-            (preview.message_id, preview.excerpt.as_str(), preview.deleted),
+            (
+                preview.message_id,
+                preview.excerpt.as_str(),
+                preview.deleted
+            ),
             (original_id, "the question", false)
         );
         // `expect_message` is called once: by the reply only.
