@@ -607,8 +607,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/conversations/{id}/messages"),
     ("patch", "/api/v1/conversations/{id}/messages/{message_id}"),
     ("delete", "/api/v1/conversations/{id}/messages/{message_id}"),
-    ("put", "/api/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}"),
-    ("delete", "/api/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}"),
+    (
+        "put",
+        "/api/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}",
+    ),
+    (
+        "delete",
+        "/api/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}",
+    ),
     ("post", "/api/v1/conversations/{id}/read"),
     ("get", "/api/v1/conversations/{id}/presence"),
     ("get", "/api/v1/unread"),
