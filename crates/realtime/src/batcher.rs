@@ -43,6 +43,9 @@ struct Pending {
     reply: oneshot::Sender<SendResult>,
 }
 
+// Nearly every command is a send, and a channel slot is as large as the largest variant
+// either way: boxing the send would cost an allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Send(Pending),
     /// Answered once everything queued before it was committed, published and answered.
