@@ -11,8 +11,8 @@
 //! nothing rolls back, giving its number back, so numbers stay consecutive.
 
 use crate::prepared::{
-    ChangesAfter, EditMessage, EraseMessage, MessageById, ReactOff, ReactOn, ReactionsOf,
-    TakeChange,
+    ChangesAfter, EditMessage, EraseMessage, MessageById, MessagesByIds, ReactOff, ReactOn,
+    ReactionsOf, TakeChange,
 };
 use crate::rows::MessageRow;
 use crate::{bigint, db, PostgresStorage};
@@ -289,6 +289,30 @@ impl PostgresStorage {
                     .map(|r| (MessageId::from_uuid(*id), r))
             })
             .collect())
+    }
+
+    /// `MessageStore::messages_by_ids`, in one statement.
+    pub(crate) async fn by_ids(
+        &self,
+        conversation: ConversationId,
+        ids: &[MessageId],
+    ) -> Result<Vec<Message>, StorageError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = ids.iter().map(|m| m.as_uuid()).collect();
+        let rows: Vec<MessageRow> = self
+            .timed(async |conn| {
+                MessagesByIds {
+                    ids: &ids,
+                    conversation: &conversation.as_uuid(),
+                }
+                .load(&mut **conn)
+                .await
+                .map_err(db)
+            })
+            .await?;
+        rows.into_iter().map(Message::try_from).collect()
     }
 
     /// `MessageStore::changes_after`.

@@ -122,6 +122,14 @@ impl MessageStore for PostgresStorage {
             .map_err(db)
     }
 
+    async fn messages_by_ids(
+        &self,
+        conversation: ConversationId,
+        ids: &[MessageId],
+    ) -> Result<Vec<Message>, StorageError> {
+        self.by_ids(conversation, ids).await
+    }
+
     async fn edit_message(
         &self,
         conversation: ConversationId,

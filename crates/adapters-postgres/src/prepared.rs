@@ -363,6 +363,20 @@ SELECT * FROM (SELECT * FROM messages WHERE id = ? OFFSET 0) m WHERE conversatio
 }
 
 statement! {
+    /// The messages with these ids that are in this conversation (`MessageRow`s), deleted
+    /// or not: one probe of the primary key per id (`= ANY` of the array), then checked to
+    /// be in the conversation (see [`EditMessage`]). What a page's replies read their
+    /// originals by.
+    MessagesByIds<'a> {
+        ids: &'a [Uuid] => Array<SqlUuid>,
+        conversation: &'a Uuid => SqlUuid,
+    }
+    -> Untyped = "\
+SELECT * FROM (SELECT * FROM messages WHERE id = ANY(?::uuid[]) OFFSET 0) m \
+WHERE conversation_id = ?";
+}
+
+statement! {
     /// Deletes a message of the conversation unless it is deleted already: its content
     /// erased, its reactions removed, the tombstone (`MessageRow`) returned; none when
     /// there is no live message to delete. The reactions are found by the primary key's
@@ -578,6 +592,10 @@ mod tests {
             }),
             sql_of(&MessageById {
                 id: &id,
+                conversation: &id,
+            }),
+            sql_of(&MessagesByIds {
+                ids: &ids,
                 conversation: &id,
             }),
             sql_of(&ReactionsOf {

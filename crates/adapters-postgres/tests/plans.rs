@@ -150,7 +150,8 @@ impl Traffic {
     /// replay of the round before), delivery and read receipts, a session's snapshot, a
     /// sync and a history page, unread counts, membership checks, a departure; and of the
     /// message lifecycle: an edit, reactions on and off (one changing nothing), a deletion
-    /// and its repetition, a page's reactions, the changes after a cursor.
+    /// and its repetition, a page's reactions and reply originals, the changes after a
+    /// cursor.
     async fn round(&self, store: &PostgresStorage, round: usize) {
         let mut batch = vec![
             message(self.direct, self.a, &format!("r{round}-1")),
@@ -248,6 +249,15 @@ impl Traffic {
             .await
             .unwrap()
             .is_empty());
+        // A page's reply originals, in one statement.
+        assert_eq!(
+            store
+                .messages_by_ids(self.group, &page[..page.len().min(20)])
+                .await
+                .unwrap()
+                .len(),
+            page.len().min(20)
+        );
         for deleted_before in [false, true] {
             let outcome = store
                 .delete_message(self.direct, edited.id, self.b, now)
@@ -449,6 +459,7 @@ async fn pooled_plans_made_on_empty_tables_still_use_indexes_after_growth() {
         "array_agg(user_id",             // a page's reactions
         "change_seq > 0 AND",            // the changes after a cursor
         "SELECT * FROM (SELECT * FROM messages WHERE id", // one message
+        "WHERE id = ANY(",               // a page's reply originals
     ] {
         assert!(
             plans.iter().any(|(s, _)| s.statement.contains(hot)),

@@ -67,6 +67,7 @@ fn message(
         content: MessageContent::parse(text, 4000).unwrap(),
         content_type: ContentType::Text,
         reply_to: None,
+        reply_preview: None,
         created_at: Utc::now().trunc_subsecs(6),
     }
 }

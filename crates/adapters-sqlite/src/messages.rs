@@ -90,6 +90,27 @@ impl MessageStore for SqliteStorage {
         .await
     }
 
+    async fn messages_by_ids(
+        &self,
+        conversation: ConversationId,
+        ids: &[MessageId],
+    ) -> Result<Vec<Message>, StorageError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement: each id a probe of the primary key, then checked to be here.
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        self.read(move |conn| {
+            let found = messages::table
+                .filter(messages::id.eq_any(&ids))
+                .filter(messages::conversation_id.eq(conversation.to_string()))
+                .select(MessageRow::as_select())
+                .load(conn)?;
+            convert(found, MessageRow::into_message)
+        })
+        .await
+    }
+
     async fn edit_message(
         &self,
         conversation: ConversationId,

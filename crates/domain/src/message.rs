@@ -155,6 +155,9 @@ pub struct NewMessage {
     pub content_type: ContentType,
     /// Replied-to message (already checked to be in the same conversation).
     pub reply_to: Option<MessageId>,
+    /// The preview of the replied-to message as it was read when the send was checked
+    /// (`None` unless `reply_to`): what the live frame and the send's answer carry.
+    pub reply_preview: Option<ReplyPreview>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }

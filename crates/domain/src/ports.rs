@@ -221,6 +221,15 @@ pub trait MessageStore: Send + Sync + 'static {
         message: MessageId,
     ) -> Result<Option<Message>, StorageError>;
 
+    /// The messages of `conversation` among `ids` (deleted or not), in no particular order;
+    /// ids of no message of that conversation are left out. One statement, whatever the
+    /// number of ids: what a page of history reads the originals of its replies by.
+    async fn messages_by_ids(
+        &self,
+        conversation: ConversationId,
+        ids: &[MessageId],
+    ) -> Result<Vec<Message>, StorageError>;
+
     /// Sets the content of `message` in `conversation` unless it is deleted, stamps
     /// `edited_at = at`, and gives it the conversation's next change number
     /// (`conversations.last_change + 1`, stored on both rows), in one transaction. `None`

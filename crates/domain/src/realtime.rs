@@ -350,6 +350,9 @@ pub enum Event {
         message: crate::message::Message,
         /// The session that sent it, if it came over a WebSocket.
         origin: Option<SessionId>,
+        /// For a reply, the preview of the message it answers (read when the send was
+        /// checked); `None` otherwise.
+        reply_preview: Option<crate::message::ReplyPreview>,
     },
     /// `user_id` has everything up to `seq`.
     Delivered {

@@ -134,6 +134,7 @@ impl Workload {
             content: self.content.clone(),
             content_type: ContentType::Text,
             reply_to: None,
+            reply_preview: None,
             created_at: now,
         })
     }

@@ -278,7 +278,10 @@ pub struct ConversationDto {
     /// Messages the caller has not read.
     pub unread_count: i64,
     /// The newest message (null when there is none). Present in list entries
-    /// (`GET /conversations`) only.
+    /// (`GET /conversations`) only. Its content and deletion are current (an edited
+    /// message shows its new content, a deleted one its tombstone); its `reactions` are
+    /// always `[]` here (read them from the conversation's history) and its
+    /// `reply_preview` null.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

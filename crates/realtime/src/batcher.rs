@@ -24,7 +24,7 @@
 //! their next event or `sync`.
 
 use super::metrics::Metrics;
-use domain::message::{AppendOutcome, NewMessage};
+use domain::message::{AppendOutcome, NewMessage, ReplyPreview};
 use domain::realtime::{Event, EventPublisher, SessionId, Topic};
 use domain::services::{ChatError, MessageService};
 use domain::StorageError;
@@ -43,14 +43,26 @@ struct Pending {
     reply: oneshot::Sender<SendResult>,
 }
 
+// Nearly every command is a send, and a channel slot is as large as the largest variant
+// either way: boxing the send would cost an allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Send(Pending),
     /// Answered once everything queued before it was committed, published and answered.
     Drain(oneshot::Sender<()>),
 }
 
+type Answer = (
+    Option<SessionId>,
+    oneshot::Sender<SendResult>,
+    SendResult,
+    Option<ReplyPreview>,
+);
+
 enum Committed {
-    Batch(Vec<(Option<SessionId>, oneshot::Sender<SendResult>, SendResult)>),
+    /// Per send, in commit order: its session, its sender's answer, its outcome, and the
+    /// preview of the message it replies to (`None` for a plain message).
+    Batch(Vec<Answer>),
     Drain(oneshot::Sender<()>),
 }
 
@@ -182,7 +194,11 @@ async fn commit_loop(
         }
         let (messages, waiters): (Vec<NewMessage>, Vec<_>) = batch
             .into_iter()
-            .map(|p| (p.message, (p.origin, p.reply)))
+            .map(|p| {
+                // `None` for a plain message: nothing is allocated on its way.
+                let preview = p.message.reply_preview.clone();
+                (p.message, (p.origin, p.reply, preview))
+            })
             .unzip();
         let answers = match service.append(&messages).await {
             Ok(results) => {
@@ -203,7 +219,7 @@ async fn commit_loop(
                 waiters
                     .into_iter()
                     .zip(results)
-                    .map(|((origin, reply), result)| (origin, reply, result))
+                    .map(|((origin, reply, preview), result)| (origin, reply, result, preview))
                     .collect()
             }
             Err(e) => {
@@ -212,11 +228,12 @@ async fn commit_loop(
                 let cause = e.to_string();
                 waiters
                     .into_iter()
-                    .map(|(origin, reply)| {
+                    .map(|(origin, reply, preview)| {
                         (
                             origin,
                             reply,
                             Err(ChatError::Storage(StorageError::msg(cause.clone()))),
+                            preview,
                         )
                     })
                     .collect()
@@ -244,12 +261,13 @@ async fn publish_loop(
                 // published again: nobody knows whether its original ever was.
                 let events: Vec<(Topic, Event)> = answers
                     .iter()
-                    .filter_map(|(origin, _, result)| match result {
+                    .filter_map(|(origin, _, result, preview)| match result {
                         Ok(outcome) => Some((
                             Topic::Conversation(outcome.message().conversation_id),
                             Event::Message {
                                 message: outcome.message().clone(),
                                 origin: *origin,
+                                reply_preview: preview.clone(),
                             },
                         )),
                         Err(_) => None,
@@ -274,7 +292,7 @@ async fn publish_loop(
                         e.to_string()
                     })
                 };
-                for (_, reply, result) in answers {
+                for (_, reply, result, _) in answers {
                     let result = match (result, &published) {
                         (Ok(_), Err(cause)) => {
                             Err(ChatError::Storage(StorageError::msg(cause.clone())))
@@ -381,6 +399,13 @@ mod tests {
         ) -> Result<Option<Message>, StorageError> {
             Ok(None)
         }
+        async fn messages_by_ids(
+            &self,
+            _: ConversationId,
+            _: &[MessageId],
+        ) -> Result<Vec<Message>, StorageError> {
+            Ok(vec![])
+        }
         // The batcher never changes a message: these are not called.
         async fn edit_message(
             &self,
@@ -460,6 +485,7 @@ mod tests {
             content: MessageContent::parse("hi", 100).unwrap(),
             content_type: ContentType::Text,
             reply_to: None,
+            reply_preview: None,
             created_at: Utc::now(),
         }
     }

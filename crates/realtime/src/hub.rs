@@ -625,6 +625,7 @@ mod tests {
                 deleted_by: None,
             },
             origin,
+            reply_preview: None,
         }
     }
 

@@ -59,7 +59,11 @@ pub(crate) fn envelope_of(topic: Topic, event: &Event) -> Payload {
 /// The routing header and the client frame of an event.
 pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
     match event {
-        Event::Message { message, origin } => {
+        Event::Message {
+            message,
+            origin,
+            reply_preview,
+        } => {
             let mut header = Header::new(Kind::Message, Some(message.conversation_id));
             header.seq = Some(message.seq);
             header.message_id = Some(message.id);
@@ -69,7 +73,10 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
             header.sent_at = Some(message.created_at.timestamp_micros());
             header.committed_at = Some(super::metrics::unix_micros_now());
             // Nobody else has it yet: live messages go out as `sent`.
-            let message = wire::message(&MessageView::new(message.clone(), MessageStatus::Sent));
+            let message = wire::message(&MessageView {
+                reply: reply_preview.clone(),
+                ..MessageView::new(message.clone(), MessageStatus::Sent)
+            });
             (header, wire::encode(&ServerFrame::Message { message }))
         }
         Event::Delivered {
@@ -300,6 +307,7 @@ mod tests {
             &Event::Message {
                 message: m.clone(),
                 origin: Some(origin),
+                reply_preview: None,
             },
         );
         assert_eq!(header.kind, Kind::Message);
@@ -319,6 +327,38 @@ mod tests {
         assert_eq!(frame["message"]["seq"], 7);
         assert_eq!(frame["message"]["status"], "sent");
         assert_eq!(frame["message"]["temp_id"], "t-1");
+    }
+
+    #[test]
+    fn a_reply_goes_out_with_the_preview_of_its_original_and_a_plain_message_without() {
+        let (c, sender) = (ConversationId::new(), UserId::new());
+        let original = message(c, 3, sender);
+        let mut reply = message(c, 4, sender);
+        reply.reply_to = Some(original.id);
+        let (_, frame) = render(
+            Topic::Conversation(c),
+            &Event::Message {
+                message: reply,
+                origin: None,
+                reply_preview: Some(domain::message::ReplyPreview::of(&original)),
+            },
+        );
+        let frame: Value = serde_json::from_str(&frame).unwrap();
+        let preview = &frame["message"]["reply_preview"];
+        assert_eq!(preview["id"], original.id.to_string());
+        assert_eq!(preview["sender_id"], sender.to_string());
+        assert_eq!(preview["content"], original.content);
+        assert_eq!(preview["deleted"], false);
+        let (_, plain) = render(
+            Topic::Conversation(c),
+            &Event::Message {
+                message: original,
+                origin: None,
+                reply_preview: None,
+            },
+        );
+        let plain: Value = serde_json::from_str(&plain).unwrap();
+        assert!(plain["message"]["reply_preview"].is_null(), "{plain}");
     }
 
     #[test]

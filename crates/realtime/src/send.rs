@@ -74,6 +74,9 @@ pub struct QueuedSend {
     pub conversation: ConversationId,
     /// When it reached the server, for the send -> ack latency.
     pub received: Instant,
+    /// For a reply, the preview of the message it answers, as read when the send was
+    /// checked: what the answer to the sender carries, as the live frame does.
+    pub reply_preview: Option<domain::message::ReplyPreview>,
     answer: oneshot::Receiver<SendResult>,
 }
 
@@ -115,10 +118,12 @@ impl Realtime {
             Via::Ws { session, .. } => (self.messages.prepare_send(cmd).await?, Some(session)),
             Via::Rest => (self.messages.prepare_send(cmd).await?, None),
         };
+        let reply_preview = prepared.reply_preview.clone();
         let answer = self.batcher.enqueue(prepared, origin).await?;
         Ok(QueuedSend {
             conversation,
             received,
+            reply_preview,
             answer,
         })
     }

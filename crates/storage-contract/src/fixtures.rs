@@ -96,6 +96,7 @@ pub fn message(
         content: MessageContent::parse(content, 4_000).expect("valid content"),
         content_type: ContentType::Text,
         reply_to: None,
+        reply_preview: None,
         created_at: now(),
     }
 }

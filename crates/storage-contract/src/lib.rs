@@ -74,6 +74,7 @@ macro_rules! storage_contract_tests {
             lifecycle::changes_after_gives_each_changed_message_once_in_change_order,
             lifecycle::concurrent_changes_of_one_conversation_get_distinct_consecutive_numbers,
             lifecycle::history_lists_and_snapshots_show_edits_deletions_and_change_numbers,
+            lifecycle::messages_by_ids_answers_those_of_the_conversation_as_they_are_now,
             concurrency::fifty_concurrent_sends_get_seqs_one_to_fifty,
             concurrency::concurrent_retries_of_one_key_give_one_message_and_burn_no_seq,
             receipts::watermarks_only_move_forward,

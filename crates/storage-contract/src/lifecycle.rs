@@ -774,3 +774,40 @@ pub async fn history_lists_and_snapshots_show_edits_deletions_and_change_numbers
     );
     assert_eq!(Some(snapshot.conversations[0]), details.state_of(b.id));
 }
+
+/// `messages_by_ids` answers the messages of the conversation among the ids, each once and
+/// as it is now (a tombstone too); ids of nothing, or of another conversation's message,
+/// are left out; no ids, no messages.
+pub async fn messages_by_ids_answers_those_of_the_conversation_as_they_are_now(store: Store) {
+    let (a, b) = (user(&store, "A").await, user(&store, "B").await);
+    let id = direct(&store, &a, &b).await.conversation.id;
+    let elsewhere = group(&store, &a, &[&b], "Elsewhere").await.conversation.id;
+    let first = send(&store, id, a.id, "first").await;
+    let second = send(&store, id, b.id, "second").await;
+    let third = send(&store, id, a.id, "third").await;
+    let foreign = send(&store, elsewhere, a.id, "foreign").await;
+    let edited = edit(&store, &first, "first, edited", 1).await.unwrap();
+    let Some(DeleteOutcome::Deleted(tombstone)) = delete(&store, &second, &b, 2).await else {
+        panic!("second was live");
+    };
+
+    let mut found = store
+        .messages_by_ids(
+            id,
+            &[second.id, first.id, MessageId::new(), foreign.id, first.id],
+        )
+        .await
+        .unwrap();
+    found.sort_by_key(|m| m.seq);
+    assert_eq!(found, vec![edited, tombstone]);
+    assert_eq!(
+        store.messages_by_ids(id, &[third.id]).await.unwrap(),
+        vec![third]
+    );
+    assert!(store.messages_by_ids(id, &[]).await.unwrap().is_empty());
+    assert!(store
+        .messages_by_ids(elsewhere, &[first.id])
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -11,6 +11,7 @@ mod fault_node;
 mod fault_postgres;
 mod fault_redis;
 mod fault_sigterm;
+mod lifecycle_rest;
 mod openapi;
 mod rest_auth;
 mod rest_bad_input;

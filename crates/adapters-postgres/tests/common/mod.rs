@@ -32,6 +32,7 @@ pub fn message(conversation: ConversationId, sender: UserId, key: &str) -> NewMe
         content: MessageContent::parse("hello", 4000).unwrap(),
         content_type: ContentType::Text,
         reply_to: None,
+        reply_preview: None,
         created_at: Utc::now().trunc_subsecs(6),
     }
 }

@@ -234,15 +234,7 @@ impl LifecycleService {
             .changes_after(conversation, after.max(0), limit)
             .await?;
         let mut views = MessageService::views(&details, changed);
-        let live: Vec<MessageId> = views
-            .iter()
-            .filter(|v| v.message.deleted_at.is_none())
-            .map(|v| v.message.id)
-            .collect();
-        let mut reactions = self.reactions(conversation, &live, me).await?;
-        for view in &mut views {
-            view.reactions = reactions.remove(&view.message.id).unwrap_or_default();
-        }
+        super::messages::decorate(&*self.messages, me, conversation, &mut views).await?;
         Ok(views)
     }
 

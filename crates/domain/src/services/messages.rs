@@ -1,16 +1,18 @@
 //! Messages: idempotent sends, history, and the delivered/read watermarks.
 
 use super::errors::ChatError;
+use super::lifecycle::REACTION_USERS_SHOWN;
 use super::lookups::{require_member, require_message};
 use crate::conversation::{ConversationDetails, ConversationState, Participant};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::limits::Limits;
 use crate::message::{
     AppendOutcome, AppendRejection, ClientMsgId, ContentType, Message, MessageContent,
-    MessageStatus, NewMessage,
+    MessageStatus, NewMessage, ReplyPreview,
 };
 use crate::ports::{Clock, ConversationStore, MessageStore, ReceiptStore, WatermarkUpdate};
 use crate::user::InvalidField;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// A send as a client asked for it, before validation.
@@ -138,16 +140,13 @@ impl MessageService {
         if check_member {
             require_member(&*self.conversations, cmd.conversation_id, cmd.sender).await?;
         }
-        if let Some(reply_to) = cmd.reply_to {
-            if self
-                .messages
-                .message(cmd.conversation_id, reply_to)
-                .await?
-                .is_none()
-            {
-                return Err(ChatError::MessageNotFound);
-            }
-        }
+        // Only a reply reads anything more: the original, whose preview its frames carry.
+        let reply_preview = match cmd.reply_to {
+            None => None,
+            Some(reply_to) => Some(ReplyPreview::of(
+                &require_message(&*self.messages, cmd.conversation_id, reply_to).await?,
+            )),
+        };
         Ok(NewMessage {
             id: MessageId::new(),
             conversation_id: cmd.conversation_id,
@@ -156,6 +155,7 @@ impl MessageService {
             content,
             content_type,
             reply_to: cmd.reply_to,
+            reply_preview,
             created_at: self.clock.now(),
         })
     }
@@ -325,6 +325,55 @@ impl MessageService {
         self.page(me, &details, messages).await
     }
 
+    /// History around `target` (a message id in this conversation), newest first as
+    /// [`Self::history_before`]: the target, up to `(limit - 1) / 2` older messages and the
+    /// rest of `limit` newer ones (more older ones when there are fewer newer, and the other
+    /// way round). Where a client jumps to a quoted message. Fetching counts as delivery.
+    pub async fn history_around(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        target: MessageId,
+        limit: u32,
+    ) -> Result<HistoryPage, ChatError> {
+        let details = self.member_details(conversation, me).await?;
+        let limit = self.page_size(limit)?;
+        let target = require_message(&*self.messages, conversation, target).await?;
+        let rest = limit - 1;
+        let newer_half = rest - rest / 2;
+        let count = |v: &[Message]| u32::try_from(v.len()).unwrap_or(u32::MAX);
+        let mut newer = if newer_half == 0 {
+            Vec::new()
+        } else {
+            self.messages
+                .messages_after(conversation, target.seq, newer_half)
+                .await?
+        };
+        let older_room = rest.saturating_sub(count(&newer));
+        let older = if older_room == 0 {
+            Vec::new()
+        } else {
+            self.messages
+                .messages_before(conversation, Some(target.seq), older_room)
+                .await?
+        };
+        // Fewer older ones than their half: newer ones fill the page instead.
+        let room = rest.saturating_sub(count(&newer) + count(&older));
+        if room > 0 && count(&newer) == newer_half {
+            if let Some(from) = newer.last().map(|m| m.seq) {
+                newer.extend(
+                    self.messages
+                        .messages_after(conversation, from, room)
+                        .await?,
+                );
+            }
+        }
+        let mut messages: Vec<Message> = newer.into_iter().rev().collect();
+        messages.push(target);
+        messages.extend(older);
+        self.page(me, &details, messages).await
+    }
+
     /// Marks everything up to and including `message` read by `me`. The watermark never
     /// moves back: marking an older message read changes nothing.
     pub async fn mark_read(
@@ -428,11 +477,23 @@ impl MessageService {
             state.delivered_seq = now.delivered_seq.max(now.read_seq);
             state.read_seq = now.read_seq;
         }
+        let mut views = Self::views(details, messages);
+        self.decorate(me, details.conversation.id, &mut views)
+            .await?;
         Ok(HistoryPage {
-            messages: Self::views(details, messages),
+            messages: views,
             delivered,
             state,
         })
+    }
+
+    async fn decorate(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        views: &mut [MessageView],
+    ) -> Result<(), ChatError> {
+        decorate(&*self.messages, me, conversation, views).await
     }
 
     async fn advance(&self, update: WatermarkUpdate) -> Result<Participant, ChatError> {
@@ -470,6 +531,64 @@ impl MessageService {
         }
         Ok(details)
     }
+}
+
+/// Fills in a page's reactions (as `me` sees them) and its replies' previews (the
+/// originals as they are now): at most one `reactions_of` and one `messages_by_ids`
+/// call for the whole page, whatever its size. Only messages that ever changed can have
+/// reactions (each reaction takes a change number) and a deleted one has none, so a page
+/// of messages never changed nor replying reads nothing more than before issue 12.
+pub(super) async fn decorate(
+    messages: &dyn MessageStore,
+    me: UserId,
+    conversation: ConversationId,
+    views: &mut [MessageView],
+) -> Result<(), ChatError> {
+    let live: Vec<MessageId> = views
+        .iter()
+        .filter(|v| v.message.deleted_at.is_none() && v.message.change_seq > 0)
+        .map(|v| v.message.id)
+        .collect();
+    if !live.is_empty() {
+        let mut reactions: HashMap<MessageId, Vec<crate::message::ReactionCount>> = messages
+            .reactions_of(conversation, &live, me, REACTION_USERS_SHOWN)
+            .await?
+            .into_iter()
+            .collect();
+        for view in views.iter_mut() {
+            if let Some(r) = reactions.remove(&view.message.id) {
+                view.reactions = r;
+            }
+        }
+    }
+    let mut wanted: Vec<MessageId> = Vec::new();
+    let mut seen = HashSet::new();
+    for original in views.iter().filter_map(|v| v.message.reply_to) {
+        if seen.insert(original) {
+            wanted.push(original);
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    // Originals on the page itself are read from it, the others in one statement.
+    let mut originals: HashMap<MessageId, ReplyPreview> = views
+        .iter()
+        .filter(|v| seen.contains(&v.message.id))
+        .map(|v| (v.message.id, ReplyPreview::of(&v.message)))
+        .collect();
+    wanted.retain(|id| !originals.contains_key(id));
+    if !wanted.is_empty() {
+        for original in messages.messages_by_ids(conversation, &wanted).await? {
+            originals.insert(original.id, ReplyPreview::of(&original));
+        }
+    }
+    for view in views.iter_mut() {
+        if let Some(original) = view.message.reply_to {
+            view.reply = originals.get(&original).cloned();
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -747,6 +866,8 @@ mod tests {
             })
             .times(1)
             .returning(move |u| Ok(vec![Some(member(u[0].conversation_id, me, 3, 1))]));
+        // Never changed: no reaction to read.
+        ports.messages.expect_reactions_of().never();
         let page = ports
             .service()
             .history_before(me, id, None, 50)
@@ -809,6 +930,252 @@ mod tests {
             ),
             (2, 2, 2)
         );
+    }
+
+    /// A page of 50: every 5th message a reply (to one on the page, to two older ones off
+    /// it, one of them deleted), two messages with reactions, one deleted.
+    #[tokio::test]
+    async fn a_page_reads_its_reactions_and_reply_originals_in_one_call_each() {
+        let (me, other, id) = (UserId::new(), UserId::new(), ConversationId::new());
+        let mut old_live = stored(id, 1, other);
+        old_live.content = "an old one".into();
+        let mut old_gone = stored(id, 2, other);
+        old_gone.content.clear();
+        old_gone.deleted_at = Some(t0());
+        let mut page: Vec<Message> = (3..=52).rev().map(|seq| stored(id, seq, me)).collect();
+        let on_page = page[49].clone();
+        for (i, m) in page.iter_mut().enumerate() {
+            // Changed once (a reaction may be there), but the last one never.
+            m.change_seq = if i == 48 { 0 } else { m.seq };
+            m.reply_to = match i % 15 {
+                0 => Some(old_live.id),
+                5 => Some(old_gone.id),
+                10 => Some(on_page.id),
+                _ => None,
+            };
+        }
+        page[3].deleted_at = Some(t0());
+        page[3].content.clear();
+        let (liked, deleted, never_changed) = (page[1].id, page[3].id, page[48].id);
+        let (live_id, gone_id) = (old_live.id, old_gone.id);
+        let originals = vec![old_live.clone(), old_gone.clone()];
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .returning(move |id| {
+                Ok(Some(details(
+                    id,
+                    52,
+                    vec![member(id, me, 52, 52), member(id, other, 52, 52)],
+                )))
+            });
+        let rows = page.clone();
+        ports
+            .messages
+            .expect_messages_before()
+            .returning(move |_, _, _| Ok(rows.clone()));
+        ports
+            .messages
+            .expect_reactions_of()
+            .withf(move |_, ids, viewer, bound| {
+                ids.len() == 48
+                    && !ids.contains(&deleted)
+                    && !ids.contains(&never_changed)
+                    && *viewer == me
+                    && *bound == REACTION_USERS_SHOWN
+            })
+            .times(1)
+            .returning(move |_, _, _, _| {
+                Ok(vec![(
+                    liked,
+                    vec![crate::message::ReactionCount {
+                        emoji: "\u{1F44D}".into(),
+                        count: 2,
+                        user_ids: vec![me, other],
+                        me: true,
+                    }],
+                )])
+            });
+        ports
+            .messages
+            .expect_messages_by_ids()
+            .withf(move |_, ids| {
+                let mut ids = ids.to_vec();
+                ids.sort();
+                let mut want = vec![live_id, gone_id];
+                want.sort();
+                ids == want
+            })
+            .times(1)
+            .returning(move |_, _| Ok(originals.clone()));
+        ports.messages.expect_message().never();
+
+        let page = ports
+            .service()
+            .history_before(me, id, None, 50)
+            .await
+            .unwrap();
+
+        assert_eq!(page.messages.len(), 50);
+        assert_eq!(page.messages[1].reactions[0].count, 2);
+        assert!(page
+            .messages
+            .iter()
+            .filter(|v| v.message.id != liked)
+            .all(|v| v.reactions.is_empty()));
+        let reply = |i: usize| page.messages[i].reply.clone().unwrap();
+        assert_eq!(
+            (
+                reply(0).message_id,
+                reply(0).excerpt.as_str(),
+                reply(0).deleted
+            ),
+            (live_id, "an old one", false)
+        );
+        assert_eq!(
+            (
+                reply(5).message_id,
+                reply(5).excerpt.as_str(),
+                reply(5).deleted
+            ),
+            (gone_id, "", true)
+        );
+        assert_eq!(reply(10).message_id, on_page.id);
+        assert_eq!(reply(10).excerpt, on_page.content);
+        assert!(page.messages[1].reply.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_page_of_messages_never_changed_nor_replying_reads_nothing_more() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .returning(move |id| Ok(Some(details(id, 2, vec![member(id, me, 2, 2)]))));
+        ports
+            .messages
+            .expect_messages_before()
+            .returning(move |id, _, _| Ok(vec![stored(id, 2, me), stored(id, 1, me)]));
+        ports.messages.expect_reactions_of().never();
+        ports.messages.expect_messages_by_ids().never();
+        let page = ports
+            .service()
+            .history_before(me, id, None, 10)
+            .await
+            .unwrap();
+        assert!(page.messages.iter().all(|v| v.reply.is_none()));
+    }
+
+    /// History around the message at seq 10 of a conversation of `last` messages, with
+    /// page size `limit`: the seqs of the page, newest first.
+    async fn around(last: i64, limit: u32) -> Vec<i64> {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let target = stored(id, 10, me);
+        let target_id = target.id;
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .returning(move |id| Ok(Some(details(id, last, vec![member(id, me, last, last)]))));
+        ports
+            .messages
+            .expect_message()
+            .with(eq(id), eq(target_id))
+            .returning(move |_, _| Ok(Some(target.clone())));
+        ports
+            .messages
+            .expect_messages_after()
+            .returning(move |id, after, limit| {
+                Ok(((after + 1)..=last)
+                    .take(limit as usize)
+                    .map(|seq| stored(id, seq, me))
+                    .collect())
+            });
+        ports
+            .messages
+            .expect_messages_before()
+            .returning(move |id, before, limit| {
+                Ok((1..before.unwrap())
+                    .rev()
+                    .take(limit as usize)
+                    .map(|seq| stored(id, seq, me))
+                    .collect())
+            });
+        let page = ports
+            .service()
+            .history_around(me, id, target_id, limit)
+            .await
+            .unwrap();
+        page.messages.iter().map(|v| v.message.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn history_around_a_message_holds_it_with_older_and_newer_ones_newest_first() {
+        // Room both ways: 4 older, the target, 5 newer.
+        assert_eq!(around(100, 10).await, (6..=15).rev().collect::<Vec<_>>());
+        // Only 2 newer: older ones fill the page.
+        assert_eq!(around(12, 10).await, (3..=12).rev().collect::<Vec<_>>());
+        // Only 9 older at most and a small page: the target alone, or with its neighbours.
+        assert_eq!(around(100, 1).await, vec![10]);
+        assert_eq!(around(100, 3).await, vec![11, 10, 9]);
+        // Only 9 older, a page of 30: newer ones fill the page.
+        assert_eq!(around(100, 30).await, (1..=30).rev().collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn history_around_an_unknown_message_is_not_found_and_reads_no_page() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports
+            .conversations
+            .expect_conversation()
+            .returning(move |id| Ok(Some(details(id, 0, vec![member(id, me, 0, 0)]))));
+        ports.messages.expect_message().returning(|_, _| Ok(None));
+        ports.messages.expect_messages_before().never();
+        ports.messages.expect_messages_after().never();
+        let err = ports
+            .service()
+            .history_around(me, id, MessageId::new(), 10)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ChatError::MessageNotFound));
+    }
+
+    #[tokio::test]
+    async fn a_reply_carries_the_preview_of_its_original_and_a_plain_send_reads_nothing_more() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut original = stored(id, 1, me);
+        original.content = "the question".into();
+        let original_id = original.id;
+        let mut ports = Ports::new().member_of(id, me);
+        ports
+            .messages
+            .expect_message()
+            .with(eq(id), eq(original_id))
+            .times(1)
+            .returning(move |_, _| Ok(Some(original.clone())));
+        let svc = ports.service();
+        let reply = svc
+            .prepare_send(SendCommand {
+                reply_to: Some(original_id),
+                ..cmd(me, id, "answer")
+            })
+            .await
+            .unwrap();
+        let preview = reply.reply_preview.unwrap();
+        assert_eq!(
+            (
+                preview.message_id,
+                preview.excerpt.as_str(),
+                preview.deleted
+            ),
+            (original_id, "the question", false)
+        );
+        // `expect_message` is called once: by the reply only.
+        let plain = svc.prepare_send(cmd(me, id, "plain")).await.unwrap();
+        assert!(plain.reply_preview.is_none());
     }
 
     #[tokio::test]
@@ -943,6 +1310,7 @@ mod tests {
             content: MessageContent::parse(content, 100).unwrap(),
             content_type: ContentType::Text,
             reply_to: None,
+            reply_preview: None,
             created_at: t0(),
         }
     }

@@ -1,7 +1,9 @@
 //! `/conversations/{id}/messages` and `/conversations/{id}/read`: the REST fallback of the
 //! WebSocket protocol. A send takes the same path as a WebSocket `message` frame (validation,
 //! rate limit, the node's group-commit batcher, the broadcast), so it has the same idempotency;
-//! reads and fetches announce the receipts they move.
+//! reads and fetches announce the receipts they move. Edits, deletions and reactions take
+//! the same path as the `edit`, `delete` and `react` frames (`realtime::changes`): the
+//! change rate limit, the domain's rules, then the live event to every member.
 
 use super::body::JsonBody;
 use super::ids::parse_or_nil;
@@ -13,8 +15,12 @@ use domain::message::AppendOutcome;
 use domain::realtime::{Event, Topic};
 use domain::services::{HistoryPage, MessageService, SendCommand};
 use domain::{ConversationId, MessageId, UserId};
-use protocol::rest::{MarkReadRequest, MessageDto, SendMessageRequest, UnreadCountDto};
+use protocol::rest::{
+    EditMessageRequest, MarkReadRequest, MessageDto, ReactionsDto, SendMessageRequest,
+    UnreadCountDto,
+};
 use protocol::ErrorBody;
+use realtime::changes::ChangeRefused;
 use realtime::send::{SendRefused, Via};
 use realtime::wire;
 use serde::Deserialize;
@@ -72,15 +78,25 @@ pub async fn send(
     if let Some(typing) = realtime.sent(&queued, &outcome, Via::Rest) {
         typing.run().await;
     }
+    // A reply carries the preview of its original, as its live frame does.
+    let reply_preview = queued.reply_preview.as_ref().map(wire::reply_preview);
     if let AppendOutcome::Created(message) = &outcome {
         tracing::info!(conversation_id = %conversation_id, seq = message.seq, "message sent");
-        return Ok(HttpResponse::Created().json(wire::appended(&outcome)));
+        let dto = MessageDto {
+            reply_preview,
+            ..wire::appended(&outcome)
+        };
+        return Ok(HttpResponse::Created().json(dto));
     }
     // A replay: the original may have been delivered or read since, so show its status now.
     let details = state.conversations.get(user.0, conversation_id).await?;
     let dto = MessageService::views(&details, vec![outcome.message().clone()])
         .first()
         .map_or_else(|| wire::appended(&outcome), wire::message);
+    let dto = MessageDto {
+        reply_preview,
+        ..dto
+    };
     let response = HttpResponse::Ok().json(dto);
     Ok(response)
 }
@@ -95,14 +111,20 @@ pub struct HistoryQuery {
     /// Messages with a greater seq, oldest first (for sync). Not with `before`.
     #[param(value_type = Option<i64>)]
     after_seq: Option<String>,
+    /// The page around this message, newest first: it, up to about half of `limit` older
+    /// messages and the rest newer ones (where a client jumps to a quoted message). Not
+    /// with `before` nor `after_seq`.
+    #[param(value_type = Option<uuid::Uuid>)]
+    around: Option<String>,
     /// Page size, 1 to `limits.max_page_size` (default 50).
     #[param(value_type = Option<u32>)]
     limit: Option<String>,
 }
 
-/// A page of history: `?before=<message_id>` newest first (seed 000), or
-/// `?after_seq=N` oldest first. Each message carries its aggregate status; fetching
-/// counts as delivery to the caller.
+/// A page of history: `?before=<message_id>` newest first (seed 000), `?after_seq=N`
+/// oldest first, or `?around=<message_id>` newest first. Each message carries its
+/// aggregate status, its reactions (`me` the caller's) and, for a reply, the original's
+/// preview as it is now; fetching counts as delivery to the caller.
 #[utoipa::path(
     get, operation_id = "listMessages", path = "/api/v1/conversations/{id}/messages", tag = "messages",
     params(("id" = uuid::Uuid, Path, description = "Conversation id"), HistoryQuery),
@@ -110,8 +132,8 @@ pub struct HistoryQuery {
     responses(
         (status = 200, body = Vec<MessageDto>),
         (status = 403, description = "`not_participant`", body = ErrorBody),
-        (status = 404, description = "`message_not_found`: `before` is not in this conversation (or not a UUID)", body = ErrorBody),
-        (status = 422, description = "`validation_failed`: bad `limit` or `after_seq`, or both cursors", body = ErrorBody),
+        (status = 404, description = "`message_not_found`: `before` or `around` is not in this conversation (or not a UUID)", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: bad `limit` or `after_seq`, or more than one cursor", body = ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.0))]
@@ -131,6 +153,27 @@ pub async fn history(
         .map(str::trim)
         .filter(|raw| !raw.is_empty())
         .map(parse_or_nil::<MessageId>);
+    let around = query
+        .around
+        .as_deref()
+        .map(str::trim)
+        .filter(|raw| !raw.is_empty())
+        .map(parse_or_nil::<MessageId>);
+    if let Some(around) = around {
+        if before.is_some() || after_seq.is_some() {
+            return Err(ApiError::validation(
+                "around",
+                "cannot be combined with before or after_seq",
+            ));
+        }
+        let page = state
+            .messages
+            .history_around(user.0, conversation_id, around, limit)
+            .await?;
+        announce_delivered(&state, user.0, conversation_id, &page).await;
+        let dtos: Vec<MessageDto> = page.messages.iter().map(wire::message).collect();
+        return Ok(HttpResponse::Ok().json(dtos));
+    }
     let page = match (before, after_seq) {
         (Some(_), Some(_)) => {
             return Err(ApiError::validation(
@@ -236,5 +279,185 @@ pub async fn mark_read(
     }
     Ok(HttpResponse::Ok().json(UnreadCountDto {
         unread_count: outcome.unread_count,
+    }))
+}
+
+/// A refused change as its REST answer: 429 with `Retry-After` for the change rate limit,
+/// else the domain's error.
+fn refused(refused: ChangeRefused) -> ApiError {
+    match refused {
+        ChangeRefused::RateLimited(wait) => ApiError::rate_limited(wait),
+        ChangeRefused::Chat(e) => e.into(),
+    }
+}
+
+/// The conversation and message ids of a `/conversations/{id}/messages/{message_id}` path;
+/// a malformed one reads as the id of nothing (403 for the conversation, 404 for the
+/// message, as an unknown one).
+fn message_path(conversation: &str, message: &str) -> (ConversationId, MessageId) {
+    (parse_or_nil(conversation), parse_or_nil(message))
+}
+
+/// Edits the caller's own message (within `limits.edit_window_secs` of its sending). Every
+/// member gets `message_updated`. The same content again changes nothing: the message as
+/// it is, the same `change_seq`, nothing announced.
+#[utoipa::path(
+    patch, operation_id = "editMessage", path = "/api/v1/conversations/{id}/messages/{message_id}", tag = "messages",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Conversation id"),
+        ("message_id" = uuid::Uuid, Path, description = "Message id"),
+    ),
+    request_body = EditMessageRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The message as the caller now reads it", body = MessageDto),
+        (status = 403, description = "`not_participant`, or `not_sender`: someone else's message", body = ErrorBody),
+        (status = 404, description = "`message_not_found`: not a message of this conversation", body = ErrorBody),
+        (status = 409, description = "`message_deleted`, or `edit_window_closed`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: blank or too-long content", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many edits, deletions and reactions (`Retry-After`)", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn edit(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    JsonBody(body): JsonBody<EditMessageRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (conversation_id, message_id) = message_path(&path.0, &path.1);
+    let view = state
+        .realtime
+        .edit(
+            &state.lifecycle,
+            user.0,
+            conversation_id,
+            message_id,
+            &body.content,
+        )
+        .await
+        .map_err(refused)?;
+    Ok(HttpResponse::Ok().json(wire::message(&view)))
+}
+
+/// Deletes a message: the caller's own, or anyone's in a group where the caller is an owner
+/// or admin. Its content and reactions are erased; the tombstone stays in history with
+/// `deleted_at` and `deleted_by`. Every member gets `message_deleted`. Deleting it again
+/// answers the tombstone and changes nothing.
+#[utoipa::path(
+    delete, operation_id = "deleteMessage", path = "/api/v1/conversations/{id}/messages/{message_id}", tag = "messages",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Conversation id"),
+        ("message_id" = uuid::Uuid, Path, description = "Message id"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tombstone (`content` \"\", `deleted_at`, `deleted_by`)", body = MessageDto),
+        (status = 403, description = "`not_participant`, or `not_sender`: someone else's message, and not an owner or admin of a group", body = ErrorBody),
+        (status = 404, description = "`message_not_found`: not a message of this conversation", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many edits, deletions and reactions (`Retry-After`)", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn delete(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (conversation_id, message_id) = message_path(&path.0, &path.1);
+    let tombstone = state
+        .realtime
+        .delete(&state.lifecycle, user.0, conversation_id, message_id)
+        .await
+        .map_err(refused)?;
+    let view = state.lifecycle.view(user.0, tombstone).await?;
+    Ok(HttpResponse::Ok().json(wire::message(&view)))
+}
+
+/// Adds the caller's reaction `emoji` (percent-encoded in the path) to a message. Every
+/// member gets `reaction`. Adding it again changes nothing.
+#[utoipa::path(
+    put, operation_id = "addReaction", path = "/api/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Conversation id"),
+        ("message_id" = uuid::Uuid, Path, description = "Message id"),
+        ("emoji" = String, Path, description = "One emoji, percent-encoded (`%F0%9F%91%8D` for a thumbs up)"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The message's reactions afterwards, `me` the caller's", body = ReactionsDto),
+        (status = 403, description = "`not_participant`", body = ErrorBody),
+        (status = 404, description = "`message_not_found`: not a message of this conversation", body = ErrorBody),
+        (status = 409, description = "`message_deleted`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: not one emoji", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many edits, deletions and reactions (`Retry-After`)", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn add_reaction(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    react(&user, &state, &path, true).await
+}
+
+/// Removes the caller's reaction `emoji` (percent-encoded in the path) from a message.
+/// Every member gets `reaction`. Removing one that is not there changes nothing.
+#[utoipa::path(
+    delete, operation_id = "removeReaction", path = "/api/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Conversation id"),
+        ("message_id" = uuid::Uuid, Path, description = "Message id"),
+        ("emoji" = String, Path, description = "One emoji, percent-encoded"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The message's reactions afterwards, `me` the caller's", body = ReactionsDto),
+        (status = 403, description = "`not_participant`", body = ErrorBody),
+        (status = 404, description = "`message_not_found`: not a message of this conversation", body = ErrorBody),
+        (status = 409, description = "`message_deleted`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: not one emoji", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many edits, deletions and reactions (`Retry-After`)", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn remove_reaction(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    react(&user, &state, &path, false).await
+}
+
+/// Both reaction routes: `add` or remove the path's emoji (percent-decoded by the router).
+async fn react(
+    user: &AuthUser,
+    state: &AppState,
+    (conversation, message, emoji): &(String, String, String),
+    add: bool,
+) -> Result<HttpResponse, ApiError> {
+    let (conversation_id, message_id) = message_path(conversation, message);
+    let change = state
+        .realtime
+        .react(
+            &state.lifecycle,
+            user.0,
+            conversation_id,
+            message_id,
+            emoji,
+            add,
+        )
+        .await
+        .map_err(refused)?;
+    Ok(HttpResponse::Ok().json(ReactionsDto {
+        message_id: change.message.id.as_uuid(),
+        change_seq: change.message.change_seq,
+        reactions: change
+            .reactions
+            .iter()
+            .map(|r| wire::reaction(r, true))
+            .collect(),
     }))
 }

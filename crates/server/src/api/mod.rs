@@ -60,6 +60,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(messages::history)),
             )
             .service(
+                resource("/conversations/{id}/messages/{message_id}")
+                    .route(web::patch().to(messages::edit))
+                    .route(web::delete().to(messages::delete)),
+            )
+            .service(
+                resource("/conversations/{id}/messages/{message_id}/reactions/{emoji}")
+                    .route(web::put().to(messages::add_reaction))
+                    .route(web::delete().to(messages::remove_reaction)),
+            )
+            .service(
                 resource("/conversations/{id}/read").route(web::post().to(messages::mark_read)),
             )
             .service(

@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         conversations::add_member, conversations::remove_member, conversations::leave,
         conversations::unread,
         messages::send, messages::history, messages::mark_read,
+        messages::edit, messages::delete, messages::add_reaction, messages::remove_reaction,
         presence::conversation_presence,
         health::healthz, health::readyz,
     ),
@@ -33,6 +34,7 @@ use utoipa::{Modify, OpenApi};
         dto::UserDto, dto::CreateConversationRequest, dto::RenameConversationRequest,
         dto::AddMemberRequest, dto::ConversationDto, dto::ParticipantDto,
         dto::SendMessageRequest, dto::MessageDto, dto::MarkReadRequest, dto::UnreadCountDto,
+        dto::EditMessageRequest, dto::ReactionDto, dto::ReplyPreviewDto, dto::ReactionsDto,
         dto::UnreadDto, dto::ConversationUnreadDto, dto::HealthDto,
         dto::ConversationPresenceDto, dto::ParticipantPresenceDto,
     )),
@@ -41,7 +43,7 @@ use utoipa::{Modify, OpenApi};
         (name = "auth", description = "Accounts and tokens"),
         (name = "users", description = "Users"),
         (name = "conversations", description = "Direct and group conversations"),
-        (name = "messages", description = "Messages and read receipts (REST fallback)"),
+        (name = "messages", description = "Messages, their edits, deletions and reactions, and read receipts (REST fallback)"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

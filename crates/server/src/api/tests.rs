@@ -605,6 +605,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/conversations/{id}/leave"),
     ("post", "/api/v1/conversations/{id}/messages"),
     ("get", "/api/v1/conversations/{id}/messages"),
+    ("patch", "/api/v1/conversations/{id}/messages/{message_id}"),
+    ("delete", "/api/v1/conversations/{id}/messages/{message_id}"),
+    (
+        "put",
+        "/api/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}",
+    ),
+    (
+        "delete",
+        "/api/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}",
+    ),
     ("post", "/api/v1/conversations/{id}/read"),
     ("get", "/api/v1/conversations/{id}/presence"),
     ("get", "/api/v1/unread"),
@@ -647,7 +657,9 @@ async fn every_documented_route_is_served() {
     for (method, path) in ROUTES {
         let uri = path
             .replace("{id}", &Uuid::now_v7().to_string())
-            .replace("{user_id}", &Uuid::now_v7().to_string());
+            .replace("{user_id}", &Uuid::now_v7().to_string())
+            .replace("{message_id}", &Uuid::now_v7().to_string())
+            .replace("{emoji}", "%F0%9F%91%8D");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let mut mocks = Mocks::default();
         mocks.health.expect_ping().returning(|| Ok(()));
