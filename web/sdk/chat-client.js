@@ -811,6 +811,16 @@ export class ChatClient extends Emitter {
    * @returns {Promise<HeldMessage|null>}
    */
   async loadAround(conversationId, messageId) {
+    try {
+      return await this._loadAround(conversationId, messageId);
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 404 || err.status === 403)) return null;
+      throw err;
+    }
+  }
+
+  /** @param {string} conversationId @param {string} messageId @returns {Promise<HeldMessage|null>} */
+  async _loadAround(conversationId, messageId) {
     const have = this.message(conversationId, messageId);
     if (have) return have;
     const thread = this._thread(conversationId);
@@ -1436,7 +1446,18 @@ export class ChatClient extends Emitter {
     if (!cache) return;
     const records = await cache.loadConversations();
     // The server's list came first: it is newer, and what it no longer lists is gone.
-    if (cache !== this._cache || !this._started || this._listFromServer) return;
+    if (cache !== this._cache || !this._started) return;
+    if (this._listFromServer) {
+      // The server's list wins, but the change cursors are only ours: what the cached messages
+      // reflect, and where the next `sync` of changes starts.
+      for (const rec of records) {
+        const st = this._convs.get(rec?.id);
+        if (!st || st.lastChange !== null) continue;
+        if (typeof rec.lastChange === 'number' && rec.lastChange >= 0) st.lastChange = rec.lastChange;
+        else if (!('lastChange' in rec)) st.staleCache = true;
+      }
+      return;
+    }
     for (const rec of records) {
       try {
         this._restoreConversation(rec);
