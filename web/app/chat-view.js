@@ -589,7 +589,9 @@ export class ChatView {
       );
     }
     el.append(quick, h('div', { class: 'menu-list' }, ...items));
-    document.body.append(el);
+    // A phone shows the menu as a sheet over a dimmed page (CSS); a tap outside closes it.
+    this.menuBackdrop = h('div', { class: 'menu-backdrop', 'aria-hidden': 'true' });
+    document.body.append(this.menuBackdrop, el);
     row.classList.add('is-menu-open');
     trigger?.setAttribute('aria-expanded', 'true');
     this.placeMenu();
@@ -662,6 +664,8 @@ export class ChatView {
     document.removeEventListener('pointerdown', this.onDocPointer, true);
     this.scroller.removeEventListener('scroll', this.onMenuScroll);
     menu.el.remove();
+    this.menuBackdrop?.remove();
+    this.menuBackdrop = null;
     menu.row?.classList.remove('is-menu-open');
     menu.trigger?.setAttribute('aria-expanded', 'false');
     const trigger = menu.trigger?.isConnected ? menu.trigger : /** @type {HTMLElement|null} */ (menu.row?.querySelector('.msg-actions-btn') ?? null);
