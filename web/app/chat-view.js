@@ -302,16 +302,18 @@ export class ChatView {
     this.lastKey = lastKey;
   }
 
-  /** A message row: its menu opens on a long press (touch) and on the context menu (right click). */
+  /** A message row: its menu opens on a long press (touch); a right click keeps the browser's menu. */
   createRow() {
     const el = h('div', { class: 'msg-row' });
     /** @type {any} */
     let press = null;
+    let touch = false;
     const cancelPress = () => {
       if (press) clearTimeout(press.timer);
       press = null;
     };
     el.addEventListener('pointerdown', (e) => {
+      touch = e.pointerType === 'touch';
       if (e.pointerType !== 'touch' || !(/** @type {Element} */ (e.target).closest('.bubble'))) return;
       cancelPress();
       press = {
@@ -330,8 +332,9 @@ export class ChatView {
     el.addEventListener('pointerup', cancelPress);
     el.addEventListener('pointercancel', cancelPress);
     el.addEventListener('contextmenu', (e) => {
+      // A long press on touch screens (Android says so with a context menu): ours instead.
       const m = /** @type {any} */ (el).msg;
-      if (!m || !this.actionable(m) || !(/** @type {Element} */ (e.target).closest('.bubble'))) return;
+      if (!touch || !m || !this.actionable(m) || !(/** @type {Element} */ (e.target).closest('.bubble'))) return;
       e.preventDefault();
       if (this.menu?.messageId === m.id) return;
       this.openMenu(m, el, /** @type {HTMLElement|null} */ (el.querySelector('.msg-actions-btn')), { focusFirst: false });

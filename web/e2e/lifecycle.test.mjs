@@ -356,6 +356,8 @@ test('live changes by others: edits, reactions and deletions update the view', {
   assert.equal(await s.page.evaluate(() => /** @type {any} */ (window).chatClient.conversation('g1').unread_count), 0);
   await s.page.mouse.move(5, 5);
   await screenshot(s.page, 'lifecycle-conversation');
+  await s.page.emulateMedia({ colorScheme: 'dark' });
+  await screenshot(s.page, 'lifecycle-conversation-dark');
   assert.deepEqual(s.errors, []);
   await s.ctx.close();
 });
