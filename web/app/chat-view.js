@@ -94,6 +94,14 @@ export class ChatView {
     this.onDocPointer = (/** @type {Event} */ e) => {
       if (this.menu && !this.menu.el.contains(/** @type {Node} */ (e.target))) this.closeMenu(false);
     };
+    // A menu opened by a long press has no focus inside it: Escape still closes it.
+    this.onDocKey = (/** @type {KeyboardEvent} */ e) => {
+      if (e.key === 'Escape' && this.menu && !this.menu.el.contains(/** @type {Node} */ (document.activeElement))) {
+        e.preventDefault();
+        this.closeMenu(true);
+      }
+    };
+    this.onResize = () => this.closeMenu(false);
     this.sendButton = h('button', { class: 'send-btn', type: 'submit', 'aria-label': 'Send message', title: 'Send (Enter)', disabled: true }, icon('send'));
     this.composer = h(
       'form',
@@ -599,6 +607,8 @@ export class ChatView {
     trigger?.setAttribute('aria-expanded', 'true');
     this.placeMenu();
     document.addEventListener('pointerdown', this.onDocPointer, true);
+    document.addEventListener('keydown', this.onDocKey);
+    window.addEventListener('resize', this.onResize);
     this.scroller.addEventListener('scroll', this.onMenuScroll);
     if (focusFirst) this.menuItems()[0]?.focus();
     else el.focus?.();
@@ -665,6 +675,8 @@ export class ChatView {
     if (!menu) return;
     this.menu = null;
     document.removeEventListener('pointerdown', this.onDocPointer, true);
+    document.removeEventListener('keydown', this.onDocKey);
+    window.removeEventListener('resize', this.onResize);
     this.scroller.removeEventListener('scroll', this.onMenuScroll);
     menu.el.remove();
     this.menuBackdrop?.remove();

@@ -389,6 +389,13 @@ test('phone: a long press opens the menu as a sheet at the bottom', { timeout: 6
   assert.equal(Math.round(sheet.width), 390, 'full width');
   assert.equal(Math.round(sheet.y + sheet.height), 844, 'at the bottom');
   await screenshot(s.page, 'lifecycle-phone-menu');
+  // Escape closes it too (no focus inside after a long press); then a long press again.
+  await s.page.keyboard.press('Escape');
+  await menu(s).waitFor({ state: 'detached' });
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [{ x, y }] });
+  await s.page.waitForTimeout(700);
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+  await menu(s).waitFor();
   await menu(s).getByRole('menuitem', { name: 'React with ❤️' }).click();
   await row(s, 'Has everyone finished').locator('.reaction-chip[data-emoji="❤️"][aria-pressed="true"]').waitFor();
   assert.deepEqual(s.errors, []);
