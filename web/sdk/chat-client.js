@@ -306,7 +306,7 @@ export class ChatClient extends Emitter {
       clock: this._clock,
       timings: this._t,
       tasks: {
-        messages: () => (this._activeId ? this._catchUp(this._activeId) : undefined),
+        messages: () => (this._activeId ? this._pollMessages(this._activeId) : undefined),
         conversations: () => this.refreshConversations(),
         unread: () => this.refreshUnread(),
       },
@@ -1362,6 +1362,22 @@ export class ChatClient extends Emitter {
       });
     this._catchUps.set(id, run);
     return run;
+  }
+
+  /**
+   * Polling (no WebSocket, so no change frames): what is new, and the newest page again, whose
+   * edits, deletions and reactions are merged by `change_seq`.
+   * @param {string} id
+   */
+  async _pollMessages(id) {
+    await this._catchUp(id);
+    const thread = this._threads.get(id);
+    if (!thread?.loaded) return;
+    const page = await this.rest.messagesBefore(id, { limit: PAGE }).catch(() => null);
+    for (const m of page ?? []) {
+      if (!m || typeof m.change_seq !== 'number') continue;
+      if (this.message(id, m.id)) this._applyCopy(id, m, m.deleted_at ? 'delete' : 'edit');
+    }
   }
 
   /** @param {string} id */

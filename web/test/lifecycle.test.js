@@ -321,3 +321,38 @@ test('loadAround: the original of a reply far up is loaded with everything betwe
   assert.equal(backend.callsTo('GET', '/conversations/c1/messages?around').length, 1);
   assert.equal(await p.client.loadAround('c1', 'm-nope'), null);
 });
+
+test('polling (no WebSocket): the newest page is merged on each poll, so edits, deletions and reactions show', async () => {
+  const clock = new FakeClock();
+  const backend = new FakeBackend(clock);
+  backend.addConversation('c1');
+  backend.addMessage('c1', 'u-b', 'hello');
+  backend.addMessage('c1', 'u-b', 'soon gone');
+  const client = new ChatClient({
+    baseUrl: 'http://chat.test',
+    fetch: backend.fetch,
+    WebSocket: null,
+    storage: new MemoryStorage(),
+    indexedDB: null,
+    clock,
+    document: new FakeDocument(),
+    window: new FakeDocument(),
+    locks: null,
+    randomUUID: () => 'tmp-1',
+    logger: { warn() {}, debug() {}, error() {} },
+  });
+  await client.login({ email: 'me@example.com', password: 'pw' });
+  client.start();
+  await idle();
+  await client.openConversation('c1');
+  await clock.advance(6000);
+  assert.equal(client.state, 'failed');
+  backend.editMessage('c1', 'm-c1-1', 'hello, edited');
+  backend.deleteMessage('c1', 'm-c1-2', 'u-b');
+  backend.react('c1', 'm-c1-1', 'u-b', '👍', true);
+  await clock.advance(6000);
+  assert.equal(client.message('c1', 'm-c1-1').content, 'hello, edited');
+  assert.deepEqual(client.message('c1', 'm-c1-1').reactions, [{ emoji: '👍', count: 1, user_ids: ['u-b'], me: false }]);
+  assert.ok(client.message('c1', 'm-c1-2').deleted_at);
+  client.stop();
+});
