@@ -729,6 +729,8 @@ export class ChatClient extends Emitter {
   async edit(conversationId, messageId, content) {
     if (typeof content !== 'string' || !content.trim()) throw new RangeError('A message cannot be empty.');
     const held = this.message(conversationId, messageId);
+    // The same text again changes nothing (the server would answer the same change_seq).
+    if (held && !held.deleted_at && held.content === content) return held;
     const undo = held ? this._optimistic(conversationId, held, 'edit', { content, edited_at: new Date(this._clock.now()).toISOString() }) : null;
     try {
       const copy = await this.rest.editMessage(conversationId, messageId, content);

@@ -78,6 +78,9 @@ test('edit: shown at once, PATCHed, the server copy (change_seq) kept', async ()
   assert.deepEqual(call.body, { content: 'hi, edited' });
   assert.ok(ctx.events.some((e) => e.kind === 'edit' && e.local === true));
   assert.ok(ctx.events.some((e) => e.kind === 'edit' && e.local === false));
+  // The same text again: nothing to send.
+  await ctx.client.edit('c1', 'm-c1-2', 'hi, edited');
+  assert.equal(ctx.backend.callsTo('PATCH', '/conversations/c1/messages/m-c1-2').length, 1);
 });
 
 test('a refused edit is rolled back, with change_failed and the error', async () => {
