@@ -2,9 +2,11 @@
 // status ticks, the typing line, and the composer.
 
 import { h, icon, reconcile } from './dom.js';
-import { avatar, connectionBanner } from './components.js';
+import { avatar, connectionBanner, toast } from './components.js';
 import { clockTime, dayKey, dayLabel, presenceText } from './format.js';
+import { confirmDialog } from './dialogs.js';
 import { describeTyping } from '../sdk/typing.js';
+import { QUICK_REACTIONS } from '../sdk/chat-client.js';
 
 /** Within this distance of the bottom the view follows new messages (AC-14). */
 const NEAR_BOTTOM_PX = 120;
@@ -17,6 +19,11 @@ const MAX_LENGTH = 4000;
 const WINDOW = 300;
 /** ...and scrolling up puts this many more back (then pages older history from the server). */
 const REVEAL = 200;
+/** A touch held this long opens a message's menu. */
+const LONG_PRESS_MS = 500;
+/** The reaction picker, after the quick six. */
+const PICKER = ['😀', '😁', '😅', '🤣', '😊', '😍', '😘', '😎', '🤔', '🙄', '😴', '😭', '😡', '🤯', '🥳', '👏', '🙌', '💪', '👀', '🔥', '✨', '🎉', '💯', '✅'];
+const PICKER_COLUMNS = 6;
 
 export class ChatView {
   /**
@@ -75,6 +82,26 @@ export class ChatView {
       })
     );
     this.counter = h('span', { class: 'composer-counter', 'aria-live': 'polite' });
+    /** Replying to or editing a message: `{kind, id, draft}`. @type {{kind: 'reply'|'edit', id: string, draft: string}|null} */
+    this.mode = null;
+    this.contextIcon = h('span', { class: 'ctx-icon' });
+    this.contextTitle = h('span', { class: 'ctx-title' });
+    this.contextText = h('span', { class: 'ctx-text' });
+    this.contextCancel = h('button', { class: 'icon-btn ctx-cancel', type: 'button', 'on:click': () => this.cancelMode() }, icon('close', { size: 18 }));
+    this.contextBar = h('div', { class: 'composer-context', hidden: true }, this.contextIcon, h('div', { class: 'ctx-main' }, this.contextTitle, this.contextText), this.contextCancel);
+    /** The open message menu. @type {{el: HTMLElement, messageId: string, trigger: HTMLElement|null, row: HTMLElement|null}|null} */
+    this.menu = null;
+    this.onDocPointer = (/** @type {Event} */ e) => {
+      if (this.menu && !this.menu.el.contains(/** @type {Node} */ (e.target))) this.closeMenu(false);
+    };
+    // A menu opened by a long press has no focus inside it: Escape still closes it.
+    this.onDocKey = (/** @type {KeyboardEvent} */ e) => {
+      if (e.key === 'Escape' && this.menu && !this.menu.el.contains(/** @type {Node} */ (document.activeElement))) {
+        e.preventDefault();
+        this.closeMenu(true);
+      }
+    };
+    this.onResize = () => this.closeMenu(false);
     this.sendButton = h('button', { class: 'send-btn', type: 'submit', 'aria-label': 'Send message', title: 'Send (Enter)', disabled: true }, icon('send'));
     this.composer = h(
       'form',
@@ -91,6 +118,7 @@ export class ChatView {
       this.banner.el,
       h('div', { class: 'messages-wrap' }, this.scroller, this.newButton),
       this.typingLine,
+      this.contextBar,
       this.composer,
     );
   }
@@ -143,6 +171,7 @@ export class ChatView {
 
   destroy() {
     this.destroyed = true;
+    this.closeMenu(false);
     this.client.stopTyping(this.conversationId);
     for (const fn of this.cleanups.splice(0)) fn();
     if (this._raf) cancelAnimationFrame(this._raf);
@@ -236,7 +265,7 @@ export class ChatView {
       this.messages,
       rows,
       (r) => r.key,
-      (r) => (r.kind === 'day' ? h('div', { class: 'day-sep', role: 'separator' }, h('span', {}, r.label)) : h('div', { class: 'msg-row' })),
+      (r) => (r.kind === 'day' ? h('div', { class: 'day-sep', role: 'separator' }, h('span', {}, r.label)) : this.createRow()),
       (el, r) => {
         if (r.kind === 'day') return;
         this.updateRow(el, r, isGroup, r.key === lastMineAcked);
@@ -281,6 +310,51 @@ export class ChatView {
     this.lastKey = lastKey;
   }
 
+  /** A message row: its menu opens on a long press (touch); a right click keeps the browser's menu. */
+  createRow() {
+    const el = h('div', { class: 'msg-row' });
+    /** @type {any} */
+    let press = null;
+    let touch = false;
+    const cancelPress = () => {
+      if (press) clearTimeout(press.timer);
+      press = null;
+    };
+    el.addEventListener('pointerdown', (e) => {
+      touch = e.pointerType === 'touch';
+      if (e.pointerType !== 'touch' || !(/** @type {Element} */ (e.target).closest('.bubble'))) return;
+      cancelPress();
+      press = {
+        x: e.clientX,
+        y: e.clientY,
+        timer: setTimeout(() => {
+          press = null;
+          const m = /** @type {any} */ (el).msg;
+          if (m && this.actionable(m)) this.openMenu(m, el, /** @type {HTMLElement|null} */ (el.querySelector('.msg-actions-btn')), { focusFirst: false });
+        }, LONG_PRESS_MS),
+      };
+    });
+    el.addEventListener('pointermove', (e) => {
+      if (press && Math.hypot(e.clientX - press.x, e.clientY - press.y) > 10) cancelPress();
+    });
+    el.addEventListener('pointerup', cancelPress);
+    el.addEventListener('pointercancel', cancelPress);
+    el.addEventListener('contextmenu', (e) => {
+      // A long press on touch screens (Android says so with a context menu): ours instead.
+      const m = /** @type {any} */ (el).msg;
+      if (!touch || !m || !this.actionable(m) || !(/** @type {Element} */ (e.target).closest('.bubble'))) return;
+      e.preventDefault();
+      if (this.menu?.messageId === m.id) return;
+      this.openMenu(m, el, /** @type {HTMLElement|null} */ (el.querySelector('.msg-actions-btn')), { focusFirst: false });
+    });
+    return el;
+  }
+
+  /** A message the menu is for: sent and not deleted. @param {any} m */
+  actionable(m) {
+    return !!m.id && !m.local && !m.deleted_at;
+  }
+
   /**
    * @param {HTMLElement} el
    * @param {any} r
@@ -290,22 +364,75 @@ export class ChatView {
   updateRow(el, r, isGroup, isLastMine) {
     const c = this.client;
     const m = r.m;
+    /** @type {any} */ (el).msg = m;
+    el.dataset.id = m.id || '';
     const receipt = r.mine ? c.receipt(m) : null;
     const showSender = isGroup && !r.mine && !r.grouped;
     const senderName = !r.mine ? c.displayName(m.sender_id) : '';
     const readLine = isGroup && r.mine && isLastMine && receipt && receipt.of > 0 && receipt.readBy > 0 ? `Read by ${receipt.readBy} of ${receipt.of}` : '';
-    const sig = JSON.stringify([m.content, m.deleted_at, m.edited_at, receipt?.status, receipt?.readBy, receipt?.of, r.grouped, r.tail, showSender, senderName, readLine, m.created_at]);
+    const quote = m.reply_to ? this.quoteOf(m) : null;
+    const reactions = m.deleted_at ? [] : (m.reactions ?? []).map((/** @type {any} */ x) => [x.emoji, x.count, !!x.me, this.reactorsText(x)]);
+    const sig = JSON.stringify([m.content, m.deleted_at, m.edited_at, receipt?.status, receipt?.readBy, receipt?.of, r.grouped, r.tail, showSender, senderName, readLine, m.created_at, m.local, quote, reactions]);
     if (el.dataset.sig === sig) return;
     el.dataset.sig = sig;
-    el.className = `msg-row${r.mine ? ' is-mine' : ''}${r.grouped ? ' is-grouped' : ''}${r.tail ? ' is-tail' : ''}${receipt?.status === 'failed' ? ' is-failed' : ''}`;
+    const open = this.menu?.messageId === m.id && !!m.id;
+    el.className = `msg-row${r.mine ? ' is-mine' : ''}${r.grouped ? ' is-grouped' : ''}${r.tail ? ' is-tail' : ''}${receipt?.status === 'failed' ? ' is-failed' : ''}${m.deleted_at ? ' is-deleted' : ''}${open ? ' is-menu-open' : ''}`;
     el.dataset.status = receipt?.status ?? '';
 
+    // Content is text, always (edited content and quotes too).
     const text = m.deleted_at ? h('p', { class: 'msg-text is-deleted' }, 'This message was deleted') : h('p', { class: 'msg-text' }, String(m.content ?? ''));
-    const meta = h('span', { class: 'msg-meta' }, m.edited_at ? h('span', { class: 'msg-edited' }, 'edited') : null, h('time', { datetime: m.created_at }, clockTime(m.created_at)), receipt ? this.ticks(receipt, isGroup) : null);
-    const bubble = h('div', { class: 'bubble' }, showSender ? h('span', { class: 'msg-sender' }, senderName) : null, text, meta);
+    const edited = m.edited_at && !m.deleted_at ? h('span', { class: 'msg-edited', title: `Edited ${clockTime(m.edited_at)}` }, '(edited)') : null;
+    const meta = h('span', { class: 'msg-meta' }, edited, h('time', { datetime: m.created_at }, clockTime(m.created_at)), receipt ? this.ticks(receipt, isGroup) : null);
+    const quoteEl = quote
+      ? h(
+          'button',
+          { class: `msg-quote${quote.deleted ? ' is-deleted' : ''}`, type: 'button', title: 'Show the original message', 'aria-label': `Reply to ${quote.name}: ${quote.text}. Show the original message`, 'on:click': () => this.jumpTo(m.reply_to) },
+          h('span', { class: 'msg-quote-name' }, quote.name),
+          h('span', { class: 'msg-quote-text' }, quote.text),
+        )
+      : null;
+    const bubble = h('div', { class: 'bubble' }, showSender ? h('span', { class: 'msg-sender' }, senderName) : null, quoteEl, text, meta);
     const parts = [];
     if (isGroup && !r.mine) parts.push(r.tail ? avatar(m.sender_id, senderName, { size: 'sm' }) : h('span', { class: 'avatar-spacer' }));
-    const column = h('div', { class: 'msg-col' }, bubble);
+    const line = h('div', { class: 'msg-line' }, bubble);
+    if (this.actionable(m)) {
+      const trigger = h(
+        'button',
+        { class: 'msg-actions-btn', type: 'button', 'aria-label': 'Message actions', 'aria-haspopup': 'menu', 'aria-expanded': String(open), title: 'Reply, react, edit, delete' },
+        icon('more', { size: 18 }),
+      );
+      trigger.addEventListener('click', () => {
+        if (this.menu?.messageId === m.id) this.closeMenu(true);
+        else this.openMenu(m, el, trigger, { focusFirst: true });
+      });
+      line.append(trigger);
+    }
+    const column = h('div', { class: 'msg-col' }, line);
+    if (reactions.length) {
+      column.append(
+        h(
+          'div',
+          { class: 'reactions', role: 'group', 'aria-label': 'Reactions' },
+          ...(m.reactions ?? []).map((/** @type {any} */ x) => {
+            const who = this.reactorsText(x);
+            return h(
+              'button',
+              {
+                class: `reaction-chip${x.me ? ' is-mine' : ''}`,
+                type: 'button',
+                'aria-pressed': String(!!x.me),
+                title: `${who} reacted with ${x.emoji}`,
+                'aria-label': `${x.emoji} ${x.count}, ${who}. ${x.me ? 'Remove your reaction' : 'React too'}`,
+                'data-emoji': x.emoji,
+                'on:click': () => this.react(m, x.emoji),
+              },
+              h('span', { class: 'reaction-emoji' }, x.emoji),
+              h('span', { class: 'reaction-count' }, String(x.count)),
+            );
+          }),
+        ),
+      );
+    }
     if (receipt?.status === 'failed') {
       column.append(
         h(
@@ -319,6 +446,303 @@ export class ChatView {
     if (readLine) column.append(h('span', { class: 'read-line' }, readLine));
     parts.push(column);
     el.replaceChildren(...parts);
+  }
+
+  /** What a reply's quote shows. @param {any} m @returns {{name: string, text: string, deleted: boolean}} */
+  quoteOf(m) {
+    const c = this.client;
+    const p = m.reply_preview;
+    const original = c.message(this.conversationId, m.reply_to);
+    const senderId = p?.sender_id ?? original?.sender_id ?? '';
+    const name = !senderId ? 'Message' : senderId === c.user?.id ? 'You' : c.displayName(senderId);
+    const deleted = !!(p?.deleted || original?.deleted_at);
+    if (deleted) return { name, text: 'Original message was deleted', deleted: true };
+    const text = String(p?.content ?? original?.content ?? '').replace(/\s+/g, ' ').trim();
+    return { name, text: text || 'Original message', deleted: false };
+  }
+
+  /** "Ann, Ben and 3 more". @param {{user_ids: string[], count: number}} r */
+  reactorsText(r) {
+    const c = this.client;
+    const names = (r.user_ids ?? []).map((u) => (u === c.user?.id ? 'You' : c.displayName(u)));
+    const more = r.count - names.length;
+    if (more > 0) return `${names.join(', ')} and ${more} more`;
+    if (names.length > 1) return `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+    return names[0] ?? '';
+  }
+
+  // ------------------------------------------------------------ actions
+
+  /** @param {any} m @param {string} emoji */
+  react(m, emoji) {
+    this.client.react(this.conversationId, m.id, emoji).catch((err) => toast(changeError(err, 'reaction'), 'error'));
+  }
+
+  /** @param {any} m */
+  async confirmDelete(m) {
+    const mine = m.sender_id === this.client.user?.id;
+    const ok = await confirmDialog({
+      title: 'Delete message?',
+      message: mine ? 'It will be deleted for everyone in this conversation.' : `This message from ${this.client.displayName(m.sender_id)} will be deleted for everyone.`,
+      confirmLabel: 'Delete',
+      danger: true,
+    });
+    if (!ok || this.destroyed) return;
+    if (this.mode?.id === m.id) this.cancelMode();
+    this.client.delete(this.conversationId, m.id).catch((err) => toast(changeError(err, 'delete'), 'error'));
+  }
+
+  /**
+   * Show a message, loading the history around it when it is not held; it is scrolled to and
+   * highlighted.
+   * @param {string} messageId
+   */
+  async jumpTo(messageId) {
+    const c = this.client;
+    let m = c.message(this.conversationId, messageId);
+    if (!m) {
+      try {
+        m = await c.loadAround(this.conversationId, messageId);
+      } catch {
+        toast('Could not load the original message.', 'error');
+        return;
+      }
+      if (this.destroyed) return;
+      if (!m) {
+        toast('The original message is not available.', 'error');
+        return;
+      }
+    }
+    // Reading back: the window of rows starts at it (or earlier).
+    const all = c.messages(this.conversationId);
+    const at = all.findIndex((x) => x.id === messageId);
+    const currentStart = all.findIndex((x) => x.key === this.windowKey);
+    this.stick = false;
+    if (at >= 0 && (currentStart < 0 || at < currentStart)) this.windowKey = all[Math.max(0, at - 20)].key;
+    this.render();
+    const row = /** @type {HTMLElement|null} */ (this.messages.querySelector(`.msg-row[data-id="${CSS.escape(messageId)}"]`));
+    if (!row) return;
+    this.autoScrolling = true;
+    row.scrollIntoView({ block: 'center', behavior: 'auto' });
+    this.autoScrolling = false;
+    this.stick = this.nearBottom();
+    row.classList.remove('is-highlighted');
+    void row.offsetWidth;
+    row.classList.add('is-highlighted');
+    setTimeout(() => row.classList.remove('is-highlighted'), 2000);
+  }
+
+  // ----------------------------------------------------------------- menu
+
+  /**
+   * @param {any} m
+   * @param {HTMLElement} row
+   * @param {HTMLElement|null} trigger
+   * @param {{focusFirst: boolean}} opts
+   */
+  openMenu(m, row, trigger, { focusFirst }) {
+    this.closeMenu(false);
+    const c = this.client;
+    const el = h('div', { class: 'msg-menu', role: 'menu', 'aria-label': 'Message actions', 'on:keydown': (/** @type {KeyboardEvent} */ e) => this.onMenuKey(e) });
+    this.menu = { el, messageId: m.id, trigger, row };
+    const item = (/** @type {string} */ label, /** @type {any} */ ic, /** @type {() => void} */ action, cls = '') =>
+      h('button', { class: `menu-item ${cls}`, type: 'button', role: 'menuitem', tabindex: '-1', 'on:click': action }, icon(ic, { size: 18 }), h('span', {}, label));
+    const mine = (/** @type {string} */ emoji) => !!(m.reactions ?? []).find((/** @type {any} */ r) => r.emoji === emoji)?.me;
+    const emojiButton = (/** @type {string} */ emoji) =>
+      h(
+        'button',
+        { class: `menu-emoji${mine(emoji) ? ' is-mine' : ''}`, type: 'button', role: 'menuitem', tabindex: '-1', 'aria-label': `React with ${emoji}`, title: emoji, 'on:click': () => {
+          this.closeMenu(true);
+          this.react(m, emoji);
+        } },
+        emoji,
+      );
+    const showPicker = () => {
+      el.classList.add('is-picker');
+      el.replaceChildren(
+        h('div', { class: 'picker-title' }, 'Pick a reaction'),
+        h('div', { class: 'picker-grid', role: 'group', 'aria-label': 'More reactions' }, ...[...QUICK_REACTIONS, ...PICKER].map(emojiButton)),
+      );
+      this.placeMenu();
+      this.menuItems()[0]?.focus();
+    };
+    const quick = h(
+      'div',
+      { class: 'menu-reactions', role: 'group', 'aria-label': 'React' },
+      ...QUICK_REACTIONS.map(emojiButton),
+      h('button', { class: 'menu-emoji menu-more', type: 'button', role: 'menuitem', tabindex: '-1', 'aria-label': 'More reactions', title: 'More reactions', 'on:click': showPicker }, icon('plus', { size: 18 })),
+    );
+    const items = [
+      item('Reply', 'reply', () => {
+        this.closeMenu(false);
+        this.startReply(m);
+      }),
+    ];
+    if (c.canEdit(m)) {
+      items.push(
+        item('Edit', 'edit', () => {
+          this.closeMenu(false);
+          this.startEdit(m);
+        }),
+      );
+    }
+    if (c.canDelete(m)) {
+      items.push(
+        item(
+          'Delete',
+          'trash',
+          () => {
+            this.closeMenu(true);
+            this.confirmDelete(m);
+          },
+          'is-danger',
+        ),
+      );
+    }
+    el.append(quick, h('div', { class: 'menu-list' }, ...items));
+    // A phone shows the menu as a sheet over a dimmed page (CSS); a tap outside closes it.
+    this.menuBackdrop = h('div', { class: 'menu-backdrop', 'aria-hidden': 'true' });
+    document.body.append(this.menuBackdrop, el);
+    row.classList.add('is-menu-open');
+    trigger?.setAttribute('aria-expanded', 'true');
+    this.placeMenu();
+    document.addEventListener('pointerdown', this.onDocPointer, true);
+    document.addEventListener('keydown', this.onDocKey);
+    window.addEventListener('resize', this.onResize);
+    this.scroller.addEventListener('scroll', this.onMenuScroll);
+    if (focusFirst) this.menuItems()[0]?.focus();
+    else el.focus?.();
+  }
+
+  onMenuScroll = () => {
+    // A scroll of the reader's moves the message away from its menu.
+    if (this.menu && !this.autoScrolling) this.closeMenu(false);
+  };
+
+  /** Next to the message on a wide screen; a sheet at the bottom on a phone (CSS). */
+  placeMenu() {
+    const menu = this.menu;
+    if (!menu || !menu.row) return;
+    const el = menu.el;
+    if (!window.matchMedia('(min-width: 760px)').matches) {
+      el.style.left = '';
+      el.style.top = '';
+      return;
+    }
+    const bubble = /** @type {HTMLElement} */ (menu.row.querySelector('.bubble') ?? menu.row);
+    const b = bubble.getBoundingClientRect();
+    const w = el.offsetWidth;
+    const hgt = el.offsetHeight;
+    const mine = menu.row.classList.contains('is-mine');
+    let left = mine ? b.right - w : b.left;
+    left = Math.max(8, Math.min(left, window.innerWidth - w - 8));
+    let top = b.bottom + 6;
+    if (top + hgt > window.innerHeight - 8) top = b.top - hgt - 6;
+    top = Math.max(8, top);
+    el.style.left = `${Math.round(left)}px`;
+    el.style.top = `${Math.round(top)}px`;
+  }
+
+  menuItems() {
+    return /** @type {HTMLElement[]} */ ([...(this.menu?.el.querySelectorAll('[role="menuitem"]') ?? [])]);
+  }
+
+  /** @param {KeyboardEvent} e */
+  onMenuKey(e) {
+    const items = this.menuItems();
+    const i = items.indexOf(/** @type {HTMLElement} */ (document.activeElement));
+    const grid = this.menu?.el.classList.contains('is-picker');
+    const go = (/** @type {number} */ n) => {
+      e.preventDefault();
+      items[(n + items.length) % items.length]?.focus();
+    };
+    if (e.key === 'Escape') {
+      e.preventDefault();
+      e.stopPropagation();
+      this.closeMenu(true);
+    } else if (e.key === 'ArrowDown') go(i < 0 ? 0 : i + (grid ? PICKER_COLUMNS : 1));
+    else if (e.key === 'ArrowUp') go(i < 0 ? items.length - 1 : i - (grid ? PICKER_COLUMNS : 1));
+    else if (e.key === 'ArrowRight') go(i + 1);
+    else if (e.key === 'ArrowLeft') go(i - 1);
+    else if (e.key === 'Home') go(0);
+    else if (e.key === 'End') go(items.length - 1);
+    else if (e.key === 'Tab') this.closeMenu(true);
+  }
+
+  /** @param {boolean} refocus  give the focus back to the message's actions button */
+  closeMenu(refocus) {
+    const menu = this.menu;
+    if (!menu) return;
+    this.menu = null;
+    document.removeEventListener('pointerdown', this.onDocPointer, true);
+    document.removeEventListener('keydown', this.onDocKey);
+    window.removeEventListener('resize', this.onResize);
+    this.scroller.removeEventListener('scroll', this.onMenuScroll);
+    menu.el.remove();
+    this.menuBackdrop?.remove();
+    this.menuBackdrop = null;
+    menu.row?.classList.remove('is-menu-open');
+    menu.trigger?.setAttribute('aria-expanded', 'false');
+    const trigger = menu.trigger?.isConnected ? menu.trigger : /** @type {HTMLElement|null} */ (menu.row?.querySelector('.msg-actions-btn') ?? null);
+    trigger?.setAttribute('aria-expanded', 'false');
+    if (refocus) trigger?.focus({ preventScroll: true });
+  }
+
+  // ------------------------------------------------------- reply and edit
+
+  /** @param {any} m */
+  startReply(m) {
+    if (this.mode?.kind === 'edit') this.cancelMode();
+    this.mode = { kind: 'reply', id: m.id, draft: '' };
+    const c = this.client;
+    const name = m.sender_id === c.user?.id ? 'yourself' : c.displayName(m.sender_id);
+    this.showContext('reply', `Replying to ${name}`, String(m.content ?? '').replace(/\s+/g, ' '), 'Cancel reply');
+    this.input.focus();
+  }
+
+  /** @param {any} m */
+  startEdit(m) {
+    const draft = this.mode ? (this.mode.draft ?? '') : this.input.value;
+    this.mode = { kind: 'edit', id: m.id, draft };
+    this.showContext('edit', 'Editing message', String(m.content ?? '').replace(/\s+/g, ' '), 'Cancel edit');
+    this.input.value = m.content ?? '';
+    this.onInput();
+    this.input.focus();
+    this.input.setSelectionRange(this.input.value.length, this.input.value.length);
+  }
+
+  /** @param {'reply'|'edit'} kind @param {string} title @param {string} text @param {string} cancelLabel */
+  showContext(kind, title, text, cancelLabel) {
+    this.contextBar.hidden = false;
+    this.contextBar.dataset.kind = kind;
+    this.contextIcon.replaceChildren(icon(kind === 'edit' ? 'edit' : 'reply', { size: 18 }));
+    this.contextTitle.textContent = title;
+    this.contextText.textContent = text;
+    this.contextCancel.setAttribute('aria-label', cancelLabel);
+    this.contextCancel.title = `${cancelLabel} (Esc)`;
+    this.sendButton.setAttribute('aria-label', kind === 'edit' ? 'Save edit' : 'Send reply');
+    this.input.placeholder = kind === 'edit' ? 'Edit your message...' : 'Write a reply...';
+  }
+
+  /** Leave reply or edit mode; an edit gives the composer back what was in it. */
+  cancelMode() {
+    const mode = this.mode;
+    this.mode = null;
+    this.contextBar.hidden = true;
+    this.sendButton.setAttribute('aria-label', 'Send message');
+    this.input.placeholder = 'Write a message...';
+    if (mode?.kind === 'edit') {
+      this.input.value = mode.draft ?? '';
+      this.onInput();
+    }
+    this.input.focus();
+  }
+
+  /** The newest message of ours that can still be edited. */
+  lastEditable() {
+    const all = this.client.messages(this.conversationId);
+    for (let i = all.length - 1; i >= 0; i--) if (this.client.canEdit(all[i])) return all[i];
+    return null;
   }
 
   /** @param {import('../sdk/chat-client.js').Receipt} r @param {boolean} isGroup */
@@ -431,6 +855,20 @@ export class ChatView {
 
   /** @param {KeyboardEvent} e */
   onKeyDown(e) {
+    if (e.key === 'Escape' && this.mode && !e.isComposing) {
+      e.preventDefault();
+      this.cancelMode();
+      return;
+    }
+    // Up in an empty composer edits our last message.
+    if (e.key === 'ArrowUp' && !this.mode && !this.input.value && !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey) {
+      const m = this.lastEditable();
+      if (m) {
+        e.preventDefault();
+        this.startEdit(m);
+        return;
+      }
+    }
     // Enter sends, Shift+Enter is a new line; never while an IME is composing.
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
       e.preventDefault();
@@ -460,7 +898,19 @@ export class ChatView {
     e.preventDefault();
     const value = this.input.value;
     if (!value.trim() || value.length > MAX_LENGTH) return;
-    this.client.send(this.conversationId, value);
+    const mode = this.mode;
+    if (mode?.kind === 'edit') {
+      const m = this.client.message(this.conversationId, mode.id);
+      this.input.value = mode.draft ?? '';
+      this.cancelMode();
+      if (m && value !== m.content) this.client.edit(this.conversationId, mode.id, value).catch((err) => toast(changeError(err, 'edit'), 'error'));
+      return;
+    }
+    if (mode?.kind === 'reply') {
+      this.mode = null;
+      this.cancelMode();
+    }
+    this.client.send(this.conversationId, value, { replyTo: mode?.kind === 'reply' ? mode.id : null });
     this.input.value = '';
     this.onInput();
     this.input.focus();
@@ -468,3 +918,31 @@ export class ChatView {
   }
 }
 
+
+/**
+ * Why a change was refused, for the user (the change itself was rolled back).
+ * @param {any} err @param {'edit'|'delete'|'reaction'} kind
+ */
+export function changeError(err, kind) {
+  const what = kind === 'edit' ? 'Your edit was not saved' : kind === 'delete' ? 'The message was not deleted' : 'Your reaction was not saved';
+  switch (err?.code) {
+    case 'edit_window_closed':
+      return `${what}: messages can only be edited for 48 hours.`;
+    case 'message_deleted':
+      return `${what}: the message was deleted.`;
+    case 'not_sender':
+      return `${what}: only its sender can do that.`;
+    case 'not_participant':
+      return `${what}: you are no longer in this conversation.`;
+    case 'not_found':
+      return `${what}: the message no longer exists.`;
+    case 'rate_limited':
+      return `${what}: too many changes, try again in a moment.`;
+    case 'validation_failed':
+      return `${what}: ${err.message || 'it was not valid.'}`;
+    case 'network':
+      return `${what}: cannot reach the server.`;
+    default:
+      return `${what}.`;
+  }
+}

@@ -31,6 +31,28 @@ class Dialog {
 }
 
 /**
+ * Ask before doing something that cannot be undone. Resolves true when confirmed.
+ * @param {{title: string, message: string, confirmLabel: string, danger?: boolean}} opts
+ * @returns {Promise<boolean>}
+ */
+export function confirmDialog({ title, message, confirmLabel, danger = false }) {
+  return new Promise((resolve) => {
+    const dlg = new Dialog(title, 'dialog-confirm');
+    let answer = false;
+    dlg.body.append(h('p', { class: 'confirm-text' }, message));
+    const cancel = h('button', { class: 'btn btn-ghost', type: 'button', 'on:click': () => dlg.close() }, 'Cancel');
+    const ok = h('button', { class: `btn ${danger ? 'btn-danger-solid' : 'btn-primary'}`, type: 'button', 'on:click': () => {
+      answer = true;
+      dlg.close();
+    } }, confirmLabel);
+    dlg.footer.append(cancel, ok);
+    dlg.el.addEventListener('close', () => resolve(answer));
+    dlg.show();
+    ok.focus();
+  });
+}
+
+/**
  * A search box over users with debounced lookups.
  * @param {import('../sdk/chat-client.js').ChatClient} client
  * @param {(results: import('../sdk/session.js').User[], query: string) => void} onResults

@@ -34,6 +34,7 @@ const THREADS = 'threads';
  * @property {[string, {delivered: number, read: number}][]} marks
  * @property {number} peerDelivered
  * @property {number} peerRead
+ * @property {number|null} [lastChange]  the change cursor: highest change number applied (absent in records of older clients)
  *
  * The newest messages of one conversation, contiguous, oldest first.
  * @typedef {object} ThreadRecord

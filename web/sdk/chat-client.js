@@ -15,7 +15,7 @@ import { resolveTimings } from './timings.js';
 import { Session, SessionExpiredError } from './session.js';
 import { RestClient, ApiError } from './rest.js';
 import { Connection } from './connection.js';
-import { MessageThread } from './thread.js';
+import { MessageThread, mergeCopy, withMe } from './thread.js';
 import { Outbox } from './outbox.js';
 import { TypingSender, TypingRoster } from './typing.js';
 import { Poller } from './poller.js';
@@ -62,7 +62,21 @@ import { ChatCache, DEFAULT_CACHE_LIMIT } from './cache.js';
  * @property {User|null} session          signed in (user) or out (null)
  * @property {void} session_expired        the session ended; sign in again
  * @property {{code: string, message: string}} error  a server error not tied to one of our messages
+ * @property {MessageChange} message_changed  a message was edited, deleted or (un)reacted to (ours optimistically, or the server's)
+ * @property {{conversationId: string, messageId: string, kind: 'edit'|'delete'|'reaction', error: Error}} change_failed  an edit, deletion or reaction of ours was refused and rolled back
+ *
+ * @typedef {object} MessageChange
+ * @property {string} conversationId
+ * @property {string} messageId
+ * @property {'edit'|'delete'|'reaction'} kind
+ * @property {HeldMessage|null} message   the message as held now (null when not held)
+ * @property {boolean} local   our own optimistic change (or its rollback), not yet the server's word
  */
+
+/** The six reactions offered first. */
+export const QUICK_REACTIONS = Object.freeze(['👍', '❤️', '😂', '😮', '😢', '🙏']);
+/** How much of the original a reply quotes (the server's `reply_preview`). */
+const PREVIEW_CHARS = 100;
 
 /** Page size of history. */
 const PAGE = 50;
@@ -80,6 +94,8 @@ const STATUS_RANK = { sending: 0, sent: 1, delivered: 2, read: 3 };
  * @property {Map<string, {delivered: number, read: number}>} marks  other members' watermarks
  * @property {number} peerDelivered   lowest delivered watermark among the others (hello/sync_done)
  * @property {number} peerRead
+ * @property {number|null} lastChange  highest change number applied (edits, deletions, reactions); null: none known yet
+ * @property {boolean} [staleCache]   restored from a cache without a change cursor: its messages are not trusted
  */
 
 /**
@@ -290,7 +306,7 @@ export class ChatClient extends Emitter {
       clock: this._clock,
       timings: this._t,
       tasks: {
-        messages: () => (this._activeId ? this._catchUp(this._activeId) : undefined),
+        messages: () => (this._activeId ? this._pollMessages(this._activeId) : undefined),
         conversations: () => this.refreshConversations(),
         unread: () => this.refreshUnread(),
       },
@@ -661,14 +677,176 @@ export class ChatClient extends Emitter {
    * while offline. Returns the optimistic message.
    * @param {string} conversationId
    * @param {string} content
+   * @param {{replyTo?: string|null}} [opts]  `replyTo`: the id of the message answered
    * @returns {HeldMessage}
    */
-  send(conversationId, content) {
+  send(conversationId, content, { replyTo = null } = {}) {
     if (!this._outbox) throw new Error('Call start() first.');
     if (typeof content !== 'string' || !content.trim()) throw new RangeError('A message cannot be empty.');
     this._typingSender?.stop(conversationId);
-    const entry = this._outbox.send(conversationId, content, 'text');
+    const entry = this._outbox.send(conversationId, content, 'text', replyTo || null);
     return /** @type {HeldMessage} */ (this._thread(conversationId).pending.get(entry.temp_id));
+  }
+
+  /**
+   * Answer a message: a send with `reply_to`; the optimistic copy carries the quote.
+   * @param {string} conversationId @param {string} messageId @param {string} content @returns {HeldMessage}
+   */
+  reply(conversationId, messageId, content) {
+    return this.send(conversationId, content, { replyTo: messageId });
+  }
+
+  /** A message held for a conversation, by id. @param {string} conversationId @param {string} messageId @returns {HeldMessage|null} */
+  message(conversationId, messageId) {
+    return this._threads.get(conversationId)?.byId.get(messageId) ?? null;
+  }
+
+  /**
+   * May the signed-in user edit this message: their own, sent, not deleted, within the edit
+   * window (`timings.editWindowMs`, the server's `limits.edit_window_secs`).
+   * @param {HeldMessage|Message} m
+   */
+  canEdit(m) {
+    if (!m || !m.id || /** @type {HeldMessage} */ (m).local || m.deleted_at || m.sender_id !== this._me?.id) return false;
+    return this._clock.now() - Date.parse(m.created_at) < this._t.editWindowMs;
+  }
+
+  /** May the signed-in user delete this message: their own, or anyone's as a group's owner or admin. @param {HeldMessage|Message} m */
+  canDelete(m) {
+    if (!m || !m.id || /** @type {HeldMessage} */ (m).local || m.deleted_at) return false;
+    if (m.sender_id === this._me?.id) return true;
+    const v = this.conversation(m.conversation_id);
+    return v?.type === 'group' && (v.my_role === 'owner' || v.my_role === 'admin');
+  }
+
+  /**
+   * Edit one of our messages (PATCH). Shown at once; rolled back (and `change_failed`) when
+   * the server refuses (`edit_window_closed`, `message_deleted`, `not_sender`, `validation_failed`,
+   * `rate_limited`, a network error). Resolves with the message as held.
+   * @param {string} conversationId @param {string} messageId @param {string} content
+   * @returns {Promise<HeldMessage|Message>}
+   */
+  async edit(conversationId, messageId, content) {
+    if (typeof content !== 'string' || !content.trim()) throw new RangeError('A message cannot be empty.');
+    const held = this.message(conversationId, messageId);
+    // The same text again changes nothing (the server would answer the same change_seq).
+    if (held && !held.deleted_at && held.content === content) return held;
+    const undo = held ? this._optimistic(conversationId, held, 'edit', { content, edited_at: new Date(this._clock.now()).toISOString() }) : null;
+    try {
+      const copy = await this.rest.editMessage(conversationId, messageId, content);
+      this._applyCopy(conversationId, copy, 'edit');
+      return this.message(conversationId, messageId) ?? copy;
+    } catch (err) {
+      undo?.();
+      this._changeFailed(conversationId, messageId, 'edit', err);
+      throw err;
+    }
+  }
+
+  /**
+   * Delete a message (own, or anyone's as a group's owner or admin): a tombstone at once,
+   * rolled back when refused. Idempotent on the server. Resolves with the tombstone.
+   * @param {string} conversationId @param {string} messageId
+   * @returns {Promise<HeldMessage|Message>}
+   */
+  async delete(conversationId, messageId) {
+    const held = this.message(conversationId, messageId);
+    const now = new Date(this._clock.now()).toISOString();
+    const undo = held ? this._optimistic(conversationId, held, 'delete', { content: '', deleted_at: now, deleted_by: this._me?.id ?? null, reactions: [] }) : null;
+    if (held) this._updateQuotes(conversationId, messageId, { content: '', deleted: true });
+    try {
+      const copy = await this.rest.deleteMessage(conversationId, messageId);
+      this._applyCopy(conversationId, copy, 'delete');
+      return this.message(conversationId, messageId) ?? copy;
+    } catch (err) {
+      if (undo?.()) this._updateQuotes(conversationId, messageId, { content: previewText(held?.content), deleted: false });
+      this._changeFailed(conversationId, messageId, 'delete', err);
+      throw err;
+    }
+  }
+
+  /**
+   * Add or remove our reaction `emoji` (`add` omitted: toggle). Shown at once, rolled back when
+   * refused. Resolves with the message's reactions as the server answered them.
+   * @param {string} conversationId @param {string} messageId @param {string} emoji @param {boolean} [add]
+   * @returns {Promise<import('./rest.js').Reaction[]>}
+   */
+  async react(conversationId, messageId, emoji, add) {
+    if (typeof emoji !== 'string' || !emoji) throw new RangeError('No emoji.');
+    const held = this.message(conversationId, messageId);
+    const mine = !!held?.reactions?.find((r) => r.emoji === emoji)?.me;
+    const adding = typeof add === 'boolean' ? add : !mine;
+    /** @type {(() => boolean)|null} */
+    let undo = null;
+    if (held && adding !== mine) {
+      const before = held.change_seq ?? 0;
+      this._toggleReaction(held, emoji, adding);
+      this._changed(conversationId, messageId, 'reaction', true);
+      undo = () => {
+        if ((held.change_seq ?? 0) !== before) return false;
+        this._toggleReaction(held, emoji, !adding);
+        this._changed(conversationId, messageId, 'reaction', true);
+        return true;
+      };
+    }
+    try {
+      const answer = await this.rest.react(conversationId, messageId, emoji, adding);
+      const now = this.message(conversationId, messageId);
+      if (now && answer && Array.isArray(answer.reactions) && (answer.change_seq ?? 0) >= (now.change_seq ?? 0)) {
+        now.change_seq = answer.change_seq ?? now.change_seq;
+        now.reactions = withMe(answer.reactions, now.reactions ?? [], this._me?.id ?? null, { emoji, added: adding });
+        this._changed(conversationId, messageId, 'reaction', false);
+      }
+      return answer?.reactions ?? [];
+    } catch (err) {
+      undo?.();
+      this._changeFailed(conversationId, messageId, 'reaction', err);
+      throw err;
+    }
+  }
+
+  /**
+   * Make sure a message is held, with everything between it and the newest held ones (for
+   * jumping to a reply's original): `?around=` its id, then the pages between. Resolves with
+   * the message, or null when the server does not have it.
+   * @param {string} conversationId @param {string} messageId
+   * @returns {Promise<HeldMessage|null>}
+   */
+  async loadAround(conversationId, messageId) {
+    try {
+      return await this._loadAround(conversationId, messageId);
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 404 || err.status === 403)) return null;
+      throw err;
+    }
+  }
+
+  /** @param {string} conversationId @param {string} messageId @returns {Promise<HeldMessage|null>} */
+  async _loadAround(conversationId, messageId) {
+    const have = this.message(conversationId, messageId);
+    if (have) return have;
+    const thread = this._thread(conversationId);
+    if (!thread.loaded) await this._loadLatest(conversationId);
+    if (this.message(conversationId, messageId)) return this.message(conversationId, messageId);
+    const around = (await this.rest.messagesAround(conversationId, messageId, PAGE)) ?? [];
+    if (!around.some((m) => m.id === messageId)) return null;
+    const pages = [around];
+    // Fill in what lies between the page and the oldest held, so the thread stays contiguous.
+    const top = Math.max(...around.map((m) => m.seq));
+    let oldest = thread.oldest();
+    for (let n = 0; oldest && oldest.seq > top + 1 && n < 50; n++) {
+      const page = (await this.rest.messagesBefore(conversationId, { before: oldest.id, limit: CATCH_UP_PAGE })) ?? [];
+      if (!page.length) break;
+      pages.push(page);
+      const low = page.reduce((a, m) => (m.seq < a.seq ? m : a), page[0]);
+      if (low.seq <= top + 1 || page.length < CATCH_UP_PAGE) break;
+      oldest = /** @type {any} */ (low);
+    }
+    const all = pages.flat().sort((a, b) => a.seq - b.seq);
+    for (const m of all) this._ingest(m, false);
+    if (all[0]?.seq === 1) thread.reachedStart = true;
+    this._markDirty({ messages: conversationId });
+    return this.message(conversationId, messageId);
   }
 
   /** Send a failed message again (same temp_id). @param {string} tempId */
@@ -736,9 +914,12 @@ export class ChatClient extends Emitter {
         this._onHello(f);
         break;
       case 'message':
+        if (f.message && typeof f.message === 'object') this._ingest(f.message, true);
+        break;
       case 'message_updated':
       case 'message_deleted':
-        if (f.message && typeof f.message === 'object') this._ingest(f.message, true);
+      case 'reaction':
+        this._onChangeFrame(f);
         break;
       case 'message_sent':
         this._onAck(f);
@@ -795,6 +976,8 @@ export class ChatClient extends Emitter {
 
     /** @type {Record<string, number>} */
     const cursors = {};
+    /** @type {Record<string, number>} */
+    const changes = {};
     const snapshot = Array.isArray(hello.conversations) ? hello.conversations : [];
     const listed = new Set();
     for (const snap of snapshot) {
@@ -808,7 +991,17 @@ export class ChatClient extends Emitter {
       }
       this._applyWatermarks(st, snap);
       const thread = this._thread(id);
-      if (snap.last_seq > thread.cursor) cursors[id] = thread.cursor;
+      const lastChange = typeof snap.last_change === 'number' ? snap.last_change : null;
+      // No change cursor yet (first load): what REST loads is current, so start from here.
+      if (st.lastChange === null && lastChange !== null) {
+        st.lastChange = lastChange;
+        st.staleCache = false;
+      }
+      const changesBehind = lastChange !== null && lastChange > (st.lastChange ?? 0);
+      if (snap.last_seq > thread.cursor || changesBehind) {
+        cursors[id] = thread.cursor;
+        if (lastChange !== null && st.lastChange !== null) changes[id] = st.lastChange;
+      }
       if (typeof snap.unread_count === 'number' && !(snap.last_seq > thread.cursor)) {
         st.readSeq = Math.max(st.readSeq, snap.last_seq - snap.unread_count);
       }
@@ -817,7 +1010,7 @@ export class ChatClient extends Emitter {
     for (const [id, st] of [...this._convs]) {
       if (!listed.has(id) && Date.parse(st.data.created_at) < serverTime - 5000) this._removeConversation(id);
     }
-    if (Object.keys(cursors).length) this._connection?.send({ type: 'sync', cursors });
+    if (Object.keys(cursors).length) this._connection?.send(Object.keys(changes).length ? { type: 'sync', cursors, changes } : { type: 'sync', cursors });
     this._outbox?.flush();
     // A new server session starts online, whatever the last one was told: a tab shown again
     // while the socket was gone could not say so then.
@@ -835,18 +1028,180 @@ export class ChatClient extends Emitter {
   _onSyncDone(f) {
     /** @type {Record<string, number>} */
     const next = {};
+    /** @type {Record<string, number>} */
+    const nextChanges = {};
     for (const [id, info] of Object.entries(f.conversations ?? {})) {
       const st = this._convs.get(id);
       if (!st) continue;
       this._applyWatermarks(st, /** @type {any} */ (info));
       const thread = this._thread(id);
       const i = /** @type {any} */ (info);
-      if (i.has_more) next[id] = thread.cursor;
+      // Every change up to it was replayed before this frame.
+      if (typeof i.last_change === 'number') st.lastChange = Math.max(st.lastChange ?? 0, i.last_change);
+      if (i.has_more) {
+        next[id] = thread.cursor;
+        if (st.lastChange !== null && typeof i.last_change === 'number') nextChanges[id] = st.lastChange;
+      }
       else if (typeof i.last_seq === 'number' && thread.cursor < i.last_seq) this._catchUp(id);
       this._markDirty({ messages: id });
     }
-    if (Object.keys(next).length) this._connection?.send({ type: 'sync', cursors: next });
+    if (Object.keys(next).length) this._connection?.send(Object.keys(nextChanges).length ? { type: 'sync', cursors: next, changes: nextChanges } : { type: 'sync', cursors: next });
     this._markDirty({ conversations: true, unread: true });
+  }
+
+  /**
+   * `message_updated`, `message_deleted`, `reaction`: live, or replayed by a `sync`. Applied
+   * when newer than the held copy (`change_seq`); never adds a message we do not hold (its
+   * history, when loaded, is current). Moves the conversation's change cursor.
+   * @param {any} f
+   */
+  _onChangeFrame(f) {
+    const id = f.conversation_id ?? f.message?.conversation_id;
+    const st = id ? this._convs.get(id) : undefined;
+    if (!st) return;
+    const changeSeq = typeof f.change_seq === 'number' ? f.change_seq : (f.message?.change_seq ?? 0);
+    if (changeSeq > 0) st.lastChange = Math.max(st.lastChange ?? 0, changeSeq);
+    this._markDirty({ conversations: true });
+    // Cached messages not on screen yet are brought in first, so the change reaches them too.
+    const thread = this._thread(id);
+    if (this._cache && !thread.loaded && !thread.bySeq.size) this._hydrateThread(id).then(() => this._applyChangeFrame(f, changeSeq));
+    else this._applyChangeFrame(f, changeSeq);
+  }
+
+  /** @param {any} f @param {number} changeSeq */
+  _applyChangeFrame(f, changeSeq) {
+    const id = f.conversation_id ?? f.message?.conversation_id;
+    const st = this._convs.get(id);
+    if (!st) return;
+    if (f.type === 'message_updated') {
+      if (!f.message || typeof f.message !== 'object') return;
+      this._applyCopy(id, { ...f.message, conversation_id: id, change_seq: Math.max(changeSeq, f.message.change_seq ?? 0) }, f.message.deleted_at ? 'delete' : 'edit');
+      return;
+    }
+    const messageId = f.message_id;
+    const held = this.message(id, messageId);
+    if (f.type === 'message_deleted') {
+      if (held && changeSeq > (held.change_seq ?? 0)) {
+        Object.assign(held, { content: '', deleted_at: f.deleted_at ?? new Date(this._clock.now()).toISOString(), deleted_by: f.deleted_by ?? null, change_seq: changeSeq, reactions: [] });
+        this._changed(id, messageId, 'delete', false);
+      }
+      this._updateLast(st, messageId, { content: '', deleted_at: f.deleted_at ?? null });
+      this._updateQuotes(id, messageId, { content: '', deleted: true });
+      return;
+    }
+    // reaction
+    if (!held || changeSeq <= (held.change_seq ?? 0) || !Array.isArray(f.reactions)) return;
+    const mine = f.user_id && f.user_id === this._me?.id ? { emoji: f.emoji, added: !!f.added } : null;
+    held.reactions = withMe(f.reactions, held.reactions ?? [], this._me?.id ?? null, mine);
+    held.change_seq = changeSeq;
+    this._changed(id, messageId, 'reaction', false);
+  }
+
+  /**
+   * A server copy of a message (an answer to our change, a `message_updated`): merged into the
+   * held one when newer; the quotes of its replies and the list preview follow.
+   * @param {string} conversationId @param {Message} copy @param {'edit'|'delete'} kind
+   */
+  _applyCopy(conversationId, copy, kind) {
+    if (!copy || !copy.id) return;
+    const st = this._convs.get(conversationId);
+    const held = this.message(conversationId, copy.id);
+    if (held && mergeCopy(held, copy, this._me?.id ?? null)) this._changed(conversationId, copy.id, kind, false);
+    else if (held) this._markDirty({ messages: conversationId });
+    const now = held ?? copy;
+    if ((copy.change_seq ?? 0) >= (held?.change_seq ?? 0)) {
+      if (st) this._updateLast(st, copy.id, { content: now.content, edited_at: now.edited_at ?? null, deleted_at: now.deleted_at ?? null });
+      this._updateQuotes(conversationId, copy.id, { content: now.deleted_at ? '' : previewText(now.content), deleted: !!now.deleted_at });
+    }
+  }
+
+  /**
+   * Our change shown before the server answers. Returns the undo, which restores what was there
+   * unless the server's word came since (then that stands) and says whether it did.
+   * @param {string} conversationId @param {HeldMessage} held @param {'edit'|'delete'} kind @param {Partial<Message>} patch
+   */
+  _optimistic(conversationId, held, kind, patch) {
+    const saved = { content: held.content, edited_at: held.edited_at ?? null, deleted_at: held.deleted_at ?? null, deleted_by: held.deleted_by ?? null, reactions: held.reactions ?? [] };
+    const before = held.change_seq ?? 0;
+    Object.assign(held, patch);
+    this._changed(conversationId, held.id, kind, true);
+    return () => {
+      if ((held.change_seq ?? 0) !== before) return false;
+      Object.assign(held, saved);
+      this._changed(conversationId, held.id, kind, true);
+      return true;
+    };
+  }
+
+  /** @param {HeldMessage} held @param {string} emoji @param {boolean} add */
+  _toggleReaction(held, emoji, add) {
+    const meId = this._me?.id ?? '';
+    const list = (held.reactions ?? []).map((r) => ({ ...r, user_ids: [...(r.user_ids ?? [])] }));
+    let r = list.find((x) => x.emoji === emoji);
+    if (add) {
+      if (!r) list.push((r = { emoji, count: 0, user_ids: [], me: false }));
+      if (!r.me) {
+        r.count++;
+        r.me = true;
+        if (!r.user_ids.includes(meId) && r.user_ids.length < 10) r.user_ids.push(meId);
+      }
+    } else if (r && r.me) {
+      r.count--;
+      r.me = false;
+      r.user_ids = r.user_ids.filter((u) => u !== meId);
+    }
+    held.reactions = list.filter((x) => x.count > 0);
+  }
+
+  /** @param {string} conversationId @param {string} messageId @param {'edit'|'delete'|'reaction'} kind @param {boolean} local */
+  _changed(conversationId, messageId, kind, local) {
+    this._threads.get(conversationId)?.touch();
+    const st = this._convs.get(conversationId);
+    const held = this.message(conversationId, messageId);
+    if (st && held && kind !== 'reaction') this._updateLast(st, messageId, { content: held.content, edited_at: held.edited_at ?? null, deleted_at: held.deleted_at ?? null });
+    this.emit('message_changed', { conversationId, messageId, kind, message: held, local });
+    this._markDirty({ conversations: kind !== 'reaction', messages: conversationId });
+  }
+
+  /** @param {string} conversationId @param {string} messageId @param {'edit'|'delete'|'reaction'} kind @param {any} error */
+  _changeFailed(conversationId, messageId, kind, error) {
+    this.emit('change_failed', { conversationId, messageId, kind, error });
+  }
+
+  /** The list's copy of the last message, when it is this one. @param {ConversationState} st @param {string} messageId @param {Partial<Message>} patch */
+  _updateLast(st, messageId, patch) {
+    const last = st.data.last_message;
+    if (!last || last.id !== messageId) return;
+    st.data = { ...st.data, last_message: last === this.message(st.data.id, messageId) ? last : { ...last, ...patch } };
+    this._markDirty({ conversations: true });
+  }
+
+  /**
+   * The quotes of replies to a message, after it changed.
+   * @param {string} conversationId @param {string} messageId @param {{content: string, deleted: boolean}} patch
+   */
+  _updateQuotes(conversationId, messageId, patch) {
+    const thread = this._threads.get(conversationId);
+    if (!thread) return;
+    let touched = false;
+    for (const m of [...thread.bySeq.values(), ...thread.pending.values()]) {
+      if (m.reply_to !== messageId) continue;
+      const prev = m.reply_preview ?? { id: messageId, sender_id: this.message(conversationId, messageId)?.sender_id ?? '', content: '', deleted: false };
+      if (prev.content === patch.content && prev.deleted === patch.deleted) continue;
+      m.reply_preview = { ...prev, ...patch };
+      touched = true;
+    }
+    if (touched) {
+      thread.touch();
+      this._markDirty({ messages: conversationId });
+    }
+  }
+
+  /** A quote of a held message, for the optimistic copy of a reply. @param {string} conversationId @param {string} messageId @returns {import('./rest.js').ReplyPreview|null} */
+  _previewOf(conversationId, messageId) {
+    const m = this.message(conversationId, messageId);
+    if (!m) return null;
+    return { id: m.id, sender_id: m.sender_id, content: m.deleted_at ? '' : previewText(m.content), deleted: !!m.deleted_at };
   }
 
   /** @param {any} f */
@@ -861,13 +1216,17 @@ export class ChatClient extends Emitter {
       sender_id: /** @type {User} */ (this._me).id,
       content: entry.content,
       content_type: entry.content_type,
-      reply_to: null,
+      reply_to: entry.reply_to ?? null,
       temp_id: entry.temp_id,
       created_at: f.created_at ?? entry.created_at,
       edited_at: null,
       deleted_at: null,
       status: 'sent',
+      change_seq: 0,
+      reactions: [],
     };
+    const local = this._threads.get(message.conversation_id)?.pending.get(entry.temp_id);
+    if (local?.reply_preview !== undefined) message.reply_preview = local.reply_preview;
     this._outbox?.ack(f.temp_id, message);
   }
 
@@ -907,13 +1266,16 @@ export class ChatClient extends Emitter {
         sender_id: this._me?.id ?? '',
         content: entry.content,
         content_type: entry.content_type,
-        reply_to: null,
+        reply_to: entry.reply_to ?? null,
+        reply_preview: entry.reply_to ? this._previewOf(entry.conversation_id, entry.reply_to) : null,
         temp_id: entry.temp_id,
         created_at: entry.created_at,
         edited_at: null,
         deleted_at: null,
         status: entry.status === 'failed' ? 'failed' : 'sending',
         error: entry.error,
+        change_seq: 0,
+        reactions: [],
       };
       thread.addPending(local);
       const st = this._convs.get(entry.conversation_id);
@@ -1004,6 +1366,22 @@ export class ChatClient extends Emitter {
     return run;
   }
 
+  /**
+   * Polling (no WebSocket, so no change frames): what is new, and the newest page again, whose
+   * edits, deletions and reactions are merged by `change_seq`.
+   * @param {string} id
+   */
+  async _pollMessages(id) {
+    await this._catchUp(id);
+    const thread = this._threads.get(id);
+    if (!thread?.loaded) return;
+    const page = await this.rest.messagesBefore(id, { limit: PAGE }).catch(() => null);
+    for (const m of page ?? []) {
+      if (!m || typeof m.change_seq !== 'number') continue;
+      if (this.message(id, m.id)) this._applyCopy(id, m, m.deleted_at ? 'delete' : 'edit');
+    }
+  }
+
   /** @param {string} id */
   async _loadLatest(id) {
     const thread = this._thread(id);
@@ -1086,7 +1464,18 @@ export class ChatClient extends Emitter {
     if (!cache) return;
     const records = await cache.loadConversations();
     // The server's list came first: it is newer, and what it no longer lists is gone.
-    if (cache !== this._cache || !this._started || this._listFromServer) return;
+    if (cache !== this._cache || !this._started) return;
+    if (this._listFromServer) {
+      // The server's list wins, but the change cursors are only ours: what the cached messages
+      // reflect, and where the next `sync` of changes starts.
+      for (const rec of records) {
+        const st = this._convs.get(rec?.id);
+        if (!st || st.lastChange !== null) continue;
+        if (typeof rec.lastChange === 'number' && rec.lastChange >= 0) st.lastChange = rec.lastChange;
+        else if (!('lastChange' in rec)) st.staleCache = true;
+      }
+      return;
+    }
     for (const rec of records) {
       try {
         this._restoreConversation(rec);
@@ -1106,6 +1495,9 @@ export class ChatClient extends Emitter {
     st.readSeq = Math.max(st.readSeq, n(rec.readSeq));
     st.peerDelivered = Math.max(st.peerDelivered, n(rec.peerDelivered));
     st.peerRead = Math.max(st.peerRead, n(rec.peerRead));
+    if (typeof rec.lastChange === 'number' && rec.lastChange >= 0) st.lastChange = Math.max(st.lastChange ?? 0, rec.lastChange);
+    // Written before change cursors existed: edits and deletions since then are unknown.
+    else if (!('lastChange' in rec) && st.lastChange === null) st.staleCache = true;
     for (const [userId, m] of Array.isArray(rec.marks) ? rec.marks : []) {
       const cur = st.marks.get(userId) ?? { delivered: 0, read: 0 };
       st.marks.set(userId, { delivered: Math.max(cur.delivered, n(m?.delivered)), read: Math.max(cur.read, n(m?.read)) });
@@ -1131,6 +1523,8 @@ export class ChatClient extends Emitter {
       // Far behind: the newest page is worth more than catching up from here.
       const st = this._convs.get(id);
       if (st && st.lastSeq - cursor > cache.limit) return;
+      // Cached before change cursors existed: edits and deletions since are unknown.
+      if (st?.staleCache) return;
       thread.cursor = cursor;
       const messages = rec.messages.filter((m) => m && typeof m.id === 'string' && typeof m.seq === 'number' && m.seq <= cursor).sort((a, b) => a.seq - b.seq);
       for (const m of messages) {
@@ -1192,7 +1586,7 @@ export class ChatClient extends Emitter {
     let st = this._convs.get(c.id);
     const lastSeq = typeof c.last_seq === 'number' ? c.last_seq : (c.last_message?.seq ?? 0);
     if (!st) {
-      st = { data: c, lastSeq: 0, readSeq: 0, marks: new Map(), peerDelivered: 0, peerRead: 0 };
+      st = { data: c, lastSeq: 0, readSeq: 0, marks: new Map(), peerDelivered: 0, peerRead: 0, lastChange: null };
       this._convs.set(c.id, st);
       // A conversation that appears while connected (created, or we were added): its presence.
       if (this._helloSeen && this._started) queueMicrotask(() => this._fetchPresence(c.id));
@@ -1405,6 +1799,11 @@ export class ChatClient extends Emitter {
   }
 }
 
+/** The first characters of a message, as a quote shows them. @param {string|null|undefined} content */
+function previewText(content) {
+  return [...String(content ?? '')].slice(0, PREVIEW_CHARS).join('');
+}
+
 /** @param {string|null|undefined} a @param {string|null|undefined} b */
 function compareTime(a, b) {
   return (a ? Date.parse(a) : 0) - (b ? Date.parse(b) : 0);
@@ -1429,6 +1828,7 @@ function conversationRecord(st) {
     marks: [...st.marks].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)),
     peerDelivered: st.peerDelivered,
     peerRead: st.peerRead,
+    lastChange: st.lastChange,
   };
 }
 

@@ -1,5 +1,5 @@
 // The chat client SDK. Plain ES modules, no dependencies: import what you need.
-export { ChatClient } from './chat-client.js';
+export { ChatClient, QUICK_REACTIONS } from './chat-client.js';
 export { Connection } from './connection.js';
 export { Session, SessionExpiredError } from './session.js';
 export { RestClient, ApiError } from './rest.js';

@@ -19,6 +19,7 @@ import { resolveTimings } from './timings.js';
  * @property {string} conversation_id
  * @property {string} content
  * @property {string} content_type
+ * @property {string|null} [reply_to]  the message answered
  * @property {string} created_at     ISO time it was written
  * @property {'queued'|'sending'|'failed'} status
  * @property {number} attempt        sends made in the current round
@@ -80,6 +81,7 @@ export class Outbox {
         conversation_id: e.conversation_id,
         content: String(e.content ?? ''),
         content_type: e.content_type || 'text',
+        reply_to: typeof e.reply_to === 'string' ? e.reply_to : null,
         created_at: e.created_at || new Date(this._clock.now()).toISOString(),
         status: e.status === 'failed' ? 'failed' : 'queued',
         attempt: 0,
@@ -95,15 +97,17 @@ export class Outbox {
    * @param {string} conversationId
    * @param {string} content
    * @param {string} [contentType]
+   * @param {string|null} [replyTo]  the message answered
    * @returns {OutboxEntry}
    */
-  send(conversationId, content, contentType = 'text') {
+  send(conversationId, content, contentType = 'text', replyTo = null) {
     /** @type {OutboxEntry} */
     const entry = {
       temp_id: this._uuid(),
       conversation_id: conversationId,
       content,
       content_type: contentType,
+      reply_to: replyTo,
       created_at: new Date(this._clock.now()).toISOString(),
       status: 'queued',
       attempt: 0,
@@ -211,7 +215,9 @@ export class Outbox {
       this._setStatus(entry, 'queued');
       return;
     }
+    /** @type {{content: string, content_type: string, temp_id: string, reply_to?: string}} */
     const body = { content: entry.content, content_type: entry.content_type, temp_id: entry.temp_id };
+    if (entry.reply_to) body.reply_to = entry.reply_to;
     if (mode === 'ws') {
       const sent = this._transport.sendFrame({ type: 'message', conversation_id: entry.conversation_id, ...body });
       if (!sent) {
@@ -289,11 +295,12 @@ export class Outbox {
 
   _save() {
     if (!this._storage) return;
-    const rows = [...this.entries.values()].map(({ temp_id, conversation_id, content, content_type, created_at, status, error }) => ({
+    const rows = [...this.entries.values()].map(({ temp_id, conversation_id, content, content_type, reply_to, created_at, status, error }) => ({
       temp_id,
       conversation_id,
       content,
       content_type,
+      reply_to: reply_to ?? undefined,
       created_at,
       status,
       error,

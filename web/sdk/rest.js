@@ -53,8 +53,29 @@ export class ApiError extends Error {
  * @property {string|null} [temp_id]
  * @property {string} created_at
  * @property {string|null} [edited_at]
- * @property {string|null} [deleted_at]
+ * @property {string|null} [deleted_at]   set: a tombstone (`content` is "")
+ * @property {string|null} [deleted_by]
+ * @property {number} [change_seq]   the conversation's change number of its latest edit, deletion or reaction (0: never)
+ * @property {Reaction[]} [reactions]
+ * @property {ReplyPreview|null} [reply_preview]  the message answered (`reply_to`), as it is now
  * @property {string} [status]
+ *
+ * @typedef {object} Reaction
+ * @property {string} emoji
+ * @property {number} count
+ * @property {string[]} user_ids   who, earliest first, at most 10
+ * @property {boolean} [me]        the signed-in user is one of them
+ *
+ * @typedef {object} ReplyPreview
+ * @property {string} id
+ * @property {string} sender_id
+ * @property {string} content      its first 100 characters ("" when deleted)
+ * @property {boolean} deleted
+ *
+ * @typedef {object} ReactionsAnswer
+ * @property {string} message_id
+ * @property {number} change_seq
+ * @property {Reaction[]} reactions
  *
  * @typedef {object} Conversation
  * @property {string} id
@@ -261,8 +282,34 @@ export class RestClient {
   }
 
   /**
+   * The message `messageId` with about `limit / 2` older and newer ones, newest first.
+   * @param {string} id @param {string} messageId @param {number} [limit] @returns {Promise<Message[]>}
+   */
+  messagesAround(id, messageId, limit = 50) {
+    return this.request('GET', `/conversations/${encodeURIComponent(id)}/messages?around=${encodeURIComponent(messageId)}&limit=${limit}`);
+  }
+
+  /** @param {string} id @param {string} messageId @param {string} content @returns {Promise<Message>} */
+  editMessage(id, messageId, content) {
+    return this.request('PATCH', `/conversations/${encodeURIComponent(id)}/messages/${encodeURIComponent(messageId)}`, { body: { content } });
+  }
+
+  /** Idempotent; answers the tombstone. @param {string} id @param {string} messageId @returns {Promise<Message>} */
+  deleteMessage(id, messageId) {
+    return this.request('DELETE', `/conversations/${encodeURIComponent(id)}/messages/${encodeURIComponent(messageId)}`);
+  }
+
+  /**
+   * Add (`add`) or remove the user's reaction.
+   * @param {string} id @param {string} messageId @param {string} emoji @param {boolean} add @returns {Promise<ReactionsAnswer>}
+   */
+  react(id, messageId, emoji, add) {
+    return this.request(add ? 'PUT' : 'DELETE', `/conversations/${encodeURIComponent(id)}/messages/${encodeURIComponent(messageId)}/reactions/${encodeURIComponent(emoji)}`);
+  }
+
+  /**
    * The REST fallback of a send; same `temp_id` idempotency as the WebSocket.
-   * @param {string} id @param {{content: string, content_type?: string, temp_id: string}} body @returns {Promise<Message>}
+   * @param {string} id @param {{content: string, content_type?: string, temp_id: string, reply_to?: string}} body @returns {Promise<Message>}
    */
   sendMessage(id, body) {
     return this.request('POST', `/conversations/${encodeURIComponent(id)}/messages`, { body });

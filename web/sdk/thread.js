@@ -96,12 +96,18 @@ export class MessageThread {
     const existing = this.byId.get(msg.id) ?? this.bySeq.get(msg.seq);
     if (existing) {
       if (existing.id === msg.id) {
-        // Same message again: keep ours, take newer server facts (edits, deletion, status).
-        for (const k of ['content', 'edited_at', 'deleted_at', 'status']) {
-          const v = /** @type {any} */ (msg)[k];
-          if (v !== undefined && v !== null) /** @type {any} */ (existing)[k] = v;
+        if (typeof msg.change_seq === 'number') {
+          mergeCopy(existing, msg, this.meId);
+          if (msg.status) existing.status = msg.status;
+        } else {
+          // A copy without change numbers (an older server): take newer facts as they come.
+          for (const k of ['content', 'edited_at', 'deleted_at', 'status']) {
+            const v = /** @type {any} */ (msg)[k];
+            if (v !== undefined && v !== null) /** @type {any} */ (existing)[k] = v;
+          }
+          if (msg.deleted_at === null && existing.deleted_at) existing.deleted_at = null;
         }
-        if (msg.deleted_at === null && existing.deleted_at) existing.deleted_at = null;
+        this._sorted = null;
       }
       this._resolvePendingEcho(msg);
       return { added: false, message: existing, gap: this.maxSeq > this.cursor };
@@ -117,6 +123,7 @@ export class MessageThread {
     } else {
       held = { ...msg, key: `i:${msg.id}` };
     }
+    if (Array.isArray(held.reactions)) held.reactions = withMe(held.reactions, [], this.meId, null);
     this.bySeq.set(held.seq, held);
     this.byId.set(held.id, held);
     if (held.seq === 1) this.reachedStart = true;
@@ -169,4 +176,62 @@ export class MessageThread {
     }
     return this._sorted;
   }
+}
+
+/**
+ * Take a server copy of a message we hold when it is newer (a higher `change_seq`): its
+ * content, edit, deletion and reactions. The reply preview is the server's view now, taken from
+ * any copy that has one. Returns true when the lifecycle state changed.
+ * @param {import('./rest.js').Message} held
+ * @param {import('./rest.js').Message} copy
+ * @param {string|null} meId
+ */
+export function mergeCopy(held, copy, meId) {
+  const ours = held.change_seq ?? 0;
+  const theirs = copy.change_seq ?? 0;
+  if (copy.reply_preview !== undefined) held.reply_preview = copy.reply_preview;
+  if (theirs < ours) return false;
+  if (theirs === ours) {
+    // The same state: only fill in `me` where our copy lacks it.
+    if (Array.isArray(copy.reactions) && Array.isArray(held.reactions)) {
+      for (const r of held.reactions) {
+        const c = copy.reactions.find((x) => x.emoji === r.emoji);
+        if (r.me === undefined && typeof c?.me === 'boolean') r.me = c.me;
+      }
+    }
+    return false;
+  }
+  held.change_seq = theirs;
+  held.content = copy.content ?? '';
+  held.edited_at = copy.edited_at ?? null;
+  held.deleted_at = copy.deleted_at ?? null;
+  held.deleted_by = copy.deleted_by ?? null;
+  if (Array.isArray(copy.reactions)) held.reactions = withMe(copy.reactions, held.reactions ?? [], meId, null);
+  if (held.deleted_at) held.reactions = [];
+  return true;
+}
+
+/**
+ * Reactions with our own `me` on each: the server's when it says (REST, sync replay), from a
+ * `reaction` frame of ours (`mine`), from `user_ids` when they are complete, else what we knew.
+ * @param {import('./rest.js').Reaction[]} next
+ * @param {import('./rest.js').Reaction[]} prev
+ * @param {string|null} meId
+ * @param {{emoji: string, added: boolean}|null} mine
+ * @returns {import('./rest.js').Reaction[]}
+ */
+export function withMe(next, prev, meId, mine) {
+  return next
+    .filter((r) => r && typeof r.emoji === 'string' && r.count > 0)
+    .map((r) => {
+      const userIds = Array.isArray(r.user_ids) ? r.user_ids : [];
+      let me = r.me;
+      if (typeof me !== 'boolean') {
+        if (mine && mine.emoji === r.emoji) me = mine.added;
+        else if (meId && userIds.includes(meId)) me = true;
+        else if (r.count <= userIds.length) me = false;
+        else me = prev.find((p) => p.emoji === r.emoji)?.me ?? false;
+      }
+      return { emoji: r.emoji, count: r.count, user_ids: userIds, me };
+    });
 }

@@ -22,6 +22,7 @@
  * @property {number} requestTimeoutMs   abort a REST call after this long
  * @property {number} readCoalesceMs     gather read marks for this long before sending one
  * @property {number} cacheWriteMs       gather changes for the local cache this long, then write them in one transaction
+ * @property {number} editWindowMs       own messages can be edited this long after they were sent (the server's `limits.edit_window_secs`)
  * @property {number} cacheOpenTimeoutMs an IndexedDB that has not opened in this time is given up (no cache)
  */
 
@@ -46,6 +47,7 @@ export const defaultTimings = Object.freeze({
   requestTimeoutMs: 15000,
   readCoalesceMs: 150,
   cacheWriteMs: 250,
+  editWindowMs: 48 * 3600_000,
   cacheOpenTimeoutMs: 3000,
 });
 

@@ -177,6 +177,9 @@ export class FakeBackend {
     this.refreshFails = false;
     /** @type {((method: string, path: string, body: any) => any)|null} */
     this.override = null;
+    /** Told of every change a REST call made (what the server would broadcast): `message_updated`, `message_deleted`, `reaction` frames. @type {((frame: any) => void)|null} */
+    this.onChange = null;
+    this.editWindowMs = 48 * 3600_000;
     this.fetch = (url, init = {}) => this._handle(url, init);
   }
 
@@ -198,12 +201,12 @@ export class FakeBackend {
       last_message_at: null,
       participants: members.map((m) => ({ user_id: m, display_name: this.users.get(m).display_name, email: this.users.get(m).email, avatar_url: null, role: m === members[0] ? 'owner' : 'member', joined_at: new Date(0).toISOString(), delivered_seq: 0, read_seq: 0, last_seen: null })),
     };
-    this.convs.set(id, { conv, messages: [], reads: new Map(members.map((m) => [m, 0])) });
+    this.convs.set(id, { conv, messages: [], reads: new Map(members.map((m) => [m, 0])), changeSeq: 0, changes: [] });
     return conv;
   }
 
   /** A message written by someone (not through the SDK). */
-  addMessage(convId, senderId, content, tempId = null) {
+  addMessage(convId, senderId, content, tempId = null, replyTo = null) {
     const c = this.convs.get(convId);
     const seq = c.messages.length + 1;
     const msg = {
@@ -213,18 +216,101 @@ export class FakeBackend {
       sender_id: senderId,
       content,
       content_type: 'text',
-      reply_to: null,
+      reply_to: replyTo,
       temp_id: tempId,
       created_at: new Date(this.clock.now()).toISOString(),
       edited_at: null,
       deleted_at: null,
       status: 'sent',
+      deleted_by: null,
+      change_seq: 0,
+      reactions: [],
+      reply_preview: null,
     };
+    /** emoji -> user ids, in the order they reacted. @type {Map<string, string[]>} */
+    Object.defineProperty(msg, 'reactors', { value: new Map(), enumerable: false });
     c.messages.push(msg);
     c.conv.last_seq = seq;
     c.conv.last_message_at = msg.created_at;
     c.reads.set(senderId, seq);
     return msg;
+  }
+
+  /**
+   * A message as the server shows it to `viewer` (`me` of reactions when given, the reply's
+   * preview as the original is now).
+   * @param {string} convId @param {any} m @param {string|null} [viewer]
+   */
+  messageJson(convId, m, viewer = this.me.id) {
+    const c = this.convs.get(convId);
+    const out = { ...m, reactions: this._reactions(m, viewer) };
+    if (m.reply_to) {
+      const o = c?.messages.find((x) => x.id === m.reply_to);
+      out.reply_preview = o ? { id: o.id, sender_id: o.sender_id, content: o.deleted_at ? '' : [...o.content].slice(0, 100).join(''), deleted: !!o.deleted_at } : null;
+    }
+    return out;
+  }
+
+  /** @param {any} m @param {string|null} viewer */
+  _reactions(m, viewer) {
+    return [...(m.reactors ?? new Map())].filter(([, ids]) => ids.length).map(([emoji, ids]) => ({ emoji, count: ids.length, user_ids: ids.slice(0, 10), ...(viewer ? { me: ids.includes(viewer) } : {}) }));
+  }
+
+  /** Someone edits a message (as the server would): returns the `message_updated` frame. */
+  editMessage(convId, messageId, content) {
+    const c = this.convs.get(convId);
+    const m = c.messages.find((x) => x.id === messageId);
+    m.content = content;
+    m.edited_at = new Date(this.clock.now()).toISOString();
+    m.change_seq = ++c.changeSeq;
+    c.changes.push({ change_seq: m.change_seq, message_id: m.id });
+    return { type: 'message_updated', conversation_id: convId, message: this.messageJson(convId, m, null), change_seq: m.change_seq };
+  }
+
+  /** Someone deletes a message: returns the `message_deleted` frame. */
+  deleteMessage(convId, messageId, by) {
+    const c = this.convs.get(convId);
+    const m = c.messages.find((x) => x.id === messageId);
+    m.content = '';
+    m.deleted_at = new Date(this.clock.now()).toISOString();
+    m.deleted_by = by;
+    m.reactors.clear();
+    m.change_seq = ++c.changeSeq;
+    c.changes.push({ change_seq: m.change_seq, message_id: m.id });
+    return { type: 'message_deleted', conversation_id: convId, message_id: m.id, seq: m.seq, deleted_at: m.deleted_at, deleted_by: by, change_seq: m.change_seq };
+  }
+
+  /** Someone adds or removes a reaction: returns the `reaction` frame, or null when nothing changed. */
+  react(convId, messageId, userId, emoji, added) {
+    const c = this.convs.get(convId);
+    const m = c.messages.find((x) => x.id === messageId);
+    const ids = m.reactors.get(emoji) ?? [];
+    if (added === ids.includes(userId)) return null;
+    if (added) m.reactors.set(emoji, [...ids, userId]);
+    else if (ids.length === 1) m.reactors.delete(emoji);
+    else m.reactors.set(emoji, ids.filter((u) => u !== userId));
+    m.change_seq = ++c.changeSeq;
+    c.changes.push({ change_seq: m.change_seq, message_id: m.id });
+    return { type: 'reaction', conversation_id: convId, message_id: m.id, user_id: userId, emoji, added, reactions: this._reactions(m, null), change_seq: m.change_seq };
+  }
+
+  /**
+   * What a `sync` with a change cursor replays: each message changed after it, once, as it is
+   * now, in change order (`message_deleted` for tombstones, `message_updated` otherwise).
+   * @param {string} convId @param {number} after
+   */
+  changesAfter(convId, after) {
+    const c = this.convs.get(convId);
+    const latest = new Map();
+    for (const ch of c.changes) if (ch.change_seq > after) latest.set(ch.message_id, ch.change_seq);
+    return [...latest]
+      .sort((a, b) => a[1] - b[1])
+      .map(([id]) => {
+        const m = c.messages.find((x) => x.id === id);
+        return m.deleted_at
+          ? { type: 'message_deleted', conversation_id: convId, message_id: m.id, seq: m.seq, deleted_at: m.deleted_at, deleted_by: m.deleted_by, change_seq: m.change_seq }
+          : { type: 'message_updated', conversation_id: convId, message: this.messageJson(convId, m), change_seq: m.change_seq };
+      });
   }
 
   auth() {
@@ -237,7 +323,8 @@ export class FakeBackend {
   }
 
   _conversationJson(c) {
-    const last = c.messages[c.messages.length - 1] ?? null;
+    const lastRaw = c.messages[c.messages.length - 1] ?? null;
+    const last = lastRaw ? this.messageJson(c.conv.id, lastRaw) : null;
     const read = c.reads.get(this.me.id) ?? 0;
     return { ...c.conv, participants: c.conv.participants.map((p) => ({ ...p, read_seq: c.reads.get(p.user_id) ?? 0 })), last_message: last, unread_count: Math.max(0, c.conv.last_seq - read) };
   }
@@ -313,23 +400,60 @@ export class FakeBackend {
         return json(204, null);
       }
       if (method === 'GET' && sub === '/presence') return json(200, { conversation_id: c.conv.id, participants: c.conv.participants.map((p) => ({ user_id: p.user_id, status: 'online', last_seen: null })) });
+      const view = (/** @type {any} */ x) => this.messageJson(c.conv.id, x);
+      const fail = (/** @type {number} */ status, /** @type {string} */ code, /** @type {string} */ message) => json(status, { error: { code, message } });
       if (method === 'GET' && sub === '/messages') {
         const limit = Number(q.get('limit') || 50);
         if (q.has('after_seq')) {
           const after = Number(q.get('after_seq'));
-          return json(200, c.messages.filter((x) => x.seq > after).slice(0, limit));
+          return json(200, c.messages.filter((x) => x.seq > after).slice(0, limit).map(view));
+        }
+        if (q.has('around')) {
+          const at = c.messages.findIndex((x) => x.id === q.get('around'));
+          if (at < 0) return fail(404, 'not_found', 'no such message');
+          const half = Math.floor(limit / 2);
+          return json(200, c.messages.slice(Math.max(0, at - half), at + half + 1).reverse().map(view));
         }
         let list = [...c.messages].reverse();
         if (q.get('before')) {
           const idx = list.findIndex((x) => x.id === q.get('before'));
           list = idx >= 0 ? list.slice(idx + 1) : [];
         }
-        return json(200, list.slice(0, limit));
+        return json(200, list.slice(0, limit).map(view));
       }
       if (method === 'POST' && sub === '/messages') {
         const existing = c.messages.find((x) => x.temp_id === body.temp_id && x.sender_id === this.me.id);
-        if (existing) return json(200, existing);
-        return json(201, this.addMessage(c.conv.id, this.me.id, body.content, body.temp_id));
+        if (existing) return json(200, view(existing));
+        return json(201, view(this.addMessage(c.conv.id, this.me.id, body.content, body.temp_id, body.reply_to ?? null)));
+      }
+      if ((m = sub.match(/^\/messages\/([^/]+)(\/reactions\/([^/]+))?$/))) {
+        const msg = c.messages.find((x) => x.id === m[1]);
+        if (!msg) return fail(404, 'not_found', 'no such message');
+        if (m[3] !== undefined && (method === 'PUT' || method === 'DELETE')) {
+          const emoji = decodeURIComponent(m[3]);
+          if (!emoji || [...emoji].length > 8 || /^[\w\s]+$/.test(emoji)) return fail(422, 'validation_failed', 'not an emoji');
+          if (msg.deleted_at) return fail(409, 'message_deleted', 'the message was deleted');
+          const frame = this.react(c.conv.id, msg.id, this.me.id, emoji, method === 'PUT');
+          if (frame) this.onChange?.(frame);
+          return json(200, { message_id: msg.id, change_seq: msg.change_seq, reactions: this._reactions(msg, this.me.id) });
+        }
+        if (method === 'PATCH' && m[3] === undefined) {
+          if (msg.sender_id !== this.me.id) return fail(403, 'not_sender', 'only the sender can edit');
+          if (msg.deleted_at) return fail(409, 'message_deleted', 'the message was deleted');
+          if (this.clock.now() - Date.parse(msg.created_at) > this.editWindowMs) return fail(409, 'edit_window_closed', 'too late to edit');
+          if (typeof body?.content !== 'string' || !body.content.trim()) return fail(422, 'validation_failed', 'content must not be blank');
+          const frame = this.editMessage(c.conv.id, msg.id, body.content);
+          this.onChange?.(frame);
+          return json(200, view(msg));
+        }
+        if (method === 'DELETE' && m[3] === undefined) {
+          if (msg.deleted_at) return json(200, view(msg));
+          const role = c.conv.participants.find((p) => p.user_id === this.me.id)?.role;
+          if (msg.sender_id !== this.me.id && !(c.conv.type === 'group' && (role === 'owner' || role === 'admin'))) return fail(403, 'not_sender', 'not yours to delete');
+          const frame = this.deleteMessage(c.conv.id, msg.id, this.me.id);
+          this.onChange?.(frame);
+          return json(200, view(msg));
+        }
       }
       if (method === 'POST' && sub === '/read') {
         const msg = c.messages.find((x) => x.id === body.last_read_message_id);

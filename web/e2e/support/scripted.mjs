@@ -13,7 +13,7 @@ import { startDevServer } from './dev-server.mjs';
 /**
  * For a test file: a dev server for the client's static files and a browser, started before
  * its tests and closed after them. Returns `scripted(opts)`, which opens a scripted context.
- * @returns {(opts?: {viewport?: {width: number, height: number}, ack?: boolean}) => ReturnType<typeof scriptedServer>}
+ * @returns {(opts?: {viewport?: {width: number, height: number}, ack?: boolean, hasTouch?: boolean}) => ReturnType<typeof scriptedServer>}
  */
 export function scriptedSuite() {
   /** @type {import('playwright-core').Browser|null} */
@@ -38,15 +38,19 @@ export function scriptedSuite() {
 /**
  * @param {import('playwright-core').Browser} browser
  * @param {string} baseUrl   where the web client is served (the dev server)
- * @param {{viewport?: {width: number, height: number}, ack?: boolean}} [opts]
+ * @param {{viewport?: {width: number, height: number}, ack?: boolean, hasTouch?: boolean}} [opts]  `hasTouch`: a phone (touch events, mobile viewport)
  */
-export async function scriptedServer(browser, baseUrl, { viewport = { width: 1280, height: 800 }, ack = true } = {}) {
+export async function scriptedServer(browser, baseUrl, { viewport = { width: 1280, height: 800 }, ack = true, hasTouch = false } = {}) {
   const backend = new FakeBackend({ now: () => Date.now() });
-  const ctx = await browser.newContext({ viewport });
+  const ctx = await browser.newContext({ viewport, hasTouch, isMobile: hasTouch });
   /** Frames the page sent, in order. @type {any[]} */
   const sent = [];
   /** Open sockets. @type {Set<import('playwright-core').WebSocketRoute>} */
   const sockets = new Set();
+  // What a REST change makes the server send: the frame reaches every session, ours included.
+  backend.onChange = (frame) => {
+    for (const ws of sockets) ws.send(JSON.stringify(frame));
+  };
   /** `down`: the server is unreachable. `ack`: messages are acknowledged. Counters of what was refused. */
   const state = { ack, pong: true, down: false, refusedRequests: 0, refusedSockets: 0 };
 
@@ -77,7 +81,7 @@ export async function scriptedServer(browser, baseUrl, { viewport = { width: 128
       if (f.type === 'message' && state.ack) {
         // Stored once per temp_id, as the server does.
         const c = backend.convs.get(f.conversation_id);
-        const m = c.messages.find((/** @type {any} */ x) => x.temp_id === f.temp_id) ?? backend.addMessage(f.conversation_id, backend.me.id, f.content, f.temp_id);
+        const m = c.messages.find((/** @type {any} */ x) => x.temp_id === f.temp_id) ?? backend.addMessage(f.conversation_id, backend.me.id, f.content, f.temp_id, f.reply_to ?? null);
         send({ type: 'message_sent', conversation_id: m.conversation_id, message_id: m.id, temp_id: f.temp_id, seq: m.seq, created_at: m.created_at });
       }
       if (f.type === 'sync') {
@@ -86,8 +90,10 @@ export async function scriptedServer(browser, baseUrl, { viewport = { width: 128
         for (const [id, cursor] of Object.entries(f.cursors ?? {})) {
           const c = backend.convs.get(id);
           if (!c) continue;
-          for (const m of c.messages) if (m.seq > Number(cursor)) send({ type: 'message', message: m });
-          done[id] = { last_seq: c.conv.last_seq, has_more: false, delivered_seq: c.conv.last_seq, read_seq: c.conv.last_seq, peer_delivered_seq: 0, peer_read_seq: 0 };
+          for (const m of c.messages) if (m.seq > Number(cursor)) send({ type: 'message', message: backend.messageJson(id, m) });
+          const after = f.changes?.[id];
+          if (typeof after === 'number') for (const frame of backend.changesAfter(id, after)) send(frame);
+          done[id] = { last_seq: c.conv.last_seq, has_more: false, ...(typeof after === 'number' ? { last_change: c.changeSeq } : {}), delivered_seq: c.conv.last_seq, read_seq: c.conv.last_seq, peer_delivered_seq: 0, peer_read_seq: 0 };
         }
         send({ type: 'sync_done', conversations: done });
       }
@@ -98,7 +104,7 @@ export async function scriptedServer(browser, baseUrl, { viewport = { width: 128
       session_id: 's',
       server_time: new Date().toISOString(),
       heartbeat_interval_ms: 30000,
-      conversations: [...backend.convs.values()].map((c) => ({ conversation_id: c.conv.id, last_seq: c.conv.last_seq, unread_count: 0, delivered_seq: c.conv.last_seq, read_seq: c.conv.last_seq, peer_delivered_seq: 0, peer_read_seq: 0 })),
+      conversations: [...backend.convs.values()].map((c) => ({ conversation_id: c.conv.id, last_seq: c.conv.last_seq, last_change: c.changeSeq, unread_count: 0, delivered_seq: c.conv.last_seq, read_seq: c.conv.last_seq, peer_delivered_seq: 0, peer_read_seq: 0 })),
     });
   });
 
