@@ -1094,6 +1094,14 @@ export class ChatClient extends Emitter {
     const mine = f.user_id && f.user_id === this._me?.id ? { emoji: f.emoji, added: !!f.added } : null;
     held.reactions = withMe(f.reactions, held.reactions ?? [], this._me?.id ?? null, mine);
     held.change_seq = changeSeq;
+    // The frame carries the whole message as it is now: an edit this copy missed (made while
+    // we were away, its own number absorbed by this one) comes with it.
+    const now = f.message && typeof f.message === 'object' && !f.message.deleted_at ? f.message : null;
+    if (now && typeof now.content === 'string' && now.content !== held.content) {
+      Object.assign(held, { content: now.content, edited_at: now.edited_at ?? null });
+      this._updateLast(st, messageId, { content: now.content, edited_at: now.edited_at ?? null, deleted_at: null });
+      this._updateQuotes(id, messageId, { content: previewText(now.content), deleted: false });
+    }
     this._changed(id, messageId, 'reaction', false);
   }
 

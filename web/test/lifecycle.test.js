@@ -359,3 +359,23 @@ test('polling (no WebSocket): the newest page is merged on each poll, so edits, 
   assert.ok(client.message('c1', 'm-c1-2').deleted_at);
   client.stop();
 });
+
+test('a live reaction brings the whole message: an edit this copy missed comes with it', async () => {
+  const ctx = await setup();
+  const c = ctx.client;
+  // An edit made while we did not hear it (its number absorbed), then a reaction we do hear.
+  const edit = ctx.backend.editMessage('c1', 'm-c1-1', 'hello, edited meanwhile');
+  const reaction = ctx.backend.react('c1', 'm-c1-1', 'u-b', '🎉', true);
+  assert.ok(edit.change_seq < reaction.change_seq);
+  ctx.ws.receive({ ...reaction, message: { ...edit.message, reactions: reaction.reactions, change_seq: reaction.change_seq } });
+  await idle();
+  const m = held(c, 'm-c1-1');
+  assert.equal(m.content, 'hello, edited meanwhile');
+  assert.ok(m.edited_at);
+  assert.equal(m.change_seq, reaction.change_seq);
+  assert.deepEqual(m.reactions.map((r) => [r.emoji, r.count, r.me]), [['🎉', 1, false]]);
+  // The older edit arriving late changes nothing.
+  ctx.ws.receive(edit);
+  await idle();
+  assert.equal(held(c, 'm-c1-1').change_seq, reaction.change_seq);
+});
