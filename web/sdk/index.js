@@ -11,3 +11,28 @@ export { Poller } from './poller.js';
 export { Emitter } from './events.js';
 export { systemClock, Timer } from './clock.js';
 export { defaultTimings, resolveTimings } from './timings.js';
+export {
+  DecryptError,
+  ENVELOPE_VERSION,
+  BACKUP_VERSION,
+  MIN_BACKUP_ITERATIONS,
+  DEFAULT_BACKUP_ITERATIONS,
+  MAX_BACKUP_ITERATIONS,
+  toBase64Url,
+  fromBase64Url,
+  generateDeviceKeys,
+  importPublicKey,
+  fingerprint,
+  safetyNumber,
+  generateConversationKey,
+  exportConversationKey,
+  importConversationKey,
+  wrapKey,
+  unwrapKey,
+  parseEnvelope,
+  encryptMessage,
+  decryptMessage,
+  encryptBackup,
+  decryptBackup,
+} from './crypto.js';
+export { openKeyStore, keyStoreDatabaseName, KEYSTORE_SCHEMA_VERSION } from './keystore.js';
