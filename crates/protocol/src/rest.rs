@@ -74,6 +74,17 @@ pub struct AddMemberRequest {
     pub user_id: Uuid,
 }
 
+/// `POST /devices`: a device of the caller and its ECDH P-256 public key (end-to-end
+/// encryption).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RegisterDeviceRequest {
+    /// base64url without padding of the 65-byte uncompressed point (`0x04 || x || y`).
+    pub public_key: String,
+    /// What its user calls it, 1 to 64 characters.
+    pub name: String,
+}
+
 /// `POST /conversations/{id}/messages`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -122,6 +133,25 @@ pub struct UserDto {
     pub display_name: String,
     /// Picture, if any.
     pub avatar_url: Option<String>,
+}
+
+/// A live device and its public key, for members to wrap keys for and to verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceDto {
+    /// Device id.
+    pub id: Uuid,
+    /// Its owner.
+    pub user_id: Uuid,
+    /// base64url without padding of the 65-byte uncompressed P-256 point.
+    pub public_key: String,
+    /// What its user calls it.
+    pub name: String,
+    /// SHA-256 of the 65 raw bytes, lower-case hex, 16 groups of 4 digits separated by
+    /// spaces: what users compare to verify the device.
+    pub fingerprint: String,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
 }
 
 /// What register, login and refresh answer.

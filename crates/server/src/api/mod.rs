@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body;
 pub mod client_ip;
 pub mod conversations;
+pub mod devices;
 pub mod health;
 pub mod ids;
 pub mod messages;
@@ -33,6 +34,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource("/users/me").route(web::get().to(users::me)))
             .service(resource("/users/search").route(web::get().to(users::search)))
             .service(resource("/users/{id}").route(web::get().to(users::get)))
+            .service(resource("/users/{id}/devices").route(web::get().to(devices::list)))
+            .service(resource("/devices").route(web::post().to(devices::register)))
+            .service(resource("/devices/{id}").route(web::delete().to(devices::revoke)))
             .service(
                 resource("/conversations")
                     .route(web::post().to(conversations::create))
