@@ -621,6 +621,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/conversations/{id}/read"),
     ("get", "/api/v1/conversations/{id}/presence"),
     ("get", "/api/v1/unread"),
+    ("post", "/api/v1/devices"),
+    ("get", "/api/v1/users/{id}/devices"),
+    ("delete", "/api/v1/devices/{id}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];
