@@ -85,6 +85,25 @@ pub struct RegisterDeviceRequest {
     pub name: String,
 }
 
+/// `PUT /users/me/key_backup` and its `GET`: the caller's conversation keys, encrypted on
+/// the client under a key derived from a passphrase. The server cannot read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyBackupDto {
+    /// Format version: 1.
+    pub version: u32,
+    /// Key derivation: `"PBKDF2-SHA256"`.
+    pub kdf: String,
+    /// PBKDF2 iterations, at least 310000.
+    pub iterations: u32,
+    /// base64url without padding, 16 to 64 bytes.
+    pub salt: String,
+    /// AES-GCM IV, base64url without padding, 12 bytes.
+    pub iv: String,
+    /// Ciphertext with its tag, base64url without padding, 17 bytes to 1 MiB.
+    pub ct: String,
+}
+
 /// `POST /conversations/{id}/messages`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -200,3 +200,118 @@ async fn devices_register_list_and_revoke_on_sqlite() {
 async fn devices_register_list_and_revoke_on_postgres() {
     devices_flow(Backend::Postgres).await;
 }
+
+fn backup(ct_bytes: usize) -> serde_json::Value {
+    json!({
+        "version": 1,
+        "kdf": "PBKDF2-SHA256",
+        "iterations": 310_000,
+        "salt": b64(&[5; 16]),
+        "iv": b64(&[6; 12]),
+        "ct": b64(&vec![7; ct_bytes]),
+    })
+}
+
+const BACKUP: &str = "/api/v1/users/me/key_backup";
+
+async fn put_json(api: &Api, token: Option<&str>, body: &serde_json::Value) -> Reply {
+    let bytes = serde_json::to_vec(body).unwrap();
+    api.send(reqwest::Method::PUT, BACKUP, token, Some(bytes))
+        .await
+}
+
+async fn backup_flow(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let api = app.api();
+    let (alice, bob) = (api.register("Alice").await, api.register("Bob").await);
+    refused(
+        &api.get(BACKUP, alice.t()).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+
+    let first = backup(48);
+    let put = put_json(&api, alice.t(), &first).await;
+    assert_eq!(put.status, StatusCode::NO_CONTENT, "{:?}", put.body);
+    let read = api.get(BACKUP, alice.t()).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.body, first, "stored verbatim");
+    refused(
+        &api.get(BACKUP, bob.t()).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+
+    // The largest ciphertext, 1 MiB (1.33 MiB of JSON, over http.max_body_bytes), replaces it.
+    let largest = backup(1024 * 1024);
+    let put = put_json(&api, alice.t(), &largest).await;
+    assert_eq!(put.status, StatusCode::NO_CONTENT, "{:?}", put.body);
+    assert_eq!(api.get(BACKUP, alice.t()).await.body, largest);
+
+    // Refusals keep what was stored.
+    let mut bad = Vec::new();
+    for (field, value) in [
+        ("version", json!(2)),
+        ("kdf", json!("scrypt")),
+        ("iterations", json!(309_999)),
+        ("salt", json!(b64(&[1; 15]))),
+        ("salt", json!(b64(&[1; 65]))),
+        ("iv", json!(b64(&[1; 16]))),
+        ("ct", json!(b64(&[1; 16]))),
+        ("ct", json!("with padding==")),
+    ] {
+        let mut body = backup(48);
+        body[field] = value;
+        bad.push(body);
+    }
+    bad.push(backup(1024 * 1024 + 1));
+    for body in bad {
+        let reply = put_json(&api, alice.t(), &body).await;
+        refused(
+            &reply,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+    }
+    // Past the route's own limit (1.5 MiB): 413.
+    let huge = json!({"ct": "A".repeat(1600 * 1024)});
+    let reply = put_json(&api, alice.t(), &huge).await;
+    refused(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    // Without a token the body is never read: 401, even above the general limit.
+    let reply = put_json(&api, None, &backup(80 * 1024)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // Elsewhere the general limit still holds.
+    let reply = api
+        .post(
+            "/api/v1/devices",
+            alice.t(),
+            json!({"name": "x".repeat(100 * 1024)}),
+        )
+        .await;
+    refused(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert_eq!(api.get(BACKUP, alice.t()).await.body, largest);
+
+    assert_eq!(
+        api.delete(BACKUP, alice.t()).await.status,
+        StatusCode::NO_CONTENT
+    );
+    refused(
+        &api.get(BACKUP, alice.t()).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_eq!(
+        api.delete(BACKUP, alice.t()).await.status,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_backups_put_get_delete_on_sqlite() {
+    backup_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_backups_put_get_delete_on_postgres() {
+    backup_flow(Backend::Postgres).await;
+}

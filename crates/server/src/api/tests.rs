@@ -624,6 +624,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/devices"),
     ("get", "/api/v1/users/{id}/devices"),
     ("delete", "/api/v1/devices/{id}"),
+    ("put", "/api/v1/users/me/key_backup"),
+    ("get", "/api/v1/users/me/key_backup"),
+    ("delete", "/api/v1/users/me/key_backup"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];
