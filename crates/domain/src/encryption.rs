@@ -320,6 +320,9 @@ pub struct MissingKeys {
 pub const BACKUP_KDF: &str = "PBKDF2-SHA256";
 /// The fewest PBKDF2 iterations a backup may name (OWASP's figure for PBKDF2-SHA256).
 pub const MIN_BACKUP_ITERATIONS: u32 = 310_000;
+/// The most PBKDF2 iterations a backup may name: far beyond any real cost, and what both
+/// stores hold (a 32-bit signed integer).
+pub const MAX_BACKUP_ITERATIONS: u32 = 100_000_000;
 /// The largest backup ciphertext, decoded.
 pub const MAX_BACKUP_BYTES: usize = 1024 * 1024;
 
@@ -331,7 +334,7 @@ pub struct KeyBackup {
     pub version: u32,
     /// Key derivation ([`BACKUP_KDF`]).
     pub kdf: String,
-    /// Its iterations, at least [`MIN_BACKUP_ITERATIONS`].
+    /// Its iterations, [`MIN_BACKUP_ITERATIONS`] to [`MAX_BACKUP_ITERATIONS`].
     pub iterations: u32,
     /// Salt, base64url of 16 to 64 bytes.
     pub salt: String,
@@ -360,10 +363,10 @@ impl KeyBackup {
                 format!("must be \"{BACKUP_KDF}\""),
             ));
         }
-        if iterations < MIN_BACKUP_ITERATIONS {
+        if !(MIN_BACKUP_ITERATIONS..=MAX_BACKUP_ITERATIONS).contains(&iterations) {
             return Err(InvalidField::new(
                 "iterations",
-                format!("must be at least {MIN_BACKUP_ITERATIONS}"),
+                format!("must be {MIN_BACKUP_ITERATIONS} to {MAX_BACKUP_ITERATIONS}"),
             ));
         }
         base64url_field("salt", salt, 16, 64)?;
@@ -473,6 +476,18 @@ mod tests {
             field(KeyBackup::parse(1, BACKUP_KDF, 309_999, &salt, &iv, &ct)),
             "iterations"
         );
+        assert_eq!(
+            field(KeyBackup::parse(
+                1,
+                BACKUP_KDF,
+                MAX_BACKUP_ITERATIONS + 1,
+                &salt,
+                &iv,
+                &ct
+            )),
+            "iterations"
+        );
+        assert!(KeyBackup::parse(1, BACKUP_KDF, MAX_BACKUP_ITERATIONS, &salt, &iv, &ct).is_ok());
         let short_salt = encode(&[1; 15]);
         assert_eq!(
             field(KeyBackup::parse(

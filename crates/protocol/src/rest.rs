@@ -94,7 +94,7 @@ pub struct KeyBackupDto {
     pub version: u32,
     /// Key derivation: `"PBKDF2-SHA256"`.
     pub kdf: String,
-    /// PBKDF2 iterations, at least 310000.
+    /// PBKDF2 iterations, 310000 to 100000000.
     pub iterations: u32,
     /// base64url without padding, 16 to 64 bytes.
     pub salt: String,

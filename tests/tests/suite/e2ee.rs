@@ -254,6 +254,8 @@ async fn backup_flow(backend: Backend) {
         ("version", json!(2)),
         ("kdf", json!("scrypt")),
         ("iterations", json!(309_999)),
+        ("iterations", json!(100_000_001)),
+        ("iterations", json!(4_000_000_000u32)),
         ("salt", json!(b64(&[1; 15]))),
         ("salt", json!(b64(&[1; 65]))),
         ("iv", json!(b64(&[1; 16]))),
