@@ -1,7 +1,7 @@
 //! Conversations and membership.
 
 use crate::rows::{profile, ConversationRow, MessageRow, ParticipantRow, UserRow};
-use crate::schema::{conversations, messages, participants, users};
+use crate::schema::{conversation_encryption, conversations, messages, participants, users};
 use crate::{bigint, db, prepared, PostgresStorage};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -243,11 +243,28 @@ impl ConversationStore for PostgresStorage {
         user: UserId,
     ) -> Result<bool, StorageError> {
         let mut conn = self.conn().await?;
-        let removed = diesel::delete(participants::table.find((id.as_uuid(), user.as_uuid())))
-            .execute(&mut conn)
-            .await
-            .map_err(db)?;
-        Ok(removed == 1)
+        conn.transaction(async |conn| {
+            let removed = diesel::delete(participants::table.find((id.as_uuid(), user.as_uuid())))
+                .execute(conn)
+                .await?;
+            if removed == 1 {
+                // The removed member's devices hold the current key: the next one must be
+                // made without them (issue 13). Always updating the row (not only when a
+                // key exists) takes its lock, so a key upload racing this removal either
+                // commits first (and is flagged here) or reads the members after it.
+                diesel::update(conversation_encryption::table.find(id.as_uuid()))
+                    .set(
+                        conversation_encryption::rotation_needed
+                            .eq(conversation_encryption::rotation_needed
+                                .or(conversation_encryption::key_version.gt(0))),
+                    )
+                    .execute(conn)
+                    .await?;
+            }
+            Ok::<_, diesel::result::Error>(removed == 1)
+        })
+        .await
+        .map_err(db)
     }
 
     async fn set_role(

@@ -2,6 +2,7 @@
 
 mod activity;
 mod conversations;
+mod encryption;
 mod lifecycle;
 mod messages;
 mod migrate;

@@ -90,5 +90,53 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     participants,
     messages,
-    reactions
+    reactions,
+    devices,
+    conversation_encryption,
+    conversation_keys,
+    key_backups
 );
+
+diesel::table! {
+    devices (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        public_key -> Text,
+        name -> Text,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    conversation_encryption (conversation_id) {
+        conversation_id -> Uuid,
+        key_version -> Int8,
+        rotation_needed -> Bool,
+        enabled_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    conversation_keys (conversation_id, version, device_id) {
+        conversation_id -> Uuid,
+        version -> Int8,
+        device_id -> Uuid,
+        wrapped_key -> Text,
+        from_device_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    key_backups (user_id) {
+        user_id -> Uuid,
+        version -> Int4,
+        kdf -> Text,
+        iterations -> Int4,
+        salt -> Text,
+        iv -> Text,
+        ct -> Text,
+        updated_at -> Timestamptz,
+    }
+}

@@ -234,19 +234,9 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn the_database_name_is_replaced_and_parameters_are_kept() {
-        assert_eq!(
-            with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "x"),
-            "postgres://u:p@h:5432/x?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
-    }
-}
+/// The migration before end-to-end encryption's (the message lifecycle): what the release
+/// before issue 13 left behind. [`PREVIOUS_RELEASE_ROWS`] insert into it as they are.
+pub const BEFORE_E2EE: &str = "2026-12-03-000000";
 
 /// The migration before the message lifecycle's: what the previous release left behind.
 pub const BEFORE_LIFECYCLE: &str = "2026-12-02-000000";
@@ -298,4 +288,18 @@ pub async fn previous_release_database() -> String {
         .await
         .unwrap_or_else(|err| panic!("the previous release's rows did not insert: {err}"));
     url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_name_is_replaced_and_parameters_are_kept() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "x"),
+            "postgres://u:p@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
 }

@@ -77,7 +77,12 @@ async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_i
         .unwrap();
     drop(conn);
 
-    assert_eq!(run_migrations(&url).await.unwrap(), 1, "only the new one");
+    // The lifecycle's and those after it (end-to-end encryption).
+    assert_eq!(
+        run_migrations(&url).await.unwrap(),
+        2,
+        "the lifecycle's and the e2ee one"
+    );
     let store = PostgresStorage::connect(&url, 2).await.unwrap();
 
     let uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap();
@@ -181,4 +186,99 @@ async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_i
         .unwrap();
     assert_eq!((edited.change_seq, edited.seq), (1, 1));
     assert_eq!(store.changes_after(id, 0, 10).await.unwrap(), vec![edited]);
+}
+
+#[tokio::test]
+async fn a_database_from_before_end_to_end_encryption_migrates_and_encrypts() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+    use domain::conversation::Role;
+    use domain::encryption::{
+        DeviceName, DevicePublicKey, InsertDeviceOutcome, KeyUpload, NewDevice, PutKeysOutcome,
+        WrappedKey,
+    };
+    use domain::ports::{ConversationStore, EncryptionStore, MessageStore};
+    use domain::{ConversationId, DeviceId, UserId};
+
+    let url =
+        adapters_postgres::testing::database_migrated_to(adapters_postgres::testing::BEFORE_E2EE)
+            .await;
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    let before: Exists = diesel::sql_query("SELECT to_regclass('devices') IS NOT NULL AS exists")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert!(!before.exists, "the e2ee migration has not run yet");
+    conn.batch_execute(adapters_postgres::testing::PREVIOUS_RELEASE_ROWS)
+        .await
+        .unwrap();
+    drop(conn);
+
+    assert_eq!(run_migrations(&url).await.unwrap(), 1, "only the new one");
+    let store = PostgresStorage::connect(&url, 2).await.unwrap();
+    let uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap();
+    let ada = UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000a"));
+    let bob = UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000b"));
+    let id = ConversationId::from_uuid(uuid("018f0000-0000-7000-8000-0000000000c0"));
+
+    // The old conversation is plain, its messages intact; it can be encrypted now.
+    assert_eq!(store.encryption_state(id).await.unwrap(), None);
+    assert_eq!(store.messages_after(id, 0, 10).await.unwrap().len(), 3);
+    let (state, turned_on) = store
+        .enable_encryption(id, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(turned_on);
+    assert_eq!(state.key_version, 0);
+    let key = format!("BA{}", "A".repeat(85));
+    let mut devices = Vec::new();
+    for user in [ada, bob] {
+        let new = NewDevice {
+            id: DeviceId::new(),
+            user_id: user,
+            public_key: DevicePublicKey::parse(&key).unwrap(),
+            name: DeviceName::parse("laptop").unwrap(),
+            created_at: chrono::Utc::now(),
+        };
+        assert!(matches!(
+            store.insert_device(&new, 10).await.unwrap(),
+            InsertDeviceOutcome::Inserted(_)
+        ));
+        devices.push(new.id);
+    }
+    let upload = KeyUpload {
+        conversation_id: id,
+        version: 1,
+        from_device_id: devices[0],
+        from_user_id: ada,
+        wraps: devices
+            .iter()
+            .map(|d| WrappedKey::parse(*d, "AQID").unwrap())
+            .collect(),
+        created_at: chrono::Utc::now(),
+    };
+    assert_eq!(
+        store.put_keys(&upload).await.unwrap(),
+        PutKeysOutcome::Stored {
+            key_version: 1,
+            rotated: true
+        }
+    );
+    assert_eq!(
+        store.keys_for_device(id, devices[1]).await.unwrap().len(),
+        1
+    );
+    // A direct conversation keeps its members; the flag is exercised on a plain removal.
+    assert!(store.remove_participant(id, bob).await.unwrap());
+    assert!(
+        store
+            .encryption_state(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .rotation_needed
+    );
+    store
+        .add_participant(id, bob, Role::Member, chrono::Utc::now())
+        .await
+        .unwrap();
 }

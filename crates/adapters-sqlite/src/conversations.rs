@@ -6,7 +6,7 @@ use crate::rows::{
     convert, corrupt, id, micros, ConversationRow, MessageRow, NewConversationRow, ParticipantRow,
     UserRow,
 };
-use crate::schema::{conversations, messages, participants, users};
+use crate::schema::{conversation_encryption, conversations, messages, participants, users};
 use crate::SqliteStorage;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -205,6 +205,17 @@ impl ConversationStore for SqliteStorage {
         self.write(move |conn| {
             let removed =
                 diesel::delete(participants::table.find((&key.0, &key.1))).execute(conn)?;
+            if removed > 0 {
+                // The removed member's devices hold the current key: the next one must be
+                // made without them (issue 13).
+                diesel::update(
+                    conversation_encryption::table
+                        .find(&key.0)
+                        .filter(conversation_encryption::key_version.gt(0)),
+                )
+                .set(conversation_encryption::rotation_needed.eq(true))
+                .execute(conn)?;
+            }
             Ok(removed > 0)
         })
         .await

@@ -2,6 +2,7 @@
 
 mod connection;
 mod conversations;
+mod encryption;
 mod hot;
 mod lifecycle;
 mod messages;

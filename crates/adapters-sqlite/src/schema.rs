@@ -92,5 +92,53 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     participants,
     messages,
-    reactions
+    reactions,
+    devices,
+    conversation_encryption,
+    conversation_keys,
+    key_backups
 );
+
+diesel::table! {
+    devices (id) {
+        id -> Text,
+        user_id -> Text,
+        public_key -> Text,
+        name -> Text,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    conversation_encryption (conversation_id) {
+        conversation_id -> Text,
+        key_version -> BigInt,
+        rotation_needed -> Bool,
+        enabled_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    conversation_keys (conversation_id, version, device_id) {
+        conversation_id -> Text,
+        version -> BigInt,
+        device_id -> Text,
+        wrapped_key -> Text,
+        from_device_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    key_backups (user_id) {
+        user_id -> Text,
+        version -> Integer,
+        kdf -> Text,
+        iterations -> Integer,
+        salt -> Text,
+        iv -> Text,
+        ct -> Text,
+        updated_at -> BigInt,
+    }
+}

@@ -45,6 +45,10 @@ pub fn migrate_to(path: &Path, version: &str) -> Result<usize, StorageError> {
     }
 }
 
+/// The migration before end-to-end encryption's (the message lifecycle): what the release
+/// before issue 13 left behind. [`PREVIOUS_RELEASE_ROWS`] insert into it as they are.
+pub const BEFORE_E2EE: &str = "2026-12-03-000000";
+
 /// The migration before the message lifecycle's: what the previous release left behind.
 pub const BEFORE_LIFECYCLE: &str = "2026-12-02-000000";
 

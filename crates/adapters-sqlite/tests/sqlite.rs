@@ -77,7 +77,7 @@ async fn data_survives_closing_and_reopening_the_file() {
 async fn migrations_run_once_and_opening_twice_is_harmless() {
     let dir = temp_dir();
     let path = dir.path().join("chat.db");
-    assert_eq!(run_migrations(&path).await.unwrap(), 3);
+    assert_eq!(run_migrations(&path).await.unwrap(), 4);
     assert_eq!(run_migrations(&path).await.unwrap(), 0);
     let first = open(&path).await;
     let a = user(&store(&first), "A").await;
@@ -445,4 +445,89 @@ async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_i
         .unwrap();
     assert_eq!((edited.change_seq, edited.seq), (1, 1));
     assert_eq!(store.changes_after(id, 0, 10).await.unwrap(), vec![edited]);
+}
+
+#[tokio::test]
+async fn a_file_from_before_end_to_end_encryption_migrates_and_encrypts() {
+    use diesel::connection::{Connection, SimpleConnection};
+    use diesel::sqlite::SqliteConnection;
+    use domain::encryption::{
+        DeviceName, DevicePublicKey, InsertDeviceOutcome, KeyUpload, NewDevice, PutKeysOutcome,
+        WrappedKey,
+    };
+    use domain::ports::{ConversationStore, EncryptionStore, MessageStore};
+    use domain::{ConversationId, DeviceId};
+
+    let dir = temp_dir();
+    let path = dir.path().join("chat.db");
+    adapters_sqlite::testing::migrate_to(&path, adapters_sqlite::testing::BEFORE_E2EE).unwrap();
+    let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    conn.batch_execute(adapters_sqlite::testing::PREVIOUS_RELEASE_ROWS)
+        .unwrap();
+    assert!(
+        conn.batch_execute("SELECT 1 FROM devices").is_err(),
+        "the e2ee migration has not run yet"
+    );
+    drop(conn);
+
+    let storage = open(&path).await;
+    let uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap();
+    let ada = UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000a"));
+    let bob = UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000b"));
+    let id = ConversationId::from_uuid(uuid("018f0000-0000-7000-8000-0000000000c0"));
+    assert_eq!(storage.encryption_state(id).await.unwrap(), None);
+    assert_eq!(storage.messages_after(id, 0, 10).await.unwrap().len(), 3);
+    let (state, turned_on) = storage
+        .enable_encryption(id, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(turned_on);
+    assert_eq!(state.key_version, 0);
+    let key = format!("BA{}", "A".repeat(85));
+    let mut devices = Vec::new();
+    for user in [ada, bob] {
+        let new = NewDevice {
+            id: DeviceId::new(),
+            user_id: user,
+            public_key: DevicePublicKey::parse(&key).unwrap(),
+            name: DeviceName::parse("laptop").unwrap(),
+            created_at: chrono::Utc::now(),
+        };
+        assert!(matches!(
+            storage.insert_device(&new, 10).await.unwrap(),
+            InsertDeviceOutcome::Inserted(_)
+        ));
+        devices.push(new.id);
+    }
+    let upload = KeyUpload {
+        conversation_id: id,
+        version: 1,
+        from_device_id: devices[0],
+        from_user_id: ada,
+        wraps: devices
+            .iter()
+            .map(|d| WrappedKey::parse(*d, "AQID").unwrap())
+            .collect(),
+        created_at: chrono::Utc::now(),
+    };
+    assert_eq!(
+        storage.put_keys(&upload).await.unwrap(),
+        PutKeysOutcome::Stored {
+            key_version: 1,
+            rotated: true
+        }
+    );
+    assert_eq!(
+        storage.keys_for_device(id, devices[1]).await.unwrap().len(),
+        1
+    );
+    assert!(storage.remove_participant(id, bob).await.unwrap());
+    assert!(
+        storage
+            .encryption_state(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .rotation_needed
+    );
 }

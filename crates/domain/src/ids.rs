@@ -70,3 +70,7 @@ uuid_id!(
     /// Identifies a family of rotating refresh tokens issued from one login.
     TokenFamilyId
 );
+uuid_id!(
+    /// Identifies one client device of a user, holder of an end-to-end encryption key pair.
+    DeviceId
+);

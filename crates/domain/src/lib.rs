@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod conversation;
 pub mod delivery;
+pub mod encryption;
 pub mod error;
 pub mod ids;
 pub mod limits;
@@ -19,5 +20,5 @@ pub mod services;
 pub mod user;
 
 pub use error::StorageError;
-pub use ids::{ConversationId, MessageId, TokenFamilyId, UserId};
+pub use ids::{ConversationId, DeviceId, MessageId, TokenFamilyId, UserId};
 pub use limits::Limits;

@@ -9,8 +9,12 @@ use crate::conversation::{
     ConversationDetails, ConversationKind, ConversationSummary, GroupTitle, NewDirectConversation,
     NewGroupConversation, Participant, Role, SessionSnapshot,
 };
+use crate::encryption::{
+    Device, EncryptionState, InsertDeviceOutcome, KeyBackup, KeyUpload, MissingKeys, NewDevice,
+    PutKeysOutcome, StoredKey,
+};
 use crate::error::StorageError;
-use crate::ids::{ConversationId, MessageId, TokenFamilyId, UserId};
+use crate::ids::{ConversationId, DeviceId, MessageId, TokenFamilyId, UserId};
 use crate::message::{
     AppendOutcome, AppendRejection, DeleteOutcome, Emoji, Message, MessageContent, NewMessage,
     ReactionCount, ReactionOutcome,
@@ -144,7 +148,9 @@ pub trait ConversationStore: Send + Sync + 'static {
         joined_at: DateTime<Utc>,
     ) -> Result<bool, StorageError>;
 
-    /// Removes `user`; `false` if not a member.
+    /// Removes `user`; `false` if not a member. When the conversation is encrypted with a
+    /// key already made (`key_version > 0`), marks it `rotation_needed` in the same
+    /// transaction: the removed member's devices hold that key.
     async fn remove_participant(
         &self,
         id: ConversationId,
@@ -319,6 +325,90 @@ pub trait ReceiptStore: Send + Sync + 'static {
     ) -> Result<Vec<Option<Participant>>, StorageError>;
 }
 
+/// End-to-end encryption (issue 13): devices and their public keys, conversations'
+/// encryption state, wrapped conversation keys, key backups. The store holds nothing it
+/// could decrypt; the domain checks who may do what before calling.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait EncryptionStore: Send + Sync + 'static {
+    /// Registers a device, unless its user already has `max_live` live devices
+    /// ([`InsertDeviceOutcome::TooMany`], nothing stored); counted and inserted atomically,
+    /// so racing registrations never exceed `max_live`.
+    async fn insert_device(
+        &self,
+        device: &NewDevice,
+        max_live: usize,
+    ) -> Result<InsertDeviceOutcome, StorageError>;
+
+    /// The device with this id, live or revoked, if any.
+    async fn device(&self, id: DeviceId) -> Result<Option<Device>, StorageError>;
+
+    /// `user`'s live devices, oldest first (ties by id).
+    async fn live_devices(&self, user: UserId) -> Result<Vec<Device>, StorageError>;
+
+    /// Revokes `user`'s live device `id` (sets `revoked_at = at`) and deletes every key
+    /// wrapped for it, in one transaction. `false`, and no change, when `user` has no such
+    /// live device.
+    async fn revoke_device(
+        &self,
+        user: UserId,
+        id: DeviceId,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StorageError>;
+
+    /// Turns encryption on for `conversation` (key version 0), if it was not; the state
+    /// afterwards and `true` when turned on now. There is no turning it off.
+    async fn enable_encryption(
+        &self,
+        conversation: ConversationId,
+        at: DateTime<Utc>,
+    ) -> Result<(EncryptionState, bool), StorageError>;
+
+    /// `conversation`'s encryption state; `None` when it is not encrypted.
+    async fn encryption_state(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<EncryptionState>, StorageError>;
+
+    /// The encryption states of those of `conversations` that are encrypted, in any order.
+    async fn encryption_states(
+        &self,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<EncryptionState>, StorageError>;
+
+    /// Stores an upload in one transaction, checking against the state at that moment:
+    /// the conversation is encrypted, `upload.version` is its `key_version` (a share: wraps
+    /// for devices that lack them) or `key_version + 1` (a new key: `key_version` moves to
+    /// it and `rotation_needed` clears), and every wrapped-for device is a live device of a
+    /// current member. Wraps already stored for (conversation, version, device) are kept
+    /// as they were (idempotent). On any refusal nothing is stored.
+    async fn put_keys(&self, upload: &KeyUpload) -> Result<PutKeysOutcome, StorageError>;
+
+    /// Every key version of `conversation` wrapped for `device`, oldest version first.
+    async fn keys_for_device(
+        &self,
+        conversation: ConversationId,
+        device: DeviceId,
+    ) -> Result<Vec<StoredKey>, StorageError>;
+
+    /// The live devices of `conversation`'s current members that have no wrap of its
+    /// current key version (every such device while the version is 0), oldest first;
+    /// `None` when it is not encrypted.
+    async fn missing_keys(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<MissingKeys>, StorageError>;
+
+    /// Stores `user`'s key backup, replacing any former one.
+    async fn put_key_backup(&self, user: UserId, backup: &KeyBackup) -> Result<(), StorageError>;
+
+    /// `user`'s key backup, if any.
+    async fn key_backup(&self, user: UserId) -> Result<Option<KeyBackup>, StorageError>;
+
+    /// Deletes `user`'s key backup; `false` when there was none.
+    async fn delete_key_backup(&self, user: UserId) -> Result<bool, StorageError>;
+}
+
 /// Readiness of the store.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
@@ -329,7 +419,13 @@ pub trait StoreHealth: Send + Sync + 'static {
 
 /// Everything a storage adapter implements.
 pub trait Storage:
-    UserStore + RefreshTokenStore + ConversationStore + MessageStore + ReceiptStore + StoreHealth
+    UserStore
+    + RefreshTokenStore
+    + ConversationStore
+    + MessageStore
+    + ReceiptStore
+    + EncryptionStore
+    + StoreHealth
 {
 }
 
@@ -339,6 +435,7 @@ impl<T> Storage for T where
         + ConversationStore
         + MessageStore
         + ReceiptStore
+        + EncryptionStore
         + StoreHealth
 {
 }

@@ -50,6 +50,8 @@ pub enum ErrorCode {
     MessageDeleted,
     /// The message is older than the edit window (409).
     EditWindowClosed,
+    /// The user already has the most devices allowed (10) (409).
+    TooManyDevices,
     /// The body is larger than the limit (413).
     PayloadTooLarge,
     /// A missing or malformed field, or a value the rules refuse (REST 422).
@@ -66,7 +68,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 27] = [
         Self::MalformedJson,
         Self::InvalidBody,
         Self::InvalidJson,
@@ -87,6 +89,7 @@ impl ErrorCode {
         Self::AlreadyMember,
         Self::MessageDeleted,
         Self::EditWindowClosed,
+        Self::TooManyDevices,
         Self::PayloadTooLarge,
         Self::ValidationFailed,
         Self::NotAGroup,
@@ -118,6 +121,7 @@ impl ErrorCode {
             Self::AlreadyMember => "already_member",
             Self::MessageDeleted => "message_deleted",
             Self::EditWindowClosed => "edit_window_closed",
+            Self::TooManyDevices => "too_many_devices",
             Self::PayloadTooLarge => "payload_too_large",
             Self::ValidationFailed => "validation_failed",
             Self::NotAGroup => "not_a_group",

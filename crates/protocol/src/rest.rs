@@ -74,6 +74,36 @@ pub struct AddMemberRequest {
     pub user_id: Uuid,
 }
 
+/// `POST /devices`: a device of the caller and its ECDH P-256 public key (end-to-end
+/// encryption).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RegisterDeviceRequest {
+    /// base64url without padding of the 65-byte uncompressed point (`0x04 || x || y`).
+    pub public_key: String,
+    /// What its user calls it, 1 to 64 characters.
+    pub name: String,
+}
+
+/// `PUT /users/me/key_backup` and its `GET`: the caller's conversation keys, encrypted on
+/// the client under a key derived from a passphrase. The server cannot read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyBackupDto {
+    /// Format version: 1.
+    pub version: u32,
+    /// Key derivation: `"PBKDF2-SHA256"`.
+    pub kdf: String,
+    /// PBKDF2 iterations, 310000 to 100000000.
+    pub iterations: u32,
+    /// base64url without padding, 16 to 64 bytes.
+    pub salt: String,
+    /// AES-GCM IV, base64url without padding, 12 bytes.
+    pub iv: String,
+    /// Ciphertext with its tag, base64url without padding, 17 bytes to 1 MiB.
+    pub ct: String,
+}
+
 /// `POST /conversations/{id}/messages`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -122,6 +152,25 @@ pub struct UserDto {
     pub display_name: String,
     /// Picture, if any.
     pub avatar_url: Option<String>,
+}
+
+/// A live device and its public key, for members to wrap keys for and to verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceDto {
+    /// Device id.
+    pub id: Uuid,
+    /// Its owner.
+    pub user_id: Uuid,
+    /// base64url without padding of the 65-byte uncompressed P-256 point.
+    pub public_key: String,
+    /// What its user calls it.
+    pub name: String,
+    /// SHA-256 of the 65 raw bytes, lower-case hex, 16 groups of 4 digits separated by
+    /// spaces: what users compare to verify the device.
+    pub fingerprint: String,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
 }
 
 /// What register, login and refresh answer.

@@ -39,6 +39,18 @@ pub fn user(user: &User) -> UserDto {
     }
 }
 
+/// A device as members see it, with its fingerprint.
+pub fn device(device: &domain::encryption::Device) -> protocol::rest::DeviceDto {
+    protocol::rest::DeviceDto {
+        id: device.id.as_uuid(),
+        user_id: device.user_id.as_uuid(),
+        public_key: device.public_key.as_str().to_owned(),
+        name: device.name.as_str().to_owned(),
+        fingerprint: device.public_key.fingerprint(),
+        created_at: device.created_at,
+    }
+}
+
 /// What register, login and refresh answer.
 pub fn auth(session: &AuthSession) -> AuthResponse {
     AuthResponse {

@@ -74,6 +74,9 @@ pub enum ApiError {
     /// The user is a member already (409).
     #[error("user is already a member of this conversation")]
     AlreadyMember,
+    /// The user already has the most live devices allowed (409).
+    #[error("at most {0} devices per user")]
+    TooManyDevices(usize),
     /// The body is larger than `http.max_body_bytes` (413).
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge {
@@ -149,6 +152,7 @@ impl ApiError {
             Self::EmailTaken => ErrorCode::EmailTaken,
             Self::TempIdConflict => ErrorCode::TempIdConflict,
             Self::AlreadyMember => ErrorCode::AlreadyMember,
+            Self::TooManyDevices(_) => ErrorCode::TooManyDevices,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::Validation { .. } => ErrorCode::ValidationFailed,
             Self::NotAGroup => ErrorCode::NotAGroup,
@@ -174,7 +178,8 @@ impl ApiError {
             | Self::TempIdConflict
             | Self::AlreadyMember
             | Self::MessageDeleted
-            | Self::EditWindowClosed => StatusCode::CONFLICT,
+            | Self::EditWindowClosed
+            | Self::TooManyDevices(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation { .. } | Self::NotAGroup | Self::GroupFull(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -273,6 +278,8 @@ impl From<ChatError> for ApiError {
             ChatError::TempIdReused => Self::TempIdConflict,
             ChatError::NotAGroup => Self::NotAGroup,
             ChatError::GroupFull(n) => Self::GroupFull(n),
+            ChatError::TooManyDevices(n) => Self::TooManyDevices(n),
+            ChatError::NotFound(_) => Self::NotFound,
             // The cause is logged where the batch was isolated (`realtime::batcher`).
             ChatError::Unstorable(_) => Self::validation(
                 "message",
@@ -343,6 +350,8 @@ mod tests {
             (ChatError::TempIdReused, 409, "temp_id_conflict"),
             (ChatError::NotAGroup, 422, "not_a_group"),
             (ChatError::GroupFull(3), 422, "group_full"),
+            (ChatError::TooManyDevices(10), 409, "too_many_devices"),
+            (ChatError::NotFound("device not found"), 404, "not_found"),
             (ChatError::Storage(storage_error()), 503, "unavailable"),
         ];
         for (domain_error, status, code) in cases {

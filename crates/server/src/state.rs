@@ -5,11 +5,12 @@
 use crate::auth::{LoginRateLimiter, RegistrationRateLimiter};
 use crate::config::Settings;
 use domain::ports::{
-    AccessTokenIssuer, Clock, ConversationStore, MessageStore, PasswordHasher, ReceiptStore,
-    RefreshTokenStore, Storage, StoreHealth, UserStore,
+    AccessTokenIssuer, Clock, ConversationStore, EncryptionStore, MessageStore, PasswordHasher,
+    ReceiptStore, RefreshTokenStore, Storage, StoreHealth, UserStore,
 };
 use domain::services::{
-    AccountService, AccountSettings, ConversationService, LifecycleService, MessageService,
+    AccountService, AccountSettings, ConversationService, EncryptionService, LifecycleService,
+    MessageService,
 };
 use realtime::batcher::Faults;
 use realtime::{Parts, Realtime, RealtimePorts};
@@ -28,6 +29,8 @@ pub struct Ports {
     pub messages: Arc<dyn MessageStore>,
     /// Receipt watermarks.
     pub receipts: Arc<dyn ReceiptStore>,
+    /// End-to-end encryption: devices, wrapped keys, backups.
+    pub encryption: Arc<dyn EncryptionStore>,
     /// Readiness.
     pub health: Arc<dyn StoreHealth>,
 }
@@ -41,6 +44,7 @@ impl Ports {
             conversations: storage.clone(),
             messages: storage.clone(),
             receipts: storage.clone(),
+            encryption: storage.clone(),
             health: storage,
         }
     }
@@ -57,6 +61,8 @@ pub struct AppState {
     pub messages: MessageService,
     /// Edits, deletions and reactions.
     pub lifecycle: LifecycleService,
+    /// End-to-end encryption: devices, keys, backups.
+    pub encryption: EncryptionService,
     /// Login throttling, shared by every worker.
     pub login_limiter: LoginRateLimiter,
     /// Registration throttling per client IP, shared by every worker.
@@ -105,6 +111,8 @@ impl AppState {
             clock.clone(),
             limits,
         );
+        let encryption =
+            EncryptionService::new(ports.encryption, ports.conversations.clone(), clock.clone());
         let messages = MessageService::new(
             ports.messages,
             ports.conversations.clone(),
@@ -143,6 +151,7 @@ impl AppState {
             ),
             messages,
             lifecycle,
+            encryption,
             login_limiter: LoginRateLimiter::new(per_minute, burst),
             registration_limiter: RegistrationRateLimiter::new(
                 settings.auth.registrations_per_minute,

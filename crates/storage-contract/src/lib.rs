@@ -14,6 +14,7 @@
 
 pub mod concurrency;
 pub mod conversations;
+pub mod encryption;
 pub mod fixtures;
 pub mod lifecycle;
 pub mod messages;
@@ -75,6 +76,12 @@ macro_rules! storage_contract_tests {
             lifecycle::concurrent_changes_of_one_conversation_get_distinct_consecutive_numbers,
             lifecycle::history_lists_and_snapshots_show_edits_deletions_and_change_numbers,
             lifecycle::messages_by_ids_answers_those_of_the_conversation_as_they_are_now,
+            encryption::devices_register_list_count_and_revoke,
+            encryption::encryption_turns_on_once_with_key_version_zero,
+            encryption::keys_move_one_version_at_a_time_and_only_for_member_devices,
+            encryption::a_removal_needs_a_rotation_the_removed_member_never_gets,
+            encryption::concurrent_uploads_of_one_version_make_it_once,
+            encryption::key_backups_are_replaced_read_and_deleted,
             concurrency::fifty_concurrent_sends_get_seqs_one_to_fifty,
             concurrency::concurrent_retries_of_one_key_give_one_message_and_burn_no_seq,
             receipts::watermarks_only_move_forward,

@@ -7,6 +7,7 @@
 
 mod deploy_nginx;
 mod durability;
+mod e2ee;
 mod fault_node;
 mod fault_postgres;
 mod fault_redis;

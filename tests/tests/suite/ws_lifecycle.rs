@@ -244,7 +244,7 @@ async fn live_changes_reach_every_session_and_refusals_change_nothing(mode: Mode
     ws_b.expect_no_frame("message_updated", QUIET).await;
     for ws in [&mut ws_a, &mut ws_b, &mut ws_c] {
         assert!(
-            ws.take_kept(|f| is_change(f)).is_none(),
+            ws.take_kept(is_change).is_none(),
             "{}: a refusal announced a change",
             ws.label
         );

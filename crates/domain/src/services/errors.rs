@@ -88,6 +88,13 @@ pub enum ChatError {
     /// The group would exceed the member limit (422).
     #[error("group member limit of {0} reached")]
     GroupFull(usize),
+    /// The user already has the most live devices allowed (409 `too_many_devices`).
+    #[error("at most {0} devices per user")]
+    TooManyDevices(usize),
+    /// A named thing the caller may not see or that does not exist: a device, a key
+    /// backup (404 `not_found`).
+    #[error("{0}")]
+    NotFound(&'static str),
     /// The database refused this message although it passed validation (a constraint or
     /// data error no check caught), while it took the others of its batch: retrying the
     /// same message cannot help (422). Nothing was written for it.

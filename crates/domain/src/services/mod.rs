@@ -2,6 +2,7 @@
 
 mod accounts;
 mod conversations;
+mod encryption;
 mod errors;
 mod lifecycle;
 mod lookups;
@@ -11,6 +12,7 @@ mod typing;
 
 pub use accounts::{AccountService, AccountSettings};
 pub use conversations::{ConversationService, CONVERSATION_PAGE_SIZE};
+pub use encryption::{EnableOutcome, EncryptionService, KeyRequest, KeysStored};
 pub use errors::{AuthError, ChatError};
 pub use lifecycle::{EditOutcome, LifecycleService, ReactionChange, REACTION_USERS_SHOWN};
 pub use messages::{HistoryPage, MessageService, MessageView, ReadOutcome, SendCommand};

@@ -5,8 +5,10 @@ pub mod auth;
 pub mod body;
 pub mod client_ip;
 pub mod conversations;
+pub mod devices;
 pub mod health;
 pub mod ids;
+pub mod key_backup;
 pub mod messages;
 pub mod openapi;
 pub mod presence;
@@ -33,6 +35,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource("/users/me").route(web::get().to(users::me)))
             .service(resource("/users/search").route(web::get().to(users::search)))
             .service(resource("/users/{id}").route(web::get().to(users::get)))
+            .service(
+                resource("/users/me/key_backup")
+                    .app_data(web::Data::new(key_backup::KEY_BACKUP_BODY_LIMIT))
+                    .route(web::put().to(key_backup::put))
+                    .route(web::get().to(key_backup::get))
+                    .route(web::delete().to(key_backup::delete)),
+            )
+            .service(resource("/users/{id}/devices").route(web::get().to(devices::list)))
+            .service(resource("/devices").route(web::post().to(devices::register)))
+            .service(resource("/devices/{id}").route(web::delete().to(devices::revoke)))
             .service(
                 resource("/conversations")
                     .route(web::post().to(conversations::create))

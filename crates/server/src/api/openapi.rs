@@ -1,7 +1,7 @@
 //! The OpenAPI document, served at `GET /api/v1/openapi.json`. Every route is listed
 //! here; a test checks the document against the router's paths.
 
-use super::{auth, conversations, health, messages, presence, users};
+use super::{auth, conversations, devices, health, key_backup, messages, presence, users};
 use actix_web::HttpResponse;
 use protocol::error::{ErrorBody, ErrorCode, ErrorDetail};
 use protocol::rest as dto;
@@ -26,6 +26,8 @@ use utoipa::{Modify, OpenApi};
         messages::send, messages::history, messages::mark_read,
         messages::edit, messages::delete, messages::add_reaction, messages::remove_reaction,
         presence::conversation_presence,
+        devices::register, devices::list, devices::revoke,
+        key_backup::put, key_backup::get, key_backup::delete,
         health::healthz, health::readyz,
     ),
     components(schemas(
@@ -37,6 +39,7 @@ use utoipa::{Modify, OpenApi};
         dto::EditMessageRequest, dto::ReactionDto, dto::ReplyPreviewDto, dto::ReactionsDto,
         dto::UnreadDto, dto::ConversationUnreadDto, dto::HealthDto,
         dto::ConversationPresenceDto, dto::ParticipantPresenceDto,
+        dto::RegisterDeviceRequest, dto::DeviceDto, dto::KeyBackupDto,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -44,6 +47,7 @@ use utoipa::{Modify, OpenApi};
         (name = "users", description = "Users"),
         (name = "conversations", description = "Direct and group conversations"),
         (name = "messages", description = "Messages, their edits, deletions and reactions, and read receipts (REST fallback)"),
+        (name = "encryption", description = "End-to-end encryption: devices and their public keys, key backups"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

@@ -15,8 +15,9 @@ use domain::conversation::{
 };
 use domain::message::{AppendOutcome, ContentType, Message};
 use domain::ports::{
-    AccessTokenIssuer, MockConversationStore, MockMessageStore, MockPasswordHasher,
-    MockReceiptStore, MockRefreshTokenStore, MockStoreHealth, MockUserStore, SystemClock,
+    AccessTokenIssuer, MockConversationStore, MockEncryptionStore, MockMessageStore,
+    MockPasswordHasher, MockReceiptStore, MockRefreshTokenStore, MockStoreHealth, MockUserStore,
+    SystemClock,
 };
 use domain::user::{DisplayName, EmailAddress, User};
 use domain::{ConversationId, MessageId, StorageError, UserId};
@@ -33,6 +34,7 @@ struct Mocks {
     conversations: MockConversationStore,
     messages: MockMessageStore,
     receipts: MockReceiptStore,
+    encryption: MockEncryptionStore,
     health: MockStoreHealth,
     hasher: MockPasswordHasher,
 }
@@ -45,6 +47,7 @@ impl Mocks {
             conversations: Arc::new(self.conversations),
             messages: Arc::new(self.messages),
             receipts: Arc::new(self.receipts),
+            encryption: Arc::new(self.encryption),
             health: Arc::new(self.health),
         };
         let auth = &settings.auth;
@@ -618,6 +621,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/conversations/{id}/read"),
     ("get", "/api/v1/conversations/{id}/presence"),
     ("get", "/api/v1/unread"),
+    ("post", "/api/v1/devices"),
+    ("get", "/api/v1/users/{id}/devices"),
+    ("delete", "/api/v1/devices/{id}"),
+    ("put", "/api/v1/users/me/key_backup"),
+    ("get", "/api/v1/users/me/key_backup"),
+    ("delete", "/api/v1/users/me/key_backup"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];
