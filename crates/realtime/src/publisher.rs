@@ -186,25 +186,12 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
             };
             (header, wire::encode(&frame))
         }
-        Event::MessageUpdated { view } => {
-            let m = &view.message;
-            let frame = ServerFrame::MessageUpdated {
-                conversation_id: m.conversation_id.as_uuid(),
-                message: wire::shared_message(view),
-                change_seq: m.change_seq,
-            };
-            (change_header(m), wire::encode(&frame))
-        }
+        Event::MessageUpdated { view } => (
+            change_header(&view.message),
+            wire::encode(&wire::message_updated(view, false)),
+        ),
         Event::MessageDeleted { message: m } => {
-            let frame = ServerFrame::MessageDeleted {
-                conversation_id: m.conversation_id.as_uuid(),
-                message_id: m.id.as_uuid(),
-                seq: m.seq,
-                deleted_at: m.deleted_at.unwrap_or(m.created_at),
-                deleted_by: m.deleted_by.unwrap_or(m.sender_id).as_uuid(),
-                change_seq: m.change_seq,
-            };
-            (change_header(m), wire::encode(&frame))
+            (change_header(m), wire::encode(&wire::message_deleted(m)))
         }
         Event::Reaction {
             view,

@@ -521,10 +521,7 @@ impl SessionState {
         if grace.is_zero() {
             return Gap::FetchNow;
         }
-        if !self.gaps.contains(&c) {
-            self.gaps.push(c);
-            self.gaps_due.get_or_insert(now + grace);
-        }
+        self.schedule_gap(c, now + grace);
         Gap::Later
     }
 
@@ -651,9 +648,17 @@ impl SessionState {
         if feed.syncing || self.own_sends_explain(c, after, up_to) || self.gaps.contains(&c) {
             return Gap::Nothing;
         }
-        self.gaps.push(c);
-        self.gaps_due.get_or_insert(now + grace);
+        self.schedule_gap(c, now + grace);
         Gap::Later
+    }
+
+    /// `c`'s holes (of messages and of changes: the shell fills both) are fetched at `due`,
+    /// or with the holes already scheduled, whichever comes first.
+    fn schedule_gap(&mut self, c: ConversationId, due: Instant) {
+        if !self.gaps.contains(&c) {
+            self.gaps.push(c);
+        }
+        self.gaps_due.get_or_insert(due);
     }
 
     /// When the holes seen live are due to be fetched.
@@ -826,21 +831,10 @@ impl SessionState {
 /// The frame of a changed message read from storage, for its reader: `message_deleted`
 /// for a tombstone, else `message_updated` with the message as it is now.
 pub fn change_frame(view: &MessageView) -> String {
-    let m = &view.message;
-    let frame = match (m.deleted_at, m.deleted_by) {
-        (Some(deleted_at), deleted_by) => ServerFrame::MessageDeleted {
-            conversation_id: m.conversation_id.as_uuid(),
-            message_id: m.id.as_uuid(),
-            seq: m.seq,
-            deleted_at,
-            deleted_by: deleted_by.unwrap_or(m.sender_id).as_uuid(),
-            change_seq: m.change_seq,
-        },
-        (None, _) => ServerFrame::MessageUpdated {
-            conversation_id: m.conversation_id.as_uuid(),
-            message: wire::message(view),
-            change_seq: m.change_seq,
-        },
+    let frame = if view.message.deleted_at.is_some() {
+        wire::message_deleted(&view.message)
+    } else {
+        wire::message_updated(view, true)
     };
     wire::encode(&frame)
 }

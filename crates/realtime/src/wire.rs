@@ -7,7 +7,7 @@ use domain::auth::AuthSession;
 use domain::conversation::{
     ConversationDetails, ConversationState, ConversationSummary, ParticipantProfile,
 };
-use domain::message::{AppendOutcome, MessageStatus, ReactionCount, ReplyPreview};
+use domain::message::{AppendOutcome, Message, MessageStatus, ReactionCount, ReplyPreview};
 use domain::realtime::{self, ConversationChange};
 use domain::services::{MessageService, MessageView, ParticipantPresence};
 use domain::user::User;
@@ -111,6 +111,33 @@ pub fn reply_preview(p: &ReplyPreview) -> ReplyPreviewDto {
         sender_id: p.sender_id.as_uuid(),
         content: p.excerpt.clone(),
         deleted: p.deleted,
+    }
+}
+
+/// `message_updated` of `view`: for one reader (a `sync` replay: reactions with `me`), or
+/// one frame for every member (live: without).
+pub fn message_updated(view: &MessageView, for_reader: bool) -> ServerFrame {
+    let m = &view.message;
+    ServerFrame::MessageUpdated {
+        conversation_id: m.conversation_id.as_uuid(),
+        message: if for_reader {
+            message(view)
+        } else {
+            shared_message(view)
+        },
+        change_seq: m.change_seq,
+    }
+}
+
+/// `message_deleted` of the tombstone `m`.
+pub fn message_deleted(m: &Message) -> ServerFrame {
+    ServerFrame::MessageDeleted {
+        conversation_id: m.conversation_id.as_uuid(),
+        message_id: m.id.as_uuid(),
+        seq: m.seq,
+        deleted_at: m.deleted_at.unwrap_or(m.created_at),
+        deleted_by: m.deleted_by.unwrap_or(m.sender_id).as_uuid(),
+        change_seq: m.change_seq,
     }
 }
 

@@ -7,11 +7,11 @@
 
 use super::errors::ChatError;
 use super::lookups::{require_member, require_message};
-use super::messages::{MessageService, MessageView};
+use super::messages::{attach_reactions, attach_replies, decorate, MessageService, MessageView};
 use crate::conversation::{Participant, Role};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::limits::Limits;
-use crate::message::{DeleteOutcome, Emoji, Message, MessageContent, ReactionCount, ReplyPreview};
+use crate::message::{DeleteOutcome, Emoji, Message, MessageContent, ReactionCount};
 use crate::ports::{Clock, ConversationStore, MessageStore};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -193,25 +193,6 @@ impl LifecycleService {
     }
 
     /// For member `me`: the messages of `conversation` changed after change `after`, in
-    /// change order, at most `limit` (recovery's second cursor).
-    pub async fn changes_after(
-        &self,
-        me: UserId,
-        conversation: ConversationId,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<Message>, ChatError> {
-        require_member(&*self.conversations, conversation, me).await?;
-        let limit = limit.clamp(1, self.limits.max_page_size);
-        Ok(self
-            .messages
-            .changes_after(conversation, after.max(0), limit)
-            .await?)
-    }
-}
-
-impl LifecycleService {
-    /// For member `me`: the messages of `conversation` changed after change `after`, in
     /// change order, at most `limit`, as `me` reads them (status, reactions with `me`,
     /// reply previews): what recovery writes as `message_updated` / `message_deleted`.
     /// A bounded number of statements whatever the page's size.
@@ -234,7 +215,7 @@ impl LifecycleService {
             .changes_after(conversation, after.max(0), limit)
             .await?;
         let mut views = MessageService::views(&details, changed);
-        super::messages::decorate(&*self.messages, me, conversation, &mut views).await?;
+        decorate(&*self.messages, me, conversation, &mut views).await?;
         Ok(views)
     }
 
@@ -258,30 +239,13 @@ impl LifecycleService {
             .conversation(c)
             .await?
             .ok_or(ChatError::NotParticipant)?;
-        let id = message.id;
-        let deleted = message.deleted_at.is_some();
-        let reply_to = message.reply_to;
-        let mut view = MessageService::views(&details, vec![message])
-            .pop()
-            .ok_or(ChatError::MessageNotFound)?;
-        if let Some(reactions) = reactions {
-            view.reactions = reactions;
-        } else if !deleted {
-            view.reactions = self
-                .reactions(c, &[id], viewer)
-                .await?
-                .remove(&id)
-                .unwrap_or_default();
+        let mut views = MessageService::views(&details, vec![message]);
+        match (reactions, views.first_mut()) {
+            (Some(reactions), Some(view)) => view.reactions = reactions,
+            _ => attach_reactions(&*self.messages, viewer, c, &mut views).await?,
         }
-        if let Some(original) = reply_to {
-            view.reply = self
-                .messages
-                .message(c, original)
-                .await?
-                .as_ref()
-                .map(ReplyPreview::of);
-        }
-        Ok(view)
+        attach_replies(&*self.messages, c, &mut views).await?;
+        views.pop().ok_or(ChatError::MessageNotFound)
     }
 }
 
@@ -645,23 +609,84 @@ mod tests {
         ));
     }
 
+    /// The conversation `w` is about, with `members` in it.
+    fn details_of(w: &World, members: &[UserId]) -> crate::conversation::ConversationDetails {
+        use crate::conversation::ParticipantProfile;
+        use crate::conversation::{Conversation, ConversationDetails, ConversationKind};
+        ConversationDetails {
+            conversation: Conversation {
+                id: w.conversation,
+                kind: ConversationKind::Group,
+                title: Some("Team".into()),
+                created_by: members[0],
+                created_at: t0(),
+                last_seq: 2,
+                last_message_at: Some(t0()),
+                last_change: 5,
+            },
+            participants: members
+                .iter()
+                .map(|user_id| ParticipantProfile {
+                    participant: Participant {
+                        conversation_id: w.conversation,
+                        user_id: *user_id,
+                        role: Role::Member,
+                        joined_at: t0(),
+                        delivered_seq: 0,
+                        read_seq: 0,
+                    },
+                    display_name: "Member".into(),
+                    email: "member@example.com".into(),
+                    avatar_url: None,
+                    last_seen_at: None,
+                })
+                .collect(),
+        }
+    }
+
     #[tokio::test]
-    async fn changes_are_read_for_members_only_with_a_bounded_page() {
+    async fn changes_are_read_for_members_only_with_a_bounded_page_and_their_reactions() {
         let (me, outsider) = (UserId::new(), UserId::new());
-        let mut w = World::new().member(me, Role::Member).outsider(outsider);
+        let mut w = World::new();
+        let details = details_of(&w, &[me]);
+        w.conversations
+            .expect_conversation()
+            .returning(move |_| Ok(Some(details.clone())));
+        let mut edited = message(w.conversation, me, Duration::seconds(5));
+        edited.change_seq = 4;
+        let mut gone = message(w.conversation, me, Duration::seconds(5));
+        (gone.seq, gone.change_seq, gone.deleted_at) = (2, 5, Some(t0()));
+        let (edited_id, page) = (edited.id, vec![edited, gone]);
         w.messages
             .expect_changes_after()
             .with(always(), eq(4), eq(100))
             .times(1)
-            .returning(|_, _, _| Ok(vec![]));
+            .returning(move |_, _, _| Ok(page.clone()));
+        // One read of reactions for the page, the tombstone left out.
+        w.messages
+            .expect_reactions_of()
+            .withf(move |_, ids, viewer, bound| {
+                ids == [edited_id] && *viewer == me && *bound == REACTION_USERS_SHOWN
+            })
+            .times(1)
+            .returning(move |_, _, _, _| {
+                Ok(vec![(
+                    edited_id,
+                    vec![ReactionCount {
+                        emoji: "\u{1F44D}".into(),
+                        count: 1,
+                        user_ids: vec![me],
+                        me: true,
+                    }],
+                )])
+            });
         let (svc, c) = w.service();
-        assert!(svc
-            .changes_after(me, c, 4, 10_000)
-            .await
-            .unwrap()
-            .is_empty());
+        let views = svc.changed_views(me, c, 4, 10_000).await.unwrap();
+        assert_eq!(views.len(), 2);
+        assert_eq!(views[0].reactions.len(), 1);
+        assert!(views[1].reactions.is_empty());
         assert!(matches!(
-            svc.changes_after(outsider, c, 0, 10).await,
+            svc.changed_views(outsider, c, 0, 10).await,
             Err(ChatError::NotParticipant)
         ));
     }

@@ -544,6 +544,18 @@ pub(super) async fn decorate(
     conversation: ConversationId,
     views: &mut [MessageView],
 ) -> Result<(), ChatError> {
+    attach_reactions(messages, me, conversation, views).await?;
+    attach_replies(messages, conversation, views).await
+}
+
+/// The reactions half of [`decorate`]: at most one `reactions_of`, for the messages that
+/// ever changed and are not deleted.
+pub(super) async fn attach_reactions(
+    messages: &dyn MessageStore,
+    me: UserId,
+    conversation: ConversationId,
+    views: &mut [MessageView],
+) -> Result<(), ChatError> {
     let live: Vec<MessageId> = views
         .iter()
         .filter(|v| v.message.deleted_at.is_none() && v.message.change_seq > 0)
@@ -561,6 +573,16 @@ pub(super) async fn decorate(
             }
         }
     }
+    Ok(())
+}
+
+/// The reply previews half of [`decorate`]: at most one `messages_by_ids`, for originals
+/// not among `views` themselves.
+pub(super) async fn attach_replies(
+    messages: &dyn MessageStore,
+    conversation: ConversationId,
+    views: &mut [MessageView],
+) -> Result<(), ChatError> {
     let mut wanted: Vec<MessageId> = Vec::new();
     let mut seen = HashSet::new();
     for original in views.iter().filter_map(|v| v.message.reply_to) {
