@@ -394,16 +394,18 @@ impl Hub {
     }
 
     /// The session's write has waited a whole grace for its client: closes it with 4009
-    /// when more than its limit is queued behind that write. Events may have stopped
-    /// coming (a burst that ended), so [`Entry::offer`] would never judge it; a client
-    /// that reads drains the queue instead and is never closed. `true` when it was closed.
-    pub fn stalled(&self, session: SessionId) -> bool {
+    /// when more than its limit waits behind that write, in its queue and in the session's
+    /// hands (`in_hand`: frames it took out of the queue or fetched from storage and has
+    /// not written yet, say the rest of a page). Events may have stopped coming (a burst
+    /// that ended), so [`Entry::offer`] would never judge it; a client that reads drains
+    /// the queue instead and is never closed. `true` when it was closed.
+    pub fn stalled(&self, session: SessionId, in_hand: usize) -> bool {
         let state = self.read();
         let Some(entry) = state.sessions.get(&session) else {
             return false;
         };
         let depth = entry.queue.max_capacity() - entry.queue.capacity();
-        if depth <= entry.backlog.limit {
+        if depth.saturating_add(in_hand) <= entry.backlog.limit {
             return false;
         }
         if entry.close.close(CLOSE_SLOW_CONSUMER) {
@@ -793,13 +795,13 @@ mod tests {
         send(&hub);
         send(&hub);
         assert!(
-            !hub.stalled(client.id),
+            !hub.stalled(client.id, 0),
             "within the limit: a slow write alone is not slow"
         );
         assert_eq!(client.close.code(), None);
         send(&hub);
         assert!(
-            hub.stalled(client.id),
+            hub.stalled(client.id, 0),
             "over the limit behind a stalled write"
         );
         assert_eq!(client.close.code(), Some(CLOSE_SLOW_CONSUMER));
@@ -808,7 +810,23 @@ mod tests {
             .metrics
             .render(Default::default())
             .contains("chat_slow_consumers_closed_total 1"));
-        assert!(!hub.stalled(SessionId::new()), "an unknown session");
+        assert!(!hub.stalled(SessionId::new(), 9), "an unknown session");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_in_the_sessions_hands_count_behind_a_stalled_write() {
+        let (hub, client, send) = backlogged(2, Duration::from_secs(1));
+        send(&hub);
+        assert!(
+            !hub.stalled(client.id, 1),
+            "one queued and one in hand: within the limit"
+        );
+        assert_eq!(client.close.code(), None);
+        assert!(
+            hub.stalled(client.id, 2),
+            "one queued and two in hand (the rest of a fetched page): over the limit"
+        );
+        assert_eq!(client.close.code(), Some(CLOSE_SLOW_CONSUMER));
     }
 
     #[tokio::test(start_paused = true)]

@@ -291,6 +291,7 @@ async fn admit(
         in_flight: VecDeque::new(),
         closing: None,
         typing_limiter,
+        in_hand: 0,
         core,
     };
     Some((session, stream, conversations))
@@ -343,6 +344,10 @@ struct ChatSession {
     /// are no longer cut short by the close signal, only bounded by this deadline.
     closing: Option<Instant>,
     typing_limiter: DefaultDirectRateLimiter,
+    /// Frames decided but not yet handed to [`Self::write`] (the rest of a fetched page, of
+    /// a release, of the held messages): they wait for the client as much as the queue's,
+    /// so a stalled write counts them ([`realtime::Hub::stalled`]).
+    in_hand: usize,
     /// Everything the session decides: feeds, held messages, pending acks, typing leases,
     /// presence, holes.
     core: SessionState,
@@ -565,11 +570,21 @@ impl ChatSession {
                 code = self.signal.wait() => return Err(End::Close(code, close_reason(code))),
                 written = &mut flush => return written.map_err(|_| End::Gone),
                 () = &mut stall => {
-                    self.realtime.hub.stalled(self.id);
+                    self.realtime.hub.stalled(self.id, self.in_hand);
                     stall.as_mut().reset(Instant::now() + grace);
                 }
             }
         }
+    }
+
+    /// Writes `frames` in order, counting the ones still to come as in hand.
+    async fn write_all(&mut self, frames: Vec<ByteString>, message: bool) -> Result<(), End> {
+        self.in_hand += frames.len();
+        for frame in frames {
+            self.in_hand -= 1;
+            self.write(frame, message).await?;
+        }
+        Ok(())
     }
 
     async fn write_error(&mut self, error: FrameError) -> Result<(), End> {
@@ -962,8 +977,15 @@ impl ChatSession {
                 let page = self.fetch(c, after, limit).await?;
                 let full = page.messages.len() as u32 >= limit;
                 let mut last = after;
-                for view in page.messages.iter().filter(|v| v.message.seq <= upper) {
+                let shown: Vec<_> = page
+                    .messages
+                    .iter()
+                    .filter(|v| v.message.seq <= upper)
+                    .collect();
+                self.in_hand += shown.len();
+                for view in shown {
                     last = view.message.seq;
+                    self.in_hand -= 1;
                     self.write(message_frame(view), true).await?;
                 }
                 self.announce_fetched(c, &page);
@@ -1029,9 +1051,7 @@ impl ChatSession {
                 last_change,
                 release,
             }) => {
-                for frame in release {
-                    self.write(frame, false).await?;
-                }
+                self.write_all(release, false).await?;
                 return Ok(Some((last_change, false)));
             }
             Some(ChangeSync::Replay { after }) => after,
@@ -1042,9 +1062,7 @@ impl ChatSession {
         let Some(replayed) = self.core.changes_replayed(c, after, page, full) else {
             return Ok(None);
         };
-        for frame in replayed.frames {
-            self.write(frame, false).await?;
-        }
+        self.write_all(replayed.frames, false).await?;
         if !replayed.has_more && self.core.changes_overflowed(c) {
             self.catch_up_changes(c).await?;
         }
@@ -1119,7 +1137,9 @@ impl ChatSession {
         let Some((held, overflowed)) = self.core.release_hold() else {
             return Ok(());
         };
+        self.in_hand += held.len();
         for delivery in held {
+            self.in_hand -= 1;
             self.offer_held(delivery).await?;
         }
         for c in overflowed {
@@ -1143,9 +1163,7 @@ impl ChatSession {
         let Some((c, frames)) = self.core.offer_change(&delivery) else {
             return Ok(());
         };
-        for frame in frames {
-            self.write(frame, false).await?;
-        }
+        self.write_all(frames, false).await?;
         match self.core.change_gap_seen(c, Instant::now()) {
             Gap::FetchNow => self.fill_change_gaps(c).await,
             Gap::Later | Gap::Nothing => Ok(()),
@@ -1200,9 +1218,7 @@ impl ChatSession {
         let Some(frames) = self.core.changes_fetched(c, page) else {
             return Ok(0);
         };
-        for frame in frames {
-            self.write(frame, false).await?;
-        }
+        self.write_all(frames, false).await?;
         Ok(read)
     }
 
@@ -1235,7 +1251,9 @@ impl ChatSession {
 
     /// Writes what a feed let through; records delivery of the newest message of others.
     async fn write_release(&mut self, c: ConversationId, release: Release) -> Result<(), End> {
+        self.in_hand += release.messages.len();
         for message in release.messages {
+            self.in_hand -= 1;
             let measured = message.measured();
             self.write(message.frame, true).await?;
             if measured {
