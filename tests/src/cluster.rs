@@ -381,6 +381,7 @@ pub async fn direct(api: &Api, a: &TestUser, b: &TestUser) -> String {
                 kind: "direct".into(),
                 participant_ids: vec![uuid(&b.id)],
                 title: None,
+                encrypted: false,
             }),
         )
         .await;
@@ -403,6 +404,7 @@ pub async fn group(api: &Api, owner: &TestUser, members: &[&TestUser]) -> String
                 kind: "group".into(),
                 participant_ids: ids,
                 title: Some("Team".into()),
+                encrypted: false,
             }),
         )
         .await;

@@ -333,6 +333,7 @@ impl Rest {
                     kind: if group { "group" } else { "direct" }.to_owned(),
                     participant_ids,
                     title: group.then(|| format!("Load group {n}")),
+                    encrypted: false,
                 };
                 Ok((n, self.post_conversation(&creator.token, &body).await?))
             })

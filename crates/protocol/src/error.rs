@@ -52,6 +52,11 @@ pub enum ErrorCode {
     EditWindowClosed,
     /// The user already has the most devices allowed (10) (409).
     TooManyDevices,
+    /// A `text` message or edit in an end-to-end encrypted conversation (409).
+    EncryptionRequired,
+    /// An `encrypted` message, a key upload or a key request in a conversation that is not
+    /// end-to-end encrypted (409).
+    NotEncrypted,
     /// The body is larger than the limit (413).
     PayloadTooLarge,
     /// A missing or malformed field, or a value the rules refuse (REST 422).
@@ -68,7 +73,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 29] = [
         Self::MalformedJson,
         Self::InvalidBody,
         Self::InvalidJson,
@@ -90,6 +95,8 @@ impl ErrorCode {
         Self::MessageDeleted,
         Self::EditWindowClosed,
         Self::TooManyDevices,
+        Self::EncryptionRequired,
+        Self::NotEncrypted,
         Self::PayloadTooLarge,
         Self::ValidationFailed,
         Self::NotAGroup,
@@ -122,6 +129,8 @@ impl ErrorCode {
             Self::MessageDeleted => "message_deleted",
             Self::EditWindowClosed => "edit_window_closed",
             Self::TooManyDevices => "too_many_devices",
+            Self::EncryptionRequired => "encryption_required",
+            Self::NotEncrypted => "not_encrypted",
             Self::PayloadTooLarge => "payload_too_large",
             Self::ValidationFailed => "validation_failed",
             Self::NotAGroup => "not_a_group",

@@ -56,6 +56,10 @@ pub struct CreateConversationRequest {
     /// The group's title (required for groups, ignored for direct conversations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// End-to-end encrypted from the start (it can also be turned on later with
+    /// `POST /conversations/{id}/encryption`, never off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
 }
 
 /// `PATCH /conversations/{id}`
@@ -273,8 +277,12 @@ pub struct ReplyPreviewDto {
     pub id: Uuid,
     /// Its sender.
     pub sender_id: Uuid,
-    /// Its first 100 characters (`""` when deleted).
+    /// Its first 100 characters (`""` when deleted; `"Encrypted message"` when it is
+    /// `encrypted`: the server cannot read it, the client shows its own decryption).
     pub content: String,
+    /// The original's content type (`text`, `encrypted`).
+    #[serde(default = "text_content_type")]
+    pub content_type: String,
     /// Whether it was deleted.
     pub deleted: bool,
 }
@@ -340,6 +348,121 @@ pub struct ConversationDto {
     pub last_message: Option<Option<MessageDto>>,
     /// Current members, oldest first.
     pub participants: Vec<ParticipantDto>,
+    /// End-to-end encrypted: every message is `content_type: "encrypted"`. Never turns
+    /// back to `false`.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// The newest conversation key version stored (0 while none was made, or when not
+    /// encrypted).
+    #[serde(default)]
+    pub key_version: i64,
+    /// A member was removed since the newest key was made: a member's client makes a new
+    /// version (rotation).
+    #[serde(default)]
+    pub rotation_needed: bool,
+}
+
+fn text_content_type() -> String {
+    "text".to_owned()
+}
+
+/// One conversation key wrapped for one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WrappedKeyDto {
+    /// The device that can unwrap it (a live device of a current member).
+    pub device_id: Uuid,
+    /// The wrapped key, base64url without padding.
+    pub wrapped_key: String,
+}
+
+/// `PUT /conversations/{id}/keys/{version}`: version `version` of the conversation key,
+/// wrapped by the caller's device `from_device_id` for each device of `wrapped`.
+/// `version` is the current key version (sharing it with devices that lack it) or the next
+/// one (a new key: the first, or a rotation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PutKeysRequest {
+    /// The caller's live device that wrapped the keys.
+    pub from_device_id: Uuid,
+    /// 1 to 500 wraps, each for a distinct device.
+    pub wrapped: Vec<WrappedKeyDto>,
+}
+
+/// What `PUT /conversations/{id}/keys/{version}` stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PutKeysResponse {
+    /// The conversation's key version afterwards.
+    pub key_version: i64,
+    /// Whether this upload made a new version.
+    pub rotated: bool,
+}
+
+/// One stored key version as the device it is wrapped for reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StoredKeyDto {
+    /// The key version.
+    pub version: i64,
+    /// The wrapped key, base64url.
+    pub wrapped_key: String,
+    /// The device that wrapped it.
+    pub from_device_id: Uuid,
+    /// That device's owner.
+    pub from_user_id: Uuid,
+    /// That device's public key (also when it was revoked since): what unwraps it.
+    pub from_public_key: String,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /conversations/{id}/keys?device_id=`: every key version wrapped for one of the
+/// caller's devices, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationKeysDto {
+    /// The conversation's newest key version.
+    pub key_version: i64,
+    /// A member was removed since that version was made.
+    pub rotation_needed: bool,
+    /// The versions wrapped for the device.
+    pub keys: Vec<StoredKeyDto>,
+}
+
+/// `GET /conversations/{id}/keys/missing`: live devices of current members that lack the
+/// current key version, for a member's client to wrap it for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MissingKeysDto {
+    /// The conversation's newest key version.
+    pub key_version: i64,
+    /// A member was removed since that version was made.
+    pub rotation_needed: bool,
+    /// The devices, oldest first.
+    pub devices: Vec<DeviceDto>,
+}
+
+/// `POST /conversations/{id}/keys/requests`: one of the caller's devices lacks the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyRequestRequest {
+    /// The caller's live device without the key.
+    pub device_id: Uuid,
+}
+
+/// What a key request announced (202), as the `key_request` frame carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyRequestDto {
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// Who asks.
+    pub user_id: Uuid,
+    /// Their device without the key.
+    pub device_id: Uuid,
+    /// The conversation's current key version.
+    pub key_version: i64,
 }
 
 /// `POST /conversations/{id}/read`

@@ -36,6 +36,10 @@ pub mod types {
     pub const PONG: &str = "pong";
     /// [`super::ServerFrame::Error`]
     pub const ERROR: &str = "error";
+    /// [`super::ServerFrame::KeyRequest`]
+    pub const KEY_REQUEST: &str = "key_request";
+    /// [`super::ServerFrame::KeyShared`]
+    pub const KEY_SHARED: &str = "key_shared";
     /// [`super::ServerFrame::MessageUpdated`]
     pub const MESSAGE_UPDATED: &str = "message_updated";
     /// [`super::ServerFrame::MessageDeleted`]
@@ -117,6 +121,8 @@ pub enum ConversationEvent {
     MemberAdded,
     /// A member was removed or left.
     MemberRemoved,
+    /// End-to-end encryption was turned on (`conversation.encrypted` is `true` from now on).
+    EncryptionEnabled,
 }
 
 /// Every frame the server sends.
@@ -271,6 +277,37 @@ pub enum ServerFrame {
     },
     /// Heartbeat answer.
     Pong,
+    /// A member's device lacks the conversation's key: the other members' clients that hold
+    /// it wrap it for that device (`PUT /conversations/{id}/keys/{key_version}`). Sent to
+    /// every session of every member.
+    KeyRequest {
+        /// Conversation.
+        conversation_id: Uuid,
+        /// Who asks.
+        user_id: Uuid,
+        /// Their device without the key.
+        device_id: Uuid,
+        /// The version asked for (the current one).
+        key_version: i64,
+    },
+    /// Keys were stored for devices: each device in `device_ids` fetches its keys
+    /// (`GET /conversations/{id}/keys?device_id=`). When `rotated`, `key_version` is new and
+    /// every member's client sends with it from now on. Sent to every session of every
+    /// member.
+    KeyShared {
+        /// Conversation.
+        conversation_id: Uuid,
+        /// The version stored.
+        key_version: i64,
+        /// Whether it is a new version.
+        rotated: bool,
+        /// Who uploaded it.
+        from_user_id: Uuid,
+        /// From which of their devices.
+        from_device_id: Uuid,
+        /// The devices it was wrapped for.
+        device_ids: Vec<Uuid>,
+    },
     /// A refused frame.
     Error {
         /// Machine-readable code.
@@ -301,6 +338,8 @@ impl ServerFrame {
             Self::MessageUpdated { .. } => types::MESSAGE_UPDATED,
             Self::MessageDeleted { .. } => types::MESSAGE_DELETED,
             Self::Reaction { .. } => types::REACTION,
+            Self::KeyRequest { .. } => types::KEY_REQUEST,
+            Self::KeyShared { .. } => types::KEY_SHARED,
             Self::Pong => types::PONG,
             Self::Error { .. } => types::ERROR,
         }

@@ -110,6 +110,7 @@ pub fn reply_preview(p: &ReplyPreview) -> ReplyPreviewDto {
         id: p.message_id.as_uuid(),
         sender_id: p.sender_id.as_uuid(),
         content: p.excerpt.clone(),
+        content_type: "text".to_owned(),
         deleted: p.deleted,
     }
 }
@@ -178,6 +179,9 @@ pub fn conversation(details: &ConversationDetails, me: UserId) -> ConversationDt
         unread_count: details.unread_count(me),
         last_message: None,
         participants: details.participants.iter().map(participant).collect(),
+        encrypted: false,
+        key_version: 0,
+        rotation_needed: false,
     }
 }
 
