@@ -15,7 +15,7 @@ use crate::encryption::{
 use crate::ids::{ConversationId, DeviceId, UserId};
 use crate::ports::{Clock, ConversationStore, EncryptionStore};
 use crate::user::InvalidField;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What turning encryption on did.
@@ -167,11 +167,38 @@ impl EncryptionService {
         Ok(self.store.encryption_state(conversation).await?)
     }
 
+    /// `conversation`'s encryption, for a caller that already checked who asks (`None`:
+    /// not encrypted).
+    pub async fn state_of(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<EncryptionState>, ChatError> {
+        Ok(self.store.encryption_state(conversation).await?)
+    }
+
+    /// The encryption of each of `conversations` that is encrypted, in one store call, for
+    /// a caller that already checked who asks (a user's conversation list).
+    pub async fn states_of(
+        &self,
+        conversations: &[ConversationId],
+    ) -> Result<HashMap<ConversationId, EncryptionState>, ChatError> {
+        if conversations.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .store
+            .encryption_states(conversations)
+            .await?
+            .into_iter()
+            .map(|s| (s.conversation_id, s))
+            .collect())
+    }
+
     /// A member's device `from_device` uploads version `version` of the key wrapped for
     /// `wraps` (device id, base64url wrapped key). `version` is `key_version + 1` (a new
     /// key) or `key_version` (a share); every wrapped-for device a live device of a current
     /// member, each once, 1 to [`MAX_WRAPS_PER_UPLOAD`]. Refusals are `Invalid` (422) and
-    /// store nothing; a conversation that is not encrypted is refused alike.
+    /// store nothing; a conversation that is not encrypted is `NotEncrypted` (409).
     pub async fn put_keys(
         &self,
         by: UserId,
@@ -252,7 +279,7 @@ impl EncryptionService {
     }
 
     /// The live devices of current members without the current key, for a member to wrap it
-    /// for. A conversation that is not encrypted is `Invalid`.
+    /// for. A conversation that is not encrypted is `NotEncrypted`.
     pub async fn missing_keys(
         &self,
         by: UserId,
@@ -321,7 +348,7 @@ impl EncryptionService {
 }
 
 fn not_encrypted() -> ChatError {
-    InvalidField::new("conversation", "this conversation is not encrypted").into()
+    ChatError::NotEncrypted
 }
 
 #[cfg(test)]
@@ -605,10 +632,10 @@ mod tests {
             field(service.put_keys(user, c, 2, mine_id, &wraps).await),
             "wrapped"
         );
-        assert_eq!(
-            field(service.put_keys(user, c, 3, mine_id, &wraps).await),
-            "conversation"
-        );
+        assert!(matches!(
+            service.put_keys(user, c, 3, mine_id, &wraps).await,
+            Err(ChatError::NotEncrypted)
+        ));
         assert_eq!(
             field(service.put_keys(user, c, 9, mine_id, &wraps).await),
             "version"
@@ -619,6 +646,14 @@ mod tests {
         );
         assert_eq!(
             field(service.put_keys(user, c, 1, mine_id, &[]).await),
+            "wrapped"
+        );
+        let too_many: Vec<(DeviceId, String)> = (0..=MAX_WRAPS_PER_UPLOAD)
+            .map(|_| (DeviceId::new(), "AQ".to_owned()))
+            .collect();
+        assert_eq!(MAX_WRAPS_PER_UPLOAD, 500);
+        assert_eq!(
+            field(service.put_keys(user, c, 1, mine_id, &too_many).await),
             "wrapped"
         );
         let twice = vec![(target, "AQ".to_owned()), (target, "Ag".to_owned())];
@@ -699,9 +734,10 @@ mod tests {
         store.expect_key_backup().returning(|_| Ok(None));
         store.expect_delete_key_backup().returning(|_| Ok(false));
         let service = service(store, conversations);
-        assert!(
-            matches!(service.missing_keys(user, c).await, Err(ChatError::Invalid(f)) if f.field == "conversation")
-        );
+        assert!(matches!(
+            service.missing_keys(user, c).await,
+            Err(ChatError::NotEncrypted)
+        ));
         assert!(matches!(
             service.backup(user).await,
             Err(ChatError::NotFound(_))
