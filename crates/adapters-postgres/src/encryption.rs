@@ -404,6 +404,7 @@ impl EncryptionStore for PostgresStorage {
                     .collect();
                 Ok::<_, DieselError>(Some(MissingKeys {
                     key_version: state.key_version,
+                    rotation_needed: state.rotation_needed,
                     devices,
                 }))
             })

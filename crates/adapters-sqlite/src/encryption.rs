@@ -375,6 +375,7 @@ impl EncryptionStore for SqliteStorage {
                 .collect::<QueryResult<Vec<_>>>()?;
             Ok(Some(MissingKeys {
                 key_version: state.key_version,
+                rotation_needed: state.rotation_needed,
                 devices,
             }))
         })

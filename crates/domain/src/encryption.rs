@@ -314,6 +314,8 @@ pub struct StoredKey {
 pub struct MissingKeys {
     /// The conversation's key version.
     pub key_version: i64,
+    /// A member was removed since that version was made (read with it).
+    pub rotation_needed: bool,
     /// Live devices of current members without a wrap of `key_version`, oldest first.
     pub devices: Vec<Device>,
 }

@@ -266,16 +266,25 @@ impl EncryptionService {
     }
 
     /// Every key version of `conversation` wrapped for `device`, one of the member `by`'s
-    /// live devices, oldest first.
+    /// live devices, oldest first, with the conversation's encryption read before them. A
+    /// conversation that is not encrypted is `NotEncrypted`.
     pub async fn keys_for(
         &self,
         by: UserId,
         conversation: ConversationId,
         device: DeviceId,
-    ) -> Result<Vec<StoredKey>, ChatError> {
+    ) -> Result<(EncryptionState, Vec<StoredKey>), ChatError> {
         require_member(&*self.conversations, conversation, by).await?;
+        let state = self
+            .store
+            .encryption_state(conversation)
+            .await?
+            .ok_or_else(not_encrypted)?;
         self.require_own_device(by, device, "device_id").await?;
-        Ok(self.store.keys_for_device(conversation, device).await?)
+        Ok((
+            state,
+            self.store.keys_for_device(conversation, device).await?,
+        ))
     }
 
     /// The live devices of current members without the current key, for a member to wrap it
@@ -301,12 +310,12 @@ impl EncryptionService {
         device: DeviceId,
     ) -> Result<KeyRequest, ChatError> {
         require_member(&*self.conversations, conversation, by).await?;
-        self.require_own_device(by, device, "device_id").await?;
         let state = self
             .store
             .encryption_state(conversation)
             .await?
             .ok_or_else(not_encrypted)?;
+        self.require_own_device(by, device, "device_id").await?;
         Ok(KeyRequest {
             conversation_id: conversation,
             user_id: by,
@@ -702,7 +711,9 @@ mod tests {
             .expect_encryption_state()
             .returning(move |c| Ok(Some(state(c, 4))));
         let service = service(store, conversations);
-        assert!(service.keys_for(user, c, mine.id).await.unwrap().is_empty());
+        let (state_read, keys) = service.keys_for(user, c, mine.id).await.unwrap();
+        assert!(keys.is_empty());
+        assert_eq!(state_read.key_version, 4);
         assert!(matches!(
             service.keys_for(user, c, revoked.id).await,
             Err(ChatError::Invalid(_))
@@ -731,11 +742,23 @@ mod tests {
         member_of(&mut conversations, c, user);
         let mut store = MockEncryptionStore::new();
         store.expect_missing_keys().returning(|_| Ok(None));
+        store.expect_encryption_state().returning(|_| Ok(None));
+        store.expect_device().never();
         store.expect_key_backup().returning(|_| Ok(None));
         store.expect_delete_key_backup().returning(|_| Ok(false));
         let service = service(store, conversations);
         assert!(matches!(
             service.missing_keys(user, c).await,
+            Err(ChatError::NotEncrypted)
+        ));
+        // Before the device is even looked at: the conversation is the first refusal.
+        let device = DeviceId::new();
+        assert!(matches!(
+            service.keys_for(user, c, device).await,
+            Err(ChatError::NotEncrypted)
+        ));
+        assert!(matches!(
+            service.request_key(user, c, device).await,
             Err(ChatError::NotEncrypted)
         ));
         assert!(matches!(
