@@ -138,9 +138,11 @@ async fn error_of(ws: &mut WsClient, reference: &str) -> Value {
 }
 
 async fn ws_send(ws: &mut WsClient, conv: &str, content: &str, ty: &str, temp_id: &str) {
-    ws.send_json(&json!({"type": "message", "conversation_id": conv, "content": content,
-        "content_type": ty, "temp_id": temp_id}))
-        .await;
+    ws.send_json(
+        &json!({"type": "message", "conversation_id": conv, "content": content,
+        "content_type": ty, "temp_id": temp_id}),
+    )
+    .await;
 }
 
 async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
@@ -159,12 +161,12 @@ async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
     assert_eq!(before.status, StatusCode::CREATED, "{:?}", before.body);
     let before_id = before.body["id"].as_str().unwrap().to_owned();
     let (mut ws_a, _) = WsConnect::all(&d.base(0), &a.token).open_ready("A").await;
-    let (mut ws_b, _) = WsConnect::all(&d.base(far), &b.token)
-        .open_ready("B")
-        .await;
+    let (mut ws_b, _) = WsConnect::all(&d.base(far), &b.token).open_ready("B").await;
 
     // A plain conversation: no envelopes, no keys.
-    let got = api.get(&format!("/api/v1/conversations/{chat}"), a.t()).await;
+    let got = api
+        .get(&format!("/api/v1/conversations/{chat}"), a.t())
+        .await;
     assert_eq!(
         (
             &got.body["encrypted"],
@@ -178,8 +180,18 @@ async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
         StatusCode::CONFLICT,
         "not_encrypted",
     );
-    ws_send(&mut ws_a, &chat, &envelope(1, 1, 20), "encrypted", "plain-1").await;
-    assert_eq!(error_of(&mut ws_a, "plain-1").await["code"], "not_encrypted");
+    ws_send(
+        &mut ws_a,
+        &chat,
+        &envelope(1, 1, 20),
+        "encrypted",
+        "plain-1",
+    )
+    .await;
+    assert_eq!(
+        error_of(&mut ws_a, "plain-1").await["code"],
+        "not_encrypted"
+    );
     refused(
         &api.get(&format!("/api/v1/conversations/{chat}/keys/missing"), a.t())
             .await,
@@ -202,7 +214,11 @@ async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
     let on = enable(&api, &a, &team).await;
     assert_eq!(on.status, StatusCode::OK, "{:?}", on.body);
     assert_eq!(
-        (&on.body["id"], &on.body["encrypted"], &on.body["key_version"]),
+        (
+            &on.body["id"],
+            &on.body["encrypted"],
+            &on.body["key_version"]
+        ),
         (&json!(team), &json!(true), &json!(0))
     );
     let frame = conversation_event(&mut ws_b, &team, "encryption_enabled").await;
@@ -230,7 +246,10 @@ async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
         "encryption_required",
     );
     ws_send(&mut ws_a, &chat, "plain over ws", "text", "t-1").await;
-    assert_eq!(error_of(&mut ws_a, "t-1").await["code"], "encryption_required");
+    assert_eq!(
+        error_of(&mut ws_a, "t-1").await["code"],
+        "encryption_required"
+    );
     let sealed = envelope(1, 2, 40);
     ws_send(&mut ws_a, &chat, &sealed, "encrypted", "e-1").await;
     let sent = ws_a.ack("e-1").await;
@@ -243,7 +262,12 @@ async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
     assert_eq!(live["message"]["content"], sealed.as_str());
     assert_eq!(live["message"]["content_type"], "encrypted");
     let rest_sealed = send(&api, &b, &chat, &envelope(1, 3, 16), "encrypted").await;
-    assert_eq!(rest_sealed.status, StatusCode::CREATED, "{:?}", rest_sealed.body);
+    assert_eq!(
+        rest_sealed.status,
+        StatusCode::CREATED,
+        "{:?}",
+        rest_sealed.body
+    );
 
     // Malformed and oversized envelopes: 422 naming what is wrong, nothing stored.
     let stored = history(&api, &a, &chat).await.len();
@@ -252,15 +276,34 @@ async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
     for (bad, field) in [
         ("not json".to_owned(), "content"),
         (format!(r#"{{"v":1,"kid":1,"iv":"{iv}"}}"#), "content"),
-        (format!(r#"{{"v":2,"kid":1,"iv":"{iv}","ct":"{ct}"}}"#), "content.v"),
-        (format!(r#"{{"v":1,"kid":0,"iv":"{iv}","ct":"{ct}"}}"#), "content.kid"),
-        (format!(r#"{{"v":1,"kid":1,"iv":"{}","ct":"{ct}"}}"#, b64(&[1; 11])), "content.iv"),
-        (format!(r#"{{"v":1,"kid":1,"iv":"{iv}=","ct":"{ct}"}}"#), "content.iv"),
-        (format!(r#"{{"v":1,"kid":1,"iv":"{iv}","ct":"{}"}}"#, b64(&[1; 15])), "content.ct"),
+        (
+            format!(r#"{{"v":2,"kid":1,"iv":"{iv}","ct":"{ct}"}}"#),
+            "content.v",
+        ),
+        (
+            format!(r#"{{"v":1,"kid":0,"iv":"{iv}","ct":"{ct}"}}"#),
+            "content.kid",
+        ),
+        (
+            format!(r#"{{"v":1,"kid":1,"iv":"{}","ct":"{ct}"}}"#, b64(&[1; 11])),
+            "content.iv",
+        ),
+        (
+            format!(r#"{{"v":1,"kid":1,"iv":"{iv}=","ct":"{ct}"}}"#),
+            "content.iv",
+        ),
+        (
+            format!(r#"{{"v":1,"kid":1,"iv":"{iv}","ct":"{}"}}"#, b64(&[1; 15])),
+            "content.ct",
+        ),
         (envelope(1, 1, 24_000), "content"),
     ] {
         let reply = send(&api, &a, &chat, &bad, "encrypted").await;
-        refused(&reply, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        refused(
+            &reply,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
         assert!(
             reply.body["error"]["message"]
                 .as_str()
@@ -271,8 +314,15 @@ async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
         );
     }
     ws_send(&mut ws_a, &chat, "{}", "encrypted", "bad-1").await;
-    assert_eq!(error_of(&mut ws_a, "bad-1").await["code"], "validation_failed");
-    assert_eq!(history(&api, &a, &chat).await.len(), stored, "nothing stored");
+    assert_eq!(
+        error_of(&mut ws_a, "bad-1").await["code"],
+        "validation_failed"
+    );
+    assert_eq!(
+        history(&api, &a, &chat).await.len(),
+        stored,
+        "nothing stored"
+    );
     send_acked_encrypted(&mut ws_a, &chat, &envelope(1, 4, 16), "e-2").await;
 
     // Edits: envelopes into envelopes; a text message from before is no longer editable.
@@ -291,14 +341,20 @@ async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
     assert_eq!(edited.body["content"], resealed.as_str());
     assert_eq!(edited.body["content_type"], "encrypted");
     refused(
-        &api.patch(&patch(&before_id), a.t(), json!({"content": envelope(1, 6, 16)}))
-            .await,
+        &api.patch(
+            &patch(&before_id),
+            a.t(),
+            json!({"content": envelope(1, 6, 16)}),
+        )
+        .await,
         StatusCode::CONFLICT,
         "encryption_required",
     );
-    ws_a.send_json(&json!({"type": "edit", "conversation_id": chat, "message_id": before_id,
-        "content": "fixed", "request_id": "edit-1"}))
-        .await;
+    ws_a.send_json(
+        &json!({"type": "edit", "conversation_id": chat, "message_id": before_id,
+        "content": "fixed", "request_id": "edit-1"}),
+    )
+    .await;
     assert_eq!(
         error_of(&mut ws_a, "edit-1").await["code"],
         "encryption_required"
@@ -357,7 +413,10 @@ async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
     let created = conversation_event(&mut ws_b, &fresh, "created").await;
     assert_eq!(created["conversation"]["encrypted"], true);
     ws_send(&mut ws_b, &fresh, "hello", "text", "b-1").await;
-    assert_eq!(error_of(&mut ws_b, "b-1").await["code"], "encryption_required");
+    assert_eq!(
+        error_of(&mut ws_b, "b-1").await["code"],
+        "encryption_required"
+    );
     send_acked_encrypted(&mut ws_b, &fresh, &envelope(1, 9, 16), "b-2").await;
     // Over /ws/chat/{id} too, from that conversation's own read.
     let (mut scoped, _) = WsConnect::chat(&d.base(far), &chat, &b.token)
@@ -366,7 +425,10 @@ async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
     scoped
         .send_json(&json!({"type": "message", "content": "plain", "temp_id": "s-1"}))
         .await;
-    assert_eq!(error_of(&mut scoped, "s-1").await["code"], "encryption_required");
+    assert_eq!(
+        error_of(&mut scoped, "s-1").await["code"],
+        "encryption_required"
+    );
 }
 
 async fn keys_rotation_and_requests(mode: Mode) {
@@ -386,9 +448,7 @@ async fn keys_rotation_and_requests(mode: Mode) {
         device(&api, &b, 2).await,
         device(&api, &c, 3).await,
     );
-    let (mut ws_b, _) = WsConnect::all(&d.base(far), &b.token)
-        .open_ready("B")
-        .await;
+    let (mut ws_b, _) = WsConnect::all(&d.base(far), &b.token).open_ready("B").await;
     let (mut ws_b_chat, _) = WsConnect::chat(&d.base(0), &conv, &b.token)
         .open_ready("B on the group")
         .await;
@@ -425,12 +485,23 @@ async fn keys_rotation_and_requests(mode: Mode) {
     let stranger = device(&api, &outsider, 9).await;
     for (reply, what) in [
         (put_keys(&api, &a, &conv, 5, &a1, &[&b1]).await, "version"),
-        (put_keys(&api, &a, &conv, 1, &a1, &[&stranger]).await, "outsider"),
-        (put_keys(&api, &a, &conv, 1, &a1, &[&b1, &b1]).await, "twice"),
+        (
+            put_keys(&api, &a, &conv, 1, &a1, &[&stranger]).await,
+            "outsider",
+        ),
+        (
+            put_keys(&api, &a, &conv, 1, &a1, &[&b1, &b1]).await,
+            "twice",
+        ),
         (put_keys(&api, &a, &conv, 1, &a1, &[]).await, "none"),
         (put_keys(&api, &a, &conv, 1, &b1, &[&a1]).await, "not mine"),
     ] {
-        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {:?}", reply.body);
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{what}: {:?}",
+            reply.body
+        );
     }
     refused(
         &put_keys(&api, &outsider, &conv, 1, &stranger, &[&a1]).await,
@@ -471,8 +542,11 @@ async fn keys_rotation_and_requests(mode: Mode) {
         );
     }
     refused(
-        &api.get(&format!("{keys_path}?device_id={}", id(&stranger)), outsider.t())
-            .await,
+        &api.get(
+            &format!("{keys_path}?device_id={}", id(&stranger)),
+            outsider.t(),
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "not_participant",
     );
@@ -513,7 +587,10 @@ async fn keys_rotation_and_requests(mode: Mode) {
 
     // Cleo is removed: the conversation needs a rotation, which her devices never get.
     let removed = api
-        .delete(&format!("/api/v1/conversations/{conv}/members/{}", c.id), a.t())
+        .delete(
+            &format!("/api/v1/conversations/{conv}/members/{}", c.id),
+            a.t(),
+        )
         .await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT);
     let frame = conversation_event(&mut ws_b, &conv, "member_removed").await;
@@ -532,7 +609,9 @@ async fn keys_rotation_and_requests(mode: Mode) {
         })
         .await;
     assert_eq!(shared["rotated"], true);
-    let now = api.get(&format!("/api/v1/conversations/{conv}"), b.t()).await;
+    let now = api
+        .get(&format!("/api/v1/conversations/{conv}"), b.t())
+        .await;
     assert_eq!(
         (&now.body["key_version"], &now.body["rotation_needed"]),
         (&json!(2), &json!(false))
@@ -576,7 +655,12 @@ async fn keys_rotation_and_requests_across_two_nodes() {
 }
 
 /// Sends an envelope over the WebSocket and waits for its acknowledgement.
-async fn send_acked_encrypted(ws: &mut WsClient, conv: &str, content: &str, temp_id: &str) -> Value {
+async fn send_acked_encrypted(
+    ws: &mut WsClient,
+    conv: &str,
+    content: &str,
+    temp_id: &str,
+) -> Value {
     ws_send(ws, conv, content, "encrypted", temp_id).await;
     ws.ack(temp_id).await
 }
