@@ -5,7 +5,7 @@
 //! and `key_request` frames, rotation after a removal.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use e2e::cluster::{self, quick, Deployment, Mode};
+use e2e::cluster::{self, keys, quick, Deployment, Mode};
 use e2e::ws::{frame_type, WsClient, WsConnect, WAIT};
 use e2e::{Api, Reply, TestUser};
 use reqwest::{Method, StatusCode};
@@ -652,6 +652,31 @@ async fn keys_rotation_and_requests_embedded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rotation_and_requests_across_two_nodes() {
     keys_rotation_and_requests(Mode::ScaleOut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_requests_are_rate_limited_per_user() {
+    let d = Deployment::start(
+        Mode::Embedded,
+        &quick(&[(keys::CHANGES_PER_SECOND, "1"), (keys::CHANGE_BURST, "2")]),
+    )
+    .await;
+    let api = d.api(0);
+    let (a, b) = (api.register("Alice").await, api.register("Bob").await);
+    let made = create(&api, &a, "direct", &[&b]).await;
+    let conv = made.body["id"].as_str().unwrap().to_owned();
+    let a1 = device(&api, &a, 1).await;
+    let path = format!("/api/v1/conversations/{conv}/keys/requests");
+    let ask = || api.post(&path, a.t(), json!({"device_id": id(&a1)}));
+    assert_eq!(ask().await.status, StatusCode::ACCEPTED);
+    assert_eq!(ask().await.status, StatusCode::ACCEPTED);
+    let limited = ask().await;
+    refused(&limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(limited.headers.get("retry-after").is_some());
+    // Per user: Bob still may.
+    let b1 = device(&api, &b, 2).await;
+    let theirs = api.post(&path, b.t(), json!({"device_id": id(&b1)})).await;
+    assert_eq!(theirs.status, StatusCode::ACCEPTED);
 }
 
 /// Sends an envelope over the WebSocket and waits for its acknowledgement.
