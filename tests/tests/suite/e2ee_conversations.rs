@@ -261,6 +261,24 @@ async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
         .await;
     assert_eq!(live["message"]["content"], sealed.as_str());
     assert_eq!(live["message"]["content_type"], "encrypted");
+    // One refused send of a pipelined batch leaves the others committed.
+    let frame = |content: &str, ty: &str, temp_id: &str| {
+        json!({"type": "message", "conversation_id": chat, "content": content,
+            "content_type": ty, "temp_id": temp_id})
+        .to_string()
+    };
+    ws_a.pipeline(vec![
+        frame(&envelope(1, 10, 16), "encrypted", "p-1"),
+        frame("plain in a batch", "text", "p-2"),
+        frame(&envelope(1, 11, 16), "encrypted", "p-3"),
+    ])
+    .await;
+    ws_a.ack("p-1").await;
+    assert_eq!(
+        error_of(&mut ws_a, "p-2").await["code"],
+        "encryption_required"
+    );
+    ws_a.ack("p-3").await;
     let rest_sealed = send(&api, &b, &chat, &envelope(1, 3, 16), "encrypted").await;
     assert_eq!(
         rest_sealed.status,
