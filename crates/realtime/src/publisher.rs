@@ -155,9 +155,11 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
             change,
             conversation,
             user_id,
+            encryption,
         } => {
             let id = conversation.conversation.id;
             let mut header = Header::new(Kind::Conversation, Some(id));
+            header.encrypted = encryption.is_some();
             // Where a joining member's sessions start following the conversation.
             header.seq = Some(conversation.conversation.last_seq);
             header.change = Some(conversation.conversation.last_change);
@@ -171,7 +173,7 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
                         header.joined = Some(member);
                     }
                 }
-                ConversationChange::Renamed => {}
+                ConversationChange::Renamed | ConversationChange::EncryptionEnabled => {}
             }
             // `unread_count` is per viewer; a broadcast shows the one of the member it is
             // about (the joining or leaving one), else the creator's.
@@ -182,7 +184,36 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
             let frame = ServerFrame::Conversation {
                 event: wire::conversation_event(*change),
                 user_id: user_id.map(|u| u.as_uuid()),
-                conversation: wire::conversation(conversation, viewer),
+                conversation: wire::conversation(conversation, viewer, encryption.as_ref()),
+            };
+            (header, wire::encode(&frame))
+        }
+        Event::KeyRequest(request) => {
+            let header = Header::new(Kind::Key, Some(request.conversation_id));
+            let frame = ServerFrame::KeyRequest {
+                conversation_id: request.conversation_id.as_uuid(),
+                user_id: request.user_id.as_uuid(),
+                device_id: request.device_id.as_uuid(),
+                key_version: request.key_version,
+            };
+            (header, wire::encode(&frame))
+        }
+        Event::KeyShared {
+            conversation_id,
+            key_version,
+            rotated,
+            from_user_id,
+            from_device_id,
+            device_ids,
+        } => {
+            let header = Header::new(Kind::Key, Some(*conversation_id));
+            let frame = ServerFrame::KeyShared {
+                conversation_id: conversation_id.as_uuid(),
+                key_version: *key_version,
+                rotated: *rotated,
+                from_user_id: from_user_id.as_uuid(),
+                from_device_id: from_device_id.as_uuid(),
+                device_ids: device_ids.iter().map(|d| d.as_uuid()).collect(),
             };
             (header, wire::encode(&frame))
         }
@@ -335,6 +366,7 @@ mod tests {
         assert_eq!(preview["id"], original.id.to_string());
         assert_eq!(preview["sender_id"], sender.to_string());
         assert_eq!(preview["content"], original.content);
+        assert_eq!(preview["content_type"], "text");
         assert_eq!(preview["deleted"], false);
         let (_, plain) = render(
             Topic::Conversation(c),
@@ -355,6 +387,7 @@ mod tests {
             change: ConversationChange::Created,
             conversation: details(c, creator),
             user_id: None,
+            encryption: None,
         };
         let (header, frame) = render(Topic::User(member), &event);
         assert_eq!(header.joined, Some(member));
@@ -374,12 +407,93 @@ mod tests {
                 change,
                 conversation: details(c, creator),
                 user_id: Some(member),
+                encryption: None,
             };
             let (header, frame) = render(Topic::Conversation(c), &event);
             assert_eq!((header.joined, header.left), (joined, left));
             let frame: Value = serde_json::from_str(&frame).unwrap();
             assert_eq!(frame["user_id"], member.to_string());
         }
+    }
+
+    #[test]
+    fn an_encrypted_conversations_events_say_so_in_header_and_frame() {
+        let (c, creator) = (ConversationId::new(), UserId::new());
+        let state = domain::encryption::EncryptionState {
+            conversation_id: c,
+            key_version: 3,
+            rotation_needed: true,
+            enabled_at: Utc::now(),
+        };
+        let event = Event::Conversation {
+            change: ConversationChange::EncryptionEnabled,
+            conversation: details(c, creator),
+            user_id: None,
+            encryption: Some(state),
+        };
+        let (header, frame) = render(Topic::Conversation(c), &event);
+        assert!(header.encrypted);
+        let frame: Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(frame["event"], "encryption_enabled");
+        assert_eq!(frame["conversation"]["encrypted"], true);
+        assert_eq!(frame["conversation"]["key_version"], 3);
+        assert_eq!(frame["conversation"]["rotation_needed"], true);
+        let plain = Event::Conversation {
+            change: ConversationChange::Renamed,
+            conversation: details(c, creator),
+            user_id: None,
+            encryption: None,
+        };
+        let (header, frame) = render(Topic::Conversation(c), &plain);
+        assert!(!header.encrypted);
+        let frame: Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(
+            (
+                &frame["conversation"]["encrypted"],
+                &frame["conversation"]["key_version"]
+            ),
+            (&Value::Bool(false), &Value::from(0))
+        );
+    }
+
+    #[test]
+    fn key_requests_and_shares_are_key_events_of_their_conversation() {
+        let (c, user) = (ConversationId::new(), UserId::new());
+        let (d1, d2) = (domain::DeviceId::new(), domain::DeviceId::new());
+        let (header, frame) = render(
+            Topic::Conversation(c),
+            &Event::KeyRequest(domain::services::KeyRequest {
+                conversation_id: c,
+                user_id: user,
+                device_id: d1,
+                key_version: 2,
+            }),
+        );
+        assert_eq!((header.kind, header.conversation), (Kind::Key, Some(c)));
+        assert_eq!(
+            frame,
+            format!(
+                r#"{{"type":"key_request","conversation_id":"{c}","user_id":"{user}","device_id":"{d1}","key_version":2}}"#
+            )
+        );
+        let (header, frame) = render(
+            Topic::Conversation(c),
+            &Event::KeyShared {
+                conversation_id: c,
+                key_version: 3,
+                rotated: true,
+                from_user_id: user,
+                from_device_id: d1,
+                device_ids: vec![d1, d2],
+            },
+        );
+        assert_eq!((header.kind, header.conversation), (Kind::Key, Some(c)));
+        assert_eq!(
+            frame,
+            format!(
+                r#"{{"type":"key_shared","conversation_id":"{c}","key_version":3,"rotated":true,"from_user_id":"{user}","from_device_id":"{d1}","device_ids":["{d1}","{d2}"]}}"#
+            )
+        );
     }
 
     #[tokio::test]
