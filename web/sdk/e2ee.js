@@ -386,7 +386,7 @@ export class E2EE {
       }
       const key = await generateConversationKey();
       try {
-        await this._putWrapped(id, version, key, devices);
+        await this._putWrapped(id, version, key, devices, true);
         await this._store(id, version, key);
         this._onKeys(id);
         return 'made';
@@ -416,8 +416,9 @@ export class E2EE {
   /**
    * @param {string} id @param {number} version @param {CryptoKey} key
    * @param {{id: string, public_key: string}[]} devices
+   * @param {boolean} [withSelf]  also for this device (a new version: we must be able to read it)
    */
-  async _putWrapped(id, version, key, devices) {
+  async _putWrapped(id, version, key, devices, withSelf = false) {
     const device = /** @type {import('./keystore.js').DeviceRecord} */ (this.device);
     const seen = new Set();
     const wrapped = [];
@@ -430,7 +431,7 @@ export class E2EE {
         this._log.warn?.(`chat sdk: device ${d.id} has an unusable public key`, err);
       }
     }
-    if (!seen.has(device.id)) {
+    if (withSelf && !seen.has(device.id)) {
       wrapped.push({ device_id: device.id, wrapped_key: await wrapKey({ conversationKey: key, conversationId: id, version, fromPrivateKey: device.privateKey, toPublicRaw: device.publicRaw }) });
     }
     if (!wrapped.length) return null;

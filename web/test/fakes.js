@@ -339,7 +339,7 @@ export class FakeBackend {
     await Promise.resolve();
     if (this.down) throw new TypeError('fetch failed');
     if (this.override) {
-      const o = this.override(method, path, body);
+      const o = await this.override(method, path, body);
       if (o) return json(o.status ?? 200, o.body);
     }
     const route = u.pathname.replace(/^\/api\/v1/, '');
