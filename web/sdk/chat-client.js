@@ -955,6 +955,8 @@ export class ChatClient extends Emitter {
    */
   canEdit(m) {
     if (!m || !m.id || /** @type {HeldMessage} */ (m).local || m.deleted_at || m.sender_id !== this._me?.id) return false;
+    // Encrypted conversation: only messages we could decrypt, never a text one from before.
+    if (this._convs.get(m.conversation_id)?.data.encrypted && (m.content_type !== 'encrypted' || /** @type {any} */ (m).e2ee?.state !== 'ok')) return false;
     return this._clock.now() - Date.parse(m.created_at) < this._t.editWindowMs;
   }
 
