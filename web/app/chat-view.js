@@ -243,13 +243,12 @@ export class ChatView {
       const sig = `${n}:${exists}`;
       if (this.keyBanner.dataset.sig === sig) return;
       this.keyBanner.dataset.sig = sig;
-      this.keyBanner.replaceChildren(
+      const parts = [
         icon('lock', { size: 16 }),
-        h('span', { class: 'key-banner-text' }, `${n === 1 ? 'A message waits' : `${n} messages wait`} for a key this browser does not have yet. ${exists ? 'It was asked for; you can also' : 'It was asked for from the other members\' devices.'}`),
-        exists
-          ? h('button', { class: 'link-btn', type: 'button', 'on:click': () => new RestoreDialog(c, { onDone: () => this.scheduleRender() }).show() }, 'Restore keys from backup')
-          : null,
-      );
+        h('span', { class: 'key-banner-text' }, `${n === 1 ? 'A message waits' : `${n} messages wait`} for a key this browser does not have yet. It was asked for from the members' devices.`),
+      ];
+      if (exists) parts.push(h('button', { class: 'btn btn-secondary btn-sm', type: 'button', 'on:click': () => new RestoreDialog(c, { onDone: () => this.scheduleRender() }).show() }, 'Restore keys from backup'));
+      this.keyBanner.replaceChildren(...parts);
     });
   }
 

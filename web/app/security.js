@@ -98,8 +98,14 @@ export class SecurityDialog extends Dialog {
       const [mine, members] = await Promise.all([c.deviceFingerprint(), c.memberDevices(this.id)]);
       const me = c.user?.id;
       const direct = v.type === 'direct';
-      const rows = [h('h3', { class: 'section-title' }, 'This device'), h('div', { class: 'device-card is-this' }, h('span', { class: 'device-name' }, 'This browser'), mine ? fingerprintEl(mine) : h('span', {}, 'No device key'))];
+      /** @type {Node[]} */
+      const rows = [];
+      // This device first (it is also among "Your devices" once the server lists it).
+      const listed = members.some((m) => m.devices.some((/** @type {any} */ d) => d.this_device));
+      if (!listed) rows.push(h('h3', { class: 'section-title' }, 'This device'), h('div', { class: 'device-card is-this' }, h('span', { class: 'device-name' }, 'This browser'), mine ? fingerprintEl(mine) : h('span', {}, 'No device key')));
+      members.sort((a, b) => (a.user_id === me ? -1 : b.user_id === me ? 1 : 0));
       for (const m of members) {
+        m.devices.sort((/** @type {any} */ a, /** @type {any} */ b) => Number(b.this_device) - Number(a.this_device));
         rows.push(h('h3', { class: 'section-title' }, m.user_id === me ? 'Your devices' : `${m.display_name}'s devices`));
         if (!m.devices.length) rows.push(h('p', { class: 'muted' }, 'No devices yet: they have not opened the app since encryption arrived.'));
         for (const d of m.devices) {
@@ -107,7 +113,7 @@ export class SecurityDialog extends Dialog {
             h(
               'div',
               { class: `device-card${d.this_device ? ' is-this' : ''}`, 'data-device': d.id },
-              h('span', { class: 'device-name' }, d.name || 'Device', d.this_device ? h('span', { class: 'role-tag' }, 'this device') : null),
+              h('span', { class: 'device-name' }, d.name || 'Device', d.this_device ? h('span', { class: 'role-tag' }, 'This device') : null),
               fingerprintEl(d.fingerprint),
               direct && m.user_id !== me && d.safety_number
                 ? h('div', { class: 'safety' }, h('span', { class: 'safety-label' }, 'Safety number with this device'), safetyEl(d.safety_number), h('p', { class: 'muted' }, `Compare it with ${m.display_name}, in person or over a channel you trust. If it matches, you are talking to their real device.`))
