@@ -50,6 +50,7 @@ type SnapshotRow = (
     Option<i64>,
     i64,
     i64,
+    bool,
 );
 
 #[async_trait]
@@ -343,6 +344,7 @@ impl ConversationStore for PostgresStorage {
             .await?;
         let mut account = None;
         let mut conversations = Vec::with_capacity(rows.len());
+        let mut encrypted = Vec::new();
         for row in rows {
             let (id, email, display_name, avatar_url, created_at, last_seen_at) =
                 (row.0, row.1, row.2, row.3, row.4, row.5);
@@ -373,10 +375,14 @@ impl ConversationStore for PostgresStorage {
                 peer_read_seq: row.12,
                 last_change,
             });
+            if row.13 {
+                encrypted.push(ConversationId::from_uuid(conversation));
+            }
         }
         Ok(account.map(|user| SessionSnapshot {
             user,
             conversations,
+            encrypted,
         }))
     }
 }

@@ -343,7 +343,8 @@ impl EncryptionStore for PostgresStorage {
         device: DeviceId,
     ) -> Result<Vec<StoredKey>, StorageError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<(i64, String, Uuid, Uuid, DateTime<Utc>)> = conversation_keys::table
+        // Joined on the wrapping device, live or revoked: its public key unwraps the key.
+        let rows: Vec<(i64, String, Uuid, Uuid, String, DateTime<Utc>)> = conversation_keys::table
             .inner_join(devices::table.on(devices::id.eq(conversation_keys::from_device_id)))
             .filter(conversation_keys::conversation_id.eq(conversation.as_uuid()))
             .filter(conversation_keys::device_id.eq(device.as_uuid()))
@@ -353,6 +354,7 @@ impl EncryptionStore for PostgresStorage {
                 conversation_keys::wrapped_key,
                 conversation_keys::from_device_id,
                 devices::user_id,
+                devices::public_key,
                 conversation_keys::created_at,
             ))
             .load(&mut conn)
@@ -361,11 +363,12 @@ impl EncryptionStore for PostgresStorage {
         Ok(rows
             .into_iter()
             .map(
-                |(version, wrapped_key, from, owner, created_at)| StoredKey {
+                |(version, wrapped_key, from, owner, public_key, created_at)| StoredKey {
                     version,
                     wrapped_key,
                     from_device_id: from.into(),
                     from_user_id: owner.into(),
+                    from_public_key: DevicePublicKey::from_trusted(public_key),
                     created_at,
                 },
             )
@@ -401,6 +404,7 @@ impl EncryptionStore for PostgresStorage {
                     .collect();
                 Ok::<_, DieselError>(Some(MissingKeys {
                     key_version: state.key_version,
+                    rotation_needed: state.rotation_needed,
                     devices,
                 }))
             })

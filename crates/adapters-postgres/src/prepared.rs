@@ -25,7 +25,7 @@
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::{Error, QueryResult};
-use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Untyped};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Untyped};
 use uuid::Uuid;
 
 type SqlUuid = diesel::sql_types::Uuid;
@@ -237,11 +237,13 @@ statement! {
         Nullable<BigInt>,
         BigInt,
         BigInt,
+        Bool,
     ) = "\
 SELECT u.id, u.email, u.display_name, u.avatar_url, u.created_at, u.last_seen_at,
     me.conversation_id, c.last_seq, c.last_change,
     GREATEST(me.delivered_seq, me.read_seq), me.read_seq,
-    COALESCE(peers.delivered_seq, 0), COALESCE(peers.read_seq, 0)
+    COALESCE(peers.delivered_seq, 0), COALESCE(peers.read_seq, 0),
+    EXISTS (SELECT 1 FROM conversation_encryption e WHERE e.conversation_id = me.conversation_id)
 FROM users u
 LEFT JOIN LATERAL (
     SELECT p.conversation_id, p.user_id, p.delivered_seq, p.read_seq

@@ -297,6 +297,7 @@ async fn a_message_postgresql_refuses_fails_alone_and_the_others_of_its_batch_co
         store.clone(),
         store.clone(),
         store.clone(),
+        store.clone(),
         Arc::new(SystemClock),
         domain::Limits::default(),
     );

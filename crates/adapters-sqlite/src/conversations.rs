@@ -301,6 +301,7 @@ impl ConversationStore for SqliteStorage {
                 hot::SessionSnapshot { user: &user }.load(conn)?;
             let mut account = None;
             let mut conversations = Vec::with_capacity(rows.len());
+            let mut encrypted = Vec::new();
             for (
                 user_row,
                 conversation,
@@ -310,6 +311,7 @@ impl ConversationStore for SqliteStorage {
                 read,
                 peer_delivered,
                 peer_read,
+                is_encrypted,
             ) in rows
             {
                 if account.is_none() {
@@ -325,6 +327,9 @@ impl ConversationStore for SqliteStorage {
                         "membership of {conversation} without its conversation"
                     )));
                 };
+                if is_encrypted {
+                    encrypted.push(id(&conversation)?);
+                }
                 conversations.push(ConversationState {
                     conversation_id: id(&conversation)?,
                     last_seq,
@@ -338,6 +343,7 @@ impl ConversationStore for SqliteStorage {
             Ok(account.map(|user| SessionSnapshot {
                 user,
                 conversations,
+                encrypted,
             }))
         })
         .await

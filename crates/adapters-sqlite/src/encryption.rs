@@ -323,15 +323,17 @@ impl EncryptionStore for SqliteStorage {
                 ))
                 .load(conn)?;
             let senders: Vec<&String> = rows.iter().map(|r| &r.2).collect();
-            let owners: HashMap<String, String> = devices::table
+            // The wrapping devices, live or revoked: their public keys unwrap the keys.
+            let owners: HashMap<String, (String, String)> = devices::table
                 .filter(devices::id.eq_any(senders))
-                .select((devices::id, devices::user_id))
-                .load::<(String, String)>(conn)?
+                .select((devices::id, devices::user_id, devices::public_key))
+                .load::<(String, String, String)>(conn)?
                 .into_iter()
+                .map(|(id, user, key)| (id, (user, key)))
                 .collect();
             rows.into_iter()
                 .map(|(version, wrapped_key, from, created_at)| {
-                    let owner = owners.get(&from).ok_or_else(|| {
+                    let (owner, public_key) = owners.get(&from).ok_or_else(|| {
                         diesel::result::Error::DeserializationError(
                             format!("key wrapped by unknown device {from}").into(),
                         )
@@ -341,6 +343,7 @@ impl EncryptionStore for SqliteStorage {
                         wrapped_key,
                         from_device_id: id(&from)?,
                         from_user_id: id(owner)?,
+                        from_public_key: DevicePublicKey::from_trusted(public_key.clone()),
                         created_at: time(created_at)?,
                     })
                 })
@@ -372,6 +375,7 @@ impl EncryptionStore for SqliteStorage {
                 .collect::<QueryResult<Vec<_>>>()?;
             Ok(Some(MissingKeys {
                 key_version: state.key_version,
+                rotation_needed: state.rotation_needed,
                 devices,
             }))
         })

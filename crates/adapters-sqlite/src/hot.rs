@@ -83,7 +83,8 @@ impl QueryFragment<Sqlite> for RaiseWatermarks<'_> {
 
 /// A session's snapshot (`ConversationStore::session_snapshot`): the account, then one row
 /// per conversation of the user with its `last_seq` and `last_change`, the user's watermarks (delivered at
-/// least read) and the lowest of the other members' (0 when alone). A user in no
+/// least read), the lowest of the other members' (0 when alone) and whether it is end-to-end
+/// encrypted. A user in no
 /// conversation gets one row whose membership columns are NULL; an unknown user, none.
 pub(crate) struct SessionSnapshot<'a> {
     pub(crate) user: &'a str,
@@ -99,6 +100,7 @@ pub(crate) type SessionSnapshotRow = (
     Option<i64>,
     i64,
     i64,
+    bool,
 );
 
 impl QueryId for SessionSnapshot<'_> {
@@ -108,8 +110,8 @@ impl QueryId for SessionSnapshot<'_> {
 
 impl Query for SessionSnapshot<'_> {
     /// The columns of `UserRow` in its field order, then the conversation's id, `last_seq`
-    /// and `last_change`, the user's delivered and read watermarks and the other members'
-    /// lowest.
+    /// and `last_change`, the user's delivered and read watermarks, the other members'
+    /// lowest, and whether the conversation is end-to-end encrypted.
     type SqlType = (
         (Text, Text, Text, Nullable<Text>, BigInt, Nullable<BigInt>),
         Nullable<Text>,
@@ -119,6 +121,7 @@ impl Query for SessionSnapshot<'_> {
         Nullable<BigInt>,
         BigInt,
         BigInt,
+        diesel::sql_types::Bool,
     );
 }
 
@@ -130,7 +133,8 @@ impl QueryFragment<Sqlite> for SessionSnapshot<'_> {
         out.push_sql(
             "SELECT u.id, u.email, u.display_name, u.avatar_url, u.created_at, u.last_seen_at, \
              me.conversation_id, c.last_seq, c.last_change, max(me.delivered_seq, me.read_seq), me.read_seq, \
-             coalesce(min(max(o.delivered_seq, o.read_seq)), 0), coalesce(min(o.read_seq), 0) \
+             coalesce(min(max(o.delivered_seq, o.read_seq)), 0), coalesce(min(o.read_seq), 0), \
+             EXISTS (SELECT 1 FROM conversation_encryption e WHERE e.conversation_id = me.conversation_id) \
              FROM users u \
              LEFT JOIN participants me ON me.user_id = u.id \
              LEFT JOIN conversations c ON c.id = me.conversation_id \
@@ -239,8 +243,18 @@ pub(crate) mod tests {
         };
         let rows = snapshot(&mut conn, "u");
         assert_eq!(rows.len(), 1);
-        let (user, conversation, last_seq, last_change, delivered, read, peer_delivered, peer_read) =
-            &rows[0];
+        let (
+            user,
+            conversation,
+            last_seq,
+            last_change,
+            delivered,
+            read,
+            peer_delivered,
+            peer_read,
+            encrypted,
+        ) = &rows[0];
+        assert!(!encrypted);
         assert_eq!(user.id, "u");
         assert_eq!(conversation.as_deref(), Some("c"));
         assert_eq!((*last_seq, *last_change), (Some(9), Some(4)));

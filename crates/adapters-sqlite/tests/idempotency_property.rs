@@ -70,6 +70,7 @@ async fn world() -> (
         store.clone(),
         store.clone(),
         store.clone(),
+        store.clone(),
         Arc::new(SystemClock),
         Limits::default(),
     );
@@ -96,6 +97,7 @@ proptest! {
                         content_type: None,
                         temp_id: Some(format!("key-{}", s.key)),
                         reply_to: None,
+                        encrypted: None,
                     };
                     tokio::spawn(async move { service.send(cmd).await })
                 })

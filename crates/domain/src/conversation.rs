@@ -282,6 +282,9 @@ pub struct SessionSnapshot {
     pub user: User,
     /// One entry per conversation of the user, in any order.
     pub conversations: Vec<ConversationState>,
+    /// Those of them that are end-to-end encrypted, in any order (read in the same
+    /// statement): a session checks its sends' content type against it without a read.
+    pub encrypted: Vec<ConversationId>,
 }
 
 /// A conversation as shown in a user's list.

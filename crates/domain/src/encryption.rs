@@ -22,7 +22,7 @@ pub const MAX_WRAPPED_KEY_BYTES: usize = 512;
 
 /// Most wraps one key upload may carry (every device of a full group would not fit in one
 /// request body anyway; clients send several).
-pub const MAX_WRAPS_PER_UPLOAD: usize = 200;
+pub const MAX_WRAPS_PER_UPLOAD: usize = 500;
 
 /// Decodes strict base64url without padding (RFC 4648 section 5): only `A-Z a-z 0-9 - _`,
 /// no `=`, no length that no byte string encodes to (`len % 4 == 1`), and no stray bits in
@@ -303,6 +303,8 @@ pub struct StoredKey {
     pub from_device_id: DeviceId,
     /// That device's owner.
     pub from_user_id: UserId,
+    /// That device's public key (also when it was revoked since): what unwraps it.
+    pub from_public_key: DevicePublicKey,
     /// When it was stored.
     pub created_at: DateTime<Utc>,
 }
@@ -312,6 +314,8 @@ pub struct StoredKey {
 pub struct MissingKeys {
     /// The conversation's key version.
     pub key_version: i64,
+    /// A member was removed since that version was made (read with it).
+    pub rotation_needed: bool,
     /// Live devices of current members without a wrap of `key_version`, oldest first.
     pub devices: Vec<Device>,
 }

@@ -78,12 +78,14 @@ impl ClientMsgId {
     }
 }
 
-/// What a message's content is. Only `text` is accepted from clients for now;
-/// `image`, `file`, `system` and `encrypted` come with the wider features.
+/// What a message's content is: `text`, or `encrypted` (an end-to-end encrypted envelope,
+/// see [`parse_envelope`]). `image`, `file` and `system` come with the wider features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContentType {
     /// Plain text, always rendered as text.
     Text,
+    /// An end-to-end encrypted envelope the server cannot read (issue 13).
+    Encrypted,
 }
 
 impl ContentType {
@@ -91,6 +93,7 @@ impl ContentType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Text => "text",
+            Self::Encrypted => "encrypted",
         }
     }
 }
@@ -100,8 +103,143 @@ impl FromStr for ContentType {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "text" => Ok(Self::Text),
-            _ => Err(InvalidField::new("content_type", "must be \"text\"")),
+            "encrypted" => Ok(Self::Encrypted),
+            _ => Err(InvalidField::new(
+                "content_type",
+                "must be \"text\" or \"encrypted\"",
+            )),
         }
+    }
+}
+
+/// What server-made previews (a reply's `reply_preview`) say of an `encrypted` message: the
+/// server cannot read it, and never shows a cut of the envelope.
+pub const ENCRYPTED_PREVIEW: &str = "Encrypted message";
+
+/// Bytes of an envelope's `iv`.
+pub const ENVELOPE_IV_BYTES: usize = 12;
+
+/// Fewest bytes of an envelope's `ct` (the AES-GCM tag alone).
+pub const ENVELOPE_MIN_CT_BYTES: usize = 16;
+
+/// Validates the content of an `encrypted` message for shape and size only: at most
+/// `max_bytes` bytes, a JSON object with exactly the keys `v`, `kid`, `iv` and `ct`; `v` is
+/// 1, `kid` an integer from 1 (fitting i64), `iv` strict base64url of 12 bytes, `ct` strict
+/// base64url of at least 16 bytes (ciphertext and tag). The content is kept as sent and is
+/// never looked into beyond this (see `docs/security.md`).
+pub fn parse_envelope(raw: &str, max_bytes: usize) -> Result<MessageContent, InvalidField> {
+    use crate::encryption::decode_base64url;
+    if raw.len() > max_bytes {
+        return Err(InvalidField::new(
+            "content",
+            format!("an encrypted message must be at most {max_bytes} bytes"),
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|_| InvalidField::new("content", "an encrypted message must be JSON"))?;
+    let Some(object) = value.as_object() else {
+        return Err(InvalidField::new(
+            "content",
+            "an encrypted message must be a JSON object",
+        ));
+    };
+    const KEYS: [&str; 4] = ["v", "kid", "iv", "ct"];
+    if object.len() != KEYS.len() || KEYS.iter().any(|k| !object.contains_key(*k)) {
+        return Err(InvalidField::new(
+            "content",
+            "an encrypted message must have exactly the keys v, kid, iv and ct",
+        ));
+    }
+    if object.get("v").and_then(serde_json::Value::as_u64) != Some(1) {
+        return Err(InvalidField::new("content.v", "must be 1"));
+    }
+    if !object
+        .get("kid")
+        .and_then(serde_json::Value::as_i64)
+        .is_some_and(|kid| kid >= 1)
+    {
+        return Err(InvalidField::new(
+            "content.kid",
+            "must be an integer of at least 1",
+        ));
+    }
+    let base64 = |key: &'static str| {
+        object
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .and_then(decode_base64url)
+            .ok_or_else(|| InvalidField::new(key_field(key), "must be base64url without padding"))
+    };
+    if base64("iv")?.len() != ENVELOPE_IV_BYTES {
+        return Err(InvalidField::new(
+            "content.iv",
+            format!("must encode exactly {ENVELOPE_IV_BYTES} bytes"),
+        ));
+    }
+    if base64("ct")?.len() < ENVELOPE_MIN_CT_BYTES {
+        return Err(InvalidField::new(
+            "content.ct",
+            format!("must encode at least {ENVELOPE_MIN_CT_BYTES} bytes"),
+        ));
+    }
+    Ok(MessageContent::from_trusted(raw.to_owned()))
+}
+
+fn key_field(key: &'static str) -> &'static str {
+    match key {
+        "iv" => "content.iv",
+        _ => "content.ct",
+    }
+}
+
+/// Validates a message's content as its type requires: text against `max_chars`
+/// ([`MessageContent::parse`]), an envelope against `max_encrypted_bytes`
+/// ([`parse_envelope`]).
+pub fn parse_content(
+    raw: &str,
+    content_type: ContentType,
+    max_chars: usize,
+    max_encrypted_bytes: usize,
+) -> Result<MessageContent, InvalidField> {
+    match content_type {
+        ContentType::Text => MessageContent::parse(raw, max_chars),
+        ContentType::Encrypted => parse_envelope(raw, max_encrypted_bytes),
+    }
+}
+
+/// Why a content type does not fit a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentRefusal {
+    /// The conversation is end-to-end encrypted and this is not an envelope
+    /// (`encryption_required`).
+    EncryptionRequired(&'static str),
+    /// An envelope in a conversation that is not encrypted (`not_encrypted`).
+    NotEncrypted,
+}
+
+/// Whether a new message of `content_type` may be sent where encryption is `encrypted`:
+/// only `encrypted` in an encrypted conversation, never `encrypted` in a plain one.
+pub fn check_send(encrypted: bool, content_type: ContentType) -> Result<(), ContentRefusal> {
+    match (encrypted, content_type) {
+        (true, ContentType::Encrypted) | (false, ContentType::Text) => Ok(()),
+        (true, ContentType::Text) => Err(ContentRefusal::EncryptionRequired(
+            "this conversation is end-to-end encrypted: send content_type \"encrypted\"",
+        )),
+        (false, ContentType::Encrypted) => Err(ContentRefusal::NotEncrypted),
+    }
+}
+
+/// The content type an edit's new content must have, for a message of `original` where
+/// encryption is `encrypted`: in an encrypted conversation only `encrypted` messages are
+/// edited, with a new envelope (a `text` message from before encryption was turned on
+/// stays as it is); in a plain one, as the message is.
+pub fn check_edit(encrypted: bool, original: ContentType) -> Result<ContentType, ContentRefusal> {
+    match (encrypted, original) {
+        (true, ContentType::Encrypted) => Ok(ContentType::Encrypted),
+        (true, ContentType::Text) => Err(ContentRefusal::EncryptionRequired(
+            "this conversation is end-to-end encrypted: its plain messages cannot be edited",
+        )),
+        (false, original) => Ok(original),
     }
 }
 
@@ -304,6 +442,159 @@ mod tests {
         );
     }
 
+    /// An envelope with `iv` of `iv` bytes and `ct` of `ct` bytes (base64url of zeros).
+    fn envelope(kid: &str, iv: usize, ct: usize) -> String {
+        format!(
+            r#"{{"v":1,"kid":{kid},"iv":"{}","ct":"{}"}}"#,
+            b64(iv),
+            b64(ct)
+        )
+    }
+
+    fn b64(bytes: usize) -> String {
+        // Zeros: every 3 bytes are "AAAA", a last 1 or 2 are "AA" or "AAA".
+        let mut out = "AAAA".repeat(bytes / 3);
+        match bytes % 3 {
+            1 => out.push_str("AA"),
+            2 => out.push_str("AAA"),
+            _ => {}
+        }
+        out
+    }
+
+    fn refused_field(raw: &str) -> &'static str {
+        parse_envelope(raw, 24_576).unwrap_err().field
+    }
+
+    #[test]
+    fn a_well_formed_envelope_is_kept_as_sent() {
+        let raw = envelope("3", 12, 16);
+        assert_eq!(parse_envelope(&raw, 24_576).unwrap().as_str(), raw);
+        let long = envelope("9223372036854775807", 12, 300);
+        assert!(parse_envelope(&long, 24_576).is_ok());
+        // Key order and spacing are the client's: only the shape is checked.
+        let reordered = format!(r#"{{ "ct":"{}", "iv":"{}", "kid":1, "v":1 }}"#, b64(20), b64(12));
+        assert!(parse_envelope(&reordered, 24_576).is_ok());
+    }
+
+    #[test]
+    fn each_malformation_of_an_envelope_is_refused_by_name() {
+        let iv = b64(12);
+        let ct = b64(16);
+        for (raw, field) in [
+            ("not json".to_owned(), "content"),
+            ("[1,2]".to_owned(), "content"),
+            ("\"text\"".to_owned(), "content"),
+            (format!(r#"{{"v":1,"kid":1,"iv":"{iv}"}}"#), "content"),
+            (
+                format!(r#"{{"v":1,"kid":1,"iv":"{iv}","ct":"{ct}","x":0}}"#),
+                "content",
+            ),
+            (
+                format!(r#"{{"v":1,"kid":1,"iv":"{iv}","tag":"{ct}"}}"#),
+                "content",
+            ),
+            (format!(r#"{{"v":2,"kid":1,"iv":"{iv}","ct":"{ct}"}}"#), "content.v"),
+            (format!(r#"{{"v":"1","kid":1,"iv":"{iv}","ct":"{ct}"}}"#), "content.v"),
+            (format!(r#"{{"v":1.0,"kid":1,"iv":"{iv}","ct":"{ct}"}}"#), "content.v"),
+            (format!(r#"{{"v":1,"kid":0,"iv":"{iv}","ct":"{ct}"}}"#), "content.kid"),
+            (format!(r#"{{"v":1,"kid":-1,"iv":"{iv}","ct":"{ct}"}}"#), "content.kid"),
+            (format!(r#"{{"v":1,"kid":1.5,"iv":"{iv}","ct":"{ct}"}}"#), "content.kid"),
+            (format!(r#"{{"v":1,"kid":"1","iv":"{iv}","ct":"{ct}"}}"#), "content.kid"),
+            (
+                format!(r#"{{"v":1,"kid":9223372036854775808,"iv":"{iv}","ct":"{ct}"}}"#),
+                "content.kid",
+            ),
+            (envelope("1", 11, 16), "content.iv"),
+            (envelope("1", 13, 16), "content.iv"),
+            (format!(r#"{{"v":1,"kid":1,"iv":"{iv}=","ct":"{ct}"}}"#), "content.iv"),
+            (format!(r#"{{"v":1,"kid":1,"iv":"{iv}","ct":"{ct}=="}}"#), "content.ct"),
+            (format!(r#"{{"v":1,"kid":1,"iv":1,"ct":"{ct}"}}"#), "content.iv"),
+            (format!(r#"{{"v":1,"kid":1,"iv":"{iv}","ct":"a+b/"}}"#), "content.ct"),
+            (envelope("1", 12, 15), "content.ct"),
+        ] {
+            assert_eq!(refused_field(&raw), field, "{raw}");
+        }
+    }
+
+    #[test]
+    fn an_envelope_over_the_byte_limit_is_refused() {
+        let raw = envelope("1", 12, 90);
+        assert!(parse_envelope(&raw, raw.len()).is_ok());
+        let err = parse_envelope(&raw, raw.len() - 1).unwrap_err();
+        assert_eq!(err.field, "content");
+        assert!(err.reason.contains("bytes"), "{}", err.reason);
+        // Text keeps its own limit, in characters; an envelope is not held to it.
+        assert!(parse_content(&raw, ContentType::Encrypted, 10, 24_576).is_ok());
+        assert!(parse_content(&raw, ContentType::Text, 10, 24_576).is_err());
+        assert!(parse_content("hello", ContentType::Encrypted, 10, 24_576).is_err());
+    }
+
+    #[test]
+    fn content_types_are_text_and_encrypted() {
+        assert_eq!("encrypted".parse::<ContentType>().unwrap(), ContentType::Encrypted);
+        assert_eq!(ContentType::Encrypted.as_str(), "encrypted");
+        assert_eq!("text".parse::<ContentType>().unwrap(), ContentType::Text);
+        assert_eq!("image".parse::<ContentType>().unwrap_err().field, "content_type");
+    }
+
+    #[test]
+    fn an_encrypted_conversation_takes_envelopes_only_and_a_plain_one_text_only() {
+        assert_eq!(check_send(true, ContentType::Encrypted), Ok(()));
+        assert_eq!(check_send(false, ContentType::Text), Ok(()));
+        assert!(matches!(
+            check_send(true, ContentType::Text),
+            Err(ContentRefusal::EncryptionRequired(_))
+        ));
+        assert_eq!(
+            check_send(false, ContentType::Encrypted),
+            Err(ContentRefusal::NotEncrypted)
+        );
+    }
+
+    #[test]
+    fn edits_in_an_encrypted_conversation_are_of_envelopes_into_envelopes() {
+        assert_eq!(
+            check_edit(true, ContentType::Encrypted),
+            Ok(ContentType::Encrypted)
+        );
+        assert!(matches!(
+            check_edit(true, ContentType::Text),
+            Err(ContentRefusal::EncryptionRequired(_))
+        ));
+        assert_eq!(check_edit(false, ContentType::Text), Ok(ContentType::Text));
+    }
+
+    #[test]
+    fn a_preview_of_an_encrypted_message_never_cuts_the_envelope() {
+        let mut original = Message {
+            id: MessageId::new(),
+            conversation_id: ConversationId::new(),
+            seq: 1,
+            sender_id: UserId::new(),
+            client_msg_id: None,
+            content: envelope("1", 12, 200),
+            content_type: ContentType::Encrypted,
+            reply_to: None,
+            created_at: Utc::now(),
+            edited_at: None,
+            deleted_at: None,
+            deleted_by: None,
+            change_seq: 0,
+        };
+        let preview = ReplyPreview::of(&original);
+        assert_eq!(preview.excerpt, ENCRYPTED_PREVIEW);
+        assert_eq!(preview.content_type, ContentType::Encrypted);
+        original.content_type = ContentType::Text;
+        original.content = "x".repeat(150);
+        let preview = ReplyPreview::of(&original);
+        assert_eq!(preview.excerpt, "x".repeat(100));
+        assert_eq!(preview.content_type, ContentType::Text);
+        original.content_type = ContentType::Encrypted;
+        original.deleted_at = Some(Utc::now());
+        assert_eq!(ReplyPreview::of(&original).excerpt, "");
+    }
+
     #[test]
     fn temp_ids_are_one_to_sixty_four_printable_characters() {
         assert!(ClientMsgId::parse("").is_err());
@@ -433,8 +724,11 @@ pub struct ReplyPreview {
     pub message_id: MessageId,
     /// Its sender.
     pub sender_id: UserId,
-    /// Its first [`ReplyPreview::EXCERPT_CHARS`] characters; empty when deleted.
+    /// Its first [`ReplyPreview::EXCERPT_CHARS`] characters; empty when deleted;
+    /// [`ENCRYPTED_PREVIEW`] when it is `encrypted`.
     pub excerpt: String,
+    /// Its content type.
+    pub content_type: ContentType,
     /// Whether it was deleted.
     pub deleted: bool,
 }
@@ -451,9 +745,12 @@ impl ReplyPreview {
             sender_id: original.sender_id,
             excerpt: if deleted {
                 String::new()
+            } else if original.content_type == ContentType::Encrypted {
+                ENCRYPTED_PREVIEW.to_owned()
             } else {
                 original.content.chars().take(Self::EXCERPT_CHARS).collect()
             },
+            content_type: original.content_type,
             deleted,
         }
     }

@@ -299,6 +299,8 @@ pub enum ConversationChange {
     MemberAdded,
     /// `user_id` was removed or left.
     MemberRemoved,
+    /// End-to-end encryption was turned on (it is never turned off).
+    EncryptionEnabled,
 }
 
 impl ConversationChange {
@@ -309,6 +311,7 @@ impl ConversationChange {
             Self::Renamed => "renamed",
             Self::MemberAdded => "member_added",
             Self::MemberRemoved => "member_removed",
+            Self::EncryptionEnabled => "encryption_enabled",
         }
     }
 }
@@ -316,7 +319,8 @@ impl ConversationChange {
 /// The topics a conversation change is announced on: `created` on every member's own
 /// channel (nobody follows the new conversation yet); a member added or removed on the
 /// conversation (the other members) and on that member's own channel (`user`: their
-/// sessions, wherever they are routed); a rename on the conversation. `details` is the
+/// sessions, wherever they are routed); a rename, and encryption turned on, on the
+/// conversation. `details` is the
 /// conversation after the change, so a removed member is no longer among its participants.
 pub fn conversation_change_topics(
     change: ConversationChange,
@@ -330,7 +334,9 @@ pub fn conversation_change_topics(
             .iter()
             .map(|p| Topic::User(p.participant.user_id))
             .collect(),
-        ConversationChange::Renamed => vec![Topic::Conversation(id)],
+        ConversationChange::Renamed | ConversationChange::EncryptionEnabled => {
+            vec![Topic::Conversation(id)]
+        }
         ConversationChange::MemberAdded | ConversationChange::MemberRemoved => {
             let mut topics = vec![Topic::Conversation(id)];
             topics.extend(user.map(Topic::User));
@@ -410,6 +416,26 @@ pub enum Event {
         conversation: crate::conversation::ConversationDetails,
         /// The member added or removed, for those changes.
         user_id: Option<UserId>,
+        /// Its end-to-end encryption after the change (`None`: not encrypted).
+        encryption: Option<crate::encryption::EncryptionState>,
+    },
+    /// A member's device lacks the conversation's current key: the other members' clients
+    /// wrap it for that device (every session of every member).
+    KeyRequest(crate::services::KeyRequest),
+    /// Keys of a version were stored for devices (every session of every member).
+    KeyShared {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The version stored.
+        key_version: i64,
+        /// Whether it is a new version.
+        rotated: bool,
+        /// Who uploaded it.
+        from_user_id: UserId,
+        /// From which of their devices.
+        from_device_id: crate::ids::DeviceId,
+        /// The devices it was wrapped for.
+        device_ids: Vec<crate::ids::DeviceId>,
     },
     /// A message was edited: as it is now (its reactions without a viewer's `me`).
     MessageUpdated {
@@ -514,13 +540,22 @@ mod tests {
     }
 
     #[test]
-    fn a_rename_is_announced_on_the_conversation_only() {
+    fn a_rename_and_encryption_turned_on_are_announced_on_the_conversation_only() {
         let (a, b) = (UserId::new(), UserId::new());
         let details = group(&[a, b]);
         let id = details.conversation.id;
+        for change in [
+            ConversationChange::Renamed,
+            ConversationChange::EncryptionEnabled,
+        ] {
+            assert_eq!(
+                conversation_change_topics(change, &details, None),
+                [Topic::Conversation(id)]
+            );
+        }
         assert_eq!(
-            conversation_change_topics(ConversationChange::Renamed, &details, None),
-            [Topic::Conversation(id)]
+            ConversationChange::EncryptionEnabled.as_str(),
+            "encryption_enabled"
         );
     }
 

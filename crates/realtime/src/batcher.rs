@@ -316,11 +316,20 @@ mod tests {
     use chrono::Utc;
     use domain::conversation::{Participant, Role};
     use domain::message::{AppendRejection, ClientMsgId, ContentType, Message, MessageContent};
-    use domain::ports::{MessageStore, MockConversationStore, MockReceiptStore, SystemClock};
+    use domain::ports::{
+        MessageStore, MockConversationStore, MockEncryptionStore, MockReceiptStore, SystemClock,
+    };
     use domain::realtime::{MockEventPublisher, RealtimeError};
     use domain::{ConversationId, Limits, MessageId, UserId};
     use std::sync::Mutex;
     use std::time::Duration;
+
+    /// An encryption store for which no conversation is encrypted.
+    fn plain() -> Arc<MockEncryptionStore> {
+        let mut store = MockEncryptionStore::new();
+        store.expect_encryption_state().returning(|_| Ok(None));
+        Arc::new(store)
+    }
     use tokio::sync::Semaphore;
 
     /// Appends in memory; each call waits for a permit, so a test can hold a commit open.
@@ -471,6 +480,7 @@ mod tests {
             messages,
             Arc::new(conversations),
             Arc::new(MockReceiptStore::new()),
+            plain(),
             Arc::new(SystemClock),
             Limits::default(),
         )
@@ -690,6 +700,7 @@ mod tests {
             Arc::new(store),
             Arc::new(MockConversationStore::new()),
             Arc::new(MockReceiptStore::new()),
+            plain(),
             Arc::new(SystemClock),
             Limits::default(),
         );

@@ -31,6 +31,8 @@ pub enum Kind {
     Unread,
     /// A message was edited, deleted or reacted to: for every session; orders by `change`.
     Change,
+    /// A key was requested or shared (end-to-end encryption): for every session.
+    Key,
 }
 
 /// The routing header. Short field names: it travels with every event.
@@ -77,6 +79,10 @@ pub struct Header {
     /// latency metric.
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     pub committed_at: Option<i64>,
+    /// A conversation event: the conversation is end-to-end encrypted (what a following
+    /// session checks its sends against; never turns back to `false`).
+    #[serde(rename = "e", default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
 }
 
 impl Header {
@@ -95,6 +101,7 @@ impl Header {
             change: None,
             sent_at: None,
             committed_at: None,
+            encrypted: false,
         }
     }
 }

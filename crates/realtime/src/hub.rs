@@ -648,6 +648,7 @@ mod tests {
                 participants: vec![],
             },
             user_id: Some(user),
+            encryption: None,
         }
     }
 

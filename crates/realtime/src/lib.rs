@@ -33,6 +33,7 @@ use async_trait::async_trait;
 use batcher::{CommitBatcher, Faults};
 use client_errors::ClientErrorLog;
 use domain::conversation::{ConversationDetails, Participant};
+use domain::encryption::EncryptionState;
 use domain::ports::{Clock, ConversationStore, ReceiptStore, UserStore, WatermarkUpdate};
 use domain::realtime::{
     conversation_change_topics, ConversationChange, Event, EventPublisher, NodeId, PresenceStore,
@@ -356,16 +357,30 @@ impl Realtime {
         change: ConversationChange,
         details: ConversationDetails,
         user: Option<UserId>,
+        encryption: Option<EncryptionState>,
     ) {
         let topics = conversation_change_topics(change, &details, user);
         let event = Event::Conversation {
             change,
             conversation: details,
             user_id: user,
+            encryption,
         };
         for topic in topics {
             self.announce(topic, event.clone()).await;
         }
+    }
+
+    /// Charges one key request to `user`'s limit of edits, deletions and reactions (a key
+    /// request makes every member's clients work); `Err`: how long to wait.
+    pub fn charge_key_request(&self, user: UserId) -> Result<(), send::RetryAfter> {
+        self.throttles.check_change(user)
+    }
+
+    /// Announces a key request or share on the conversation's topic: every session of every
+    /// member hears it, on every node.
+    pub async fn announce_key(&self, conversation: domain::ConversationId, event: Event) {
+        self.announce(Topic::Conversation(conversation), event).await;
     }
 
     /// The conversation as it is now (after a change), for announcing it.

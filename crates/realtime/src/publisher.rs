@@ -155,9 +155,11 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
             change,
             conversation,
             user_id,
+            encryption,
         } => {
             let id = conversation.conversation.id;
             let mut header = Header::new(Kind::Conversation, Some(id));
+            header.encrypted = encryption.is_some();
             // Where a joining member's sessions start following the conversation.
             header.seq = Some(conversation.conversation.last_seq);
             header.change = Some(conversation.conversation.last_change);
@@ -171,7 +173,7 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
                         header.joined = Some(member);
                     }
                 }
-                ConversationChange::Renamed => {}
+                ConversationChange::Renamed | ConversationChange::EncryptionEnabled => {}
             }
             // `unread_count` is per viewer; a broadcast shows the one of the member it is
             // about (the joining or leaving one), else the creator's.
@@ -182,7 +184,36 @@ pub(crate) fn render(topic: Topic, event: &Event) -> (Header, String) {
             let frame = ServerFrame::Conversation {
                 event: wire::conversation_event(*change),
                 user_id: user_id.map(|u| u.as_uuid()),
-                conversation: wire::conversation(conversation, viewer),
+                conversation: wire::conversation(conversation, viewer, encryption.as_ref()),
+            };
+            (header, wire::encode(&frame))
+        }
+        Event::KeyRequest(request) => {
+            let header = Header::new(Kind::Key, Some(request.conversation_id));
+            let frame = ServerFrame::KeyRequest {
+                conversation_id: request.conversation_id.as_uuid(),
+                user_id: request.user_id.as_uuid(),
+                device_id: request.device_id.as_uuid(),
+                key_version: request.key_version,
+            };
+            (header, wire::encode(&frame))
+        }
+        Event::KeyShared {
+            conversation_id,
+            key_version,
+            rotated,
+            from_user_id,
+            from_device_id,
+            device_ids,
+        } => {
+            let header = Header::new(Kind::Key, Some(*conversation_id));
+            let frame = ServerFrame::KeyShared {
+                conversation_id: conversation_id.as_uuid(),
+                key_version: *key_version,
+                rotated: *rotated,
+                from_user_id: from_user_id.as_uuid(),
+                from_device_id: from_device_id.as_uuid(),
+                device_ids: device_ids.iter().map(|d| d.as_uuid()).collect(),
             };
             (header, wire::encode(&frame))
         }
@@ -355,6 +386,7 @@ mod tests {
             change: ConversationChange::Created,
             conversation: details(c, creator),
             user_id: None,
+            encryption: None,
         };
         let (header, frame) = render(Topic::User(member), &event);
         assert_eq!(header.joined, Some(member));
@@ -374,6 +406,7 @@ mod tests {
                 change,
                 conversation: details(c, creator),
                 user_id: Some(member),
+                encryption: None,
             };
             let (header, frame) = render(Topic::Conversation(c), &event);
             assert_eq!((header.joined, header.left), (joined, left));

@@ -10,7 +10,8 @@
 //!   of it once, on their own topic.
 //! - Receipts (`delivered`, `read_receipt`) go only to sessions whose user sent a message the
 //!   watermark move covers ([`OwnSeqs`]); a reader's own sessions also get their `read`.
-//! - `unread` goes to every session of the user.
+//! - `unread` goes to every session of the user; key requests and shares to every session
+//!   of every member.
 //! - A session of one conversation (`/ws/chat/{id}`) hears of its user's channel only about
 //!   that conversation, and of presence.
 
@@ -80,6 +81,8 @@ pub(crate) fn verdict(recipient: &Recipient, topic: Topic, header: &Header) -> V
         // Edits, deletions and reactions reach every session of every member, the one that
         // made the change included (its copy tells it the change number).
         Kind::Change => Verdict::Deliver,
+        // Key requests and shares reach every session of every member.
+        Kind::Key => Verdict::Deliver,
     }
 }
 

@@ -224,6 +224,10 @@ pub struct SessionState {
     gaps_due: Option<Instant>,
     /// The user said they are away (`presence` frame).
     away: bool,
+    /// Followed conversations that are end-to-end encrypted: learnt from the `hello`
+    /// snapshot, a join's conversation event and `encryption_enabled`, never unlearnt while
+    /// followed. Sends are checked against it without a storage read.
+    encrypted: HashSet<ConversationId>,
 }
 
 impl SessionState {
@@ -244,7 +248,22 @@ impl SessionState {
             gaps: Vec::new(),
             gaps_due: None,
             away: false,
+            encrypted: HashSet::new(),
         }
+    }
+
+    /// `c` is end-to-end encrypted (the `hello` snapshot said so). Never undone while `c`
+    /// is followed.
+    pub fn encryption_on(&mut self, c: ConversationId) {
+        if self.feeds.contains_key(&c) {
+            self.encrypted.insert(c);
+        }
+    }
+
+    /// Whether the followed conversation `c` is end-to-end encrypted, as far as this
+    /// session heard: what its sends there are checked against.
+    pub fn encrypted(&self, c: ConversationId) -> bool {
+        self.encrypted.contains(&c)
     }
 
     /// Whether the user said they are away.
@@ -346,6 +365,7 @@ impl SessionState {
     pub fn leave(&mut self, c: ConversationId) {
         self.feeds.remove(&c);
         self.changes.remove(&c);
+        self.encrypted.remove(&c);
     }
 
     /// A conversation event (its frame goes to the client as it is): whether it starts or
@@ -357,6 +377,9 @@ impl SessionState {
         if header.joined == Some(self.user) && self.joins(c) {
             let base = header.seq.unwrap_or(0);
             self.follow_joined(c, base, header.change.unwrap_or(0));
+            if header.encrypted {
+                self.encryption_on(c);
+            }
             Membership::Joined {
                 conversation: c,
                 base,
@@ -368,6 +391,10 @@ impl SessionState {
                 close: self.scope == Some(c),
             }
         } else {
+            // `encryption_enabled`, or any later event of an encrypted conversation.
+            if header.encrypted {
+                self.encryption_on(c);
+            }
             Membership::Unchanged
         }
     }
@@ -1267,6 +1294,46 @@ mod tests {
             s.sync_targets([(c, 2), (ConversationId::new(), 0)]),
             Err(Refusal::NotParticipant)
         );
+    }
+
+    #[test]
+    fn a_session_learns_encryption_from_its_snapshot_a_join_and_the_event_and_keeps_it() {
+        let (me, peer) = (UserId::new(), UserId::new());
+        let (opened, joined, plain) = (
+            ConversationId::new(),
+            ConversationId::new(),
+            ConversationId::new(),
+        );
+        let mut s = SessionState::new(me, None, limits(0, false));
+        s.follow_snapshot(&state(0, opened), 0);
+        s.follow_snapshot(&state(0, plain), 0);
+        s.encryption_on(opened);
+        s.encryption_on(ConversationId::new()); // not followed: nothing to learn
+        assert!(s.encrypted(opened) && !s.encrypted(plain));
+
+        let mut join = Header::new(Kind::Conversation, Some(joined));
+        join.joined = Some(me);
+        join.encrypted = true;
+        assert!(matches!(
+            s.conversation_event(&join),
+            Membership::Joined { .. }
+        ));
+        assert!(s.encrypted(joined));
+
+        let mut enabled = Header::new(Kind::Conversation, Some(plain));
+        enabled.encrypted = true;
+        assert_eq!(s.conversation_event(&enabled), Membership::Unchanged);
+        assert!(s.encrypted(plain));
+        // A later event without the flag (none is published so) does not turn it off.
+        let mut renamed = Header::new(Kind::Conversation, Some(plain));
+        renamed.user = Some(peer);
+        s.conversation_event(&renamed);
+        assert!(s.encrypted(plain));
+
+        let mut left = Header::new(Kind::Conversation, Some(plain));
+        left.left = Some(me);
+        s.conversation_event(&left);
+        assert!(!s.encrypted(plain), "forgotten with the conversation");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! the orphan rule forbids `From` between two foreign crates' types.)
 
 use domain::auth::AuthSession;
+use domain::encryption::EncryptionState;
 use domain::conversation::{
     ConversationDetails, ConversationState, ConversationSummary, ParticipantProfile,
 };
@@ -110,7 +111,7 @@ pub fn reply_preview(p: &ReplyPreview) -> ReplyPreviewDto {
         id: p.message_id.as_uuid(),
         sender_id: p.sender_id.as_uuid(),
         content: p.excerpt.clone(),
-        content_type: "text".to_owned(),
+        content_type: p.content_type.as_str().to_owned(),
         deleted: p.deleted,
     }
 }
@@ -165,8 +166,13 @@ pub(crate) fn participant(p: &ParticipantProfile) -> ParticipantDto {
     }
 }
 
-/// The conversation as `me` sees it, without its last message.
-pub fn conversation(details: &ConversationDetails, me: UserId) -> ConversationDto {
+/// The conversation as `me` sees it, without its last message, with its end-to-end
+/// encryption (`None`: not encrypted).
+pub fn conversation(
+    details: &ConversationDetails,
+    me: UserId,
+    encryption: Option<&EncryptionState>,
+) -> ConversationDto {
     let c = &details.conversation;
     ConversationDto {
         id: c.id.as_uuid(),
@@ -179,14 +185,18 @@ pub fn conversation(details: &ConversationDetails, me: UserId) -> ConversationDt
         unread_count: details.unread_count(me),
         last_message: None,
         participants: details.participants.iter().map(participant).collect(),
-        encrypted: false,
-        key_version: 0,
-        rotation_needed: false,
+        encrypted: encryption.is_some(),
+        key_version: encryption.map_or(0, |e| e.key_version),
+        rotation_needed: encryption.is_some_and(|e| e.rotation_needed),
     }
 }
 
 /// A list entry: the conversation with its newest message and that message's status.
-pub fn conversation_entry(summary: &ConversationSummary, me: UserId) -> ConversationDto {
+pub fn conversation_entry(
+    summary: &ConversationSummary,
+    me: UserId,
+    encryption: Option<&EncryptionState>,
+) -> ConversationDto {
     let last = summary.last_message.clone().map(|m| {
         MessageService::views(&summary.details, vec![m])
             .first()
@@ -194,7 +204,7 @@ pub fn conversation_entry(summary: &ConversationSummary, me: UserId) -> Conversa
     });
     ConversationDto {
         last_message: Some(last.flatten()),
-        ..conversation(&summary.details, me)
+        ..conversation(&summary.details, me, encryption)
     }
 }
 
@@ -244,6 +254,7 @@ pub(crate) fn conversation_event(change: ConversationChange) -> ConversationEven
         ConversationChange::Renamed => ConversationEvent::Renamed,
         ConversationChange::MemberAdded => ConversationEvent::MemberAdded,
         ConversationChange::MemberRemoved => ConversationEvent::MemberRemoved,
+        ConversationChange::EncryptionEnabled => ConversationEvent::EncryptionEnabled,
     }
 }
 
@@ -265,6 +276,7 @@ mod tests {
             ConversationChange::Renamed,
             ConversationChange::MemberAdded,
             ConversationChange::MemberRemoved,
+            ConversationChange::EncryptionEnabled,
         ] {
             let json = serde_json::to_string(&conversation_event(change)).unwrap();
             assert_eq!(json, format!("\"{}\"", change.as_str()));

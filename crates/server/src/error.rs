@@ -77,6 +77,12 @@ pub enum ApiError {
     /// The user already has the most live devices allowed (409).
     #[error("at most {0} devices per user")]
     TooManyDevices(usize),
+    /// Plain content in an end-to-end encrypted conversation (409).
+    #[error("{0}")]
+    EncryptionRequired(&'static str),
+    /// Encrypted content or keys in a conversation that is not encrypted (409).
+    #[error("this conversation is not end-to-end encrypted")]
+    NotEncrypted,
     /// The body is larger than `http.max_body_bytes` (413).
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge {
@@ -153,6 +159,8 @@ impl ApiError {
             Self::TempIdConflict => ErrorCode::TempIdConflict,
             Self::AlreadyMember => ErrorCode::AlreadyMember,
             Self::TooManyDevices(_) => ErrorCode::TooManyDevices,
+            Self::EncryptionRequired(_) => ErrorCode::EncryptionRequired,
+            Self::NotEncrypted => ErrorCode::NotEncrypted,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::Validation { .. } => ErrorCode::ValidationFailed,
             Self::NotAGroup => ErrorCode::NotAGroup,
@@ -179,7 +187,9 @@ impl ApiError {
             | Self::AlreadyMember
             | Self::MessageDeleted
             | Self::EditWindowClosed
-            | Self::TooManyDevices(_) => StatusCode::CONFLICT,
+            | Self::TooManyDevices(_)
+            | Self::EncryptionRequired(_)
+            | Self::NotEncrypted => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation { .. } | Self::NotAGroup | Self::GroupFull(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -279,6 +289,8 @@ impl From<ChatError> for ApiError {
             ChatError::NotAGroup => Self::NotAGroup,
             ChatError::GroupFull(n) => Self::GroupFull(n),
             ChatError::TooManyDevices(n) => Self::TooManyDevices(n),
+            ChatError::EncryptionRequired(why) => Self::EncryptionRequired(why),
+            ChatError::NotEncrypted => Self::NotEncrypted,
             ChatError::NotFound(_) => Self::NotFound,
             // The cause is logged where the batch was isolated (`realtime::batcher`).
             ChatError::Unstorable(_) => Self::validation(
@@ -351,6 +363,12 @@ mod tests {
             (ChatError::NotAGroup, 422, "not_a_group"),
             (ChatError::GroupFull(3), 422, "group_full"),
             (ChatError::TooManyDevices(10), 409, "too_many_devices"),
+            (
+                ChatError::EncryptionRequired("this conversation is end-to-end encrypted"),
+                409,
+                "encryption_required",
+            ),
+            (ChatError::NotEncrypted, 409, "not_encrypted"),
             (ChatError::NotFound("device not found"), 404, "not_found"),
             (ChatError::Storage(storage_error()), 503, "unavailable"),
         ];

@@ -108,18 +108,20 @@ impl AppState {
         let lifecycle = LifecycleService::new(
             ports.messages.clone(),
             ports.conversations.clone(),
+            ports.encryption.clone(),
+            clock.clone(),
+            limits,
+        );
+        let messages = MessageService::new(
+            ports.messages,
+            ports.conversations.clone(),
+            ports.receipts.clone(),
+            ports.encryption.clone(),
             clock.clone(),
             limits,
         );
         let encryption =
             EncryptionService::new(ports.encryption, ports.conversations.clone(), clock.clone());
-        let messages = MessageService::new(
-            ports.messages,
-            ports.conversations.clone(),
-            ports.receipts.clone(),
-            clock.clone(),
-            limits,
-        );
         let realtime = Arc::new(Realtime::start(
             parts,
             messages.clone(),

@@ -384,6 +384,7 @@ pub async fn the_session_snapshot_is_the_users_state_in_each_of_its_conversation
         SessionSnapshot {
             user: store.user_by_id(a.id).await.unwrap().unwrap(),
             conversations: want,
+            encrypted: vec![],
         }
     );
     assert_eq!(
@@ -437,6 +438,7 @@ pub async fn the_session_snapshot_is_the_users_state_in_each_of_its_conversation
         SessionSnapshot {
             user: store.user_by_id(d.id).await.unwrap().unwrap(),
             conversations: vec![],
+            encrypted: vec![],
         }
     );
     assert_eq!(store.session_snapshot(UserId::new()).await.unwrap(), None);

@@ -349,10 +349,9 @@ pub async fn a_removal_needs_a_rotation_the_removed_member_never_gets(store: Sto
     let flagged = state(&store, chat).await;
     assert!(flagged.rotation_needed);
     assert_eq!(flagged.key_version, 1);
-    assert_eq!(
-        store.missing_keys(chat).await.unwrap().unwrap().devices,
-        Vec::<Device>::new()
-    );
+    let missing = store.missing_keys(chat).await.unwrap().unwrap();
+    assert_eq!(missing.devices, Vec::<Device>::new());
+    assert!(missing.rotation_needed, "read with the version it is about");
     assert_eq!(
         store
             .put_keys(&upload(
@@ -377,6 +376,7 @@ pub async fn a_removal_needs_a_rotation_the_removed_member_never_gets(store: Sto
         .unwrap();
     let rotated = state(&store, chat).await;
     assert_eq!((rotated.key_version, rotated.rotation_needed), (2, false));
+    assert!(!store.missing_keys(chat).await.unwrap().unwrap().rotation_needed);
     // Bob keeps what he had before his removal and nothing after.
     let bobs: Vec<i64> = store
         .keys_for_device(chat, b1.id)
@@ -458,4 +458,55 @@ pub async fn key_backups_are_replaced_read_and_deleted(store: Store) {
     assert_eq!(store.key_backup(bob.id).await.unwrap(), None);
     assert!(store.delete_key_backup(alice.id).await.unwrap());
     assert_eq!(store.key_backup(alice.id).await.unwrap(), None);
+}
+
+/// A stored key names the public key of the device that wrapped it, read from that
+/// device's row, also once it is revoked (members still unwrap with it).
+pub async fn keys_name_the_public_key_of_the_wrapping_device_even_revoked(store: Store) {
+    let alice = user(&store, "Alice").await;
+    let bob = user(&store, "Bob").await;
+    let chat = direct(&store, &alice, &bob).await.conversation.id;
+    let a1 = device(&store, &alice, "a1", 0).await;
+    let b1 = device(&store, &bob, "bob's", 1).await;
+    assert_ne!(a1.public_key, b1.public_key);
+    store.enable_encryption(chat, now()).await.unwrap();
+    store
+        .put_keys(&upload(chat, 1, &a1, vec![wrap(&a1, "ka"), wrap(&b1, "kb")]))
+        .await
+        .unwrap();
+    let keys = store.keys_for_device(chat, b1.id).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].from_public_key, a1.public_key);
+    assert!(store.revoke_device(alice.id, a1.id, later(5)).await.unwrap());
+    let keys = store.keys_for_device(chat, b1.id).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(
+        (keys[0].from_device_id, keys[0].from_user_id),
+        (a1.id, alice.id)
+    );
+    assert_eq!(keys[0].from_public_key, a1.public_key);
+}
+
+/// The session snapshot names, among the user's conversations, exactly the encrypted ones.
+pub async fn a_session_snapshot_names_the_encrypted_conversations(store: Store) {
+    let alice = user(&store, "Alice").await;
+    let bob = user(&store, "Bob").await;
+    let carol = user(&store, "Carol").await;
+    let secret = direct(&store, &alice, &bob).await.conversation.id;
+    let plain = group(&store, &alice, &[&bob], "plain")
+        .await
+        .conversation
+        .id;
+    let foreign = direct(&store, &bob, &carol).await.conversation.id;
+    let snapshot = store.session_snapshot(alice.id).await.unwrap().unwrap();
+    assert!(snapshot.encrypted.is_empty());
+    store.enable_encryption(secret, now()).await.unwrap();
+    store.enable_encryption(foreign, now()).await.unwrap();
+    let snapshot = store.session_snapshot(alice.id).await.unwrap().unwrap();
+    assert_eq!(snapshot.encrypted, vec![secret]);
+    assert_eq!(snapshot.conversations.len(), 2);
+    assert!(snapshot.conversations.iter().any(|c| c.conversation_id == plain));
+    let lonely = user(&store, "Dave").await;
+    let snapshot = store.session_snapshot(lonely.id).await.unwrap().unwrap();
+    assert!(snapshot.encrypted.is_empty() && snapshot.conversations.is_empty());
 }

@@ -82,6 +82,8 @@ macro_rules! storage_contract_tests {
             encryption::a_removal_needs_a_rotation_the_removed_member_never_gets,
             encryption::concurrent_uploads_of_one_version_make_it_once,
             encryption::key_backups_are_replaced_read_and_deleted,
+            encryption::keys_name_the_public_key_of_the_wrapping_device_even_revoked,
+            encryption::a_session_snapshot_names_the_encrypted_conversations,
             concurrency::fifty_concurrent_sends_get_seqs_one_to_fifty,
             concurrency::concurrent_retries_of_one_key_give_one_message_and_burn_no_seq,
             receipts::watermarks_only_move_forward,

@@ -603,6 +603,7 @@ mod tests {
                 Ok(Some(SessionSnapshot {
                     user: user(id),
                     conversations: vec![state],
+                    encrypted: Vec::new(),
                 }))
             });
         store

@@ -15,7 +15,7 @@ use crate::encryption::{
 use crate::ids::{ConversationId, DeviceId, UserId};
 use crate::ports::{Clock, ConversationStore, EncryptionStore};
 use crate::user::InvalidField;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What turning encryption on did.
@@ -167,11 +167,38 @@ impl EncryptionService {
         Ok(self.store.encryption_state(conversation).await?)
     }
 
+    /// `conversation`'s encryption, for a caller that already checked who asks (`None`:
+    /// not encrypted).
+    pub async fn state_of(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<EncryptionState>, ChatError> {
+        Ok(self.store.encryption_state(conversation).await?)
+    }
+
+    /// The encryption of each of `conversations` that is encrypted, in one store call, for
+    /// a caller that already checked who asks (a user's conversation list).
+    pub async fn states_of(
+        &self,
+        conversations: &[ConversationId],
+    ) -> Result<HashMap<ConversationId, EncryptionState>, ChatError> {
+        if conversations.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .store
+            .encryption_states(conversations)
+            .await?
+            .into_iter()
+            .map(|s| (s.conversation_id, s))
+            .collect())
+    }
+
     /// A member's device `from_device` uploads version `version` of the key wrapped for
     /// `wraps` (device id, base64url wrapped key). `version` is `key_version + 1` (a new
     /// key) or `key_version` (a share); every wrapped-for device a live device of a current
     /// member, each once, 1 to [`MAX_WRAPS_PER_UPLOAD`]. Refusals are `Invalid` (422) and
-    /// store nothing; a conversation that is not encrypted is refused alike.
+    /// store nothing; a conversation that is not encrypted is `NotEncrypted` (409).
     pub async fn put_keys(
         &self,
         by: UserId,
@@ -239,20 +266,29 @@ impl EncryptionService {
     }
 
     /// Every key version of `conversation` wrapped for `device`, one of the member `by`'s
-    /// live devices, oldest first.
+    /// live devices, oldest first, with the conversation's encryption read before them. A
+    /// conversation that is not encrypted is `NotEncrypted`.
     pub async fn keys_for(
         &self,
         by: UserId,
         conversation: ConversationId,
         device: DeviceId,
-    ) -> Result<Vec<StoredKey>, ChatError> {
+    ) -> Result<(EncryptionState, Vec<StoredKey>), ChatError> {
         require_member(&*self.conversations, conversation, by).await?;
+        let state = self
+            .store
+            .encryption_state(conversation)
+            .await?
+            .ok_or_else(not_encrypted)?;
         self.require_own_device(by, device, "device_id").await?;
-        Ok(self.store.keys_for_device(conversation, device).await?)
+        Ok((
+            state,
+            self.store.keys_for_device(conversation, device).await?,
+        ))
     }
 
     /// The live devices of current members without the current key, for a member to wrap it
-    /// for. A conversation that is not encrypted is `Invalid`.
+    /// for. A conversation that is not encrypted is `NotEncrypted`.
     pub async fn missing_keys(
         &self,
         by: UserId,
@@ -274,12 +310,12 @@ impl EncryptionService {
         device: DeviceId,
     ) -> Result<KeyRequest, ChatError> {
         require_member(&*self.conversations, conversation, by).await?;
-        self.require_own_device(by, device, "device_id").await?;
         let state = self
             .store
             .encryption_state(conversation)
             .await?
             .ok_or_else(not_encrypted)?;
+        self.require_own_device(by, device, "device_id").await?;
         Ok(KeyRequest {
             conversation_id: conversation,
             user_id: by,
@@ -321,7 +357,7 @@ impl EncryptionService {
 }
 
 fn not_encrypted() -> ChatError {
-    InvalidField::new("conversation", "this conversation is not encrypted").into()
+    ChatError::NotEncrypted
 }
 
 #[cfg(test)]
@@ -605,10 +641,10 @@ mod tests {
             field(service.put_keys(user, c, 2, mine_id, &wraps).await),
             "wrapped"
         );
-        assert_eq!(
-            field(service.put_keys(user, c, 3, mine_id, &wraps).await),
-            "conversation"
-        );
+        assert!(matches!(
+            service.put_keys(user, c, 3, mine_id, &wraps).await,
+            Err(ChatError::NotEncrypted)
+        ));
         assert_eq!(
             field(service.put_keys(user, c, 9, mine_id, &wraps).await),
             "version"
@@ -619,6 +655,14 @@ mod tests {
         );
         assert_eq!(
             field(service.put_keys(user, c, 1, mine_id, &[]).await),
+            "wrapped"
+        );
+        let too_many: Vec<(DeviceId, String)> = (0..=MAX_WRAPS_PER_UPLOAD)
+            .map(|_| (DeviceId::new(), "AQ".to_owned()))
+            .collect();
+        assert_eq!(MAX_WRAPS_PER_UPLOAD, 500);
+        assert_eq!(
+            field(service.put_keys(user, c, 1, mine_id, &too_many).await),
             "wrapped"
         );
         let twice = vec![(target, "AQ".to_owned()), (target, "Ag".to_owned())];
@@ -667,7 +711,9 @@ mod tests {
             .expect_encryption_state()
             .returning(move |c| Ok(Some(state(c, 4))));
         let service = service(store, conversations);
-        assert!(service.keys_for(user, c, mine.id).await.unwrap().is_empty());
+        let (state_read, keys) = service.keys_for(user, c, mine.id).await.unwrap();
+        assert!(keys.is_empty());
+        assert_eq!(state_read.key_version, 4);
         assert!(matches!(
             service.keys_for(user, c, revoked.id).await,
             Err(ChatError::Invalid(_))
@@ -696,12 +742,25 @@ mod tests {
         member_of(&mut conversations, c, user);
         let mut store = MockEncryptionStore::new();
         store.expect_missing_keys().returning(|_| Ok(None));
+        store.expect_encryption_state().returning(|_| Ok(None));
+        store.expect_device().never();
         store.expect_key_backup().returning(|_| Ok(None));
         store.expect_delete_key_backup().returning(|_| Ok(false));
         let service = service(store, conversations);
-        assert!(
-            matches!(service.missing_keys(user, c).await, Err(ChatError::Invalid(f)) if f.field == "conversation")
-        );
+        assert!(matches!(
+            service.missing_keys(user, c).await,
+            Err(ChatError::NotEncrypted)
+        ));
+        // Before the device is even looked at: the conversation is the first refusal.
+        let device = DeviceId::new();
+        assert!(matches!(
+            service.keys_for(user, c, device).await,
+            Err(ChatError::NotEncrypted)
+        ));
+        assert!(matches!(
+            service.request_key(user, c, device).await,
+            Err(ChatError::NotEncrypted)
+        ));
         assert!(matches!(
             service.backup(user).await,
             Err(ChatError::NotFound(_))

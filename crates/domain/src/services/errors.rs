@@ -35,6 +35,15 @@ pub enum AuthError {
     Storage(#[from] StorageError),
 }
 
+impl From<crate::message::ContentRefusal> for ChatError {
+    fn from(refusal: crate::message::ContentRefusal) -> Self {
+        match refusal {
+            crate::message::ContentRefusal::EncryptionRequired(why) => Self::EncryptionRequired(why),
+            crate::message::ContentRefusal::NotEncrypted => Self::NotEncrypted,
+        }
+    }
+}
+
 impl From<HashingError> for AuthError {
     fn from(e: HashingError) -> Self {
         match e {
@@ -91,6 +100,14 @@ pub enum ChatError {
     /// The user already has the most live devices allowed (409 `too_many_devices`).
     #[error("at most {0} devices per user")]
     TooManyDevices(usize),
+    /// A `text` message or edit in an end-to-end encrypted conversation, or an edit there
+    /// of a message from before encryption was turned on (409 `encryption_required`).
+    #[error("{0}")]
+    EncryptionRequired(&'static str),
+    /// An `encrypted` message, a key upload or a key request in a conversation that is not
+    /// end-to-end encrypted (409 `not_encrypted`).
+    #[error("this conversation is not end-to-end encrypted")]
+    NotEncrypted,
     /// A named thing the caller may not see or that does not exist: a device, a key
     /// backup (404 `not_found`).
     #[error("{0}")]

@@ -11,8 +11,8 @@ use super::messages::{attach_reactions, attach_replies, decorate, MessageService
 use crate::conversation::{Participant, Role};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::limits::Limits;
-use crate::message::{DeleteOutcome, Emoji, Message, MessageContent, ReactionCount};
-use crate::ports::{Clock, ConversationStore, MessageStore};
+use crate::message::{check_edit, parse_content, DeleteOutcome, Emoji, Message, ReactionCount};
+use crate::ports::{Clock, ConversationStore, EncryptionStore, MessageStore};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -53,6 +53,7 @@ pub struct ReactionChange {
 pub struct LifecycleService {
     messages: Arc<dyn MessageStore>,
     conversations: Arc<dyn ConversationStore>,
+    encryption: Arc<dyn EncryptionStore>,
     clock: Arc<dyn Clock>,
     limits: Limits,
 }
@@ -62,12 +63,14 @@ impl LifecycleService {
     pub fn new(
         messages: Arc<dyn MessageStore>,
         conversations: Arc<dyn ConversationStore>,
+        encryption: Arc<dyn EncryptionStore>,
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> Self {
         Self {
             messages,
             conversations,
+            encryption,
             clock,
             limits,
         }
@@ -86,7 +89,6 @@ impl LifecycleService {
         content: &str,
     ) -> Result<EditOutcome, ChatError> {
         require_member(&*self.conversations, conversation, editor).await?;
-        let content = MessageContent::parse(content, self.limits.max_content_chars)?;
         let current = require_message(&*self.messages, conversation, message).await?;
         if current.sender_id != editor {
             return Err(ChatError::NotSender);
@@ -94,6 +96,19 @@ impl LifecycleService {
         if current.deleted_at.is_some() {
             return Err(ChatError::MessageDeleted);
         }
+        // In an encrypted conversation only envelopes are edited, into envelopes.
+        let encrypted = self
+            .encryption
+            .encryption_state(conversation)
+            .await?
+            .is_some();
+        let content_type = check_edit(encrypted, current.content_type)?;
+        let content = parse_content(
+            content,
+            content_type,
+            self.limits.max_content_chars,
+            self.limits.max_encrypted_bytes,
+        )?;
         let now = self.clock.now();
         if self.limits.edit_window_secs > 0 {
             let window = i64::try_from(self.limits.edit_window_secs).unwrap_or(i64::MAX);
@@ -260,7 +275,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::message::{ContentType, ReactionOutcome};
-    use crate::ports::{MockClock, MockConversationStore, MockMessageStore};
+    use crate::ports::{MockClock, MockConversationStore, MockEncryptionStore, MockMessageStore};
     use chrono::{DateTime, Duration, TimeZone, Utc};
     use mockall::predicate::{always, eq};
 
@@ -292,6 +307,8 @@ mod tests {
         messages: MockMessageStore,
         conversations: MockConversationStore,
         conversation: ConversationId,
+        /// What the encryption store answers for the conversation.
+        encrypted: bool,
     }
 
     impl World {
@@ -300,7 +317,13 @@ mod tests {
                 messages: MockMessageStore::new(),
                 conversations: MockConversationStore::new(),
                 conversation: ConversationId::new(),
+                encrypted: false,
             }
+        }
+
+        fn encrypted(mut self) -> Self {
+            self.encrypted = true;
+            self
         }
 
         fn member(mut self, user: UserId, role: Role) -> Self {
@@ -352,10 +375,21 @@ mod tests {
         fn service_with(self, edit_window_secs: u64) -> (LifecycleService, ConversationId) {
             let mut clock = MockClock::new();
             clock.expect_now().returning(t0);
+            let mut encryption = MockEncryptionStore::new();
+            let encrypted = self.encrypted;
+            encryption.expect_encryption_state().returning(move |c| {
+                Ok(encrypted.then(|| crate::encryption::EncryptionState {
+                    conversation_id: c,
+                    key_version: 1,
+                    rotation_needed: false,
+                    enabled_at: t0(),
+                }))
+            });
             (
                 LifecycleService::new(
                     Arc::new(self.messages),
                     Arc::new(self.conversations),
+                    Arc::new(encryption),
                     Arc::new(clock),
                     Limits {
                         max_content_chars: 20,
@@ -407,6 +441,54 @@ mod tests {
             svc.edit(me, c, m.id, "hello").await.unwrap(),
             EditOutcome::Unchanged(m)
         );
+    }
+
+    const ENVELOPE: &str = r#"{"v":1,"kid":1,"iv":"AAAAAAAAAAAAAAAA","ct":"AAAAAAAAAAAAAAAAAAAAAA"}"#;
+
+    #[tokio::test]
+    async fn in_an_encrypted_conversation_only_envelopes_are_edited_into_envelopes() {
+        let me = UserId::new();
+        let mut w = World::new().member(me, Role::Member).encrypted();
+        let plain = message(w.conversation, me, Duration::seconds(1));
+        let mut sealed = message(w.conversation, me, Duration::seconds(1));
+        sealed.content_type = ContentType::Encrypted;
+        sealed.content = ENVELOPE.to_owned();
+        w = w.holding(&plain).holding(&sealed);
+        let new_envelope = ENVELOPE.replace("\"kid\":1", "\"kid\":2");
+        let expected = new_envelope.clone();
+        w.messages
+            .expect_edit_message()
+            .withf(move |_, _, content, _| content.as_str() == expected)
+            .times(1)
+            .returning(|_, _, _, _| Ok(None));
+        let (svc, c) = w.service();
+        assert!(matches!(
+            svc.edit(me, c, plain.id, "fixed").await,
+            Err(ChatError::EncryptionRequired(_))
+        ));
+        assert!(matches!(
+            svc.edit(me, c, sealed.id, "fixed").await,
+            Err(ChatError::Invalid(f)) if f.field == "content"
+        ));
+        // Stored (the mock then says it was deleted meanwhile).
+        assert!(matches!(
+            svc.edit(me, c, sealed.id, &new_envelope).await,
+            Err(ChatError::MessageDeleted)
+        ));
+    }
+
+    #[tokio::test]
+    async fn in_a_plain_conversation_text_is_edited_as_before_and_never_into_an_envelope() {
+        let me = UserId::new();
+        let mut w = World::new().member(me, Role::Member);
+        let plain = message(w.conversation, me, Duration::seconds(1));
+        w = w.holding(&plain);
+        w.messages.expect_edit_message().never();
+        let (svc, c) = w.service();
+        assert!(matches!(
+            svc.edit(me, c, plain.id, ENVELOPE).await,
+            Err(ChatError::Invalid(f)) if f.field == "content"
+        ));
     }
 
     #[tokio::test]

@@ -7,10 +7,12 @@ use crate::conversation::{ConversationDetails, ConversationState, Participant};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::limits::Limits;
 use crate::message::{
-    AppendOutcome, AppendRejection, ClientMsgId, ContentType, Message, MessageContent,
-    MessageStatus, NewMessage, ReplyPreview,
+    check_send, parse_content, AppendOutcome, AppendRejection, ClientMsgId,
+    ContentType, Message, MessageStatus, NewMessage, ReplyPreview,
 };
-use crate::ports::{Clock, ConversationStore, MessageStore, ReceiptStore, WatermarkUpdate};
+use crate::ports::{
+    Clock, ConversationStore, EncryptionStore, MessageStore, ReceiptStore, WatermarkUpdate,
+};
 use crate::user::InvalidField;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,6 +32,10 @@ pub struct SendCommand {
     pub temp_id: Option<String>,
     /// Message answered.
     pub reply_to: Option<MessageId>,
+    /// Whether the conversation is end-to-end encrypted, when the caller knows it without
+    /// asking storage (a live session learns it when it opens and from the
+    /// `encryption_enabled` event); `None`: read it with the send's checks.
+    pub encrypted: Option<bool>,
 }
 
 /// A message with the status its sender sees.
@@ -89,6 +95,7 @@ pub struct MessageService {
     messages: Arc<dyn MessageStore>,
     conversations: Arc<dyn ConversationStore>,
     receipts: Arc<dyn ReceiptStore>,
+    encryption: Arc<dyn EncryptionStore>,
     clock: Arc<dyn Clock>,
     limits: Limits,
 }
@@ -99,6 +106,7 @@ impl MessageService {
         messages: Arc<dyn MessageStore>,
         conversations: Arc<dyn ConversationStore>,
         receipts: Arc<dyn ReceiptStore>,
+        encryption: Arc<dyn EncryptionStore>,
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> Self {
@@ -106,6 +114,7 @@ impl MessageService {
             messages,
             conversations,
             receipts,
+            encryption,
             clock,
             limits,
         }
@@ -131,15 +140,26 @@ impl MessageService {
     }
 
     async fn prepare(&self, cmd: SendCommand, check_member: bool) -> Result<NewMessage, ChatError> {
-        let content = MessageContent::parse(&cmd.content, self.limits.max_content_chars)?;
         let content_type = match cmd.content_type.as_deref() {
             None => ContentType::Text,
             Some(raw) => raw.parse()?,
         };
+        let content = parse_content(
+            &cmd.content,
+            content_type,
+            self.limits.max_content_chars,
+            self.limits.max_encrypted_bytes,
+        )?;
         let client_msg_id = cmd.temp_id.as_deref().map(ClientMsgId::parse).transpose()?;
         if check_member {
             require_member(&*self.conversations, cmd.conversation_id, cmd.sender).await?;
         }
+        // After the membership check: a non-member learns nothing of the conversation.
+        let encrypted = match cmd.encrypted {
+            Some(known) => known,
+            None => self.is_encrypted(cmd.conversation_id).await?,
+        };
+        check_send(encrypted, content_type).map_err(ChatError::from)?;
         // Only a reply reads anything more: the original, whose preview its frames carry.
         let reply_preview = match cmd.reply_to {
             None => None,
@@ -158,6 +178,15 @@ impl MessageService {
             reply_preview,
             created_at: self.clock.now(),
         })
+    }
+
+    /// Whether `conversation` is end-to-end encrypted (one read).
+    pub async fn is_encrypted(&self, conversation: ConversationId) -> Result<bool, ChatError> {
+        Ok(self
+            .encryption
+            .encryption_state(conversation)
+            .await?
+            .is_some())
     }
 
     /// Persists prepared messages in one transaction; one result per message, in order.
@@ -617,7 +646,10 @@ pub(super) async fn attach_replies(
 mod tests {
     use super::*;
     use crate::conversation::{Conversation, ConversationKind, ParticipantProfile, Role};
-    use crate::ports::{MockClock, MockConversationStore, MockMessageStore, MockReceiptStore};
+    use crate::message::MessageContent;
+    use crate::ports::{
+        MockClock, MockConversationStore, MockEncryptionStore, MockMessageStore, MockReceiptStore,
+    };
     use chrono::{DateTime, TimeZone, Utc};
     use mockall::predicate::eq;
 
@@ -692,6 +724,8 @@ mod tests {
         messages: MockMessageStore,
         conversations: MockConversationStore,
         receipts: MockReceiptStore,
+        /// What the encryption store answers for every conversation.
+        encrypted: bool,
     }
 
     impl Ports {
@@ -700,7 +734,13 @@ mod tests {
                 messages: MockMessageStore::new(),
                 conversations: MockConversationStore::new(),
                 receipts: MockReceiptStore::new(),
+                encrypted: false,
             }
+        }
+
+        fn encrypted(mut self) -> Self {
+            self.encrypted = true;
+            self
         }
 
         fn member_of(mut self, id: ConversationId, user: UserId) -> Self {
@@ -714,10 +754,21 @@ mod tests {
         fn service(self) -> MessageService {
             let mut clock = MockClock::new();
             clock.expect_now().returning(t0);
+            let mut encryption = MockEncryptionStore::new();
+            let encrypted = self.encrypted;
+            encryption.expect_encryption_state().returning(move |c| {
+                Ok(encrypted.then(|| crate::encryption::EncryptionState {
+                    conversation_id: c,
+                    key_version: 1,
+                    rotation_needed: false,
+                    enabled_at: t0(),
+                }))
+            });
             MessageService::new(
                 Arc::new(self.messages),
                 Arc::new(self.conversations),
                 Arc::new(self.receipts),
+                Arc::new(encryption),
                 Arc::new(clock),
                 Limits {
                     max_content_chars: 10,
@@ -737,6 +788,7 @@ mod tests {
             content_type: None,
             temp_id: Some("t-1".into()),
             reply_to: None,
+            encrypted: None,
         }
     }
 
@@ -774,6 +826,96 @@ mod tests {
         ports.messages.expect_append_messages().never();
         let err = ports.service().send(cmd(me, id, "hi")).await.unwrap_err();
         assert!(matches!(err, ChatError::NotParticipant));
+    }
+
+    const ENVELOPE: &str = r#"{"v":1,"kid":1,"iv":"AAAAAAAAAAAAAAAA","ct":"AAAAAAAAAAAAAAAAAAAAAA"}"#;
+
+    fn encrypted_cmd(sender: UserId, conversation_id: ConversationId) -> SendCommand {
+        SendCommand {
+            content_type: Some("encrypted".into()),
+            ..cmd(sender, conversation_id, ENVELOPE)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_encrypted_conversation_refuses_text_and_takes_envelopes() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let svc = Ports::new().member_of(id, me).encrypted().service();
+        assert!(matches!(
+            svc.prepare_send(cmd(me, id, "hi")).await,
+            Err(ChatError::EncryptionRequired(_))
+        ));
+        let new = svc.prepare_send(encrypted_cmd(me, id)).await.unwrap();
+        assert_eq!(new.content_type, ContentType::Encrypted);
+        assert_eq!(new.content.as_str(), ENVELOPE);
+        let mut malformed = encrypted_cmd(me, id);
+        malformed.content = ENVELOPE.replace("\"kid\":1", "\"kid\":0");
+        assert!(matches!(
+            svc.prepare_send(malformed).await,
+            Err(ChatError::Invalid(f)) if f.field == "content.kid"
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_plain_conversation_refuses_envelopes() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let svc = Ports::new().member_of(id, me).service();
+        assert!(matches!(
+            svc.prepare_send(encrypted_cmd(me, id)).await,
+            Err(ChatError::NotEncrypted)
+        ));
+        assert!(svc.prepare_send(cmd(me, id, "hi")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_session_that_knows_the_encryption_passes_it_and_nothing_is_read() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new();
+        ports.conversations.expect_participant().never();
+        let mut encryption = MockEncryptionStore::new();
+        encryption.expect_encryption_state().never();
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(t0);
+        let svc = MessageService::new(
+            Arc::new(ports.messages),
+            Arc::new(ports.conversations),
+            Arc::new(ports.receipts),
+            Arc::new(encryption),
+            Arc::new(clock),
+            Limits::default(),
+        );
+        let known = |c: SendCommand, encrypted| SendCommand {
+            encrypted: Some(encrypted),
+            ..c
+        };
+        assert!(matches!(
+            svc.prepare_member_send(known(cmd(me, id, "hi"), true)).await,
+            Err(ChatError::EncryptionRequired(_))
+        ));
+        assert!(svc
+            .prepare_member_send(known(encrypted_cmd(me, id), true))
+            .await
+            .is_ok());
+        assert!(matches!(
+            svc.prepare_member_send(known(encrypted_cmd(me, id), false))
+                .await,
+            Err(ChatError::NotEncrypted)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_non_member_learns_nothing_of_the_encryption() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let mut ports = Ports::new().encrypted();
+        ports
+            .conversations
+            .expect_participant()
+            .returning(|_, _| Ok(None));
+        let svc = ports.service();
+        assert!(matches!(
+            svc.prepare_send(cmd(me, id, "hi")).await,
+            Err(ChatError::NotParticipant)
+        ));
     }
 
     #[tokio::test]

@@ -48,18 +48,75 @@ pub async fn create(
         .conversations
         .create(user.0, kind, &participants, body.title.as_deref())
         .await?;
-    let dto = wire::conversation(&details, user.0);
+    let id = details.conversation.id;
+    // Encrypted from the start: turned on before anyone hears of the conversation, so its
+    // `created` event already says so. The existing direct conversation of the pair is
+    // turned on too (its members hear `encryption_enabled`).
+    let encryption = if body.encrypted {
+        let outcome = state.encryption.enable(user.0, id).await?;
+        if outcome.turned_on && !created {
+            state
+                .realtime
+                .announce_conversation(
+                    ConversationChange::EncryptionEnabled,
+                    details.clone(),
+                    None,
+                    Some(outcome.state),
+                )
+                .await;
+        }
+        Some(outcome.state)
+    } else {
+        state.encryption.state_of(id).await?
+    };
+    let dto = wire::conversation(&details, user.0, encryption.as_ref());
     Ok(if created {
-        tracing::info!(conversation_id = %dto.id, kind = %kind, "conversation created");
+        tracing::info!(conversation_id = %dto.id, kind = %kind, encrypted = dto.encrypted, "conversation created");
         // Every member's sessions start following it (and hear of it) at once.
         state
             .realtime
-            .announce_conversation(ConversationChange::Created, details, None)
+            .announce_conversation(ConversationChange::Created, details, None, encryption)
             .await;
         HttpResponse::Created().json(dto)
     } else {
         HttpResponse::Ok().json(dto)
     })
+}
+
+/// Turns end-to-end encryption on: any member of a direct conversation, an owner or admin
+/// of a group. There is no turning it off; turning it on again changes nothing.
+#[utoipa::path(
+    post, operation_id = "enableEncryption", path = "/api/v1/conversations/{id}/encryption", tag = "encryption",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The conversation, `encrypted: true` (also when it already was)", body = ConversationDto),
+        (status = 403, description = "`not_participant`, or `forbidden`: a plain member of a group", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn enable_encryption(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ConversationId = parse_or_nil(&id);
+    let outcome = state.encryption.enable(user.0, id).await?;
+    let details = state.conversations.get(user.0, id).await?;
+    let dto = wire::conversation(&details, user.0, Some(&outcome.state));
+    if outcome.turned_on {
+        tracing::info!(conversation_id = %id, "end-to-end encryption turned on");
+        state
+            .realtime
+            .announce_conversation(
+                ConversationChange::EncryptionEnabled,
+                details,
+                None,
+                Some(outcome.state),
+            )
+            .await;
+    }
+    Ok(HttpResponse::Ok().json(dto))
 }
 
 /// `GET /conversations` query.
@@ -98,9 +155,15 @@ pub async fn list(
     };
     let page = super::query_number(query.page.as_deref(), "page")?.unwrap_or(1);
     let summaries = state.conversations.list(user.0, kind, page).await?;
+    // The encryption of the whole page in one store call.
+    let ids: Vec<ConversationId> = summaries
+        .iter()
+        .map(|s| s.details.conversation.id)
+        .collect();
+    let encryption = state.encryption.states_of(&ids).await?;
     let dtos: Vec<ConversationDto> = summaries
         .iter()
-        .map(|s| wire::conversation_entry(s, user.0))
+        .map(|s| wire::conversation_entry(s, user.0, encryption.get(&s.details.conversation.id)))
         .collect();
     Ok(HttpResponse::Ok().json(dtos))
 }
@@ -123,7 +186,8 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = parse_or_nil(&id);
     let details = state.conversations.get(user.0, id).await?;
-    Ok(HttpResponse::Ok().json(wire::conversation(&details, user.0)))
+    let encryption = state.encryption.state_of(id).await?;
+    Ok(HttpResponse::Ok().json(wire::conversation(&details, user.0, encryption.as_ref())))
 }
 
 /// Renames a group (owner and admins).
@@ -147,10 +211,11 @@ pub async fn rename(
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = parse_or_nil(&id);
     let details = state.conversations.rename(user.0, id, &body.title).await?;
-    let dto = wire::conversation(&details, user.0);
+    let encryption = state.encryption.state_of(id).await?;
+    let dto = wire::conversation(&details, user.0, encryption.as_ref());
     state
         .realtime
-        .announce_conversation(ConversationChange::Renamed, details, None)
+        .announce_conversation(ConversationChange::Renamed, details, None, encryption)
         .await;
     Ok(HttpResponse::Ok().json(dto))
 }
@@ -179,10 +244,17 @@ pub async fn add_member(
     let id: ConversationId = parse_or_nil(&id);
     let added = UserId::from_uuid(body.user_id);
     let details = state.conversations.add_member(user.0, id, added).await?;
-    let dto = wire::conversation(&details, user.0);
+    let encryption = state.encryption.state_of(id).await?;
+    let dto = wire::conversation(&details, user.0, encryption.as_ref());
+    // The joining member's sessions learn from it whether to send envelopes.
     state
         .realtime
-        .announce_conversation(ConversationChange::MemberAdded, details, Some(added))
+        .announce_conversation(
+            ConversationChange::MemberAdded,
+            details,
+            Some(added),
+            encryption,
+        )
         .await;
     Ok(HttpResponse::Ok().json(dto))
 }
@@ -243,13 +315,26 @@ pub async fn leave(
 }
 
 /// `member` is out of `id`: its sessions stop following the conversation before any later
-/// event of it (the removal is published before the request is answered).
+/// event of it (the removal is published before the request is answered). Its conversation
+/// says `rotation_needed` when a key had been made.
 async fn announce_removal(state: &AppState, id: ConversationId, member: UserId) {
+    let encryption = match state.encryption.state_of(id).await {
+        Ok(encryption) => encryption,
+        Err(e) => {
+            tracing::warn!(conversation_id = %id, error = %e, "a removal could not be announced");
+            return;
+        }
+    };
     match state.realtime.current(id).await {
         Some(details) => {
             state
                 .realtime
-                .announce_conversation(ConversationChange::MemberRemoved, details, Some(member))
+                .announce_conversation(
+                    ConversationChange::MemberRemoved,
+                    details,
+                    Some(member),
+                    encryption,
+                )
                 .await;
         }
         None => tracing::warn!(conversation_id = %id, "a removal could not be announced"),

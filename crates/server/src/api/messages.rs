@@ -41,9 +41,9 @@ const DEFAULT_HISTORY_LIMIT: u32 = 50;
         (status = 200, description = "A replay of `temp_id`: the original message", body = MessageDto),
         (status = 403, description = "`not_participant`", body = ErrorBody),
         (status = 404, description = "`message_not_found`: `reply_to` is not in this conversation", body = ErrorBody),
-        (status = 409, description = "`temp_id_conflict`: `temp_id` used for another message", body = ErrorBody),
+        (status = 409, description = "`temp_id_conflict`: `temp_id` used for another message; `encryption_required`: a `text` message in an end-to-end encrypted conversation; `not_encrypted`: an `encrypted` one in a plain conversation", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
-        (status = 422, description = "`validation_failed`: blank or too-long content, bad temp_id", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: blank or too-long content, a malformed or too large envelope, bad temp_id", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many messages (`Retry-After`)", body = ErrorBody),
         (status = 503, description = "`unavailable`: storage or pub/sub down; nothing was done, retry with the same temp_id", body = ErrorBody),
     )
@@ -64,6 +64,8 @@ pub async fn send(
         content_type: body.content_type,
         temp_id: body.temp_id,
         reply_to: body.reply_to.map(MessageId::from_uuid),
+        // Read with the membership check.
+        encrypted: None,
     };
     let mut queued =
         realtime
@@ -313,9 +315,9 @@ fn message_path(conversation: &str, message: &str) -> (ConversationId, MessageId
         (status = 200, description = "The message as the caller now reads it", body = MessageDto),
         (status = 403, description = "`not_participant`, or `not_sender`: someone else's message", body = ErrorBody),
         (status = 404, description = "`message_not_found`: not a message of this conversation", body = ErrorBody),
-        (status = 409, description = "`message_deleted`, or `edit_window_closed`", body = ErrorBody),
+        (status = 409, description = "`message_deleted`, `edit_window_closed`, or `encryption_required` (a `text` message from before encryption, in an encrypted conversation)", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
-        (status = 422, description = "`validation_failed`: blank or too-long content", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: blank or too-long content; in an encrypted conversation, a malformed envelope", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many edits, deletions and reactions (`Retry-After`)", body = ErrorBody),
     )
 )]

@@ -9,6 +9,7 @@ pub mod devices;
 pub mod health;
 pub mod ids;
 pub mod key_backup;
+pub mod keys;
 pub mod messages;
 pub mod openapi;
 pub mod presence;
@@ -62,6 +63,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 resource("/conversations/{id}/members/{user_id}")
                     .route(web::delete().to(conversations::remove_member)),
+            )
+            .service(
+                resource("/conversations/{id}/encryption")
+                    .route(web::post().to(conversations::enable_encryption)),
+            )
+            // `missing` and `requests` before `{version}`: routes match in registration order.
+            .service(
+                resource("/conversations/{id}/keys").route(web::get().to(keys::list)),
+            )
+            .service(
+                resource("/conversations/{id}/keys/missing").route(web::get().to(keys::missing)),
+            )
+            .service(
+                resource("/conversations/{id}/keys/requests")
+                    .route(web::post().to(keys::request)),
+            )
+            .service(
+                resource("/conversations/{id}/keys/{version}").route(web::put().to(keys::put)),
             )
             .service(
                 resource("/conversations/{id}/leave").route(web::post().to(conversations::leave)),

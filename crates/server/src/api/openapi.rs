@@ -1,7 +1,7 @@
 //! The OpenAPI document, served at `GET /api/v1/openapi.json`. Every route is listed
 //! here; a test checks the document against the router's paths.
 
-use super::{auth, conversations, devices, health, key_backup, messages, presence, users};
+use super::{auth, conversations, devices, health, key_backup, keys, messages, presence, users};
 use actix_web::HttpResponse;
 use protocol::error::{ErrorBody, ErrorCode, ErrorDetail};
 use protocol::rest as dto;
@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         presence::conversation_presence,
         devices::register, devices::list, devices::revoke,
         key_backup::put, key_backup::get, key_backup::delete,
+        conversations::enable_encryption, keys::put, keys::list, keys::missing, keys::request,
         health::healthz, health::readyz,
     ),
     components(schemas(
@@ -40,6 +41,8 @@ use utoipa::{Modify, OpenApi};
         dto::UnreadDto, dto::ConversationUnreadDto, dto::HealthDto,
         dto::ConversationPresenceDto, dto::ParticipantPresenceDto,
         dto::RegisterDeviceRequest, dto::DeviceDto, dto::KeyBackupDto,
+        dto::WrappedKeyDto, dto::PutKeysRequest, dto::PutKeysResponse, dto::StoredKeyDto,
+        dto::ConversationKeysDto, dto::MissingKeysDto, dto::KeyRequestRequest, dto::KeyRequestDto,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -47,7 +50,7 @@ use utoipa::{Modify, OpenApi};
         (name = "users", description = "Users"),
         (name = "conversations", description = "Direct and group conversations"),
         (name = "messages", description = "Messages, their edits, deletions and reactions, and read receipts (REST fallback)"),
-        (name = "encryption", description = "End-to-end encryption: devices and their public keys, key backups"),
+        (name = "encryption", description = "End-to-end encryption: devices and their public keys, turning a conversation's encryption on, its wrapped keys, key backups"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

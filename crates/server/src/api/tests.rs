@@ -498,6 +498,10 @@ async fn a_new_message_is_a_201_and_a_replay_a_200_with_the_original() {
             .returning(move |_| Ok(Some(direct_between(id, me, other, 4))));
         let answer = outcome.clone();
         mocks
+            .encryption
+            .expect_encryption_state()
+            .returning(|_| Ok(None));
+        mocks
             .messages
             .expect_append_messages()
             .returning(move |_| Ok(vec![Ok(answer.clone())]));
@@ -627,6 +631,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/users/me/key_backup"),
     ("get", "/api/v1/users/me/key_backup"),
     ("delete", "/api/v1/users/me/key_backup"),
+    ("post", "/api/v1/conversations/{id}/encryption"),
+    ("put", "/api/v1/conversations/{id}/keys/{version}"),
+    ("get", "/api/v1/conversations/{id}/keys"),
+    ("get", "/api/v1/conversations/{id}/keys/missing"),
+    ("post", "/api/v1/conversations/{id}/keys/requests"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];
@@ -668,6 +677,7 @@ async fn every_documented_route_is_served() {
             .replace("{id}", &Uuid::now_v7().to_string())
             .replace("{user_id}", &Uuid::now_v7().to_string())
             .replace("{message_id}", &Uuid::now_v7().to_string())
+            .replace("{version}", "1")
             .replace("{emoji}", "%F0%9F%91%8D");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let mut mocks = Mocks::default();

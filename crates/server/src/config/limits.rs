@@ -10,6 +10,8 @@ use std::num::NonZeroU32;
 pub struct LimitSettings {
     /// Longest message, in characters.
     pub max_content_chars: usize,
+    /// Largest `encrypted` message (its envelope), in bytes.
+    pub max_encrypted_bytes: usize,
     /// Most messages one history page may return.
     pub max_page_size: NonZeroU32,
     /// Most members of a group, owner included.
@@ -23,6 +25,7 @@ impl Default for LimitSettings {
         let limits = domain::Limits::default();
         Self {
             max_content_chars: limits.max_content_chars,
+            max_encrypted_bytes: limits.max_encrypted_bytes,
             max_page_size: nonzero::u32(limits.max_page_size),
             max_group_members: limits.max_group_members,
             edit_window_secs: limits.edit_window_secs,
@@ -34,6 +37,7 @@ impl From<&LimitSettings> for domain::Limits {
     fn from(s: &LimitSettings) -> Self {
         Self {
             max_content_chars: s.max_content_chars,
+            max_encrypted_bytes: s.max_encrypted_bytes,
             max_page_size: s.max_page_size.get(),
             max_group_members: s.max_group_members,
             edit_window_secs: s.edit_window_secs,

@@ -369,7 +369,7 @@ impl ChatSession {
             .map_err(|_| unavailable.clone())?;
         // ...then, subscribed, the snapshot: what is committed from now on arrives live.
         let resubscriptions = self.realtime.hub.resubscriptions();
-        let (account, snapshot) = self.snapshot().await?;
+        let (account, snapshot, encrypted) = self.snapshot().await?;
         let now: HashSet<ConversationId> = snapshot.iter().map(|s| s.conversation_id).collect();
         let joined_meanwhile: Vec<Topic> = now
             .iter()
@@ -390,6 +390,9 @@ impl ChatSession {
                 .receipt_floor(self.id, state.conversation_id, floor);
             conversations.push(entry);
         }
+        for c in encrypted {
+            self.core.encryption_on(c);
+        }
         let opened = conversations.len();
         let hello = ServerFrame::Hello {
             user: wire::user(&account),
@@ -407,10 +410,13 @@ impl ChatSession {
         Ok(())
     }
 
-    /// The account and the state of every conversation the session serves: one storage
-    /// read on `/ws` (`session_snapshot`); on `/ws/chat/{id}`, that conversation read
-    /// whole (membership checked, 4003 otherwise) and the account.
-    async fn snapshot(&self) -> Result<(User, Vec<ConversationState>), End> {
+    /// The account, the state of every conversation the session serves and those of them
+    /// that are end-to-end encrypted: one storage read on `/ws` (`session_snapshot`); on
+    /// `/ws/chat/{id}`, that conversation read whole (membership checked, 4003 otherwise),
+    /// its encryption and the account.
+    async fn snapshot(
+        &self,
+    ) -> Result<(User, Vec<ConversationState>, Vec<ConversationId>), End> {
         let unavailable = |e: &dyn std::fmt::Display| {
             self.realtime.metrics.storage_error();
             tracing::warn!(error = %e, "snapshot unavailable at session open");
@@ -419,7 +425,7 @@ impl ChatSession {
         let unknown_user = || End::Close(CLOSE_UNAUTHORIZED, "unknown user");
         let Some(scope) = self.scope else {
             return match self.state.conversations.session_snapshot(self.user).await {
-                Ok(Some(snapshot)) => Ok((snapshot.user, snapshot.conversations)),
+                Ok(Some(snapshot)) => Ok((snapshot.user, snapshot.conversations, snapshot.encrypted)),
                 Ok(None) => Err(unknown_user()),
                 Err(e) => Err(unavailable(&e)),
             };
@@ -435,8 +441,12 @@ impl ChatSession {
             Err(ChatError::NotParticipant) => return Err(not_participant()),
             Err(e) => return Err(unavailable(&e)),
         };
+        let encrypted = match self.state.encryption.state_of(scope).await {
+            Ok(encryption) => encryption.map(|e| e.conversation_id).into_iter().collect(),
+            Err(e) => return Err(unavailable(&e)),
+        };
         match self.state.accounts.me(self.user).await {
-            Ok(user) => Ok((user, vec![state])),
+            Ok(user) => Ok((user, vec![state], encrypted)),
             Err(domain::services::AuthError::UnknownUser) => Err(unknown_user()),
             Err(e) => Err(unavailable(&e)),
         }
@@ -826,6 +836,8 @@ impl ChatSession {
             content_type: send.content_type,
             temp_id: send.temp_id,
             reply_to: send.reply_to.map(MessageId::from_uuid),
+            // Known without a read where the session follows it (see `SessionState`).
+            encrypted: self.core.follows(c).then(|| self.core.encrypted(c)),
         };
         // Queued now, in frame order (commit order); answered when committed.
         let queued = self
