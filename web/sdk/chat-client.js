@@ -619,12 +619,15 @@ export class ChatClient extends Emitter {
    */
   async createDirect(userId, { encrypted = false } = {}) {
     const c = await this.rest.createConversation({ type: 'direct', participant_ids: [userId], ...(encrypted ? { encrypted: true } : {}) });
+    // A direct conversation may exist already (then its key does too, or its creator makes it).
+    if (c?.encrypted && !c.key_version && c.created_by === this._me?.id) this.e2ee?.initiated(c.id);
     return this._viewOf(this._upsert(c));
   }
 
   /** @param {string} title @param {string[]} userIds @param {{encrypted?: boolean}} [opts] @returns {Promise<ConversationView>} */
   async createGroup(title, userIds, { encrypted = false } = {}) {
     const c = await this.rest.createConversation({ type: 'group', title, participant_ids: userIds, ...(encrypted ? { encrypted: true } : {}) });
+    if (c?.encrypted) this.e2ee?.initiated(c.id);
     return this._viewOf(this._upsert(c));
   }
 
@@ -635,6 +638,7 @@ export class ChatClient extends Emitter {
    */
   async enableEncryption(id) {
     const c = await this.rest.enableEncryption(id);
+    if (c && !c.key_version) this.e2ee?.initiated(id);
     if (c && c.id) this._upsert(c);
     else await this._fetchConversation(id);
     return this.conversation(id);
@@ -786,6 +790,8 @@ export class ChatClient extends Emitter {
   /** @param {string} id @param {string} userId */
   async removeMember(id, userId) {
     await this.rest.removeMember(id, userId);
+    // Encrypted: this client makes the rotation that shuts the removed member out.
+    if (this._convs.get(id)?.data.encrypted) this.e2ee?.initiated(id);
     await this._fetchConversation(id);
     return this.conversation(id);
   }

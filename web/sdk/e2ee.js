@@ -30,6 +30,13 @@ import { ApiError } from './rest.js';
 export const KEY_REQUEST_INTERVAL_MS = 30_000;
 /** Attempts at making a key version when the server refuses (a race) before giving up until the next change. */
 const MAKE_ATTEMPTS = 3;
+/**
+ * Members who did not cause a key change (create, turn on, remove) wait this long, plus up to
+ * as much again at random, before making the new version themselves: the one who caused it
+ * usually has, and two members making the same version at once is what the server cannot
+ * untangle (the second PUT is taken as sharing the first's version, with another key).
+ */
+export const MAKE_DELAY_MS = 1500;
 /** How long IndexedDB may take to open the key store. */
 const OPEN_TIMEOUT_MS = 3000;
 
@@ -95,6 +102,8 @@ export class E2EE {
     this._syncing = new Map();
     /** conversation -> the key version that a make failed for (do not retry it hot). @type {Map<string, number>} */
     this._gaveUp = new Map();
+    /** Conversations whose next key version this client caused (created, turned on, removed a member). @type {Set<string>} */
+    this._initiated = new Set();
     this._closed = false;
     this._settled = false;
     this.ready = this._init();
@@ -145,6 +154,20 @@ export class E2EE {
     }
     this.device = device;
     for (const { conversationId, version, key } of await this.store.allConversationKeys()) this._remember(conversationId, version, key);
+  }
+
+  /**
+   * This client caused the conversation's next key version (it created the conversation, turned
+   * encryption on or removed a member): it makes that version at once, others wait first.
+   * @param {string} conversationId
+   */
+  initiated(conversationId) {
+    this._initiated.add(conversationId);
+  }
+
+  /** @param {number} ms */
+  _sleep(ms) {
+    return new Promise((resolve) => this._clock.setTimeout(resolve, ms));
   }
 
   /** Sign-out: the key store is deleted (its keys are gone from this browser). */
@@ -309,6 +332,19 @@ export class E2EE {
     }
     if (version === 0 || rotation) {
       if (this._gaveUp.get(id) === version) return;
+      if (!this._initiated.delete(id)) {
+        // Someone else caused it and is probably making it now: give them the chance.
+        await this._sleep(MAKE_DELAY_MS + Math.floor(Math.random() * MAKE_DELAY_MS));
+        const state = await this.fetchKeys(id);
+        if (state) {
+          version = state.key_version;
+          rotation = state.rotation_needed;
+        }
+        if (version > 0 && !rotation) {
+          if (!this.hasKey(id, version)) await this.askForKey(id);
+          return;
+        }
+      }
       const made = await this._make(id, version, rotation);
       if (made === 'gave_up') this._gaveUp.set(id, version);
       return;
@@ -386,7 +422,14 @@ export class E2EE {
       }
       const key = await generateConversationKey();
       try {
-        await this._putWrapped(id, version, key, devices, true);
+        const answer = await this._putWrapped(id, version, key, devices, true);
+        if (answer && answer.rotated === false) {
+          // Someone made this version first: the server took ours as sharing theirs. Theirs is
+          // the key; ours is dropped (devices ours reached first may have to ask again).
+          await this.fetchKeys(id);
+          if (!this.hasKey(id, version)) await this.askForKey(id);
+          return 'not_needed';
+        }
         await this._store(id, version, key);
         this._onKeys(id);
         return 'made';

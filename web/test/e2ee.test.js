@@ -102,6 +102,10 @@ function ackAll(ws, backend) {
 test('the device registers once, version 1 is made for every member device when there is none', async () => {
   const w = await world();
   const p = await connect(w);
+  // Not the one who created it: the client gives the creator a moment (up to 3 s) first.
+  await settle();
+  assert.equal(w.server.puts.length, 0);
+  await w.clock.advance(3000);
   await until(() => w.server.puts.length === 1, 'version 1 stored');
   const put = w.server.puts[0];
   assert.equal(put.version, 1);
@@ -116,6 +120,30 @@ test('the device registers once, version 1 is made for every member device when 
   const again = await connect(w);
   assert.equal([...w.server.devices.values()].filter((d) => d.user_id === 'u-me').length, 1);
   await until(() => again.client.conversation('c1').key_held, 'the key held after a reload');
+});
+
+test('two members make version 1 at once: the one the server took first wins, ours is dropped', async () => {
+  const w = await world();
+  let bobKey = null;
+  const inner = w.backend.override;
+  w.backend.override = async (method, path, body) => {
+    // Bob's client gets there first, just before ours: the server then takes ours as a share.
+    if (method === 'PUT' && path === '/conversations/c1/keys/1' && !bobKey) {
+      bobKey = await generateConversationKey();
+      await w.server.storeKey('c1', 1, bobKey, w.bob, [...w.server.devices.values()]);
+    }
+    return inner(method, path, body);
+  };
+  const p = await connect(w);
+  await w.clock.advance(3000);
+  await until(() => w.server.puts.length === 1, 'our PUT');
+  await until(() => p.client.conversation('c1').key_held, 'a key held');
+  const m = await bobSays(w, bobKey, 'with the winning key');
+  p.ws.receive({ type: 'message', message: w.backend.messageJson('c1', m) });
+  await until(() => p.client.messages('c1')[0]?.content === 'with the winning key', "decrypted with Bob's key");
+  p.client.send('c1', 'mine too');
+  await until(() => p.ws.framesOfType('message').length === 1, 'sent');
+  assert.equal(await decryptMessage({ key: bobKey, envelope: p.ws.framesOfType('message')[0].content, conversationId: 'c1' }), 'mine too');
 });
 
 test('encrypt on send: only an envelope leaves, and it decrypts to the text; without a key the send fails, never as text', async () => {
@@ -245,6 +273,8 @@ test('rotation_needed: a new version for the current members only, the removed m
   conv.rotation_needed = true;
   w.server.failNextPut = 422;
   p.ws.receive({ type: 'conversation', event: 'member_removed', user_id: 'u-c', conversation: w.backend._conversationJson(w.backend.convs.get('c1')) });
+  await until(() => w.backend.calls.some((c) => c.path.startsWith('/conversations/c1/keys?')) && w.clock.pendingTimers > 0, 'waiting its turn');
+  await w.clock.advance(3000);
   await until(() => conv.key_version === 2, 'rotated to version 2');
   const ok = w.server.puts.filter((x) => x.version === 2);
   assert.ok(ok.length <= 3, `a few attempts, not a loop: ${ok.length}`);
@@ -261,6 +291,8 @@ test('rotation_needed: a new version for the current members only, the removed m
   const always = w.backend.override;
   w.backend.override = (method, path, body) => (method === 'PUT' && path.includes('/keys/') ? { status: 422, body: { error: { code: 'validation_failed', message: 'no' } } } : always(method, path, body));
   p.ws.receive({ type: 'conversation', event: 'member_removed', user_id: 'u-x', conversation: w.backend._conversationJson(w.backend.convs.get('c1')) });
+  await new Promise((r) => setTimeout(r, 100));
+  await w.clock.advance(3000);
   await new Promise((r) => setTimeout(r, 300));
   await settle();
   const putCalls = w.backend.calls.filter((c) => c.method === 'PUT' && c.path.includes('/keys/3')).length;

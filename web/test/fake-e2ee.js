@@ -103,7 +103,8 @@ export function e2eeServer(backend) {
         }
         const from = s.devices.get(body.from_device_id);
         const slot = byVersion.get(version) ?? new Map();
-        for (const w of body.wrapped) slot.set(w.device_id, { version, wrapped_key: w.wrapped_key, from_device_id: from.id, from_user_id: from.user_id, from_public_key: from.public_key, created_at: new Date(backend.clock.now()).toISOString() });
+        // A device's wrapped key of a version, once stored, stays (as the server keeps the first).
+        for (const w of body.wrapped) if (!slot.has(w.device_id)) slot.set(w.device_id, { version, wrapped_key: w.wrapped_key, from_device_id: from.id, from_user_id: from.user_id, from_public_key: from.public_key, created_at: new Date(backend.clock.now()).toISOString() });
         byVersion.set(version, slot);
         s.keys.set(convId, byVersion);
         const rotated = version === conv.key_version + 1;
