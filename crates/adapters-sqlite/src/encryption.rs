@@ -18,7 +18,7 @@ use domain::encryption::{
 };
 use domain::ports::EncryptionStore;
 use domain::{ConversationId, DeviceId, StorageError, UserId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = devices, check_for_backend(Sqlite))]
@@ -311,7 +311,9 @@ impl EncryptionStore for SqliteStorage {
     ) -> Result<Vec<StoredKey>, StorageError> {
         let (conversation, device) = (conversation.to_string(), device.to_string());
         self.read(move |conn| {
-            let rows: Vec<(i64, String, String, i64)> = conversation_keys::table
+            // Joined on the wrapping device, live or revoked: its public key unwraps the key.
+            let rows: Vec<(i64, String, String, String, String, i64)> = conversation_keys::table
+                .inner_join(devices::table.on(devices::id.eq(conversation_keys::from_device_id)))
                 .filter(conversation_keys::conversation_id.eq(&conversation))
                 .filter(conversation_keys::device_id.eq(&device))
                 .order(conversation_keys::version.asc())
@@ -319,34 +321,24 @@ impl EncryptionStore for SqliteStorage {
                     conversation_keys::version,
                     conversation_keys::wrapped_key,
                     conversation_keys::from_device_id,
+                    devices::user_id,
+                    devices::public_key,
                     conversation_keys::created_at,
                 ))
                 .load(conn)?;
-            let senders: Vec<&String> = rows.iter().map(|r| &r.2).collect();
-            // The wrapping devices, live or revoked: their public keys unwrap the keys.
-            let owners: HashMap<String, (String, String)> = devices::table
-                .filter(devices::id.eq_any(senders))
-                .select((devices::id, devices::user_id, devices::public_key))
-                .load::<(String, String, String)>(conn)?
-                .into_iter()
-                .map(|(id, user, key)| (id, (user, key)))
-                .collect();
             rows.into_iter()
-                .map(|(version, wrapped_key, from, created_at)| {
-                    let (owner, public_key) = owners.get(&from).ok_or_else(|| {
-                        diesel::result::Error::DeserializationError(
-                            format!("key wrapped by unknown device {from}").into(),
-                        )
-                    })?;
-                    Ok(StoredKey {
-                        version,
-                        wrapped_key,
-                        from_device_id: id(&from)?,
-                        from_user_id: id(owner)?,
-                        from_public_key: DevicePublicKey::from_trusted(public_key.clone()),
-                        created_at: time(created_at)?,
-                    })
-                })
+                .map(
+                    |(version, wrapped_key, from, owner, public_key, created_at)| {
+                        Ok(StoredKey {
+                            version,
+                            wrapped_key,
+                            from_device_id: id(&from)?,
+                            from_user_id: id(&owner)?,
+                            from_public_key: DevicePublicKey::from_trusted(public_key),
+                            created_at: time(created_at)?,
+                        })
+                    },
+                )
                 .collect()
         })
         .await

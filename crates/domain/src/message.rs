@@ -153,10 +153,10 @@ pub fn parse_envelope(raw: &str, max_bytes: usize) -> Result<MessageContent, Inv
     if object.get("v").and_then(serde_json::Value::as_u64) != Some(1) {
         return Err(InvalidField::new("content.v", "must be 1"));
     }
-    if !object
+    if object
         .get("kid")
         .and_then(serde_json::Value::as_i64)
-        .is_some_and(|kid| kid >= 1)
+        .is_none_or(|kid| kid < 1)
     {
         return Err(InvalidField::new(
             "content.kid",
@@ -473,7 +473,11 @@ mod tests {
         let long = envelope("9223372036854775807", 12, 300);
         assert!(parse_envelope(&long, 24_576).is_ok());
         // Key order and spacing are the client's: only the shape is checked.
-        let reordered = format!(r#"{{ "ct":"{}", "iv":"{}", "kid":1, "v":1 }}"#, b64(20), b64(12));
+        let reordered = format!(
+            r#"{{ "ct":"{}", "iv":"{}", "kid":1, "v":1 }}"#,
+            b64(20),
+            b64(12)
+        );
         assert!(parse_envelope(&reordered, 24_576).is_ok());
     }
 
@@ -494,23 +498,56 @@ mod tests {
                 format!(r#"{{"v":1,"kid":1,"iv":"{iv}","tag":"{ct}"}}"#),
                 "content",
             ),
-            (format!(r#"{{"v":2,"kid":1,"iv":"{iv}","ct":"{ct}"}}"#), "content.v"),
-            (format!(r#"{{"v":"1","kid":1,"iv":"{iv}","ct":"{ct}"}}"#), "content.v"),
-            (format!(r#"{{"v":1.0,"kid":1,"iv":"{iv}","ct":"{ct}"}}"#), "content.v"),
-            (format!(r#"{{"v":1,"kid":0,"iv":"{iv}","ct":"{ct}"}}"#), "content.kid"),
-            (format!(r#"{{"v":1,"kid":-1,"iv":"{iv}","ct":"{ct}"}}"#), "content.kid"),
-            (format!(r#"{{"v":1,"kid":1.5,"iv":"{iv}","ct":"{ct}"}}"#), "content.kid"),
-            (format!(r#"{{"v":1,"kid":"1","iv":"{iv}","ct":"{ct}"}}"#), "content.kid"),
+            (
+                format!(r#"{{"v":2,"kid":1,"iv":"{iv}","ct":"{ct}"}}"#),
+                "content.v",
+            ),
+            (
+                format!(r#"{{"v":"1","kid":1,"iv":"{iv}","ct":"{ct}"}}"#),
+                "content.v",
+            ),
+            (
+                format!(r#"{{"v":1.0,"kid":1,"iv":"{iv}","ct":"{ct}"}}"#),
+                "content.v",
+            ),
+            (
+                format!(r#"{{"v":1,"kid":0,"iv":"{iv}","ct":"{ct}"}}"#),
+                "content.kid",
+            ),
+            (
+                format!(r#"{{"v":1,"kid":-1,"iv":"{iv}","ct":"{ct}"}}"#),
+                "content.kid",
+            ),
+            (
+                format!(r#"{{"v":1,"kid":1.5,"iv":"{iv}","ct":"{ct}"}}"#),
+                "content.kid",
+            ),
+            (
+                format!(r#"{{"v":1,"kid":"1","iv":"{iv}","ct":"{ct}"}}"#),
+                "content.kid",
+            ),
             (
                 format!(r#"{{"v":1,"kid":9223372036854775808,"iv":"{iv}","ct":"{ct}"}}"#),
                 "content.kid",
             ),
             (envelope("1", 11, 16), "content.iv"),
             (envelope("1", 13, 16), "content.iv"),
-            (format!(r#"{{"v":1,"kid":1,"iv":"{iv}=","ct":"{ct}"}}"#), "content.iv"),
-            (format!(r#"{{"v":1,"kid":1,"iv":"{iv}","ct":"{ct}=="}}"#), "content.ct"),
-            (format!(r#"{{"v":1,"kid":1,"iv":1,"ct":"{ct}"}}"#), "content.iv"),
-            (format!(r#"{{"v":1,"kid":1,"iv":"{iv}","ct":"a+b/"}}"#), "content.ct"),
+            (
+                format!(r#"{{"v":1,"kid":1,"iv":"{iv}=","ct":"{ct}"}}"#),
+                "content.iv",
+            ),
+            (
+                format!(r#"{{"v":1,"kid":1,"iv":"{iv}","ct":"{ct}=="}}"#),
+                "content.ct",
+            ),
+            (
+                format!(r#"{{"v":1,"kid":1,"iv":1,"ct":"{ct}"}}"#),
+                "content.iv",
+            ),
+            (
+                format!(r#"{{"v":1,"kid":1,"iv":"{iv}","ct":"a+b/"}}"#),
+                "content.ct",
+            ),
             (envelope("1", 12, 15), "content.ct"),
         ] {
             assert_eq!(refused_field(&raw), field, "{raw}");
@@ -532,10 +569,16 @@ mod tests {
 
     #[test]
     fn content_types_are_text_and_encrypted() {
-        assert_eq!("encrypted".parse::<ContentType>().unwrap(), ContentType::Encrypted);
+        assert_eq!(
+            "encrypted".parse::<ContentType>().unwrap(),
+            ContentType::Encrypted
+        );
         assert_eq!(ContentType::Encrypted.as_str(), "encrypted");
         assert_eq!("text".parse::<ContentType>().unwrap(), ContentType::Text);
-        assert_eq!("image".parse::<ContentType>().unwrap_err().field, "content_type");
+        assert_eq!(
+            "image".parse::<ContentType>().unwrap_err().field,
+            "content_type"
+        );
     }
 
     #[test]

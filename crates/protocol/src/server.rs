@@ -209,7 +209,7 @@ pub enum ServerFrame {
     },
     /// A conversation was created, renamed, or a member added or removed.
     Conversation {
-        /// `created`, `renamed`, `member_added`, `member_removed`.
+        /// `created`, `renamed`, `member_added`, `member_removed`, `encryption_enabled`.
         event: ConversationEvent,
         /// The member added or removed.
         user_id: Option<Uuid>,

@@ -66,6 +66,8 @@ fn every_server_frame_example_round_trips_byte_for_byte() {
         "delivered",
         "error",
         "hello",
+        "key_request",
+        "key_shared",
         "message",
         "message_deleted",
         "message_sent",

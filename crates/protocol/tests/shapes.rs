@@ -42,7 +42,7 @@ fn a_rest_request_leaves_out_the_optional_fields_it_does_not_set() {
 #[test]
 fn a_list_entry_keeps_a_null_last_message_and_a_single_conversation_has_none() {
     let entry = format!(
-        r#"{{"id":"{C}","type":"direct","title":null,"created_by":"{C}","created_at":"2026-11-21T12:00:00Z","last_seq":0,"last_message_at":null,"unread_count":0,"last_message":null,"participants":[]}}"#
+        r#"{{"id":"{C}","type":"direct","title":null,"created_by":"{C}","created_at":"2026-11-21T12:00:00Z","last_seq":0,"last_message_at":null,"unread_count":0,"last_message":null,"participants":[],"encrypted":true,"key_version":2,"rotation_needed":true}}"#
     );
     let dto: ConversationDto = serde_json::from_str(&entry).unwrap();
     assert_eq!(dto.last_message, Some(None));
@@ -51,4 +51,6 @@ fn a_list_entry_keeps_a_null_last_message_and_a_single_conversation_has_none() {
     let dto: ConversationDto = serde_json::from_str(&single).unwrap();
     assert_eq!(dto.last_message, None);
     assert_eq!(serde_json::to_string(&dto).unwrap(), single);
+    assert!(dto.encrypted && dto.rotation_needed);
+    assert_eq!(dto.key_version, 2);
 }

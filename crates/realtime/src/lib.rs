@@ -380,7 +380,8 @@ impl Realtime {
     /// Announces a key request or share on the conversation's topic: every session of every
     /// member hears it, on every node.
     pub async fn announce_key(&self, conversation: domain::ConversationId, event: Event) {
-        self.announce(Topic::Conversation(conversation), event).await;
+        self.announce(Topic::Conversation(conversation), event)
+            .await;
     }
 
     /// The conversation as it is now (after a change), for announcing it.

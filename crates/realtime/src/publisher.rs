@@ -366,6 +366,7 @@ mod tests {
         assert_eq!(preview["id"], original.id.to_string());
         assert_eq!(preview["sender_id"], sender.to_string());
         assert_eq!(preview["content"], original.content);
+        assert_eq!(preview["content_type"], "text");
         assert_eq!(preview["deleted"], false);
         let (_, plain) = render(
             Topic::Conversation(c),
@@ -413,6 +414,86 @@ mod tests {
             let frame: Value = serde_json::from_str(&frame).unwrap();
             assert_eq!(frame["user_id"], member.to_string());
         }
+    }
+
+    #[test]
+    fn an_encrypted_conversations_events_say_so_in_header_and_frame() {
+        let (c, creator) = (ConversationId::new(), UserId::new());
+        let state = domain::encryption::EncryptionState {
+            conversation_id: c,
+            key_version: 3,
+            rotation_needed: true,
+            enabled_at: Utc::now(),
+        };
+        let event = Event::Conversation {
+            change: ConversationChange::EncryptionEnabled,
+            conversation: details(c, creator),
+            user_id: None,
+            encryption: Some(state),
+        };
+        let (header, frame) = render(Topic::Conversation(c), &event);
+        assert!(header.encrypted);
+        let frame: Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(frame["event"], "encryption_enabled");
+        assert_eq!(frame["conversation"]["encrypted"], true);
+        assert_eq!(frame["conversation"]["key_version"], 3);
+        assert_eq!(frame["conversation"]["rotation_needed"], true);
+        let plain = Event::Conversation {
+            change: ConversationChange::Renamed,
+            conversation: details(c, creator),
+            user_id: None,
+            encryption: None,
+        };
+        let (header, frame) = render(Topic::Conversation(c), &plain);
+        assert!(!header.encrypted);
+        let frame: Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(
+            (
+                &frame["conversation"]["encrypted"],
+                &frame["conversation"]["key_version"]
+            ),
+            (&Value::Bool(false), &Value::from(0))
+        );
+    }
+
+    #[test]
+    fn key_requests_and_shares_are_key_events_of_their_conversation() {
+        let (c, user) = (ConversationId::new(), UserId::new());
+        let (d1, d2) = (domain::DeviceId::new(), domain::DeviceId::new());
+        let (header, frame) = render(
+            Topic::Conversation(c),
+            &Event::KeyRequest(domain::services::KeyRequest {
+                conversation_id: c,
+                user_id: user,
+                device_id: d1,
+                key_version: 2,
+            }),
+        );
+        assert_eq!((header.kind, header.conversation), (Kind::Key, Some(c)));
+        assert_eq!(
+            frame,
+            format!(
+                r#"{{"type":"key_request","conversation_id":"{c}","user_id":"{user}","device_id":"{d1}","key_version":2}}"#
+            )
+        );
+        let (header, frame) = render(
+            Topic::Conversation(c),
+            &Event::KeyShared {
+                conversation_id: c,
+                key_version: 3,
+                rotated: true,
+                from_user_id: user,
+                from_device_id: d1,
+                device_ids: vec![d1, d2],
+            },
+        );
+        assert_eq!((header.kind, header.conversation), (Kind::Key, Some(c)));
+        assert_eq!(
+            frame,
+            format!(
+                r#"{{"type":"key_shared","conversation_id":"{c}","key_version":3,"rotated":true,"from_user_id":"{user}","from_device_id":"{d1}","device_ids":["{d1}","{d2}"]}}"#
+            )
+        );
     }
 
     #[tokio::test]

@@ -197,6 +197,20 @@ mod tests {
     }
 
     #[test]
+    fn key_requests_and_shares_reach_every_session_of_every_member() {
+        let (c, asker) = (ConversationId::new(), UserId::new());
+        let topic = Topic::Conversation(c);
+        let key = header(Kind::Key, c);
+        for recipient in [
+            session(asker, None),
+            session(UserId::new(), None),
+            session(UserId::new(), Some(c)),
+        ] {
+            assert_eq!(verdict(&recipient, topic, &key), Verdict::Deliver);
+        }
+    }
+
+    #[test]
     fn typing_never_reaches_the_typing_users_sessions() {
         let (c, typist) = (ConversationId::new(), UserId::new());
         let topic = Topic::Conversation(c);

@@ -4,10 +4,10 @@
 //! the orphan rule forbids `From` between two foreign crates' types.)
 
 use domain::auth::AuthSession;
-use domain::encryption::EncryptionState;
 use domain::conversation::{
     ConversationDetails, ConversationState, ConversationSummary, ParticipantProfile,
 };
+use domain::encryption::EncryptionState;
 use domain::message::{AppendOutcome, Message, MessageStatus, ReactionCount, ReplyPreview};
 use domain::realtime::{self, ConversationChange};
 use domain::services::{MessageService, MessageView, ParticipantPresence};

@@ -376,7 +376,14 @@ pub async fn a_removal_needs_a_rotation_the_removed_member_never_gets(store: Sto
         .unwrap();
     let rotated = state(&store, chat).await;
     assert_eq!((rotated.key_version, rotated.rotation_needed), (2, false));
-    assert!(!store.missing_keys(chat).await.unwrap().unwrap().rotation_needed);
+    assert!(
+        !store
+            .missing_keys(chat)
+            .await
+            .unwrap()
+            .unwrap()
+            .rotation_needed
+    );
     // Bob keeps what he had before his removal and nothing after.
     let bobs: Vec<i64> = store
         .keys_for_device(chat, b1.id)
@@ -471,13 +478,21 @@ pub async fn keys_name_the_public_key_of_the_wrapping_device_even_revoked(store:
     assert_ne!(a1.public_key, b1.public_key);
     store.enable_encryption(chat, now()).await.unwrap();
     store
-        .put_keys(&upload(chat, 1, &a1, vec![wrap(&a1, "ka"), wrap(&b1, "kb")]))
+        .put_keys(&upload(
+            chat,
+            1,
+            &a1,
+            vec![wrap(&a1, "ka"), wrap(&b1, "kb")],
+        ))
         .await
         .unwrap();
     let keys = store.keys_for_device(chat, b1.id).await.unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].from_public_key, a1.public_key);
-    assert!(store.revoke_device(alice.id, a1.id, later(5)).await.unwrap());
+    assert!(store
+        .revoke_device(alice.id, a1.id, later(5))
+        .await
+        .unwrap());
     let keys = store.keys_for_device(chat, b1.id).await.unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(
@@ -505,7 +520,10 @@ pub async fn a_session_snapshot_names_the_encrypted_conversations(store: Store) 
     let snapshot = store.session_snapshot(alice.id).await.unwrap().unwrap();
     assert_eq!(snapshot.encrypted, vec![secret]);
     assert_eq!(snapshot.conversations.len(), 2);
-    assert!(snapshot.conversations.iter().any(|c| c.conversation_id == plain));
+    assert!(snapshot
+        .conversations
+        .iter()
+        .any(|c| c.conversation_id == plain));
     let lonely = user(&store, "Dave").await;
     let snapshot = store.session_snapshot(lonely.id).await.unwrap().unwrap();
     assert!(snapshot.encrypted.is_empty() && snapshot.conversations.is_empty());

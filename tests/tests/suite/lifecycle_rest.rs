@@ -292,7 +292,8 @@ async fn lifecycle_flow(backend: Backend) {
     let answer_id = id(&answer);
     assert_eq!(
         answer["reply_preview"],
-        json!({"id": hello, "sender_id": bob.id, "content": "hello", "deleted": false})
+        json!({"id": hello, "sender_id": bob.id, "content": "hello", "content_type": "text",
+            "deleted": false})
     );
     assert_eq!(
         in_history(&api, &team, &alice, &answer_id).await["reply_preview"],
@@ -331,7 +332,8 @@ async fn lifecycle_flow(backend: Backend) {
     assert_eq!(seen["seq"], tomb.body["seq"]);
     assert_eq!(
         in_history(&api, &team, &carol, &answer_id).await["reply_preview"],
-        json!({"id": hello, "sender_id": bob.id, "content": "", "deleted": true})
+        json!({"id": hello, "sender_id": bob.id, "content": "", "content_type": "text",
+            "deleted": true})
     );
     // A tombstone is neither edited nor reacted to.
     refused(

@@ -8,6 +8,7 @@
 mod deploy_nginx;
 mod durability;
 mod e2ee;
+mod e2ee_conversations;
 mod fault_node;
 mod fault_postgres;
 mod fault_redis;

@@ -38,7 +38,9 @@ pub enum AuthError {
 impl From<crate::message::ContentRefusal> for ChatError {
     fn from(refusal: crate::message::ContentRefusal) -> Self {
         match refusal {
-            crate::message::ContentRefusal::EncryptionRequired(why) => Self::EncryptionRequired(why),
+            crate::message::ContentRefusal::EncryptionRequired(why) => {
+                Self::EncryptionRequired(why)
+            }
             crate::message::ContentRefusal::NotEncrypted => Self::NotEncrypted,
         }
     }

@@ -443,7 +443,8 @@ mod tests {
         );
     }
 
-    const ENVELOPE: &str = r#"{"v":1,"kid":1,"iv":"AAAAAAAAAAAAAAAA","ct":"AAAAAAAAAAAAAAAAAAAAAA"}"#;
+    const ENVELOPE: &str =
+        r#"{"v":1,"kid":1,"iv":"AAAAAAAAAAAAAAAA","ct":"AAAAAAAAAAAAAAAAAAAAAA"}"#;
 
     #[tokio::test]
     async fn in_an_encrypted_conversation_only_envelopes_are_edited_into_envelopes() {

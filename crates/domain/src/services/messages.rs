@@ -7,8 +7,8 @@ use crate::conversation::{ConversationDetails, ConversationState, Participant};
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::limits::Limits;
 use crate::message::{
-    check_send, parse_content, AppendOutcome, AppendRejection, ClientMsgId,
-    ContentType, Message, MessageStatus, NewMessage, ReplyPreview,
+    check_send, parse_content, AppendOutcome, AppendRejection, ClientMsgId, ContentType, Message,
+    MessageStatus, NewMessage, ReplyPreview,
 };
 use crate::ports::{
     Clock, ConversationStore, EncryptionStore, MessageStore, ReceiptStore, WatermarkUpdate,
@@ -828,7 +828,8 @@ mod tests {
         assert!(matches!(err, ChatError::NotParticipant));
     }
 
-    const ENVELOPE: &str = r#"{"v":1,"kid":1,"iv":"AAAAAAAAAAAAAAAA","ct":"AAAAAAAAAAAAAAAAAAAAAA"}"#;
+    const ENVELOPE: &str =
+        r#"{"v":1,"kid":1,"iv":"AAAAAAAAAAAAAAAA","ct":"AAAAAAAAAAAAAAAAAAAAAA"}"#;
 
     fn encrypted_cmd(sender: UserId, conversation_id: ConversationId) -> SendCommand {
         SendCommand {
@@ -889,7 +890,8 @@ mod tests {
             ..c
         };
         assert!(matches!(
-            svc.prepare_member_send(known(cmd(me, id, "hi"), true)).await,
+            svc.prepare_member_send(known(cmd(me, id, "hi"), true))
+                .await,
             Err(ChatError::EncryptionRequired(_))
         ));
         assert!(svc

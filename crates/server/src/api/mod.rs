@@ -69,19 +69,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(conversations::enable_encryption)),
             )
             // `missing` and `requests` before `{version}`: routes match in registration order.
-            .service(
-                resource("/conversations/{id}/keys").route(web::get().to(keys::list)),
-            )
+            .service(resource("/conversations/{id}/keys").route(web::get().to(keys::list)))
             .service(
                 resource("/conversations/{id}/keys/missing").route(web::get().to(keys::missing)),
             )
             .service(
-                resource("/conversations/{id}/keys/requests")
-                    .route(web::post().to(keys::request)),
+                resource("/conversations/{id}/keys/requests").route(web::post().to(keys::request)),
             )
-            .service(
-                resource("/conversations/{id}/keys/{version}").route(web::put().to(keys::put)),
-            )
+            .service(resource("/conversations/{id}/keys/{version}").route(web::put().to(keys::put)))
             .service(
                 resource("/conversations/{id}/leave").route(web::post().to(conversations::leave)),
             )

@@ -414,9 +414,7 @@ impl ChatSession {
     /// that are end-to-end encrypted: one storage read on `/ws` (`session_snapshot`); on
     /// `/ws/chat/{id}`, that conversation read whole (membership checked, 4003 otherwise),
     /// its encryption and the account.
-    async fn snapshot(
-        &self,
-    ) -> Result<(User, Vec<ConversationState>, Vec<ConversationId>), End> {
+    async fn snapshot(&self) -> Result<(User, Vec<ConversationState>, Vec<ConversationId>), End> {
         let unavailable = |e: &dyn std::fmt::Display| {
             self.realtime.metrics.storage_error();
             tracing::warn!(error = %e, "snapshot unavailable at session open");
@@ -425,7 +423,9 @@ impl ChatSession {
         let unknown_user = || End::Close(CLOSE_UNAUTHORIZED, "unknown user");
         let Some(scope) = self.scope else {
             return match self.state.conversations.session_snapshot(self.user).await {
-                Ok(Some(snapshot)) => Ok((snapshot.user, snapshot.conversations, snapshot.encrypted)),
+                Ok(Some(snapshot)) => {
+                    Ok((snapshot.user, snapshot.conversations, snapshot.encrypted))
+                }
                 Ok(None) => Err(unknown_user()),
                 Err(e) => Err(unavailable(&e)),
             };
