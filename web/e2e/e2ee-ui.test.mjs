@@ -72,6 +72,15 @@ test('encrypted conversation: lock, decrypted history, waiting and undecryptable
   assert.ok(!JSON.stringify(s.sent).includes('my encrypted answer'));
   assert.equal(await decryptMessage({ key: key1, envelope: frame.content, conversationId: 'c1' }), 'my encrypted answer');
 
+  // Bob answers his first message: the server quotes it as "Encrypted message", the page shows
+  // its own decryption of the original.
+  const first = s.backend.convs.get('c1').messages[0];
+  const answer = s.backend.addMessage('c1', 'u-bob', await encryptMessage({ key: key1, version: 1, plaintext: 'a reply to it', conversationId: 'c1' }), null, first.id);
+  answer.content_type = 'encrypted';
+  s.push({ type: 'message', message: s.backend.messageJson('c1', answer) });
+  const quoted = s.page.locator('.msg-row', { hasText: 'a reply to it' }).locator('.msg-quote-text');
+  await quoted.filter({ hasText: 'Hi! This one is end-to-end encrypted.' }).waitFor();
+
   // The key of version 2 arrives: the waiting message is decrypted in place.
   const mine = [...server.devices.values()].find((d) => d.user_id === 'u-me');
   await server.storeKey('c1', 2, key2, bob, [mine]);
