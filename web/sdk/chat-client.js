@@ -1515,6 +1515,8 @@ export class ChatClient extends Emitter {
   _updateQuotes(conversationId, messageId, patch) {
     const thread = this._threads.get(conversationId);
     if (!thread) return;
+    // Quotes of an encrypted original say so (the cache then never keeps their text).
+    if (this.message(conversationId, messageId)?.content_type === 'encrypted') patch = { ...patch, content_type: 'encrypted' };
     let touched = false;
     for (const m of [...thread.bySeq.values(), ...thread.pending.values()]) {
       if (m.reply_to !== messageId) continue;
@@ -2194,7 +2196,9 @@ function opaque(m, e2ee) {
   if (!m) return m;
   const out = { ...m };
   if (out.content_type === 'encrypted' && !out.deleted_at) out.content = e2ee ? e2ee.envelope : out.content;
-  if (out.reply_preview && out.reply_preview.content_type === 'encrypted' && !out.reply_preview.deleted) out.reply_preview = { ...out.reply_preview, content: ENCRYPTED_PREVIEW };
+  const q = out.reply_preview;
+  // An encrypted original's quote, or any quote in an encrypted reply unless it says its original is text.
+  if (q && !q.deleted && (q.content_type === 'encrypted' || (out.content_type === 'encrypted' && q.content_type !== 'text'))) out.reply_preview = { ...q, content: ENCRYPTED_PREVIEW };
   return out;
 }
 
