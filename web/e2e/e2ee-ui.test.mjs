@@ -155,6 +155,10 @@ test('turning encryption on asks first and says it cannot be turned off', { time
   await confirm.getByRole('button', { name: 'Turn on encryption' }).click();
   await s.page.locator('.chat-header .e2ee-badge:not([hidden])').waitFor();
   assert.equal(s.backend.convs.get('c2').conv.encrypted, true);
+  await s.page.keyboard.press('Escape');
+  await s.page.setViewportSize({ width: 390, height: 760 });
+  await screenshot(s.page, 'e2ee-phone-header');
+  await s.page.setViewportSize({ width: 1280, height: 800 });
   // The new-conversation dialog offers encryption from the start.
   await s.page.keyboard.press('Escape');
   await s.page.getByRole('button', { name: 'New chat' }).first().click();

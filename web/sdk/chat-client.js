@@ -619,8 +619,8 @@ export class ChatClient extends Emitter {
    */
   async createDirect(userId, { encrypted = false } = {}) {
     const c = await this.rest.createConversation({ type: 'direct', participant_ids: [userId], ...(encrypted ? { encrypted: true } : {}) });
-    // A direct conversation may exist already (then its key does too, or its creator makes it).
-    if (c?.encrypted && !c.key_version && c.created_by === this._me?.id) this.e2ee?.initiated(c.id);
+    // Asked encrypted and no key yet: this create caused it (new, or an existing pair turned on).
+    if (encrypted && c?.encrypted && !c.key_version) this.e2ee?.initiated(c.id);
     return this._viewOf(this._upsert(c));
   }
 
