@@ -275,6 +275,8 @@ export class ChatClient extends Emitter {
     const me = /** @type {User} */ (this._me);
     this._users.set(me.id, me);
     if (this._idb && (!this.e2ee || this.e2ee.userId !== me.id)) {
+      // Another user's (signed in over a session that merely ended): its store stays on disk, closed.
+      this.e2ee?.close();
       this.e2ee = new E2EE({
         rest: this.rest,
         indexedDB: this._idb,

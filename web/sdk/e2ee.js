@@ -170,6 +170,13 @@ export class E2EE {
     return new Promise((resolve) => this._clock.setTimeout(resolve, ms));
   }
 
+  /** Stop using this store (another user signed in); nothing is deleted. */
+  close() {
+    this._closed = true;
+    if (this._settled) this.ready.then(() => this.store?.close(), () => {});
+    this._keys.clear();
+  }
+
   /** Sign-out: the key store is deleted (its keys are gone from this browser). */
   async destroy() {
     this._closed = true;
