@@ -436,6 +436,14 @@ async fn turning_on_and_the_encrypted_content_type(mode: Mode) {
         "encryption_required"
     );
     send_acked_encrypted(&mut ws_b, &fresh, &envelope(1, 9, 16), "b-2").await;
+    // Asking for an encrypted direct conversation the pair already has turns it on.
+    let pair = cluster::direct(&api, &a, &c).await;
+    let existing = create(&api, &a, "direct", &[&c]).await;
+    assert_eq!(existing.status, StatusCode::OK, "{:?}", existing.body);
+    assert_eq!(
+        (&existing.body["id"], &existing.body["encrypted"]),
+        (&json!(pair), &json!(true))
+    );
     // Over /ws/chat/{id} too, from that conversation's own read.
     let (mut scoped, _) = WsConnect::chat(&d.base(far), &chat, &b.token)
         .open_ready("B on the chat")
