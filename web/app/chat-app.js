@@ -7,6 +7,7 @@ import { avatar, connectionBanner, presenceLabel, toast } from './components.js'
 import { relativeTime } from './format.js';
 import { ChatView } from './chat-view.js';
 import { GroupInfoDialog, NewConversationDialog } from './dialogs.js';
+import { SecurityDialog, turnOnEncryption } from './security.js';
 
 export class ChatApp {
   /**
@@ -145,6 +146,7 @@ export class ChatApp {
       this.view = new ChatView(this.client, id, {
         onBack: () => this.navigate(null),
         onInfo: () => this.openGroupInfo(id),
+        onSecurity: () => this.openSecurity(id),
       });
       this.pane.replaceChildren(this.view.el);
       this.view.mount();
@@ -240,27 +242,30 @@ export class ChatApp {
     } else if (last) {
       const mine = last.sender_id === me?.id;
       const who = mine ? 'You: ' : v.type === 'group' ? `${c.displayName(last.sender_id).split(' ')[0]}: ` : '';
-      preview = last.deleted_at ? 'Message deleted' : who + String(last.content ?? '').replace(/\s+/g, ' ');
+      const opaque = last.content_type === 'encrypted' && !last.deleted_at && last.e2ee?.state !== 'ok';
+      const text = opaque ? (last.e2ee?.state === 'failed' ? 'Message could not be decrypted' : 'Encrypted message') : String(last.content ?? '').replace(/\s+/g, ' ');
+      preview = last.deleted_at ? 'Message deleted' : who + text;
+      if (opaque) previewClass += ' is-opaque';
       if (last.status === 'failed' && last.local) {
         preview = `Not sent: ${String(last.content ?? '').replace(/\s+/g, ' ')}`;
         previewClass += ' is-failed';
       }
     } else preview = v.type === 'group' ? `${v.participants.length} members` : 'Say hello';
-    const sig = JSON.stringify([v.name, presence, preview, previewClass, v.unread_count, relativeTime(v.last_activity_at), active, v.type]);
+    const sig = JSON.stringify([v.name, presence, preview, previewClass, v.unread_count, relativeTime(v.last_activity_at), active, v.type, v.encrypted]);
     if (button.dataset.sig === sig) return;
     button.dataset.sig = sig;
     button.classList.toggle('is-active', active);
     button.classList.toggle('has-unread', v.unread_count > 0);
     if (active) button.setAttribute('aria-current', 'true');
     else button.removeAttribute('aria-current');
-    const label = [v.name, presence ? presenceLabel(presence) : null, v.unread_count ? `${v.unread_count} unread` : null, preview].filter(Boolean).join(', ');
+    const label = [v.name, v.encrypted ? 'end-to-end encrypted' : null, presence ? presenceLabel(presence) : null, v.unread_count ? `${v.unread_count} unread` : null, preview].filter(Boolean).join(', ');
     button.setAttribute('aria-label', label);
     button.replaceChildren(
       avatar(v.type === 'group' ? v.id : (other?.user_id ?? v.id), v.name, { presence, group: v.type === 'group' }),
       h(
         'span',
         { class: 'conv-main' },
-        h('span', { class: 'conv-top' }, h('span', { class: 'conv-name' }, v.name), h('time', { class: 'conv-time', datetime: v.last_activity_at ?? '' }, relativeTime(v.last_activity_at))),
+        h('span', { class: 'conv-top' }, h('span', { class: 'conv-name' }, v.encrypted ? icon('lock', { size: 13, class: 'conv-lock', label: 'End-to-end encrypted' }) : null, h('span', { class: 'conv-name-text' }, v.name)), h('time', { class: 'conv-time', datetime: v.last_activity_at ?? '' }, relativeTime(v.last_activity_at))),
         h('span', { class: 'conv-bottom' }, h('span', { class: previewClass }, preview), v.unread_count > 0 ? h('span', { class: 'badge' }, v.unread_count > 99 ? '99+' : String(v.unread_count)) : null),
       ),
     );
@@ -284,7 +289,19 @@ export class ChatApp {
 
   /** @param {string} id */
   openGroupInfo(id) {
-    const dialog = new GroupInfoDialog(this.client, id, { onLeft: () => this.navigate(null) });
+    const dialog = new GroupInfoDialog(this.client, id, {
+      onLeft: () => this.navigate(null),
+      onSecurity: () => {
+        dialog.close();
+        this.openSecurity(id);
+      },
+      onEncrypt: () => turnOnEncryption(this.client, id),
+    });
     dialog.show();
+  }
+
+  /** The security panel of a conversation. @param {string} id */
+  openSecurity(id) {
+    new SecurityDialog(this.client, id).show();
   }
 }

@@ -5,6 +5,7 @@ import { h, icon, reconcile } from './dom.js';
 import { avatar, connectionBanner, toast } from './components.js';
 import { clockTime, dayKey, dayLabel, presenceText } from './format.js';
 import { confirmDialog } from './dialogs.js';
+import { RestoreDialog } from './security.js';
 import { describeTyping } from '../sdk/typing.js';
 import { QUICK_REACTIONS } from '../sdk/chat-client.js';
 
@@ -29,9 +30,9 @@ export class ChatView {
   /**
    * @param {import('../sdk/chat-client.js').ChatClient} client
    * @param {string} conversationId
-   * @param {{onBack: () => void, onInfo: () => void}} opts
+   * @param {{onBack: () => void, onInfo: () => void, onSecurity?: () => void}} opts
    */
-  constructor(client, conversationId, { onBack, onInfo }) {
+  constructor(client, conversationId, { onBack, onInfo, onSecurity }) {
     this.client = client;
     this.conversationId = conversationId;
     /** @type {Array<() => void>} */
@@ -53,6 +54,11 @@ export class ChatView {
     this.title = h('h2', { class: 'chat-title', id: `chat-title-${conversationId}` });
     this.subtitle = h('p', { class: 'chat-subtitle' });
     this.infoButton = h('button', { class: 'icon-btn', type: 'button', 'aria-label': 'Conversation details', title: 'Details', 'on:click': onInfo }, icon('info'));
+    this.lock = h('button', { class: 'e2ee-badge', type: 'button', hidden: true, title: 'End-to-end encrypted: security details', 'aria-label': 'End-to-end encrypted. Security details', 'on:click': () => onSecurity?.() }, icon('lock', { size: 14 }), h('span', {}, 'Encrypted'));
+    /** Messages wait for keys and a backup exists: offer the restore. */
+    this.keyBanner = h('div', { class: 'key-banner', hidden: true, role: 'status' });
+    /** Does the server hold a key backup of ours (asked once per view). @type {Promise<boolean>|null} */
+    this.backupKnown = null;
     const back = h('button', { class: 'icon-btn back-btn', type: 'button', 'aria-label': 'Back to conversations', 'on:click': onBack }, icon('back'));
     this.banner = connectionBanner(client);
     this.cleanups.push(this.banner.destroy);
@@ -114,8 +120,9 @@ export class ChatView {
     this.el = h(
       'section',
       { class: 'chat', 'aria-labelledby': `chat-title-${conversationId}` },
-      h('header', { class: 'chat-header' }, back, this.headerAvatar, h('div', { class: 'chat-heading' }, this.title, this.subtitle), this.infoButton),
+      h('header', { class: 'chat-header' }, back, this.headerAvatar, h('div', { class: 'chat-heading' }, h('div', { class: 'chat-title-row' }, this.title, this.lock), this.subtitle), this.infoButton),
       this.banner.el,
+      this.keyBanner,
       h('div', { class: 'messages-wrap' }, this.scroller, this.newButton),
       this.typingLine,
       this.contextBar,
@@ -194,6 +201,9 @@ export class ChatView {
     const other = v.type === 'direct' ? v.others[0] : null;
     const presence = other ? c.presence(other.user_id) : null;
     this.title.textContent = v.name;
+    this.lock.hidden = !v.encrypted;
+    const placeholder = v.encrypted ? 'Write an encrypted message...' : 'Write a message...';
+    if (this.input.placeholder !== placeholder) this.input.placeholder = placeholder;
     this.headerAvatar.replaceChildren(avatar(v.type === 'group' ? v.id : (other?.user_id ?? v.id), v.name, { presence: presence?.status ?? null, group: v.type === 'group' }));
     if (other && presence) {
       this.subtitle.textContent = presenceText(presence);
@@ -216,10 +226,37 @@ export class ChatView {
 
   // -------------------------------------------------------------- messages
 
+  /** Messages wait for keys: say so, and offer the key backup when there is one. */
+  renderKeyBanner() {
+    const c = this.client;
+    const waiting = c.waitingForKeys(this.conversationId);
+    if (!waiting) {
+      this.keyBanner.hidden = true;
+      return;
+    }
+    this.backupKnown ??= c.hasKeyBackup().catch(() => false);
+    this.backupKnown.then((exists) => {
+      if (this.destroyed) return;
+      const n = c.waitingForKeys(this.conversationId);
+      this.keyBanner.hidden = n === 0;
+      if (!n) return;
+      const sig = `${n}:${exists}`;
+      if (this.keyBanner.dataset.sig === sig) return;
+      this.keyBanner.dataset.sig = sig;
+      const parts = [
+        icon('lock', { size: 16 }),
+        h('span', { class: 'key-banner-text' }, `${n === 1 ? 'A message waits' : `${n} messages wait`} for a key this browser does not have yet. It was asked for from the members' devices.`),
+      ];
+      if (exists) parts.push(h('button', { class: 'btn btn-secondary btn-sm', type: 'button', 'on:click': () => new RestoreDialog(c, { onDone: () => this.scheduleRender() }).show() }, 'Restore keys from backup'));
+      this.keyBanner.replaceChildren(...parts);
+    });
+  }
+
   render() {
     const c = this.client;
     const id = this.conversationId;
     const view = c.conversation(id);
+    this.renderKeyBanner();
     const me = c.user?.id;
     const all = c.messages(id);
     const scroller = this.scroller;
@@ -372,7 +409,8 @@ export class ChatView {
     const readLine = isGroup && r.mine && isLastMine && receipt && receipt.of > 0 && receipt.readBy > 0 ? `Read by ${receipt.readBy} of ${receipt.of}` : '';
     const quote = m.reply_to ? this.quoteOf(m) : null;
     const reactions = m.deleted_at ? [] : (m.reactions ?? []).map((/** @type {any} */ x) => [x.emoji, x.count, !!x.me, this.reactorsText(x)]);
-    const sig = JSON.stringify([m.content, m.deleted_at, m.edited_at, receipt?.status, receipt?.readBy, receipt?.of, r.grouped, r.tail, showSender, senderName, readLine, m.created_at, m.local, quote, reactions]);
+    const e2ee = m.content_type === 'encrypted' && !m.deleted_at ? (m.e2ee?.state ?? 'pending') : null;
+    const sig = JSON.stringify([e2ee, m.content, m.deleted_at, m.edited_at, receipt?.status, receipt?.readBy, receipt?.of, r.grouped, r.tail, showSender, senderName, readLine, m.created_at, m.local, quote, reactions]);
     if (el.dataset.sig === sig) return;
     el.dataset.sig = sig;
     const open = this.menu?.messageId === m.id && !!m.id;
@@ -380,7 +418,13 @@ export class ChatView {
     el.dataset.status = receipt?.status ?? '';
 
     // Content is text, always (edited content and quotes too).
-    const text = m.deleted_at ? h('p', { class: 'msg-text is-deleted' }, 'This message was deleted') : h('p', { class: 'msg-text' }, String(m.content ?? ''));
+    // An encrypted message not decrypted is a state, never text: waiting for its key, or failed.
+    let text;
+    if (m.deleted_at) text = h('p', { class: 'msg-text is-deleted' }, 'This message was deleted');
+    else if (e2ee === 'waiting' || e2ee === 'pending')
+      text = h('p', { class: 'msg-text is-e2ee is-waiting', 'data-e2ee': e2ee }, icon('lock', { size: 14 }), h('span', {}, e2ee === 'waiting' ? "Waiting for this message's key" : 'Decrypting...'));
+    else if (e2ee === 'failed') text = h('p', { class: 'msg-text is-e2ee is-undecryptable', 'data-e2ee': 'failed' }, icon('alert', { size: 14 }), h('span', {}, 'This message could not be decrypted'));
+    else text = h('p', { class: 'msg-text' }, String(m.content ?? ''));
     const edited = m.edited_at && !m.deleted_at ? h('span', { class: 'msg-edited', title: `Edited ${clockTime(m.edited_at)}` }, '(edited)') : null;
     const meta = h('span', { class: 'msg-meta' }, edited, h('time', { datetime: m.created_at }, clockTime(m.created_at)), receipt ? this.ticks(receipt, isGroup) : null);
     const quoteEl = quote
@@ -457,7 +501,9 @@ export class ChatView {
     const name = !senderId ? 'Message' : senderId === c.user?.id ? 'You' : c.displayName(senderId);
     const deleted = !!(p?.deleted || original?.deleted_at);
     if (deleted) return { name, text: 'Original message was deleted', deleted: true };
-    const text = String(p?.content ?? original?.content ?? '').replace(/\s+/g, ' ').trim();
+    // An encrypted original: our own decryption when we have it, the server's "Encrypted message" otherwise.
+    const decrypted = original?.content_type === 'encrypted' && original.e2ee?.state === 'ok' ? original.content : null;
+    const text = String(decrypted ?? p?.content ?? original?.content ?? '').replace(/\s+/g, ' ').trim();
     return { name, text: text || 'Original message', deleted: false };
   }
 

@@ -4,7 +4,7 @@ import { h, icon } from './dom.js';
 import { avatar, presenceLabel, toast } from './components.js';
 
 /** Native <dialog> wrapper: focus handling, Escape, close on backdrop click, removal on close. */
-class Dialog {
+export class Dialog {
   /** @param {string} title @param {string} [cls] */
   constructor(title, cls = '') {
     this.titleId = `dlg-${Math.random().toString(36).slice(2)}`;
@@ -116,7 +116,15 @@ export class NewConversationDialog extends Dialog {
       this.renderResults();
     });
     this.createButton = h('button', { class: 'btn btn-primary', type: 'button', 'on:click': () => this.createGroup() }, 'Create group');
-    this.body.append(h('div', { class: 'tabs', role: 'tablist' }, this.tabDirect, this.tabGroup), this.titleField, this.search, this.chips, this.resultsList, this.error);
+    this.encrypted = /** @type {HTMLInputElement} */ (h('input', { type: 'checkbox', id: 'new-encrypted', class: 'checkbox' }));
+    const encryptedField = h(
+      'label',
+      { class: 'check-field', for: 'new-encrypted' },
+      this.encrypted,
+      icon('lock', { size: 16 }),
+      h('span', { class: 'check-main' }, h('span', {}, 'End-to-end encrypted'), h('span', { class: 'check-hint' }, 'Only the members\' devices can read the messages. Cannot be turned off.')),
+    );
+    this.body.append(h('div', { class: 'tabs', role: 'tablist' }, this.tabDirect, this.tabGroup), this.titleField, encryptedField, this.search, this.chips, this.resultsList, this.error);
     this.setMode('direct');
   }
 
@@ -181,7 +189,7 @@ export class NewConversationDialog extends Dialog {
   async startDirect(u) {
     this.error.textContent = '';
     try {
-      const conv = await this.client.createDirect(u.id);
+      const conv = await this.client.createDirect(u.id, { encrypted: this.encrypted.checked });
       this.close();
       this.onOpen(conv.id);
     } catch (err) {
@@ -194,7 +202,7 @@ export class NewConversationDialog extends Dialog {
     const title = this.titleInput.value.trim();
     /** @type {HTMLButtonElement} */ (this.createButton).disabled = true;
     try {
-      const conv = await this.client.createGroup(title, [...this.selected.keys()]);
+      const conv = await this.client.createGroup(title, [...this.selected.keys()], { encrypted: this.encrypted.checked });
       this.close();
       this.onOpen(conv.id);
     } catch (err) {
@@ -208,14 +216,16 @@ export class GroupInfoDialog extends Dialog {
   /**
    * @param {import('../sdk/chat-client.js').ChatClient} client
    * @param {string} conversationId
-   * @param {{onLeft: () => void}} opts
+   * @param {{onLeft: () => void, onSecurity?: () => void, onEncrypt?: () => Promise<boolean>}} opts
    */
-  constructor(client, conversationId, { onLeft }) {
+  constructor(client, conversationId, { onLeft, onSecurity, onEncrypt }) {
     const v = client.conversation(conversationId);
     super(v?.type === 'group' ? 'Group details' : 'Conversation details', 'dialog-info');
     this.client = client;
     this.id = conversationId;
     this.onLeft = onLeft;
+    this.onSecurity = onSecurity;
+    this.onEncrypt = onEncrypt;
     this.error = h('p', { class: 'form-error', role: 'alert' });
     this.members = h('ul', { class: 'user-list members', 'aria-label': 'Members' });
     this.addResults = h('ul', { class: 'user-list', 'aria-label': 'People to add' });
@@ -255,6 +265,20 @@ export class GroupInfoDialog extends Dialog {
       /** @type {HTMLElement} */ (this.renameButton).hidden = !canManage;
       parts.push(this.renameForm);
     }
+    // Encryption: on (and the security panel), or the way to turn it on where allowed.
+    parts.push(
+      h('h3', { class: 'section-title' }, 'Encryption'),
+      h(
+        'div',
+        { class: 'e2ee-row' },
+        icon(v.encrypted ? 'lock' : 'unlock', { size: 18 }),
+        h('span', { class: 'e2ee-row-text' }, v.encrypted ? 'Messages are end-to-end encrypted.' : 'Messages are not end-to-end encrypted.'),
+        v.encrypted || !c.canEnableEncryption(v.id)
+          ? null
+          : h('button', { class: 'btn btn-secondary btn-sm', type: 'button', 'on:click': () => this.onEncrypt?.() }, 'Turn on encryption'),
+        h('button', { class: 'btn btn-ghost btn-sm', type: 'button', 'on:click': () => this.onSecurity?.() }, 'Security'),
+      ),
+    );
     parts.push(h('h3', { class: 'section-title' }, `${v.participants.length} members`));
     this.members.replaceChildren(
       ...v.participants.map((p) => {

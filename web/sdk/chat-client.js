@@ -20,6 +20,8 @@ import { Outbox } from './outbox.js';
 import { TypingSender, TypingRoster } from './typing.js';
 import { Poller } from './poller.js';
 import { ChatCache, DEFAULT_CACHE_LIMIT } from './cache.js';
+import { E2EE, NoKeyError } from './e2ee.js';
+import { keyStoreDatabaseName } from './keystore.js';
 
 /**
  * @typedef {import('./rest.js').Conversation} Conversation
@@ -42,6 +44,9 @@ import { ChatCache, DEFAULT_CACHE_LIMIT } from './cache.js';
  * @property {HeldMessage|Message|null} last_message  newest message, our unacknowledged ones included
  * @property {string|null} last_activity_at
  * @property {number} unread_count
+ * @property {boolean} encrypted     end-to-end encrypted (never turns off)
+ * @property {number} key_version    newest key version the server stores (0: none yet)
+ * @property {boolean} key_held       this device holds that version (it can send)
  *
  * @typedef {object} Receipt
  * @property {'sending'|'sent'|'delivered'|'read'|'failed'} status
@@ -77,6 +82,8 @@ import { ChatCache, DEFAULT_CACHE_LIMIT } from './cache.js';
 export const QUICK_REACTIONS = Object.freeze(['👍', '❤️', '😂', '😮', '😢', '🙏']);
 /** How much of the original a reply quotes (the server's `reply_preview`). */
 const PREVIEW_CHARS = 100;
+/** What the server (and the cache) quote of an encrypted message. */
+export const ENCRYPTED_PREVIEW = 'Encrypted message';
 
 /** Page size of history. */
 const PAGE = 50;
@@ -118,6 +125,7 @@ export class ChatClient extends Emitter {
    * @param {any} [opts.locks]        Web Locks, to refresh tokens once across tabs; default navigator.locks
    * @param {Partial<import('./timings.js').Timings>} [opts.timings]
    * @param {Pick<Console,'warn'|'debug'|'error'>} [opts.logger]
+   * @param {string} [opts.deviceName]  what this browser is called in the device list (default e.g. "Chrome on Linux")
    */
   constructor(opts = {}) {
     super();
@@ -133,6 +141,9 @@ export class ChatClient extends Emitter {
     this._window = opts.window !== undefined ? opts.window : g.window;
     this._uuid = opts.randomUUID ?? (() => g.crypto.randomUUID());
     this._log = opts.logger ?? console;
+    this._deviceName = opts.deviceName;
+    /** @type {E2EE|null} */
+    this.e2ee = null;
     const baseUrl = (opts.baseUrl ?? g.location?.origin ?? '').replace(/\/$/, '');
     this._wsUrl = opts.wsUrl ?? `${baseUrl.replace(/^http/, 'ws')}/ws`;
     this.session = new Session({ storage: this._storage, clock: this._clock, locks: opts.locks !== undefined ? opts.locks : g.navigator?.locks ?? null });
@@ -219,6 +230,11 @@ export class ChatClient extends Emitter {
     this._resetModel();
     if (cache) await cache.destroy();
     else if (userId && this._idb) await ChatCache.remove({ indexedDB: this._idb, storage: this._storage, userId });
+    // The conversation keys go too (docs/security.md: a backup brings them back).
+    const e2ee = this.e2ee;
+    this.e2ee = null;
+    if (e2ee) await e2ee.destroy();
+    else if (userId && this._idb) await deleteDatabase(this._idb, keyStoreDatabaseName(userId));
     this.emit('session', null);
   }
 
@@ -258,6 +274,30 @@ export class ChatClient extends Emitter {
     }
     const me = /** @type {User} */ (this._me);
     this._users.set(me.id, me);
+    if (this._idb && (!this.e2ee || this.e2ee.userId !== me.id)) {
+      // Another user's (signed in over a session that merely ended): its store stays on disk, closed.
+      this.e2ee?.close();
+      this.e2ee = new E2EE({
+        rest: this.rest,
+        indexedDB: this._idb,
+        userId: me.id,
+        clock: this._clock,
+        logger: this._log,
+        deviceName: this._deviceName,
+        onKeys: (id) => this._keysArrived(id),
+        refetch: async (id) => {
+          await this._fetchConversation(id).catch(() => {});
+          return this._convs.get(id)?.data ?? null;
+        },
+      });
+      this.e2ee.ready.then(
+        () => {
+          for (const st of this._convs.values()) this._syncKeys(st);
+          this._markDirty({ conversations: true });
+        },
+        (err) => this._log.warn?.('chat sdk: end-to-end encryption is not available on this device', err),
+      );
+    }
 
     this._outbox = new Outbox({
       storage: this._storage,
@@ -417,6 +457,10 @@ export class ChatClient extends Emitter {
     this._helloSeen = false;
     this._dirty = { conversations: false, unread: false, /** @type {Set<string>} */ messages: new Set() };
     this._flushQueued = false;
+    /** Envelopes decrypted (or found tampered), `<conversation>\n<envelope>` -> result; memory only. @type {Map<string, {state: 'ok', text: string}|{state: 'failed'}>} */
+    this._plain = new Map();
+    /** conversation -> when a waiting message last made us look for its key. @type {Map<string, number>} */
+    this._waitSync = new Map();
   }
 
   // -------------------------------------------------------------------- reads
@@ -570,16 +614,161 @@ export class ChatClient extends Emitter {
     this._markDirty({ conversations: true, unread: true });
   }
 
-  /** Start (or find) the 1:1 conversation with a user. @param {string} userId @returns {Promise<ConversationView>} */
-  async createDirect(userId) {
-    const c = await this.rest.createConversation({ type: 'direct', participant_ids: [userId] });
+  /**
+   * Start (or find) the 1:1 conversation with a user.
+   * @param {string} userId @param {{encrypted?: boolean}} [opts]  `encrypted`: end-to-end encrypted from the start
+   * @returns {Promise<ConversationView>}
+   */
+  async createDirect(userId, { encrypted = false } = {}) {
+    const c = await this.rest.createConversation({ type: 'direct', participant_ids: [userId], ...(encrypted ? { encrypted: true } : {}) });
+    // Asked encrypted and no key yet: this create caused it (new, or an existing pair turned on).
+    if (encrypted && c?.encrypted && !c.key_version) this.e2ee?.initiated(c.id);
     return this._viewOf(this._upsert(c));
   }
 
-  /** @param {string} title @param {string[]} userIds @returns {Promise<ConversationView>} */
-  async createGroup(title, userIds) {
-    const c = await this.rest.createConversation({ type: 'group', title, participant_ids: userIds });
+  /** @param {string} title @param {string[]} userIds @param {{encrypted?: boolean}} [opts] @returns {Promise<ConversationView>} */
+  async createGroup(title, userIds, { encrypted = false } = {}) {
+    const c = await this.rest.createConversation({ type: 'group', title, participant_ids: userIds, ...(encrypted ? { encrypted: true } : {}) });
+    if (c?.encrypted) this.e2ee?.initiated(c.id);
     return this._viewOf(this._upsert(c));
+  }
+
+  /**
+   * Turn end-to-end encryption on for a conversation (it cannot be turned off). Direct: either
+   * member; group: owner or admin (else ApiError 403 `forbidden`).
+   * @param {string} id @returns {Promise<ConversationView|null>}
+   */
+  async enableEncryption(id) {
+    const c = await this.rest.enableEncryption(id);
+    if (c && !c.key_version) this.e2ee?.initiated(id);
+    if (c && c.id) this._upsert(c);
+    else await this._fetchConversation(id);
+    return this.conversation(id);
+  }
+
+  /** May the signed-in user turn encryption on here. @param {string} id */
+  canEnableEncryption(id) {
+    const v = this.conversation(id);
+    if (!v || v.encrypted) return false;
+    return v.type === 'direct' || v.my_role === 'owner' || v.my_role === 'admin';
+  }
+
+  // ------------------------------------------------------------------- e2ee
+
+  /** This device's fingerprint (null without end-to-end encryption on this browser). */
+  async deviceFingerprint() {
+    return this.e2ee ? this.e2ee.myFingerprint() : null;
+  }
+
+  /**
+   * Every member's live devices with fingerprints (computed here) and, for others' devices,
+   * the safety number with this device.
+   * @param {string} id
+   * @returns {Promise<{user_id: string, display_name: string, devices: any[]}[]>}
+   */
+  async memberDevices(id) {
+    if (!this.e2ee) throw new Error('End-to-end encryption is not available in this browser.');
+    const v = this.conversation(id);
+    const members = v?.participants ?? [];
+    return Promise.all(members.map(async (p) => ({ user_id: p.user_id, display_name: p.display_name, devices: await this.e2ee.devicesOf(p.user_id) })));
+  }
+
+  /** The server holds a key backup of ours. */
+  async hasKeyBackup() {
+    return this.e2ee ? this.e2ee.hasBackup() : false;
+  }
+
+  /** Back up every key this device holds under `passphrase` (replacing the stored backup). @param {string} passphrase */
+  async createKeyBackup(passphrase) {
+    if (!this.e2ee) throw new Error('End-to-end encryption is not available in this browser.');
+    return this.e2ee.createBackup(passphrase);
+  }
+
+  /**
+   * Import the keys of the stored backup. A wrong passphrase: DecryptError `bad_passphrase`.
+   * @param {string} passphrase
+   */
+  async restoreKeyBackup(passphrase) {
+    if (!this.e2ee) throw new Error('End-to-end encryption is not available in this browser.');
+    return this.e2ee.restoreBackup(passphrase);
+  }
+
+  /** Messages held for a conversation that wait for a key this device lacks. @param {string} id */
+  waitingForKeys(id) {
+    return this.messages(id).filter((m) => /** @type {any} */ (m).e2ee?.state === 'waiting').length;
+  }
+
+  /** @param {ConversationState} st */
+  _syncKeys(st) {
+    const c = st.data;
+    if (!c.encrypted || !this.e2ee || !this._started) return;
+    const sig = `${c.key_version ?? 0}:${!!c.rotation_needed}:${(c.participants ?? []).map((p) => p.user_id).sort().join(',')}`;
+    if (st.keySig === sig) return;
+    st.keySig = sig;
+    this.e2ee.sync(c).then(() => this._markDirty({ conversations: true, messages: c.id }));
+  }
+
+  /** New keys for a conversation: what waited for them is decrypted and shown. @param {string} id */
+  _keysArrived(id) {
+    const thread = this._threads.get(id);
+    const st = this._convs.get(id);
+    for (const m of thread ? [...thread.bySeq.values(), ...thread.pending.values()] : []) {
+      const e = /** @type {any} */ (m).e2ee;
+      if (e && e.state !== 'ok') this._decryptInto(id, m, e.envelope);
+    }
+    const last = /** @type {any} */ (st?.data.last_message);
+    if (last?.e2ee && last.e2ee.state !== 'ok') this._decryptInto(id, last, last.e2ee.envelope);
+    this._markDirty({ conversations: true, messages: id });
+  }
+
+  /**
+   * Server data came into a message we hold (its `content` is an envelope again, unless it is
+   * still the text we decrypted): decrypt it. Synchronous when the envelope was decrypted
+   * before (our own sends, edits). Tombstones stay tombstones.
+   * @param {string} conversationId @param {any} m
+   */
+  _adopt(conversationId, m) {
+    if (!m || m.content_type !== 'encrypted') return;
+    if (m.deleted_at) {
+      delete m.e2ee;
+      m.content = '';
+      return;
+    }
+    if (m.e2ee && m.content === m.e2ee.shown) return;
+    this._decryptInto(conversationId, m, String(m.content ?? ''));
+  }
+
+  /** @param {string} conversationId @param {any} m @param {string} envelope */
+  _decryptInto(conversationId, m, envelope) {
+    const key = `${conversationId}\n${envelope}`;
+    const known = this._plain.get(key);
+    if (known) {
+      m.content = known.state === 'ok' ? known.text : '';
+      m.e2ee = { state: known.state, envelope, shown: m.content };
+      return;
+    }
+    m.content = '';
+    m.e2ee = { state: this.e2ee ? 'pending' : 'waiting', envelope, shown: '' };
+    if (!this.e2ee) return;
+    const e2ee = this.e2ee;
+    e2ee.decrypt(conversationId, envelope).then((r) => {
+      if (this.e2ee !== e2ee) return;
+      if (r.state !== 'waiting') this._plain.set(key, r.state === 'ok' ? { state: 'ok', text: r.text } : { state: 'failed' });
+      // Changed again since (an edit, a deletion): that change decrypts itself.
+      if (m.e2ee?.envelope !== envelope || m.deleted_at) return;
+      m.content = r.state === 'ok' ? r.text : '';
+      m.e2ee = { state: r.state, envelope, shown: m.content, ...(r.state === 'waiting' ? { kid: r.kid } : {}) };
+      const st = this._convs.get(conversationId);
+      const last = this._waitSync.get(conversationId);
+      if (r.state === 'waiting' && st && (last === undefined || this._clock.now() - last > 5000)) {
+        // Not here yet: fetch, and ask when the server has none for us (rate-limited there).
+        this._waitSync.set(conversationId, this._clock.now());
+        e2ee.sync({ ...st.data, key_version: Math.max(Number(st.data.key_version ?? 0), r.kid) });
+      }
+      this._threads.get(conversationId)?.touch();
+      if (m.id && r.state === 'ok') this._updateQuotes(conversationId, m.id, { content: previewText(m.content), deleted: false });
+      this._markDirty({ conversations: true, messages: conversationId });
+    });
   }
 
   /** @param {string} id @param {string} title */
@@ -594,12 +783,17 @@ export class ChatClient extends Emitter {
   async addMember(id, userId) {
     await this.rest.addMember(id, userId);
     await this._fetchConversation(id);
+    // Encrypted: the member who added shares the current key with the newcomer's devices
+    // (others' clients answer the newcomer's key requests).
+    if (this._convs.get(id)?.data.encrypted) this.e2ee?.shareMissing(id);
     return this.conversation(id);
   }
 
   /** @param {string} id @param {string} userId */
   async removeMember(id, userId) {
     await this.rest.removeMember(id, userId);
+    // Encrypted: this client makes the rotation that shuts the removed member out.
+    if (this._convs.get(id)?.data.encrypted) this.e2ee?.initiated(id);
     await this._fetchConversation(id);
     return this.conversation(id);
   }
@@ -684,8 +878,69 @@ export class ChatClient extends Emitter {
     if (!this._outbox) throw new Error('Call start() first.');
     if (typeof content !== 'string' || !content.trim()) throw new RangeError('A message cannot be empty.');
     this._typingSender?.stop(conversationId);
+    if (this._convs.get(conversationId)?.data.encrypted) return this._sendEncrypted(conversationId, content, replyTo || null);
     const entry = this._outbox.send(conversationId, content, 'text', replyTo || null);
     return /** @type {HeldMessage} */ (this._thread(conversationId).pending.get(entry.temp_id));
+  }
+
+  /**
+   * A send in an end-to-end encrypted conversation: shown at once, encrypted, then handed to
+   * the outbox (which stores and sends only the envelope). Without a key it fails visibly; it is
+   * never sent as text.
+   * @param {string} conversationId @param {string} content @param {string|null} replyTo
+   * @returns {HeldMessage}
+   */
+  _sendEncrypted(conversationId, content, replyTo) {
+    const tempId = this._uuid();
+    /** @type {any} */
+    const local = {
+      key: `t:${tempId}`,
+      local: true,
+      id: '',
+      seq: 0,
+      conversation_id: conversationId,
+      sender_id: this._me?.id ?? '',
+      content,
+      content_type: 'encrypted',
+      reply_to: replyTo,
+      reply_preview: replyTo ? this._previewOf(conversationId, replyTo) : null,
+      temp_id: tempId,
+      created_at: new Date(this._clock.now()).toISOString(),
+      edited_at: null,
+      deleted_at: null,
+      status: 'sending',
+      change_seq: 0,
+      reactions: [],
+      e2ee: { state: 'ok', envelope: '', shown: content },
+      unsent: { content, replyTo },
+    };
+    this._thread(conversationId).addPending(local);
+    this._markDirty({ conversations: true, messages: conversationId });
+    this._encryptAndQueue(local);
+    return local;
+  }
+
+  /** @param {any} local */
+  async _encryptAndQueue(local) {
+    const { conversation_id: id, temp_id: tempId } = local;
+    const { content, replyTo } = local.unsent;
+    try {
+      if (!this.e2ee) throw new NoKeyError('End-to-end encryption is not available in this browser: the message was not sent.');
+      await this.e2ee.ready;
+      // A key being fetched or made right now is worth waiting for.
+      if (!this.e2ee.heldVersion(id)) await this.e2ee.sync({ ...(this._convs.get(id)?.data ?? { id }), encrypted: true });
+      const envelope = await this.e2ee.encrypt(id, content);
+      this._plain.set(`${id}\n${envelope}`, { state: 'ok', text: content });
+      if (this._thread(id).pending.get(tempId) !== local || !this._outbox) return; // discarded meanwhile
+      delete local.unsent;
+      this._outbox.send(id, envelope, 'encrypted', replyTo, tempId);
+    } catch (err) {
+      if (this._thread(id).pending.get(tempId) !== local) return;
+      local.status = 'failed';
+      local.error = err instanceof NoKeyError ? err.message : 'The message could not be encrypted: it was not sent.';
+      this._thread(id).touch();
+      this._markDirty({ conversations: true, messages: id });
+    }
   }
 
   /**
@@ -708,6 +963,8 @@ export class ChatClient extends Emitter {
    */
   canEdit(m) {
     if (!m || !m.id || /** @type {HeldMessage} */ (m).local || m.deleted_at || m.sender_id !== this._me?.id) return false;
+    // Encrypted conversation: only messages we could decrypt, never a text one from before.
+    if (this._convs.get(m.conversation_id)?.data.encrypted && (m.content_type !== 'encrypted' || /** @type {any} */ (m).e2ee?.state !== 'ok')) return false;
     return this._clock.now() - Date.parse(m.created_at) < this._t.editWindowMs;
   }
 
@@ -731,9 +988,24 @@ export class ChatClient extends Emitter {
     const held = this.message(conversationId, messageId);
     // The same text again changes nothing (the server would answer the same change_seq).
     if (held && !held.deleted_at && held.content === content) return held;
-    const undo = held ? this._optimistic(conversationId, held, 'edit', { content, edited_at: new Date(this._clock.now()).toISOString() }) : null;
+    let body = content;
+    /** @type {any} */
+    const patch = { content, edited_at: new Date(this._clock.now()).toISOString() };
+    if (this._convs.get(conversationId)?.data.encrypted) {
+      // Encrypted before it leaves; a failure here is a refused edit (nothing was sent).
+      try {
+        if (!this.e2ee) throw new NoKeyError('End-to-end encryption is not available in this browser.');
+        body = await this.e2ee.encrypt(conversationId, content);
+      } catch (err) {
+        this._changeFailed(conversationId, messageId, 'edit', err);
+        throw err;
+      }
+      this._plain.set(`${conversationId}\n${body}`, { state: 'ok', text: content });
+      patch.e2ee = { state: 'ok', envelope: body, shown: content };
+    }
+    const undo = held ? this._optimistic(conversationId, held, 'edit', patch) : null;
     try {
-      const copy = await this.rest.editMessage(conversationId, messageId, content);
+      const copy = await this.rest.editMessage(conversationId, messageId, body);
       this._applyCopy(conversationId, copy, 'edit');
       return this.message(conversationId, messageId) ?? copy;
     } catch (err) {
@@ -851,13 +1123,34 @@ export class ChatClient extends Emitter {
 
   /** Send a failed message again (same temp_id). @param {string} tempId */
   retry(tempId) {
-    return this._outbox?.retry(tempId) ?? false;
+    if (this._outbox?.retry(tempId)) return true;
+    // An encrypted send that failed before it reached the outbox (no key then): encrypt again.
+    for (const thread of this._threads.values()) {
+      const local = /** @type {any} */ (thread.pending.get(tempId));
+      if (local?.unsent && local.status === 'failed') {
+        local.status = 'sending';
+        local.error = undefined;
+        thread.touch();
+        this._markDirty({ conversations: true, messages: thread.conversationId });
+        this._encryptAndQueue(local);
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Drop an unsent message. @param {string} tempId */
   discard(tempId) {
     const entry = this._outbox?.discard(tempId);
-    if (!entry) return;
+    if (!entry) {
+      for (const thread of this._threads.values()) {
+        if (thread.pending.has(tempId)) {
+          thread.removePending(tempId);
+          this._refreshPreview(thread.conversationId);
+        }
+      }
+      return;
+    }
     this._thread(entry.conversation_id).removePending(tempId);
     this._refreshPreview(entry.conversation_id);
   }
@@ -954,6 +1247,22 @@ export class ChatClient extends Emitter {
         if (f.ref && this._outbox?.entries.has(f.ref)) this._outbox.rejected(f.ref, f.code, f.message);
         else this.emit('error', { code: f.code, message: f.message });
         break;
+      case 'key_request':
+        this.e2ee?.onKeyRequest(f);
+        break;
+      case 'key_shared': {
+        const st = this._convs.get(f.conversation_id);
+        if (st && typeof f.key_version === 'number' && f.key_version >= Number(st.data.key_version ?? 0)) {
+          st.data = { ...st.data, key_version: f.key_version, rotation_needed: f.rotated ? false : !!st.data.rotation_needed };
+          st.keySig = undefined;
+          this._markDirty({ conversations: true, messages: f.conversation_id });
+        }
+        this.e2ee?.onKeyShared(f).then((mine) => {
+          // Not for us, but the version moved: check we have it (we may be a new device).
+          if (!mine && st) this._syncKeys(st);
+        });
+        break;
+      }
       case 'auth_ok':
         break;
       default:
@@ -1083,6 +1392,7 @@ export class ChatClient extends Emitter {
     if (f.type === 'message_deleted') {
       if (held && changeSeq > (held.change_seq ?? 0)) {
         Object.assign(held, { content: '', deleted_at: f.deleted_at ?? new Date(this._clock.now()).toISOString(), deleted_by: f.deleted_by ?? null, change_seq: changeSeq, reactions: [] });
+        delete /** @type {any} */ (held).e2ee;
         this._changed(id, messageId, 'delete', false);
       }
       this._updateLast(st, messageId, { content: '', deleted_at: f.deleted_at ?? null });
@@ -1097,10 +1407,12 @@ export class ChatClient extends Emitter {
     // The frame carries the whole message as it is now: an edit this copy missed (made while
     // we were away, its own number absorbed by this one) comes with it.
     const now = f.message && typeof f.message === 'object' && !f.message.deleted_at ? f.message : null;
-    if (now && typeof now.content === 'string' && now.content !== held.content) {
+    const raw = /** @type {any} */ (held).e2ee ? /** @type {any} */ (held).e2ee.envelope : held.content;
+    if (now && typeof now.content === 'string' && now.content !== raw) {
       Object.assign(held, { content: now.content, edited_at: now.edited_at ?? null });
-      this._updateLast(st, messageId, { content: now.content, edited_at: now.edited_at ?? null, deleted_at: null });
-      this._updateQuotes(id, messageId, { content: previewText(now.content), deleted: false });
+      this._adopt(id, held);
+      this._updateLast(st, messageId, { content: held.content, edited_at: now.edited_at ?? null, deleted_at: null });
+      if (held.content_type !== 'encrypted' || /** @type {any} */ (held).e2ee?.state === 'ok') this._updateQuotes(id, messageId, { content: previewText(held.content), deleted: false });
     }
     this._changed(id, messageId, 'reaction', false);
   }
@@ -1114,12 +1426,16 @@ export class ChatClient extends Emitter {
     if (!copy || !copy.id) return;
     const st = this._convs.get(conversationId);
     const held = this.message(conversationId, copy.id);
-    if (held && mergeCopy(held, copy, this._me?.id ?? null)) this._changed(conversationId, copy.id, kind, false);
+    const merged = held ? mergeCopy(held, copy, this._me?.id ?? null) : false;
+    if (held) this._adopt(conversationId, held);
+    if (held && merged) this._changed(conversationId, copy.id, kind, false);
     else if (held) this._markDirty({ messages: conversationId });
     const now = held ?? copy;
     if ((copy.change_seq ?? 0) >= (held?.change_seq ?? 0)) {
       if (st) this._updateLast(st, copy.id, { content: now.content, edited_at: now.edited_at ?? null, deleted_at: now.deleted_at ?? null });
-      this._updateQuotes(conversationId, copy.id, { content: now.deleted_at ? '' : previewText(now.content), deleted: !!now.deleted_at });
+      // An envelope not decrypted (yet) is never quoted as text: its decryption updates the quotes.
+      const opaque = now.content_type === 'encrypted' && /** @type {any} */ (now).e2ee?.state !== 'ok';
+      if (now.deleted_at || !opaque) this._updateQuotes(conversationId, copy.id, { content: now.deleted_at ? '' : previewText(now.content), deleted: !!now.deleted_at });
     }
   }
 
@@ -1129,7 +1445,9 @@ export class ChatClient extends Emitter {
    * @param {string} conversationId @param {HeldMessage} held @param {'edit'|'delete'} kind @param {Partial<Message>} patch
    */
   _optimistic(conversationId, held, kind, patch) {
+    /** @type {any} */
     const saved = { content: held.content, edited_at: held.edited_at ?? null, deleted_at: held.deleted_at ?? null, deleted_by: held.deleted_by ?? null, reactions: held.reactions ?? [] };
+    if (/** @type {any} */ (held).e2ee) saved.e2ee = /** @type {any} */ (held).e2ee;
     const before = held.change_seq ?? 0;
     Object.assign(held, patch);
     this._changed(conversationId, held.id, kind, true);
@@ -1180,7 +1498,15 @@ export class ChatClient extends Emitter {
   _updateLast(st, messageId, patch) {
     const last = st.data.last_message;
     if (!last || last.id !== messageId) return;
-    st.data = { ...st.data, last_message: last === this.message(st.data.id, messageId) ? last : { ...last, ...patch } };
+    const held = /** @type {any} */ (this.message(st.data.id, messageId));
+    /** @type {any} */
+    let next = last;
+    if (last !== held) {
+      // The held copy's decryption, when there is one; else the server's envelope is decrypted.
+      next = { ...last, ...patch, ...(held?.e2ee && !held.deleted_at ? { content: held.content, e2ee: held.e2ee } : {}) };
+      this._adopt(st.data.id, next);
+    }
+    st.data = { ...st.data, last_message: next };
     this._markDirty({ conversations: true });
   }
 
@@ -1191,6 +1517,8 @@ export class ChatClient extends Emitter {
   _updateQuotes(conversationId, messageId, patch) {
     const thread = this._threads.get(conversationId);
     if (!thread) return;
+    // Quotes of an encrypted original say so (the cache then never keeps their text).
+    if (this.message(conversationId, messageId)?.content_type === 'encrypted') patch = { ...patch, content_type: 'encrypted' };
     let touched = false;
     for (const m of [...thread.bySeq.values(), ...thread.pending.values()]) {
       if (m.reply_to !== messageId) continue;
@@ -1209,6 +1537,10 @@ export class ChatClient extends Emitter {
   _previewOf(conversationId, messageId) {
     const m = this.message(conversationId, messageId);
     if (!m) return null;
+    if (m.content_type === 'encrypted' && !m.deleted_at) {
+      const ok = /** @type {any} */ (m).e2ee?.state === 'ok';
+      return /** @type {any} */ ({ id: m.id, sender_id: m.sender_id, content: ok ? previewText(m.content) : ENCRYPTED_PREVIEW, content_type: 'encrypted', deleted: false });
+    }
     return { id: m.id, sender_id: m.sender_id, content: m.deleted_at ? '' : previewText(m.content), deleted: !!m.deleted_at };
   }
 
@@ -1285,6 +1617,10 @@ export class ChatClient extends Emitter {
         change_seq: 0,
         reactions: [],
       };
+      // An encrypted send shown before it was encrypted: the same message, now with its envelope.
+      const shown = thread.pending.get(entry.temp_id);
+      if (shown?.reply_preview) local.reply_preview = shown.reply_preview;
+      this._adopt(entry.conversation_id, local);
       thread.addPending(local);
       const st = this._convs.get(entry.conversation_id);
       if (st) st.readSeq = Math.max(st.readSeq, st.lastSeq);
@@ -1326,6 +1662,7 @@ export class ChatClient extends Emitter {
     }
     const thread = this._thread(id);
     const { added, message, gap } = thread.ingest(msg);
+    this._adopt(id, message);
     const mine = msg.sender_id === this._me?.id;
     if (mine && msg.temp_id) this._outbox?.ack(msg.temp_id);
     if (added) {
@@ -1536,7 +1873,7 @@ export class ChatClient extends Emitter {
       thread.cursor = cursor;
       const messages = rec.messages.filter((m) => m && typeof m.id === 'string' && typeof m.seq === 'number' && m.seq <= cursor).sort((a, b) => a.seq - b.seq);
       for (const m of messages) {
-        thread.ingest({ ...m, conversation_id: id });
+        this._adopt(id, thread.ingest({ ...m, conversation_id: id }).message);
         // The server had it: an outbox entry still waiting for its ack is done.
         if (m.temp_id && m.sender_id === this._me?.id) this._outbox?.ack(m.temp_id);
       }
@@ -1609,6 +1946,8 @@ export class ChatClient extends Emitter {
       };
     }
     st.lastSeq = Math.max(st.lastSeq, lastSeq);
+    this._adopt(c.id, st.data.last_message);
+    this._syncKeys(st);
     // Messages we should hold are missing (a poll saw them first): fetch them now for the open
     // conversation; others catch up when opened.
     if (this._thread(c.id).noteLastSeq(lastSeq) && c.id === this._activeId && this._started) this._catchUp(c.id);
@@ -1719,6 +2058,9 @@ export class ChatClient extends Emitter {
       last_message: last,
       last_activity_at: lastActivity,
       unread_count: this._unread(st),
+      encrypted: !!c.encrypted,
+      key_version: Number(c.key_version ?? 0),
+      key_held: !!c.encrypted && !!this.e2ee && this.e2ee.heldVersion(c.id) > 0 && this.e2ee.hasKey(c.id, Number(c.key_version ?? 0) || this.e2ee.heldVersion(c.id)),
     };
   }
 
@@ -1828,9 +2170,10 @@ function conversationRecord(st) {
     const { status, presence, ...rest } = /** @type {any} */ (p);
     return rest;
   });
+  const { e2ee, unsent, key, local, error, queued, ...last } = /** @type {any} */ (st.data.last_message ?? {});
   return {
     id: st.data.id,
-    data: { ...st.data, participants },
+    data: { ...st.data, participants, last_message: st.data.last_message ? opaque(last, e2ee) : st.data.last_message },
     lastSeq: st.lastSeq,
     readSeq: st.readSeq,
     marks: [...st.marks].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)),
@@ -1842,8 +2185,35 @@ function conversationRecord(st) {
 
 /** @param {HeldMessage} m @returns {Message} */
 function storedMessage(m) {
-  const { key, local, error, queued, ...rest } = /** @type {any} */ (m);
-  return rest;
+  const { key, local, error, queued, e2ee, unsent, ...rest } = /** @type {any} */ (m);
+  return opaque(rest, e2ee);
+}
+
+/**
+ * A message as it may be written to disk: in an encrypted conversation its envelope, never its
+ * decrypted text, and quotes of encrypted messages as the server gives them.
+ * @param {any} m  without `e2ee` @param {any} e2ee  the message's decryption, if any
+ */
+function opaque(m, e2ee) {
+  if (!m) return m;
+  const out = { ...m };
+  if (out.content_type === 'encrypted' && !out.deleted_at) out.content = e2ee ? e2ee.envelope : out.content;
+  const q = out.reply_preview;
+  // An encrypted original's quote, or any quote in an encrypted reply unless it says its original is text.
+  if (q && !q.deleted && (q.content_type === 'encrypted' || (out.content_type === 'encrypted' && q.content_type !== 'text'))) out.reply_preview = { ...q, content: ENCRYPTED_PREVIEW };
+  return out;
+}
+
+/** @param {IDBFactory|any} idb @param {string} name */
+function deleteDatabase(idb, name) {
+  return new Promise((resolve) => {
+    try {
+      const req = idb.deleteDatabase(name);
+      req.onsuccess = req.onerror = req.onblocked = () => resolve(undefined);
+    } catch {
+      resolve(undefined);
+    }
+  });
 }
 
 function defaultIndexedDB() {

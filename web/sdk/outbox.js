@@ -35,7 +35,7 @@ import { resolveTimings } from './timings.js';
  */
 
 /** Error codes after which resending the same message cannot help. */
-const PERMANENT = new Set(['validation_failed', 'temp_id_conflict', 'not_participant', 'message_not_found', 'unknown_type', 'invalid_json']);
+const PERMANENT = new Set(['encryption_required', 'not_encrypted', 'validation_failed', 'temp_id_conflict', 'not_participant', 'message_not_found', 'unknown_type', 'invalid_json']);
 
 export class Outbox {
   /**
@@ -98,12 +98,13 @@ export class Outbox {
    * @param {string} content
    * @param {string} [contentType]
    * @param {string|null} [replyTo]  the message answered
+   * @param {string} [tempId]  one chosen already (an encrypted send shown before it was encrypted)
    * @returns {OutboxEntry}
    */
-  send(conversationId, content, contentType = 'text', replyTo = null) {
+  send(conversationId, content, contentType = 'text', replyTo = null, tempId = undefined) {
     /** @type {OutboxEntry} */
     const entry = {
-      temp_id: this._uuid(),
+      temp_id: tempId ?? this._uuid(),
       conversation_id: conversationId,
       content,
       content_type: contentType,

@@ -329,4 +329,64 @@ export class RestClient {
   unread() {
     return this.request('GET', '/unread');
   }
+
+  // --- end-to-end encryption (docs/security.md) ---
+
+  /** Turn a conversation's encryption on (never off). @param {string} id @returns {Promise<Conversation>} */
+  enableEncryption(id) {
+    return this.request('POST', `/conversations/${encodeURIComponent(id)}/encryption`);
+  }
+
+  /** Register this browser as a device. @param {{public_key: string, name: string}} body */
+  registerDevice(body) {
+    return this.request('POST', '/devices', { body });
+  }
+
+  /** A user's live devices (oneself, or someone sharing a conversation). @param {string} userId */
+  userDevices(userId) {
+    return this.request('GET', `/users/${encodeURIComponent(userId)}/devices`);
+  }
+
+  /** @param {string} deviceId */
+  deleteDevice(deviceId) {
+    return this.request('DELETE', `/devices/${encodeURIComponent(deviceId)}`);
+  }
+
+  /** Every key version wrapped for one device. @param {string} id @param {string} deviceId */
+  conversationKeys(id, deviceId) {
+    return this.request('GET', `/conversations/${encodeURIComponent(id)}/keys?device_id=${encodeURIComponent(deviceId)}`);
+  }
+
+  /** Live devices of current members lacking the current key version. @param {string} id */
+  missingKeys(id) {
+    return this.request('GET', `/conversations/${encodeURIComponent(id)}/keys/missing`);
+  }
+
+  /**
+   * Store version `version` (the current one: sharing; the next: a new key) wrapped for devices.
+   * @param {string} id @param {number} version
+   * @param {{from_device_id: string, wrapped: {device_id: string, wrapped_key: string}[]}} body
+   * @returns {Promise<{key_version: number, rotated: boolean}>}
+   */
+  putKeys(id, version, body) {
+    return this.request('PUT', `/conversations/${encodeURIComponent(id)}/keys/${version}`, { body });
+  }
+
+  /** Ask the members' clients for the current key. @param {string} id @param {string} deviceId */
+  requestKey(id, deviceId) {
+    return this.request('POST', `/conversations/${encodeURIComponent(id)}/keys/requests`, { body: { device_id: deviceId } });
+  }
+
+  /** @param {object} backup the object `encryptBackup` made */
+  putKeyBackup(backup) {
+    return this.request('PUT', '/users/me/key_backup', { body: backup });
+  }
+
+  getKeyBackup() {
+    return this.request('GET', '/users/me/key_backup');
+  }
+
+  deleteKeyBackup() {
+    return this.request('DELETE', '/users/me/key_backup');
+  }
 }

@@ -413,7 +413,9 @@ test('each user has their own cache, and another user signing in clears the prev
   await zed.client.refreshConversations();
   await written(w);
   assert.deepEqual(w.idb.rows(cacheDatabaseName('u-zed'), 'conversations').map((r) => r.id), ['z1']);
-  assert.deepEqual([...w.idb.dbs.keys()], [cacheDatabaseName('u-zed')]);
+  assert.deepEqual([...w.idb.dbs.keys()].filter((n) => n.startsWith('chat.cache.')), [cacheDatabaseName('u-zed')]);
+  // Keys are not a cache: the previous user's key store stays (only their own sign-out deletes it).
+  assert.ok(w.idb.dbs.has('chat.keys.u-me'));
 });
 
 test('presence is not cached: a reload shows nobody online until the server says so', async () => {

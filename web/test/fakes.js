@@ -246,7 +246,9 @@ export class FakeBackend {
     const out = { ...m, reactions: this._reactions(m, viewer) };
     if (m.reply_to) {
       const o = c?.messages.find((x) => x.id === m.reply_to);
-      out.reply_preview = o ? { id: o.id, sender_id: o.sender_id, content: o.deleted_at ? '' : [...o.content].slice(0, 100).join(''), deleted: !!o.deleted_at } : null;
+      // The server cannot quote an encrypted original: it says so (the client shows its own decryption).
+      const encrypted = o?.content_type === 'encrypted' && !o.deleted_at;
+      out.reply_preview = o ? { id: o.id, sender_id: o.sender_id, content: o.deleted_at ? '' : encrypted ? 'Encrypted message' : [...o.content].slice(0, 100).join(''), ...(encrypted ? { content_type: 'encrypted' } : {}), deleted: !!o.deleted_at } : null;
     }
     return out;
   }
@@ -339,7 +341,7 @@ export class FakeBackend {
     await Promise.resolve();
     if (this.down) throw new TypeError('fetch failed');
     if (this.override) {
-      const o = this.override(method, path, body);
+      const o = await this.override(method, path, body);
       if (o) return json(o.status ?? 200, o.body);
     }
     const route = u.pathname.replace(/^\/api\/v1/, '');

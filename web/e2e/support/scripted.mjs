@@ -81,7 +81,11 @@ export async function scriptedServer(browser, baseUrl, { viewport = { width: 128
       if (f.type === 'message' && state.ack) {
         // Stored once per temp_id, as the server does.
         const c = backend.convs.get(f.conversation_id);
-        const m = c.messages.find((/** @type {any} */ x) => x.temp_id === f.temp_id) ?? backend.addMessage(f.conversation_id, backend.me.id, f.content, f.temp_id, f.reply_to ?? null);
+        let m = c.messages.find((/** @type {any} */ x) => x.temp_id === f.temp_id);
+        if (!m) {
+          m = backend.addMessage(f.conversation_id, backend.me.id, f.content, f.temp_id, f.reply_to ?? null);
+          m.content_type = f.content_type ?? 'text';
+        }
         send({ type: 'message_sent', conversation_id: m.conversation_id, message_id: m.id, temp_id: f.temp_id, seq: m.seq, created_at: m.created_at });
       }
       if (f.type === 'sync') {
