@@ -411,7 +411,7 @@ export class E2EE {
   /**
    * Make a new key version (`current + 1`): the first one, or a rotation that shuts out removed
    * members. Wrapped for every live device of the current members, ours included. A refusal
-   * (422: another member rotated first, or a device went away) refetches the state and tries
+   * (409: another member made this version first; 422: a device went away) refetches the state and tries
    * again a few times, then stops until the conversation changes.
    * @param {string} id @param {number} current @param {boolean} rotation
    * @returns {Promise<'made'|'not_needed'|'gave_up'>}
@@ -429,23 +429,20 @@ export class E2EE {
       }
       const key = await generateConversationKey();
       try {
-        const answer = await this._putWrapped(id, version, key, devices, true);
-        if (answer && answer.rotated === false) {
-          // Someone made this version first: the server took ours as sharing theirs. Theirs is
-          // the key; ours is dropped (devices ours reached first may have to ask again).
-          await this.fetchKeys(id);
-          if (!this.hasKey(id, version)) await this.askForKey(id);
-          return 'not_needed';
-        }
+        await this._putWrapped(id, version, key, devices, true);
         await this._store(id, version, key);
         this._onKeys(id);
         return 'made';
       } catch (err) {
         if (!(err instanceof ApiError) || !(err.status === 422 || err.status === 409)) throw err;
-        // A race: someone else made this version, or the member list moved under us.
+        // A race: someone else made this version (409 key_version_exists: the server makes a
+        // version once), or the member list moved under us (422).
         const state = await this.fetchKeys(id);
         if (!state) return 'gave_up';
-        if (state.key_version > current && !state.rotation_needed) return 'not_needed';
+        if (state.key_version > current && !state.rotation_needed) {
+          if (!this.hasKey(id, state.key_version)) await this.askForKey(id);
+          return 'not_needed';
+        }
         current = state.key_version;
         rotation = state.rotation_needed;
         if (current > 0 && !rotation) return 'not_needed';
@@ -466,9 +463,10 @@ export class E2EE {
   /**
    * @param {string} id @param {number} version @param {CryptoKey} key
    * @param {{id: string, public_key: string}[]} devices
-   * @param {boolean} [withSelf]  also for this device (a new version: we must be able to read it)
+   * @param {boolean} [newVersion]  a new version, which the server makes once (a racing upload
+   *   is refused with 409 `key_version_exists`); also wrapped for this device, which must read it
    */
-  async _putWrapped(id, version, key, devices, withSelf = false) {
+  async _putWrapped(id, version, key, devices, newVersion = false) {
     const device = /** @type {import('./keystore.js').DeviceRecord} */ (this.device);
     const seen = new Set();
     const wrapped = [];
@@ -481,11 +479,11 @@ export class E2EE {
         this._log.warn?.(`chat sdk: device ${d.id} has an unusable public key`, err);
       }
     }
-    if (withSelf && !seen.has(device.id)) {
+    if (newVersion && !seen.has(device.id)) {
       wrapped.push({ device_id: device.id, wrapped_key: await wrapKey({ conversationKey: key, conversationId: id, version, fromPrivateKey: device.privateKey, toPublicRaw: device.publicRaw }) });
     }
     if (!wrapped.length) return null;
-    return this.rest.putKeys(id, version, { from_device_id: device.id, wrapped });
+    return this.rest.putKeys(id, version, newVersion ? { from_device_id: device.id, wrapped, new_version: true } : { from_device_id: device.id, wrapped });
   }
 
   /**

@@ -363,9 +363,11 @@ export class RestClient {
   }
 
   /**
-   * Store version `version` (the current one: sharing; the next: a new key) wrapped for devices.
+   * Store version `version` wrapped for devices: the current one (sharing it), or with
+   * `new_version` the next one (a new key, made once: a racing upload gets 409
+   * `key_version_exists`).
    * @param {string} id @param {number} version
-   * @param {{from_device_id: string, wrapped: {device_id: string, wrapped_key: string}[]}} body
+   * @param {{from_device_id: string, wrapped: {device_id: string, wrapped_key: string}[], new_version?: boolean}} body
    * @returns {Promise<{key_version: number, rotated: boolean}>}
    */
   putKeys(id, version, body) {

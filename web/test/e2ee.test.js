@@ -122,12 +122,13 @@ test('the device registers once, version 1 is made for every member device when 
   await until(() => again.client.conversation('c1').key_held, 'the key held after a reload');
 });
 
-test('two members make version 1 at once: the one the server took first wins, ours is dropped', async () => {
+test('two members make version 1 at once: the one the server took first wins, ours is refused', async () => {
   const w = await world();
   let bobKey = null;
   const inner = w.backend.override;
   w.backend.override = async (method, path, body) => {
-    // Bob's client gets there first, just before ours: the server then takes ours as a share.
+    // Bob's client gets there first, just before ours: the server refuses ours (409
+    // key_version_exists) and we fetch his.
     if (method === 'PUT' && path === '/conversations/c1/keys/1' && !bobKey) {
       bobKey = await generateConversationKey();
       await w.server.storeKey('c1', 1, bobKey, w.bob, [...w.server.devices.values()]);

@@ -96,7 +96,10 @@ export function e2eeServer(backend) {
           s.failNextPut = 0;
           return fail(status, 'validation_failed');
         }
-        if (version !== conv.key_version && version !== conv.key_version + 1) return fail(422, 'validation_failed');
+        // As the server: `new_version` makes the next version once (a racing one is told it
+        // exists); without it only the current version is shared.
+        if (body.new_version && version >= 1 && version <= conv.key_version) return fail(409, 'key_version_exists');
+        if (body.new_version ? version !== conv.key_version + 1 : version < 1 || version !== conv.key_version) return fail(422, 'validation_failed');
         for (const w of body.wrapped) {
           const d = s.devices.get(w.device_id);
           if (!d || !s.members(convId).includes(d.user_id)) return fail(422, 'validation_failed');

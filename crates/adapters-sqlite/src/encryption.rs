@@ -254,13 +254,10 @@ impl EncryptionStore for SqliteStorage {
             let Some(state) = state_of(conn, &conversation)? else {
                 return Ok(PutKeysOutcome::NotEncrypted);
             };
-            let rotated = upload.version == state.key_version + 1;
-            // Version 0 is "no key": never stored.
-            if upload.version < 1 || (!rotated && upload.version != state.key_version) {
-                return Ok(PutKeysOutcome::WrongVersion {
-                    key_version: state.key_version,
-                });
-            }
+            let rotated = match upload.version_verdict(state.key_version) {
+                Ok(rotated) => rotated,
+                Err(refusal) => return Ok(refusal),
+            };
             let allowed: HashSet<String> = member_devices(conn, &conversation)?
                 .into_iter()
                 .map(|d| d.id)

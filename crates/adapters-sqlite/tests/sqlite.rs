@@ -502,6 +502,7 @@ async fn a_file_from_before_end_to_end_encryption_migrates_and_encrypts() {
     let upload = KeyUpload {
         conversation_id: id,
         version: 1,
+        intent: domain::encryption::KeyIntent::New,
         from_device_id: devices[0],
         from_user_id: ada,
         wraps: devices

@@ -253,6 +253,17 @@ impl WrappedKey {
     }
 }
 
+/// What a key upload means to do with its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyIntent {
+    /// Make version `key_version + 1` (the first key, or a rotation). Two members racing to
+    /// make it: the first stores it, the second is told it exists (and fetches that one),
+    /// so no device ever gets a second, different key under the same version.
+    New,
+    /// Share the existing current version with devices that lack it.
+    Share,
+}
+
 /// A key upload: version `version` of `conversation`'s key wrapped by `from_device`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyUpload {
@@ -260,6 +271,8 @@ pub struct KeyUpload {
     pub conversation_id: ConversationId,
     /// The key version.
     pub version: i64,
+    /// A new version, or a share of the current one.
+    pub intent: KeyIntent,
     /// The uploading device (one of the uploader's live devices, checked by the domain).
     pub from_device_id: DeviceId,
     /// Its owner.
@@ -268,6 +281,23 @@ pub struct KeyUpload {
     pub wraps: Vec<WrappedKey>,
     /// Now.
     pub created_at: DateTime<Utc>,
+}
+
+impl KeyUpload {
+    /// Whether this upload fits a conversation whose newest version is `key_version`:
+    /// `Ok(true)` makes a new version, `Ok(false)` shares the current one, `Err` is the
+    /// refusal the store answers (read under the lock that orders uploads).
+    pub fn version_verdict(&self, key_version: i64) -> Result<bool, PutKeysOutcome> {
+        match self.intent {
+            // Version 0 is "no key": never stored.
+            KeyIntent::New if self.version >= 1 && self.version <= key_version => {
+                Err(PutKeysOutcome::VersionExists { key_version })
+            }
+            KeyIntent::New if self.version == key_version + 1 => Ok(true),
+            KeyIntent::Share if self.version >= 1 && self.version == key_version => Ok(false),
+            KeyIntent::New | KeyIntent::Share => Err(PutKeysOutcome::WrongVersion { key_version }),
+        }
+    }
 }
 
 /// What storing a key upload did. Nothing is stored unless `Stored`.
@@ -283,8 +313,14 @@ pub enum PutKeysOutcome {
     },
     /// The conversation is not encrypted.
     NotEncrypted,
-    /// `version` is neither the current version nor the next one.
+    /// `version` is not what the intent needs: the current version for a share, the next
+    /// one for a new version (and is not [`Self::VersionExists`]).
     WrongVersion {
+        /// The conversation's key version.
+        key_version: i64,
+    },
+    /// A new version that another upload made first: `version` exists already.
+    VersionExists {
         /// The conversation's key version.
         key_version: i64,
     },
@@ -446,6 +482,45 @@ mod tests {
         assert!(DevicePublicKey::parse(&encode(&point[..64])).is_err());
         assert!(DevicePublicKey::parse("not base64!").is_err());
         assert!(DevicePublicKey::parse(&format!("{}=", encode(&point))).is_err());
+    }
+
+    #[test]
+    fn a_new_version_is_made_once_and_only_the_current_one_is_shared() {
+        let upload = |version, intent| KeyUpload {
+            conversation_id: ConversationId::new(),
+            version,
+            intent,
+            from_device_id: DeviceId::new(),
+            from_user_id: UserId::new(),
+            wraps: Vec::new(),
+            created_at: Utc::now(),
+        };
+        let (new, share) = (KeyIntent::New, KeyIntent::Share);
+        assert_eq!(upload(1, new).version_verdict(0), Ok(true), "the first key");
+        assert_eq!(upload(3, new).version_verdict(2), Ok(true), "a rotation");
+        assert_eq!(upload(2, share).version_verdict(2), Ok(false), "a share");
+        for (version, have) in [(1, 1), (1, 3), (3, 3)] {
+            assert_eq!(
+                upload(version, new).version_verdict(have),
+                Err(PutKeysOutcome::VersionExists { key_version: have }),
+                "made first by another upload: {version} at {have}"
+            );
+        }
+        for (version, intent, have) in [
+            (0, new, 0),
+            (-1, new, 0),
+            (4, new, 2),
+            (1, share, 0),
+            (0, share, 0),
+            (3, share, 2),
+            (1, share, 2),
+        ] {
+            assert_eq!(
+                upload(version, intent).version_verdict(have),
+                Err(PutKeysOutcome::WrongVersion { key_version: have }),
+                "{version} {intent:?} at {have}"
+            );
+        }
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub enum ErrorCode {
     /// An `encrypted` message, a key upload or a key request in a conversation that is not
     /// end-to-end encrypted (409).
     NotEncrypted,
+    /// A new key version that another upload made first (409): fetch that one.
+    KeyVersionExists,
     /// The body is larger than the limit (413).
     PayloadTooLarge,
     /// A missing or malformed field, or a value the rules refuse (REST 422).
@@ -73,7 +75,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 29] = [
+    pub const ALL: [Self; 30] = [
         Self::MalformedJson,
         Self::InvalidBody,
         Self::InvalidJson,
@@ -97,6 +99,7 @@ impl ErrorCode {
         Self::TooManyDevices,
         Self::EncryptionRequired,
         Self::NotEncrypted,
+        Self::KeyVersionExists,
         Self::PayloadTooLarge,
         Self::ValidationFailed,
         Self::NotAGroup,
@@ -131,6 +134,7 @@ impl ErrorCode {
             Self::TooManyDevices => "too_many_devices",
             Self::EncryptionRequired => "encryption_required",
             Self::NotEncrypted => "not_encrypted",
+            Self::KeyVersionExists => "key_version_exists",
             Self::PayloadTooLarge => "payload_too_large",
             Self::ValidationFailed => "validation_failed",
             Self::NotAGroup => "not_a_group",

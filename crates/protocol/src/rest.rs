@@ -385,6 +385,11 @@ pub struct WrappedKeyDto {
 pub struct PutKeysRequest {
     /// The caller's live device that wrapped the keys.
     pub from_device_id: Uuid,
+    /// `true`: this upload makes version `version`, the next one (the first key, or a
+    /// rotation); if another upload made it first, 409 `key_version_exists` and nothing is
+    /// stored (fetch that key). `false` (the default): it shares the current version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_version: bool,
     /// 1 to 500 wraps, each for a distinct device.
     pub wrapped: Vec<WrappedKeyDto>,
 }

@@ -83,6 +83,9 @@ pub enum ApiError {
     /// Encrypted content or keys in a conversation that is not encrypted (409).
     #[error("this conversation is not end-to-end encrypted")]
     NotEncrypted,
+    /// A new key version another upload made first (409).
+    #[error("key version {0} exists already: fetch it")]
+    KeyVersionExists(i64),
     /// The body is larger than `http.max_body_bytes` (413).
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge {
@@ -161,6 +164,7 @@ impl ApiError {
             Self::TooManyDevices(_) => ErrorCode::TooManyDevices,
             Self::EncryptionRequired(_) => ErrorCode::EncryptionRequired,
             Self::NotEncrypted => ErrorCode::NotEncrypted,
+            Self::KeyVersionExists(_) => ErrorCode::KeyVersionExists,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::Validation { .. } => ErrorCode::ValidationFailed,
             Self::NotAGroup => ErrorCode::NotAGroup,
@@ -189,7 +193,8 @@ impl ApiError {
             | Self::EditWindowClosed
             | Self::TooManyDevices(_)
             | Self::EncryptionRequired(_)
-            | Self::NotEncrypted => StatusCode::CONFLICT,
+            | Self::NotEncrypted
+            | Self::KeyVersionExists(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation { .. } | Self::NotAGroup | Self::GroupFull(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -291,6 +296,7 @@ impl From<ChatError> for ApiError {
             ChatError::TooManyDevices(n) => Self::TooManyDevices(n),
             ChatError::EncryptionRequired(why) => Self::EncryptionRequired(why),
             ChatError::NotEncrypted => Self::NotEncrypted,
+            ChatError::KeyVersionExists(v) => Self::KeyVersionExists(v),
             ChatError::NotFound(_) => Self::NotFound,
             // The cause is logged where the batch was isolated (`realtime::batcher`).
             ChatError::Unstorable(_) => Self::validation(
@@ -369,6 +375,7 @@ mod tests {
                 "encryption_required",
             ),
             (ChatError::NotEncrypted, 409, "not_encrypted"),
+            (ChatError::KeyVersionExists(2), 409, "key_version_exists"),
             (ChatError::NotFound("device not found"), 404, "not_found"),
             (ChatError::Storage(storage_error()), 503, "unavailable"),
         ];

@@ -7,8 +7,8 @@ use crate::fixtures::{direct, group, later, now, user};
 use crate::Store;
 use domain::encryption::Device;
 use domain::encryption::{
-    DeviceName, DevicePublicKey, EncryptionState, InsertDeviceOutcome, KeyBackup, KeyUpload,
-    NewDevice, PutKeysOutcome, WrappedKey, BACKUP_KDF,
+    DeviceName, DevicePublicKey, EncryptionState, InsertDeviceOutcome, KeyBackup, KeyIntent,
+    KeyUpload, NewDevice, PutKeysOutcome, WrappedKey, BACKUP_KDF,
 };
 use domain::user::User;
 use domain::{ConversationId, DeviceId};
@@ -57,6 +57,7 @@ fn wrap(device: &Device, blob: &str) -> WrappedKey {
     WrappedKey::parse(device.id, &encode(blob.as_bytes())).unwrap()
 }
 
+/// A new version `version` (the first key, or a rotation).
 fn upload(
     conversation: ConversationId,
     version: i64,
@@ -66,10 +67,24 @@ fn upload(
     KeyUpload {
         conversation_id: conversation,
         version,
+        intent: KeyIntent::New,
         from_device_id: from.id,
         from_user_id: from.user_id,
         wraps,
         created_at: now(),
+    }
+}
+
+/// A share of the existing version `version`.
+fn share(
+    conversation: ConversationId,
+    version: i64,
+    from: &Device,
+    wraps: Vec<WrappedKey>,
+) -> KeyUpload {
+    KeyUpload {
+        intent: KeyIntent::Share,
+        ..upload(conversation, version, from, wraps)
     }
 }
 
@@ -238,12 +253,32 @@ pub async fn keys_move_one_version_at_a_time_and_only_for_member_devices(store: 
         (missing.key_version, missing.devices),
         (1, vec![b2.clone()])
     );
+    // Version 1 exists: making it again is refused, and nothing of it is stored (Bob's
+    // second device would otherwise hold a different key under the same version).
+    assert_eq!(
+        store
+            .put_keys(&upload(chat, 1, &b1, vec![wrap(&b2, "other key")]))
+            .await
+            .unwrap(),
+        PutKeysOutcome::VersionExists { key_version: 1 }
+    );
+    // Only the current version is shared, never one that does not exist yet.
+    for version in [0, 2] {
+        assert_eq!(
+            store
+                .put_keys(&share(chat, version, &b1, vec![wrap(&b2, "k")]))
+                .await
+                .unwrap(),
+            PutKeysOutcome::WrongVersion { key_version: 1 }
+        );
+    }
+    assert!(store.keys_for_device(chat, b2.id).await.unwrap().is_empty());
 
     // A share of version 1 by Bob's first device for his second; a repeat for b1 keeps
     // the first wrap.
-    let share = upload(chat, 1, &b1, vec![wrap(&b2, "k1b2"), wrap(&b1, "other")]);
+    let shared = share(chat, 1, &b1, vec![wrap(&b2, "k1b2"), wrap(&b1, "other")]);
     assert_eq!(
-        store.put_keys(&share).await.unwrap(),
+        store.put_keys(&shared).await.unwrap(),
         PutKeysOutcome::Stored {
             key_version: 1,
             rotated: false
@@ -267,7 +302,7 @@ pub async fn keys_move_one_version_at_a_time_and_only_for_member_devices(store: 
         (b2_keys[0].from_device_id, b2_keys[0].from_user_id),
         (b1.id, bob.id)
     );
-    assert_eq!(b2_keys[0].created_at, share.created_at);
+    assert_eq!(b2_keys[0].created_at, shared.created_at);
 
     // Version 2; the key list of a device is oldest first.
     store
@@ -297,7 +332,7 @@ pub async fn keys_move_one_version_at_a_time_and_only_for_member_devices(store: 
     assert!(store.revoke_device(bob.id, b2.id, now()).await.unwrap());
     assert_eq!(
         store
-            .put_keys(&upload(chat, 2, &a1, vec![wrap(&b2, "late")]))
+            .put_keys(&share(chat, 2, &a1, vec![wrap(&b2, "late")]))
             .await
             .unwrap(),
         PutKeysOutcome::NotMemberDevices(vec![b2.id])
@@ -398,8 +433,8 @@ pub async fn a_removal_needs_a_rotation_the_removed_member_never_gets(store: Sto
     assert!(!state(&store, chat).await.rotation_needed);
 }
 
-/// Concurrent first-key uploads: exactly one makes version 1, the others are told the
-/// version moved.
+/// Concurrent first-key uploads: exactly one makes version 1, the others are told it
+/// exists and store nothing.
 pub async fn concurrent_uploads_of_one_version_make_it_once(store: Store) {
     let alice = user(&store, "Alice").await;
     let bob = user(&store, "Bob").await;
@@ -426,16 +461,19 @@ pub async fn concurrent_uploads_of_one_version_make_it_once(store: Store) {
                 key_version: 1,
                 rotated: true,
             } => rotations += 1,
-            // Later ones of version 1 are shares (their wraps already there: kept).
-            PutKeysOutcome::Stored {
-                key_version: 1,
-                rotated: false,
-            } => {}
+            PutKeysOutcome::VersionExists { key_version: 1 } => {}
             other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(rotations, 1);
-    assert_eq!(store.keys_for_device(chat, a1.id).await.unwrap().len(), 1);
+    let of_a = store.keys_for_device(chat, a1.id).await.unwrap();
+    let of_b = store.keys_for_device(chat, b1.id).await.unwrap();
+    assert_eq!((of_a.len(), of_b.len()), (1, 1));
+    // Both devices hold the winner's key: the same upload wrapped both.
+    let winner = (0..8)
+        .find(|i| of_a[0].wrapped_key == encode(format!("a{i}").as_bytes()))
+        .expect("a1's wrap is one of the uploads'");
+    assert_eq!(of_b[0].wrapped_key, encode(format!("b{winner}").as_bytes()));
     assert_eq!(state(&store, chat).await.key_version, 1);
 }
 

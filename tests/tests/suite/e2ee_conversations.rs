@@ -96,6 +96,7 @@ fn id(v: &Value) -> &str {
     v["id"].as_str().unwrap()
 }
 
+/// A share of the existing `version`, wrapped by `from` for `to`.
 async fn put_keys(
     api: &Api,
     user: &TestUser,
@@ -104,11 +105,35 @@ async fn put_keys(
     from: &Value,
     to: &[&Value],
 ) -> Reply {
+    upload_keys(api, user, conv, version, false, from, to).await
+}
+
+/// A new `version` (the first key, or a rotation), wrapped by `from` for `to`.
+async fn new_key(
+    api: &Api,
+    user: &TestUser,
+    conv: &str,
+    version: i64,
+    from: &Value,
+    to: &[&Value],
+) -> Reply {
+    upload_keys(api, user, conv, version, true, from, to).await
+}
+
+async fn upload_keys(
+    api: &Api,
+    user: &TestUser,
+    conv: &str,
+    version: i64,
+    new_version: bool,
+    from: &Value,
+    to: &[&Value],
+) -> Reply {
     let wrapped: Vec<Value> = to
         .iter()
         .map(|d| json!({"device_id": id(d), "wrapped_key": b64(&[7; 60])}))
         .collect();
-    let body = json!({"from_device_id": id(from), "wrapped": wrapped});
+    let body = json!({"from_device_id": id(from), "wrapped": wrapped, "new_version": new_version});
     api.send(
         Method::PUT,
         &format!("/api/v1/conversations/{conv}/keys/{version}"),
@@ -494,7 +519,12 @@ async fn keys_rotation_and_requests(mode: Mode) {
     assert_eq!(ids, vec![id(&a1), id(&b1), id(&c1)]);
 
     // The first key: stored, announced to every session of every member.
-    let stored = put_keys(&api, &a, &conv, 1, &a1, &[&a1, &b1, &c1]).await;
+    refused(
+        &put_keys(&api, &a, &conv, 1, &a1, &[&a1, &b1, &c1]).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let stored = new_key(&api, &a, &conv, 1, &a1, &[&a1, &b1, &c1]).await;
     assert_eq!(stored.status, StatusCode::OK, "{:?}", stored.body);
     assert_eq!(stored.body, json!({"key_version": 1, "rotated": true}));
     for ws in [&mut ws_b, &mut ws_b_chat] {
@@ -506,6 +536,13 @@ async fn keys_rotation_and_requests(mode: Mode) {
                 "device_ids": [id(&a1), id(&b1), id(&c1)]})
         );
     }
+    // Bob's client, racing to make version 1 too, is told it exists: no device gets a second
+    // key under the same version.
+    refused(
+        &new_key(&api, &b, &conv, 1, &b1, &[&a1, &b1, &c1]).await,
+        StatusCode::CONFLICT,
+        "key_version_exists",
+    );
     // Refusals store nothing: a wrong version, an outsider's device, a device twice, none,
     // a malformed wrap, someone else's device as the wrapper.
     let stranger = device(&api, &outsider, 9).await;
@@ -623,11 +660,11 @@ async fn keys_rotation_and_requests(mode: Mode) {
     assert_eq!(frame["conversation"]["rotation_needed"], true);
     assert_eq!(frame["conversation"]["key_version"], 1);
     refused(
-        &put_keys(&api, &a, &conv, 2, &a2, &[&a2, &b1, &c1]).await,
+        &new_key(&api, &a, &conv, 2, &a2, &[&a2, &b1, &c1]).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
-    let rotated = put_keys(&api, &a, &conv, 2, &a2, &[&a2, &b1]).await;
+    let rotated = new_key(&api, &a, &conv, 2, &a2, &[&a2, &b1]).await;
     assert_eq!(rotated.body, json!({"key_version": 2, "rotated": true}));
     let shared = ws_b
         .recv_where("the rotation", WAIT, |f| {

@@ -9,8 +9,8 @@ use super::lookups::require_member;
 use crate::conversation::{ConversationKind, Role};
 use crate::encryption::{
     Device, DeviceName, DevicePublicKey, EncryptionState, InsertDeviceOutcome, KeyBackup,
-    KeyUpload, MissingKeys, NewDevice, PutKeysOutcome, StoredKey, WrappedKey, MAX_DEVICES_PER_USER,
-    MAX_WRAPS_PER_UPLOAD,
+    KeyIntent, KeyUpload, MissingKeys, NewDevice, PutKeysOutcome, StoredKey, WrappedKey,
+    MAX_DEVICES_PER_USER, MAX_WRAPS_PER_UPLOAD,
 };
 use crate::ids::{ConversationId, DeviceId, UserId};
 use crate::ports::{Clock, ConversationStore, EncryptionStore};
@@ -195,15 +195,17 @@ impl EncryptionService {
     }
 
     /// A member's device `from_device` uploads version `version` of the key wrapped for
-    /// `wraps` (device id, base64url wrapped key). `version` is `key_version + 1` (a new
-    /// key) or `key_version` (a share); every wrapped-for device a live device of a current
-    /// member, each once, 1 to [`MAX_WRAPS_PER_UPLOAD`]. Refusals are `Invalid` (422) and
-    /// store nothing; a conversation that is not encrypted is `NotEncrypted` (409).
+    /// `wraps` (device id, base64url wrapped key). `version` is `key_version + 1` for a new
+    /// key ([`KeyIntent::New`]) or `key_version` for a share; every wrapped-for device a
+    /// live device of a current member, each once, 1 to [`MAX_WRAPS_PER_UPLOAD`]. Refusals
+    /// are `Invalid` (422) and store nothing; a new version another upload made first is
+    /// `KeyVersionExists` (409); a conversation that is not encrypted is `NotEncrypted` (409).
     pub async fn put_keys(
         &self,
         by: UserId,
         conversation: ConversationId,
         version: i64,
+        intent: KeyIntent,
         from_device: DeviceId,
         wraps: &[(DeviceId, String)],
     ) -> Result<KeysStored, ChatError> {
@@ -231,6 +233,7 @@ impl EncryptionService {
         let upload = KeyUpload {
             conversation_id: conversation,
             version,
+            intent,
             from_device_id: from_device,
             from_user_id: by,
             wraps: parsed,
@@ -246,12 +249,15 @@ impl EncryptionService {
                 device_ids: upload.wraps.iter().map(|w| w.device_id).collect(),
             }),
             PutKeysOutcome::NotEncrypted => Err(not_encrypted()),
+            PutKeysOutcome::VersionExists { key_version } => {
+                Err(ChatError::KeyVersionExists(key_version))
+            }
             PutKeysOutcome::WrongVersion { key_version } => Err(InvalidField::new(
                 "version",
-                format!(
-                    "must be the key version {key_version} or the next one {}",
-                    key_version + 1
-                ),
+                match intent {
+                    KeyIntent::New => format!("a new version must be {}", key_version + 1),
+                    KeyIntent::Share => format!("only the current version {key_version} is shared"),
+                },
             )
             .into()),
             PutKeysOutcome::NotMemberDevices(devices) => Err(InvalidField::new(
@@ -617,13 +623,17 @@ mod tests {
                 },
                 2 => PutKeysOutcome::NotMemberDevices(vec![upload.wraps[0].device_id]),
                 3 => PutKeysOutcome::NotEncrypted,
+                4 => PutKeysOutcome::VersionExists { key_version: 4 },
                 _ => PutKeysOutcome::WrongVersion { key_version: 1 },
             })
         });
         let service = service(store, conversations);
         let target = DeviceId::new();
         let wraps = vec![(target, "AQ".to_owned())];
-        let stored = service.put_keys(user, c, 1, mine_id, &wraps).await.unwrap();
+        let stored = service
+            .put_keys(user, c, 1, KeyIntent::New, mine_id, &wraps)
+            .await
+            .unwrap();
         assert_eq!(
             stored,
             KeysStored {
@@ -638,23 +648,47 @@ mod tests {
             other => panic!("expected a refusal, got {other:?}"),
         };
         assert_eq!(
-            field(service.put_keys(user, c, 2, mine_id, &wraps).await),
+            field(
+                service
+                    .put_keys(user, c, 2, KeyIntent::New, mine_id, &wraps)
+                    .await
+            ),
             "wrapped"
         );
         assert!(matches!(
-            service.put_keys(user, c, 3, mine_id, &wraps).await,
+            service
+                .put_keys(user, c, 3, KeyIntent::New, mine_id, &wraps)
+                .await,
             Err(ChatError::NotEncrypted)
         ));
+        assert!(matches!(
+            service
+                .put_keys(user, c, 4, KeyIntent::New, mine_id, &wraps)
+                .await,
+            Err(ChatError::KeyVersionExists(4))
+        ));
         assert_eq!(
-            field(service.put_keys(user, c, 9, mine_id, &wraps).await),
+            field(
+                service
+                    .put_keys(user, c, 9, KeyIntent::New, mine_id, &wraps)
+                    .await
+            ),
             "version"
         );
         assert_eq!(
-            field(service.put_keys(user, c, 0, mine_id, &wraps).await),
+            field(
+                service
+                    .put_keys(user, c, 0, KeyIntent::New, mine_id, &wraps)
+                    .await
+            ),
             "version"
         );
         assert_eq!(
-            field(service.put_keys(user, c, 1, mine_id, &[]).await),
+            field(
+                service
+                    .put_keys(user, c, 1, KeyIntent::New, mine_id, &[])
+                    .await
+            ),
             "wrapped"
         );
         let too_many: Vec<(DeviceId, String)> = (0..=MAX_WRAPS_PER_UPLOAD)
@@ -662,29 +696,51 @@ mod tests {
             .collect();
         assert_eq!(MAX_WRAPS_PER_UPLOAD, 500);
         assert_eq!(
-            field(service.put_keys(user, c, 1, mine_id, &too_many).await),
+            field(
+                service
+                    .put_keys(user, c, 1, KeyIntent::New, mine_id, &too_many)
+                    .await
+            ),
             "wrapped"
         );
         let twice = vec![(target, "AQ".to_owned()), (target, "Ag".to_owned())];
         assert_eq!(
-            field(service.put_keys(user, c, 1, mine_id, &twice).await),
+            field(
+                service
+                    .put_keys(user, c, 1, KeyIntent::New, mine_id, &twice)
+                    .await
+            ),
             "wrapped"
         );
         let not_b64 = vec![(target, "A=".to_owned())];
         assert_eq!(
-            field(service.put_keys(user, c, 1, mine_id, &not_b64).await),
+            field(
+                service
+                    .put_keys(user, c, 1, KeyIntent::New, mine_id, &not_b64)
+                    .await
+            ),
             "wrapped_key"
         );
         assert_eq!(
-            field(service.put_keys(user, c, 1, foreign.id, &wraps).await),
+            field(
+                service
+                    .put_keys(user, c, 1, KeyIntent::New, foreign.id, &wraps)
+                    .await
+            ),
             "from_device_id"
         );
         assert_eq!(
-            field(service.put_keys(user, c, 1, DeviceId::new(), &wraps).await),
+            field(
+                service
+                    .put_keys(user, c, 1, KeyIntent::New, DeviceId::new(), &wraps)
+                    .await
+            ),
             "from_device_id"
         );
         assert!(matches!(
-            service.put_keys(UserId::new(), c, 1, mine_id, &wraps).await,
+            service
+                .put_keys(UserId::new(), c, 1, KeyIntent::New, mine_id, &wraps)
+                .await,
             Err(ChatError::NotParticipant)
         ));
     }

@@ -110,6 +110,10 @@ pub enum ChatError {
     /// end-to-end encrypted (409 `not_encrypted`).
     #[error("this conversation is not end-to-end encrypted")]
     NotEncrypted,
+    /// A new key version that another upload made first (409 `key_version_exists`): fetch
+    /// that one instead.
+    #[error("key version {0} exists already: fetch it")]
+    KeyVersionExists(i64),
     /// A named thing the caller may not see or that does not exist: a device, a key
     /// backup (404 `not_found`).
     #[error("{0}")]

@@ -9,7 +9,7 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
-use domain::encryption::StoredKey;
+use domain::encryption::{KeyIntent, StoredKey};
 use domain::realtime::Event;
 use domain::{ConversationId, DeviceId};
 use protocol::rest::{
@@ -23,7 +23,8 @@ use utoipa::IntoParams;
 
 /// Stores version `version` of the conversation key wrapped by one of the caller's devices
 /// for devices of current members: the current version (sharing it with devices that lack
-/// it) or the next one (a new key: the first, or a rotation). Every session of every member
+/// it) or, with `new_version`, the next one (a new key: the first, or a rotation; only one
+/// upload makes it, a racing one is told `key_version_exists`). Every session of every member
 /// hears `key_shared`.
 #[utoipa::path(
     put, operation_id = "putConversationKeys", path = "/api/v1/conversations/{id}/keys/{version}", tag = "encryption",
@@ -36,8 +37,8 @@ use utoipa::IntoParams;
     responses(
         (status = 200, description = "Stored (wraps already stored for a device are kept)", body = PutKeysResponse),
         (status = 403, description = "`not_participant`", body = ErrorBody),
-        (status = 409, description = "`not_encrypted`: the conversation is not end-to-end encrypted", body = ErrorBody),
-        (status = 422, description = "`validation_failed`: a version neither current nor next, a device that is not a live device of a current member, a device twice, 0 or more than 500 wraps, a malformed `wrapped_key`, or `from_device_id` not one of the caller's live devices; nothing is stored", body = ErrorBody),
+        (status = 409, description = "`not_encrypted`: the conversation is not end-to-end encrypted; `key_version_exists`: `new_version` for a version another upload made first (nothing stored: fetch that key)", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: a share of a version that is not the current one, a new version that is not the next one, a device that is not a live device of a current member, a device twice, 0 or more than 500 wraps, a malformed `wrapped_key`, or `from_device_id` not one of the caller's live devices; nothing is stored", body = ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.0))]
@@ -52,6 +53,11 @@ pub async fn put(
     let version: i64 = super::query_number(Some(&version), "version")?
         .ok_or_else(|| ApiError::validation("version", "must be an integer"))?;
     let from = DeviceId::from_uuid(body.from_device_id);
+    let intent = if body.new_version {
+        KeyIntent::New
+    } else {
+        KeyIntent::Share
+    };
     let wraps: Vec<(DeviceId, String)> = body
         .wrapped
         .into_iter()
@@ -59,7 +65,7 @@ pub async fn put(
         .collect();
     let stored = state
         .encryption
-        .put_keys(user.0, id, version, from, &wraps)
+        .put_keys(user.0, id, version, intent, from, &wraps)
         .await?;
     tracing::info!(
         conversation_id = %id,
