@@ -566,3 +566,84 @@ pub async fn a_session_snapshot_names_the_encrypted_conversations(store: Store) 
     let snapshot = store.session_snapshot(lonely.id).await.unwrap().unwrap();
     assert!(snapshot.encrypted.is_empty() && snapshot.conversations.is_empty());
 }
+
+/// An `encrypted` message's envelope (a tag of 16 zero bytes after `ct_bytes - 16` bytes of
+/// ciphertext), as a client would send it.
+fn envelope(kid: i64, ct_bytes: usize) -> String {
+    format!(
+        r#"{{"v":1,"kid":{kid},"iv":"{}","ct":"{}"}}"#,
+        encode(&[3; 12]),
+        encode(&vec![5; ct_bytes])
+    )
+}
+
+/// The server's contract for the envelope: an `encrypted` message is stored and read back
+/// byte for byte with its content type wherever messages are read (the message itself,
+/// both history directions, the conversation list's last message, the changed-message
+/// page), an edit stores its new envelope verbatim, and a deletion leaves the same
+/// tombstone as for text.
+pub async fn an_encrypted_message_keeps_its_envelope_verbatim_everywhere(store: Store) {
+    use domain::message::{parse_envelope, ContentType, DeleteOutcome};
+    let alice = user(&store, "Alice").await;
+    let bob = user(&store, "Bob").await;
+    let chat = direct(&store, &alice, &bob).await.conversation.id;
+    store.enable_encryption(chat, now()).await.unwrap();
+    let first = envelope(1, 40);
+    // Near the default limit, with a large `kid`: nothing is cut or re-encoded.
+    let big = envelope(i64::MAX, 18_000);
+    let mut sent = Vec::new();
+    for raw in [&first, &big] {
+        let mut new = crate::fixtures::message(chat, alice.id, None, "placeholder");
+        new.content = parse_envelope(raw, 24_576).unwrap();
+        new.content_type = ContentType::Encrypted;
+        match store.append_messages(&[new]).await.unwrap().pop().unwrap() {
+            Ok(domain::message::AppendOutcome::Created(m)) => sent.push(m),
+            other => panic!("expected a new message, got {other:?}"),
+        }
+    }
+    let same = |m: &domain::message::Message, raw: &str| {
+        assert_eq!(
+            (m.content.as_str(), m.content_type),
+            (raw, ContentType::Encrypted)
+        );
+    };
+    same(&sent[0], &first);
+    same(&sent[1], &big);
+    same(
+        &store.message(chat, sent[1].id).await.unwrap().unwrap(),
+        &big,
+    );
+    let after = store.messages_after(chat, 0, 10).await.unwrap();
+    same(&after[0], &first);
+    same(&after[1], &big);
+    let before = store.messages_before(chat, None, 10).await.unwrap();
+    same(&before[0], &big);
+    let listed = store.list_conversations(bob.id, None, 0, 10).await.unwrap();
+    same(listed[0].last_message.as_ref().unwrap(), &big);
+
+    let edited_raw = envelope(2, 64);
+    let edited = store
+        .edit_message(
+            chat,
+            sent[0].id,
+            &parse_envelope(&edited_raw, 24_576).unwrap(),
+            later(1),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    same(&edited, &edited_raw);
+    let changed = store.changes_after(chat, 0, 10).await.unwrap();
+    same(&changed[0], &edited_raw);
+
+    assert!(matches!(
+        store
+            .delete_message(chat, sent[1].id, alice.id, later(2))
+            .await
+            .unwrap(),
+        Some(DeleteOutcome::Deleted(_))
+    ));
+    let tombstone = store.message(chat, sent[1].id).await.unwrap().unwrap();
+    assert_eq!(tombstone.content, "");
+    assert!(tombstone.deleted_at.is_some());
+}

@@ -84,6 +84,7 @@ macro_rules! storage_contract_tests {
             encryption::key_backups_are_replaced_read_and_deleted,
             encryption::keys_name_the_public_key_of_the_wrapping_device_even_revoked,
             encryption::a_session_snapshot_names_the_encrypted_conversations,
+            encryption::an_encrypted_message_keeps_its_envelope_verbatim_everywhere,
             concurrency::fifty_concurrent_sends_get_seqs_one_to_fifty,
             concurrency::concurrent_retries_of_one_key_give_one_message_and_burn_no_seq,
             receipts::watermarks_only_move_forward,
