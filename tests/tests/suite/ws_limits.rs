@@ -300,6 +300,7 @@ async fn a_slow_consumer_is_closed_with_4009_while_the_others_receive_everything
         .small_receive_buffer()
         .open_ready("slow reader")
         .await;
+    let closed_before = slow_consumers_closed(&api).await;
     let fast_base = d.base(d.other(0));
     let fast_token = f.token.clone();
     let fast_conv = conv.clone();
@@ -336,6 +337,10 @@ async fn a_slow_consumer_is_closed_with_4009_while_the_others_receive_everything
         (1..=N as i64).collect::<Vec<_>>(),
         "the fast reader got every message once, in order"
     );
+    // The slow one reads nothing until the server closed it: a reader that starts reading
+    // within the slow-consumer grace is not slow (under load, the burst can end and the
+    // fast reader finish before the slow session's first write has waited a whole grace).
+    closed_by_the_server(&api, closed_before).await;
     // Now the slow one reads: what was written before the close, then 4009.
     slow.expect_close(4009, WAIT * 2).await;
     // It reconnects and syncs from what it has: the rest, once.
@@ -381,20 +386,32 @@ async fn a_reader_left_over_its_limit_when_a_burst_ends_is_closed_with_4009() {
         .small_receive_buffer()
         .open_ready("slow reader")
         .await;
-    const METRIC: &str = "chat_slow_consumers_closed_total";
-    let closed_before = api.metric(METRIC).await.unwrap_or(0.0);
+    let closed_before = slow_consumers_closed(&api).await;
     burst(&api, &x, &conv, N, SIZE).await;
     // Nothing more comes. The server closes the reader while it still reads nothing.
+    closed_by_the_server(&api, closed_before).await;
+    slow.expect_close(4009, WAIT * 2).await;
+    gets_the_rest_after_4009(&slow, &d.base(0), &s.token, &conv, N).await;
+}
+
+/// Sessions the node of `api` closed as slow consumers so far.
+async fn slow_consumers_closed(api: &Api) -> f64 {
+    api.metric("chat_slow_consumers_closed_total")
+        .await
+        .unwrap_or(0.0)
+}
+
+/// Waits (reading nothing) until the node of `api` closed one more slow consumer than
+/// `before`; fails after 30 s.
+async fn closed_by_the_server(api: &Api, before: f64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while api.metric(METRIC).await.unwrap_or(0.0) < closed_before + 1.0 {
+    while slow_consumers_closed(api).await < before + 1.0 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the reader left over its limit was never closed"
+            "the reader that reads nothing was never closed as a slow consumer"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    slow.expect_close(4009, WAIT * 2).await;
-    gets_the_rest_after_4009(&slow, &d.base(0), &s.token, &conv, N).await;
 }
 
 /// `n` messages of `size` characters from `sender`, over REST on eight lanes at once.
