@@ -24,6 +24,22 @@ pub const MAX_WRAPPED_KEY_BYTES: usize = 512;
 /// request body anyway; clients send several).
 pub const MAX_WRAPS_PER_UPLOAD: usize = 500;
 
+/// Encodes `bytes` as base64url without padding (RFC 4648 section 5): the one spelling
+/// [`decode_base64url`] accepts. The server only checks clients' encodings; this is for the
+/// tests that play clients (and the inverse the decoder is tested against).
+pub fn encode_base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let at = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (at(0) << 16) | (at(1) << 8) | at(2);
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
 /// Decodes strict base64url without padding (RFC 4648 section 5): only `A-Z a-z 0-9 - _`,
 /// no `=`, no length that no byte string encodes to (`len % 4 == 1`), and no stray bits in
 /// the last character, so every byte string has exactly one accepted spelling. `None` when
@@ -428,21 +444,7 @@ mod tests {
     use super::*;
 
     fn encode(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..=chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            }
-        }
-        out
+        encode_base64url(bytes)
     }
 
     #[test]
@@ -452,6 +454,19 @@ mod tests {
             assert_eq!(decode_base64url(&encode(&bytes)), Some(bytes), "len {len}");
         }
         assert_eq!(decode_base64url("-_8"), Some(vec![0xfb, 0xff]));
+        // RFC 4648's test vectors (section 10), without padding, and the URL-safe letters.
+        for (raw, text) in [
+            ("", ""),
+            ("f", "Zg"),
+            ("fo", "Zm8"),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg"),
+            ("fooba", "Zm9vYmE"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(encode_base64url(raw.as_bytes()), text);
+        }
+        assert_eq!(encode_base64url(&[0xfb, 0xff]), "-_8");
         for bad in ["A", "AAAAA", "AA==", "AB", "AAB", "a+b/", "a b", "é"] {
             assert_eq!(decode_base64url(bad), None, "{bad:?}");
         }
