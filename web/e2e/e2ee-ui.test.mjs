@@ -97,11 +97,11 @@ test('encrypted conversation: lock, decrypted history, waiting and undecryptable
   assert.match(sn, /^\d{60}$/);
   await screenshot(s.page, 'e2ee-security-panel');
 
-  // Key backup: the proposed passphrase is six words; a short own one is refused.
+  // Key backup: the proposed passphrase is eight words (about 65 bits); a short own one is refused.
   await panel.getByRole('button', { name: 'Set up key backup' }).click();
   const backup = s.page.getByRole('dialog', { name: 'Key backup' });
   const proposed = (await backup.locator('.passphrase').textContent()).trim();
-  assert.equal(proposed.split(' ').length, 6);
+  assert.equal(proposed.split(' ').length, 8);
   await backup.getByRole('button', { name: 'Use my own passphrase' }).click();
   await backup.getByLabel(/Passphrase \(at least/).fill('short');
   await backup.getByLabel('The same again').fill('short');
