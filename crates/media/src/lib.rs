@@ -121,12 +121,11 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<ImageInfo, MediaError> {
             Ok(())
         }
     };
-    // The PNG decoder reads every chunk up to the first IDAT before it tells the size;
-    // IHDR, the first chunk, already has it: a bomb is refused from its first 24 bytes.
-    if format == ImageFormat::Png && bytes.get(12..16) == Some(b"IHDR") {
-        if let (Some(w), Some(h)) = (be32(bytes, 16), be32(bytes, 20)) {
-            check(w, h)?;
-        }
+    // The decoders read more than the size before they tell it (PNG every chunk up to
+    // the first IDAT, JPEG the tables); the size itself comes first, so a bomb is refused
+    // from a few bytes, whatever follows.
+    if let Some((w, h)) = declared_size(format, bytes) {
+        check(w, h)?;
     }
     let mut reader = ImageReader::new(Cursor::new(bytes));
     reader.set_format(format.to_image());
@@ -143,6 +142,55 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<ImageInfo, MediaError> {
         height,
         format,
     })
+}
+
+/// The size in an image's first header: PNG's IHDR, JPEG's first SOFn, GIF's logical
+/// screen, WebP's VP8X canvas. `None` when it is not where expected (the decoder then
+/// says why).
+fn declared_size(format: ImageFormat, b: &[u8]) -> Option<(u32, u32)> {
+    match format {
+        ImageFormat::Png if b.get(12..16) == Some(b"IHDR") => Some((be32(b, 16)?, be32(b, 20)?)),
+        ImageFormat::Gif => {
+            let le16 = |at: usize| {
+                b.get(at..at + 2)
+                    .map(|s| u32::from(u16::from_le_bytes([s[0], s[1]])))
+            };
+            Some((le16(6)?, le16(8)?))
+        }
+        ImageFormat::Webp if b.get(12..16) == Some(b"VP8X") => {
+            let le24 = |at: usize| {
+                b.get(at..at + 3)
+                    .map(|s| u32::from_le_bytes([s[0], s[1], s[2], 0]) + 1)
+            };
+            Some((le24(24)?, le24(27)?))
+        }
+        ImageFormat::Jpeg => {
+            let mut i = 2;
+            loop {
+                if *b.get(i)? != 0xFF {
+                    return None;
+                }
+                let marker = *b.get(i + 1)?;
+                if marker == 0xFF {
+                    i += 1;
+                    continue;
+                }
+                let len = be16(b, i + 2)?;
+                let is_sof =
+                    (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker);
+                if is_sof {
+                    let h = u32::try_from(be16(b, i + 5)?).ok()?;
+                    let w = u32::try_from(be16(b, i + 7)?).ok()?;
+                    return Some((w, h));
+                }
+                if marker == 0xDA || marker == 0xD9 {
+                    return None;
+                }
+                i += 2 + len;
+            }
+        }
+        _ => None,
+    }
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {

@@ -318,3 +318,85 @@ fn a_gif_is_returned_as_it_is() {
     assert_eq!(strip_metadata(&gif).unwrap(), gif);
     assert_eq!(strip_metadata(b"%PDF-1.7"), Err(MediaError::NotAnImage));
 }
+
+/// An animated WebP made by hand from two lossless stills: VP8X, ANIM, two ANMF frames.
+fn animated_webp(frames: &[RgbaImage]) -> Vec<u8> {
+    let u24 = |v: u32| v.to_le_bytes()[..3].to_vec();
+    let (w, h) = frames[0].dimensions();
+    let mut body = b"WEBP".to_vec();
+    body.extend_from_slice(b"VP8X\x0a\0\0\0");
+    body.extend_from_slice(&[0x02 | 0x10, 0, 0, 0]); // animation, alpha
+    body.extend(u24(w - 1));
+    body.extend(u24(h - 1));
+    body.extend_from_slice(b"ANIM\x06\0\0\0\0\0\0\0\0\0");
+    for frame in frames {
+        let still = encode(
+            &DynamicImage::ImageRgba8(frame.clone()),
+            image::ImageFormat::WebP,
+        );
+        let vp8l = &still[12..];
+        let mut anmf = Vec::new();
+        anmf.extend(u24(0));
+        anmf.extend(u24(0));
+        anmf.extend(u24(w - 1));
+        anmf.extend(u24(h - 1));
+        anmf.extend(u24(100));
+        anmf.push(0);
+        anmf.extend_from_slice(vp8l);
+        body.extend_from_slice(b"ANMF");
+        body.extend_from_slice(&(anmf.len() as u32).to_le_bytes());
+        body.extend_from_slice(&anmf);
+        if anmf.len() % 2 == 1 {
+            body.push(0);
+        }
+    }
+    let mut f = b"RIFF".to_vec();
+    f.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    f.extend(body);
+    f
+}
+
+#[test]
+fn an_animated_webp_gives_its_first_frame() {
+    let red = RgbaImage::from_pixel(40, 20, Rgba([255, 0, 0, 255]));
+    let blue = RgbaImage::from_pixel(40, 20, Rgba([0, 0, 255, 255]));
+    let webp = animated_webp(&[red, blue]);
+    let info = probe(&webp, MAX_PIXELS).unwrap();
+    assert_eq!(
+        (info.width, info.height, info.format),
+        (40, 20, ImageFormat::Webp)
+    );
+    let t = thumbnail(&webp, 320, MAX_PIXELS).unwrap();
+    assert_eq!((t.width, t.height, t.mime), (40, 20, "image/png"));
+    let px = image::load_from_memory(&t.bytes).unwrap().to_rgba8();
+    // Red, give or take the rounding of the frame's compositing.
+    let [r, g, b, _] = px.get_pixel(10, 10).0;
+    assert!(r > 240 && g < 10 && b < 10, "{r} {g} {b}");
+    // Stripping keeps an animation without metadata as it is.
+    assert_eq!(strip_metadata(&webp).unwrap(), webp);
+}
+
+#[test]
+fn jpeg_gif_and_webp_headers_declaring_huge_sizes_are_refused() {
+    // JPEG: SOI, then a baseline SOF0 of 60000x60000, one component; nothing else.
+    let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 8];
+    jpeg.extend_from_slice(&60_000u16.to_be_bytes());
+    jpeg.extend_from_slice(&60_000u16.to_be_bytes());
+    jpeg.extend_from_slice(&[1, 1, 0x11, 0]);
+    jpeg.extend_from_slice(&[0xFF, 0xD9]);
+    // GIF: a logical screen of 65535x65535 and one image descriptor as large.
+    let mut gif = b"GIF89a\xff\xff\xff\xff\0\0\0".to_vec();
+    gif.extend_from_slice(b",\0\0\0\0\xff\xff\xff\xff\x00\x02\x02\x44\x01\x00;");
+    // WebP: a VP8X canvas of 16384x16384 and no frame at all.
+    let mut webp = b"RIFF\x12\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0".to_vec();
+    webp.extend_from_slice(&[0xFF, 0x3F, 0x00, 0xFF, 0x3F, 0x00]);
+    for bytes in [jpeg, gif, webp] {
+        let err = probe(&bytes, MAX_PIXELS).unwrap_err();
+        assert_eq!(err.status(), 422, "{err:?}");
+        assert!(matches!(err, MediaError::TooManyPixels { .. }), "{err:?}");
+        assert_eq!(
+            thumbnail(&bytes, 320, MAX_PIXELS).unwrap_err().status(),
+            422
+        );
+    }
+}
