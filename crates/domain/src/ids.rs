@@ -74,3 +74,7 @@ uuid_id!(
     /// Identifies one client device of a user, holder of an end-to-end encryption key pair.
     DeviceId
 );
+uuid_id!(
+    /// Identifies an attachment (issue 14): a stored file a message may refer to.
+    AttachmentId
+);

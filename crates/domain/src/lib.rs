@@ -5,7 +5,9 @@
 //! - [`services::AccountService`]: register, login, rotating refresh tokens.
 //! - [`services::ConversationService`]: direct and group conversations, membership rules.
 //! - [`services::MessageService`]: idempotent sends, history, read and delivered watermarks.
+//! - [`attachment`]: which uploaded files are accepted, checked on their bytes.
 
+pub mod attachment;
 pub mod auth;
 pub mod conversation;
 pub mod delivery;
@@ -20,5 +22,5 @@ pub mod services;
 pub mod user;
 
 pub use error::StorageError;
-pub use ids::{ConversationId, DeviceId, MessageId, TokenFamilyId, UserId};
+pub use ids::{AttachmentId, ConversationId, DeviceId, MessageId, TokenFamilyId, UserId};
 pub use limits::Limits;
