@@ -7,6 +7,7 @@
 //! - [`services::MessageService`]: idempotent sends, history, read and delivered watermarks.
 
 pub mod auth;
+pub mod blob;
 pub mod conversation;
 pub mod delivery;
 pub mod encryption;
