@@ -203,6 +203,9 @@ async fn range_reads(s: Subject) {
     let suffix = read(ByteRange::Suffix(100)).await.unwrap();
     assert_eq!(suffix.bytes, bytes[900..]);
     assert_eq!((suffix.offset, suffix.total_size), (900, 1000));
+    let longer_suffix = read(ByteRange::Suffix(5000)).await.unwrap();
+    assert_eq!(longer_suffix.bytes, bytes);
+    assert_eq!(longer_suffix.offset, 0);
     for range in [
         ByteRange::Bounded {
             start: 1000,
