@@ -9,6 +9,7 @@
 
 pub mod attachment;
 pub mod auth;
+pub mod blob;
 pub mod conversation;
 pub mod delivery;
 pub mod encryption;

@@ -5,6 +5,7 @@
 //! "not found" and "already exists" are ordinary results, named in each contract.
 
 use crate::auth::{AccessToken, ConsumeOutcome, NewRefreshToken};
+use crate::blob::{BlobData, BlobError, BlobMeta, ByteRange};
 use crate::conversation::{
     ConversationDetails, ConversationKind, ConversationSummary, GroupTitle, NewDirectConversation,
     NewGroupConversation, Participant, Role, SessionSnapshot,
@@ -495,4 +496,54 @@ impl Clock for SystemClock {
         use chrono::SubsecRound;
         Utc::now().trunc_subsecs(6)
     }
+}
+
+/// Where the bytes of attachments live: a local directory (embedded mode) or an
+/// S3-compatible object store (scale-out). Keys are made by the domain (see
+/// [`crate::blob`]); an adapter refuses any other with [`BlobError::InvalidKey`].
+///
+/// Never-confirmed uploads expire by listing: the sweeper lists the uploads' prefix with
+/// [`BlobStore::list`] and deletes what is older than the time limit and not confirmed in
+/// the database, so an object the server never saw (a presigned PUT) is found too.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Writes the object whole, replacing any with this key. `content_type` is kept where
+    /// the store can keep it.
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: Option<String>,
+    ) -> Result<(), BlobError>;
+
+    /// The object's bytes, all or `range` of them. [`BlobError::NotFound`] if there is none,
+    /// [`BlobError::RangeNotSatisfiable`] if the range starts at or past its end.
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<BlobData, BlobError>;
+
+    /// The object's size and modification time, or `None` if there is none.
+    async fn head(&self, key: &str) -> Result<Option<BlobMeta>, BlobError>;
+
+    /// Deletes the object; deleting one that is not there is no error.
+    async fn delete(&self, key: &str) -> Result<(), BlobError>;
+
+    /// The objects whose key starts with `prefix` (a whole-segment prefix such as
+    /// `attachments`, without the trailing `/`), in any order.
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError>;
+
+    /// A URL a client may PUT the object's bytes to for `expires_in`, without other
+    /// credentials; `None` for stores that cannot presign (the server's own endpoint then).
+    async fn presign_put(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, BlobError>;
+
+    /// A URL a client may GET the object from (Range headers included) for `expires_in`;
+    /// `None` for stores that cannot presign.
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, BlobError>;
 }

@@ -10,6 +10,7 @@
 //! [`RealtimeSettings`], re-exported here.
 
 mod auth;
+mod blobs;
 mod http;
 mod legacy;
 mod limits;
@@ -19,6 +20,7 @@ mod storage;
 mod testing;
 
 pub use auth::AuthSettings;
+pub use blobs::BlobSettings;
 pub use http::HttpSettings;
 pub use limits::LimitSettings;
 pub use log::{LogFormat, LogSettings};
@@ -69,6 +71,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// `[redis]`
     pub redis: RedisSettings,
+    /// `[blobs]`
+    pub blobs: BlobSettings,
     /// `[auth]`
     pub auth: AuthSettings,
     /// `[limits]`
@@ -197,6 +201,9 @@ impl Settings {
                 return invalid(key, "must be longer than 0s");
             }
         }
+        if let Err(reason) = self.blobs.check_url() {
+            return invalid("blobs.url", &reason);
+        }
         self.database_target().map(|_| ())
     }
 }
@@ -265,6 +272,35 @@ mod tests {
                 s.database_target().unwrap(),
                 DatabaseTarget::Sqlite(PathBuf::from("./data/chat.db"))
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn blobs_come_from_the_environment_and_a_bad_url_is_refused() {
+        Jail::expect_with(|jail| {
+            let s = load_in(jail);
+            assert_eq!(s.blobs.url, None, "local under data.dir by default");
+            assert!(!s.blobs.allow_http);
+            jail.set_env("CHAT_BLOBS__URL", "s3://attachments");
+            jail.set_env("CHAT_BLOBS__ENDPOINT", "http://127.0.0.1:9000");
+            jail.set_env("CHAT_BLOBS__REGION", "eu-west-1");
+            jail.set_env("CHAT_BLOBS__ACCESS_KEY_ID", "key");
+            jail.set_env("CHAT_BLOBS__SECRET_ACCESS_KEY", "secret");
+            jail.set_env("CHAT_BLOBS__ALLOW_HTTP", "true");
+            let s = load_in(jail);
+            assert_eq!(s.blobs.url.as_deref(), Some("s3://attachments"));
+            assert_eq!(s.blobs.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+            assert_eq!(s.blobs.region.as_deref(), Some("eu-west-1"));
+            assert_eq!(s.blobs.access_key_id.as_deref(), Some("key"));
+            let secret = s.blobs.secret_access_key.as_ref().map(Secret::expose);
+            assert_eq!(secret, Some("secret"));
+            assert!(s.blobs.allow_http);
+            for bad in ["s3://", "s3://a/b", "ftp://x"] {
+                jail.set_env("CHAT_BLOBS__URL", bad);
+                let err = Settings::load_from(&jail.directory().join("config")).unwrap_err();
+                assert!(err.to_string().contains("blobs.url"), "{bad}: {err}");
+            }
             Ok(())
         });
     }
@@ -384,9 +420,10 @@ mod tests {
             );
             jail.set_env("CHAT_DATABASE__URL", "postgres://chat:hunter2@db/chat");
             jail.set_env("CHAT_REDIS__URL", "redis://:hunter3@cache");
+            jail.set_env("CHAT_BLOBS__SECRET_ACCESS_KEY", "hunter4");
             let s = load_in(jail);
             let printed = format!("{s:?} {s:#?}");
-            for secret in ["super-secret", "hunter2", "hunter3"] {
+            for secret in ["super-secret", "hunter2", "hunter3", "hunter4"] {
                 assert!(!printed.contains(secret), "{secret} leaked: {printed}");
             }
             assert!(printed.contains("<redacted>"));
