@@ -196,15 +196,12 @@ async fn get(
 ) -> Result<BlobData, BlobError> {
     let location = path(key)?;
     // A range with no bytes in it is refused before asking: stores disagree on it.
-    if let Some(ByteRange::Bounded { start, end }) = range {
-        if start >= end {
-            return match head(store, key).await? {
-                Some(m) => Err(BlobError::RangeNotSatisfiable { size: m.size }),
-                None => Err(BlobError::NotFound(key.to_owned())),
-            };
-        }
-    }
-    if let Some(ByteRange::Suffix(0)) = range {
+    let empty = match range {
+        Some(ByteRange::Bounded { start, end }) => start >= end,
+        Some(ByteRange::Suffix(n)) => n == 0,
+        Some(ByteRange::From(_)) | None => false,
+    };
+    if empty {
         return match head(store, key).await? {
             Some(m) => Err(BlobError::RangeNotSatisfiable { size: m.size }),
             None => Err(BlobError::NotFound(key.to_owned())),
