@@ -275,7 +275,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::message::{ContentType, ReactionOutcome};
-    use crate::ports::{MockClock, MockConversationStore, MockEncryptionStore, MockMessageStore};
+    use crate::ports::{MockClock, MockConversationStore, MockMessageStore};
     use chrono::{DateTime, Duration, TimeZone, Utc};
     use mockall::predicate::{always, eq};
 
@@ -375,16 +375,7 @@ mod tests {
         fn service_with(self, edit_window_secs: u64) -> (LifecycleService, ConversationId) {
             let mut clock = MockClock::new();
             clock.expect_now().returning(t0);
-            let mut encryption = MockEncryptionStore::new();
-            let encrypted = self.encrypted;
-            encryption.expect_encryption_state().returning(move |c| {
-                Ok(encrypted.then(|| crate::encryption::EncryptionState {
-                    conversation_id: c,
-                    key_version: 1,
-                    rotation_needed: false,
-                    enabled_at: t0(),
-                }))
-            });
+            let encryption = crate::services::test_support::encryption_where(self.encrypted, t0());
             (
                 LifecycleService::new(
                     Arc::new(self.messages),

@@ -754,16 +754,7 @@ mod tests {
         fn service(self) -> MessageService {
             let mut clock = MockClock::new();
             clock.expect_now().returning(t0);
-            let mut encryption = MockEncryptionStore::new();
-            let encrypted = self.encrypted;
-            encryption.expect_encryption_state().returning(move |c| {
-                Ok(encrypted.then(|| crate::encryption::EncryptionState {
-                    conversation_id: c,
-                    key_version: 1,
-                    rotation_needed: false,
-                    enabled_at: t0(),
-                }))
-            });
+            let encryption = crate::services::test_support::encryption_where(self.encrypted, t0());
             MessageService::new(
                 Arc::new(self.messages),
                 Arc::new(self.conversations),

@@ -23,3 +23,26 @@ pub use presence::{
 pub use typing::{
     TypingService, TypingSettings, DEFAULT_TYPING_FORWARD_THROTTLE, DEFAULT_TYPING_TTL,
 };
+
+/// Fixtures the services' unit tests share.
+#[cfg(test)]
+mod test_support {
+    use crate::encryption::EncryptionState;
+    use crate::ports::MockEncryptionStore;
+    use chrono::{DateTime, Utc};
+
+    /// An encryption store under which every conversation is end-to-end encrypted (with
+    /// key version 1, turned on at `at`) or none is.
+    pub(super) fn encryption_where(encrypted: bool, at: DateTime<Utc>) -> MockEncryptionStore {
+        let mut store = MockEncryptionStore::new();
+        store.expect_encryption_state().returning(move |c| {
+            Ok(encrypted.then(|| EncryptionState {
+                conversation_id: c,
+                key_version: 1,
+                rotation_needed: false,
+                enabled_at: at,
+            }))
+        });
+        store
+    }
+}
