@@ -36,7 +36,7 @@ mod test_support {
     pub(super) fn encryption_where(encrypted: bool, at: DateTime<Utc>) -> MockEncryptionStore {
         let mut store = MockEncryptionStore::new();
         store.expect_encryption_state().returning(move |c| {
-            Ok(encrypted.then(|| EncryptionState {
+            Ok(encrypted.then_some(EncryptionState {
                 conversation_id: c,
                 key_version: 1,
                 rotation_needed: false,
