@@ -255,6 +255,15 @@ async fn delete(store: &dyn ObjectStore, key: &str) -> Result<(), BlobError> {
     }
 }
 
+async fn copy(store: &dyn ObjectStore, from: &str, to: &str) -> Result<(), BlobError> {
+    let (source, target) = (path(from)?, path(to)?);
+    match store.copy(&source, &target).await {
+        Ok(()) => Ok(()),
+        Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(from.to_owned())),
+        Err(err) => Err(BlobError::unavailable(err)),
+    }
+}
+
 async fn list(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {
     let location = path(prefix)?;
     match store.list(Some(&location)).try_collect::<Vec<_>>().await {
@@ -285,6 +294,10 @@ impl BlobStore for LocalBlobStore {
 
     async fn delete(&self, key: &str) -> Result<(), BlobError> {
         delete(&self.store, key).await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError> {
+        copy(&self.store, from, to).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {
@@ -347,6 +360,10 @@ impl BlobStore for S3BlobStore {
 
     async fn delete(&self, key: &str) -> Result<(), BlobError> {
         delete(&self.store, key).await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError> {
+        copy(&self.store, from, to).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {

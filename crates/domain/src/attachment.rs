@@ -11,6 +11,8 @@
 //! - 422: the declared MIME type or the filename is malformed, the file is empty, or an
 //!   image has more pixels than [`AttachmentLimits::max_image_pixels`].
 
+use crate::ids::{AttachmentId, ConversationId, MessageId, UserId};
+use chrono::{DateTime, Utc};
 use std::fmt;
 
 /// How many leading bytes of a file [`sniff`] and [`verify`] look at. Fewer may be given
@@ -107,7 +109,7 @@ impl fmt::Display for MediaType {
 
 /// The lower-case `type/subtype` of a MIME string, or `None` if it is malformed (not two
 /// RFC 9110 tokens around one `/`).
-fn mime_essence(mime: &str) -> Option<String> {
+pub fn mime_essence(mime: &str) -> Option<String> {
     let essence = mime.split(';').next().unwrap_or_default().trim();
     let (ty, sub) = essence.split_once('/')?;
     let token = |s: &str| {
@@ -437,6 +439,113 @@ fn is_docx(p: &[u8]) -> bool {
         };
     }
     false
+}
+
+/// A stored attachment: an upload announced by `upload-url`, confirmed once its bytes are
+/// checked, and sent at most once, with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Its id (UUIDv7): the blob keys are made of it.
+    pub id: AttachmentId,
+    /// The conversation it was uploaded to; it can be sent only there.
+    pub conversation_id: ConversationId,
+    /// Who uploaded it; only they may confirm and send it.
+    pub uploader_id: UserId,
+    /// The sanitised filename (what `Content-Disposition` carries).
+    pub filename: String,
+    /// The declared type until confirmed; then the type the bytes have. In an encrypted
+    /// conversation, as declared (the server cannot look at ciphertext).
+    pub mime_type: String,
+    /// Bytes: as declared until confirmed, then as stored.
+    pub size: u64,
+    /// Uploaded to an end-to-end encrypted conversation: the bytes are ciphertext, served
+    /// as `application/octet-stream` and never sniffed, stripped or thumbnailed.
+    pub encrypted: bool,
+    /// Pixels across, for an image once confirmed.
+    pub width: Option<u32>,
+    /// Pixels down, for an image once confirmed.
+    pub height: Option<u32>,
+    /// Whether a thumbnail was made (images, once confirmed).
+    pub has_thumbnail: bool,
+    /// When `upload-url` announced it.
+    pub created_at: DateTime<Utc>,
+    /// When its bytes were checked and accepted; `None`: not (yet) confirmed.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// The message it was sent with; `None`: not sent (it expires).
+    pub message_id: Option<MessageId>,
+}
+
+impl Attachment {
+    /// Blob key of the bytes as the uploader PUTs them, before confirmation.
+    pub fn upload_key(id: AttachmentId) -> String {
+        format!("uploads/{id}")
+    }
+
+    /// Blob key of the accepted bytes (an image's with its metadata stripped).
+    pub fn file_key(id: AttachmentId) -> String {
+        format!("attachments/{id}/file")
+    }
+
+    /// Blob key of an image's thumbnail.
+    pub fn thumbnail_key(id: AttachmentId) -> String {
+        format!("attachments/{id}/thumbnail")
+    }
+
+    /// Whether it is a confirmed image others may see inline (not encrypted).
+    pub fn is_image(&self) -> bool {
+        !self.encrypted
+            && MediaType::from_mime(&self.mime_type).is_some_and(MediaType::is_image)
+    }
+}
+
+/// An attachment to record when `upload-url` is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAttachment {
+    pub id: AttachmentId,
+    pub conversation_id: ConversationId,
+    pub uploader_id: UserId,
+    /// Sanitised.
+    pub filename: String,
+    /// As declared (well formed).
+    pub mime_type: String,
+    /// As declared (within the limit).
+    pub size: u64,
+    pub encrypted: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewAttachment {
+    /// The attachment this becomes when stored (not confirmed, not sent).
+    pub fn stored(&self) -> Attachment {
+        Attachment {
+            id: self.id,
+            conversation_id: self.conversation_id,
+            uploader_id: self.uploader_id,
+            filename: self.filename.clone(),
+            mime_type: self.mime_type.clone(),
+            size: self.size,
+            encrypted: self.encrypted,
+            width: None,
+            height: None,
+            has_thumbnail: false,
+            created_at: self.created_at,
+            confirmed_at: None,
+            message_id: None,
+        }
+    }
+}
+
+/// What confirming an upload records: the checked bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentConfirmation {
+    /// The type the bytes have (as declared, when encrypted).
+    pub mime_type: String,
+    /// The stored size (of the stripped file, for an image).
+    pub size: u64,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub has_thumbnail: bool,
+    pub confirmed_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ pub struct Limits {
     pub max_group_members: usize,
     /// How long after sending a message its sender may edit it, in seconds; 0 = always.
     pub edit_window_secs: u64,
+    /// Most attachments one message may carry.
+    pub max_attachments_per_message: usize,
 }
 
 impl Default for Limits {
@@ -24,6 +26,7 @@ impl Default for Limits {
             max_page_size: 100,
             max_group_members: 1_000,
             edit_window_secs: 48 * 3600,
+            max_attachments_per_message: 10,
         }
     }
 }

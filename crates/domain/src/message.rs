@@ -1,7 +1,7 @@
 //! Messages, their validated parts, and the status a sender sees.
 
 use crate::conversation::Participant;
-use crate::ids::{ConversationId, MessageId, UserId};
+use crate::ids::{AttachmentId, ConversationId, MessageId, UserId};
 use crate::user::{refuse_nul, InvalidField};
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
@@ -274,6 +274,16 @@ pub struct Message {
     /// message (see [`crate::conversation::Conversation::last_change`]); 0 when it never
     /// changed.
     pub change_seq: i64,
+    /// The attachments it carries, in the order sent (each with `message_id` this
+    /// message's); empty when none, and once deleted. Storage reads them with the message.
+    pub attachments: Vec<crate::attachment::Attachment>,
+}
+
+impl Message {
+    /// The ids of its attachments, in order.
+    pub fn attachment_ids(&self) -> Vec<AttachmentId> {
+        self.attachments.iter().map(|a| a.id).collect()
+    }
 }
 
 /// A message to persist. Storage assigns `seq`.
@@ -298,6 +308,11 @@ pub struct NewMessage {
     pub reply_preview: Option<ReplyPreview>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// Attachments to send with it, in order, as read when the send was checked (confirmed
+    /// uploads of the sender in this conversation). Storage binds them to the message in
+    /// the same transaction, only those not sent yet, or refuses the send with
+    /// [`AppendRejection::AttachmentUnavailable`]. What the live frame carries.
+    pub attachments: Vec<crate::attachment::Attachment>,
 }
 
 impl NewMessage {
@@ -307,6 +322,12 @@ impl NewMessage {
         existing.conversation_id == self.conversation_id
             && existing.content == self.content.as_str()
             && existing.content_type == self.content_type
+            && existing.attachment_ids() == self.attachment_ids()
+    }
+
+    /// The ids of [`Self::attachments`], in order.
+    pub fn attachment_ids(&self) -> Vec<AttachmentId> {
+        self.attachments.iter().map(|a| a.id).collect()
     }
 
     /// The message this send becomes when committed with `seq` (never edited or deleted yet).
@@ -325,6 +346,14 @@ impl NewMessage {
             deleted_at: None,
             deleted_by: None,
             change_seq: 0,
+            attachments: self
+                .attachments
+                .iter()
+                .map(|a| crate::attachment::Attachment {
+                    message_id: Some(self.id),
+                    ..a.clone()
+                })
+                .collect(),
         }
     }
 }
@@ -357,6 +386,11 @@ pub enum AppendRejection {
     /// The conversation does not exist (it may have been deleted meanwhile).
     #[error("conversation not found")]
     ConversationNotFound,
+    /// One of `attachment_ids` is not (or no longer) a confirmed, unsent attachment the
+    /// sender uploaded to this conversation: another send took it first, or it expired.
+    /// Nothing is written for this message.
+    #[error("an attachment is not available to send")]
+    AttachmentUnavailable,
 }
 
 /// A message's delivery status as its sender sees it.

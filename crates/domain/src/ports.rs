@@ -4,6 +4,7 @@
 //! All storage methods return [`StorageError`] only when the backing service failed;
 //! "not found" and "already exists" are ordinary results, named in each contract.
 
+use crate::attachment::{Attachment, AttachmentConfirmation, NewAttachment};
 use crate::auth::{AccessToken, ConsumeOutcome, NewRefreshToken};
 use crate::blob::{BlobData, BlobError, BlobMeta, ByteRange};
 use crate::conversation::{
@@ -15,7 +16,7 @@ use crate::encryption::{
     PutKeysOutcome, StoredKey,
 };
 use crate::error::StorageError;
-use crate::ids::{ConversationId, DeviceId, MessageId, TokenFamilyId, UserId};
+use crate::ids::{AttachmentId, ConversationId, DeviceId, MessageId, TokenFamilyId, UserId};
 use crate::message::{
     AppendOutcome, AppendRejection, DeleteOutcome, Emoji, Message, MessageContent, NewMessage,
     ReactionCount, ReactionOutcome,
@@ -418,6 +419,46 @@ pub trait StoreHealth: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StorageError>;
 }
 
+/// Attachments' records (issue 14); their bytes are a [`BlobStore`]'s. Sending binds them
+/// to a message inside [`MessageStore::append_messages`].
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait AttachmentStore: Send + Sync + 'static {
+    /// Records an announced upload (not confirmed, not sent).
+    async fn insert_attachment(&self, new: &NewAttachment) -> Result<Attachment, StorageError>;
+
+    /// The attachment `id`, whatever its state.
+    async fn attachment(&self, id: AttachmentId) -> Result<Option<Attachment>, StorageError>;
+
+    /// The attachments among `ids`, in no particular order; unknown ids are left out. One
+    /// statement, whatever the number of ids: what a page of history reads them by.
+    async fn attachments_by_ids(
+        &self,
+        ids: &[AttachmentId],
+    ) -> Result<Vec<Attachment>, StorageError>;
+
+    /// Records that the bytes of `id` were checked: sets the fields of `confirmation`, only
+    /// if it is not confirmed yet (`None` otherwise, or when there is no such attachment:
+    /// nothing changes).
+    async fn confirm_attachment(
+        &self,
+        id: AttachmentId,
+        confirmation: &AttachmentConfirmation,
+    ) -> Result<Option<Attachment>, StorageError>;
+
+    /// What must go, oldest first, at most `limit`: attachments never sent that were
+    /// announced before `unsent_before` (confirmed or not), and attachments of a message
+    /// that is deleted. Never one a message still shows.
+    async fn expired_attachments(
+        &self,
+        unsent_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Attachment>, StorageError>;
+
+    /// Deletes the records of `ids` (their blobs are deleted before); how many were.
+    async fn delete_attachments(&self, ids: &[AttachmentId]) -> Result<u64, StorageError>;
+}
+
 /// Everything a storage adapter implements.
 pub trait Storage:
     UserStore
@@ -426,6 +467,7 @@ pub trait Storage:
     + MessageStore
     + ReceiptStore
     + EncryptionStore
+    + AttachmentStore
     + StoreHealth
 {
 }
@@ -437,6 +479,7 @@ impl<T> Storage for T where
         + MessageStore
         + ReceiptStore
         + EncryptionStore
+        + AttachmentStore
         + StoreHealth
 {
 }
@@ -526,6 +569,11 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Deletes the object; deleting one that is not there is no error.
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
+
+    /// Copies object `from` to `to` within the store (server-side on S3: the bytes never
+    /// pass through this process), replacing any object at `to`. [`BlobError::NotFound`]
+    /// if `from` is not there.
+    async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError>;
 
     /// The objects whose key starts with `prefix` (a whole-segment prefix such as
     /// `attachments`, without the trailing `/`), in any order.

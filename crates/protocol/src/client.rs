@@ -63,6 +63,10 @@ pub struct SendFrame {
     /// Message answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<Uuid>,
+    /// Confirmed attachments of the sender to send with it (issue 14); with any, `content`
+    /// may be empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachment_ids: Vec<Uuid>,
 }
 
 /// `typing`.
@@ -231,6 +235,7 @@ impl ClientFrame {
             content_type: Some("text".to_owned()),
             temp_id: Some(temp_id.into()),
             reply_to: None,
+            attachment_ids: Vec::new(),
         })
     }
 

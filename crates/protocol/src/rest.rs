@@ -124,6 +124,11 @@ pub struct SendMessageRequest {
     /// The message this one answers, in the same conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<Uuid>,
+    /// Confirmed attachments of the sender in this conversation, at most
+    /// `limits.max_attachments_per_message`; each can be sent once. With any, `content` may
+    /// be empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachment_ids: Vec<Uuid>,
 }
 
 /// `PATCH /conversations/{id}/messages/{message_id}`
@@ -236,6 +241,67 @@ pub struct MessageDto {
     /// A preview of the message answered (`reply_to`), as it is now.
     #[serde(default)]
     pub reply_preview: Option<ReplyPreviewDto>,
+    /// Its files, in the order sent; empty when none (and once deleted).
+    #[serde(default)]
+    pub attachments: Vec<AttachmentDto>,
+}
+
+/// An attachment as a member sees it. `url` and `thumbnail_url` are short-lived links
+/// signed for the reader (no access token in them); fetch the message again, or
+/// `GET /attachments/{id}`, for fresh ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AttachmentDto {
+    /// Attachment id.
+    pub id: Uuid,
+    /// The sanitised filename.
+    pub filename: String,
+    /// The type its bytes have (`application/octet-stream` in an encrypted conversation is
+    /// whatever the client declared: the server never looks at ciphertext).
+    #[cfg_attr(feature = "openapi", schema(example = "image/png"))]
+    pub mime_type: String,
+    /// Bytes.
+    pub size: u64,
+    /// Pixels across (images).
+    pub width: Option<u32>,
+    /// Pixels down (images).
+    pub height: Option<u32>,
+    /// The thumbnail (images of plain conversations), a signed link.
+    pub thumbnail_url: Option<String>,
+    /// The file, a signed link; `null` in a shared live frame only until the receiving
+    /// session signs it for its reader.
+    pub url: Option<String>,
+}
+
+/// `POST /attachments/upload-url`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadUrlRequest {
+    /// The conversation the file is for (the caller must be a member).
+    pub conversation_id: Uuid,
+    /// The file's name (sanitised: the last path component, no control characters).
+    pub filename: String,
+    /// Its declared type; in a plain conversation one of `attachments.allowed_types`, and
+    /// the bytes must be of it.
+    #[cfg_attr(feature = "openapi", schema(example = "image/png"))]
+    pub mime_type: String,
+    /// Its size in bytes, at most `attachments.max_size_bytes`.
+    pub size: u64,
+}
+
+/// What `POST /attachments/upload-url` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadUrlResponse {
+    /// The new attachment's id.
+    pub attachment_id: Uuid,
+    /// Where to `PUT` the bytes (no Authorization header): the object store's presigned
+    /// URL in scale-out mode, the server's own signed endpoint in embedded mode.
+    pub upload_url: String,
+    /// `PUT`.
+    pub upload_method: String,
+    /// When `upload_url` stops working.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// One emoji's reactions to a message.

@@ -118,6 +118,25 @@ pub enum ChatError {
     /// backup (404 `not_found`).
     #[error("{0}")]
     NotFound(&'static str),
+    /// An upload refused (413, 415 or 422: see [`crate::attachment::AttachmentRefusal`]).
+    #[error(transparent)]
+    AttachmentRefused(#[from] crate::attachment::AttachmentRefusal),
+    /// An attachment that cannot be sent with this message (422 `attachment_unavailable`):
+    /// unknown, not the sender's, of another conversation, or not confirmed.
+    #[error("{0}")]
+    AttachmentUnavailable(&'static str),
+    /// An attachment sent with another message already (409 `attachment_already_sent`).
+    #[error("the attachment was sent with another message")]
+    AttachmentAlreadySent,
+    /// An attachment's bytes are not (yet) in the blob store (422 `upload_missing`).
+    #[error("nothing was uploaded for this attachment")]
+    UploadMissing,
+    /// A download's range starts past the end of a file of this many bytes (416).
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable(u64),
+    /// The blob store failed (503).
+    #[error("the file store is unavailable: {0}")]
+    BlobsUnavailable(String),
     /// The database refused this message although it passed validation (a constraint or
     /// data error no check caught), while it took the others of its batch: retrying the
     /// same message cannot help (422). Nothing was written for it.

@@ -56,9 +56,18 @@ pub struct LifecycleService {
     encryption: Arc<dyn EncryptionStore>,
     clock: Arc<dyn Clock>,
     limits: Limits,
+    /// Deletes a deleted message's attachments; `None`: nothing to delete (no store).
+    attachments: Option<super::AttachmentService>,
 }
 
 impl LifecycleService {
+    /// Deleting a message also deletes its attachments' blobs and records through
+    /// `attachments` (what the sweeper would otherwise do on its next round).
+    pub fn with_attachments(mut self, attachments: super::AttachmentService) -> Self {
+        self.attachments = Some(attachments);
+        self
+    }
+
     /// Wires the service to its ports.
     pub fn new(
         messages: Arc<dyn MessageStore>,
@@ -73,6 +82,7 @@ impl LifecycleService {
             encryption,
             clock,
             limits,
+            attachments: None,
         }
     }
 
@@ -148,10 +158,17 @@ impl LifecycleService {
         if current.sender_id != by && !moderates(&member) {
             return Err(ChatError::NotSender);
         }
-        self.messages
+        let outcome = self
+            .messages
             .delete_message(conversation, message, by, self.clock.now())
             .await?
-            .ok_or(ChatError::MessageNotFound)
+            .ok_or(ChatError::MessageNotFound)?;
+        if let (Some(service), DeleteOutcome::Deleted(_)) = (&self.attachments, &outcome) {
+            // The tombstone shows none of them any more. Should the blob store fail now,
+            // the sweeper deletes them later (attachments of deleted messages expire).
+            let _ = service.delete(&current.attachments).await;
+        }
+        Ok(outcome)
     }
 
     /// `user` adds (`on`) or removes their reaction `emoji` on `message`. Refused: not a

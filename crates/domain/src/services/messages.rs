@@ -8,10 +8,11 @@ use crate::ids::{ConversationId, MessageId, UserId};
 use crate::limits::Limits;
 use crate::message::{
     check_send, parse_content, AppendOutcome, AppendRejection, ClientMsgId, ContentType, Message,
-    MessageStatus, NewMessage, ReplyPreview,
+    MessageContent, MessageStatus, NewMessage, ReplyPreview,
 };
 use crate::ports::{
-    Clock, ConversationStore, EncryptionStore, MessageStore, ReceiptStore, WatermarkUpdate,
+    AttachmentStore, Clock, ConversationStore, EncryptionStore, MessageStore, ReceiptStore,
+    WatermarkUpdate,
 };
 use crate::user::InvalidField;
 use std::collections::{HashMap, HashSet};
@@ -36,6 +37,9 @@ pub struct SendCommand {
     /// asking storage (a live session learns it when it opens and from the
     /// `encryption_enabled` event); `None`: read it with the send's checks.
     pub encrypted: Option<bool>,
+    /// Confirmed uploads of the sender to send with it (issue 14); with any, the text of a
+    /// `text` message may be empty.
+    pub attachment_ids: Vec<crate::ids::AttachmentId>,
 }
 
 /// A message with the status its sender sees.
@@ -96,6 +100,7 @@ pub struct MessageService {
     conversations: Arc<dyn ConversationStore>,
     receipts: Arc<dyn ReceiptStore>,
     encryption: Arc<dyn EncryptionStore>,
+    attachments: Arc<dyn AttachmentStore>,
     clock: Arc<dyn Clock>,
     limits: Limits,
 }
@@ -107,6 +112,7 @@ impl MessageService {
         conversations: Arc<dyn ConversationStore>,
         receipts: Arc<dyn ReceiptStore>,
         encryption: Arc<dyn EncryptionStore>,
+        attachments: Arc<dyn AttachmentStore>,
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> Self {
@@ -115,6 +121,7 @@ impl MessageService {
             conversations,
             receipts,
             encryption,
+            attachments,
             clock,
             limits,
         }
@@ -144,12 +151,20 @@ impl MessageService {
             None => ContentType::Text,
             Some(raw) => raw.parse()?,
         };
-        let content = parse_content(
-            &cmd.content,
-            content_type,
-            self.limits.max_content_chars,
-            self.limits.max_encrypted_bytes,
-        )?;
+        let content = if !cmd.attachment_ids.is_empty()
+            && content_type == ContentType::Text
+            && cmd.content.trim().is_empty()
+        {
+            // Files alone: no caption.
+            MessageContent::from_trusted(String::new())
+        } else {
+            parse_content(
+                &cmd.content,
+                content_type,
+                self.limits.max_content_chars,
+                self.limits.max_encrypted_bytes,
+            )?
+        };
         let client_msg_id = cmd.temp_id.as_deref().map(ClientMsgId::parse).transpose()?;
         if check_member {
             require_member(&*self.conversations, cmd.conversation_id, cmd.sender).await?;
@@ -167,6 +182,15 @@ impl MessageService {
                 &require_message(&*self.messages, cmd.conversation_id, reply_to).await?,
             )),
         };
+        let attachments = super::attachments::for_send(
+            &*self.attachments,
+            cmd.sender,
+            cmd.conversation_id,
+            &cmd.attachment_ids,
+            self.limits.max_attachments_per_message,
+            client_msg_id.is_some(),
+        )
+        .await?;
         Ok(NewMessage {
             id: MessageId::new(),
             conversation_id: cmd.conversation_id,
@@ -177,6 +201,7 @@ impl MessageService {
             reply_to: cmd.reply_to,
             reply_preview,
             created_at: self.clock.now(),
+            attachments,
         })
     }
 
@@ -291,6 +316,7 @@ impl MessageService {
                 r.map_err(|rejection| match rejection {
                     AppendRejection::KeyReused => ChatError::TempIdReused,
                     AppendRejection::ConversationNotFound => ChatError::NotParticipant,
+                    AppendRejection::AttachmentUnavailable => ChatError::AttachmentAlreadySent,
                 })
             })
             .collect())

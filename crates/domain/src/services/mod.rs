@@ -1,6 +1,7 @@
 //! The domain's use cases, each a service generic over nothing but the ports it holds.
 
 mod accounts;
+mod attachments;
 mod conversations;
 mod encryption;
 mod errors;
@@ -11,6 +12,12 @@ mod presence;
 mod typing;
 
 pub use accounts::{AccountService, AccountSettings};
+pub use attachments::{
+    AttachmentService, AttachmentSettings, Download, ImageProcessor, ProcessedImage,
+    UploadTicket, Variant,
+};
+#[cfg(any(test, feature = "mock"))]
+pub use attachments::MockImageProcessor;
 pub use conversations::{ConversationService, CONVERSATION_PAGE_SIZE};
 pub use encryption::{EnableOutcome, EncryptionService, KeyRequest, KeysStored};
 pub use errors::{AuthError, ChatError};
