@@ -658,6 +658,7 @@ mod tests {
             deleted_at: None,
             deleted_by: None,
             change_seq: 0,
+            attachments: Vec::new(),
         };
         let preview = ReplyPreview::of(&original);
         assert_eq!(preview.excerpt, ENCRYPTED_PREVIEW);

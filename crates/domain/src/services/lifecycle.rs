@@ -317,6 +317,7 @@ mod tests {
             deleted_at: None,
             deleted_by: None,
             change_seq: 0,
+            attachments: Vec::new(),
         }
     }
 

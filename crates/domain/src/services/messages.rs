@@ -674,7 +674,8 @@ mod tests {
     use crate::conversation::{Conversation, ConversationKind, ParticipantProfile, Role};
     use crate::message::MessageContent;
     use crate::ports::{
-        MockClock, MockConversationStore, MockEncryptionStore, MockMessageStore, MockReceiptStore,
+        MockAttachmentStore, MockClock, MockConversationStore, MockEncryptionStore,
+        MockMessageStore, MockReceiptStore,
     };
     use chrono::{DateTime, TimeZone, Utc};
     use mockall::predicate::eq;
@@ -743,6 +744,7 @@ mod tests {
             deleted_at: None,
             deleted_by: None,
             change_seq: 0,
+            attachments: Vec::new(),
         }
     }
 
@@ -750,6 +752,7 @@ mod tests {
         messages: MockMessageStore,
         conversations: MockConversationStore,
         receipts: MockReceiptStore,
+        attachments: MockAttachmentStore,
         /// What the encryption store answers for every conversation.
         encrypted: bool,
     }
@@ -760,6 +763,7 @@ mod tests {
                 messages: MockMessageStore::new(),
                 conversations: MockConversationStore::new(),
                 receipts: MockReceiptStore::new(),
+                attachments: MockAttachmentStore::new(),
                 encrypted: false,
             }
         }
@@ -786,6 +790,7 @@ mod tests {
                 Arc::new(self.conversations),
                 Arc::new(self.receipts),
                 Arc::new(encryption),
+                Arc::new(self.attachments),
                 Arc::new(clock),
                 Limits {
                     max_content_chars: 10,
@@ -806,6 +811,7 @@ mod tests {
             temp_id: Some("t-1".into()),
             reply_to: None,
             encrypted: None,
+            attachment_ids: Vec::new(),
         }
     }
 
@@ -899,6 +905,7 @@ mod tests {
             Arc::new(ports.conversations),
             Arc::new(ports.receipts),
             Arc::new(encryption),
+            Arc::new(MockAttachmentStore::new()),
             Arc::new(clock),
             Limits::default(),
         );
@@ -1495,6 +1502,7 @@ mod tests {
             reply_to: None,
             reply_preview: None,
             created_at: t0(),
+            attachments: Vec::new(),
         }
     }
 
