@@ -8,6 +8,9 @@
 //! [`open`] picks one from the `[blobs]` settings. Both pass the contract suite in
 //! `tests/contract.rs`.
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 use async_trait::async_trait;
 use domain::blob::{is_valid_key, BlobData, BlobError, BlobMeta, ByteRange};
 use domain::ports::BlobStore;
@@ -101,9 +104,22 @@ impl S3BlobStore {
     /// The store on `bucket`, with endpoint, region and credentials from `config` (else
     /// from the `AWS_*` environment variables). Nothing is contacted yet.
     pub fn open(bucket: &str, config: &BlobConfig) -> Result<Self, OpenError> {
+        // An unreachable store must fail a request within seconds, not the crate's default
+        // of 10 retries over 3 minutes: the chat answers 503 and the client retries.
+        let retry = object_store::RetryConfig {
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(5),
+            ..object_store::RetryConfig::default()
+        };
+        let client = object_store::ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(30));
+        // Client options first: they replace the whole set, `allow_http` included.
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
-            .with_allow_http(config.allow_http);
+            .with_client_options(client)
+            .with_allow_http(config.allow_http)
+            .with_retry(retry);
         if let Some(endpoint) = &config.endpoint {
             builder = builder.with_endpoint(endpoint);
         }

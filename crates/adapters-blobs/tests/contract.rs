@@ -5,14 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use adapters_blobs::{BlobConfig, LocalBlobStore, S3BlobStore};
+use adapters_blobs::{LocalBlobStore, S3BlobStore};
 use domain::blob::{BlobError, ByteRange};
 use domain::ports::BlobStore;
-use std::io::{Read, Seek, SeekFrom};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A store under test, with what it can do, and what keeps it alive.
 struct Subject {
@@ -33,103 +29,14 @@ fn local() -> Subject {
     }
 }
 
-// ---- moto ---------------------------------------------------------------------------
-
-/// Runs moto's server in-process and exits as soon as its parent (this test binary) is
-/// gone, so no server outlives the tests: libtest has no hook to stop it at the end.
-const LAUNCHER: &str = r#"
-import os, sys, threading, time
-parent = os.getppid()
-def watch():
-    while os.getppid() == parent:
-        time.sleep(0.2)
-    os._exit(0)
-threading.Thread(target=watch, daemon=True).start()
-from moto.server import main
-main(["-H", "127.0.0.1", "-p", sys.argv[1]])
-"#;
-
-const INSTALL: &str = "moto's S3 server is needed for these tests: \
-    install it with `python3 -m pip install 'moto[server]'` (.ci/run does)";
-
-static MOTO: OnceLock<Result<String, String>> = OnceLock::new();
-static MOTO_CHILD: Mutex<Option<Child>> = Mutex::new(None);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
-fn start_moto() -> Result<String, String> {
-    let port = free_port();
-    // Its log goes to an unnamed file, read only if it fails to start (a pipe nobody reads
-    // would block or break it).
-    let log = tempfile::tempfile().map_err(|e| e.to_string())?;
-    let log_for_child = log.try_clone().map_err(|e| e.to_string())?;
-    let mut child = Command::new("python3")
-        .args(["-c", LAUNCHER, &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log_for_child))
-        .spawn()
-        .map_err(|e| format!("cannot run python3 ({e}); {INSTALL}"))?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            let mut stderr = String::new();
-            let mut log = log;
-            let _ = log.seek(SeekFrom::Start(0));
-            let _ = log.read_to_string(&mut stderr);
-            return Err(format!(
-                "moto's server exited ({status}): {stderr}\n{INSTALL}"
-            ));
-        }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return Err(format!(
-                "moto's server did not listen on {addr} within 30 s; {INSTALL}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    *MOTO_CHILD.lock().unwrap() = Some(child);
-    Ok(format!("http://{addr}"))
-}
-
-fn moto_endpoint() -> String {
-    match MOTO.get_or_init(start_moto) {
-        Ok(endpoint) => endpoint.clone(),
-        Err(message) => panic!("{message}"),
-    }
-}
-
 async fn s3() -> Subject {
-    let endpoint = moto_endpoint();
-    let bucket = format!("test-{}", uuid::Uuid::new_v4());
-    let created = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        created.status().is_success(),
-        "create bucket: {}",
-        created.status()
-    );
-    let config = BlobConfig {
-        url: Some(format!("s3://{bucket}")),
-        endpoint: Some(endpoint),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some("test".into()),
-        allow_http: true,
-    };
+    let config = adapters_blobs::testing::fresh_bucket().await;
+    let bucket = config
+        .url
+        .as_deref()
+        .and_then(|u| u.strip_prefix("s3://"))
+        .unwrap()
+        .to_owned();
     Subject {
         store: Box::new(S3BlobStore::open(&bucket, &config).unwrap()),
         presigns: true,
@@ -336,6 +243,41 @@ async fn list_by_prefix_for_expiry(s: Subject) {
         .all(|m| before < m.last_modified && m.last_modified < after));
 }
 
+async fn copy_duplicates_within_the_store(s: Subject) {
+    let bytes = pattern(70_000);
+    s.store
+        .put("uploads/source", bytes.clone(), None)
+        .await
+        .unwrap();
+    s.store
+        .put("attachments/x/file", b"old".to_vec(), None)
+        .await
+        .unwrap();
+    s.store
+        .copy("uploads/source", "attachments/x/file")
+        .await
+        .unwrap();
+    assert!(s.store.get("attachments/x/file", None).await.unwrap().bytes == bytes);
+    // The source stays until deleted; deleting it leaves the copy.
+    s.store.delete("uploads/source").await.unwrap();
+    assert_eq!(
+        s.store
+            .head("attachments/x/file")
+            .await
+            .unwrap()
+            .map(|m| m.size),
+        Some(70_000)
+    );
+    assert!(matches!(
+        s.store.copy("uploads/none", "attachments/y").await,
+        Err(BlobError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.store.copy("../escape", "attachments/y").await,
+        Err(BlobError::InvalidKey(_))
+    ));
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod local_store {
@@ -362,4 +304,34 @@ contract!(
     keys_that_could_escape_are_refused,
     presigned_put_then_get_over_plain_http,
     list_by_prefix_for_expiry,
+    copy_duplicates_within_the_store,
 );
+
+/// An S3 store that cannot be reached answers `Unavailable` within seconds (two quick
+/// retries), not after the crate's default minutes of retrying: the chat answers 503.
+#[tokio::test]
+async fn an_unreachable_s3_fails_fast() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config = adapters_blobs::BlobConfig {
+        url: Some("s3://gone".into()),
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        allow_http: true,
+    };
+    let store = S3BlobStore::open("gone", &config).unwrap();
+    let started = std::time::Instant::now();
+    let outcome = store.head("attachments/x").await;
+    assert!(
+        matches!(outcome, Err(BlobError::Unavailable(_))),
+        "{outcome:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+}
