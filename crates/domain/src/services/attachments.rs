@@ -196,7 +196,10 @@ impl AttachmentService {
         let attachment = self.store.insert_attachment(&new).await?;
         let presigned_url = self
             .blobs
-            .presign_put(&Attachment::upload_key(attachment.id), self.settings.url_ttl)
+            .presign_put(
+                &Attachment::upload_key(attachment.id),
+                self.settings.url_ttl,
+            )
             .await
             .map_err(blob_error)?;
         Ok(UploadTicket {
@@ -285,29 +288,25 @@ impl AttachmentService {
             }
             Err(e) => {
                 if matches!(e, ChatError::AttachmentRefused(_) | ChatError::Invalid(_)) {
-                    // What was refused must not linger, nor be confirmed by a retry.
+                    // What was refused must not linger, nor be confirmed by a retry; nor
+                    // its copy, which no one may download.
                     self.blobs.delete(&upload).await.map_err(blob_error)?;
+                    self.blobs
+                        .delete(&Attachment::file_key(id))
+                        .await
+                        .map_err(blob_error)?;
                 }
                 Err(e)
             }
         }
     }
 
-    /// Checks the upload of `found` (`size` bytes stored) and writes the file (and an
-    /// image's thumbnail) under their final keys.
-    async fn check_and_store(
-        &self,
-        found: &Attachment,
-        size: u64,
-    ) -> Result<AttachmentConfirmation, ChatError> {
-        let limits = &self.settings.limits;
-        let upload = Attachment::upload_key(found.id);
-        if size > limits.max_bytes {
-            return Err(AttachmentRefusal::TooLarge {
-                size,
-                max: limits.max_bytes,
-            }
-            .into());
+    /// Refuses `size` bytes stored for `found`: over the limit (413), none (422), not the
+    /// announced size (422).
+    fn check_size(&self, found: &Attachment, size: u64) -> Result<(), ChatError> {
+        let max = self.settings.limits.max_bytes;
+        if size > max {
+            return Err(AttachmentRefusal::TooLarge { size, max }.into());
         }
         if size == 0 {
             return Err(AttachmentRefusal::Empty.into());
@@ -318,13 +317,39 @@ impl AttachmentService {
                 format!("{size} bytes were uploaded; {} were announced", found.size),
             )));
         }
-        let now = self.clock.now();
+        Ok(())
+    }
+
+    /// Checks the upload of `found` (`size` bytes stored) and writes the file (and an
+    /// image's thumbnail) under their final keys.
+    ///
+    /// The upload URL stays valid while this runs: a PUT may replace the upload between
+    /// any two reads of it. So the upload is copied to [`Attachment::file_key`] (which only
+    /// the server writes) first, and what is checked, and kept, is that copy.
+    async fn check_and_store(
+        &self,
+        found: &Attachment,
+        size: u64,
+    ) -> Result<AttachmentConfirmation, ChatError> {
+        let limits = &self.settings.limits;
+        // Refused from the upload's size alone, before anything is copied.
+        self.check_size(found, size)?;
+        let upload = Attachment::upload_key(found.id);
         let file_key = Attachment::file_key(found.id);
+        self.blobs
+            .copy(&upload, &file_key)
+            .await
+            .map_err(blob_error)?;
+        let size = self
+            .blobs
+            .head(&file_key)
+            .await
+            .map_err(blob_error)?
+            .ok_or(ChatError::UploadMissing)?
+            .size;
+        self.check_size(found, size)?;
+        let now = self.clock.now();
         if found.encrypted {
-            self.blobs
-                .copy(&upload, &file_key)
-                .await
-                .map_err(blob_error)?;
             return Ok(AttachmentConfirmation {
                 mime_type: found.mime_type.clone(),
                 size,
@@ -334,30 +359,22 @@ impl AttachmentService {
                 confirmed_at: now,
             });
         }
-        let prefix = self
-            .blobs
-            .get(
-                &upload,
-                Some(ByteRange::Bounded {
-                    start: 0,
-                    end: SNIFF_PREFIX_LEN as u64,
-                }),
-            )
-            .await
-            .map_err(blob_error)?;
-        let verified = attachment::verify(
-            &found.mime_type,
-            &found.filename,
-            &prefix.bytes,
-            size,
-            limits,
-        )?;
+        // An image declared is read whole once (the processor needs every byte); anything
+        // else only as far as sniffing looks.
+        let declared_image =
+            MediaType::from_mime(&found.mime_type).is_some_and(MediaType::is_image);
+        let range = (!declared_image).then_some(ByteRange::Bounded {
+            start: 0,
+            end: SNIFF_PREFIX_LEN as u64,
+        });
+        let read = self.blobs.get(&file_key, range).await.map_err(blob_error)?;
+        if declared_image {
+            self.check_size(found, read.bytes.len() as u64)?;
+        }
+        let prefix = &read.bytes[..read.bytes.len().min(SNIFF_PREFIX_LEN)];
+        let verified = attachment::verify(&found.mime_type, &found.filename, prefix, size, limits)?;
         let mime = verified.media_type.mime().to_owned();
         if !verified.media_type.is_image() {
-            self.blobs
-                .copy(&upload, &file_key)
-                .await
-                .map_err(blob_error)?;
             return Ok(AttachmentConfirmation {
                 mime_type: mime,
                 size,
@@ -367,10 +384,13 @@ impl AttachmentService {
                 confirmed_at: now,
             });
         }
-        let whole = self.blobs.get(&upload, None).await.map_err(blob_error)?;
         let image = self
             .images
-            .process(whole.bytes, limits.max_image_pixels, self.settings.thumbnail_px)
+            .process(
+                read.bytes,
+                limits.max_image_pixels,
+                self.settings.thumbnail_px,
+            )
             .await?;
         let stored_size = image.file.len() as u64;
         self.blobs
@@ -405,8 +425,7 @@ impl AttachmentService {
             .await?
             .ok_or(ChatError::NotFound("attachment not found"))?;
         require_member(&*self.conversations, found.conversation_id, user).await?;
-        if found.confirmed_at.is_none()
-            || (found.message_id.is_none() && found.uploader_id != user)
+        if found.confirmed_at.is_none() || (found.message_id.is_none() && found.uploader_id != user)
         {
             return Err(ChatError::NotFound("attachment not found"));
         }
@@ -439,9 +458,7 @@ impl AttachmentService {
             other => ChatError::BlobsUnavailable(other.to_string()),
         })?;
         let content_type = if content_type.is_empty() {
-            data.content_type
-                .clone()
-                .unwrap_or_else(|| "image/jpeg".to_owned())
+            thumbnail_type(&attachment, &data)
         } else {
             content_type
         };
@@ -485,8 +502,8 @@ impl AttachmentService {
     /// One sweep: deletes up to `batch` attachments never sent within
     /// [`AttachmentSettings::expire_after`], and those of deleted messages. How many went.
     pub async fn sweep(&self, batch: u32) -> Result<u64, ChatError> {
-        let expire_after = chrono::Duration::from_std(self.settings.expire_after)
-            .unwrap_or(chrono::Duration::MAX);
+        let expire_after =
+            chrono::Duration::from_std(self.settings.expire_after).unwrap_or(chrono::Duration::MAX);
         let cutoff = self
             .clock
             .now()
@@ -495,6 +512,25 @@ impl AttachmentService {
         let expired = self.store.expired_attachments(cutoff, batch).await?;
         self.delete(&expired).await
     }
+}
+
+/// A thumbnail's MIME type: as put, where the store keeps it; else what its bytes say (a
+/// local store keeps none, and a PNG's thumbnail is a PNG); else, for a range that does
+/// not start at the beginning, a JPEG's is a JPEG and any other's a PNG.
+fn thumbnail_type(attachment: &Attachment, data: &BlobData) -> String {
+    if let Some(known) = &data.content_type {
+        return known.clone();
+    }
+    let sniffed = (data.offset == 0)
+        .then(|| attachment::sniff(&data.bytes))
+        .flatten()
+        .filter(|t| t.is_image());
+    let fallback = if MediaType::from_mime(&attachment.mime_type) == Some(MediaType::Jpeg) {
+        MediaType::Jpeg
+    } else {
+        MediaType::Png
+    };
+    sniffed.unwrap_or(fallback).mime().to_owned()
 }
 
 /// The attachments of a send, checked: at most `max`, no repeats, each a confirmed upload
