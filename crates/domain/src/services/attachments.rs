@@ -2,11 +2,12 @@
 //! send, serve them to members, and delete what no message shows.
 //!
 //! The bytes go to [`Attachment::upload_key`] first (a presigned PUT of the object store in
-//! scale-out mode, the server's own endpoint in embedded mode). Confirming checks them
-//! there (size, then magic numbers against the declared type; images: pixel count before
-//! decoding), writes what others will download to [`Attachment::file_key`] (an image with
-//! its metadata stripped, plus [`Attachment::thumbnail_key`]) and deletes the upload, so a
-//! later PUT to a still-valid upload URL can change nothing anyone sees. In an end-to-end
+//! scale-out mode, the server's own endpoint in embedded mode). Confirming copies them to
+//! [`Attachment::file_key`], which only the server writes, and checks that copy (size, then
+//! magic numbers against the declared type; images: pixel count before decoding), keeps it
+//! (an image with its metadata stripped, plus [`Attachment::thumbnail_key`]) and deletes
+//! the upload, so a PUT to a still-valid upload URL, during confirmation or after, can
+//! change nothing anyone sees. In an end-to-end
 //! encrypted conversation the bytes are ciphertext: only the size is checked.
 
 use super::lookups::require_member;
