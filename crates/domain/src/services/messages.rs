@@ -191,6 +191,13 @@ impl MessageService {
             client_msg_id.is_some(),
         )
         .await?;
+        if encrypted && attachments.iter().any(|a| !a.encrypted) {
+            // Uploaded in the clear before encryption was turned on: sent now, it would sit
+            // among ciphertext as if it were protected.
+            return Err(ChatError::EncryptionRequired(
+                "an attachment uploaded before end-to-end encryption was turned on cannot be sent: upload it again",
+            ));
+        }
         Ok(NewMessage {
             id: MessageId::new(),
             conversation_id: cmd.conversation_id,
@@ -1088,6 +1095,40 @@ mod tests {
             matches!(err, Err(ChatError::AttachmentAlreadySent)),
             "{err:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_encrypted_conversation_takes_encrypted_attachments_only() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let clear = confirmed_upload(id, me);
+        let sealed = crate::attachment::Attachment {
+            encrypted: true,
+            ..confirmed_upload(id, me)
+        };
+        let mut ports = Ports::new().member_of(id, me).encrypted();
+        let found = [clear.clone(), sealed.clone()];
+        ports
+            .attachments
+            .expect_attachments_by_ids()
+            .returning(move |ids| {
+                Ok(found
+                    .iter()
+                    .filter(|a| ids.contains(&a.id))
+                    .cloned()
+                    .collect())
+            });
+        let service = ports.service();
+        let send = |ids| SendCommand {
+            attachment_ids: ids,
+            ..encrypted_cmd(me, id)
+        };
+        let err = service.prepare_send(send(vec![sealed.id, clear.id])).await;
+        assert!(
+            matches!(err, Err(ChatError::EncryptionRequired(_))),
+            "{err:?}"
+        );
+        let new = service.prepare_send(send(vec![sealed.id])).await.unwrap();
+        assert_eq!(new.attachments, [sealed]);
     }
 
     #[tokio::test]
