@@ -493,8 +493,7 @@ impl Attachment {
 
     /// Whether it is a confirmed image others may see inline (not encrypted).
     pub fn is_image(&self) -> bool {
-        !self.encrypted
-            && MediaType::from_mime(&self.mime_type).is_some_and(MediaType::is_image)
+        !self.encrypted && MediaType::from_mime(&self.mime_type).is_some_and(MediaType::is_image)
     }
 }
 

@@ -14,6 +14,9 @@
 
 use std::io::Cursor;
 
+mod processor;
+pub use processor::{process_image, MediaProcessor};
+
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
 /// The image formats handled.

@@ -400,3 +400,113 @@ fn jpeg_gif_and_webp_headers_declaring_huge_sizes_are_refused() {
         );
     }
 }
+
+// ---- MediaProcessor: the domain's ImageProcessor port ----
+
+use domain::attachment::AttachmentRefusal;
+use domain::services::ImageProcessor;
+use media::MediaProcessor;
+
+#[tokio::test]
+async fn the_processor_strips_a_jpegs_location_and_thumbnails_it() {
+    let plain = encode(&picture(800, 600), image::ImageFormat::Jpeg);
+    let tagged = jpeg_with_exif(&plain, 1);
+    let done = MediaProcessor::new()
+        .process(tagged, MAX_PIXELS, THUMBNAIL_LONG_SIDE)
+        .await
+        .unwrap();
+    for secret in [&b"SECRETGPS"[..], b"SECRETXMP", b"SECRETCOMMENT", b"Exif"] {
+        assert!(
+            !contains(&done.file, secret),
+            "{}",
+            String::from_utf8_lossy(secret)
+        );
+    }
+    assert_eq!(pixels(&done.file), pixels(&plain));
+    assert_eq!((done.width, done.height), (800, 600));
+    assert_eq!(done.thumbnail_mime, "image/jpeg");
+    let thumb = image::load_from_memory(&done.thumbnail).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (320, 240));
+}
+
+#[tokio::test]
+async fn the_processor_answers_the_size_a_rotated_jpeg_is_shown_at() {
+    let tagged = jpeg_with_exif(&encode(&picture(64, 48), image::ImageFormat::Jpeg), 6);
+    let done = MediaProcessor::new()
+        .process(tagged, MAX_PIXELS, THUMBNAIL_LONG_SIDE)
+        .await
+        .unwrap();
+    assert!(!contains(&done.file, b"SECRETGPS"));
+    assert_eq!((done.width, done.height), (48, 64));
+    let thumb = image::load_from_memory(&done.thumbnail).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (48, 64));
+}
+
+#[tokio::test]
+async fn the_processor_refuses_a_bomb_from_its_header() {
+    // 33 bytes claiming ten gigapixels: no decoder could allocate that, so an answer at
+    // all (let alone this one) shows nothing was decoded.
+    let mut ihdr = 100_000u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+    let mut bomb = b"\x89PNG\r\n\x1a\n".to_vec();
+    bomb.extend(png_chunk(b"IHDR", &ihdr));
+    let err = MediaProcessor::new()
+        .process(bomb, MAX_PIXELS, THUMBNAIL_LONG_SIDE)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AttachmentRefusal::TooManyPixels {
+            width: 100_000,
+            height: 100_000,
+            max_pixels: MAX_PIXELS
+        }
+    );
+    assert_eq!(err.status(), 422);
+}
+
+#[tokio::test]
+async fn the_processor_refuses_what_it_cannot_read_and_keeps_a_gif_as_it_is() {
+    let processor = MediaProcessor::new();
+    let png = encode(&picture(8, 8), image::ImageFormat::Png);
+    for bytes in [png[..20].to_vec(), b"%PDF-1.7\n".to_vec(), Vec::new()] {
+        let err = processor
+            .process(bytes, MAX_PIXELS, THUMBNAIL_LONG_SIDE)
+            .await
+            .unwrap_err();
+        assert_eq!(err, AttachmentRefusal::UnreadableImage);
+    }
+    let gif = encode(&picture(40, 20), image::ImageFormat::Gif);
+    let done = processor
+        .process(gif.clone(), MAX_PIXELS, 10)
+        .await
+        .unwrap();
+    assert_eq!(done.file, gif);
+    assert_eq!((done.width, done.height), (40, 20));
+    assert_eq!(done.thumbnail_mime, "image/png");
+    let thumb = image::load_from_memory(&done.thumbnail).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (10, 5));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_processor_leaves_a_single_threaded_runtime_free_while_it_works() {
+    // On a current-thread runtime, work done on the async worker would block the ticker
+    // below until it finished; on a blocking thread, the ticker runs meanwhile.
+    let big = encode(&picture(1200, 800), image::ImageFormat::Png);
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    });
+    let done = MediaProcessor::new()
+        .process(big, MAX_PIXELS, THUMBNAIL_LONG_SIDE)
+        .await
+        .unwrap();
+    ticker.abort();
+    assert_eq!((done.width, done.height), (1200, 800));
+    assert!(ticks.load(std::sync::atomic::Ordering::Relaxed) > 1);
+}

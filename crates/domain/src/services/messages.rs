@@ -191,6 +191,13 @@ impl MessageService {
             client_msg_id.is_some(),
         )
         .await?;
+        if encrypted && attachments.iter().any(|a| !a.encrypted) {
+            // Uploaded in the clear before encryption was turned on: sent now, it would sit
+            // among ciphertext as if it were protected.
+            return Err(ChatError::EncryptionRequired(
+                "an attachment uploaded before end-to-end encryption was turned on cannot be sent: upload it again",
+            ));
+        }
         Ok(NewMessage {
             id: MessageId::new(),
             conversation_id: cmd.conversation_id,
@@ -994,6 +1001,134 @@ mod tests {
             });
         let outcome = ports.service().send(cmd(me, id, "hi")).await.unwrap();
         assert!(matches!(outcome, AppendOutcome::Created(m) if m.seq == 7));
+    }
+
+    fn confirmed_upload(
+        conversation_id: ConversationId,
+        uploader_id: UserId,
+    ) -> crate::attachment::Attachment {
+        crate::attachment::Attachment {
+            id: crate::ids::AttachmentId::new(),
+            conversation_id,
+            uploader_id,
+            filename: "cat.png".into(),
+            mime_type: "image/png".into(),
+            size: 10,
+            encrypted: false,
+            width: Some(1),
+            height: Some(1),
+            has_thumbnail: true,
+            created_at: t0(),
+            confirmed_at: Some(t0()),
+            message_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn files_alone_are_sent_without_text_and_text_alone_must_not_be_empty() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let files = [confirmed_upload(id, me), confirmed_upload(id, me)];
+        let mut ports = Ports::new().member_of(id, me);
+        let found = files.to_vec();
+        ports
+            .attachments
+            .expect_attachments_by_ids()
+            .times(1)
+            .returning(move |_| Ok(found.iter().rev().cloned().collect()));
+        let service = ports.service();
+        let with_files = SendCommand {
+            attachment_ids: vec![files[1].id, files[0].id],
+            ..cmd(me, id, " ")
+        };
+        let new = service.prepare_send(with_files).await.unwrap();
+        assert_eq!(new.content.as_str(), "");
+        assert_eq!(
+            new.attachments.iter().map(|a| a.id).collect::<Vec<_>>(),
+            vec![files[1].id, files[0].id]
+        );
+        let err = service.prepare_send(cmd(me, id, " ")).await;
+        assert!(matches!(err, Err(ChatError::Invalid(_))), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_send_with_an_unavailable_attachment_is_refused_before_appending() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let theirs = confirmed_upload(id, UserId::new());
+        let mut ports = Ports::new().member_of(id, me);
+        let found = theirs.clone();
+        ports
+            .attachments
+            .expect_attachments_by_ids()
+            .returning(move |_| Ok(vec![found.clone()]));
+        ports.messages.expect_append_messages().never();
+        let send = SendCommand {
+            attachment_ids: vec![theirs.id],
+            ..cmd(me, id, "look")
+        };
+        let err = ports.service().send(send).await;
+        assert!(
+            matches!(err, Err(ChatError::AttachmentUnavailable(_))),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_attachment_another_send_took_first_is_already_sent() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let file = confirmed_upload(id, me);
+        let mut ports = Ports::new().member_of(id, me);
+        let found = file.clone();
+        ports
+            .attachments
+            .expect_attachments_by_ids()
+            .returning(move |_| Ok(vec![found.clone()]));
+        ports
+            .messages
+            .expect_append_messages()
+            .returning(|_| Ok(vec![Err(AppendRejection::AttachmentUnavailable)]));
+        let send = SendCommand {
+            attachment_ids: vec![file.id],
+            ..cmd(me, id, "")
+        };
+        let err = ports.service().send(send).await;
+        assert!(
+            matches!(err, Err(ChatError::AttachmentAlreadySent)),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_encrypted_conversation_takes_encrypted_attachments_only() {
+        let (me, id) = (UserId::new(), ConversationId::new());
+        let clear = confirmed_upload(id, me);
+        let sealed = crate::attachment::Attachment {
+            encrypted: true,
+            ..confirmed_upload(id, me)
+        };
+        let mut ports = Ports::new().member_of(id, me).encrypted();
+        let found = [clear.clone(), sealed.clone()];
+        ports
+            .attachments
+            .expect_attachments_by_ids()
+            .returning(move |ids| {
+                Ok(found
+                    .iter()
+                    .filter(|a| ids.contains(&a.id))
+                    .cloned()
+                    .collect())
+            });
+        let service = ports.service();
+        let send = |ids| SendCommand {
+            attachment_ids: ids,
+            ..encrypted_cmd(me, id)
+        };
+        let err = service.prepare_send(send(vec![sealed.id, clear.id])).await;
+        assert!(
+            matches!(err, Err(ChatError::EncryptionRequired(_))),
+            "{err:?}"
+        );
+        let new = service.prepare_send(send(vec![sealed.id])).await.unwrap();
+        assert_eq!(new.attachments, [sealed]);
     }
 
     #[tokio::test]

@@ -12,12 +12,12 @@ mod presence;
 mod typing;
 
 pub use accounts::{AccountService, AccountSettings};
-pub use attachments::{
-    AttachmentService, AttachmentSettings, Download, ImageProcessor, ProcessedImage,
-    UploadTicket, Variant,
-};
 #[cfg(any(test, feature = "mock"))]
 pub use attachments::MockImageProcessor;
+pub use attachments::{
+    AttachmentService, AttachmentSettings, Download, ImageProcessor, ProcessedImage, UploadTicket,
+    Variant,
+};
 pub use conversations::{ConversationService, CONVERSATION_PAGE_SIZE};
 pub use encryption::{EnableOutcome, EncryptionService, KeyRequest, KeysStored};
 pub use errors::{AuthError, ChatError};
