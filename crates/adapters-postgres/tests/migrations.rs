@@ -77,11 +77,11 @@ async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_i
         .unwrap();
     drop(conn);
 
-    // The lifecycle's and those after it (end-to-end encryption).
+    // The lifecycle's and those after it (end-to-end encryption, attachments).
     assert_eq!(
         run_migrations(&url).await.unwrap(),
-        2,
-        "the lifecycle's and the e2ee one"
+        3,
+        "the lifecycle's, the e2ee one and the attachments'"
     );
     let store = PostgresStorage::connect(&url, 2).await.unwrap();
 
@@ -107,6 +107,7 @@ async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_i
             deleted_at: None,
             deleted_by: None,
             change_seq: 0,
+            attachments: Vec::new(),
         };
     let m1 = message(
         1,
@@ -213,7 +214,11 @@ async fn a_database_from_before_end_to_end_encryption_migrates_and_encrypts() {
         .unwrap();
     drop(conn);
 
-    assert_eq!(run_migrations(&url).await.unwrap(), 1, "only the new one");
+    assert_eq!(
+        run_migrations(&url).await.unwrap(),
+        2,
+        "the e2ee one and the attachments'"
+    );
     let store = PostgresStorage::connect(&url, 2).await.unwrap();
     let uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap();
     let ada = UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000a"));

@@ -77,7 +77,7 @@ async fn data_survives_closing_and_reopening_the_file() {
 async fn migrations_run_once_and_opening_twice_is_harmless() {
     let dir = temp_dir();
     let path = dir.path().join("chat.db");
-    assert_eq!(run_migrations(&path).await.unwrap(), 4);
+    assert_eq!(run_migrations(&path).await.unwrap(), 5);
     assert_eq!(run_migrations(&path).await.unwrap(), 0);
     let first = open(&path).await;
     let a = user(&store(&first), "A").await;
@@ -366,6 +366,7 @@ async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_i
         deleted_at: None,
         deleted_by: None,
         change_seq: 0,
+        attachments: Vec::new(),
     };
     let m1 = message(
         1,
