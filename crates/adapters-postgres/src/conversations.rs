@@ -1,5 +1,6 @@
 //! Conversations and membership.
 
+use crate::attachments::{attachments_of, message_with};
 use crate::rows::{profile, ConversationRow, MessageRow, ParticipantRow, UserRow};
 use crate::schema::{conversation_encryption, conversations, messages, participants, users};
 use crate::{bigint, db, prepared, PostgresStorage};
@@ -14,7 +15,6 @@ use domain::conversation::{
     ConversationSummary, GroupTitle, NewDirectConversation, NewGroupConversation, Participant,
     ParticipantProfile, Role, SessionSnapshot,
 };
-use domain::message::Message;
 use domain::ports::ConversationStore;
 use domain::user::{DisplayName, EmailAddress, User};
 use domain::{ConversationId, StorageError, UserId};
@@ -166,9 +166,10 @@ impl ConversationStore for PostgresStorage {
         limit: u32,
     ) -> Result<Vec<ConversationSummary>, StorageError> {
         let mut conn = self.conn().await?;
-        // Two queries (the page with each newest message, then every member of the page)
-        // in one snapshot, so they agree with each other.
-        let (page, members) = conn
+        // Two queries (the page with each newest message, then every member of the page),
+        // and the newest messages' attachments if any has some, in one snapshot, so they
+        // agree with each other.
+        let (page, members, mut attachments) = conn
             .build_transaction()
             .repeatable_read()
             .read_only()
@@ -200,7 +201,9 @@ impl ConversationStore for PostgresStorage {
                     .await?;
                 let ids: Vec<Uuid> = page.iter().map(|(c, _)| c.id).collect();
                 let members = members_of(conn, ids).await?;
-                Ok::<_, diesel::result::Error>((page, members))
+                let attachments =
+                    attachments_of(conn, page.iter().filter_map(|(_, m)| m.as_ref())).await?;
+                Ok::<_, diesel::result::Error>((page, members, attachments))
             })
             .await
             .map_err(db)?;
@@ -213,7 +216,10 @@ impl ConversationStore for PostgresStorage {
                         conversation: Conversation::try_from(conversation)?,
                         participants,
                     },
-                    last_message: last_message.map(Message::try_from).transpose()?,
+                    last_message: last_message
+                        .map(|m| message_with(m, &mut attachments))
+                        .transpose()
+                        .map_err(db)?,
                 })
             })
             .collect()

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod activity;
+mod attachments;
 mod conversations;
 mod encryption;
 mod lifecycle;

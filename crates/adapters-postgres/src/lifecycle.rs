@@ -10,6 +10,7 @@
 //! cannot move between being checked and being changed. A transaction that then changes
 //! nothing rolls back, giving its number back, so numbers stay consecutive.
 
+use crate::attachments::{message_of, messages_of};
 use crate::prepared::{
     ChangesAfter, EditMessage, EraseMessage, MessageById, MessagesByIds, ReactOff, ReactOn,
     ReactionsOf, TakeChange,
@@ -51,11 +52,6 @@ fn settle<T>(outcome: Result<T, Undo<T>>) -> Result<T, StorageError> {
     }
 }
 
-/// A `MessageRow` as the domain's message, inside a transaction.
-fn message_of(row: MessageRow) -> Result<Message, DieselError> {
-    Message::try_from(row).map_err(|err| DieselError::DeserializationError(Box::new(err)))
-}
-
 /// Takes the conversation's next change number, locking its row; `None` for an unknown
 /// conversation.
 async fn take_change(
@@ -74,15 +70,17 @@ pub(crate) async fn stored(
     conversation: &Uuid,
     message: &Uuid,
 ) -> Result<Option<Message>, DieselError> {
-    MessageById {
+    let row = MessageById {
         id: message,
         conversation,
     }
     .get_result::<MessageRow>(conn)
     .await
-    .optional()?
-    .map(message_of)
-    .transpose()
+    .optional()?;
+    match row {
+        Some(row) => message_of(conn, row).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 /// A row of [`ReactionsOf`].
@@ -127,7 +125,7 @@ impl PostgresStorage {
                     .await
                     .optional()?;
                     match edited {
-                        Some(row) => Ok(Some(message_of(row)?)),
+                        Some(row) => Ok(Some(message_of(conn, row).await?)),
                         // Unknown, or deleted: nothing changes.
                         None => Err(Undo::Answer(None)),
                     }
@@ -164,7 +162,7 @@ impl PostgresStorage {
                     .await
                     .optional()?;
                     if let Some(row) = erased {
-                        return Ok(Some(DeleteOutcome::Deleted(message_of(row)?)));
+                        return Ok(Some(DeleteOutcome::Deleted(message_of(conn, row).await?)));
                     }
                     // Deleted before (returned as it is), or unknown: nothing changes.
                     let before = stored(conn, &conversation, &message).await?;
@@ -221,7 +219,7 @@ impl PostgresStorage {
                     };
                     if let Some(row) = changed {
                         return Ok(Some(ReactionOutcome {
-                            message: message_of(row)?,
+                            message: message_of(conn, row).await?,
                             changed: true,
                         }));
                     }
@@ -301,18 +299,17 @@ impl PostgresStorage {
             return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = ids.iter().map(|m| m.as_uuid()).collect();
-        let rows: Vec<MessageRow> = self
-            .timed(async |conn| {
-                MessagesByIds {
-                    ids: &ids,
-                    conversation: &conversation.as_uuid(),
-                }
-                .load(&mut **conn)
-                .await
-                .map_err(db)
-            })
-            .await?;
-        rows.into_iter().map(Message::try_from).collect()
+        self.timed(async |conn| {
+            let rows: Vec<MessageRow> = MessagesByIds {
+                ids: &ids,
+                conversation: &conversation.as_uuid(),
+            }
+            .load(&mut **conn)
+            .await
+            .map_err(db)?;
+            messages_of(conn, rows).await.map_err(db)
+        })
+        .await
     }
 
     /// `MessageStore::changes_after`.
@@ -322,18 +319,17 @@ impl PostgresStorage {
         after_change: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StorageError> {
-        let rows: Vec<MessageRow> = self
-            .timed(async |conn| {
-                ChangesAfter {
-                    conversation: &conversation.as_uuid(),
-                    after: &after_change,
-                    limit: &bigint(limit),
-                }
-                .load(&mut **conn)
-                .await
-                .map_err(db)
-            })
-            .await?;
-        rows.into_iter().map(Message::try_from).collect()
+        self.timed(async |conn| {
+            let rows: Vec<MessageRow> = ChangesAfter {
+                conversation: &conversation.as_uuid(),
+                after: &after_change,
+                limit: &bigint(limit),
+            }
+            .load(&mut **conn)
+            .await
+            .map_err(db)?;
+            messages_of(conn, rows).await.map_err(db)
+        })
+        .await
     }
 }

@@ -1,9 +1,13 @@
 //! Messages: gap-free, idempotent batch appends and history; the lifecycle (edits,
 //! deletions, reactions) is in `lifecycle.rs`.
 
-use crate::prepared::{ExistingKeys, InsertMessages, LockConversations, UpdateConversations};
+use crate::attachments::{attachments_of, message_with, messages_of};
+use crate::prepared::{
+    BindAttachments, ExistingKeys, InsertMessages, LockAttachments, LockConversations,
+    UpdateConversations,
+};
 use crate::receipts::{self, Targets};
-use crate::rows::MessageRow;
+use crate::rows::{AttachmentRow, MessageRow};
 use crate::schema::messages;
 use crate::{bigint, db, violates, PostgresStorage};
 use async_trait::async_trait;
@@ -11,6 +15,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use domain::attachment::Attachment;
 use domain::message::{
     AppendOutcome, AppendRejection, DeleteOutcome, Emoji, Message, MessageContent, NewMessage,
     ReactionCount, ReactionOutcome,
@@ -85,7 +90,7 @@ impl MessageStore for PostgresStorage {
             .load(&mut conn)
             .await
             .map_err(db)?;
-        rows.into_iter().map(Message::try_from).collect()
+        messages_of(&mut conn, rows).await.map_err(db)
     }
 
     async fn messages_after(
@@ -94,20 +99,19 @@ impl MessageStore for PostgresStorage {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StorageError> {
-        let rows = self
-            .timed(async |conn| {
-                messages::table
-                    .filter(messages::conversation_id.eq(id.as_uuid()))
-                    .filter(messages::seq.gt(after_seq))
-                    .order(messages::seq.asc())
-                    .limit(bigint(limit))
-                    .select(MessageRow::as_select())
-                    .load(&mut **conn)
-                    .await
-                    .map_err(db)
-            })
-            .await?;
-        rows.into_iter().map(Message::try_from).collect()
+        self.timed(async |conn| {
+            let rows = messages::table
+                .filter(messages::conversation_id.eq(id.as_uuid()))
+                .filter(messages::seq.gt(after_seq))
+                .order(messages::seq.asc())
+                .limit(bigint(limit))
+                .select(MessageRow::as_select())
+                .load(&mut **conn)
+                .await
+                .map_err(db)?;
+            messages_of(conn, rows).await.map_err(db)
+        })
+        .await
     }
 
     async fn message(
@@ -218,12 +222,25 @@ async fn append(
 ) -> QueryResult<Vec<Result<AppendOutcome, AppendRejection>>> {
     // Pipelined, in this order: PostgreSQL takes the locks before it looks the keys up.
     let shared: &AsyncPgConnection = conn;
-    let (locked, existing) = tokio::join!(
+    let (locked, existing, bindable) = tokio::join!(
         lock_conversations(shared, batch),
-        existing_keys(shared, batch)
+        existing_keys(shared, batch),
+        lock_attachments(shared, batch),
     );
     let mut last_seq = locked?;
-    let mut known = existing?;
+    let existing = existing?;
+    let mut bindable = bindable?;
+    // The replays' originals carry their attachments (a replay compares them).
+    let mut attachments = attachments_of(conn, &existing).await?;
+    let mut known = HashMap::with_capacity(existing.len());
+    for row in existing {
+        let message = message_with(row, &mut attachments)?;
+        let key = (
+            message.sender_id.as_uuid(),
+            message.client_msg_id.clone().unwrap_or_default(),
+        );
+        known.insert(key, message);
+    }
 
     let mut results = Vec::with_capacity(batch.len());
     let mut created = Vec::new();
@@ -245,8 +262,15 @@ async fn append(
             });
             continue;
         }
+        // Its attachments as they are now, each taken from `bindable` so that no later
+        // message of the batch can take it too; or nothing of it is written.
+        let Some(bound) = take_attachments(&mut bindable, new) else {
+            results.push(Err(AppendRejection::AttachmentUnavailable));
+            continue;
+        };
         *last += 1;
-        let message = new.stored_as(*last);
+        let mut message = new.stored_as(*last);
+        message.attachments = bound;
         if let Some(key) = key {
             known.insert(key, message.clone());
         }
@@ -273,11 +297,62 @@ async fn lock_conversations(
     Ok(rows.into_iter().collect())
 }
 
+/// Locks every attachment the batch names, in id order (see [`LockAttachments`]); the
+/// sendable ones (confirmed, not sent) by id. None when the batch sends no attachment.
+async fn lock_attachments(
+    conn: &AsyncPgConnection,
+    batch: &[NewMessage],
+) -> QueryResult<HashMap<Uuid, AttachmentRow>> {
+    let ids: BTreeSet<Uuid> = batch
+        .iter()
+        .flat_map(|m| m.attachments.iter().map(|a| a.id.as_uuid()))
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    let rows: Vec<AttachmentRow> = LockAttachments { ids: &ids }.load(&mut &*conn).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|a| a.confirmed_at.is_some() && a.message_id.is_none())
+        .map(|a| (a.id, a))
+        .collect())
+}
+
+/// The attachments `new` sends, bound to it in order, taken out of `bindable`; `None`
+/// (and nothing taken) unless every one is there, the sender's, in its conversation.
+fn take_attachments(
+    bindable: &mut HashMap<Uuid, AttachmentRow>,
+    new: &NewMessage,
+) -> Option<Vec<Attachment>> {
+    let ids: Vec<Uuid> = new.attachments.iter().map(|a| a.id.as_uuid()).collect();
+    let usable = ids.iter().enumerate().all(|(i, id)| {
+        !ids[..i].contains(id)
+            && bindable.get(id).is_some_and(|a| {
+                a.uploader_id == new.sender_id.as_uuid()
+                    && a.conversation_id == new.conversation_id.as_uuid()
+            })
+    });
+    if !usable {
+        return None;
+    }
+    let mut bound = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let mut attachment = Attachment::try_from(bindable.get(id)?.clone()).ok()?;
+        attachment.message_id = Some(new.id);
+        bound.push(attachment);
+    }
+    for id in &ids {
+        bindable.remove(id);
+    }
+    Some(bound)
+}
+
 /// The stored messages under the batch's (sender, key) pairs, in one query.
 async fn existing_keys(
     conn: &AsyncPgConnection,
     batch: &[NewMessage],
-) -> QueryResult<HashMap<(Uuid, String), Message>> {
+) -> QueryResult<Vec<MessageRow>> {
     let (senders, keys): (Vec<Uuid>, Vec<&str>) = batch
         .iter()
         .filter_map(|m| {
@@ -287,25 +362,14 @@ async fn existing_keys(
         })
         .unzip();
     if senders.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Vec::new());
     }
-    let rows: Vec<MessageRow> = ExistingKeys {
+    ExistingKeys {
         senders: &senders,
         keys: &keys,
     }
     .load(&mut &*conn)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            let message = Message::try_from(row)
-                .map_err(|err| DieselError::DeserializationError(Box::new(err)))?;
-            let key = (
-                message.sender_id.as_uuid(),
-                message.client_msg_id.clone().unwrap_or_default(),
-            );
-            Ok((key, message))
-        })
-        .collect()
+    .await
 }
 
 /// Inserts the new messages, moves their conversations' `last_seq`/`last_message_at` and
@@ -322,7 +386,10 @@ async fn write_created(conn: &mut AsyncPgConnection, created: &[Message]) -> Que
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
+        Vec::with_capacity(n),
     );
+    // Each sent attachment, its message and its position there.
+    let mut bind: (Vec<Uuid>, Vec<Uuid>, Vec<i32>) = (Vec::new(), Vec::new(), Vec::new());
     // Per conversation: the newest seq and its time. Per (conversation, sender): the
     // sender's newest message, which it has both received and read.
     let mut newest: HashMap<Uuid, (i64, DateTime<Utc>)> = HashMap::new();
@@ -338,6 +405,14 @@ async fn write_created(conn: &mut AsyncPgConnection, created: &[Message]) -> Que
         columns.6.push(m.content_type.as_str());
         columns.7.push(m.reply_to.map(|r| r.as_uuid()));
         columns.8.push(m.created_at);
+        columns
+            .9
+            .push(i32::try_from(m.attachments.len()).unwrap_or(i32::MAX));
+        for (position, a) in m.attachments.iter().enumerate() {
+            bind.0.push(a.id.as_uuid());
+            bind.1.push(m.id.as_uuid());
+            bind.2.push(i32::try_from(position).unwrap_or(i32::MAX));
+        }
         let entry = newest.entry(conversation).or_insert((m.seq, m.created_at));
         if m.seq >= entry.0 {
             *entry = (m.seq, m.created_at);
@@ -363,6 +438,7 @@ async fn write_created(conn: &mut AsyncPgConnection, created: &[Message]) -> Que
         content_types: columns.6,
         replies: columns.7,
         times: columns.8,
+        attachment_counts: columns.9,
     };
     let update = UpdateConversations {
         ids: &ids,
@@ -370,20 +446,42 @@ async fn write_created(conn: &mut AsyncPgConnection, created: &[Message]) -> Que
         times: &times,
     };
 
+    let binding = BindAttachments {
+        ids: &bind.0,
+        messages: &bind.1,
+        positions: &bind.2,
+    };
+    let to_bind = bind.0.len();
+
     let shared: &AsyncPgConnection = conn;
-    let (inserted, updated, watermarks) = tokio::join!(
+    // The binding after the insert: its foreign key needs the messages.
+    let (inserted, updated, watermarks, bound) = tokio::join!(
         insert.execute(&mut &*shared),
         update.execute(&mut &*shared),
         receipts::advance(shared, &senders),
+        async {
+            if to_bind == 0 {
+                Ok(0)
+            } else {
+                binding.execute(&mut &*shared).await
+            }
+        },
     );
     // Statement order, so a unique violation of the insert is what the caller sees
     // rather than the "transaction aborted" of the statements after it.
     let inserted = inserted?;
     updated?;
     watermarks?;
+    let bound = bound?;
     if inserted != n {
         return Err(DieselError::QueryBuilderError(
             format!("inserted {inserted} of {n} messages").into(),
+        ));
+    }
+    if bound != to_bind {
+        // The rows are locked and were checked: only a broken invariant gets here.
+        return Err(DieselError::QueryBuilderError(
+            format!("bound {bound} of {to_bind} attachments").into(),
         ));
     }
     Ok(())

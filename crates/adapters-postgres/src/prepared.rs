@@ -134,14 +134,56 @@ statement! {
         content_types: Vec<&'a str> => Array<Text>,
         replies: Vec<Option<Uuid>> => Array<Nullable<SqlUuid>>,
         times: Vec<chrono::DateTime<chrono::Utc>> => Array<Timestamptz>,
+        attachment_counts: Vec<i32> => Array<Integer>,
     }
     -> Untyped = "\
 INSERT INTO messages
-    (id, conversation_id, seq, sender_id, client_msg_id, content, content_type, reply_to, created_at)
+    (id, conversation_id, seq, sender_id, client_msg_id, content, content_type, reply_to, created_at,
+     attachment_count)
 SELECT * FROM unnest(
     ?::uuid[], ?::uuid[], ?::int8[], ?::uuid[], ?::text[],
-    ?::text[], ?::text[], ?::uuid[], ?::timestamptz[]
+    ?::text[], ?::text[], ?::uuid[], ?::timestamptz[], ?::int4[]
 )";
+}
+
+statement! {
+    /// Locks the attachments a batch would bind (`AttachmentRow`s), in the order of `ids`
+    /// (the caller sorts them), and answers each as it is now: after the lock is granted a
+    /// row is read in its newest committed version, so of two sends of one attachment the
+    /// second sees it bound by the first. One primary-key probe per id (see
+    /// [`LockConversations`]); unknown ids have no row.
+    LockAttachments<'a> { ids: &'a [Uuid] => Array<SqlUuid> }
+    -> Untyped = "\
+SELECT a.*
+FROM unnest(?::uuid[]) AS k(id)
+CROSS JOIN LATERAL (SELECT * FROM attachments WHERE id = k.id FOR UPDATE) a";
+}
+
+statement! {
+    /// Binds attachments to the batch's new messages: `ids[i]` to message `messages[i]` at
+    /// `positions[i]`, found by primary key (`= ANY`, each row finding its values by its
+    /// position in `ids`, as in [`UpdateConversations`]). The rows are locked already
+    /// ([`LockAttachments`]).
+    BindAttachments<'a> {
+        ids: &'a [Uuid] => Array<SqlUuid>,
+        messages: &'a [Uuid] => Array<SqlUuid>,
+        positions: &'a [i32] => Array<Integer>,
+    }
+    -> Untyped = "\
+UPDATE attachments a
+SET message_id = v.messages[array_position(v.ids, a.id)],
+    position = v.positions[array_position(v.ids, a.id)]
+FROM (SELECT ?::uuid[] AS ids, ?::uuid[] AS messages, ?::int4[] AS positions) v
+WHERE a.id = ANY(v.ids)";
+}
+
+statement! {
+    /// The attachments of some messages (`AttachmentRow`s), each message's in position
+    /// order: one probe of `attachments_message_id_position_idx` per message (`= ANY` of the
+    /// array). What a page of messages reads them by, when one of them has any.
+    AttachmentsOfMessages<'a> { messages: &'a [Uuid] => Array<SqlUuid> }
+    -> Untyped = "\
+SELECT * FROM attachments WHERE message_id = ANY(?::uuid[]) ORDER BY message_id, position";
 }
 
 statement! {
@@ -542,9 +584,11 @@ mod tests {
             content_types: vec!["text"],
             replies: vec![None],
             times: vec![at],
+            attachment_counts: vec![0],
         });
         assert!(cached);
         assert!(sql.contains("$9::timestamptz[]"), "{sql}");
+        assert!(sql.contains("$10::int4[]"), "{sql}");
 
         for (sql, cached) in [
             sql_of(&LockConversations { ids: &ids }),
@@ -611,6 +655,13 @@ mod tests {
                 after: &0,
                 limit: &10,
             }),
+            sql_of(&LockAttachments { ids: &ids }),
+            sql_of(&BindAttachments {
+                ids: &ids,
+                messages: &ids,
+                positions: &[0],
+            }),
+            sql_of(&AttachmentsOfMessages { messages: &ids }),
         ] {
             assert!(cached, "{sql}");
             assert!(sql.contains("$1"), "{sql}");

@@ -1,13 +1,14 @@
 //! Row structs as diesel reads and writes them, and their conversion to domain types.
 //! They never leave the crate: the domain only sees its own types.
 
-use crate::schema::{conversations, messages, participants, refresh_tokens, users};
+use crate::schema::{attachments, conversations, messages, participants, refresh_tokens, users};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use domain::attachment::Attachment;
 use domain::conversation::{Conversation, Participant, ParticipantProfile};
 use domain::message::Message;
 use domain::user::{DisplayName, EmailAddress, User, UserCredentials};
-use domain::{ConversationId, MessageId, StorageError, UserId};
+use domain::{AttachmentId, ConversationId, MessageId, StorageError, UserId};
 use uuid::Uuid;
 
 /// A `users` row.
@@ -144,6 +145,16 @@ pub(crate) struct MessageRow {
     pub deleted_at: Option<DateTime<Utc>>,
     pub change_seq: i64,
     pub deleted_by: Option<Uuid>,
+    /// How many attachments it was sent with (0: none to read).
+    pub attachment_count: i32,
+}
+
+impl MessageRow {
+    /// Whether its attachments are to be read with it: it has some and is not deleted (a
+    /// tombstone shows none).
+    pub fn shows_attachments(&self) -> bool {
+        self.attachment_count > 0 && self.deleted_at.is_none()
+    }
 }
 
 impl TryFrom<MessageRow> for Message {
@@ -166,6 +177,52 @@ impl TryFrom<MessageRow> for Message {
             deleted_at: row.deleted_at,
             deleted_by: row.deleted_by.map(UserId::from_uuid),
             change_seq: row.change_seq,
+            attachments: Vec::new(),
+        })
+    }
+}
+
+/// An `attachments` row.
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName, Insertable)]
+#[diesel(table_name = attachments, check_for_backend(diesel::pg::Pg))]
+pub(crate) struct AttachmentRow {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub uploader_id: Uuid,
+    pub filename: String,
+    pub mime_type: String,
+    pub size: i64,
+    pub encrypted: bool,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub has_thumbnail: bool,
+    pub created_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub message_id: Option<Uuid>,
+    pub position: Option<i32>,
+}
+
+impl TryFrom<AttachmentRow> for Attachment {
+    type Error = StorageError;
+    fn try_from(row: AttachmentRow) -> Result<Self, StorageError> {
+        let pixels = |n: Option<i32>, column| {
+            n.map(|n| u32::try_from(n).map_err(corrupt(column)))
+                .transpose()
+        };
+        Ok(Self {
+            id: AttachmentId::from_uuid(row.id),
+            conversation_id: ConversationId::from_uuid(row.conversation_id),
+            uploader_id: UserId::from_uuid(row.uploader_id),
+            filename: row.filename,
+            mime_type: row.mime_type,
+            size: u64::try_from(row.size).map_err(corrupt("attachments.size"))?,
+            encrypted: row.encrypted,
+            width: pixels(row.width, "attachments.width")?,
+            height: pixels(row.height, "attachments.height")?,
+            has_thumbnail: row.has_thumbnail,
+            created_at: row.created_at,
+            confirmed_at: row.confirmed_at,
+            message_id: row.message_id.map(MessageId::from_uuid),
         })
     }
 }

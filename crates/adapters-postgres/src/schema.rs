@@ -64,6 +64,7 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
         change_seq -> Int8,
         deleted_by -> Nullable<Uuid>,
+        attachment_count -> Integer,
     }
 }
 
@@ -83,6 +84,7 @@ diesel::joinable!(participants -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(reactions -> messages (message_id));
+diesel::joinable!(attachments -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -94,7 +96,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     devices,
     conversation_encryption,
     conversation_keys,
-    key_backups
+    key_backups,
+    attachments
 );
 
 diesel::table! {
@@ -138,5 +141,24 @@ diesel::table! {
         iv -> Text,
         ct -> Text,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    attachments (id) {
+        id -> Uuid,
+        conversation_id -> Uuid,
+        uploader_id -> Uuid,
+        filename -> Text,
+        mime_type -> Text,
+        size -> Int8,
+        encrypted -> Bool,
+        width -> Nullable<Integer>,
+        height -> Nullable<Integer>,
+        has_thumbnail -> Bool,
+        created_at -> Timestamptz,
+        confirmed_at -> Nullable<Timestamptz>,
+        message_id -> Nullable<Uuid>,
+        position -> Nullable<Integer>,
     }
 }

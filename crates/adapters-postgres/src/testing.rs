@@ -234,6 +234,10 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
+/// The migration before the attachments' (end-to-end encryption): what the release before
+/// issue 14 left behind. [`PREVIOUS_RELEASE_ROWS`] insert into it as they are.
+pub const BEFORE_ATTACHMENTS: &str = "2026-12-04-000000";
+
 /// The migration before end-to-end encryption's (the message lifecycle): what the release
 /// before issue 13 left behind. [`PREVIOUS_RELEASE_ROWS`] insert into it as they are.
 pub const BEFORE_E2EE: &str = "2026-12-03-000000";

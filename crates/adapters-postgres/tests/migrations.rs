@@ -77,11 +77,11 @@ async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_i
         .unwrap();
     drop(conn);
 
-    // The lifecycle's and those after it (end-to-end encryption).
+    // The lifecycle's and those after it (end-to-end encryption, attachments).
     assert_eq!(
         run_migrations(&url).await.unwrap(),
-        2,
-        "the lifecycle's and the e2ee one"
+        3,
+        "the lifecycle's, the e2ee one and the attachments'"
     );
     let store = PostgresStorage::connect(&url, 2).await.unwrap();
 
@@ -107,6 +107,7 @@ async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_i
             deleted_at: None,
             deleted_by: None,
             change_seq: 0,
+            attachments: Vec::new(),
         };
     let m1 = message(
         1,
@@ -213,7 +214,11 @@ async fn a_database_from_before_end_to_end_encryption_migrates_and_encrypts() {
         .unwrap();
     drop(conn);
 
-    assert_eq!(run_migrations(&url).await.unwrap(), 1, "only the new one");
+    assert_eq!(
+        run_migrations(&url).await.unwrap(),
+        2,
+        "the e2ee one and the attachments'"
+    );
     let store = PostgresStorage::connect(&url, 2).await.unwrap();
     let uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap();
     let ada = UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000a"));
@@ -282,4 +287,109 @@ async fn a_database_from_before_end_to_end_encryption_migrates_and_encrypts() {
         .add_participant(id, bob, Role::Member, chrono::Utc::now())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn messages_stored_before_attachments_read_back_with_none_and_can_be_sent_with_some() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+    use domain::attachment::{AttachmentConfirmation, NewAttachment};
+    use domain::message::{
+        AppendOutcome, ClientMsgId, ContentType, DeleteOutcome, MessageContent, NewMessage,
+    };
+    use domain::ports::{AttachmentStore, ConversationStore, MessageStore};
+    use domain::{AttachmentId, ConversationId, MessageId, UserId};
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    let url = adapters_postgres::testing::database_migrated_to(
+        adapters_postgres::testing::BEFORE_ATTACHMENTS,
+    )
+    .await;
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    let before: Exists =
+        diesel::sql_query("SELECT to_regclass('attachments') IS NOT NULL AS exists")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    assert!(!before.exists, "the attachments migration has not run yet");
+    conn.batch_execute(adapters_postgres::testing::PREVIOUS_RELEASE_ROWS)
+        .await
+        .unwrap();
+
+    assert_eq!(run_migrations(&url).await.unwrap(), 1, "only the new one");
+    let counted: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM messages WHERE attachment_count = 0")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(counted.n, 3, "every old message has attachment_count 0");
+    drop(conn);
+
+    let store = PostgresStorage::connect(&url, 2).await.unwrap();
+    let uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap();
+    let ada = UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000a"));
+    let bob = UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000b"));
+    let id = ConversationId::from_uuid(uuid("018f0000-0000-7000-8000-0000000000c0"));
+    let old = store.messages_after(id, 0, 10).await.unwrap();
+    assert_eq!(old.len(), 3);
+    assert!(old.iter().all(|m| m.attachments.is_empty()), "{old:?}");
+    assert_eq!(old[1].content, "hi Ada");
+    let m1 = MessageId::from_uuid(uuid("018f0000-0000-7000-8000-000000000001"));
+    let first = store.message(id, m1).await.unwrap().unwrap();
+    assert!(first.attachments.is_empty());
+    let list = store.list_conversations(bob, None, 0, 10).await.unwrap();
+    assert_eq!(list[0].last_message.as_ref(), old.last());
+
+    // The old conversation takes attachments now, and its old messages are deleted alike.
+    let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6);
+    let new = NewAttachment {
+        id: AttachmentId::new(),
+        conversation_id: id,
+        uploader_id: ada,
+        filename: "a.pdf".to_owned(),
+        mime_type: "application/pdf".to_owned(),
+        size: 10,
+        encrypted: false,
+        created_at: now,
+    };
+    store.insert_attachment(&new).await.unwrap();
+    let confirmed = store
+        .confirm_attachment(
+            new.id,
+            &AttachmentConfirmation {
+                mime_type: "application/pdf".to_owned(),
+                size: 10,
+                width: None,
+                height: None,
+                has_thumbnail: false,
+                confirmed_at: now,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let send = NewMessage {
+        id: MessageId::new(),
+        conversation_id: id,
+        sender_id: ada,
+        client_msg_id: Some(ClientMsgId::parse("key-2").unwrap()),
+        content: MessageContent::parse("the file", 100).unwrap(),
+        content_type: ContentType::Text,
+        reply_to: None,
+        reply_preview: None,
+        created_at: now,
+        attachments: vec![confirmed],
+    };
+    let mut results = store.append_messages(&[send]).await.unwrap();
+    let Some(Ok(AppendOutcome::Created(sent))) = results.pop() else {
+        panic!("created")
+    };
+    assert_eq!((sent.seq, sent.attachments.len()), (4, 1));
+    assert_eq!(store.messages_after(id, 3, 10).await.unwrap(), vec![sent]);
+    let deleted = store.delete_message(id, m1, ada, now).await.unwrap();
+    assert!(matches!(deleted, Some(DeleteOutcome::Deleted(m)) if m.attachments.is_empty()));
 }

@@ -20,18 +20,22 @@ use common::{message, user};
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use domain::attachment::{AttachmentConfirmation, NewAttachment};
 use domain::conversation::{GroupTitle, NewDirectConversation, NewGroupConversation};
 use domain::message::{DeleteOutcome, Emoji, MessageContent};
-use domain::ports::{ConversationStore, MessageStore, ReceiptStore, UserStore, WatermarkUpdate};
-use domain::{ConversationId, MessageId, UserId};
+use domain::ports::{
+    AttachmentStore, ConversationStore, MessageStore, ReceiptStore, UserStore, WatermarkUpdate,
+};
+use domain::{AttachmentId, ConversationId, MessageId, UserId};
 
 /// The tables the hot statements read.
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 6] = [
     "messages",
     "conversations",
     "participants",
     "users",
     "reactions",
+    "attachments",
 ];
 
 /// The rows `messages` is grown to (over 1,000 conversations of 2,000 users).
@@ -102,6 +106,40 @@ struct Count {
     n: i64,
 }
 
+/// A confirmed upload of `uploader` to `conversation`, ready to send.
+async fn upload(
+    store: &PostgresStorage,
+    conversation: ConversationId,
+    uploader: UserId,
+    filename: &str,
+) -> domain::attachment::Attachment {
+    let now = Utc::now().trunc_subsecs(6);
+    let new = NewAttachment {
+        id: AttachmentId::new(),
+        conversation_id: conversation,
+        uploader_id: uploader,
+        filename: filename.to_owned(),
+        mime_type: "image/png".to_owned(),
+        size: 100,
+        encrypted: false,
+        created_at: now,
+    };
+    store.insert_attachment(&new).await.unwrap();
+    let confirmation = AttachmentConfirmation {
+        mime_type: "image/png".to_owned(),
+        size: 100,
+        width: Some(10),
+        height: Some(10),
+        has_thumbnail: true,
+        confirmed_at: now,
+    };
+    store
+        .confirm_attachment(new.id, &confirmation)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// Two users with a direct conversation and a group with a third, the way the server's
 /// sessions use the store.
 struct Traffic {
@@ -162,6 +200,14 @@ impl Traffic {
             // A resend of a key already stored: the idempotency lookup finds it.
             batch.push(message(self.direct, self.a, &format!("r{}-1", round - 1)));
         }
+        // A send with two attachments: their lock and binding, then every page reading them.
+        let mut with_files = message(self.direct, self.b, &format!("r{round}-files"));
+        for name in ["one.png", "two.png"] {
+            with_files
+                .attachments
+                .push(upload(store, self.direct, self.b, name).await);
+        }
+        batch.push(with_files);
         let outcomes = store.append_messages(&batch).await.unwrap();
         assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
         let seq = store
@@ -294,7 +340,7 @@ async fn scans(store: &PostgresStorage, admin: &mut AsyncPgConnection) -> Vec<Sc
     diesel::sql_query(
         "SELECT relname::text, seq_scan, seq_tup_read, n_live_tup FROM pg_stat_user_tables \
          WHERE relname = ANY(ARRAY['messages', 'conversations', 'participants', 'users', \
-         'reactions']) ORDER BY relname",
+         'reactions', 'attachments']) ORDER BY relname",
     )
     .load(admin)
     .await
@@ -460,6 +506,9 @@ async fn pooled_plans_made_on_empty_tables_still_use_indexes_after_growth() {
         "change_seq > 0 AND",            // the changes after a cursor
         "SELECT * FROM (SELECT * FROM messages WHERE id", // one message
         "WHERE id = ANY(",               // a page's reply originals
+        "attachments WHERE id = k.id FOR UPDATE", // a send's attachments locked
+        "UPDATE attachments a",          // and bound
+        "attachments WHERE message_id = ANY(", // a page's attachments
     ] {
         assert!(
             plans.iter().any(|(s, _)| s.statement.contains(hot)),

@@ -69,6 +69,7 @@ fn message(
         reply_to: None,
         reply_preview: None,
         created_at: Utc::now().trunc_subsecs(6),
+        attachments: Vec::new(),
     }
 }
 
@@ -294,6 +295,7 @@ async fn a_message_postgresql_refuses_fails_alone_and_the_others_of_its_batch_co
     );
 
     let service = MessageService::new(
+        store.clone(),
         store.clone(),
         store.clone(),
         store.clone(),

@@ -1,5 +1,6 @@
 //! `ConversationStore`: conversations and membership.
 
+use crate::attachments::{attachments_of, message_with};
 use crate::connection::coalesce;
 use crate::hot;
 use crate::rows::{
@@ -145,6 +146,7 @@ impl ConversationStore for SqliteStorage {
                 .into_iter()
                 .map(|m| (m.conversation_id.clone(), m))
                 .collect();
+            let mut attachments = attachments_of(conn, last_messages.values())?;
             details_of(conn, rows)?
                 .into_iter()
                 .zip(ids)
@@ -153,7 +155,7 @@ impl ConversationStore for SqliteStorage {
                         details,
                         last_message: last_messages
                             .remove(&id)
-                            .map(MessageRow::into_message)
+                            .map(|m| message_with(m, &mut attachments))
                             .transpose()?,
                     })
                 })

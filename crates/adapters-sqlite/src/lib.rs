@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod attachments;
 mod connection;
 mod conversations;
 mod encryption;

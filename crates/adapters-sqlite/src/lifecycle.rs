@@ -6,6 +6,7 @@
 //! (`last_change = last_change + 1 ... RETURNING`) only once the change is sure to happen:
 //! a change that changes nothing takes no number.
 
+use crate::attachments::{message_of, messages_of};
 use crate::rows::{convert, id, MessageRow};
 use crate::schema::{conversations, messages, reactions};
 use diesel::dsl::sql;
@@ -61,8 +62,8 @@ pub(crate) fn edit(
             messages::change_seq.eq(change),
         ))
         .returning(MessageRow::as_returning())
-        .get_result(conn)?
-        .into_message()
+        .get_result(conn)
+        .and_then(|row| message_of(conn, row))
         .map(Some)
 }
 
@@ -121,7 +122,7 @@ pub(crate) fn react(
     if there == r.on {
         // Adding what is there, or removing what is not: nothing changes.
         return Ok(Some(ReactionOutcome {
-            message: row.into_message()?,
+            message: message_of(conn, row)?,
             changed: false,
         }));
     }
@@ -140,11 +141,11 @@ pub(crate) fn react(
     } else {
         diesel::delete(key()).execute(conn)?;
     }
-    let message = diesel::update(messages::table.find(&r.message))
+    let row = diesel::update(messages::table.find(&r.message))
         .set(messages::change_seq.eq(change))
         .returning(MessageRow::as_returning())
-        .get_result(conn)?
-        .into_message()?;
+        .get_result(conn)?;
+    let message = message_of(conn, row)?;
     Ok(Some(ReactionOutcome {
         message,
         changed: true,
@@ -168,7 +169,7 @@ pub(crate) fn changes_after(
         .limit(limit)
         .select(MessageRow::as_select())
         .load(conn)?;
-    convert(rows, MessageRow::into_message)
+    messages_of(conn, rows)
 }
 
 /// Every reaction to a set of messages of one conversation, one row per (message, emoji):

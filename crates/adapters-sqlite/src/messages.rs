@@ -1,10 +1,11 @@
 //! `MessageStore`: appending with gap-free seqs and idempotency keys, history, and the
 //! lifecycle (edits, deletions, reactions; see `lifecycle.rs`).
 
+use crate::attachments::{self, message_of, messages_of};
 use crate::hot::{RaiseWatermarks, TakeSeq};
 use crate::lifecycle::{self, Reaction};
-use crate::rows::{convert, micros, MessageRow};
-use crate::schema::messages;
+use crate::rows::{micros, MessageRow};
+use crate::schema::{conversations, messages};
 use crate::SqliteStorage;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -48,7 +49,8 @@ impl MessageStore for SqliteStorage {
             if let Some(before) = before_seq {
                 page = page.filter(messages::seq.lt(before));
             }
-            convert(page.load(conn)?, MessageRow::into_message)
+            let rows = page.load(conn)?;
+            messages_of(conn, rows)
         })
         .await
     }
@@ -67,7 +69,7 @@ impl MessageStore for SqliteStorage {
                 .order(messages::seq.asc())
                 .limit(i64::from(limit))
                 .load(conn)?;
-            convert(page, MessageRow::into_message)
+            messages_of(conn, page)
         })
         .await
     }
@@ -84,7 +86,7 @@ impl MessageStore for SqliteStorage {
                 .select(MessageRow::as_select())
                 .first(conn)
                 .optional()?
-                .map(MessageRow::into_message)
+                .map(|row| message_of(conn, row))
                 .transpose()
         })
         .await
@@ -106,7 +108,7 @@ impl MessageStore for SqliteStorage {
                 .filter(messages::conversation_id.eq(conversation.to_string()))
                 .select(MessageRow::as_select())
                 .load(conn)?;
-            convert(found, MessageRow::into_message)
+            messages_of(conn, found)
         })
         .await
     }
@@ -206,7 +208,7 @@ fn append(
             .first(conn)
             .optional()?;
         if let Some(earlier) = earlier {
-            let earlier = earlier.into_message()?;
+            let earlier = message_of(conn, earlier)?;
             return Ok(if new.is_replayed_by(&earlier) {
                 Ok(AppendOutcome::Replayed(earlier))
             } else {
@@ -215,6 +217,25 @@ fn append(
         }
     }
     let conversation = new.conversation_id.to_string();
+    // Checked before a seq is taken: a send refused writes nothing.
+    let bound = if new.attachments.is_empty() {
+        Vec::new()
+    } else {
+        match attachments::sendable(conn, new)? {
+            Some(bound) => bound,
+            None => {
+                let known = diesel::select(diesel::dsl::exists(
+                    conversations::table.find(&conversation),
+                ))
+                .get_result::<bool>(conn)?;
+                return Ok(Err(if known {
+                    AppendRejection::AttachmentUnavailable
+                } else {
+                    AppendRejection::ConversationNotFound
+                }));
+            }
+        }
+    };
     let created_at = crate::rows::micros(new.created_at);
     // Taking the next seq and moving `last_seq` is one statement; under the write lock
     // no one else can take the same seq.
@@ -239,5 +260,8 @@ fn append(
         read: seq,
     }
     .execute(conn)?;
-    row.into_message().map(AppendOutcome::Created).map(Ok)
+    attachments::bind(conn, &bound)?;
+    let mut message = row.into_message()?;
+    message.attachments = bound;
+    Ok(Ok(AppendOutcome::Created(message)))
 }

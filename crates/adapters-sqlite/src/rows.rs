@@ -194,9 +194,17 @@ pub(crate) struct MessageRow {
     pub(crate) deleted_at: Option<i64>,
     pub(crate) change_seq: i64,
     pub(crate) deleted_by: Option<String>,
+    /// How many attachments it was sent with (0: none to read).
+    pub(crate) attachment_count: i32,
 }
 
 impl MessageRow {
+    /// Whether its attachments are to be read with it: it has some and is not deleted (a
+    /// tombstone shows none).
+    pub(crate) fn shows_attachments(&self) -> bool {
+        self.attachment_count > 0 && self.deleted_at.is_none()
+    }
+
     /// The row for `new` at position `seq`.
     pub(crate) fn new(new: &NewMessage, seq: i64) -> Self {
         Self {
@@ -213,6 +221,7 @@ impl MessageRow {
             deleted_at: None,
             change_seq: 0,
             deleted_by: None,
+            attachment_count: i32::try_from(new.attachments.len()).unwrap_or(i32::MAX),
         }
     }
 
@@ -231,6 +240,7 @@ impl MessageRow {
             deleted_at: optional_time(self.deleted_at)?,
             deleted_by: self.deleted_by.as_deref().map(id).transpose()?,
             change_seq: self.change_seq,
+            attachments: Vec::new(),
         })
     }
 }

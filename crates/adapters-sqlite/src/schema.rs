@@ -67,6 +67,7 @@ diesel::table! {
         deleted_at -> Nullable<BigInt>,
         change_seq -> BigInt,
         deleted_by -> Nullable<Text>,
+        attachment_count -> Integer,
     }
 }
 
@@ -85,6 +86,7 @@ diesel::joinable!(participants -> conversations (conversation_id));
 diesel::joinable!(participants -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(reactions -> messages (message_id));
+diesel::joinable!(attachments -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -96,7 +98,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     devices,
     conversation_encryption,
     conversation_keys,
-    key_backups
+    key_backups,
+    attachments
 );
 
 diesel::table! {
@@ -140,5 +143,24 @@ diesel::table! {
         iv -> Text,
         ct -> Text,
         updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    attachments (id) {
+        id -> Text,
+        conversation_id -> Text,
+        uploader_id -> Text,
+        filename -> Text,
+        mime_type -> Text,
+        size -> BigInt,
+        encrypted -> Bool,
+        width -> Nullable<Integer>,
+        height -> Nullable<Integer>,
+        has_thumbnail -> Bool,
+        created_at -> BigInt,
+        confirmed_at -> Nullable<BigInt>,
+        message_id -> Nullable<Text>,
+        position -> Nullable<Integer>,
     }
 }

@@ -45,6 +45,10 @@ pub fn migrate_to(path: &Path, version: &str) -> Result<usize, StorageError> {
     }
 }
 
+/// The migration before the attachments' (end-to-end encryption): what the release before
+/// issue 14 left behind. [`PREVIOUS_RELEASE_ROWS`] insert into it as they are.
+pub const BEFORE_ATTACHMENTS: &str = "2026-12-04-000000";
+
 /// The migration before end-to-end encryption's (the message lifecycle): what the release
 /// before issue 13 left behind. [`PREVIOUS_RELEASE_ROWS`] insert into it as they are.
 pub const BEFORE_E2EE: &str = "2026-12-03-000000";

@@ -71,6 +71,7 @@ async fn world() -> (
         store.clone(),
         store.clone(),
         store.clone(),
+        store.clone(),
         Arc::new(SystemClock),
         Limits::default(),
     );
@@ -98,6 +99,7 @@ proptest! {
                         temp_id: Some(format!("key-{}", s.key)),
                         reply_to: None,
                         encrypted: None,
+                        attachment_ids: Vec::new(),
                     };
                     tokio::spawn(async move { service.send(cmd).await })
                 })

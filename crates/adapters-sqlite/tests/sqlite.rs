@@ -77,7 +77,7 @@ async fn data_survives_closing_and_reopening_the_file() {
 async fn migrations_run_once_and_opening_twice_is_harmless() {
     let dir = temp_dir();
     let path = dir.path().join("chat.db");
-    assert_eq!(run_migrations(&path).await.unwrap(), 4);
+    assert_eq!(run_migrations(&path).await.unwrap(), 5);
     assert_eq!(run_migrations(&path).await.unwrap(), 0);
     let first = open(&path).await;
     let a = user(&store(&first), "A").await;
@@ -366,6 +366,7 @@ async fn messages_stored_before_the_lifecycle_migration_read_back_intact_after_i
         deleted_at: None,
         deleted_by: None,
         change_seq: 0,
+        attachments: Vec::new(),
     };
     let m1 = message(
         1,
@@ -531,4 +532,110 @@ async fn a_file_from_before_end_to_end_encryption_migrates_and_encrypts() {
             .unwrap()
             .rotation_needed
     );
+}
+
+#[tokio::test]
+async fn messages_stored_before_attachments_read_back_with_none_and_can_be_sent_with_some() {
+    use diesel::connection::{Connection, SimpleConnection};
+    use diesel::sqlite::SqliteConnection;
+    use diesel::RunQueryDsl;
+    use domain::attachment::{AttachmentConfirmation, NewAttachment};
+    use domain::message::{
+        AppendOutcome, ClientMsgId, ContentType, DeleteOutcome, MessageContent, NewMessage,
+    };
+    use domain::ports::{AttachmentStore, ConversationStore, MessageStore};
+    use domain::{AttachmentId, ConversationId, MessageId};
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    let dir = temp_dir();
+    let path = dir.path().join("chat.db");
+    adapters_sqlite::testing::migrate_to(&path, adapters_sqlite::testing::BEFORE_ATTACHMENTS)
+        .unwrap();
+    let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    assert!(
+        conn.batch_execute("SELECT 1 FROM attachments").is_err(),
+        "the attachments migration has not run yet"
+    );
+    conn.batch_execute(adapters_sqlite::testing::PREVIOUS_RELEASE_ROWS)
+        .unwrap();
+    drop(conn);
+
+    // Opening applies the new migration.
+    let storage = open(&path).await;
+    assert_eq!(run_migrations(&path).await.unwrap(), 0, "applied on open");
+    let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    let counted: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM messages WHERE attachment_count = 0")
+            .get_result(&mut conn)
+            .unwrap();
+    assert_eq!(counted.n, 3, "every old message has attachment_count 0");
+    drop(conn);
+
+    let uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap();
+    let ada = UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000a"));
+    let bob = UserId::from_uuid(uuid("018f0000-0000-7000-8000-00000000000b"));
+    let id = ConversationId::from_uuid(uuid("018f0000-0000-7000-8000-0000000000c0"));
+    let old = storage.messages_after(id, 0, 10).await.unwrap();
+    assert_eq!(old.len(), 3);
+    assert!(old.iter().all(|m| m.attachments.is_empty()), "{old:?}");
+    assert_eq!(old[1].content, "hi Ada");
+    let m1 = MessageId::from_uuid(uuid("018f0000-0000-7000-8000-000000000001"));
+    let first = storage.message(id, m1).await.unwrap().unwrap();
+    assert!(first.attachments.is_empty());
+    let list = storage.list_conversations(bob, None, 0, 10).await.unwrap();
+    assert_eq!(list[0].last_message.as_ref(), old.last());
+
+    // The old conversation takes attachments now, and its old messages are deleted alike.
+    let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6);
+    let new = NewAttachment {
+        id: AttachmentId::new(),
+        conversation_id: id,
+        uploader_id: ada,
+        filename: "a.pdf".to_owned(),
+        mime_type: "application/pdf".to_owned(),
+        size: 10,
+        encrypted: false,
+        created_at: now,
+    };
+    storage.insert_attachment(&new).await.unwrap();
+    let confirmed = storage
+        .confirm_attachment(
+            new.id,
+            &AttachmentConfirmation {
+                mime_type: "application/pdf".to_owned(),
+                size: 10,
+                width: None,
+                height: None,
+                has_thumbnail: false,
+                confirmed_at: now,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let send = NewMessage {
+        id: MessageId::new(),
+        conversation_id: id,
+        sender_id: ada,
+        client_msg_id: Some(ClientMsgId::parse("key-2").unwrap()),
+        content: MessageContent::parse("the file", 100).unwrap(),
+        content_type: ContentType::Text,
+        reply_to: None,
+        reply_preview: None,
+        created_at: now,
+        attachments: vec![confirmed],
+    };
+    let mut results = storage.append_messages(&[send]).await.unwrap();
+    let Some(Ok(AppendOutcome::Created(sent))) = results.pop() else {
+        panic!("created")
+    };
+    assert_eq!((sent.seq, sent.attachments.len()), (4, 1));
+    assert_eq!(storage.messages_after(id, 3, 10).await.unwrap(), vec![sent]);
+    let deleted = storage.delete_message(id, m1, ada, now).await.unwrap();
+    assert!(matches!(deleted, Some(DeleteOutcome::Deleted(m)) if m.attachments.is_empty()));
 }

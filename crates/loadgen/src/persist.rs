@@ -136,6 +136,7 @@ impl Workload {
             reply_to: None,
             reply_preview: None,
             created_at: now,
+            attachments: Vec::new(),
         })
     }
 }

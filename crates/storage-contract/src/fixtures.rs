@@ -98,6 +98,7 @@ pub fn message(
         reply_to: None,
         reply_preview: None,
         created_at: now(),
+        attachments: Vec::new(),
     }
 }
 

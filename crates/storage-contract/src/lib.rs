@@ -12,6 +12,7 @@
 //! Each case is a public async fn taking the store, so an adapter can also call one alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod attachments;
 pub mod concurrency;
 pub mod conversations;
 pub mod encryption;
@@ -85,6 +86,15 @@ macro_rules! storage_contract_tests {
             encryption::keys_name_the_public_key_of_the_wrapping_device_even_revoked,
             encryption::a_session_snapshot_names_the_encrypted_conversations,
             encryption::an_encrypted_message_keeps_its_envelope_verbatim_everywhere,
+            attachments::an_attachment_is_recorded_read_and_confirmed_once,
+            attachments::attachments_by_ids_answers_those_that_exist,
+            attachments::a_send_binds_its_attachments_and_every_read_shows_them_in_order,
+            attachments::a_second_send_of_an_attachment_is_refused_while_its_batch_commits,
+            attachments::anothers_another_conversations_or_an_unconfirmed_attachment_is_refused,
+            attachments::a_replay_returns_the_original_with_its_attachments_and_binds_nothing,
+            attachments::concurrent_sends_of_one_attachment_bind_it_once,
+            attachments::a_deleted_messages_attachments_leave_it_and_expire,
+            attachments::unsent_attachments_expire_oldest_first_and_recent_or_sent_ones_do_not,
             concurrency::fifty_concurrent_sends_get_seqs_one_to_fifty,
             concurrency::concurrent_retries_of_one_key_give_one_message_and_burn_no_seq,
             receipts::watermarks_only_move_forward,

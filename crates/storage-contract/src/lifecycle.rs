@@ -127,6 +127,7 @@ pub async fn an_edit_sets_content_and_edited_at_and_takes_the_next_change_number
             content: "first, edited".into(),
             edited_at: Some(at),
             change_seq: 1,
+            attachments: Vec::new(),
             ..first.clone()
         }
     );
@@ -237,6 +238,7 @@ pub async fn a_deletion_erases_content_and_reactions_and_leaves_a_tombstone(stor
         deleted_at: Some(at),
         deleted_by: Some(b.id),
         change_seq: 5,
+        attachments: Vec::new(),
         ..edited.clone()
     };
     assert_eq!(outcome, Some(DeleteOutcome::Deleted(want.clone())));
@@ -322,6 +324,7 @@ pub async fn reactions_go_on_and_off_and_only_a_change_takes_a_number(store: Sto
         ReactionOutcome {
             message: Message {
                 change_seq: 1,
+                attachments: Vec::new(),
                 ..m.clone()
             },
             changed: true,
@@ -400,6 +403,7 @@ pub async fn reactions_go_on_and_off_and_only_a_change_takes_a_number(store: Sto
         now,
         Message {
             change_seq: 4,
+            attachments: Vec::new(),
             ..m.clone()
         }
     );

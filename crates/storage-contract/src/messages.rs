@@ -72,6 +72,7 @@ pub async fn timestamps_and_fields_read_back_exactly(store: Store) {
         deleted_at: None,
         deleted_by: None,
         change_seq: 0,
+        attachments: Vec::new(),
     };
     assert_eq!(m, want);
     assert_eq!(store.message(id, new.id).await.unwrap(), Some(want));

@@ -34,5 +34,6 @@ pub fn message(conversation: ConversationId, sender: UserId, key: &str) -> NewMe
         reply_to: None,
         reply_preview: None,
         created_at: Utc::now().trunc_subsecs(6),
+        attachments: Vec::new(),
     }
 }
