@@ -429,6 +429,7 @@ pub async fn send_rest(
                 content_type: Some("text".into()),
                 temp_id: Some(temp_id.into()),
                 reply_to: None,
+                attachment_ids: Vec::new(),
             }),
         )
         .await;

@@ -71,11 +71,35 @@ pub enum ErrorCode {
     RateLimited,
     /// A backing service failed or the node is saturated: nothing was done, retry (REST 503).
     Unavailable,
+    /// An attachment larger than `attachments.max_size_bytes` (413).
+    TooLarge,
+    /// An attachment type not in `attachments.allowed_types` (415).
+    TypeNotAllowed,
+    /// An attachment's bytes are not of its declared type: a renamed `.exe` as `image/png` (415).
+    ContentMismatch,
+    /// An attachment's `mime_type` is not `type/subtype` (422).
+    MalformedMimeType,
+    /// An attachment's filename is empty or too long (422).
+    MalformedFilename,
+    /// An attachment of no bytes (422).
+    EmptyFile,
+    /// An image with more pixels than `attachments.max_image_pixels` (422).
+    TooManyPixels,
+    /// An image whose header cannot be read (422).
+    UnreadableImage,
+    /// Confirming an attachment whose bytes were not uploaded (422).
+    UploadMissing,
+    /// An attachment that cannot be sent: not the sender's, of another conversation, or not confirmed (422).
+    AttachmentUnavailable,
+    /// An attachment sent with another message already (409).
+    AttachmentAlreadySent,
+    /// A download `Range` past the end of the file (416).
+    RangeNotSatisfiable,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 42] = [
         Self::MalformedJson,
         Self::InvalidBody,
         Self::InvalidJson,
@@ -106,6 +130,18 @@ impl ErrorCode {
         Self::GroupFull,
         Self::RateLimited,
         Self::Unavailable,
+        Self::TooLarge,
+        Self::TypeNotAllowed,
+        Self::ContentMismatch,
+        Self::MalformedMimeType,
+        Self::MalformedFilename,
+        Self::EmptyFile,
+        Self::TooManyPixels,
+        Self::UnreadableImage,
+        Self::UploadMissing,
+        Self::AttachmentUnavailable,
+        Self::AttachmentAlreadySent,
+        Self::RangeNotSatisfiable,
     ];
 
     /// The code as it appears on the wire.
@@ -141,6 +177,18 @@ impl ErrorCode {
             Self::GroupFull => "group_full",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
+            Self::TooLarge => "too_large",
+            Self::TypeNotAllowed => "type_not_allowed",
+            Self::ContentMismatch => "content_mismatch",
+            Self::MalformedMimeType => "malformed_mime_type",
+            Self::MalformedFilename => "malformed_filename",
+            Self::EmptyFile => "empty_file",
+            Self::TooManyPixels => "too_many_pixels",
+            Self::UnreadableImage => "unreadable_image",
+            Self::UploadMissing => "upload_missing",
+            Self::AttachmentUnavailable => "attachment_unavailable",
+            Self::AttachmentAlreadySent => "attachment_already_sent",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
         }
     }
 }

@@ -32,6 +32,7 @@ fn a_rest_request_leaves_out_the_optional_fields_it_does_not_set() {
         content_type: None,
         temp_id: Some("t".into()),
         reply_to: None,
+        attachment_ids: Vec::new(),
     };
     assert_eq!(
         serde_json::to_string(&body).unwrap(),

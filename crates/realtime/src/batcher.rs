@@ -481,6 +481,7 @@ mod tests {
             Arc::new(conversations),
             Arc::new(MockReceiptStore::new()),
             plain(),
+            Arc::new(domain::ports::MockAttachmentStore::new()),
             Arc::new(SystemClock),
             Limits::default(),
         )
@@ -497,6 +498,7 @@ mod tests {
             reply_to: None,
             reply_preview: None,
             created_at: Utc::now(),
+            attachments: Vec::new(),
         }
     }
 
@@ -701,6 +703,7 @@ mod tests {
             Arc::new(MockConversationStore::new()),
             Arc::new(MockReceiptStore::new()),
             plain(),
+            Arc::new(domain::ports::MockAttachmentStore::new()),
             Arc::new(SystemClock),
             Limits::default(),
         );

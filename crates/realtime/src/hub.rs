@@ -625,6 +625,7 @@ mod tests {
                 deleted_at: None,
                 change_seq: 0,
                 deleted_by: None,
+                attachments: Vec::new(),
             },
             origin,
             reply_preview: None,

@@ -18,6 +18,7 @@ mod changes_feed;
 pub mod client_errors;
 pub mod envelope;
 pub mod hub;
+pub mod links;
 pub mod metrics;
 pub mod presence_tasks;
 mod publisher;

@@ -297,6 +297,7 @@ mod tests {
             deleted_at: None,
             change_seq: 0,
             deleted_by: None,
+            attachments: Vec::new(),
         }
     }
 

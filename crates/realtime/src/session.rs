@@ -953,6 +953,7 @@ mod tests {
                 deleted_at: None,
                 change_seq: 0,
                 deleted_by: None,
+                attachments: Vec::new(),
             },
             status: MessageStatus::Sent,
             reactions: Vec::new(),

@@ -83,6 +83,8 @@ pub fn message(view: &MessageView) -> MessageDto {
         change_seq: m.change_seq,
         reactions: view.reactions.iter().map(|r| reaction(r, true)).collect(),
         reply_preview: view.reply.as_ref().map(reply_preview),
+        // Unsigned: whoever writes it to one reader signs the links for them.
+        attachments: m.attachments.iter().map(crate::links::attachment).collect(),
     }
 }
 

@@ -112,6 +112,21 @@ pub enum ApiError {
         /// Seconds until an attempt may succeed (`Retry-After`).
         retry_after_secs: u64,
     },
+    /// An upload refused by the attachment rules (413, 415 or 422).
+    #[error(transparent)]
+    Attachment(#[from] domain::attachment::AttachmentRefusal),
+    /// An attachment that cannot be sent with this message (422).
+    #[error("{0}")]
+    AttachmentUnavailable(&'static str),
+    /// An attachment sent with another message already (409).
+    #[error("the attachment was sent with another message")]
+    AttachmentAlreadySent,
+    /// Confirming what was never uploaded (422).
+    #[error("nothing was uploaded for this attachment: PUT its bytes to upload_url first")]
+    UploadMissing,
+    /// A download range past the end of a file of this many bytes (416).
+    #[error("range not satisfiable: the file is {0} bytes")]
+    RangeNotSatisfiable(u64),
     /// A backing service failed (503). The cause is logged, never shown.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] StorageError),
@@ -171,6 +186,11 @@ impl ApiError {
             Self::GroupFull(_) => ErrorCode::GroupFull,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Unavailable(_) | Self::Busy { .. } => ErrorCode::Unavailable,
+            Self::Attachment(refusal) => attachment_code(refusal),
+            Self::AttachmentUnavailable(_) => ErrorCode::AttachmentUnavailable,
+            Self::AttachmentAlreadySent => ErrorCode::AttachmentAlreadySent,
+            Self::UploadMissing => ErrorCode::UploadMissing,
+            Self::RangeNotSatisfiable(_) => ErrorCode::RangeNotSatisfiable,
         }
     }
 
@@ -201,6 +221,14 @@ impl ApiError {
             }
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Attachment(refusal) => {
+                StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
+            }
+            Self::AttachmentUnavailable(_) | Self::UploadMissing => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::AttachmentAlreadySent => StatusCode::CONFLICT,
+            Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
         }
     }
 
@@ -229,6 +257,23 @@ impl ResponseError for ApiError {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
         }
         response.json(self.body())
+    }
+}
+
+/// The code of an attachment refusal (the domain's [`AttachmentRefusal::code`] names).
+///
+/// [`AttachmentRefusal::code`]: domain::attachment::AttachmentRefusal::code
+fn attachment_code(refusal: &domain::attachment::AttachmentRefusal) -> ErrorCode {
+    use domain::attachment::AttachmentRefusal as R;
+    match refusal {
+        R::TooLarge { .. } => ErrorCode::TooLarge,
+        R::TypeNotAllowed(_) => ErrorCode::TypeNotAllowed,
+        R::ContentMismatch { .. } => ErrorCode::ContentMismatch,
+        R::MalformedMimeType => ErrorCode::MalformedMimeType,
+        R::MalformedFilename => ErrorCode::MalformedFilename,
+        R::Empty => ErrorCode::EmptyFile,
+        R::TooManyPixels { .. } => ErrorCode::TooManyPixels,
+        R::UnreadableImage => ErrorCode::UnreadableImage,
     }
 }
 
@@ -303,6 +348,12 @@ impl From<ChatError> for ApiError {
                 "message",
                 "the database refused to store this message; sending it again will not help",
             ),
+            ChatError::AttachmentRefused(refusal) => Self::Attachment(refusal),
+            ChatError::AttachmentUnavailable(why) => Self::AttachmentUnavailable(why),
+            ChatError::AttachmentAlreadySent => Self::AttachmentAlreadySent,
+            ChatError::UploadMissing => Self::UploadMissing,
+            ChatError::RangeNotSatisfiable(size) => Self::RangeNotSatisfiable(size),
+            ChatError::BlobsUnavailable(cause) => Self::Unavailable(StorageError::msg(cause)),
             ChatError::Storage(e) => Self::Unavailable(e),
         }
     }

@@ -84,6 +84,9 @@ pub enum StartupError {
     /// Redis (`redis.url`) could not be reached, or is not supported by this constructor.
     #[error("cannot use redis: {0}")]
     Redis(#[source] RealtimeError),
+    /// The blob store (`blobs.url`) could not be opened.
+    #[error("cannot open the blob store: {0}")]
+    Blobs(#[source] adapters_blobs::OpenError),
 }
 
 /// A built server: bound, not yet serving.
@@ -183,13 +186,16 @@ impl Application {
         let issuer = JwtIssuer::new(key, &auth.issuer, &auth.audience, auth.access_ttl.as_secs());
         let verifier = TokenVerifier::new(key, &auth.issuer, &auth.audience)
             .with_iat_leeway(auth.iat_leeway.as_secs());
+        let blobs = adapters_blobs::open(&blob_config(&settings), &settings.data.dir)
+            .map_err(StartupError::Blobs)?;
         let state = AppState::with_realtime(
-            Ports::from_storage(storage),
+            Ports::from_storage(storage, blobs),
             Arc::new(hasher),
             Arc::new(issuer),
             Arc::new(SystemClock),
             &settings,
             parts,
+            key,
         );
         let context = AppContext::new(state, verifier, &settings);
 
@@ -254,6 +260,7 @@ impl Application {
         );
         let limiter = self.context.state.login_limiter.clone();
         let registrations = self.context.state.registration_limiter.clone();
+        let uploads = self.context.state.upload_limiter.clone();
         let throttles = realtime.throttles.clone();
         let cleanup = tokio::spawn(async move {
             let mut every = tokio::time::interval(LIMITER_CLEANUP_EVERY);
@@ -261,9 +268,14 @@ impl Application {
                 every.tick().await;
                 limiter.forget_idle();
                 registrations.forget_idle();
+                uploads.forget_idle();
                 throttles.forget_idle();
             }
         });
+        let expiry = spawn_attachment_sweeper(
+            self.context.state.attachments.clone(),
+            self.context.state.attachments_sweep_interval,
+        );
         let handle = self.server.handle();
         let shutdown = self.shutdown.clone();
         let stopper = tokio::spawn(async move {
@@ -277,6 +289,7 @@ impl Application {
         let served = self.server.await;
         cleanup.abort();
         sweeper.abort();
+        expiry.abort();
         if !stopper.is_finished() {
             stopper.abort();
         }
@@ -334,6 +347,50 @@ async fn graceful_shutdown(realtime: &Realtime, presence: PresenceTasks) {
         tracing::warn!("presence cleanup did not finish in time");
     }
     tracing::info!("real-time layer stopped; stopping the HTTP server");
+}
+
+/// Deletes, every `interval`, the attachments never sent in time and those of deleted
+/// messages (blobs, then records), in batches until none is left.
+fn spawn_attachment_sweeper(
+    attachments: domain::services::AttachmentService,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    const BATCH: u32 = 100;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            loop {
+                match attachments.sweep(BATCH).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        tracing::info!(deleted = n, "expired attachments deleted");
+                        if n < u64::from(BATCH) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "attachment sweep failed; retrying later");
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// What `adapters-blobs` opens, from `[blobs]`.
+fn blob_config(settings: &Settings) -> adapters_blobs::BlobConfig {
+    let b = &settings.blobs;
+    adapters_blobs::BlobConfig {
+        url: b.url.clone(),
+        endpoint: b.endpoint.clone(),
+        region: b.region.clone(),
+        access_key_id: b.access_key_id.clone(),
+        secret_access_key: b.secret_access_key.as_ref().map(|s| s.expose().to_owned()),
+        allow_http: b.allow_http,
+    }
 }
 
 /// The configured secret; in embedded mode without one, the generated one.

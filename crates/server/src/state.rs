@@ -2,17 +2,20 @@
 //! services, the guards and the node's real-time layer) and the storage ports it is built on
 //! ([`Ports`]). Below `api`, `ws` and `app`: it imports none of them.
 
-use crate::auth::{LoginRateLimiter, RegistrationRateLimiter};
+use crate::auth::{LoginRateLimiter, RegistrationRateLimiter, UploadRateLimiter};
 use crate::config::Settings;
 use domain::ports::{
-    AccessTokenIssuer, Clock, ConversationStore, EncryptionStore, MessageStore, PasswordHasher,
-    ReceiptStore, RefreshTokenStore, Storage, StoreHealth, UserStore,
+    AccessTokenIssuer, AttachmentStore, BlobStore, Clock, ConversationStore, EncryptionStore,
+    MessageStore, PasswordHasher, ReceiptStore, RefreshTokenStore, Storage, StoreHealth, UserStore,
 };
 use domain::services::{
-    AccountService, AccountSettings, ConversationService, EncryptionService, LifecycleService,
-    MessageService,
+    AccountService, AccountSettings, AttachmentService, ConversationService, EncryptionService,
+    LifecycleService, MessageService,
 };
+use domain::UserId;
+use protocol::rest::MessageDto;
 use realtime::batcher::Faults;
+use realtime::links::AttachmentLinks;
 use realtime::{Parts, Realtime, RealtimePorts};
 use std::sync::Arc;
 
@@ -31,13 +34,17 @@ pub struct Ports {
     pub receipts: Arc<dyn ReceiptStore>,
     /// End-to-end encryption: devices, wrapped keys, backups.
     pub encryption: Arc<dyn EncryptionStore>,
+    /// Attachments' records.
+    pub attachments: Arc<dyn AttachmentStore>,
+    /// Attachments' bytes.
+    pub blobs: Arc<dyn BlobStore>,
     /// Readiness.
     pub health: Arc<dyn StoreHealth>,
 }
 
 impl Ports {
-    /// Every port served by one storage adapter.
-    pub fn from_storage(storage: Arc<dyn Storage>) -> Self {
+    /// Every port served by one storage adapter, the bytes of attachments by `blobs`.
+    pub fn from_storage(storage: Arc<dyn Storage>, blobs: Arc<dyn BlobStore>) -> Self {
         Self {
             users: storage.clone(),
             tokens: storage.clone(),
@@ -45,6 +52,8 @@ impl Ports {
             messages: storage.clone(),
             receipts: storage.clone(),
             encryption: storage.clone(),
+            attachments: storage.clone(),
+            blobs,
             health: storage,
         }
     }
@@ -63,6 +72,14 @@ pub struct AppState {
     pub lifecycle: LifecycleService,
     /// End-to-end encryption: devices, keys, backups.
     pub encryption: EncryptionService,
+    /// Attachments: upload, confirm, download, expiry.
+    pub attachments: AttachmentService,
+    /// Signs and checks attachment links.
+    pub links: AttachmentLinks,
+    /// `upload-url` throttling per user, shared by every worker.
+    pub upload_limiter: UploadRateLimiter,
+    /// How often expired attachments are looked for.
+    pub attachments_sweep_interval: std::time::Duration,
     /// Login throttling, shared by every worker.
     pub login_limiter: LoginRateLimiter,
     /// Registration throttling per client IP, shared by every worker.
@@ -86,10 +103,19 @@ impl AppState {
         settings: &Settings,
     ) -> Self {
         let parts = crate::backend::in_process();
-        Self::with_realtime(ports, hasher, issuer, clock, settings, parts)
+        Self::with_realtime(
+            ports,
+            hasher,
+            issuer,
+            clock,
+            settings,
+            parts,
+            b"unit-test-links",
+        )
     }
 
-    /// The state on the real-time adapters of `parts` (Redis in scale-out mode).
+    /// The state on the real-time adapters of `parts` (Redis in scale-out mode), attachment
+    /// links signed with a key derived from `links_secret` (the JWT secret every node shares).
     pub fn with_realtime(
         ports: Ports,
         hasher: Arc<dyn PasswordHasher>,
@@ -97,8 +123,19 @@ impl AppState {
         clock: Arc<dyn Clock>,
         settings: &Settings,
         parts: Parts,
+        links_secret: &[u8],
     ) -> Self {
-        let limits = domain::Limits::from(&settings.limits);
+        let mut limits = domain::Limits::from(&settings.limits);
+        limits.max_attachments_per_message = settings.attachments.max_per_message;
+        let attachments = AttachmentService::new(
+            ports.attachments.clone(),
+            ports.blobs.clone(),
+            ports.conversations.clone(),
+            ports.encryption.clone(),
+            Arc::new(media::MediaProcessor),
+            clock.clone(),
+            settings.attachments.service(),
+        );
         let refresh_ttl = chrono::Duration::seconds(
             i64::try_from(settings.auth.refresh_ttl.as_secs()).unwrap_or(i64::MAX / 1_000),
         );
@@ -111,12 +148,14 @@ impl AppState {
             ports.encryption.clone(),
             clock.clone(),
             limits,
-        );
+        )
+        .with_attachments(attachments.clone());
         let messages = MessageService::new(
             ports.messages,
             ports.conversations.clone(),
             ports.receipts.clone(),
             ports.encryption.clone(),
+            ports.attachments.clone(),
             clock.clone(),
             limits,
         );
@@ -154,6 +193,13 @@ impl AppState {
             messages,
             lifecycle,
             encryption,
+            attachments,
+            links: AttachmentLinks::new(links_secret, settings.attachments.url_ttl),
+            attachments_sweep_interval: settings.attachments.sweep_interval,
+            upload_limiter: UploadRateLimiter::new(
+                settings.attachments.uploads_per_minute,
+                settings.attachments.upload_burst,
+            ),
             login_limiter: LoginRateLimiter::new(per_minute, burst),
             registration_limiter: RegistrationRateLimiter::new(
                 settings.auth.registrations_per_minute,
@@ -162,5 +208,19 @@ impl AppState {
             health: ports.health,
             realtime,
         }
+    }
+}
+
+impl AppState {
+    /// `dto` with its attachment links signed for `reader`.
+    pub fn signed(&self, mut dto: MessageDto, reader: UserId) -> MessageDto {
+        self.links
+            .sign_message(&mut dto, reader, chrono::Utc::now());
+        dto
+    }
+
+    /// The message of `view` as `reader` gets it: links signed for them.
+    pub fn message_dto(&self, view: &domain::services::MessageView, reader: UserId) -> MessageDto {
+        self.signed(realtime::wire::message(view), reader)
     }
 }

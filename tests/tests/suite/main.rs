@@ -5,6 +5,7 @@
 //! Run one area with `cargo test -p e2e --test suite ws_flow::`, one test by its name.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attachments;
 mod deploy_nginx;
 mod durability;
 mod e2ee;

@@ -163,7 +163,12 @@ pub async fn list(
     let encryption = state.encryption.states_of(&ids).await?;
     let dtos: Vec<ConversationDto> = summaries
         .iter()
-        .map(|s| wire::conversation_entry(s, user.0, encryption.get(&s.details.conversation.id)))
+        .map(|s| {
+            let mut dto =
+                wire::conversation_entry(s, user.0, encryption.get(&s.details.conversation.id));
+            dto.last_message = dto.last_message.map(|m| m.map(|m| state.signed(m, user.0)));
+            dto
+        })
         .collect();
     Ok(HttpResponse::Ok().json(dtos))
 }

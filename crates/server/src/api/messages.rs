@@ -14,7 +14,7 @@ use actix_web::{web, HttpResponse};
 use domain::message::AppendOutcome;
 use domain::realtime::{Event, Topic};
 use domain::services::{HistoryPage, MessageService, SendCommand};
-use domain::{ConversationId, MessageId, UserId};
+use domain::{AttachmentId, ConversationId, MessageId, UserId};
 use protocol::rest::{
     EditMessageRequest, MarkReadRequest, MessageDto, ReactionsDto, SendMessageRequest,
     UnreadCountDto,
@@ -66,6 +66,12 @@ pub async fn send(
         reply_to: body.reply_to.map(MessageId::from_uuid),
         // Read with the membership check.
         encrypted: None,
+        attachment_ids: body
+            .attachment_ids
+            .iter()
+            .copied()
+            .map(AttachmentId::from_uuid)
+            .collect(),
     };
     let mut queued =
         realtime
@@ -88,7 +94,7 @@ pub async fn send(
             reply_preview,
             ..wire::appended(&outcome)
         };
-        return Ok(HttpResponse::Created().json(dto));
+        return Ok(HttpResponse::Created().json(state.signed(dto, user.0)));
     }
     // A replay: the original may have been delivered or read since, so show its status now.
     let details = state.conversations.get(user.0, conversation_id).await?;
@@ -99,7 +105,7 @@ pub async fn send(
         reply_preview,
         ..dto
     };
-    let response = HttpResponse::Ok().json(dto);
+    let response = HttpResponse::Ok().json(state.signed(dto, user.0));
     Ok(response)
 }
 
@@ -173,7 +179,11 @@ pub async fn history(
             .history_around(user.0, conversation_id, around, limit)
             .await?;
         announce_delivered(&state, user.0, conversation_id, &page).await;
-        let dtos: Vec<MessageDto> = page.messages.iter().map(wire::message).collect();
+        let dtos: Vec<MessageDto> = page
+            .messages
+            .iter()
+            .map(|v| state.message_dto(v, user.0))
+            .collect();
         return Ok(HttpResponse::Ok().json(dtos));
     }
     let page = match (before, after_seq) {
@@ -197,7 +207,11 @@ pub async fn history(
         }
     };
     announce_delivered(&state, user.0, conversation_id, &page).await;
-    let dtos: Vec<MessageDto> = page.messages.iter().map(wire::message).collect();
+    let dtos: Vec<MessageDto> = page
+        .messages
+        .iter()
+        .map(|v| state.message_dto(v, user.0))
+        .collect();
     Ok(HttpResponse::Ok().json(dtos))
 }
 
@@ -340,7 +354,7 @@ pub async fn edit(
         )
         .await
         .map_err(refused)?;
-    Ok(HttpResponse::Ok().json(wire::message(&view)))
+    Ok(HttpResponse::Ok().json(state.message_dto(&view, user.0)))
 }
 
 /// Deletes a message: the caller's own, or anyone's in a group where the caller is an owner
@@ -374,7 +388,7 @@ pub async fn delete(
         .await
         .map_err(refused)?;
     let view = state.lifecycle.view(user.0, tombstone).await?;
-    Ok(HttpResponse::Ok().json(wire::message(&view)))
+    Ok(HttpResponse::Ok().json(state.message_dto(&view, user.0)))
 }
 
 /// Adds the caller's reaction `emoji` (percent-encoded in the path) to a message. Every

@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`, plus `/healthz` and `/readyz`. Every handler is
 //! parse -> one domain call -> serialize; errors go through [`crate::error::ApiError`].
 
+pub mod attachments;
 pub mod auth;
 pub mod body;
 pub mod client_ip;
@@ -103,6 +104,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(presence::conversation_presence)),
             )
             .service(resource("/unread").route(web::get().to(conversations::unread)))
+            .service(
+                resource("/attachments/upload-url").route(web::post().to(attachments::upload_url)),
+            )
+            .service(resource("/attachments/{id}").route(web::get().to(attachments::get)))
+            .service(
+                resource("/attachments/{id}/confirm").route(web::post().to(attachments::confirm)),
+            )
+            .service(
+                resource("/attachments/{id}/content").route(web::put().to(attachments::upload)),
+            )
+            .service(resource("/attachments/{id}/file").route(web::get().to(attachments::file)))
+            .service(
+                resource("/attachments/{id}/thumbnail")
+                    .route(web::get().to(attachments::thumbnail)),
+            )
             .service(resource("/openapi.json").route(web::get().to(openapi::document))),
     )
     .service(resource("/healthz").route(web::get().to(health::healthz)))

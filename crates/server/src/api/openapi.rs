@@ -1,7 +1,9 @@
 //! The OpenAPI document, served at `GET /api/v1/openapi.json`. Every route is listed
 //! here; a test checks the document against the router's paths.
 
-use super::{auth, conversations, devices, health, key_backup, keys, messages, presence, users};
+use super::{
+    attachments, auth, conversations, devices, health, key_backup, keys, messages, presence, users,
+};
 use actix_web::HttpResponse;
 use protocol::error::{ErrorBody, ErrorCode, ErrorDetail};
 use protocol::rest as dto;
@@ -29,6 +31,8 @@ use utoipa::{Modify, OpenApi};
         devices::register, devices::list, devices::revoke,
         key_backup::put, key_backup::get, key_backup::delete,
         conversations::enable_encryption, keys::put, keys::list, keys::missing, keys::request,
+        attachments::upload_url, attachments::upload, attachments::confirm, attachments::get,
+        attachments::file, attachments::thumbnail,
         health::healthz, health::readyz,
     ),
     components(schemas(
@@ -43,6 +47,7 @@ use utoipa::{Modify, OpenApi};
         dto::RegisterDeviceRequest, dto::DeviceDto, dto::KeyBackupDto,
         dto::WrappedKeyDto, dto::PutKeysRequest, dto::PutKeysResponse, dto::StoredKeyDto,
         dto::ConversationKeysDto, dto::MissingKeysDto, dto::KeyRequestRequest, dto::KeyRequestDto,
+        dto::AttachmentDto, dto::UploadUrlRequest, dto::UploadUrlResponse,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -51,6 +56,7 @@ use utoipa::{Modify, OpenApi};
         (name = "conversations", description = "Direct and group conversations"),
         (name = "messages", description = "Messages, their edits, deletions and reactions, and read receipts (REST fallback)"),
         (name = "encryption", description = "End-to-end encryption: devices and their public keys, turning a conversation's encryption on, its wrapped keys, key backups"),
+        (name = "attachments", description = "Files and images: announce, upload, confirm, then send with `attachment_ids`; download through signed links"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

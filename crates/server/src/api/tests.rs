@@ -15,9 +15,9 @@ use domain::conversation::{
 };
 use domain::message::{AppendOutcome, ContentType, Message};
 use domain::ports::{
-    AccessTokenIssuer, MockConversationStore, MockEncryptionStore, MockMessageStore,
-    MockPasswordHasher, MockReceiptStore, MockRefreshTokenStore, MockStoreHealth, MockUserStore,
-    SystemClock,
+    AccessTokenIssuer, MockAttachmentStore, MockBlobStore, MockConversationStore,
+    MockEncryptionStore, MockMessageStore, MockPasswordHasher, MockReceiptStore,
+    MockRefreshTokenStore, MockStoreHealth, MockUserStore, SystemClock,
 };
 use domain::user::{DisplayName, EmailAddress, User};
 use domain::{ConversationId, MessageId, StorageError, UserId};
@@ -35,6 +35,8 @@ struct Mocks {
     messages: MockMessageStore,
     receipts: MockReceiptStore,
     encryption: MockEncryptionStore,
+    attachments: MockAttachmentStore,
+    blobs: MockBlobStore,
     health: MockStoreHealth,
     hasher: MockPasswordHasher,
 }
@@ -48,6 +50,8 @@ impl Mocks {
             messages: Arc::new(self.messages),
             receipts: Arc::new(self.receipts),
             encryption: Arc::new(self.encryption),
+            attachments: Arc::new(self.attachments),
+            blobs: Arc::new(self.blobs),
             health: Arc::new(self.health),
         };
         let auth = &settings.auth;
@@ -148,6 +152,7 @@ fn message(conversation_id: ConversationId, sender_id: UserId, seq: i64) -> Mess
         deleted_at: None,
         change_seq: 0,
         deleted_by: None,
+        attachments: Vec::new(),
     }
 }
 

@@ -10,4 +10,4 @@ pub mod signing_key;
 pub use extractor::AuthUser;
 pub use jwt::{Claims, InvalidToken, JwtIssuer, TokenVerifier};
 pub use password::Argon2Hasher;
-pub use rate_limit::{LoginRateLimiter, RegistrationRateLimiter, RetryAfter};
+pub use rate_limit::{LoginRateLimiter, RegistrationRateLimiter, RetryAfter, UploadRateLimiter};

@@ -169,6 +169,46 @@ impl std::fmt::Debug for RegistrationRateLimiter {
     }
 }
 
+/// `upload-url` throttling per user (authenticated, so keyed by account): one user cannot
+/// announce uploads (records, presigned URLs, bytes to check) at will. Shared by every
+/// worker; cheap to clone.
+#[derive(Clone)]
+pub struct UploadRateLimiter {
+    per_user: Arc<DefaultKeyedRateLimiter<domain::UserId>>,
+}
+
+impl UploadRateLimiter {
+    /// `per_minute` sustained uploads with bursts of `burst`, per user.
+    pub fn new(per_minute: NonZeroU32, burst: NonZeroU32) -> Self {
+        let quota = Quota::per_minute(per_minute).allow_burst(burst);
+        Self {
+            per_user: Arc::new(DefaultKeyedRateLimiter::keyed(quota)),
+        }
+    }
+
+    /// Records an upload of `user`; `Err` with the wait when their bucket is empty.
+    pub fn check(&self, user: domain::UserId) -> Result<(), RetryAfter> {
+        let now = self.per_user.clock().now();
+        self.per_user
+            .check_key(&user)
+            .map_err(|not_until| RetryAfter(not_until.wait_time_from(now)))
+    }
+
+    /// Forgets buckets that are full again, so the map does not grow without bound.
+    pub fn forget_idle(&self) {
+        self.per_user.retain_recent();
+        self.per_user.shrink_to_fit();
+    }
+}
+
+impl std::fmt::Debug for UploadRateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadRateLimiter")
+            .field("users", &self.per_user.len())
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

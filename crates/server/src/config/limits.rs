@@ -41,6 +41,7 @@ impl From<&LimitSettings> for domain::Limits {
             max_page_size: s.max_page_size.get(),
             max_group_members: s.max_group_members,
             edit_window_secs: s.edit_window_secs,
+            max_attachments_per_message: domain::Limits::default().max_attachments_per_message,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! is read. One module per section; `[realtime]` is the real-time engine's own
 //! [`RealtimeSettings`], re-exported here.
 
+mod attachments;
 mod auth;
 mod blobs;
 mod http;
@@ -19,6 +20,7 @@ mod secret;
 mod storage;
 mod testing;
 
+pub use attachments::AttachmentSettings;
 pub use auth::AuthSettings;
 pub use blobs::BlobSettings;
 pub use http::HttpSettings;
@@ -73,6 +75,8 @@ pub struct Settings {
     pub redis: RedisSettings,
     /// `[blobs]`
     pub blobs: BlobSettings,
+    /// `[attachments]`
+    pub attachments: AttachmentSettings,
     /// `[auth]`
     pub auth: AuthSettings,
     /// `[limits]`
@@ -203,6 +207,9 @@ impl Settings {
         }
         if let Err(reason) = self.blobs.check_url() {
             return invalid("blobs.url", &reason);
+        }
+        if let Err((key, reason)) = self.attachments.check() {
+            return invalid(key, &reason);
         }
         self.database_target().map(|_| ())
     }

@@ -203,6 +203,7 @@ mod tests {
                 content_type: Some("text".into()),
                 temp_id: Some("t-1".into()),
                 reply_to: Some(M.parse().unwrap()),
+                attachment_ids: Vec::new(),
             })
         );
         let minimal = parse(json!({"type":"message","content":"hi"})).unwrap();

@@ -550,6 +550,12 @@ impl ChatSession {
     /// decided on is never dropped. While closing at shutdown, the wait is bounded by the
     /// closing deadline instead.
     async fn write(&mut self, text: impl Into<ByteString>, message: bool) -> Result<(), End> {
+        let mut text: ByteString = text.into();
+        // A frame with attachments carries their links unsigned (one frame for every
+        // member): sign them for this session's user.
+        if let Some(signed) = self.state.links.sign_frame(&text, self.user, Utc::now()) {
+            text = ByteString::from(signed);
+        }
         self.ws.queue_text(text).map_err(|_| End::Gone)?;
         self.realtime.metrics.frame_out(message);
         if let Some(deadline) = self.closing {
@@ -838,6 +844,12 @@ impl ChatSession {
             reply_to: send.reply_to.map(MessageId::from_uuid),
             // Known without a read where the session follows it (see `SessionState`).
             encrypted: self.core.follows(c).then(|| self.core.encrypted(c)),
+            attachment_ids: send
+                .attachment_ids
+                .iter()
+                .copied()
+                .map(domain::AttachmentId::from_uuid)
+                .collect(),
         };
         // Queued now, in frame order (commit order); answered when committed.
         let queued = self
