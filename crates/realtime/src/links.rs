@@ -181,11 +181,20 @@ impl AttachmentLinks {
             return None;
         }
         let mut value: serde_json::Value = serde_json::from_str(frame).ok()?;
-        self.sign_value(&mut value, reader, now);
+        if !self.sign_value(&mut value, reader, now) {
+            return None;
+        }
         serde_json::to_string(&value).ok()
     }
 
-    fn sign_value(&self, value: &mut serde_json::Value, reader: UserId, now: DateTime<Utc>) {
+    /// Signs the unsigned links inside `value`; whether there was any.
+    fn sign_value(
+        &self,
+        value: &mut serde_json::Value,
+        reader: UserId,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let mut signed = false;
         match value {
             serde_json::Value::Object(map) => {
                 for (key, inner) in map.iter_mut() {
@@ -194,18 +203,20 @@ impl AttachmentLinks {
                             if is_unsigned(link) =>
                         {
                             *link = self.sign(link, reader, now);
+                            signed = true;
                         }
-                        (_, inner) => self.sign_value(inner, reader, now),
+                        (_, inner) => signed |= self.sign_value(inner, reader, now),
                     }
                 }
             }
             serde_json::Value::Array(items) => {
                 for item in items {
-                    self.sign_value(item, reader, now);
+                    signed |= self.sign_value(item, reader, now);
                 }
             }
             _ => {}
         }
+        signed
     }
 }
 

@@ -641,6 +641,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/conversations/{id}/keys"),
     ("get", "/api/v1/conversations/{id}/keys/missing"),
     ("post", "/api/v1/conversations/{id}/keys/requests"),
+    ("post", "/api/v1/attachments/upload-url"),
+    ("put", "/api/v1/attachments/{id}/content"),
+    ("post", "/api/v1/attachments/{id}/confirm"),
+    ("get", "/api/v1/attachments/{id}"),
+    ("get", "/api/v1/attachments/{id}/file"),
+    ("get", "/api/v1/attachments/{id}/thumbnail"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];

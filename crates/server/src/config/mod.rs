@@ -378,6 +378,34 @@ mod tests {
     }
 
     #[test]
+    fn attachment_types_come_from_a_comma_separated_variable_and_unknown_ones_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "CHAT_ATTACHMENTS__ALLOWED_TYPES",
+                "image/png, application/pdf",
+            );
+            jail.set_env("CHAT_ATTACHMENTS__EXPIRE_AFTER", "2h");
+            let a = load_in(jail).attachments;
+            assert_eq!(a.allowed_types, ["image/png", "application/pdf"]);
+            assert_eq!(a.expire_after, Duration::from_secs(7200));
+            let service = a.service();
+            assert_eq!(service.limits.allowed_mime_types, a.allowed_types);
+            assert_eq!(service.limits.max_bytes, 50 * 1024 * 1024);
+            jail.set_env("CHAT_ATTACHMENTS__ALLOWED_TYPES", "image/png,image/svg+xml");
+            let err = Settings::load_from(&jail.directory().join("config")).unwrap_err();
+            assert!(
+                err.to_string().contains("attachments.allowed_types"),
+                "{err}"
+            );
+            jail.set_env("CHAT_ATTACHMENTS__ALLOWED_TYPES", "image/png");
+            jail.set_env("CHAT_ATTACHMENTS__URL_TTL", "0s");
+            let err = Settings::load_from(&jail.directory().join("config")).unwrap_err();
+            assert!(err.to_string().contains("attachments.url_ttl"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn trusted_proxies_come_from_a_comma_separated_variable_and_bad_ones_are_refused() {
         Jail::expect_with(|jail| {
             jail.set_env("CHAT_HTTP__TRUST_FORWARDED_FOR", "true");
