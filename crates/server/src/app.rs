@@ -28,6 +28,8 @@ pub struct AppContext {
     pub origins: AllowedOrigins,
     /// Presence, as app data of its own (the presence endpoint takes it alone).
     pub presence: web::Data<domain::services::PresenceService>,
+    /// The web client's `Content-Security-Policy` (the blob store's origin for uploads).
+    pub csp: web::Data<crate::web::ContentSecurityPolicy>,
 }
 
 impl AppContext {
@@ -44,6 +46,9 @@ impl AppContext {
             body_limit: web::Data::new(BodyLimit(settings.http.max_body_bytes)),
             origins: AllowedOrigins::new(&settings.http.allowed_origins, forwarded_for.clone()),
             forwarded_for: web::Data::new(forwarded_for),
+            csp: web::Data::new(crate::web::ContentSecurityPolicy::allowing_uploads_to(
+                &settings.blobs.upload_origins(),
+            )),
         }
     }
 
@@ -55,6 +60,7 @@ impl AppContext {
             .app_data(self.body_limit.clone())
             .app_data(self.forwarded_for.clone())
             .app_data(self.presence.clone())
+            .app_data(self.csp.clone())
             .app_data(web::Data::new(self.origins.clone()))
             .app_data(web::Data::new(self.gate()))
             .app_data(

@@ -19,6 +19,23 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
      img-src 'self' data: https:; connect-src 'self' ws: wss:; object-src 'none'; \
      base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
+/// The page's `Content-Security-Policy` (app data): [`CONTENT_SECURITY_POLICY`] with the
+/// blob store's origins in `connect-src` when uploads go straight to it (scale-out mode).
+#[derive(Debug, Clone)]
+pub struct ContentSecurityPolicy(String);
+
+impl ContentSecurityPolicy {
+    /// The policy allowing uploads to `upload_origins` too.
+    pub fn allowing_uploads_to(upload_origins: &[String]) -> Self {
+        let mut connect = String::from("connect-src 'self' ws: wss:");
+        for origin in upload_origins {
+            connect.push(' ');
+            connect.push_str(origin);
+        }
+        Self(CONTENT_SECURITY_POLICY.replace("connect-src 'self' ws: wss:", &connect))
+    }
+}
+
 /// Registers `/`, `/app/{file}` and `/sdk/{file}`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
@@ -67,7 +84,11 @@ fn serve(req: &HttpRequest, path: &str) -> HttpResponse {
         .insert_header(header::ETag(etag))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            req.app_data::<web::Data<ContentSecurityPolicy>>()
+                .map_or(CONTENT_SECURITY_POLICY, |p| p.0.as_str()),
+        ))
         .body(file.data.into_owned())
 }
 
@@ -111,6 +132,42 @@ mod tests {
         )
         .await;
         assert_eq!(sdk.status(), 200);
+    }
+
+    #[actix_web::test]
+    async fn the_page_lets_the_browser_upload_to_the_blob_store_and_nowhere_else() {
+        let csp = ContentSecurityPolicy::allowing_uploads_to(&["http://127.0.0.1:9000".to_owned()]);
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(csp))
+                .configure(configure),
+        )
+        .await;
+        let index = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
+        let policy = index
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            policy.contains("connect-src 'self' ws: wss: http://127.0.0.1:9000;"),
+            "{policy}"
+        );
+        assert!(policy.contains("script-src 'self';"), "{policy}");
+        // Without a blob store of its own origin: this server only.
+        let plain = test::init_service(App::new().configure(configure)).await;
+        let index =
+            test::call_service(&plain, test::TestRequest::get().uri("/").to_request()).await;
+        let policy = index
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .unwrap();
+        assert!(policy
+            .to_str()
+            .unwrap()
+            .contains("connect-src 'self' ws: wss:;"));
     }
 
     #[actix_web::test]
