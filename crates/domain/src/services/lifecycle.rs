@@ -634,6 +634,91 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deleting_a_message_deletes_its_attachments_blobs_and_records_once() {
+        use crate::attachment::Attachment;
+        use crate::ports::{MockAttachmentStore, MockBlobStore, MockEncryptionStore};
+        let me = UserId::new();
+        let mut w = World::new().member(me, Role::Member);
+        let mut with_files = message(w.conversation, me, Duration::seconds(1));
+        let file = Attachment {
+            id: crate::AttachmentId::new(),
+            conversation_id: w.conversation,
+            uploader_id: me,
+            filename: "a.pdf".into(),
+            mime_type: "application/pdf".into(),
+            size: 10,
+            encrypted: false,
+            width: None,
+            height: None,
+            has_thumbnail: false,
+            created_at: t0(),
+            confirmed_at: Some(t0()),
+            message_id: Some(with_files.id),
+        };
+        with_files.attachments = vec![file.clone()];
+        w = w.holding(&with_files);
+        let mut tomb = with_files.clone();
+        tomb.deleted_at = Some(t0());
+        tomb.attachments.clear();
+        let (first, again) = (tomb.clone(), tomb);
+        let mut calls = 0;
+        w.messages
+            .expect_delete_message()
+            .times(2)
+            .returning(move |_, _, _, _| {
+                calls += 1;
+                Ok(Some(if calls == 1 {
+                    DeleteOutcome::Deleted(first.clone())
+                } else {
+                    DeleteOutcome::AlreadyDeleted(again.clone())
+                }))
+            });
+        let mut blobs = MockBlobStore::new();
+        let id = file.id;
+        blobs
+            .expect_delete()
+            .withf(move |key| {
+                [
+                    Attachment::upload_key(id),
+                    Attachment::file_key(id),
+                    Attachment::thumbnail_key(id),
+                ]
+                .contains(&key.to_owned())
+            })
+            .times(3)
+            .returning(|_| Ok(()));
+        let mut records = MockAttachmentStore::new();
+        records
+            .expect_delete_attachments()
+            .withf(move |ids| ids == [id])
+            .times(1)
+            .returning(|_| Ok(1));
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(t0);
+        let clock = Arc::new(clock);
+        let attachments = crate::services::AttachmentService::new(
+            Arc::new(records),
+            Arc::new(blobs),
+            Arc::new(MockConversationStore::new()),
+            Arc::new(MockEncryptionStore::new()),
+            Arc::new(crate::services::MockImageProcessor::new()),
+            clock,
+            crate::services::AttachmentSettings::default(),
+        );
+        let (svc, c) = w.service();
+        let svc = svc.with_attachments(attachments);
+        assert!(matches!(
+            svc.delete(me, c, with_files.id).await.unwrap(),
+            DeleteOutcome::Deleted(t) if t.attachments.is_empty()
+        ));
+        // The store's own answer for a second deletion: nothing more is deleted.
+        assert!(matches!(
+            svc.delete(me, c, with_files.id).await.unwrap(),
+            DeleteOutcome::AlreadyDeleted(_)
+        ));
+    }
+
+    #[tokio::test]
     async fn deleting_a_deleted_message_again_changes_nothing() {
         let me = UserId::new();
         let mut w = World::new().member(me, Role::Member);
