@@ -384,6 +384,56 @@ async fn the_whole_flow(mode: Mode) {
     .await;
     assert_eq!(past.status, StatusCode::RANGE_NOT_SATISFIABLE);
 
+    // A file larger than the pieces a node holds in memory at once (4 MiB) comes whole,
+    // and by ranges starting anywhere, long suffixes too.
+    let mut big = b"%PDF-1.7\n".to_vec();
+    big.extend((0..9 * 1024 * 1024u32).map(|i| (i % 251) as u8));
+    let large = upload(
+        &api,
+        &d.base(0),
+        &a,
+        &chat,
+        "big.pdf",
+        "application/pdf",
+        big.clone(),
+    )
+    .await;
+    let sent_big = api
+        .post(
+            &format!("/api/v1/conversations/{chat}/messages"),
+            a.t(),
+            json!({"content": "big", "attachment_ids": [large["id"]]}),
+        )
+        .await;
+    assert_eq!(sent_big.status, StatusCode::CREATED, "{:?}", sent_big.body);
+    let big_url = sent_big.body["attachments"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let whole = fetch(&d.base(far), &big_url, None).await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert!(whole.bytes == big, "the large file came back different");
+    let from = fetch(&d.base(0), &big_url, Some("bytes=1000-")).await;
+    assert_eq!(from.status, StatusCode::PARTIAL_CONTENT);
+    assert!(from.bytes == big[1000..]);
+    assert_eq!(
+        header(&from, CONTENT_RANGE),
+        format!("bytes 1000-{}/{}", big.len() - 1, big.len())
+    );
+    let across = fetch(&d.base(0), &big_url, Some("bytes=4194000-8389000")).await;
+    assert!(across.bytes == big[4_194_000..=8_389_000]);
+    let suffix = fetch(&d.base(0), &big_url, Some("bytes=-5000000")).await;
+    assert!(suffix.bytes == big[big.len() - 5_000_000..]);
+    assert_eq!(
+        header(&suffix, CONTENT_RANGE),
+        format!(
+            "bytes {}-{}/{}",
+            big.len() - 5_000_000,
+            big.len() - 1,
+            big.len()
+        )
+    );
+
     // Deleting the message deletes its files: the links stop working.
     let deleted = api
         .delete(

@@ -470,6 +470,31 @@ impl AttachmentService {
         })
     }
 
+    /// More bytes of a download already allowed by [`Self::download`] (the same attachment
+    /// and variant): `range` of them, for a caller that streams a large file in bounded
+    /// pieces instead of holding it whole. No membership read: the caller checked it for
+    /// this response.
+    pub async fn read_more(
+        &self,
+        allowed: &Download,
+        variant: Variant,
+        range: ByteRange,
+    ) -> Result<BlobData, ChatError> {
+        let id = allowed.attachment.id;
+        let key = match variant {
+            Variant::File => Attachment::file_key(id),
+            Variant::Thumbnail => Attachment::thumbnail_key(id),
+        };
+        self.blobs
+            .get(&key, Some(range))
+            .await
+            .map_err(|e| match e {
+                BlobError::NotFound(_) => ChatError::NotFound("attachment not found"),
+                BlobError::RangeNotSatisfiable { size } => ChatError::RangeNotSatisfiable(size),
+                other => ChatError::BlobsUnavailable(other.to_string()),
+            })
+    }
+
     /// Deletes the blobs and records of `attachments` (of a deleted message, or expired).
     /// Blobs first: a record without its blobs is never left showing anything; a failure
     /// leaves the record for the next sweep.

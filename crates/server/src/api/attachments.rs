@@ -15,7 +15,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use domain::attachment::Attachment;
 use domain::blob::ByteRange;
-use domain::services::{Download, Variant};
+use domain::services::{ChatError, Download, Variant};
 use domain::{AttachmentId, ConversationId, UserId};
 use futures_util::StreamExt;
 use protocol::rest::{AttachmentDto, UploadUrlRequest, UploadUrlResponse};
@@ -283,6 +283,10 @@ pub async fn thumbnail(
     serve(&req, &state, &id, &query, Variant::Thumbnail).await
 }
 
+/// The most bytes of a download held in memory at once: a larger file (or range) is read
+/// from the store and sent in pieces of this size.
+const DOWNLOAD_CHUNK: u64 = 4 * 1024 * 1024;
+
 async fn serve(
     req: &HttpRequest,
     state: &AppState,
@@ -296,8 +300,30 @@ async fn serve(
         None => None,
         Some(value) => parse_range(value.to_str().unwrap_or_default()),
     };
-    let download = match state.attachments.download(reader, id, variant, range).await {
-        Err(domain::services::ChatError::RangeNotSatisfiable(size)) => {
+    // The first piece: the start of what was asked for, at most one chunk.
+    let first = match range {
+        None => ByteRange::Bounded {
+            start: 0,
+            end: DOWNLOAD_CHUNK,
+        },
+        Some(ByteRange::From(start)) => ByteRange::Bounded {
+            start,
+            end: start.saturating_add(DOWNLOAD_CHUNK),
+        },
+        Some(ByteRange::Bounded { start, end }) => ByteRange::Bounded {
+            start,
+            end: end.min(start.saturating_add(DOWNLOAD_CHUNK)),
+        },
+        Some(ByteRange::Suffix(n)) if n <= DOWNLOAD_CHUNK => ByteRange::Suffix(n),
+        // A long suffix: where it starts is known once the size is (one byte read first).
+        Some(ByteRange::Suffix(_)) => ByteRange::Bounded { start: 0, end: 1 },
+    };
+    let download = match state
+        .attachments
+        .download(reader, id, variant, Some(first))
+        .await
+    {
+        Err(ChatError::RangeNotSatisfiable(size)) => {
             return Ok(HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
                 .insert_header((header::ACCEPT_RANGES, "bytes"))
@@ -305,22 +331,40 @@ async fn serve(
         }
         other => other?,
     };
-    Ok(respond(state, download, variant, range.is_some()))
+    let total = download.data.total_size;
+    // The whole answer: [start, end) of the file.
+    let (start, end) = match range {
+        None => (0, total),
+        Some(ByteRange::From(start)) => (start, total),
+        Some(ByteRange::Bounded { start, end }) => (start, end.min(total)),
+        Some(ByteRange::Suffix(n)) => (total.saturating_sub(n), total),
+    };
+    Ok(respond(
+        state,
+        download,
+        variant,
+        range.is_some(),
+        start,
+        end,
+    ))
 }
 
-/// The response of a download, with its headers.
-fn respond(state: &AppState, download: Download, variant: Variant, ranged: bool) -> HttpResponse {
-    let Download {
-        attachment,
-        data,
-        content_type,
-    } = download;
-    let partial = ranged;
+/// The response of a download, with its headers: `download`'s bytes first, then the rest
+/// of `[start, end)` read one chunk at a time as the client takes them.
+fn respond(
+    state: &AppState,
+    mut download: Download,
+    variant: Variant,
+    partial: bool,
+    start: u64,
+    end: u64,
+) -> HttpResponse {
     let mut response = if partial {
         HttpResponse::build(StatusCode::PARTIAL_CONTENT)
     } else {
         HttpResponse::Ok()
     };
+    let attachment = &download.attachment;
     let inline = variant == Variant::Thumbnail || attachment.is_image();
     let disposition = format!(
         "{}; filename=\"{}\"; filename*=UTF-8''{}",
@@ -332,7 +376,7 @@ fn respond(state: &AppState, download: Download, variant: Variant, ranged: bool)
     response
         .insert_header((
             header::CONTENT_TYPE,
-            HeaderValue::from_str(&content_type)
+            HeaderValue::from_str(&download.content_type)
                 .unwrap_or(HeaderValue::from_static("application/octet-stream")),
         ))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -347,18 +391,60 @@ fn respond(state: &AppState, download: Download, variant: Variant, ranged: bool)
         response.insert_header((header::CONTENT_DISPOSITION, value));
     }
     if partial {
-        let end = data.offset + data.bytes.len() as u64;
         response.insert_header((
             header::CONTENT_RANGE,
             format!(
-                "bytes {}-{}/{}",
-                data.offset,
+                "bytes {start}-{}/{}",
                 end.saturating_sub(1),
-                data.total_size
+                download.data.total_size
             ),
         ));
     }
-    response.body(data.bytes)
+    // What the first read brought that belongs to the answer (all of it, except after the
+    // one-byte probe of a long suffix).
+    let first: Vec<u8> = if download.data.offset == start {
+        std::mem::take(&mut download.data.bytes)
+    } else {
+        Vec::new()
+    };
+    let next = start + first.len() as u64;
+    if next >= end {
+        return response.body(first);
+    }
+    let attachments = state.attachments.clone();
+    let stream = futures_util::stream::unfold(
+        (Some(first), next, download),
+        move |(pending, pos, download)| {
+            let attachments = attachments.clone();
+            async move {
+                if let Some(bytes) = pending.filter(|b| !b.is_empty()) {
+                    return Some((Ok(web::Bytes::from(bytes)), (None, pos, download)));
+                }
+                if pos >= end {
+                    return None;
+                }
+                let piece = ByteRange::Bounded {
+                    start: pos,
+                    end: end.min(pos.saturating_add(DOWNLOAD_CHUNK)),
+                };
+                match attachments.read_more(&download, variant, piece).await {
+                    Ok(data) if !data.bytes.is_empty() => {
+                        let pos = pos + data.bytes.len() as u64;
+                        Some((Ok(web::Bytes::from(data.bytes)), (None, pos, download)))
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a download stopped half way");
+                        Some((
+                            Err(std::io::Error::other(e.to_string())),
+                            (None, end, download),
+                        ))
+                    }
+                }
+            }
+        },
+    );
+    response.no_chunking(end - start).streaming(stream)
 }
 
 /// One `bytes=` range of a `Range` header; `None` (the whole file, 200) for anything else:
