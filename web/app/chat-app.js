@@ -243,7 +243,8 @@ export class ChatApp {
       const mine = last.sender_id === me?.id;
       const who = mine ? 'You: ' : v.type === 'group' ? `${c.displayName(last.sender_id).split(' ')[0]}: ` : '';
       const opaque = last.content_type === 'encrypted' && !last.deleted_at && last.e2ee?.state !== 'ok';
-      const text = opaque ? (last.e2ee?.state === 'failed' ? 'Message could not be decrypted' : 'Encrypted message') : String(last.content ?? '').replace(/\s+/g, ' ');
+      const written = String(last.content ?? '').replace(/\s+/g, ' ').trim();
+      const text = opaque ? (last.e2ee?.state === 'failed' ? 'Message could not be decrypted' : 'Encrypted message') : written || filesPreview(last);
       preview = last.deleted_at ? 'Message deleted' : who + text;
       if (opaque) previewClass += ' is-opaque';
       if (last.status === 'failed' && last.local) {
@@ -304,4 +305,12 @@ export class ChatApp {
   openSecurity(id) {
     new SecurityDialog(this.client, id).show();
   }
+}
+
+/** What the list says of a message that is only files: "Photo", "3 files", its name. @param {any} m */
+function filesPreview(m) {
+  const files = m.content_type === 'encrypted' ? (m.e2ee?.files ?? []).map((/** @type {any} */ f) => ({ name: f.name, type: f.type })) : (m.attachments ?? []).map((/** @type {any} */ a) => ({ name: a.filename, type: a.mime_type }));
+  if (!files.length) return '';
+  if (files.length > 1) return files.every((/** @type {any} */ f) => String(f.type).startsWith('image/')) ? `${files.length} photos` : `${files.length} files`;
+  return String(files[0].type).startsWith('image/') ? 'Photo' : files[0].name;
 }
