@@ -986,17 +986,17 @@ export class ChatClient extends Emitter {
    * fetched or fails authentication (`code` 'tampered').
    * @param {string} conversationId @param {string} messageId
    * @param {import('./attachments.js').FileKey} file  one of the message's `e2ee.files`
-   * @param {{thumbnail?: boolean}} [opts]
+   * @param {{thumbnail?: boolean, message?: any}} [opts]  `message`: the message as held (our own unsent one has no id yet)
    * @returns {Promise<string>}
    */
-  decryptedFileUrl(conversationId, messageId, file, { thumbnail = false } = {}) {
+  decryptedFileUrl(conversationId, messageId, file, { thumbnail = false, message } = {}) {
     const useThumb = thumbnail && !!file.thumbnail_attachment_id && !!file.thumb_iv;
     const id = useThumb ? /** @type {string} */ (file.thumbnail_attachment_id) : file.attachment_id;
     const cacheKey = `${id}:${file.iv}:${useThumb ? 'thumb' : 'file'}`;
     let run = this._fileUrls.get(cacheKey);
     if (run) return run;
     run = (async () => {
-      const find = () => /** @type {any} */ (this.message(conversationId, messageId))?.attachments?.find((/** @type {any} */ a) => a.id === id);
+      const find = () => /** @type {any} */ ((messageId && this.message(conversationId, messageId)) || message)?.attachments?.find((/** @type {any} */ a) => a.id === id);
       let dto = find();
       const get = async (/** @type {string|null|undefined} */ url) => {
         if (!url) return null;
@@ -1006,7 +1006,7 @@ export class ChatClient extends Emitter {
       let ct = await get(dto?.url).catch(() => null);
       // Expired (or not signed yet): fresh links, once.
       if (!ct) {
-        dto = (await this.refreshAttachment(conversationId, messageId, id)) ?? dto;
+        dto = (messageId ? await this.refreshAttachment(conversationId, messageId, id) : await this.rest.getAttachment(id).catch(() => null)) ?? dto;
         ct = await get(dto?.url);
       }
       if (!ct) throw Object.assign(new Error('The file could not be fetched.'), { code: 'unavailable' });
