@@ -170,9 +170,9 @@ export class ComposerTray {
     this.onChange();
   }
 
-  /** The confirmed files leave with a message (the rest stay). @returns {any[]} */
-  take() {
-    const ready = this.ready;
+  /** Confirmed files leave with a message (the rest stay). @param {any[]} [results] which (default: every confirmed one) @returns {any[]} */
+  take(results) {
+    const ready = results ? this.ready.filter((i) => results.includes(i.result)) : this.ready;
     for (const item of ready) {
       this.items.splice(this.items.indexOf(item), 1);
       if (item.preview) URL.revokeObjectURL(item.preview);

@@ -9,6 +9,7 @@ import { RestoreDialog } from './security.js';
 import { describeTyping } from '../sdk/typing.js';
 import { QUICK_REACTIONS } from '../sdk/chat-client.js';
 import { ComposerTray, attachmentsSig, renderAttachments } from './attachments-view.js';
+import { MAX_ATTACHMENTS } from '../sdk/attachments.js';
 
 /** Within this distance of the bottom the view follows new messages (AC-14). */
 const NEAR_BOTTOM_PX = 120;
@@ -136,9 +137,9 @@ export class ChatView {
       'form',
       { class: 'composer', 'on:submit': (/** @type {Event} */ e) => this.onSubmit(e) },
       h('label', { class: 'visually-hidden', for: `composer-${conversationId}` }, 'Message'),
-      this.attachButton,
       this.fileInput,
-      h('div', { class: 'composer-box' }, this.input, this.counter),
+      // After the text in the tab order: Shift+Tab from the text still reaches the messages.
+      h('div', { class: 'composer-box' }, this.input, this.attachButton, this.counter),
       this.sendButton,
     );
     this.dropZone = h('div', { class: 'drop-overlay', hidden: true, 'aria-hidden': 'true' }, h('div', { class: 'drop-card' }, icon('upload', { size: 28 }), h('span', {}, 'Drop files to attach them')));
@@ -1040,13 +1041,15 @@ export class ChatView {
       this.mode = null;
       this.cancelMode();
     }
-    const attachments = withFiles ? this.tray.take() : [];
+    const attachments = withFiles ? this.tray.ready.slice(0, MAX_ATTACHMENTS).map((i) => i.result) : [];
     try {
       this.client.send(this.conversationId, value, { replyTo: mode?.kind === 'reply' ? mode.id : null, attachments });
     } catch (err) {
       toast(/** @type {Error} */ (err).message || 'The message was not sent.', 'error');
       return;
     }
+    // They went with it (the rest stay for the next one).
+    if (attachments.length) this.tray.take(attachments);
     this.input.value = '';
     this.onInput();
     this.input.focus();

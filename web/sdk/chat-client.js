@@ -238,6 +238,9 @@ export class ChatClient extends Emitter {
     this.stop();
     outbox?.clear();
     this._outbox = null;
+    // Decrypted files go too.
+    for (const run of this._fileUrls.values()) run.then((url) => URL.revokeObjectURL(url), () => {});
+    this._fileUrls.clear();
     this.session.clear();
     this._resetModel();
     if (cache) await cache.destroy();
