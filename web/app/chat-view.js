@@ -195,7 +195,8 @@ export class ChatView {
   onPaste(e) {
     const files = [...(e.clipboardData?.files ?? [])];
     if (!files.length) return;
-    e.preventDefault();
+    // Text copied with a picture (a web page) is pasted as text too.
+    if (!e.clipboardData?.getData('text/plain')) e.preventDefault();
     // Screenshots come as "image.png": a name that says when.
     const named = files.map((f) => (f.name && f.name !== 'image.png' ? f : new File([f], `pasted-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}.${(f.type.split('/')[1] || 'png').replace('jpeg', 'jpg')}`, { type: f.type })));
     this.attach(named);

@@ -413,3 +413,21 @@ test('encrypted conversation: the file is encrypted before upload (encrypted.bin
   if (blob) assert.equal(await blob.text(), 'bob secret bytes');
   ctx.client.stop();
 });
+
+test('upload without XMLHttpRequest: the PUT goes by fetch (no Authorization), progress at the start and the end', async () => {
+  const clock = new FakeClock();
+  const backend = new FakeBackend(clock);
+  backend.origin = 'http://chat.test';
+  backend.addConversation('c1');
+  const client = new ChatClient({ baseUrl: 'http://chat.test', fetch: backend.fetch, WebSocket: null, XMLHttpRequest: null, storage: new MemoryStorage(), indexedDB: null, clock, document: new FakeDocument(), window: new FakeDocument(), locks: null, logger: { warn() {}, debug() {}, error() {} } });
+  await client.login({ email: 'me@example.com', password: 'pw' });
+  await client.start();
+  const progress = [];
+  const dto = await client.uploadAttachment('c1', file(PDF, 'notes.pdf', 'application/pdf'), { onProgress: (p) => progress.push(p.loaded) });
+  assert.equal(dto.filename, 'notes.pdf');
+  const put = backend.calls.find((c) => c.method === 'PUT');
+  assert.equal(put.auth, null);
+  assert.deepEqual(progress, [0, PDF.length]);
+  assert.deepEqual(backend.attachments.get(dto.id).bytes, PDF);
+  client.stop();
+});
