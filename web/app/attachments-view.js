@@ -5,7 +5,7 @@
 
 import { h, icon } from './dom.js';
 import { toast } from './components.js';
-import { MAX_ATTACHMENTS, fileKind, humanSize, isInlineImage, uploadErrorText } from '../sdk/attachments.js';
+import { MAX_ATTACHMENTS, fileKind, humanSize, isInlineImage, makeThumbnail, uploadErrorText } from '../sdk/attachments.js';
 
 /** Inline images fit this box (CSS pixels). */
 const THUMB_BOX = 240;
@@ -32,6 +32,18 @@ function fit(w, hgt) {
   return { width: Math.max(40, Math.round(w * scale)), height: Math.max(40, Math.round(hgt * scale)) };
 }
 
+/** A thumbnail of an image file as a data: URL; null when it cannot be decoded. @param {File} file @returns {Promise<string|null>} */
+async function preview(file) {
+  const thumb = await makeThumbnail(file).catch(() => null);
+  if (!thumb) return null;
+  return new Promise((resolve) => {
+    const r = new FileReader();
+    r.onload = () => resolve(String(r.result));
+    r.onerror = () => resolve(null);
+    r.readAsDataURL(thumb.blob);
+  });
+}
+
 /** Save a URL under a name (a temporary link with `download`). @param {string} href @param {string} name */
 function saveAs(href, name) {
   const a = h('a', { href, download: name, hidden: true });
@@ -53,7 +65,7 @@ function saveAs(href, name) {
  * @property {boolean} [refused]   a 4xx refusal: retrying cannot help
  * @property {any} [result]
  * @property {AbortController|null} controller
- * @property {string|null} preview  object URL of an image's own bytes
+ * @property {string|null} preview  a small thumbnail of an image, a data: URL
  * @property {HTMLElement} el
  */
 
@@ -100,12 +112,20 @@ export class ComposerTray {
         loaded: 0,
         total: file.size,
         controller: null,
-        preview: isInlineImage(file.type) ? URL.createObjectURL(file) : null,
+        preview: null,
         el: h('li', { class: 'tray-item' }),
       };
       this.items.push(item);
       this.list.append(item.el);
       this.start(item);
+      // A small preview of an image, as a data: URL (the page's policy allows no blob: images).
+      if (isInlineImage(file.type)) {
+        preview(file).then((url) => {
+          if (!url || !this.items.includes(item)) return;
+          item.preview = url;
+          this.render(item);
+        });
+      }
     }
     if (skipped) toast(`At most ${MAX_ATTACHMENTS} files go with one message.`, 'error');
     this.el.hidden = this.items.length === 0;
@@ -164,7 +184,6 @@ export class ComposerTray {
     item.controller = null;
     controller?.abort();
     this.items.splice(at, 1);
-    if (item.preview) URL.revokeObjectURL(item.preview);
     item.el.remove();
     this.el.hidden = this.items.length === 0;
     this.onChange();
@@ -175,7 +194,6 @@ export class ComposerTray {
     const ready = results ? this.ready.filter((i) => results.includes(i.result)) : this.ready;
     for (const item of ready) {
       this.items.splice(this.items.indexOf(item), 1);
-      if (item.preview) URL.revokeObjectURL(item.preview);
       item.el.remove();
     }
     this.el.hidden = this.items.length === 0;
@@ -341,7 +359,7 @@ function encryptedItem(client, conversationId, m, f) {
   if (isInlineImage(f.type) && f.thumbnail_attachment_id) {
     const size = fit(f.width, f.height);
     const img = /** @type {HTMLImageElement} */ (h('img', { class: 'att-img is-loading', alt: f.name, ...(size ? { width: size.width, height: size.height } : {}) }));
-    client.decryptedFileUrl(conversationId, m.id, f, { thumbnail: true, ...opts }).then(
+    client.decryptedFileUrl(conversationId, m.id, f, { thumbnail: true, as: 'data', ...opts }).then(
       (/** @type {string} */ url) => {
         img.src = url;
         img.classList.remove('is-loading');
@@ -361,7 +379,7 @@ function encryptedItem(client, conversationId, m, f) {
         title: f.name,
         'on:click': () => {
           const viewer = openViewer({ src: img.src || '', name: f.name, width: f.width, height: f.height, download: () => download() });
-          client.decryptedFileUrl(conversationId, m.id, f, opts).then(
+          client.decryptedFileUrl(conversationId, m.id, f, { ...opts, as: 'data' }).then(
             (/** @type {string} */ url) => viewer.setSrc(url),
             () => toast('The image could not be decrypted.', 'error'),
           );

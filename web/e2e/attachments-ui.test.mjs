@@ -52,7 +52,7 @@ test('attach by button, paste and drop; progress and cancel; a refused file; sen
   await chooser.setFiles([{ name: 'sunset.png', mimeType: 'image/png', buffer: makePng(640, 400) }]);
   await item(s, 'sunset.png').locator('.tray-progress[role="progressbar"]').waitFor();
   assert.equal(await item(s, 'sunset.png').getAttribute('data-status'), 'uploading');
-  assert.ok(await item(s, 'sunset.png').locator('img.tray-thumb').evaluate((img) => img.src.startsWith('blob:')), 'a local preview');
+  await item(s, 'sunset.png').locator('img.tray-thumb[src^="data:image/jpeg"]').waitFor();
   assert.equal(await send.isDisabled(), true, 'nothing confirmed yet');
   await shot(s.page, 'tray-uploading');
   release();
@@ -220,7 +220,7 @@ test('encrypted conversation: files leave encrypted (encrypted.bin), the thumbna
   assert.equal(thumbBytes[1], 0xd8);
   // Our own message shows its decrypted thumbnail.
   const mine = s.page.locator('.msg-row.is-mine', { hasText: 'the plan' });
-  await s.page.waitForFunction((el) => el.src.startsWith('blob:') && el.naturalWidth === 320, await mine.locator('.att-image img').elementHandle());
+  await s.page.waitForFunction((el) => el.src.startsWith('data:image/jpeg') && el.naturalWidth === 320, await mine.locator('.att-image img').elementHandle());
 
   // Bob sends an encrypted image (its thumbnail the same PNG, smaller) and a file.
   const bobPng = makePng(600, 400, [20, 160, 90], [240, 230, 90]);
@@ -242,13 +242,13 @@ test('encrypted conversation: files leave encrypted (encrypted.bin), the thumbna
   const theirs = s.page.locator('.msg-row:not(.is-mine)', { hasText: 'from Bob, encrypted' });
   const thumb = theirs.locator('.att-image img');
   await thumb.waitFor();
-  await s.page.waitForFunction((el) => el.src.startsWith('blob:') && el.naturalWidth === 240, await thumb.elementHandle());
+  await s.page.waitForFunction((el) => el.src.startsWith('data:image/jpeg') && el.naturalWidth === 240, await thumb.elementHandle());
   await theirs.locator('.att-file', { hasText: 'minutes.txt' }).waitFor();
   await shot(s.page, 'e2ee-conversation');
   await theirs.getByRole('button', { name: 'Open image garden.png' }).click();
   await s.page.waitForFunction(() => {
     const i = /** @type {HTMLImageElement|null} */ (document.querySelector('dialog.viewer .viewer-img'));
-    return !!i && i.src.startsWith('blob:') && i.complete && i.naturalWidth === 600;
+    return !!i && i.src.startsWith('data:image/png') && i.complete && i.naturalWidth === 600;
   });
   await shot(s.page, 'e2ee-viewer');
   await s.page.keyboard.press('Escape');

@@ -183,18 +183,18 @@ test('encrypted conversation: the image goes up encrypted and the other member s
   await page.locator('.composer-input').fill('the garden, encrypted');
   await page.locator('.composer-input').press('Enter');
   const mine = page.locator('.msg-row.is-mine', { hasText: 'the garden, encrypted' });
-  await mine.locator('.att-image img[src^="blob:"]').waitFor({ timeout: 20_000 });
+  await mine.locator('.att-image img[src^="data:image/jpeg"]').waitFor({ timeout: 20_000 });
 
   await open(cat.page, ann.user.name);
   const theirs = cat.page.locator('.msg-row:not(.is-mine)', { hasText: 'the garden, encrypted' });
   const thumb = theirs.locator('.att-image img');
   await thumb.waitFor({ timeout: 30_000 });
-  await cat.page.waitForFunction((el) => el.src.startsWith('blob:') && el.complete && el.naturalWidth === 320, await thumb.elementHandle(), { timeout: 30_000 });
+  await cat.page.waitForFunction((el) => el.src.startsWith('data:image/jpeg') && el.complete && el.naturalWidth === 320, await thumb.elementHandle(), { timeout: 30_000 });
   await shot(cat.page, 'e2ee-receiver');
   await theirs.getByRole('button', { name: 'Open image garden-plan.png' }).click();
   await cat.page.waitForFunction(() => {
     const i = /** @type {HTMLImageElement|null} */ (document.querySelector('dialog.viewer[open] .viewer-img'));
-    return !!i && i.src.startsWith('blob:') && i.complete && i.naturalWidth === 900;
+    return !!i && i.src.startsWith('data:image/png') && i.complete && i.naturalWidth === 900;
   }, null, { timeout: 30_000 });
   await shot(cat.page, 'e2ee-viewer');
   await cat.page.keyboard.press('Escape');

@@ -168,7 +168,7 @@ export class ChatClient extends Emitter {
       fetch: this._fetch,
       retryMs: opts.uploadRetryMs,
     });
-    /** Decrypted files of encrypted messages, `<attachment id>:<thumb|file>` -> object URL (memory only). @type {Map<string, Promise<string>>} */
+    /** Decrypted files of encrypted messages: `<attachment id>:<iv>:<thumb|file>` -> the Blob, and `...:<blob|data>` -> its URL (memory only). @type {Map<string, Promise<any>>} */
     this._fileUrls = new Map();
     this._started = false;
     /** @type {ChatCache|null} */
@@ -239,7 +239,7 @@ export class ChatClient extends Emitter {
     outbox?.clear();
     this._outbox = null;
     // Decrypted files go too.
-    for (const run of this._fileUrls.values()) run.then((url) => URL.revokeObjectURL(url), () => {});
+    for (const run of this._fileUrls.values()) run.then((url) => typeof url === 'string' && url.startsWith('blob:') && URL.revokeObjectURL(url), () => {});
     this._fileUrls.clear();
     this.session.clear();
     this._resetModel();
@@ -984,41 +984,51 @@ export class ChatClient extends Emitter {
   }
 
   /**
-   * An encrypted message's file (or its thumbnail), decrypted, as a blob: object URL for
-   * `<img src>` or a download (memory only; made once per file). Rejects when it cannot be
-   * fetched or fails authentication (`code` 'tampered').
+   * An encrypted message's file (or its thumbnail), decrypted, as a URL (memory only; each
+   * made once per file): `as: 'data'` a data: URL, for `<img src>` (the server's Content
+   * Security Policy allows data: images, not blob: ones); `as: 'blob'` (default) a blob:
+   * object URL, for a download. Rejects when it cannot be fetched or fails authentication
+   * (`code` 'tampered').
    * @param {string} conversationId @param {string} messageId
    * @param {import('./attachments.js').FileKey} file  one of the message's `e2ee.files`
-   * @param {{thumbnail?: boolean, message?: any}} [opts]  `message`: the message as held (our own unsent one has no id yet)
+   * @param {{thumbnail?: boolean, message?: any, as?: 'blob'|'data'}} [opts]  `message`: the message as held (our own unsent one has no id yet)
    * @returns {Promise<string>}
    */
-  decryptedFileUrl(conversationId, messageId, file, { thumbnail = false, message } = {}) {
+  decryptedFileUrl(conversationId, messageId, file, { thumbnail = false, message, as = 'blob' } = {}) {
     const useThumb = thumbnail && !!file.thumbnail_attachment_id && !!file.thumb_iv;
     const id = useThumb ? /** @type {string} */ (file.thumbnail_attachment_id) : file.attachment_id;
-    const cacheKey = `${id}:${file.iv}:${useThumb ? 'thumb' : 'file'}`;
-    let run = this._fileUrls.get(cacheKey);
+    const base = `${id}:${file.iv}:${useThumb ? 'thumb' : 'file'}`;
+    let blob = this._fileUrls.get(base);
+    if (!blob) {
+      blob = (async () => {
+        const find = () => /** @type {any} */ ((messageId && this.message(conversationId, messageId)) || message)?.attachments?.find((/** @type {any} */ a) => a.id === id);
+        let dto = find();
+        const get = async (/** @type {string|null|undefined} */ url) => {
+          if (!url) return null;
+          const res = await /** @type {typeof fetch} */ (this._fetch)(url);
+          return res.ok ? new Uint8Array(await res.arrayBuffer()) : null;
+        };
+        let ct = await get(dto?.url).catch(() => null);
+        // Expired (or not signed yet): fresh links, once.
+        if (!ct) {
+          dto = (messageId ? await this.refreshAttachment(conversationId, messageId, id) : await this.rest.getAttachment(id).catch(() => null)) ?? dto;
+          ct = await get(dto?.url);
+        }
+        if (!ct) throw Object.assign(new Error('The file could not be fetched.'), { code: 'unavailable' });
+        const plain = await decryptFile(ct, { key: file.key, iv: useThumb ? /** @type {string} */ (file.thumb_iv) : file.iv });
+        // The type is the sender's word: only an image type is kept (shown), anything else is bytes.
+        const type = useThumb ? 'image/jpeg' : isInlineImage(file.type) ? file.type : 'application/octet-stream';
+        return /** @type {any} */ (new Blob([plain], { type }));
+      })();
+      blob.catch(() => this._fileUrls.delete(base));
+      this._fileUrls.set(base, blob);
+    }
+    const key = `${base}:${as}`;
+    let run = this._fileUrls.get(key);
     if (run) return run;
-    run = (async () => {
-      const find = () => /** @type {any} */ ((messageId && this.message(conversationId, messageId)) || message)?.attachments?.find((/** @type {any} */ a) => a.id === id);
-      let dto = find();
-      const get = async (/** @type {string|null|undefined} */ url) => {
-        if (!url) return null;
-        const res = await /** @type {typeof fetch} */ (this._fetch)(url);
-        return res.ok ? new Uint8Array(await res.arrayBuffer()) : null;
-      };
-      let ct = await get(dto?.url).catch(() => null);
-      // Expired (or not signed yet): fresh links, once.
-      if (!ct) {
-        dto = (messageId ? await this.refreshAttachment(conversationId, messageId, id) : await this.rest.getAttachment(id).catch(() => null)) ?? dto;
-        ct = await get(dto?.url);
-      }
-      if (!ct) throw Object.assign(new Error('The file could not be fetched.'), { code: 'unavailable' });
-      const plain = await decryptFile(ct, { key: file.key, iv: useThumb ? /** @type {string} */ (file.thumb_iv) : file.iv });
-      const type = useThumb ? 'image/jpeg' : file.type;
-      return URL.createObjectURL(new Blob([plain], { type }));
-    })();
-    run.catch(() => this._fileUrls.delete(cacheKey));
-    this._fileUrls.set(cacheKey, run);
+    run = blob.then((b) => (as === 'data' ? blobToDataUrl(b) : URL.createObjectURL(b)));
+    run.catch(() => this._fileUrls.delete(key));
+    this._fileUrls.set(key, run);
     return run;
   }
 
@@ -2302,6 +2312,23 @@ export class ChatClient extends Emitter {
       if (d.unread) this.emit('unread', { total: this.unreadTotal() });
     });
   }
+}
+
+/** A data: URL of a blob. @param {Blob} blob @returns {Promise<string>} */
+async function blobToDataUrl(blob) {
+  const FR = /** @type {any} */ (globalThis).FileReader;
+  if (FR) {
+    return new Promise((resolve, reject) => {
+      const r = new FR();
+      r.onload = () => resolve(String(r.result));
+      r.onerror = () => reject(r.error);
+      r.readAsDataURL(blob);
+    });
+  }
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return `data:${blob.type || 'application/octet-stream'};base64,${btoa(bin)}`;
 }
 
 /** A message with files. @param {any} m */
