@@ -453,3 +453,11 @@ export function openViewer({ src, name, width, height, download }) {
     close,
   };
 }
+
+/** What the list says of a message that is only files: "Photo", "3 files", its name. @param {any} m */
+export function filesPreview(m) {
+  const files = m.content_type === 'encrypted' ? (m.e2ee?.files ?? []).map((/** @type {any} */ f) => ({ name: f.name, type: f.type })) : (m.attachments ?? []).map((/** @type {any} */ a) => ({ name: a.filename, type: a.mime_type }));
+  if (!files.length) return '';
+  if (files.length > 1) return files.every((/** @type {any} */ f) => String(f.type).startsWith('image/')) ? `${files.length} photos` : `${files.length} files`;
+  return String(files[0].type).startsWith('image/') ? 'Photo' : files[0].name;
+}

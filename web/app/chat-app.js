@@ -8,6 +8,7 @@ import { relativeTime } from './format.js';
 import { ChatView } from './chat-view.js';
 import { GroupInfoDialog, NewConversationDialog } from './dialogs.js';
 import { SecurityDialog, turnOnEncryption } from './security.js';
+import { filesPreview } from './attachments-view.js';
 
 export class ChatApp {
   /**
@@ -307,10 +308,3 @@ export class ChatApp {
   }
 }
 
-/** What the list says of a message that is only files: "Photo", "3 files", its name. @param {any} m */
-function filesPreview(m) {
-  const files = m.content_type === 'encrypted' ? (m.e2ee?.files ?? []).map((/** @type {any} */ f) => ({ name: f.name, type: f.type })) : (m.attachments ?? []).map((/** @type {any} */ a) => ({ name: a.filename, type: a.mime_type }));
-  if (!files.length) return '';
-  if (files.length > 1) return files.every((/** @type {any} */ f) => String(f.type).startsWith('image/')) ? `${files.length} photos` : `${files.length} files`;
-  return String(files[0].type).startsWith('image/') ? 'Photo' : files[0].name;
-}

@@ -8,7 +8,7 @@ import { confirmDialog } from './dialogs.js';
 import { RestoreDialog } from './security.js';
 import { describeTyping } from '../sdk/typing.js';
 import { QUICK_REACTIONS } from '../sdk/chat-client.js';
-import { ComposerTray, attachmentsSig, renderAttachments } from './attachments-view.js';
+import { ComposerTray, attachmentsSig, filesPreview, renderAttachments } from './attachments-view.js';
 import { MAX_ATTACHMENTS } from '../sdk/attachments.js';
 
 /** Within this distance of the bottom the view follows new messages (AC-14). */
@@ -588,7 +588,7 @@ export class ChatView {
     // An encrypted original: our own decryption when we have it, the server's "Encrypted message" otherwise.
     const decrypted = original?.content_type === 'encrypted' && original.e2ee?.state === 'ok' ? original.content : null;
     const text = String(decrypted ?? p?.content ?? original?.content ?? '').replace(/\s+/g, ' ').trim();
-    return { name, text: text || 'Original message', deleted: false };
+    return { name, text: text || (original ? filesPreview(original) : '') || 'Original message', deleted: false };
   }
 
   /** "Ann, Ben and 3 more". @param {{user_ids: string[], count: number}} r */
@@ -826,7 +826,7 @@ export class ChatView {
     this.mode = { kind: 'reply', id: m.id, draft: '' };
     const c = this.client;
     const name = m.sender_id === c.user?.id ? 'yourself' : c.displayName(m.sender_id);
-    this.showContext('reply', `Replying to ${name}`, String(m.content ?? '').replace(/\s+/g, ' '), 'Cancel reply');
+    this.showContext('reply', `Replying to ${name}`, String(m.content ?? '').replace(/\s+/g, ' ').trim() || filesPreview(m), 'Cancel reply');
     this.input.focus();
   }
 

@@ -94,6 +94,18 @@ test('attach by button, paste and drop; progress and cancel; a refused file; sen
   await transferFiles(s.page, 'paste', [{ name: 'image.png', type: 'image/png', data: makePng(300, 420, [40, 170, 120], [20, 60, 140]) }]);
   await s.page.locator('.tray-item.has-preview').nth(1).and(s.page.locator('[data-status="done"]')).waitFor();
   assert.match(await s.page.locator('.tray-item').nth(1).getAttribute('data-name'), /^pasted-.*\.png$/);
+  // Dragging files over the conversation shows where to drop them.
+  const drag = (/** @type {string} */ type) =>
+    s.page.evaluate((type) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File(['x'], 'x.pdf', { type: 'application/pdf' }));
+      document.querySelector('.messages')?.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, type);
+  await drag('dragenter');
+  await s.page.locator('.drop-overlay:not([hidden])').waitFor();
+  await shot(s.page, 'drop-overlay');
+  await drag('dragleave');
+  await s.page.locator('.drop-overlay').waitFor({ state: 'hidden' });
   await transferFiles(s.page, 'drop', [{ name: 'report.pdf', type: 'application/pdf', data: PDF }]);
   await item(s, 'report.pdf').and(s.page.locator('[data-status="done"]')).waitFor();
   assert.equal(await s.page.locator('.drop-overlay').isHidden(), true);
