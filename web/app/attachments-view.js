@@ -9,8 +9,6 @@ import { MAX_ATTACHMENTS, fileKind, humanSize, isInlineImage, makeThumbnail, upl
 
 /** Inline images fit this box (CSS pixels). */
 const THUMB_BOX = 240;
-/** Links older than this are refreshed before a download (the server's are short-lived). */
-const LINK_MAX_AGE_MS = 4 * 60_000;
 
 /** @param {string} kind */
 function kindIcon(kind) {
@@ -298,17 +296,11 @@ export function attachmentsSig(m) {
   return (m.attachments ?? []).map((/** @type {any} */ a) => `${a.id}:${a.thumbnail_url ?? ''}:${a.url ?? ''}`).join(',');
 }
 
-/** @type {WeakMap<object, number>} when a message's links were first seen */
-const seenAt = new WeakMap();
-
 /** @param {any} client @param {string} conversationId @param {any} m @param {any} a */
 function plainItem(client, conversationId, m, a) {
-  if (!seenAt.has(a)) seenAt.set(a, Date.now());
-  const fresh = async () => {
-    // Old links may have expired: fresh ones first.
-    if (Date.now() - (seenAt.get(a) ?? 0) < LINK_MAX_AGE_MS || !m.id) return a;
-    return (await client.refreshAttachment(conversationId, m.id, a.id).catch(() => null)) ?? a;
-  };
+  // The links are short-lived (and a cached message's may be old): a download or the viewer
+  // asks for fresh ones first.
+  const fresh = async () => (m.id ? ((await client.refreshAttachment(conversationId, m.id, a.id).catch(() => null)) ?? a) : a);
   if (isInlineImage(a.mime_type) && (a.thumbnail_url || a.url)) {
     const size = fit(a.width, a.height);
     const img = /** @type {HTMLImageElement} */ (h('img', { class: 'att-img', src: a.thumbnail_url || a.url, alt: a.filename, loading: 'lazy', decoding: 'async', ...(size ? { width: size.width, height: size.height } : {}) }));
@@ -345,7 +337,7 @@ function plainItem(client, conversationId, m, a) {
     )
   );
   link.addEventListener('click', async (e) => {
-    if (Date.now() - (seenAt.get(a) ?? 0) < LINK_MAX_AGE_MS && a.url) return;
+    if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
     e.preventDefault();
     const now = await fresh();
     if (now.url) saveAs(now.url, a.filename);
@@ -356,6 +348,11 @@ function plainItem(client, conversationId, m, a) {
 /** @param {any} client @param {string} conversationId @param {any} m @param {any} f */
 function encryptedItem(client, conversationId, m, f) {
   const opts = { message: m };
+  const download = () =>
+    client.decryptedFileUrl(conversationId, m.id, f, opts).then(
+      (/** @type {string} */ url) => saveAs(url, f.name),
+      () => toast('The file could not be decrypted.', 'error'),
+    );
   if (isInlineImage(f.type) && f.thumbnail_attachment_id) {
     const size = fit(f.width, f.height);
     const img = /** @type {HTMLImageElement} */ (h('img', { class: 'att-img is-loading', alt: f.name, ...(size ? { width: size.width, height: size.height } : {}) }));
@@ -389,11 +386,6 @@ function encryptedItem(client, conversationId, m, f) {
     );
   }
   const kind = fileKind(f.type, f.name);
-  const download = () =>
-    client.decryptedFileUrl(conversationId, m.id, f, opts).then(
-      (/** @type {string} */ url) => saveAs(url, f.name),
-      () => toast('The file could not be decrypted.', 'error'),
-    );
   const card = h(
     'button',
     { class: 'att-file is-encrypted', type: 'button', title: `Download ${f.name}`, 'aria-label': `Download ${f.name}, ${humanSize(f.size)}` },
