@@ -169,6 +169,11 @@ test('attach by button, paste and drop; progress and cancel; a refused file; sen
   await s.page.locator('.conv-item', { hasText: 'Bob' }).locator('.conv-preview', { hasText: 'Photo' }).waitFor();
   await shot(s.page, 'media-only');
 
+  // Dark mode.
+  await s.page.emulateMedia({ colorScheme: 'dark' });
+  await shot(s.page, 'dark');
+  await s.page.emulateMedia({ colorScheme: 'light' });
+
   // Phone layout.
   await s.page.setViewportSize({ width: 390, height: 760 });
   await s.page.locator('.file-input').setInputFiles([{ name: 'a-rather-long-file-name-for-a-phone.pdf', mimeType: 'application/pdf', buffer: PDF }]);
