@@ -188,6 +188,30 @@ export function fileKind(mime, name = '') {
   return 'file';
 }
 
+const BY_EXTENSION = /** @type {Record<string, string>} */ ({
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  gif: 'image/gif',
+  webp: 'image/webp',
+  mp4: 'video/mp4',
+  mp3: 'audio/mpeg',
+  pdf: 'application/pdf',
+  doc: 'application/msword',
+  docx: 'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
+});
+
+/**
+ * A file's type: what the browser says, else what its extension says (some systems give no
+ * type for a .docx), else `application/octet-stream`.
+ * @param {{type?: string, name?: string}} file
+ */
+export function typeOf(file) {
+  if (file.type) return file.type;
+  const ext = String(file.name ?? '').toLowerCase().split('.').pop() ?? '';
+  return BY_EXTENSION[ext] ?? 'application/octet-stream';
+}
+
 /** Images the browser shows inline. @param {string} mime */
 export function isInlineImage(mime) {
   return /^image\/(jpeg|png|gif|webp)$/i.test(String(mime || ''));
@@ -204,6 +228,13 @@ export function uploadErrorText(err) {
       return 'This file is not what its name or type says: it was refused.';
     case 'malformed_filename':
       return 'The file name is not accepted.';
+    case 'malformed_mime_type':
+      return 'The type of this file is not understood.';
+    case 'payload_too_large':
+      return 'The upload is larger than announced.';
+    case 'attachment_unavailable':
+    case 'attachment_already_sent':
+      return 'This file can no longer be sent: attach it again.';
     case 'empty_file':
       return 'The file is empty.';
     case 'too_many_pixels':

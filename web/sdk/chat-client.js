@@ -22,7 +22,7 @@ import { Poller } from './poller.js';
 import { ChatCache, DEFAULT_CACHE_LIMIT } from './cache.js';
 import { E2EE, NoKeyError } from './e2ee.js';
 import { keyStoreDatabaseName } from './keystore.js';
-import { ENCRYPTED_NAME, ENCRYPTED_TYPE, MAX_ATTACHMENTS, Uploader, UploadCancelled, bytesOf, decryptFile, encryptFile, isInlineImage, makeThumbnail, messagePlaintext, parsePlaintext } from './attachments.js';
+import { ENCRYPTED_NAME, ENCRYPTED_TYPE, MAX_ATTACHMENTS, Uploader, UploadCancelled, bytesOf, decryptFile, encryptFile, isInlineImage, makeThumbnail, messagePlaintext, parsePlaintext, typeOf } from './attachments.js';
 
 /**
  * @typedef {import('./rest.js').Conversation} Conversation
@@ -920,7 +920,7 @@ export class ChatClient extends Emitter {
    */
   async uploadAttachment(conversationId, file, { onProgress, signal } = {}) {
     const name = file.name || 'file';
-    const type = file.type || 'application/octet-stream';
+    const type = typeOf(file);
     if (!this._convs.get(conversationId)?.data.encrypted) {
       return this.uploader.upload(conversationId, file, { filename: name, mime_type: type, size: file.size }, { onProgress, signal });
     }

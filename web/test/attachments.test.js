@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChatClient } from '../sdk/chat-client.js';
 import { Outbox } from '../sdk/outbox.js';
-import { decryptFile, encryptFile, fileKind, humanSize, messagePlaintext, parsePlaintext, uploadErrorText } from '../sdk/attachments.js';
+import { decryptFile, encryptFile, fileKind, humanSize, messagePlaintext, parsePlaintext, typeOf, uploadErrorText } from '../sdk/attachments.js';
 import { decryptMessage, encryptMessage, generateConversationKey, generateDeviceKeys } from '../sdk/crypto.js';
 import { FakeBackend, FakeClock, FakeDocument, MemoryStorage, makeFakeWebSocket, makeFakeXHR, settle } from './fakes.js';
 import { FakeIndexedDB } from './fake-indexeddb.js';
@@ -340,6 +340,9 @@ test('encrypted plaintext: text alone stays text (old messages); with files a ve
   assert.equal(fileKind('application/vnd.openxmlformats-officedocument.wordprocessingml.document'), 'doc');
   assert.equal(fileKind('image/png'), 'image');
   assert.equal(fileKind('application/zip'), 'file');
+  assert.equal(typeOf({ name: 'Report.DOCX', type: '' }), 'application/vnd.openxmlformats-officedocument.wordprocessingml.document');
+  assert.equal(typeOf({ name: 'x.png', type: 'image/png' }), 'image/png');
+  assert.equal(typeOf({ name: 'archive.tar', type: '' }), 'application/octet-stream');
 });
 
 test('encrypted conversation: the file is encrypted before upload (encrypted.bin, octet-stream), the envelope carries its key, the reader decrypts it', async () => {
