@@ -107,6 +107,26 @@ test('attach by button, paste and drop; progress; cancel; a renamed .exe refused
   await item(page, 'sunset.png').and(page.locator('[data-status="done"]')).waitFor({ timeout: 20_000 });
   assert.equal(await page.locator('.send-btn').isDisabled(), false);
 
+  // Real progress: a larger file over a throttled link reports its way up.
+  const cdp = await ann.ctx.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 20, downloadThroughput: -1, uploadThroughput: 600 * 1024 });
+  const big = Buffer.concat([Buffer.from('%PDF-1.4\n'), Buffer.alloc(1_500_000, 0x20), Buffer.from('\n%%EOF\n')]);
+  await page.locator('.file-input').setInputFiles([{ name: 'big.pdf', mimeType: 'application/pdf', buffer: big }]);
+  /** @type {Set<number>} */
+  const seen = new Set();
+  for (let i = 0; i < 300; i++) {
+    const now = await item(page, 'big.pdf').locator('.tray-progress').getAttribute('aria-valuenow', { timeout: 200 }).catch(() => null);
+    if (now === null && (await item(page, 'big.pdf').getAttribute('data-status')) !== 'uploading') break;
+    if (now !== null) seen.add(Number(now));
+    if (seen.size === 3) await shot(page, 'progress');
+    await page.waitForTimeout(50);
+  }
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  await item(page, 'big.pdf').and(page.locator('[data-status="done"]')).waitFor({ timeout: 30_000 });
+  assert.ok([...seen].some((v) => v > 0 && v < 100), `progress between 0 and 100 was shown: ${[...seen].join(', ')}`);
+  await item(page, 'big.pdf').getByRole('button', { name: 'Remove big.pdf' }).click();
+
   // Cancel one in flight.
   release = await holdUploads(page);
   await page.locator('.file-input').setInputFiles([{ name: 'later.pdf', mimeType: 'application/pdf', buffer: PDF }]);
