@@ -8,6 +8,7 @@ import { relativeTime } from './format.js';
 import { ChatView } from './chat-view.js';
 import { GroupInfoDialog, NewConversationDialog } from './dialogs.js';
 import { SecurityDialog, turnOnEncryption } from './security.js';
+import { filesPreview } from './attachments-view.js';
 
 export class ChatApp {
   /**
@@ -243,7 +244,8 @@ export class ChatApp {
       const mine = last.sender_id === me?.id;
       const who = mine ? 'You: ' : v.type === 'group' ? `${c.displayName(last.sender_id).split(' ')[0]}: ` : '';
       const opaque = last.content_type === 'encrypted' && !last.deleted_at && last.e2ee?.state !== 'ok';
-      const text = opaque ? (last.e2ee?.state === 'failed' ? 'Message could not be decrypted' : 'Encrypted message') : String(last.content ?? '').replace(/\s+/g, ' ');
+      const written = String(last.content ?? '').replace(/\s+/g, ' ').trim();
+      const text = opaque ? (last.e2ee?.state === 'failed' ? 'Message could not be decrypted' : 'Encrypted message') : written || filesPreview(last);
       preview = last.deleted_at ? 'Message deleted' : who + text;
       if (opaque) previewClass += ' is-opaque';
       if (last.status === 'failed' && last.local) {
@@ -305,3 +307,4 @@ export class ChatApp {
     new SecurityDialog(this.client, id).show();
   }
 }
+

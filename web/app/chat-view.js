@@ -8,6 +8,8 @@ import { confirmDialog } from './dialogs.js';
 import { RestoreDialog } from './security.js';
 import { describeTyping } from '../sdk/typing.js';
 import { QUICK_REACTIONS } from '../sdk/chat-client.js';
+import { ComposerTray, attachmentsSig, filesPreview, renderAttachments } from './attachments-view.js';
+import { MAX_ATTACHMENTS } from '../sdk/attachments.js';
 
 /** Within this distance of the bottom the view follows new messages (AC-14). */
 const NEAR_BOTTOM_PX = 120;
@@ -109,13 +111,39 @@ export class ChatView {
     };
     this.onResize = () => this.closeMenu(false);
     this.sendButton = h('button', { class: 'send-btn', type: 'submit', 'aria-label': 'Send message', title: 'Send (Enter)', disabled: true }, icon('send'));
+    // Attachments: the paperclip's file picker, a drop onto the conversation, a pasted image.
+    this.tray = new ComposerTray(client, conversationId, () => {
+      this.updateSend();
+      // The tray took (or gave back) room: a reader at the bottom stays there.
+      if (this.stick) requestAnimationFrame(() => !this.destroyed && this.stick && this.scrollToBottom(false));
+    });
+    this.fileInput = /** @type {HTMLInputElement} */ (
+      h('input', {
+        class: 'visually-hidden file-input',
+        type: 'file',
+        multiple: true,
+        tabindex: '-1',
+        'aria-hidden': 'true',
+        'on:change': () => {
+          const files = [...(this.fileInput.files ?? [])];
+          this.fileInput.value = '';
+          if (files.length) this.attach(files);
+        },
+      })
+    );
+    this.attachButton = h('button', { class: 'icon-btn attach-btn', type: 'button', 'aria-label': 'Attach files', title: 'Attach files', 'on:click': () => this.fileInput.click() }, icon('clip', { size: 22 }));
+    this.input.addEventListener('paste', (e) => this.onPaste(/** @type {ClipboardEvent} */ (e)));
     this.composer = h(
       'form',
       { class: 'composer', 'on:submit': (/** @type {Event} */ e) => this.onSubmit(e) },
       h('label', { class: 'visually-hidden', for: `composer-${conversationId}` }, 'Message'),
-      h('div', { class: 'composer-box' }, this.input, this.counter),
+      this.fileInput,
+      // After the text in the tab order: Shift+Tab from the text still reaches the messages.
+      h('div', { class: 'composer-box' }, this.input, this.attachButton, this.counter),
       this.sendButton,
     );
+    this.dropZone = h('div', { class: 'drop-overlay', hidden: true, 'aria-hidden': 'true' }, h('div', { class: 'drop-card' }, icon('upload', { size: 28 }), h('span', {}, 'Drop files to attach them')));
+    this.dragDepth = 0;
 
     this.el = h(
       'section',
@@ -126,8 +154,60 @@ export class ChatView {
       h('div', { class: 'messages-wrap' }, this.scroller, this.newButton),
       this.typingLine,
       this.contextBar,
+      this.tray.el,
       this.composer,
+      this.dropZone,
     );
+    const hasFiles = (/** @type {DragEvent} */ e) => [...(e.dataTransfer?.types ?? [])].includes('Files');
+    this.el.addEventListener('dragenter', (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      this.dragDepth++;
+      this.dropZone.hidden = false;
+    });
+    this.el.addEventListener('dragover', (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
+    });
+    this.el.addEventListener('dragleave', (e) => {
+      if (!hasFiles(e)) return;
+      this.dragDepth = Math.max(0, this.dragDepth - 1);
+      if (!this.dragDepth) this.dropZone.hidden = true;
+    });
+    this.el.addEventListener('drop', (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      this.dragDepth = 0;
+      this.dropZone.hidden = true;
+      const files = [...(e.dataTransfer?.files ?? [])];
+      if (files.length) this.attach(files);
+    });
+  }
+
+  /** Files to send with the next message: uploaded now, shown in the tray. @param {File[]} files */
+  attach(files) {
+    this.tray.add(files);
+    this.input.focus({ preventScroll: true });
+  }
+
+  /** A pasted image (or file) is attached; pasted text stays text. @param {ClipboardEvent} e */
+  onPaste(e) {
+    const files = [...(e.clipboardData?.files ?? [])];
+    if (!files.length) return;
+    // Text copied with a picture (a web page) is pasted as text too.
+    if (!e.clipboardData?.getData('text/plain')) e.preventDefault();
+    // Screenshots come as "image.png": a name that says when.
+    const named = files.map((f) => (f.name && f.name !== 'image.png' ? f : new File([f], `pasted-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}.${(f.type.split('/')[1] || 'png').replace('jpeg', 'jpg')}`, { type: f.type })));
+    this.attach(named);
+  }
+
+  /** Send when there is text, or at least one confirmed file (not while editing). */
+  updateSend() {
+    const value = this.input.value;
+    const over = value.length > MAX_LENGTH;
+    const files = this.mode?.kind !== 'edit' && this.tray.ready.length > 0;
+    this.sendButton.disabled = over || (!value.trim() && !files);
   }
 
   mount() {
@@ -180,6 +260,7 @@ export class ChatView {
     this.destroyed = true;
     this.closeMenu(false);
     this.client.stopTyping(this.conversationId);
+    this.tray.destroy();
     for (const fn of this.cleanups.splice(0)) fn();
     if (this._raf) cancelAnimationFrame(this._raf);
   }
@@ -410,7 +491,8 @@ export class ChatView {
     const quote = m.reply_to ? this.quoteOf(m) : null;
     const reactions = m.deleted_at ? [] : (m.reactions ?? []).map((/** @type {any} */ x) => [x.emoji, x.count, !!x.me, this.reactorsText(x)]);
     const e2ee = m.content_type === 'encrypted' && !m.deleted_at ? (m.e2ee?.state ?? 'pending') : null;
-    const sig = JSON.stringify([e2ee, m.content, m.deleted_at, m.edited_at, receipt?.status, receipt?.readBy, receipt?.of, r.grouped, r.tail, showSender, senderName, readLine, m.created_at, m.local, quote, reactions]);
+    const files = attachmentsSig(m);
+    const sig = JSON.stringify([e2ee, m.content, m.deleted_at, m.edited_at, receipt?.status, receipt?.readBy, receipt?.of, r.grouped, r.tail, showSender, senderName, readLine, m.created_at, m.local, quote, reactions, files]);
     if (el.dataset.sig === sig) return;
     el.dataset.sig = sig;
     const open = this.menu?.messageId === m.id && !!m.id;
@@ -424,7 +506,9 @@ export class ChatView {
     else if (e2ee === 'waiting' || e2ee === 'pending')
       text = h('p', { class: 'msg-text is-e2ee is-waiting', 'data-e2ee': e2ee }, icon('lock', { size: 14 }), h('span', {}, e2ee === 'waiting' ? "Waiting for this message's key" : 'Decrypting...'));
     else if (e2ee === 'failed') text = h('p', { class: 'msg-text is-e2ee is-undecryptable', 'data-e2ee': 'failed' }, icon('alert', { size: 14 }), h('span', {}, 'This message could not be decrypted'));
+    else if (!String(m.content ?? '') && files) text = null;
     else text = h('p', { class: 'msg-text' }, String(m.content ?? ''));
+    const attachments = files && !m.deleted_at && (e2ee === null || e2ee === 'ok') ? renderAttachments(this.client, this.conversationId, m) : null;
     const edited = m.edited_at && !m.deleted_at ? h('span', { class: 'msg-edited', title: `Edited ${clockTime(m.edited_at)}` }, '(edited)') : null;
     const meta = h('span', { class: 'msg-meta' }, edited, h('time', { datetime: m.created_at }, clockTime(m.created_at)), receipt ? this.ticks(receipt, isGroup) : null);
     const quoteEl = quote
@@ -435,7 +519,7 @@ export class ChatView {
           h('span', { class: 'msg-quote-text' }, quote.text),
         )
       : null;
-    const bubble = h('div', { class: 'bubble' }, showSender ? h('span', { class: 'msg-sender' }, senderName) : null, quoteEl, text, meta);
+    const bubble = h('div', { class: `bubble${attachments ? ' has-attachments' : ''}${attachments && !text ? ' is-media-only' : ''}` }, showSender ? h('span', { class: 'msg-sender' }, senderName) : null, quoteEl, attachments, text, meta);
     const parts = [];
     if (isGroup && !r.mine) parts.push(r.tail ? avatar(m.sender_id, senderName, { size: 'sm' }) : h('span', { class: 'avatar-spacer' }));
     const line = h('div', { class: 'msg-line' }, bubble);
@@ -504,7 +588,7 @@ export class ChatView {
     // An encrypted original: our own decryption when we have it, the server's "Encrypted message" otherwise.
     const decrypted = original?.content_type === 'encrypted' && original.e2ee?.state === 'ok' ? original.content : null;
     const text = String(decrypted ?? p?.content ?? original?.content ?? '').replace(/\s+/g, ' ').trim();
-    return { name, text: text || 'Original message', deleted: false };
+    return { name, text: text || (original ? filesPreview(original) : '') || 'Original message', deleted: false };
   }
 
   /** "Ann, Ben and 3 more". @param {{user_ids: string[], count: number}} r */
@@ -742,7 +826,7 @@ export class ChatView {
     this.mode = { kind: 'reply', id: m.id, draft: '' };
     const c = this.client;
     const name = m.sender_id === c.user?.id ? 'yourself' : c.displayName(m.sender_id);
-    this.showContext('reply', `Replying to ${name}`, String(m.content ?? '').replace(/\s+/g, ' '), 'Cancel reply');
+    this.showContext('reply', `Replying to ${name}`, String(m.content ?? '').replace(/\s+/g, ' ').trim() || filesPreview(m), 'Cancel reply');
     this.input.focus();
   }
 
@@ -930,7 +1014,7 @@ export class ChatView {
     const over = value.length > MAX_LENGTH;
     this.counter.textContent = value.length > MAX_LENGTH - 500 ? `${value.length} / ${MAX_LENGTH}` : '';
     this.counter.classList.toggle('is-over', over);
-    this.sendButton.disabled = !value.trim() || over;
+    this.updateSend();
   }
 
   autosize() {
@@ -943,9 +1027,11 @@ export class ChatView {
   onSubmit(e) {
     e.preventDefault();
     const value = this.input.value;
-    if (!value.trim() || value.length > MAX_LENGTH) return;
     const mode = this.mode;
+    const withFiles = mode?.kind !== 'edit' && this.tray.ready.length > 0;
+    if ((!value.trim() && !withFiles) || value.length > MAX_LENGTH) return;
     if (mode?.kind === 'edit') {
+      if (!value.trim()) return;
       const m = this.client.message(this.conversationId, mode.id);
       this.input.value = mode.draft ?? '';
       this.cancelMode();
@@ -956,7 +1042,15 @@ export class ChatView {
       this.mode = null;
       this.cancelMode();
     }
-    this.client.send(this.conversationId, value, { replyTo: mode?.kind === 'reply' ? mode.id : null });
+    const attachments = withFiles ? this.tray.ready.slice(0, MAX_ATTACHMENTS).map((i) => i.result) : [];
+    try {
+      this.client.send(this.conversationId, value, { replyTo: mode?.kind === 'reply' ? mode.id : null, attachments });
+    } catch (err) {
+      toast(/** @type {Error} */ (err).message || 'The message was not sent.', 'error');
+      return;
+    }
+    // They went with it (the rest stay for the next one).
+    if (attachments.length) this.tray.take(attachments);
     this.input.value = '';
     this.onInput();
     this.input.focus();

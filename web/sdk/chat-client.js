@@ -22,6 +22,7 @@ import { Poller } from './poller.js';
 import { ChatCache, DEFAULT_CACHE_LIMIT } from './cache.js';
 import { E2EE, NoKeyError } from './e2ee.js';
 import { keyStoreDatabaseName } from './keystore.js';
+import { ENCRYPTED_NAME, ENCRYPTED_TYPE, MAX_ATTACHMENTS, Uploader, UploadCancelled, bytesOf, decryptFile, encryptFile, isInlineImage, makeThumbnail, messagePlaintext, parsePlaintext, typeOf } from './attachments.js';
 
 /**
  * @typedef {import('./rest.js').Conversation} Conversation
@@ -126,6 +127,8 @@ export class ChatClient extends Emitter {
    * @param {Partial<import('./timings.js').Timings>} [opts.timings]
    * @param {Pick<Console,'warn'|'debug'|'error'>} [opts.logger]
    * @param {string} [opts.deviceName]  what this browser is called in the device list (default e.g. "Chrome on Linux")
+   * @param {any} [opts.XMLHttpRequest]  constructor for uploads (progress events); default the global one; null: fetch
+   * @param {number[]} [opts.uploadRetryMs]  waits before retrying a failed upload step
    */
   constructor(opts = {}) {
     super();
@@ -158,6 +161,15 @@ export class ChatClient extends Emitter {
     this.session.onChange((user) => {
       if (!user && this._started) this._expire();
     });
+    this.uploader = new Uploader({
+      rest: this.rest,
+      clock: this._clock,
+      XMLHttpRequest: opts.XMLHttpRequest !== undefined ? opts.XMLHttpRequest : g.XMLHttpRequest,
+      fetch: this._fetch,
+      retryMs: opts.uploadRetryMs,
+    });
+    /** Decrypted files of encrypted messages: `<attachment id>:<iv>:<thumb|file>` -> the Blob, and `...:<blob|data>` -> its URL (memory only). @type {Map<string, Promise<any>>} */
+    this._fileUrls = new Map();
     this._started = false;
     /** @type {ChatCache|null} */
     this._cache = null;
@@ -226,6 +238,9 @@ export class ChatClient extends Emitter {
     this.stop();
     outbox?.clear();
     this._outbox = null;
+    // Decrypted files go too.
+    for (const run of this._fileUrls.values()) run.then((url) => typeof url === 'string' && url.startsWith('blob:') && URL.revokeObjectURL(url), () => {});
+    this._fileUrls.clear();
     this.session.clear();
     this._resetModel();
     if (cache) await cache.destroy();
@@ -743,8 +758,9 @@ export class ChatClient extends Emitter {
     const key = `${conversationId}\n${envelope}`;
     const known = this._plain.get(key);
     if (known) {
-      m.content = known.state === 'ok' ? known.text : '';
-      m.e2ee = { state: known.state, envelope, shown: m.content };
+      const p = known.state === 'ok' ? parsePlaintext(known.text, hasAttachments(m)) : { text: '', files: [] };
+      m.content = p.text;
+      m.e2ee = { state: known.state, envelope, shown: m.content, ...(p.files.length ? { files: p.files } : {}) };
       return;
     }
     m.content = '';
@@ -756,8 +772,9 @@ export class ChatClient extends Emitter {
       if (r.state !== 'waiting') this._plain.set(key, r.state === 'ok' ? { state: 'ok', text: r.text } : { state: 'failed' });
       // Changed again since (an edit, a deletion): that change decrypts itself.
       if (m.e2ee?.envelope !== envelope || m.deleted_at) return;
-      m.content = r.state === 'ok' ? r.text : '';
-      m.e2ee = { state: r.state, envelope, shown: m.content, ...(r.state === 'waiting' ? { kid: r.kid } : {}) };
+      const p = r.state === 'ok' ? parsePlaintext(r.text, hasAttachments(m)) : { text: '', files: [] };
+      m.content = p.text;
+      m.e2ee = { state: r.state, envelope, shown: m.content, ...(p.files.length ? { files: p.files } : {}), ...(r.state === 'waiting' ? { kid: r.kid } : {}) };
       const st = this._convs.get(conversationId);
       const last = this._waitSync.get(conversationId);
       if (r.state === 'waiting' && st && (last === undefined || this._clock.now() - last > 5000)) {
@@ -867,20 +884,152 @@ export class ChatClient extends Emitter {
   // ----------------------------------------------------------------- messages
 
   /**
-   * Send a text message: shown at once (`sending`), sent with a new temp_id, retried, queued
-   * while offline. Returns the optimistic message.
+   * Send a message: shown at once (`sending`), sent with a new temp_id, retried, queued
+   * while offline. Returns the optimistic message. With `attachments` (what `uploadAttachment`
+   * resolved with, at most 10) the text may be empty.
    * @param {string} conversationId
    * @param {string} content
-   * @param {{replyTo?: string|null}} [opts]  `replyTo`: the id of the message answered
+   * @param {{replyTo?: string|null, attachments?: import('./attachments.js').UploadResult[]}} [opts]  `replyTo`: the id of the message answered
    * @returns {HeldMessage}
    */
-  send(conversationId, content, { replyTo = null } = {}) {
+  send(conversationId, content, { replyTo = null, attachments = [] } = {}) {
     if (!this._outbox) throw new Error('Call start() first.');
-    if (typeof content !== 'string' || !content.trim()) throw new RangeError('A message cannot be empty.');
+    if (typeof content !== 'string') throw new RangeError('A message cannot be empty.');
+    if (!content.trim() && !attachments.length) throw new RangeError('A message cannot be empty.');
+    if (attachments.length > MAX_ATTACHMENTS) throw new RangeError(`At most ${MAX_ATTACHMENTS} files go with one message.`);
+    if (!content.trim()) content = '';
     this._typingSender?.stop(conversationId);
-    if (this._convs.get(conversationId)?.data.encrypted) return this._sendEncrypted(conversationId, content, replyTo || null);
-    const entry = this._outbox.send(conversationId, content, 'text', replyTo || null);
+    if (this._convs.get(conversationId)?.data.encrypted) return this._sendEncrypted(conversationId, content, replyTo || null, attachments);
+    if (attachments.some((a) => a.file)) throw new TypeError('These files were encrypted for an encrypted conversation.');
+    const files = { attachmentIds: attachments.map((a) => a.id), attachments: attachments.map(plainDto) };
+    const entry = this._outbox.send(conversationId, content, 'text', replyTo || null, undefined, files);
     return /** @type {HeldMessage} */ (this._thread(conversationId).pending.get(entry.temp_id));
+  }
+
+  /**
+   * Upload a file for a message of this conversation: announced, its bytes PUT (progress),
+   * confirmed; network errors, 5xx and 429 are retried a few times, refusals (413, 415, 422,
+   * 403) are not: they reject with the ApiError (`code` e.g. `content_mismatch`). Aborting
+   * `signal` cancels it (an error with `code` `aborted`). In an end-to-end encrypted
+   * conversation the file (and an image's thumbnail, made here) is encrypted first: the
+   * server sees neither its name nor its type. Resolves with what `send` takes.
+   * @param {string} conversationId
+   * @param {Blob & {name?: string}} file
+   * @param {{onProgress?: (p: {loaded: number, total: number}) => void, signal?: AbortSignal}} [opts]
+   * @returns {Promise<import('./attachments.js').UploadResult>}
+   */
+  async uploadAttachment(conversationId, file, { onProgress, signal } = {}) {
+    const name = file.name || 'file';
+    const type = typeOf(file);
+    if (!this._convs.get(conversationId)?.data.encrypted) {
+      return this.uploader.upload(conversationId, file, { filename: name, mime_type: type, size: file.size }, { onProgress, signal });
+    }
+    // Encrypted: a fresh key per file; the thumbnail under the same key, another IV.
+    const bytes = await bytesOf(file);
+    if (signal?.aborted) throw new UploadCancelled();
+    const sealed = await encryptFile(bytes);
+    const thumb = isInlineImage(type) ? await makeThumbnail(file).catch(() => null) : null;
+    const sealedThumb = thumb ? await encryptFile(await bytesOf(thumb.blob), { key: sealed.key }) : null;
+    const total = sealed.ciphertext.length + (sealedThumb?.ciphertext.length ?? 0);
+    const progress = (/** @type {number} */ base) => (/** @type {{loaded: number}} */ p) => onProgress?.({ loaded: base + p.loaded, total });
+    const meta = (/** @type {Uint8Array} */ ct) => ({ filename: ENCRYPTED_NAME, mime_type: ENCRYPTED_TYPE, size: ct.length });
+    const main = await this.uploader.upload(conversationId, sealed.ciphertext, meta(sealed.ciphertext), { onProgress: progress(0), signal });
+    const thumbDto = sealedThumb ? await this.uploader.upload(conversationId, sealedThumb.ciphertext, meta(sealedThumb.ciphertext), { onProgress: progress(sealed.ciphertext.length), signal }) : null;
+    /** @type {import('./attachments.js').FileKey} */
+    const fileKey = {
+      attachment_id: main.id,
+      ...(thumbDto ? { thumbnail_attachment_id: thumbDto.id } : {}),
+      key: sealed.rawKey,
+      iv: sealed.iv,
+      ...(sealedThumb ? { thumb_iv: sealedThumb.iv } : {}),
+      name,
+      type,
+      size: file.size,
+      ...(thumb ? { width: thumb.width, height: thumb.height } : {}),
+    };
+    return {
+      ...main,
+      filename: name,
+      mime_type: type,
+      size: file.size,
+      width: thumb?.width ?? null,
+      height: thumb?.height ?? null,
+      file: fileKey,
+      attachment_ids: thumbDto ? [main.id, thumbDto.id] : [main.id],
+      attachments: thumbDto ? [main, thumbDto] : [main],
+    };
+  }
+
+  /**
+   * An attachment with fresh signed URLs (a link or image that answered 403 had expired), put
+   * into the held message. Resolves with the attachment (null when it is gone).
+   * @param {string} conversationId @param {string} messageId @param {string} attachmentId
+   * @returns {Promise<import('./attachments.js').AttachmentDto|null>}
+   */
+  async refreshAttachment(conversationId, messageId, attachmentId) {
+    let dto;
+    try {
+      dto = await this.rest.getAttachment(attachmentId);
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 404 || err.status === 403)) return null;
+      throw err;
+    }
+    const held = /** @type {any} */ (this.message(conversationId, messageId));
+    if (held && Array.isArray(held.attachments)) {
+      held.attachments = held.attachments.map((/** @type {any} */ a) => (a.id === attachmentId ? { ...a, ...dto } : a));
+      this._threads.get(conversationId)?.touch();
+      this._markDirty({ messages: conversationId });
+    }
+    return dto;
+  }
+
+  /**
+   * An encrypted message's file (or its thumbnail), decrypted, as a URL (memory only; each
+   * made once per file): `as: 'data'` a data: URL, for `<img src>` (the server's Content
+   * Security Policy allows data: images, not blob: ones); `as: 'blob'` (default) a blob:
+   * object URL, for a download. Rejects when it cannot be fetched or fails authentication
+   * (`code` 'tampered').
+   * @param {string} conversationId @param {string} messageId
+   * @param {import('./attachments.js').FileKey} file  one of the message's `e2ee.files`
+   * @param {{thumbnail?: boolean, message?: any, as?: 'blob'|'data'}} [opts]  `message`: the message as held (our own unsent one has no id yet)
+   * @returns {Promise<string>}
+   */
+  decryptedFileUrl(conversationId, messageId, file, { thumbnail = false, message, as = 'blob' } = {}) {
+    const useThumb = thumbnail && !!file.thumbnail_attachment_id && !!file.thumb_iv;
+    const id = useThumb ? /** @type {string} */ (file.thumbnail_attachment_id) : file.attachment_id;
+    const base = `${id}:${file.iv}:${useThumb ? 'thumb' : 'file'}`;
+    let blob = this._fileUrls.get(base);
+    if (!blob) {
+      blob = (async () => {
+        const find = () => /** @type {any} */ ((messageId && this.message(conversationId, messageId)) || message)?.attachments?.find((/** @type {any} */ a) => a.id === id);
+        let dto = find();
+        const get = async (/** @type {string|null|undefined} */ url) => {
+          if (!url) return null;
+          const res = await /** @type {typeof fetch} */ (this._fetch)(url);
+          return res.ok ? new Uint8Array(await res.arrayBuffer()) : null;
+        };
+        let ct = await get(dto?.url).catch(() => null);
+        // Expired (or not signed yet): fresh links, once.
+        if (!ct) {
+          dto = (messageId ? await this.refreshAttachment(conversationId, messageId, id) : await this.rest.getAttachment(id).catch(() => null)) ?? dto;
+          ct = await get(dto?.url);
+        }
+        if (!ct) throw Object.assign(new Error('The file could not be fetched.'), { code: 'unavailable' });
+        const plain = await decryptFile(ct, { key: file.key, iv: useThumb ? /** @type {string} */ (file.thumb_iv) : file.iv });
+        // The type is the sender's word: only an image type is kept (shown), anything else is bytes.
+        const type = useThumb ? 'image/jpeg' : isInlineImage(file.type) ? file.type : 'application/octet-stream';
+        return /** @type {any} */ (new Blob([plain], { type }));
+      })();
+      blob.catch(() => this._fileUrls.delete(base));
+      this._fileUrls.set(base, blob);
+    }
+    const key = `${base}:${as}`;
+    let run = this._fileUrls.get(key);
+    if (run) return run;
+    run = blob.then((b) => (as === 'data' ? blobToDataUrl(b) : URL.createObjectURL(b)));
+    run.catch(() => this._fileUrls.delete(key));
+    this._fileUrls.set(key, run);
+    return run;
   }
 
   /**
@@ -888,9 +1037,14 @@ export class ChatClient extends Emitter {
    * the outbox (which stores and sends only the envelope). Without a key it fails visibly; it is
    * never sent as text.
    * @param {string} conversationId @param {string} content @param {string|null} replyTo
+   * @param {import('./attachments.js').UploadResult[]} [uploads]  files encrypted and uploaded for it
    * @returns {HeldMessage}
    */
-  _sendEncrypted(conversationId, content, replyTo) {
+  _sendEncrypted(conversationId, content, replyTo, uploads = []) {
+    if (uploads.some((a) => !a.file)) throw new TypeError('Files for an encrypted conversation must be encrypted (upload them after it was turned on).');
+    const files = uploads.map((a) => /** @type {import('./attachments.js').FileKey} */ (a.file));
+    const attachments = uploads.flatMap((a) => (a.attachments ?? []).map(plainDto));
+    const attachmentIds = uploads.flatMap((a) => a.attachment_ids ?? []);
     const tempId = this._uuid();
     /** @type {any} */
     const local = {
@@ -911,8 +1065,9 @@ export class ChatClient extends Emitter {
       status: 'sending',
       change_seq: 0,
       reactions: [],
-      e2ee: { state: 'ok', envelope: '', shown: content },
-      unsent: { content, replyTo },
+      ...(attachments.length ? { attachments } : {}),
+      e2ee: { state: 'ok', envelope: '', shown: content, ...(files.length ? { files } : {}) },
+      unsent: { content, replyTo, files, attachmentIds, attachments },
     };
     this._thread(conversationId).addPending(local);
     this._markDirty({ conversations: true, messages: conversationId });
@@ -923,17 +1078,18 @@ export class ChatClient extends Emitter {
   /** @param {any} local */
   async _encryptAndQueue(local) {
     const { conversation_id: id, temp_id: tempId } = local;
-    const { content, replyTo } = local.unsent;
+    const { content, replyTo, files = [], attachmentIds = [], attachments = [] } = local.unsent;
     try {
       if (!this.e2ee) throw new NoKeyError('End-to-end encryption is not available in this browser: the message was not sent.');
       await this.e2ee.ready;
       // A key being fetched or made right now is worth waiting for.
       if (!this.e2ee.heldVersion(id)) await this.e2ee.sync({ ...(this._convs.get(id)?.data ?? { id }), encrypted: true });
-      const envelope = await this.e2ee.encrypt(id, content);
-      this._plain.set(`${id}\n${envelope}`, { state: 'ok', text: content });
+      const plaintext = messagePlaintext(content, files);
+      const envelope = await this.e2ee.encrypt(id, plaintext);
+      this._plain.set(`${id}\n${envelope}`, { state: 'ok', text: plaintext });
       if (this._thread(id).pending.get(tempId) !== local || !this._outbox) return; // discarded meanwhile
       delete local.unsent;
-      this._outbox.send(id, envelope, 'encrypted', replyTo, tempId);
+      this._outbox.send(id, envelope, 'encrypted', replyTo, tempId, { attachmentIds, attachments });
     } catch (err) {
       if (this._thread(id).pending.get(tempId) !== local) return;
       local.status = 'failed';
@@ -984,24 +1140,30 @@ export class ChatClient extends Emitter {
    * @returns {Promise<HeldMessage|Message>}
    */
   async edit(conversationId, messageId, content) {
-    if (typeof content !== 'string' || !content.trim()) throw new RangeError('A message cannot be empty.');
     const held = this.message(conversationId, messageId);
+    if (typeof content !== 'string' || (!content.trim() && !hasAttachments(held))) throw new RangeError('A message cannot be empty.');
     // The same text again changes nothing (the server would answer the same change_seq).
     if (held && !held.deleted_at && held.content === content) return held;
     let body = content;
+    let plaintext = content;
+    /** @type {any[]} */
+    let files = [];
     /** @type {any} */
     const patch = { content, edited_at: new Date(this._clock.now()).toISOString() };
     if (this._convs.get(conversationId)?.data.encrypted) {
       // Encrypted before it leaves; a failure here is a refused edit (nothing was sent).
       try {
         if (!this.e2ee) throw new NoKeyError('End-to-end encryption is not available in this browser.');
-        body = await this.e2ee.encrypt(conversationId, content);
+        // Its files stay: their keys are encrypted again with the new text.
+        files = /** @type {any} */ (held)?.e2ee?.files ?? [];
+        plaintext = messagePlaintext(content, files);
+        body = await this.e2ee.encrypt(conversationId, plaintext);
       } catch (err) {
         this._changeFailed(conversationId, messageId, 'edit', err);
         throw err;
       }
-      this._plain.set(`${conversationId}\n${body}`, { state: 'ok', text: content });
-      patch.e2ee = { state: 'ok', envelope: body, shown: content };
+      this._plain.set(`${conversationId}\n${body}`, { state: 'ok', text: plaintext });
+      patch.e2ee = { state: 'ok', envelope: body, shown: content, ...(files.length ? { files } : {}) };
     }
     const undo = held ? this._optimistic(conversationId, held, 'edit', patch) : null;
     try {
@@ -1566,6 +1728,8 @@ export class ChatClient extends Emitter {
       reactions: [],
     };
     const local = this._threads.get(message.conversation_id)?.pending.get(entry.temp_id);
+    const files = /** @type {any} */ (local)?.attachments ?? entry.attachments;
+    if (files?.length) message.attachments = files;
     if (local?.reply_preview !== undefined) message.reply_preview = local.reply_preview;
     this._outbox?.ack(f.temp_id, message);
   }
@@ -1616,6 +1780,7 @@ export class ChatClient extends Emitter {
         error: entry.error,
         change_seq: 0,
         reactions: [],
+        ...(entry.attachments?.length ? { attachments: entry.attachments.map((a) => ({ ...a })) } : {}),
       };
       // An encrypted send shown before it was encrypted: the same message, now with its envelope.
       const shown = thread.pending.get(entry.temp_id);
@@ -2147,6 +2312,34 @@ export class ChatClient extends Emitter {
       if (d.unread) this.emit('unread', { total: this.unreadTotal() });
     });
   }
+}
+
+/** A data: URL of a blob. @param {Blob} blob @returns {Promise<string>} */
+async function blobToDataUrl(blob) {
+  const FR = /** @type {any} */ (globalThis).FileReader;
+  if (FR) {
+    return new Promise((resolve, reject) => {
+      const r = new FR();
+      r.onload = () => resolve(String(r.result));
+      r.onerror = () => reject(r.error);
+      r.readAsDataURL(blob);
+    });
+  }
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return `data:${blob.type || 'application/octet-stream'};base64,${btoa(bin)}`;
+}
+
+/** A message with files. @param {any} m */
+function hasAttachments(m) {
+  return Array.isArray(m?.attachments) && m.attachments.length > 0;
+}
+
+/** Only an AttachmentDto's own fields. @param {any} a @returns {import('./attachments.js').AttachmentDto} */
+function plainDto(a) {
+  const { id, filename, mime_type, size, width = null, height = null, thumbnail_url = null, url = null } = a;
+  return { id, filename, mime_type, size, width, height, thumbnail_url, url };
 }
 
 /** The first characters of a message, as a quote shows them. @param {string|null|undefined} content */

@@ -20,6 +20,8 @@ import { resolveTimings } from './timings.js';
  * @property {string} content
  * @property {string} content_type
  * @property {string|null} [reply_to]  the message answered
+ * @property {string[]} [attachment_ids]  confirmed attachments sent with it (kept across retries and reloads)
+ * @property {import('./attachments.js').AttachmentDto[]} [attachments]  what the pending copy shows of them
  * @property {string} created_at     ISO time it was written
  * @property {'queued'|'sending'|'failed'} status
  * @property {number} attempt        sends made in the current round
@@ -31,11 +33,11 @@ import { resolveTimings } from './timings.js';
  * @property {() => 'ws'|'rest'|'offline'} mode
  * @property {(frame: object) => boolean} sendFrame
  * @property {() => void} [probe]  check the link now (a ping); a dead one is dropped, so what waits goes back to `queued`
- * @property {(conversationId: string, body: {content: string, content_type: string, temp_id: string}) => Promise<import('./rest.js').Message>} post
+ * @property {(conversationId: string, body: {content: string, content_type: string, temp_id: string, reply_to?: string, attachment_ids?: string[]}) => Promise<import('./rest.js').Message>} post
  */
 
 /** Error codes after which resending the same message cannot help. */
-const PERMANENT = new Set(['encryption_required', 'not_encrypted', 'validation_failed', 'temp_id_conflict', 'not_participant', 'message_not_found', 'unknown_type', 'invalid_json']);
+const PERMANENT = new Set(['encryption_required', 'not_encrypted', 'validation_failed', 'temp_id_conflict', 'not_participant', 'message_not_found', 'unknown_type', 'invalid_json', 'attachment_unavailable', 'attachment_already_sent', 'upload_missing']);
 
 export class Outbox {
   /**
@@ -82,6 +84,8 @@ export class Outbox {
         content: String(e.content ?? ''),
         content_type: e.content_type || 'text',
         reply_to: typeof e.reply_to === 'string' ? e.reply_to : null,
+        ...(Array.isArray(e.attachment_ids) && e.attachment_ids.length ? { attachment_ids: e.attachment_ids.filter((/** @type {any} */ x) => typeof x === 'string') } : {}),
+        ...(Array.isArray(e.attachments) && e.attachments.length ? { attachments: e.attachments.filter((/** @type {any} */ a) => a && typeof a.id === 'string') } : {}),
         created_at: e.created_at || new Date(this._clock.now()).toISOString(),
         status: e.status === 'failed' ? 'failed' : 'queued',
         attempt: 0,
@@ -99,9 +103,10 @@ export class Outbox {
    * @param {string} [contentType]
    * @param {string|null} [replyTo]  the message answered
    * @param {string} [tempId]  one chosen already (an encrypted send shown before it was encrypted)
+   * @param {{attachmentIds?: string[], attachments?: import('./attachments.js').AttachmentDto[]}} [files]  confirmed attachments to send with it
    * @returns {OutboxEntry}
    */
-  send(conversationId, content, contentType = 'text', replyTo = null, tempId = undefined) {
+  send(conversationId, content, contentType = 'text', replyTo = null, tempId = undefined, { attachmentIds = [], attachments = [] } = {}) {
     /** @type {OutboxEntry} */
     const entry = {
       temp_id: tempId ?? this._uuid(),
@@ -109,6 +114,8 @@ export class Outbox {
       content,
       content_type: contentType,
       reply_to: replyTo,
+      ...(attachmentIds.length ? { attachment_ids: [...attachmentIds] } : {}),
+      ...(attachments.length ? { attachments: attachments.map((a) => ({ ...a })) } : {}),
       created_at: new Date(this._clock.now()).toISOString(),
       status: 'queued',
       attempt: 0,
@@ -216,9 +223,10 @@ export class Outbox {
       this._setStatus(entry, 'queued');
       return;
     }
-    /** @type {{content: string, content_type: string, temp_id: string, reply_to?: string}} */
+    /** @type {{content: string, content_type: string, temp_id: string, reply_to?: string, attachment_ids?: string[]}} */
     const body = { content: entry.content, content_type: entry.content_type, temp_id: entry.temp_id };
     if (entry.reply_to) body.reply_to = entry.reply_to;
+    if (entry.attachment_ids?.length) body.attachment_ids = [...entry.attachment_ids];
     if (mode === 'ws') {
       const sent = this._transport.sendFrame({ type: 'message', conversation_id: entry.conversation_id, ...body });
       if (!sent) {
@@ -296,12 +304,14 @@ export class Outbox {
 
   _save() {
     if (!this._storage) return;
-    const rows = [...this.entries.values()].map(({ temp_id, conversation_id, content, content_type, reply_to, created_at, status, error }) => ({
+    const rows = [...this.entries.values()].map(({ temp_id, conversation_id, content, content_type, reply_to, attachment_ids, attachments, created_at, status, error }) => ({
       temp_id,
       conversation_id,
       content,
       content_type,
       reply_to: reply_to ?? undefined,
+      attachment_ids: attachment_ids?.length ? attachment_ids : undefined,
+      attachments: attachments?.length ? attachments : undefined,
       created_at,
       status,
       error,

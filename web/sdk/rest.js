@@ -59,6 +59,7 @@ export class ApiError extends Error {
  * @property {Reaction[]} [reactions]
  * @property {ReplyPreview|null} [reply_preview]  the message answered (`reply_to`), as it is now
  * @property {string} [status]
+ * @property {import('./attachments.js').AttachmentDto[]} [attachments]  its files, in the order sent
  *
  * @typedef {object} Reaction
  * @property {string} emoji
@@ -102,7 +103,9 @@ export class RestClient {
    * @param {typeof AbortController} [opts.AbortController]
    */
   constructor({ baseUrl, fetch, session, clock = systemClock, timeoutMs = 15000, tokenMinValidityMs = 10000, AbortController = globalThis.AbortController }) {
-    this._base = `${baseUrl.replace(/\/$/, '')}/api/v1`;
+    /** Origin of the server ('' = same origin): where a server path such as an upload URL is. */
+    this.origin = baseUrl.replace(/\/$/, '');
+    this._base = `${this.origin}/api/v1`;
     this._fetch = fetch;
     this._session = session;
     this._clock = clock;
@@ -309,7 +312,7 @@ export class RestClient {
 
   /**
    * The REST fallback of a send; same `temp_id` idempotency as the WebSocket.
-   * @param {string} id @param {{content: string, content_type?: string, temp_id: string, reply_to?: string}} body @returns {Promise<Message>}
+   * @param {string} id @param {{content: string, content_type?: string, temp_id: string, reply_to?: string, attachment_ids?: string[]}} body @returns {Promise<Message>}
    */
   sendMessage(id, body) {
     return this.request('POST', `/conversations/${encodeURIComponent(id)}/messages`, { body });
@@ -328,6 +331,27 @@ export class RestClient {
   /** @returns {Promise<{total: number, conversations: {conversation_id: string, unread_count: number}[]}>} */
   unread() {
     return this.request('GET', '/unread');
+  }
+
+  // --- attachments (issue 14) ---
+
+  /**
+   * Announce an upload: where to PUT the bytes.
+   * @param {{conversation_id: string, filename: string, mime_type: string, size: number}} body
+   * @returns {Promise<{attachment_id: string, upload_url: string, upload_method: string, expires_at: string}>}
+   */
+  requestUpload(body) {
+    return this.request('POST', '/attachments/upload-url', { body });
+  }
+
+  /** The bytes are there: the server checks them. @param {string} id @returns {Promise<import('./attachments.js').AttachmentDto>} */
+  confirmAttachment(id) {
+    return this.request('POST', `/attachments/${encodeURIComponent(id)}/confirm`);
+  }
+
+  /** An attachment with fresh signed URLs. @param {string} id @returns {Promise<import('./attachments.js').AttachmentDto>} */
+  getAttachment(id) {
+    return this.request('GET', `/attachments/${encodeURIComponent(id)}`);
   }
 
   // --- end-to-end encryption (docs/security.md) ---

@@ -191,6 +191,8 @@ export function mergeCopy(held, copy, meId) {
   const theirs = copy.change_seq ?? 0;
   if (copy.reply_preview !== undefined) held.reply_preview = copy.reply_preview;
   if (theirs < ours) return false;
+  // Its files as the server has them now (fresh signed links; none once deleted).
+  if (Array.isArray(copy.attachments)) held.attachments = copy.attachments;
   if (theirs === ours) {
     // The same state: only fill in `me` where our copy lacks it.
     if (Array.isArray(copy.reactions) && Array.isArray(held.reactions)) {

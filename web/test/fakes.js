@@ -180,6 +180,11 @@ export class FakeBackend {
     /** Told of every change a REST call made (what the server would broadcast): `message_updated`, `message_deleted`, `reaction` frames. @type {((frame: any) => void)|null} */
     this.onChange = null;
     this.editWindowMs = 48 * 3600_000;
+    /** Attachments (issue 14), by id. @type {Map<string, any>} */
+    this.attachments = new Map();
+    this.attachmentSeq = 0;
+    this.maxAttachmentBytes = 50 * 1024 * 1024;
+    this.allowedTypes = ['image/jpeg', 'image/png', 'image/gif', 'image/webp', 'video/mp4', 'audio/mpeg', 'application/pdf', 'application/msword', 'application/vnd.openxmlformats-officedocument.wordprocessingml.document'];
     this.fetch = (url, init = {}) => this._handle(url, init);
   }
 
@@ -205,8 +210,34 @@ export class FakeBackend {
     return conv;
   }
 
+  /**
+   * An attachment as a member sees it, links signed (as the server signs them).
+   * @param {any} a
+   */
+  attachmentJson(a) {
+    const image = a.mime_type.startsWith('image/');
+    return {
+      id: a.id,
+      filename: a.filename,
+      mime_type: a.mime_type,
+      size: a.size,
+      width: a.width ?? null,
+      height: a.height ?? null,
+      thumbnail_url: image ? `${this.origin ?? ''}/api/v1/attachments/${a.id}/content?thumb=1&sig=s${this.attachmentSeq}` : null,
+      url: `${this.origin ?? ''}/api/v1/attachments/${a.id}/content?sig=s${this.attachmentSeq}`,
+    };
+  }
+
+  /** A confirmed attachment made directly (someone else's upload). */
+  addAttachment(convId, uploaderId, { filename, mime_type, bytes, width = null, height = null }) {
+    const id = `00000000-0000-4000-8000-${String(++this.attachmentSeq).padStart(12, '0')}`;
+    const a = { id, conversation_id: convId, uploader: uploaderId, filename, mime_type, size: bytes.length, bytes, width, height, confirmed: true, sent: false };
+    this.attachments.set(id, a);
+    return a;
+  }
+
   /** A message written by someone (not through the SDK). */
-  addMessage(convId, senderId, content, tempId = null, replyTo = null) {
+  addMessage(convId, senderId, content, tempId = null, replyTo = null, attachmentIds = []) {
     const c = this.convs.get(convId);
     const seq = c.messages.length + 1;
     const msg = {
@@ -226,7 +257,13 @@ export class FakeBackend {
       change_seq: 0,
       reactions: [],
       reply_preview: null,
+      attachments: [],
     };
+    Object.defineProperty(msg, 'attachmentIds', { value: [...attachmentIds], enumerable: false });
+    for (const id of attachmentIds) {
+      const a = this.attachments.get(id);
+      if (a) a.sent = true;
+    }
     /** emoji -> user ids, in the order they reacted. @type {Map<string, string[]>} */
     Object.defineProperty(msg, 'reactors', { value: new Map(), enumerable: false });
     c.messages.push(msg);
@@ -243,7 +280,7 @@ export class FakeBackend {
    */
   messageJson(convId, m, viewer = this.me.id) {
     const c = this.convs.get(convId);
-    const out = { ...m, reactions: this._reactions(m, viewer) };
+    const out = { ...m, reactions: this._reactions(m, viewer), attachments: m.deleted_at ? [] : (m.attachmentIds ?? []).map((id) => this.attachments.get(id)).filter(Boolean).map((a) => this.attachmentJson(a)) };
     if (m.reply_to) {
       const o = c?.messages.find((x) => x.id === m.reply_to);
       // The server cannot quote an encrypted original: it says so (the client shows its own decryption).
@@ -335,7 +372,7 @@ export class FakeBackend {
     const u = new URL(url);
     const path = u.pathname.replace(/^\/api\/v1/, '') + u.search;
     const method = (init.method || 'GET').toUpperCase();
-    const body = init.body ? JSON.parse(init.body) : undefined;
+    const body = typeof init.body === 'string' && init.body ? JSON.parse(init.body) : init.body || undefined;
     const auth = init.headers?.Authorization ?? null;
     this.calls.push({ method, path, body, auth, at: this.clock.now() });
     await Promise.resolve();
@@ -372,6 +409,51 @@ export class FakeBackend {
       const id = `c-new-${this.convs.size + 1}`;
       this.addConversation(id, { type: body.type, title: body.title ?? null, members: ['u-me', ...body.participant_ids] });
       return json(201, this._conversationJson(this.convs.get(id)));
+    }
+    if ((m = route.match(/^\/attachments(?:\/([^/]+))?\/?(upload-url|confirm|content)?$/))) {
+      const fail = (/** @type {number} */ status, /** @type {string} */ code) => json(status, { error: { code, message: code } });
+      if (method === 'POST' && route === '/attachments/upload-url') {
+        const c = this.convs.get(body?.conversation_id);
+        if (!c || !c.conv.participants.some((p) => p.user_id === this.me.id)) return fail(403, 'not_participant');
+        if (!body.filename || /[\/\\\u0000-\u001f]/.test(body.filename)) return fail(422, 'malformed_filename');
+        if (!(body.size > 0)) return fail(422, 'empty_file');
+        if (body.size > this.maxAttachmentBytes) return fail(413, 'too_large');
+        const allowed = c.conv.encrypted ? body.mime_type === 'application/octet-stream' || this.allowedTypes.includes(body.mime_type) : this.allowedTypes.includes(body.mime_type);
+        if (!allowed) return fail(415, 'type_not_allowed');
+        const id = `00000000-0000-4000-8000-${String(++this.attachmentSeq).padStart(12, '0')}`;
+        this.attachments.set(id, { id, conversation_id: c.conv.id, uploader: this.me.id, filename: body.filename, mime_type: body.mime_type, size: body.size, bytes: null, confirmed: false, sent: false, encrypted: !!c.conv.encrypted });
+        return json(201, { attachment_id: id, upload_url: `/api/v1/attachments/${id}/content?upload=1&sig=u${id.slice(-4)}`, upload_method: 'PUT', expires_at: new Date(this.clock.now() + 3600_000).toISOString() });
+      }
+      const a = this.attachments.get(m[1] ?? '');
+      if (!a) return fail(404, 'not_found');
+      if (method === 'PUT' && m[2] === 'content') {
+        if (init.headers?.Authorization) return fail(400, 'unexpected_authorization');
+        a.bytes = body instanceof Uint8Array ? body : new Uint8Array(await new Response(body).arrayBuffer());
+        return json(204, null);
+      }
+      if (method === 'POST' && m[2] === 'confirm') {
+        if (!a.bytes) return fail(422, 'upload_missing');
+        if (a.bytes.length !== a.size) return fail(422, 'upload_missing');
+        if (!a.encrypted || a.mime_type !== 'application/octet-stream') {
+          const png = a.bytes[0] === 0x89 && a.bytes[1] === 0x50 && a.bytes[2] === 0x4e && a.bytes[3] === 0x47;
+          const jpeg = a.bytes[0] === 0xff && a.bytes[1] === 0xd8;
+          const pdf = a.bytes[0] === 0x25 && a.bytes[1] === 0x50 && a.bytes[2] === 0x44 && a.bytes[3] === 0x46;
+          const ok = a.mime_type === 'image/png' ? png : a.mime_type === 'image/jpeg' ? jpeg : a.mime_type === 'application/pdf' ? pdf : true;
+          if (!ok) return fail(415, 'content_mismatch');
+          if (png && a.bytes.length >= 24) {
+            const v = new DataView(a.bytes.buffer, a.bytes.byteOffset, a.bytes.byteLength);
+            a.width = v.getUint32(16);
+            a.height = v.getUint32(20);
+          }
+        }
+        a.confirmed = true;
+        return json(200, this.attachmentJson(a));
+      }
+      if (method === 'GET' && m[2] === 'content') {
+        if (!a.bytes) return fail(404, 'not_found');
+        return new Response(a.bytes, { status: 200, headers: { 'Content-Type': a.mime_type } });
+      }
+      if (method === 'GET' && !m[2]) return a.confirmed ? json(200, this.attachmentJson(a)) : fail(404, 'not_found');
     }
     if (method === 'GET' && route === '/unread') {
       const conversations = [...this.convs.values()].map((c) => ({ conversation_id: c.conv.id, unread_count: Math.max(0, c.conv.last_seq - (c.reads.get(this.me.id) ?? 0)) }));
@@ -426,7 +508,16 @@ export class FakeBackend {
       if (method === 'POST' && sub === '/messages') {
         const existing = c.messages.find((x) => x.temp_id === body.temp_id && x.sender_id === this.me.id);
         if (existing) return json(200, view(existing));
-        return json(201, view(this.addMessage(c.conv.id, this.me.id, body.content, body.temp_id, body.reply_to ?? null)));
+        const ids = body.attachment_ids ?? [];
+        for (const id of ids) {
+          const a = this.attachments.get(id);
+          if (!a || !a.confirmed || a.conversation_id !== c.conv.id || a.uploader !== this.me.id) return fail(422, 'attachment_unavailable', 'not an attachment of yours');
+          if (a.sent) return fail(409, 'attachment_already_sent', 'sent already');
+        }
+        if (!ids.length && !String(body.content ?? '').trim()) return fail(422, 'validation_failed', 'content must not be blank');
+        const made = this.addMessage(c.conv.id, this.me.id, body.content, body.temp_id, body.reply_to ?? null, ids);
+        made.content_type = body.content_type ?? 'text';
+        return json(201, view(made));
       }
       if ((m = sub.match(/^\/messages\/([^/]+)(\/reactions\/([^/]+))?$/))) {
         const msg = c.messages.find((x) => x.id === m[1]);
@@ -465,6 +556,72 @@ export class FakeBackend {
     }
     return json(404, { error: { code: 'not_found', message: `no route ${method} ${route}` } });
   }
+}
+
+/**
+ * An XMLHttpRequest class for uploads whose instances the test answers (or, with `backend`,
+ * that answer themselves through its fetch after `autoMs` of fake time... immediately).
+ * @param {{backend?: FakeBackend}} [opts]
+ */
+export function makeFakeXHR({ backend } = {}) {
+  class FakeXHR {
+    static instances = [];
+    static last() {
+      return FakeXHR.instances[FakeXHR.instances.length - 1];
+    }
+    constructor() {
+      this.headers = {};
+      this.status = 0;
+      this.responseText = '';
+      this.upload = { onprogress: null };
+      this.aborted = false;
+      this.body = undefined;
+      this._responseHeaders = {};
+      FakeXHR.instances.push(this);
+    }
+    open(method, url) {
+      this.method = method;
+      this.url = url;
+    }
+    setRequestHeader(k, v) {
+      this.headers[k] = v;
+    }
+    getResponseHeader(k) {
+      return this._responseHeaders[k] ?? null;
+    }
+    send(body) {
+      this.body = body;
+      if (backend) {
+        queueMicrotask(async () => {
+          const res = await backend.fetch(this.url, { method: this.method, headers: this.headers, body });
+          const size = body?.byteLength ?? body?.size ?? 0;
+          this.progress(size, size);
+          this.respond(res.status, await res.text());
+        });
+      }
+    }
+    abort() {
+      if (this.aborted || this.status) return;
+      this.aborted = true;
+      this.onabort?.({});
+    }
+    // --- server side ---
+    progress(loaded, total) {
+      this.upload.onprogress?.({ loaded, total, lengthComputable: true });
+    }
+    respond(status, body = '', headers = {}) {
+      if (this.aborted) return;
+      this.status = status;
+      this.responseText = typeof body === 'string' ? body : JSON.stringify(body);
+      this._responseHeaders = headers;
+      this.onload?.({});
+    }
+    fail() {
+      if (this.aborted) return;
+      this.onerror?.({});
+    }
+  }
+  return FakeXHR;
 }
 
 function json(status, body) {

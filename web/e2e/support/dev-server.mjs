@@ -25,6 +25,9 @@ const TYPES = {
   '.ico': 'image/x-icon',
 };
 const FORWARDED = /^\/(api\/|ws(\/|\?|$)|healthz|readyz|metrics)/;
+/** The chat server's Content-Security-Policy (crates/server/src/web.rs), so pages served here obey the same rules. */
+const CONTENT_SECURITY_POLICY =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /**
  * @param {{upstream: string, port?: number, host?: string}} opts
@@ -47,7 +50,7 @@ export async function startDevServer({ upstream, port = 0, host = '127.0.0.1' })
     }
     try {
       const body = await readFile(file);
-      res.writeHead(200, { 'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream', 'Cache-Control': 'no-cache' });
+      res.writeHead(200, { 'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream', 'Cache-Control': 'no-cache', ...(extname(file) === '.html' ? { 'Content-Security-Policy': CONTENT_SECURITY_POLICY } : {}) });
       res.end(req.method === 'HEAD' ? undefined : body);
     } catch {
       res.writeHead(404).end('not found');

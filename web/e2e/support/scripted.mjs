@@ -52,7 +52,7 @@ export async function scriptedServer(browser, baseUrl, { viewport = { width: 128
     for (const ws of sockets) ws.send(JSON.stringify(frame));
   };
   /** `down`: the server is unreachable. `ack`: messages are acknowledged. Counters of what was refused. */
-  const state = { ack, pong: true, down: false, refusedRequests: 0, refusedSockets: 0 };
+  const state = { ack, pong: true, down: false, refusedRequests: 0, refusedSockets: 0, /** @type {Promise<void>|null} */ holdUploads: null, uploads: 0 };
 
   await ctx.route('**/api/v1/**', async (route) => {
     if (state.down) {
@@ -61,8 +61,16 @@ export async function scriptedServer(browser, baseUrl, { viewport = { width: 128
       return;
     }
     const req = route.request();
-    const res = await backend.fetch(req.url(), { method: req.method(), headers: req.headers(), body: req.postData() ?? undefined });
-    await route.fulfill({ status: res.status, headers: { 'content-type': 'application/json' }, body: await res.text() });
+    // An attachment's bytes go up and come down as they are (binary), not as JSON.
+    const content = /\/attachments\/[^/]+\/content$/.test(new URL(req.url()).pathname);
+    if (content && req.method() === 'PUT') {
+      state.uploads++;
+      if (state.holdUploads) await state.holdUploads;
+    }
+    const headers = req.headers();
+    const body = content && req.method() === 'PUT' ? new Uint8Array(req.postDataBuffer() ?? []) : (req.postData() ?? undefined);
+    const res = await backend.fetch(req.url(), { method: req.method(), headers: { ...headers, ...(headers.authorization ? { Authorization: headers.authorization } : {}) }, body });
+    await route.fulfill({ status: res.status, headers: { 'content-type': res.headers.get('content-type') || 'application/json' }, body: Buffer.from(await res.arrayBuffer()) }).catch(() => {});
   });
 
   await ctx.routeWebSocket(/\/ws(\?|$)/, (ws) => {
@@ -83,7 +91,7 @@ export async function scriptedServer(browser, baseUrl, { viewport = { width: 128
         const c = backend.convs.get(f.conversation_id);
         let m = c.messages.find((/** @type {any} */ x) => x.temp_id === f.temp_id);
         if (!m) {
-          m = backend.addMessage(f.conversation_id, backend.me.id, f.content, f.temp_id, f.reply_to ?? null);
+          m = backend.addMessage(f.conversation_id, backend.me.id, f.content, f.temp_id, f.reply_to ?? null, f.attachment_ids ?? []);
           m.content_type = f.content_type ?? 'text';
         }
         send({ type: 'message_sent', conversation_id: m.conversation_id, message_id: m.id, temp_id: f.temp_id, seq: m.seq, created_at: m.created_at });
