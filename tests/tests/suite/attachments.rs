@@ -90,6 +90,23 @@ fn refused(reply: &Reply, status: StatusCode, code: &str) {
     assert_eq!(reply.error_code(), code, "{:?}", reply.body);
 }
 
+/// `POST /conversations/{conv}/messages` with `body`.
+async fn post_message(api: &Api, user: &TestUser, conv: &str, body: Value) -> Reply {
+    api.post(
+        &format!("/api/v1/conversations/{conv}/messages"),
+        user.t(),
+        body,
+    )
+    .await
+}
+
+/// The newest page of history as `user` reads it.
+async fn history(api: &Api, user: &TestUser, conv: &str) -> Value {
+    api.get(&format!("/api/v1/conversations/{conv}/messages"), user.t())
+        .await
+        .body
+}
+
 async fn announce(
     api: &Api,
     user: &TestUser,
@@ -150,6 +167,27 @@ async fn upload(
     let confirmed = confirm(api, user, &id).await;
     assert_eq!(confirmed.status, StatusCode::OK, "{:?}", confirmed.body);
     confirmed.body
+}
+
+/// Uploads [`pdf`] as `name` and sends it with `content`: the message as answered.
+async fn send_pdf(
+    api: &Api,
+    base: &str,
+    user: &TestUser,
+    conv: &str,
+    name: &str,
+    content: &str,
+) -> Value {
+    let doc = upload(api, base, user, conv, name, "application/pdf", pdf()).await;
+    let sent = post_message(
+        api,
+        user,
+        conv,
+        json!({"content": content, "attachment_ids": [doc["id"]]}),
+    )
+    .await;
+    assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
+    sent.body
 }
 
 struct Fetched {
@@ -293,31 +331,32 @@ async fn the_whole_flow(mode: Mode) {
     assert_eq!(doc["filename"], "report.pdf");
     assert!(doc["thumbnail_url"].is_null());
     let doc_id = doc["id"].as_str().unwrap().to_owned();
-    let sent = api
-        .post(
-            &format!("/api/v1/conversations/{chat}/messages"),
-            a.t(),
-            json!({"content": "", "temp_id": "doc-1", "attachment_ids": [doc_id]}),
-        )
-        .await;
+    let sent = post_message(
+        &api,
+        &a,
+        &chat,
+        json!({"content": "", "temp_id": "doc-1", "attachment_ids": [doc_id]}),
+    )
+    .await;
     assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
     assert_eq!(sent.body["content"], "");
     assert_eq!(sent.body["attachments"][0]["id"], doc_id.as_str());
     // Idempotent: the same temp_id answers the original, nothing new.
-    let again = api
-        .post(
-            &format!("/api/v1/conversations/{chat}/messages"),
-            a.t(),
-            json!({"content": "", "temp_id": "doc-1", "attachment_ids": [doc_id]}),
-        )
-        .await;
+    let again = post_message(
+        &api,
+        &a,
+        &chat,
+        json!({"content": "", "temp_id": "doc-1", "attachment_ids": [doc_id]}),
+    )
+    .await;
     assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
     assert_eq!(again.body["id"], sent.body["id"]);
     // Sent once: another message with it is refused, by either surface.
     refused(
-        &api.post(
-            &format!("/api/v1/conversations/{chat}/messages"),
-            a.t(),
+        &post_message(
+            &api,
+            &a,
+            &chat,
             json!({"content": "again", "attachment_ids": [doc_id]}),
         )
         .await,
@@ -338,14 +377,12 @@ async fn the_whole_flow(mode: Mode) {
 
     let live = ws_b.recv_frame("message", WAIT).await;
     assert_eq!(live["message"]["attachments"][0]["id"], doc_id.as_str());
-    let history = far_api
-        .get(&format!("/api/v1/conversations/{chat}/messages"), b.t())
-        .await;
-    let newest = &history.body[0];
+    let page = history(&far_api, &b, &chat).await;
+    let newest = &page[0];
     assert_eq!(newest["attachments"][0]["filename"], "report.pdf");
     let doc_url = newest["attachments"][0]["url"].as_str().unwrap().to_owned();
     assert_eq!(link_user(&doc_url), b.id);
-    assert_eq!(history.body[1]["attachments"][0]["id"], image_id.as_str());
+    assert_eq!(page[1]["attachments"][0]["id"], image_id.as_str());
     // A new session of Bob's recovers both from the start (his live one has them already).
     let (mut ws_b2, _) = WsConnect::all(&d.base(0), &b.token).open_ready("B2").await;
     let replay = ws_b2.sync(&[(&chat, 0)]).await;
@@ -398,13 +435,13 @@ async fn the_whole_flow(mode: Mode) {
         big.clone(),
     )
     .await;
-    let sent_big = api
-        .post(
-            &format!("/api/v1/conversations/{chat}/messages"),
-            a.t(),
-            json!({"content": "big", "attachment_ids": [large["id"]]}),
-        )
-        .await;
+    let sent_big = post_message(
+        &api,
+        &a,
+        &chat,
+        json!({"content": "big", "attachment_ids": [large["id"]]}),
+    )
+    .await;
     assert_eq!(sent_big.status, StatusCode::CREATED, "{:?}", sent_big.body);
     let big_url = sent_big.body["attachments"][0]["url"]
         .as_str()
@@ -487,36 +524,63 @@ async fn refusals(mode: Mode) {
     let chat = cluster::direct(&api, &a, &b).await;
 
     // Before anything is stored: too large, not allowed, malformed, empty, not a member.
-    refused(
-        &announce(&api, &a, &chat, "big.pdf", "application/pdf", 100_001).await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-    );
-    refused(
-        &announce(&api, &a, &chat, "x.zip", "application/zip", 10).await,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "type_not_allowed",
-    );
-    refused(
-        &announce(&api, &a, &chat, "x.png", "png", 10).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "malformed_mime_type",
-    );
-    refused(
-        &announce(&api, &a, &chat, "", "image/png", 10).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "malformed_filename",
-    );
-    refused(
-        &announce(&api, &a, &chat, "x.png", "image/png", 0).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "empty_file",
-    );
-    refused(
-        &announce(&api, &outsider, &chat, "x.png", "image/png", 10).await,
-        StatusCode::FORBIDDEN,
-        "not_participant",
-    );
+    let cases: [(&TestUser, &str, &str, usize, StatusCode, &str); 6] = [
+        (
+            &a,
+            "big.pdf",
+            "application/pdf",
+            100_001,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            &a,
+            "x.zip",
+            "application/zip",
+            10,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "type_not_allowed",
+        ),
+        (
+            &a,
+            "x.png",
+            "png",
+            10,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "malformed_mime_type",
+        ),
+        (
+            &a,
+            "",
+            "image/png",
+            10,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "malformed_filename",
+        ),
+        (
+            &a,
+            "x.png",
+            "image/png",
+            0,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_file",
+        ),
+        (
+            &outsider,
+            "x.png",
+            "image/png",
+            10,
+            StatusCode::FORBIDDEN,
+            "not_participant",
+        ),
+    ];
+    for (user, name, mime, size, status, code) in cases {
+        refused(
+            &announce(&api, user, &chat, name, mime, size).await,
+            status,
+            code,
+        );
+    }
 
     // A renamed .exe declared as image/png: the bytes say otherwise (415), and it can
     // neither be confirmed later nor sent.
@@ -539,9 +603,10 @@ async fn refusals(mode: Mode) {
         "upload_missing",
     );
     refused(
-        &api.post(
-            &format!("/api/v1/conversations/{chat}/messages"),
-            a.t(),
+        &post_message(
+            &api,
+            &a,
+            &chat,
             json!({"content": "cat", "attachment_ids": [exe_id]}),
         )
         .await,
@@ -598,9 +663,10 @@ async fn refusals(mode: Mode) {
     let doc = upload(&api, &base, &a, &chat, "ok.pdf", "application/pdf", pdf()).await;
     let doc_id = doc["id"].as_str().unwrap();
     refused(
-        &api.post(
-            &format!("/api/v1/conversations/{chat}/messages"),
-            b.t(),
+        &post_message(
+            &api,
+            &b,
+            &chat,
             json!({"content": "mine?", "attachment_ids": [doc_id]}),
         )
         .await,
@@ -609,9 +675,10 @@ async fn refusals(mode: Mode) {
     );
     let other = cluster::direct(&api, &a, &outsider).await;
     refused(
-        &api.post(
-            &format!("/api/v1/conversations/{other}/messages"),
-            a.t(),
+        &post_message(
+            &api,
+            &a,
+            &other,
             json!({"content": "here?", "attachment_ids": [doc_id]}),
         )
         .await,
@@ -620,9 +687,10 @@ async fn refusals(mode: Mode) {
     );
     let eleven: Vec<String> = (0..11).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     refused(
-        &api.post(
-            &format!("/api/v1/conversations/{chat}/messages"),
-            a.t(),
+        &post_message(
+            &api,
+            &a,
+            &chat,
             json!({"content": "many", "attachment_ids": eleven}),
         )
         .await,
@@ -630,10 +698,8 @@ async fn refusals(mode: Mode) {
         "validation_failed",
     );
     // Nothing of those refusals was written: the conversation has no message.
-    let history = api
-        .get(&format!("/api/v1/conversations/{chat}/messages"), a.t())
-        .await;
-    assert_eq!(history.body, json!([]));
+    let page = history(&api, &a, &chat).await;
+    assert_eq!(page, json!([]));
 
     // The per-user upload rate: the burst is spent, the next announce waits.
     let mut limited = None;
@@ -674,28 +740,9 @@ async fn a_member_removed_cannot_download_any_more() {
         api.register("Cleo").await,
     );
     let team = cluster::group(&api, &a, &[&b, &c]).await;
-    let doc = upload(
-        &api,
-        &d.base(0),
-        &a,
-        &team,
-        "plan.pdf",
-        "application/pdf",
-        pdf(),
-    )
-    .await;
-    let sent = api
-        .post(
-            &format!("/api/v1/conversations/{team}/messages"),
-            a.t(),
-            json!({"content": "the plan", "attachment_ids": [doc["id"]]}),
-        )
-        .await;
-    assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
-    let history = api
-        .get(&format!("/api/v1/conversations/{team}/messages"), c.t())
-        .await;
-    let link = history.body[0]["attachments"][0]["url"]
+    send_pdf(&api, &d.base(0), &a, &team, "plan.pdf", "the plan").await;
+    let page = history(&api, &c, &team).await;
+    let link = page[0]["attachments"][0]["url"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -728,24 +775,7 @@ async fn unsent_uploads_expire_and_sent_ones_stay() {
     let api = d.api(0);
     let (a, b) = (api.register("Alice").await, api.register("Bob").await);
     let chat = cluster::direct(&api, &a, &b).await;
-    let kept = upload(
-        &api,
-        &d.base(0),
-        &a,
-        &chat,
-        "kept.pdf",
-        "application/pdf",
-        pdf(),
-    )
-    .await;
-    let sent = api
-        .post(
-            &format!("/api/v1/conversations/{chat}/messages"),
-            a.t(),
-            json!({"content": "", "attachment_ids": [kept["id"]]}),
-        )
-        .await;
-    assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
+    send_pdf(&api, &d.base(0), &a, &chat, "kept.pdf", "").await;
     let dropped = upload(
         &api,
         &d.base(0),
@@ -786,10 +816,8 @@ async fn unsent_uploads_expire_and_sent_ones_stay() {
         "not_found",
     );
     // The sent one stays, long past the expiry.
-    let history = api
-        .get(&format!("/api/v1/conversations/{chat}/messages"), b.t())
-        .await;
-    let link = history.body[0]["attachments"][0]["url"]
+    let page = history(&api, &b, &chat).await;
+    let link = page[0]["attachments"][0]["url"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -832,15 +860,16 @@ async fn an_encrypted_conversation_stores_and_serves_ciphertext() {
         domain::encryption::encode_base64url(&[1; 12]),
         domain::encryption::encode_base64url(&[2; 40])
     );
-    let sent = api
-        .post(&format!("/api/v1/conversations/{chat}/messages"), a.t(),
-            json!({"content": envelope, "content_type": "encrypted", "attachment_ids": [file["id"]]}))
-        .await;
+    let sent = post_message(
+        &api,
+        &a,
+        &chat,
+        json!({"content": envelope, "content_type": "encrypted", "attachment_ids": [file["id"]]}),
+    )
+    .await;
     assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
-    let history = api
-        .get(&format!("/api/v1/conversations/{chat}/messages"), b.t())
-        .await;
-    let link = history.body[0]["attachments"][0]["url"]
+    let page = history(&api, &b, &chat).await;
+    let link = page[0]["attachments"][0]["url"]
         .as_str()
         .unwrap()
         .to_owned();
