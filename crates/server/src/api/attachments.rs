@@ -411,39 +411,33 @@ fn respond(
     if next >= end {
         return response.body(first);
     }
+    // The rest in pieces, the next one read while the current one is sent (two in flight):
+    // the store's round trip overlaps the client's transfer, memory stays two pieces.
     let attachments = state.attachments.clone();
-    let stream = futures_util::stream::unfold(
-        (Some(first), next, download),
-        move |(pending, pos, download)| {
-            let attachments = attachments.clone();
+    let allowed = std::sync::Arc::new(download);
+    let chunk = usize::try_from(DOWNLOAD_CHUNK).unwrap_or(usize::MAX);
+    let pieces = (next..end).step_by(chunk).map(move |from| ByteRange::Bounded {
+        start: from,
+        end: end.min(from.saturating_add(DOWNLOAD_CHUNK)),
+    });
+    let rest = futures_util::stream::iter(pieces)
+        .map(move |piece| {
+            let (attachments, allowed) = (attachments.clone(), allowed.clone());
             async move {
-                if let Some(bytes) = pending.filter(|b| !b.is_empty()) {
-                    return Some((Ok(web::Bytes::from(bytes)), (None, pos, download)));
-                }
-                if pos >= end {
-                    return None;
-                }
-                let piece = ByteRange::Bounded {
-                    start: pos,
-                    end: end.min(pos.saturating_add(DOWNLOAD_CHUNK)),
-                };
-                match attachments.read_more(&download, variant, piece).await {
-                    Ok(data) if !data.bytes.is_empty() => {
-                        let pos = pos + data.bytes.len() as u64;
-                        Some((Ok(web::Bytes::from(data.bytes)), (None, pos, download)))
-                    }
-                    Ok(_) => None,
+                match attachments.read_more(&allowed, variant, piece).await {
+                    Ok(data) => Ok(web::Bytes::from(data.bytes)),
                     Err(e) => {
                         tracing::warn!(error = %e, "a download stopped half way");
-                        Some((
-                            Err(std::io::Error::other(e.to_string())),
-                            (None, end, download),
-                        ))
+                        Err(std::io::Error::other(e.to_string()))
                     }
                 }
             }
-        },
+        })
+        .buffered(2);
+    let head = futures_util::stream::iter(
+        (!first.is_empty()).then(|| Ok::<_, std::io::Error>(web::Bytes::from(first))),
     );
+    let stream = head.chain(rest);
     response.no_chunking(end - start).streaming(stream)
 }
 
