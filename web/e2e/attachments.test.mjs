@@ -15,14 +15,9 @@ const T = 150_000;
 let server;
 /** @type {import('playwright-core').Browser} */
 let browser;
-/** The server has the attachment routes (before they land this file has nothing to test). */
-let hasAttachments = false;
-
 before(async () => {
   server = await startServer();
   browser = await launchBrowser();
-  const probe = await fetch(`${server.baseUrl}/api/v1/attachments/upload-url`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' }).catch(() => null);
-  hasAttachments = !!probe && probe.status !== 404 && probe.status !== 405;
 });
 
 after(async () => {
@@ -89,8 +84,7 @@ async function loaded(img) {
   await img.page().waitForFunction((el) => el.complete && el.naturalWidth > 0, await img.elementHandle(), { timeout: 15_000 });
 }
 
-test('attach by button, paste and drop; progress; cancel; a renamed .exe refused; images and a PDF reach the other member; viewer; download', { timeout: T }, async (t) => {
-  if (!hasAttachments) return t.skip('this server has no attachment routes yet');
+test('attach by button, paste and drop; progress; cancel; a renamed .exe refused; images and a PDF reach the other member; viewer; download', { timeout: T }, async () => {
   const ann = await person('Ann Attach');
   const bob = await person('Bob Receive');
   await startDirectViaUi(ann.page, bob.user);
@@ -182,8 +176,7 @@ test('attach by button, paste and drop; progress; cancel; a renamed .exe refused
   await bob.ctx.close();
 });
 
-test('encrypted conversation: the image goes up encrypted and the other member sees it decrypted', { timeout: T }, async (t) => {
-  if (!hasAttachments) return t.skip('this server has no attachment routes yet');
+test('encrypted conversation: the image goes up encrypted and the other member sees it decrypted', { timeout: T }, async () => {
   const ann = await person('Ann Secret', { e2ee: true });
   const cat = await person('Cat Secret', { e2ee: true });
   const page = ann.page;
@@ -236,10 +229,12 @@ test('encrypted conversation: the image goes up encrypted and the other member s
   await cat.ctx.close();
 });
 
-/** moto's S3 server (PyPI's moto[server]) on a free port, with a bucket; null when moto is missing. */
+const MOTO_MISSING = 'moto\'s S3 server is needed for this test: install it with `python3 -m pip install "moto[server]"` (.ci/run does)';
+
+/** moto's S3 server (PyPI's moto[server]) on a free port, with a bucket; throws, saying how to install it, when it cannot start. */
 async function startMoto() {
   const { spawn, spawnSync } = await import('node:child_process');
-  if (spawnSync('sh', ['-c', 'command -v moto_server']).status !== 0) return null;
+  if (spawnSync('python3', ['-c', 'import moto.server']).status !== 0) throw new Error(MOTO_MISSING);
   const net = await import('node:net');
   const port = await new Promise((res) => {
     const s = net.createServer();
@@ -248,7 +243,7 @@ async function startMoto() {
       s.close(() => res(p));
     });
   });
-  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  const child = spawn('python3', ['-c', 'import sys; from moto.server import main; main(sys.argv[1:])', '-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
     const ok = await fetch(`${url}/att-e2e`, { method: 'PUT' }).then((r) => r.ok, () => false);
@@ -261,13 +256,11 @@ async function startMoto() {
     await new Promise((r) => setTimeout(r, 200));
   }
   child.kill('SIGKILL');
-  return null;
+  throw new Error(`moto's server did not answer on ${url} within 20 s; ${MOTO_MISSING}`);
 }
 
-test('blobs in S3 (moto): the browser uploads straight to the presigned URL, the other member downloads from it', { timeout: T }, async (t) => {
-  if (!hasAttachments) return t.skip('this server has no attachment routes yet');
+test('blobs in S3 (moto): the browser uploads straight to the presigned URL, the other member downloads from it', { timeout: T }, async () => {
   const moto = await startMoto();
-  if (!moto) return t.skip('moto_server is not installed (pip install "moto[server]")');
   const s3 = await startServer({
     own: true,
     env: { CHAT_BLOBS__URL: `s3://${moto.bucket}`, CHAT_BLOBS__ENDPOINT: moto.url, CHAT_BLOBS__ALLOW_HTTP: 'true', CHAT_BLOBS__REGION: 'us-east-1', CHAT_BLOBS__ACCESS_KEY_ID: 'test', CHAT_BLOBS__SECRET_ACCESS_KEY: 'test' },
@@ -316,10 +309,8 @@ test('blobs in S3 (moto): the browser uploads straight to the presigned URL, the
   }
 });
 
-test("the page's Content-Security-Policy lets it connect to the blob store's origin, and only there", { timeout: T }, async (t) => {
-  if (!hasAttachments) return t.skip('this server has no attachment routes yet');
+test("the page's Content-Security-Policy lets it connect to the blob store's origin, and only there", { timeout: T }, async () => {
   const moto = await startMoto();
-  if (!moto) return t.skip('moto_server is not installed');
   const s3 = await startServer({ own: true, env: { CHAT_BLOBS__URL: `s3://${moto.bucket}`, CHAT_BLOBS__ENDPOINT: moto.url, CHAT_BLOBS__ALLOW_HTTP: 'true', CHAT_BLOBS__REGION: 'us-east-1', CHAT_BLOBS__ACCESS_KEY_ID: 'test', CHAT_BLOBS__SECRET_ACCESS_KEY: 'test' } });
   try {
     const csp = (await fetch(`${s3.baseUrl}/`)).headers.get('content-security-policy') ?? '';
