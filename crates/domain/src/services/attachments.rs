@@ -83,6 +83,26 @@ pub enum Variant {
     Thumbnail,
 }
 
+impl Variant {
+    /// The blob key of this variant of attachment `id`.
+    fn key(self, id: AttachmentId) -> String {
+        match self {
+            Variant::File => Attachment::file_key(id),
+            Variant::Thumbnail => Attachment::thumbnail_key(id),
+        }
+    }
+}
+
+/// A failed read of a download, as its answer: the file gone (404), a range past its end
+/// (416), or the store down (503).
+fn download_error(e: BlobError) -> ChatError {
+    match e {
+        BlobError::NotFound(_) => ChatError::NotFound("attachment not found"),
+        BlobError::RangeNotSatisfiable { size } => ChatError::RangeNotSatisfiable(size),
+        other => ChatError::BlobsUnavailable(other.to_string()),
+    }
+}
+
 /// What `upload-url` answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadTicket {
@@ -442,22 +462,17 @@ impl AttachmentService {
         range: Option<ByteRange>,
     ) -> Result<Download, ChatError> {
         let attachment = self.visible(user, id).await?;
-        let (key, content_type) = match variant {
-            Variant::File if attachment.encrypted => (
-                Attachment::file_key(id),
-                "application/octet-stream".to_owned(),
-            ),
-            Variant::File => (Attachment::file_key(id), attachment.mime_type.clone()),
-            Variant::Thumbnail if attachment.has_thumbnail => {
-                (Attachment::thumbnail_key(id), String::new())
-            }
+        let content_type = match variant {
+            Variant::File if attachment.encrypted => "application/octet-stream".to_owned(),
+            Variant::File => attachment.mime_type.clone(),
+            Variant::Thumbnail if attachment.has_thumbnail => String::new(),
             Variant::Thumbnail => return Err(ChatError::NotFound("no thumbnail")),
         };
-        let data = self.blobs.get(&key, range).await.map_err(|e| match e {
-            BlobError::NotFound(_) => ChatError::NotFound("attachment not found"),
-            BlobError::RangeNotSatisfiable { size } => ChatError::RangeNotSatisfiable(size),
-            other => ChatError::BlobsUnavailable(other.to_string()),
-        })?;
+        let data = self
+            .blobs
+            .get(&variant.key(id), range)
+            .await
+            .map_err(download_error)?;
         let content_type = if content_type.is_empty() {
             thumbnail_type(&attachment, &data)
         } else {
@@ -480,19 +495,10 @@ impl AttachmentService {
         variant: Variant,
         range: ByteRange,
     ) -> Result<BlobData, ChatError> {
-        let id = allowed.attachment.id;
-        let key = match variant {
-            Variant::File => Attachment::file_key(id),
-            Variant::Thumbnail => Attachment::thumbnail_key(id),
-        };
         self.blobs
-            .get(&key, Some(range))
+            .get(&variant.key(allowed.attachment.id), Some(range))
             .await
-            .map_err(|e| match e {
-                BlobError::NotFound(_) => ChatError::NotFound("attachment not found"),
-                BlobError::RangeNotSatisfiable { size } => ChatError::RangeNotSatisfiable(size),
-                other => ChatError::BlobsUnavailable(other.to_string()),
-            })
+            .map_err(download_error)
     }
 
     /// Deletes the blobs and records of `attachments` (of a deleted message, or expired).
@@ -513,16 +519,6 @@ impl AttachmentService {
         }
         let ids: Vec<AttachmentId> = attachments.iter().map(|a| a.id).collect();
         Ok(self.store.delete_attachments(&ids).await?)
-    }
-
-    /// Deletes the attachments of messages `ids` (deleted messages); what message deletion
-    /// calls right after the tombstone is committed.
-    pub async fn delete_by_ids(&self, ids: &[AttachmentId]) -> Result<u64, ChatError> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let found = self.store.attachments_by_ids(ids).await?;
-        self.delete(&found).await
     }
 
     /// One sweep: deletes up to `batch` attachments never sent within
@@ -1653,28 +1649,6 @@ mod tests {
             matches!(err, Err(ChatError::BlobsUnavailable(_))),
             "{err:?}"
         );
-    }
-
-    #[tokio::test]
-    async fn deleting_by_ids_reads_them_and_nothing_when_none() {
-        let a = sent(ConversationId::new(), UserId::new(), "application/pdf");
-        let mut ports = Ports::new();
-        let (found, id) = (a.clone(), a.id);
-        ports
-            .store
-            .expect_attachments_by_ids()
-            .withf(move |ids| ids == [id])
-            .times(1)
-            .returning(move |_| Ok(vec![found.clone()]));
-        ports.blobs.expect_delete().times(3).returning(|_| Ok(()));
-        ports
-            .store
-            .expect_delete_attachments()
-            .times(1)
-            .returning(|ids| Ok(ids.len() as u64));
-        let service = ports.service();
-        assert_eq!(service.delete_by_ids(&[]).await.unwrap(), 0);
-        assert_eq!(service.delete_by_ids(&[a.id]).await.unwrap(), 1);
     }
 
     #[tokio::test]

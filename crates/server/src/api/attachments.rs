@@ -416,10 +416,12 @@ fn respond(
     let attachments = state.attachments.clone();
     let allowed = std::sync::Arc::new(download);
     let chunk = usize::try_from(DOWNLOAD_CHUNK).unwrap_or(usize::MAX);
-    let pieces = (next..end).step_by(chunk).map(move |from| ByteRange::Bounded {
-        start: from,
-        end: end.min(from.saturating_add(DOWNLOAD_CHUNK)),
-    });
+    let pieces = (next..end)
+        .step_by(chunk)
+        .map(move |from| ByteRange::Bounded {
+            start: from,
+            end: end.min(from.saturating_add(DOWNLOAD_CHUNK)),
+        });
     let rest = futures_util::stream::iter(pieces)
         .map(move |piece| {
             let (attachments, allowed) = (attachments.clone(), allowed.clone());
