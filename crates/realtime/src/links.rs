@@ -177,7 +177,7 @@ impl AttachmentLinks {
     /// `frame` (JSON text) with its unsigned attachment links signed for `reader`; `None`
     /// when it has none (almost every frame: one substring search).
     pub fn sign_frame(&self, frame: &str, reader: UserId, now: DateTime<Utc>) -> Option<String> {
-        if !frame.contains(UNSIGNED_MARK) {
+        if !may_need_signing(frame) {
             return None;
         }
         let mut value: serde_json::Value = serde_json::from_str(frame).ok()?;
@@ -218,6 +218,12 @@ impl AttachmentLinks {
         }
         signed
     }
+}
+
+/// Whether `frame` (JSON text) may carry an unsigned attachment link: one substring
+/// search, what a writer asks before it reads the clock for [`AttachmentLinks::sign_frame`].
+pub fn may_need_signing(frame: &str) -> bool {
+    frame.contains(UNSIGNED_MARK)
 }
 
 /// An attachment path with no query yet.

@@ -553,8 +553,10 @@ impl ChatSession {
         let mut text: ByteString = text.into();
         // A frame with attachments carries their links unsigned (one frame for every
         // member): sign them for this session's user.
-        if let Some(signed) = self.state.links.sign_frame(&text, self.user, Utc::now()) {
-            text = ByteString::from(signed);
+        if realtime::links::may_need_signing(&text) {
+            if let Some(signed) = self.state.links.sign_frame(&text, self.user, Utc::now()) {
+                text = ByteString::from(signed);
+            }
         }
         self.ws.queue_text(text).map_err(|_| End::Gone)?;
         self.realtime.metrics.frame_out(message);
