@@ -18,7 +18,7 @@
 // (`FileKey`, see `messagePlaintext`).
 
 import { ApiError } from './rest.js';
-import { fromBase64Url, toBase64Url } from './crypto.js';
+import { AES, IV_BYTES, KEY_BYTES, fromBase64Url, subtle, toBase64Url } from './crypto.js';
 
 /** Files one message may carry (`limits.max_attachments_per_message`). */
 export const MAX_ATTACHMENTS = 10;
@@ -33,8 +33,6 @@ export const ENCRYPTED_TYPE = 'application/octet-stream';
 export const FILES_PLAINTEXT_VERSION = 1;
 /** Additional data of a file's encryption. */
 const FILE_AAD = 'chat attachment v1';
-const IV_BYTES = 12;
-const KEY_BYTES = 32;
 
 /**
  * @typedef {object} AttachmentDto
@@ -74,12 +72,6 @@ export class UploadCancelled extends Error {
   }
 }
 
-const subtle = () => {
-  const s = globalThis.crypto?.subtle;
-  if (!s) throw new Error('WebCrypto is not available (a secure context is required)');
-  return s;
-};
-
 // ------------------------------------------------------------------ encryption
 
 /**
@@ -89,7 +81,7 @@ const subtle = () => {
  * @returns {Promise<{ciphertext: Uint8Array, key: CryptoKey, rawKey: string, iv: string}>}
  */
 export async function encryptFile(bytes, { key } = {}) {
-  const k = key ?? /** @type {CryptoKey} */ (await subtle().generateKey({ name: 'AES-GCM', length: 256 }, true, ['encrypt', 'decrypt']));
+  const k = key ?? /** @type {CryptoKey} */ (await subtle().generateKey(AES, true, ['encrypt', 'decrypt']));
   const iv = globalThis.crypto.getRandomValues(new Uint8Array(IV_BYTES));
   const ct = await subtle().encrypt({ name: 'AES-GCM', iv, additionalData: new TextEncoder().encode(FILE_AAD) }, k, bytes);
   return { ciphertext: new Uint8Array(ct), key: k, rawKey: toBase64Url(await subtle().exportKey('raw', k)), iv: toBase64Url(iv) };

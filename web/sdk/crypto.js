@@ -15,7 +15,8 @@
 //
 // Binary values travel as base64url without padding. docs/security.md is the threat model.
 
-const subtle = () => {
+/** WebCrypto's SubtleCrypto; throws outside a secure context. */
+export const subtle = () => {
   const s = globalThis.crypto?.subtle;
   if (!s) throw new Error('WebCrypto is not available (a secure context is required)');
   return s;
@@ -35,13 +36,14 @@ export const MAX_BACKUP_ITERATIONS = 10000000;
 const WRAP_INFO = 'chat e2ee key wrap v1';
 const BACKUP_AAD = 'chat key backup v1';
 const BACKUP_KDF = 'PBKDF2-SHA256';
-const IV_BYTES = 12;
+/** Bytes of an AES-GCM IV, and of an AES-256 key (here and in `attachments.js`). */
+export const IV_BYTES = 12;
 const TAG_BYTES = 16;
-const KEY_BYTES = 32;
+export const KEY_BYTES = 32;
 const PUBLIC_BYTES = 65;
 const SALT_BYTES = 16;
 const ECDH = { name: 'ECDH', namedCurve: 'P-256' };
-const AES = { name: 'AES-GCM', length: 256 };
+export const AES = { name: 'AES-GCM', length: 256 };
 
 /**
  * A decryption that failed. `code` says why:
